@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh machine with only Python >= 3.11:
+#   make demo   runs the main job (the quick reproduction run)
+#   make test   runs the whole test suite
+# Both create (or reuse) the local virtual environment .venv and install the
+# package into it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test docs lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test,docs,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m dln_manifolds reproduce --quick --out results
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) docs/_build results .pytest_cache

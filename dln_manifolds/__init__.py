@@ -1,0 +1,64 @@
+"""dln-manifolds: the Riemannian geometry of the deep linear network.
+
+Points of the upstairs spaces are arrays of shape (N, d, d), input layer
+first: ``W[0]`` is W_1 and the end-to-end matrix is ``W[N-1] @ ... @ W[0]``.
+
+The mathematics lives in plain numpy modules (``network``, ``depth_metric``,
+``fiber``, ``balanced``, ``entropy``, ``flows``, ``langevin``); the
+subpackages :mod:`dln_manifolds.pymanopt` and :mod:`dln_manifolds.geomstats`
+are thin adapters over them.
+"""
+
+from .depth_metric import (
+    depth_christoffel,
+    depth_inner_product,
+    depth_multipliers,
+    depth_operator,
+    depth_operator_derivative,
+    depth_operator_derivative_adjoint,
+    depth_operator_power,
+    inverse_depth_operator,
+    svd_frame,
+)
+from .network import (
+    balanced_point,
+    end_to_end,
+    end_to_end_differential,
+    end_to_end_differential_adjoint,
+    end_to_end_velocity,
+    lifted_gradient,
+    moments,
+    partial_products,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "balanced_point",
+    "depth_christoffel",
+    "depth_inner_product",
+    "depth_multipliers",
+    "depth_operator",
+    "depth_operator_derivative",
+    "depth_operator_derivative_adjoint",
+    "depth_operator_power",
+    "end_to_end",
+    "end_to_end_differential",
+    "end_to_end_differential_adjoint",
+    "end_to_end_velocity",
+    "inverse_depth_operator",
+    "lifted_gradient",
+    "moments",
+    "partial_products",
+    "svd_frame",
+]
+
+# Each module below adds its own import block and extends __all__ (keep one
+# block per module, so that parallel work does not collide).
+# --- fiber (fiber.py) ---
+
+# --- balanced manifold (balanced.py) ---
+
+# --- entropy and free energy (entropy.py) ---
+
+# --- energies (energies.py) ---

@@ -1,0 +1,14 @@
+"""pymanopt adapters: thin manifold classes over the numpy core.
+
+- :class:`EndToEndMatrices`: (M_d, g^N), full-rank matrices with the depth metric.
+- :class:`Fiber`: the fiber F_X with the Euclidean induced metric.
+- :class:`BalancedManifold`: the balanced manifold M with the induced metric.
+"""
+
+from .end_to_end import EndToEndMatrices
+
+__all__ = ["EndToEndMatrices"]
+
+# --- fiber (pymanopt/fiber.py) ---
+
+# --- balanced manifold (pymanopt/balanced.py) ---

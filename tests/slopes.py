@@ -1,0 +1,41 @@
+"""Slope tests for Riemannian gradients and Hessians, shared by the test modules.
+
+Wraps :func:`pymanopt.tools.diagnostics.check_directional_derivative`, which
+fits the slope of the Taylor-model error in log-log scale along the
+retraction (slope 2 for a correct gradient, 3 for a correct Hessian with a
+second-order retraction or at a critical point).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+from pymanopt.tools.diagnostics import check_directional_derivative
+
+
+def taylor_slopes(problem, point=None, tangent_vector=None) -> tuple[float, float]:
+    """Return (gradient slope, Hessian slope) at ``point`` along ``tangent_vector``."""
+    manifold = problem.manifold
+    if point is None:
+        point = manifold.random_point()
+    if tangent_vector is None:
+        tangent_vector = manifold.random_tangent_vector(point)
+    with contextlib.redirect_stdout(io.StringIO()):
+        *_, poly_g = check_directional_derivative(problem, point, tangent_vector)
+        *_, poly_h = check_directional_derivative(
+            problem, point, tangent_vector, use_quadratic_model=True
+        )
+    return float(poly_g[0]), float(poly_h[0])
+
+
+def gradient_slope(problem, point=None, tangent_vector=None) -> float:
+    """Slope of the first-order Taylor error (2 when the gradient is right)."""
+    manifold = problem.manifold
+    if point is None:
+        point = manifold.random_point()
+    if tangent_vector is None:
+        tangent_vector = manifold.random_tangent_vector(point)
+    with contextlib.redirect_stdout(io.StringIO()):
+        *_, poly = check_directional_derivative(problem, point, tangent_vector)
+    return float(poly[0])
