@@ -62,3 +62,18 @@ __all__ = [
 # --- entropy and free energy (entropy.py) ---
 
 # --- energies (energies.py) ---
+from .energies import (  # noqa: E402
+    Energy,
+    MatrixCompletionEnergy,
+    MatrixSensingEnergy,
+    QuadraticEnergy,
+    completion_energy_2x2,
+)
+
+__all__ += [
+    "Energy",
+    "MatrixCompletionEnergy",
+    "MatrixSensingEnergy",
+    "QuadraticEnergy",
+    "completion_energy_2x2",
+]

@@ -1,0 +1,184 @@
+r"""Loss functions E(X) on end-to-end matrices, with Euclidean gradient and Hessian.
+
+Each energy is an immutable object with ``value(X)``, ``gradient(X)`` (the
+Euclidean gradient :math:`E'(X)`, [G] eq. 3.5) and ``hessian(X, Z)`` (the
+Euclidean Hessian applied to Z). All three accept a batch ``X`` of shape
+(..., d, d); ``value`` then returns shape (...). The formulas use only
+elementwise products and sums, so they can also be differentiated by
+autograd when ``X`` is an autograd box.
+
+Upstairs, the lifted loss is :math:`E(\phi(W))` with gradient
+:func:`dln_manifolds.lifted_gradient`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import as_matrix
+
+__all__ = [
+    "Energy",
+    "QuadraticEnergy",
+    "MatrixCompletionEnergy",
+    "MatrixSensingEnergy",
+    "completion_energy_2x2",
+]
+
+
+class Energy:
+    """Base class: a smooth function of the end-to-end matrix."""
+
+    d: int
+
+    def value(self, X):
+        raise NotImplementedError
+
+    def gradient(self, X):
+        raise NotImplementedError
+
+    def hessian(self, X, Z):
+        raise NotImplementedError
+
+    def __call__(self, X):
+        return self.value(X)
+
+
+@dataclass(frozen=True, eq=False)
+class QuadraticEnergy(Energy):
+    r""":math:`E(X) = \tfrac{c}{2} |X - T|_F^2`.
+
+    With ``target = 0`` and ``c = 1`` this is :math:`\tfrac12\mathrm{tr}(X^TX)`,
+    the energy of [G] section 14.3.
+
+    Parameters
+    ----------
+    target : ndarray, shape (d, d)
+    scale : float
+        The constant c > 0.
+    """
+
+    target: np.ndarray
+    scale: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "target", as_matrix(self.target, "target"))
+        if not np.isfinite(self.scale) or self.scale <= 0:
+            raise ValueError(f"scale must be positive, got {self.scale}")
+
+    @property
+    def d(self) -> int:
+        return self.target.shape[0]
+
+    def value(self, X):
+        R = X - self.target
+        return 0.5 * self.scale * (R * R).sum(axis=(-2, -1))
+
+    def gradient(self, X):
+        return self.scale * (X - self.target)
+
+    def hessian(self, X, Z):
+        return self.scale * Z
+
+
+@dataclass(frozen=True, eq=False)
+class MatrixCompletionEnergy(Energy):
+    r""":math:`E(X) = \tfrac12 \sum_{(i,j)\in\Omega} (X_{ij} - Y_{ij})^2` ([G] eq. 14.1).
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (d, d)
+        Observed entries :math:`\Omega`.
+    observed : ndarray, shape (d, d)
+        Values :math:`Y` (entries outside the mask are ignored).
+    """
+
+    mask: np.ndarray
+    observed: np.ndarray
+
+    def __post_init__(self):
+        mask = np.asarray(self.mask, dtype=bool)
+        observed = as_matrix(self.observed, "observed")
+        if mask.shape != observed.shape:
+            raise ValueError(f"mask has shape {mask.shape} but observed has {observed.shape}")
+        object.__setattr__(self, "mask", mask)
+        object.__setattr__(self, "observed", np.where(mask, observed, 0.0))
+
+    @property
+    def d(self) -> int:
+        return self.mask.shape[0]
+
+    def value(self, X):
+        R = (X - self.observed) * self.mask
+        return 0.5 * (R * R).sum(axis=(-2, -1))
+
+    def gradient(self, X):
+        return (X - self.observed) * self.mask
+
+    def hessian(self, X, Z):
+        return Z * self.mask
+
+
+def completion_energy_2x2() -> MatrixCompletionEnergy:
+    r"""The energy of [G] eq. 14.1: :math:`\tfrac12((X_{11}-1)^2 + (X_{22}-1)^2)`.
+
+    Its zero set is :math:`\{X_{11} = X_{22} = 1\}` (eq. 14.2); the rank-one
+    part is eq. 14.3 and the point of eq. 14.4 is ``[[1, 1], [1, 1]]``.
+    """
+    return MatrixCompletionEnergy(mask=np.eye(2, dtype=bool), observed=np.eye(2))
+
+
+@dataclass(frozen=True, eq=False)
+class MatrixSensingEnergy(Energy):
+    r""":math:`E(X) = \tfrac{1}{2m} \sum_{i=1}^m (\langle A_i, X\rangle - y_i)^2`.
+
+    Parameters
+    ----------
+    sensing : ndarray, shape (m, d, d)
+        Measurement matrices :math:`A_i`.
+    measurements : ndarray, shape (m,)
+        Values :math:`y_i`.
+    """
+
+    sensing: np.ndarray
+    measurements: np.ndarray
+
+    def __post_init__(self):
+        A = np.asarray(self.sensing, dtype=np.float64)
+        y = np.asarray(self.measurements, dtype=np.float64)
+        if A.ndim != 3 or A.shape[1] != A.shape[2]:
+            raise ValueError(f"sensing must have shape (m, d, d), got {A.shape}")
+        if y.shape != (A.shape[0],):
+            raise ValueError(f"measurements must have shape ({A.shape[0]},), got {y.shape}")
+        if not (np.all(np.isfinite(A)) and np.all(np.isfinite(y))):
+            raise ValueError("sensing and measurements must be finite")
+        object.__setattr__(self, "sensing", A)
+        object.__setattr__(self, "measurements", y)
+
+    @classmethod
+    def random(cls, target, n_measurements: int, seed=None) -> MatrixSensingEnergy:
+        """Gaussian measurements of ``target`` (entries N(0, 1))."""
+        target = as_matrix(target, "target")
+        rng = np.random.default_rng(seed)
+        A = rng.standard_normal((int(n_measurements),) + target.shape)
+        return cls(A, np.einsum("mij,ij->m", A, target))
+
+    @property
+    def d(self) -> int:
+        return self.sensing.shape[1]
+
+    def _residual(self, X):
+        return (X[..., None, :, :] * self.sensing).sum(axis=(-2, -1)) - self.measurements
+
+    def value(self, X):
+        r = self._residual(X)
+        return 0.5 * (r * r).sum(axis=-1) / self.sensing.shape[0]
+
+    def gradient(self, X):
+        r = self._residual(X)
+        return np.einsum("...m,mij->...ij", r, self.sensing) / self.sensing.shape[0]
+
+    def hessian(self, X, Z):
+        return self.gradient(Z) - self.gradient(np.zeros_like(Z))
