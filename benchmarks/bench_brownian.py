@@ -1,0 +1,142 @@
+"""Throughput of the downstairs Brownian sampler on (M_d, g^N) vs geomstats' BrownianMotion.
+
+Brownian motion at inverse temperature beta on (M_d, g^N) ([G] Thm 18, eq. 12.10) for an
+ensemble of paths, measured in path-steps per second (single BLAS thread):
+
+1. d = 4, N = 3, 10^4 paths: :func:`dln_manifolds.langevin.brownian_motion` (batched SVD,
+   closed-form drift and A^{1/2} in the singular frame, Brownian-bridge step control
+   included) against ``geomstats.distributions.brownian_motion.BrownianMotion`` on the
+   same metric (the adapter :class:`dln_manifolds.geomstats.EndToEndMatrices`, whose
+   Christoffel symbols are already computed by the fast batched frame code, not by
+   autodiff), per path-step. geomstats' step is Euler-Maruyama in the vector coordinates
+   with drift -(1/2) g^{lm} Gamma^k_{lm} and noise sqrtm(g^{-1}) (generator Delta/2, i.e.
+   beta = 2); both are timed at that temperature. Target: >= 100x.
+2. Scaling in d (4..64) at fixed ensemble size, and in the ensemble size at d = 4.
+
+Writes ``benchmarks/results/brownian.json`` and prints a table.
+Run: ``.venv/bin/python benchmarks/bench_brownian.py`` (about two minutes).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import json  # noqa: E402
+import pathlib  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from dln_manifolds.langevin import brownian_motion  # noqa: E402
+
+DEPTH = 3
+BETA = 2.0  # geomstats' convention: generator Delta / 2
+
+
+def start(d: int, seed: int = 0) -> np.ndarray:
+    """A well-conditioned starting point: orthogonal times diag in [1, 2]."""
+    rng = np.random.default_rng(seed)
+    q = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    return q * np.linspace(1.0, 2.0, d)
+
+
+def ours(d: int, n_paths: int, n_steps: int, dt: float = 1e-4) -> dict:
+    X0 = start(d)
+    brownian_motion(X0, DEPTH, BETA, t_final=dt, dt=dt, n_paths=min(n_paths, 64), seed=0)
+    best = np.inf
+    for rep in range(2):
+        t0 = time.perf_counter()
+        res = brownian_motion(
+            X0, DEPTH, BETA, t_final=n_steps * dt, dt=dt, n_paths=n_paths, seed=rep
+        )
+        best = min(best, time.perf_counter() - t0)
+    return {
+        "d": d,
+        "n_paths": n_paths,
+        "n_steps": n_steps,
+        "seconds": best,
+        "path_steps_per_s": n_paths * n_steps / best,
+        "n_rejected": int(res.n_rejected),
+    }
+
+
+def geomstats_baseline(d: int, n_paths: int, n_steps: int, dt: float = 1e-4) -> dict:
+    from geomstats.distributions.brownian_motion import BrownianMotion
+
+    from dln_manifolds.geomstats import EndToEndMatrices, matrix_to_vector
+
+    space = EndToEndMatrices(d, DEPTH)
+    bm = BrownianMotion(space)
+    x0 = np.repeat(matrix_to_vector(start(d))[None], n_paths, axis=0)
+    bm.sample_path(end_time=dt * 2, n_steps=2, initial_point=x0[:2])  # warm-up
+    t0 = time.perf_counter()
+    # sample_path takes n_steps - 1 steps
+    bm.sample_path(end_time=dt * (n_steps + 1), n_steps=n_steps + 1, initial_point=x0)
+    seconds = time.perf_counter() - t0
+    return {
+        "d": d,
+        "n_paths": n_paths,
+        "n_steps": n_steps,
+        "seconds": seconds,
+        "path_steps_per_s": n_paths * n_steps / seconds,
+    }
+
+
+def main() -> None:
+    out: dict = {
+        "benchmark": "brownian",
+        "description": "path-steps per second, Brownian motion on (M_d, g^N), N = 3, beta = 2",
+        "machine": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "processor": platform.processor() or platform.machine(),
+            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        },
+    }
+    head = ours(4, 10_000, 20)
+    base = geomstats_baseline(4, 100, 5)
+    speedup = head["path_steps_per_s"] / base["path_steps_per_s"]
+    out["headline"] = {"ours": head, "geomstats": base, "speedup": speedup, "target": 100.0}
+    print(
+        f"d=4, N={DEPTH}: ours {head['path_steps_per_s']:.3g} path-steps/s "
+        f"(10^4 paths), geomstats BrownianMotion {base['path_steps_per_s']:.3g} "
+        f"path-steps/s -> speedup {speedup:.0f}x (target >= 100x)"
+    )
+
+    print("\nscaling in d (ours, 1000 paths; geomstats, 20 paths, up to d = 8)")
+    print(f"{'d':>4} {'ours path-steps/s':>18} {'geomstats':>12} {'speedup':>9}")
+    scaling_d = []
+    for d in (4, 8, 16, 32, 64):
+        n_paths = 1000 if d <= 16 else (200 if d == 32 else 50)
+        row = {"ours": ours(d, n_paths, 10)}
+        if d <= 8:
+            row["geomstats"] = geomstats_baseline(d, 20, 3)
+            row["speedup"] = row["ours"]["path_steps_per_s"] / row["geomstats"]["path_steps_per_s"]
+        scaling_d.append(row)
+        gs_txt = f"{row['geomstats']['path_steps_per_s']:.3g}" if "geomstats" in row else "-"
+        sp_txt = f"{row['speedup']:.0f}x" if "speedup" in row else "-"
+        print(f"{d:>4} {row['ours']['path_steps_per_s']:>18.3g} {gs_txt:>12} {sp_txt:>9}")
+    out["scaling_d"] = scaling_d
+
+    print("\nscaling in ensemble size (ours, d = 4)")
+    print(f"{'paths':>7} {'path-steps/s':>14}")
+    scaling_b = []
+    for n_paths in (1, 10, 100, 1000, 10_000, 100_000):
+        row = ours(4, n_paths, 20 if n_paths < 100_000 else 5)
+        scaling_b.append(row)
+        print(f"{n_paths:>7} {row['path_steps_per_s']:>14.3g}")
+    out["scaling_ensemble"] = scaling_b
+
+    path = pathlib.Path(__file__).parent / "results" / "brownian.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

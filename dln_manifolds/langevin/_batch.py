@@ -1,0 +1,141 @@
+"""Batched helpers shared by the samplers (private).
+
+Everything here acts on stacks of matrices with arbitrary leading axes, so
+that an ensemble of B paths is advanced with a handful of batched LAPACK
+calls (``numpy.linalg.svd`` and ``eigh`` work on stacks) instead of a Python
+loop over paths.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .._checks import as_matrix_batch, as_stack, check_depth
+from ..depth_metric import _log_sq, _multiplier_from_alpha, _q_and_scale
+
+_EPS = np.finfo(np.float64).eps
+
+
+def _t(A: np.ndarray) -> np.ndarray:
+    return np.swapaxes(A, -1, -2)
+
+
+def as_real_points(X, name: str = "X") -> np.ndarray:
+    """Validate a real matrix or stack of matrices of shape (..., d, d); return float64."""
+    arr = np.asarray(X) if not isinstance(X, (str, bytes)) and X is not None else X
+    if not isinstance(arr, np.ndarray) or arr.ndim < 2:
+        shape = getattr(arr, "shape", None)
+        raise ValueError(f"{name} must have shape (..., d, d), got {shape}")
+    arr = as_matrix_batch(arr, arr.shape[-1], name)
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be real")
+    if arr.shape[-1] == 0:
+        raise ValueError(f"{name} must have d >= 1")
+    return arr
+
+
+def batch_multipliers(s: np.ndarray, depth) -> np.ndarray:
+    """Multipliers of A_{N,X} in the singular frame for a stack of singular values (..., d)."""
+    if depth == 1:
+        return np.ones(s.shape + (s.shape[-1],))
+    q, scale = _q_and_scale(depth)
+    alpha = _log_sq(s)
+    return _multiplier_from_alpha(alpha[..., :, None], alpha[..., None, :], q, scale)
+
+
+def check_full_rank_batch(s: np.ndarray, name: str = "X") -> None:
+    """Raise ValueError if any matrix of the stack (singular values ``s``, (..., d)) is singular."""
+    smax, smin = s.max(axis=-1), s.min(axis=-1)
+    bad = (smin <= 0) | (smax > smin / (s.shape[-1] * _EPS))
+    if np.any(bad):
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name} is rank-deficient or too ill-conditioned at index {idx} "
+            f"(smallest singular value {smin[idx]:.3g})"
+        )
+
+
+def check_real(value, name: str, *, positive: bool = False, allow_zero: bool = False) -> float:
+    """Validate a finite real scalar (positive, or non-negative when ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and (value < 0 or (value == 0 and not allow_zero)):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be {kind}, got {value}")
+    return value
+
+
+def check_count(value, name: str, minimum: int = 1) -> int:
+    """Validate an integer count >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def ensemble(X0, n_paths, core_ndim: int, name: str) -> np.ndarray:
+    """Broadcast one starting point (core shape) to ``n_paths`` copies, or validate a batch."""
+    X0 = np.asarray(X0)
+    X0 = X0.astype(np.result_type(X0.dtype, np.float64), copy=False)
+    if X0.ndim == core_ndim:
+        n = 1 if n_paths is None else check_count(n_paths, "n_paths")
+        return np.repeat(X0[None], n, axis=0)
+    if X0.ndim == core_ndim + 1:
+        if n_paths is not None and check_count(n_paths, "n_paths") != X0.shape[0]:
+            raise ValueError(
+                f"n_paths={n_paths} does not match the {X0.shape[0]} starting points in {name}"
+            )
+        return X0.copy()
+    raise ValueError(
+        f"{name} must have {core_ndim} axes (one starting point) or {core_ndim + 1} "
+        f"(one per path), got shape {X0.shape}"
+    )
+
+
+def as_real_stacks(W, name: str = "W") -> np.ndarray:
+    """Validate real layers of shape (..., N, d, d)."""
+    arr = np.asarray(W)
+    if arr.ndim < 3:
+        raise ValueError(f"{name} must have shape (..., N, d, d), got {arr.shape}")
+    flat = as_stack(arr.reshape((-1,) + arr.shape[-2:]), name)
+    if np.iscomplexobj(flat):
+        raise TypeError(f"{name} must be real")
+    if arr.shape[-1] != arr.shape[-2]:
+        raise ValueError(f"{name} must have square layers, got shape {arr.shape}")
+    return flat.reshape(arr.shape)
+
+
+def check_depth_value(depth, allow_inf: bool = True):
+    return check_depth(depth, allow_inf=allow_inf)
+
+
+def end_to_end_batch(W: np.ndarray) -> np.ndarray:
+    """X = W_N ... W_1 for stacks of shape (..., N, d, d)."""
+    X = W[..., 0, :, :]
+    for p in range(1, W.shape[-3]):
+        X = W[..., p, :, :] @ X
+    return X
+
+
+def lifted_gradient_batch(W: np.ndarray, dE: np.ndarray) -> np.ndarray:
+    """Layer p gets A_{p+1}^T dE B_{p-1}^T ([G] eq. 3.6), for stacks (..., N, d, d)."""
+    N = W.shape[-3]
+    d = W.shape[-1]
+    eye = np.broadcast_to(np.eye(d), W.shape[:-3] + (d, d))
+    B = [eye]
+    for p in range(N - 1):
+        B.append(W[..., p, :, :] @ B[-1])
+    A = [eye]
+    for p in range(N - 1, 0, -1):
+        A.append(A[-1] @ W[..., p, :, :])
+    A = A[::-1]  # A[p] = W_N ... W_{p+2} (0-based layer p+1 removed)
+    out = np.empty_like(W)
+    for p in range(N):
+        out[..., p, :, :] = _t(A[p]) @ dE @ _t(B[p])
+    return out

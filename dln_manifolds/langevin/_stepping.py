@@ -1,0 +1,273 @@
+r"""Time stepping shared by the samplers: Brownian-bridge reject-and-halve.
+
+Every sampler in :mod:`dln_manifolds.langevin` advances an ensemble of B
+paths with a fixed nominal step ``dt``. One step of path b is a map
+``x_b -> step(x_b, dW_b, dt)`` driven by the Brownian increment ``dW_b``
+(independent standard Gaussians times ``sqrt(dt)``). A proposal is *accepted*
+when ``accept(x, proposal)`` is true for that path: for matrices, the
+determinant keeps its sign and no log singular value moves by more than
+``max_log_change`` (so the path never crosses, or jumps over, the singular
+set); for Dyson eigenvalues, the ordering is kept.
+
+A rejected step is not redrawn (redrawing would condition the noise on
+acceptance and bias the law). Instead the *same* Brownian path is refined:
+the midpoint of the increment is sampled from the Brownian bridge,
+
+.. math::
+
+    W_{t+h/2} - W_t = \tfrac12 \Delta W + \sqrt{h/4}\, Z, \qquad Z \sim N(0, I),
+
+and the two half steps are taken with the two halves of the increment, each
+of them checked and refined again if needed (at most ``max_halvings`` times).
+Only the rejected paths are refined, all of them at once (vectorized over the
+subset), so the cost stays proportional to the number of rejections. The
+refinement decision looks at the proposal, so the grid is not adapted to the
+filtration; but the driving Brownian path is never changed, only sampled more
+finely (the Brownian-tree construction of Gaines and Lyons, SIAM J. Appl. Math.
+57, 1997), so the scheme converges pathwise to the strong solution driven by
+that path, hence in law, as dt -> 0.
+
+A step still rejected after ``max_halvings`` halvings means that the path has
+reached the boundary of the state space. These diffusions can do so in finite
+time: near 0, :math:`\lambda = \sigma^{1/N}` of Brownian motion on
+:math:`(\mathfrak M_1, g^N)` is a driftless Brownian motion (for d > 1 the
+smallest layer singular value behaves alike), and Dyson gaps at beta = 1,
+two-dimensional Bessel processes, come arbitrarily close to 0. Such a path is
+stopped there and its exit time recorded (``on_boundary="stop"``), or a
+:class:`RuntimeError` is raised (``on_boundary="raise"``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ._batch import check_count, check_real
+
+__all__ = ["SampleResult", "make_rng", "run_sampler", "rank_preserving", "order_preserving"]
+
+
+@dataclass
+class SampleResult:
+    """Output of the samplers.
+
+    Attributes
+    ----------
+    times : ndarray, shape (n,)
+        Saved times, from 0 to ``t_final``.
+    states : ndarray, shape (n, B, ...)
+        The ensemble at the saved times (axis 1 runs over paths).
+    n_steps : int
+        Nominal steps taken.
+    n_rejected : int
+        Number of rejected (path, step) proposals that were refined by halving.
+    exit_times : ndarray, shape (B,)
+        For each path, the time at which it reached the boundary of the state
+        space (a step still rejected after ``max_halvings`` halvings: a
+        singular matrix, colliding eigenvalues) and was stopped there;
+        ``inf`` for paths alive at ``t_final``. A stopped path keeps its last
+        state in all later saved states.
+    """
+
+    times: np.ndarray
+    states: np.ndarray
+    n_steps: int = 0
+    n_rejected: int = 0
+    exit_times: np.ndarray | None = None
+
+    @property
+    def alive(self) -> np.ndarray:
+        """Boolean mask (B,) of the paths that did not reach the boundary."""
+        if self.exit_times is None:
+            return np.ones(self.states.shape[1], dtype=bool)
+        return np.isinf(self.exit_times)
+
+    @property
+    def final(self) -> np.ndarray:
+        """The ensemble at ``t_final``, shape (B, ...)."""
+        return self.states[-1]
+
+
+def make_rng(seed) -> np.random.Generator:
+    """A numpy Generator from None, an int, a SeedSequence or a Generator."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or isinstance(seed, (int, np.integer, np.random.SeedSequence)):
+        return np.random.default_rng(seed)
+    raise TypeError(
+        f"seed must be None, an int, a numpy SeedSequence or Generator, got {type(seed).__name__}"
+    )
+
+
+def rank_preserving(max_log_change: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Acceptance test for matrix states (..., d, d) (last two axes; any leading batch axes).
+
+    Accept when every matrix of the proposal is finite, its determinant has the
+    sign of the current one, and every (sorted) log singular value moved by at
+    most ``max_log_change``.
+    """
+
+    def accept(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        batch = x.shape[0]
+        xm = x.reshape((-1,) + x.shape[-2:])
+        ym = y.reshape((-1,) + y.shape[-2:])
+        finite = np.isfinite(ym).all(axis=(-2, -1))
+        ym = np.where(finite[:, None, None], ym, 0.0)
+        sx = np.linalg.svd(xm, compute_uv=False)
+        sy = np.linalg.svd(ym, compute_uv=False)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            change = np.abs(np.log(sy) - np.log(sx)).max(axis=-1)
+            same_sign = np.sign(np.linalg.det(xm)) == np.sign(np.linalg.det(ym))
+        ok = finite & same_sign & (change <= max_log_change)
+        return ok.reshape(batch, -1).all(axis=1)
+
+    return accept
+
+
+def order_preserving(min_gap_ratio: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Acceptance test for increasing vectors (B, d): the order is kept and no gap shrinks
+    below ``min_gap_ratio`` times its current value."""
+
+    def accept(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        gx = np.diff(x, axis=-1)
+        gy = np.diff(y, axis=-1)
+        return np.isfinite(y).all(axis=-1) & (gy > min_gap_ratio * gx).all(axis=-1)
+
+    return accept
+
+
+def _refine(x, dW, dt, t, step, accept, rng, level, max_halvings, counter):
+    """Advance x by one step with increment dW; returns (new x, bool mask of stuck paths)."""
+    y = step(x, dW, dt)
+    ok = accept(x, y)
+    stuck = np.zeros(x.shape[0], dtype=bool)
+    if ok.all():
+        return y, stuck
+    bad = np.flatnonzero(~ok)
+    if level >= max_halvings:
+        y[bad] = x[bad]
+        stuck[bad] = True
+        return y, stuck
+    counter[0] += bad.size
+    dWb = dW[bad]
+    mid = 0.5 * dWb + np.sqrt(dt / 4.0) * rng.standard_normal(dWb.shape)
+    z, s1 = _refine(x[bad], mid, dt / 2, t, step, accept, rng, level + 1, max_halvings, counter)
+    live = ~s1
+    z2 = z.copy()
+    if live.any():
+        z2[live], s2 = _refine(
+            z[live],
+            (dWb - mid)[live],
+            dt / 2,
+            t + dt / 2,
+            step,
+            accept,
+            rng,
+            level + 1,
+            max_halvings,
+            counter,
+        )
+        s1[np.flatnonzero(live)[s2]] = True
+    y[bad] = z2
+    stuck[bad] = s1
+    return y, stuck
+
+
+def run_sampler(
+    x0: np.ndarray,
+    step: Callable[[np.ndarray, np.ndarray, float], np.ndarray],
+    noise_shape: tuple[int, ...],
+    t_final: float,
+    dt: float,
+    *,
+    accept: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    seed=None,
+    save_every: int | None = None,
+    max_halvings: int = 30,
+    on_boundary: str = "stop",
+    progress: bool = False,
+    desc: str = "sampling",
+) -> SampleResult:
+    """Advance an ensemble ``x0`` (B, ...) with ``step`` and Brownian-bridge refinement.
+
+    Parameters
+    ----------
+    x0 : ndarray, shape (B, ...)
+    step : callable
+        ``step(x, dW, h)`` -> proposal, vectorized over the leading axis;
+        ``dW`` has shape (B',) + noise_shape and variance h per entry.
+    noise_shape : tuple of int
+        Shape of one path's Brownian increment.
+    t_final, dt : float
+        Final time (> 0) and nominal step (> 0); the last step is shortened to
+        land on ``t_final``.
+    accept : callable, optional
+        ``accept(x, proposal)`` -> bool array (B',). None accepts everything.
+    seed : None, int, SeedSequence or Generator
+    save_every : int, optional
+        Save the ensemble every ``save_every`` nominal steps (and at the end).
+        None saves only the start and the end.
+    max_halvings : int
+        Largest number of successive halvings of one step.
+    on_boundary : {"stop", "raise"}
+        What to do with a path whose step is still rejected after
+        ``max_halvings`` halvings (it reached the singular set, which the
+        diffusions of this package can do in finite time): "stop" freezes it
+        and records its exit time (``SampleResult.exit_times``; a
+        RuntimeWarning gives the count), "raise" raises RuntimeError.
+    progress : bool
+        Show a tqdm progress bar.
+    """
+    t_final = check_real(t_final, "t_final", positive=True)
+    dt = check_real(dt, "dt", positive=True)
+    max_halvings = check_count(max_halvings, "max_halvings", minimum=0)
+    if on_boundary not in ("stop", "raise"):
+        raise ValueError(f"on_boundary must be 'stop' or 'raise', got {on_boundary!r}")
+    if save_every is not None:
+        save_every = check_count(save_every, "save_every")
+    rng = make_rng(seed)
+    n_steps = max(1, int(np.ceil(t_final / dt - 1e-9)))
+    x = np.array(x0, dtype=np.result_type(x0, np.float64), copy=True)
+    B = x.shape[0]
+    exit_times = np.full(B, np.inf)
+    times, states = [0.0], [x.copy()]
+    counter = [0]
+    t = 0.0
+    for k in tqdm(range(n_steps), desc=desc, disable=not progress):
+        h = dt if k < n_steps - 1 else t_final - t
+        dW = np.sqrt(h) * rng.standard_normal((B,) + tuple(noise_shape))
+        live = np.isinf(exit_times)
+        if accept is None:
+            x[live] = step(x[live], dW[live], h)
+        elif live.any():
+            idx = np.flatnonzero(live)
+            x[idx], stuck = _refine(
+                x[idx], dW[idx], h, t, step, accept, rng, 0, max_halvings, counter
+            )
+            if stuck.any():
+                if on_boundary == "raise":
+                    raise RuntimeError(
+                        f"a step of {stuck.sum()} path(s) was still rejected after "
+                        f"{max_halvings} halvings at time {t:.6g}: the path reached the "
+                        "boundary of the state space (a singular matrix or colliding "
+                        "eigenvalues)"
+                    )
+                exit_times[idx[stuck]] = t
+        t = (k + 1) * dt if k < n_steps - 1 else t_final
+        if (save_every is not None and (k + 1) % save_every == 0) or k == n_steps - 1:
+            if times[-1] != t:
+                times.append(t)
+                states.append(x.copy())
+    n_dead = int(np.sum(~np.isinf(exit_times)))
+    if n_dead:
+        warnings.warn(
+            f"{n_dead} of {B} paths reached the boundary of the state space and were stopped "
+            "(see SampleResult.exit_times)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return SampleResult(np.array(times), np.stack(states), n_steps, counter[0], exit_times)

@@ -1,0 +1,226 @@
+r"""Brownian motion on :math:`(\mathfrak{M}_d, g^N)` ([G] Thm 18, eq. 12.9-12.10).
+
+Brownian motion at inverse temperature :math:`\beta` on a Riemannian manifold
+is the diffusion with generator :math:`\beta^{-1}\Delta_{g}` ([G] section 10.3,
+eq. 10.4). On full-rank d x d matrices with the depth metric
+:math:`g^N_X(Z_1,Z_2) = \mathrm{tr}(Z_1^T\mathcal{A}_{N,X}^{-1}Z_2)` it is the Ito SDE
+
+.. math::
+
+    dX = \frac{1}{\beta}\, U\,\Sigma''\, V^T\,dt
+         + \sqrt{\frac{2}{\beta}}\;\mathcal{A}_{N,X}^{1/2}(dB), \qquad
+    \Sigma''_{kk} = (N-1)\lambda_k^{N-2},\quad \lambda_k = \sigma_k^{1/N},
+
+where :math:`X = U\Sigma V^T` and B is a standard Brownian motion in
+:math:`\mathbb{M}_d`. :math:`\mathcal{A}^{1/2}` acts entrywise in the singular
+frame with the square roots of the multipliers of [G] eq. 7.13-7.14, which is
+the matrix of noise coefficients written in [G] eq. 12.10. The drift is exactly
+:math:`\beta^{-1}` times the Laplace-Beltrami drift
+:math:`|g|^{-1/2}\partial_j(|g|^{1/2}g^{jk})` (the off-diagonal contributions
+cancel; checked by finite differences of the metric in the tests).
+
+For ``depth = numpy.inf`` (the rescaled metric :math:`\mathcal{A}_\infty = \lim
+\mathcal{A}_N/N`, [G] eq. 14.7) the drift is the limit of
+:math:`\Sigma''/N`, i.e. :math:`\beta^{-1}X`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._batch import (
+    _t,
+    as_real_points,
+    batch_multipliers,
+    check_depth_value,
+    check_full_rank_batch,
+    check_real,
+    ensemble,
+)
+from ._stepping import SampleResult, rank_preserving, run_sampler
+
+__all__ = ["brownian_drift", "brownian_increment", "brownian_motion"]
+
+
+def _drift_diagonal(s: np.ndarray, depth) -> np.ndarray:
+    """(N-1) lambda^{N-2} = (N-1) s^{1-2/N}; s for depth = inf; 0 for depth 1."""
+    if depth == 1:
+        return np.zeros_like(s)
+    if np.isinf(depth):
+        return s.copy()
+    return (depth - 1) * np.exp((1.0 - 2.0 / depth) * np.log(s))
+
+
+def _frame(X: np.ndarray, name: str = "X"):
+    U, s, Vh = np.linalg.svd(X)
+    check_full_rank_batch(s, name)
+    return U, s, Vh
+
+
+def _drift_from_frame(U, s, Vh, depth, beta):
+    return (U * (_drift_diagonal(s, depth) / beta)[..., None, :]) @ Vh
+
+
+def _noise_from_frame(U, s, Vh, depth, dW):
+    """A^{1/2}(dW) = U (sqrt(M) o (U^T dW V)) V^T."""
+    root = np.sqrt(batch_multipliers(s, depth))
+    return U @ (root * (_t(U) @ dW @ _t(Vh))) @ Vh
+
+
+def brownian_drift(X, depth, beta: float = 1.0) -> np.ndarray:
+    r"""Ito drift of Brownian motion at inverse temperature beta on :math:`(\mathfrak{M}_d, g^N)`.
+
+    [G] Thm 18, eq. 12.9: :math:`\beta^{-1} U \,\mathrm{diag}((N-1)\lambda_k^{N-2})\, V^T`
+    with :math:`X = U\Sigma V^T`, :math:`\lambda_k = \sigma_k^{1/N}`; this is
+    :math:`\beta^{-1}` times the Laplace-Beltrami drift
+    :math:`|g|^{-1/2}\partial_j(|g|^{1/2} g^{jk})` of :math:`g^N`.
+
+    Parameters
+    ----------
+    X : array_like, shape (..., d, d)
+        Full-rank real matrices (one or a stack).
+    depth : int or numpy.inf
+        N >= 1 (depth 1 is the flat metric: zero drift); ``inf`` gives the
+        rescaled limit metric, with drift :math:`\beta^{-1} X`.
+    beta : float, default 1
+        Inverse temperature (> 0).
+
+    Returns
+    -------
+    ndarray, shape (..., d, d)
+
+    Raises
+    ------
+    ValueError
+        If some X is rank-deficient, or beta is not positive.
+    """
+    X = as_real_points(X)
+    depth = check_depth_value(depth)
+    beta = check_real(beta, "beta", positive=True)
+    U, s, Vh = _frame(X)
+    return _drift_from_frame(U, s, Vh, depth, beta)
+
+
+def brownian_increment(X, depth, beta: float, dt: float, noise) -> np.ndarray:
+    r"""One Euler-Maruyama increment of Brownian motion on :math:`(\mathfrak{M}_d, g^N)`.
+
+    [G] eq. 12.10:
+
+    .. math::
+
+        \Delta X = b(X)\,\Delta t + \sqrt{2\Delta t/\beta}\;\mathcal{A}_{N,X}^{1/2}(\xi),
+
+    with b the drift of :func:`brownian_drift` and :math:`\mathcal{A}^{1/2}`
+    applied in the singular frame: :math:`U(\sqrt{M}\circ(U^T\xi V))V^T`, M the
+    multipliers of [G] eq. 7.13-7.14. Its covariance is
+    :math:`(2\Delta t/\beta)\mathcal{A}_{N,X}`, the inverse metric.
+
+    Parameters
+    ----------
+    X : array_like, shape (..., d, d)
+        Full-rank real matrices.
+    depth : int or numpy.inf
+    beta : float
+        Inverse temperature (> 0).
+    dt : float
+        Time step (> 0).
+    noise : array_like, shape (..., d, d)
+        Standard Gaussian samples (mean 0, variance 1 per entry), broadcastable
+        against X.
+
+    Returns
+    -------
+    ndarray, shape (..., d, d)
+        The increment (add it to X for the next point).
+    """
+    X = as_real_points(X)
+    depth = check_depth_value(depth)
+    beta = check_real(beta, "beta", positive=True)
+    dt = check_real(dt, "dt", positive=True)
+    noise = as_real_points(noise, "noise")
+    if noise.shape[-1] != X.shape[-1]:
+        raise ValueError(f"noise must have shape (..., {X.shape[-1]}, {X.shape[-1]})")
+    U, s, Vh = _frame(X)
+    drift = _drift_from_frame(U, s, Vh, depth, beta)
+    return drift * dt + np.sqrt(2.0 / beta) * _noise_from_frame(
+        U, s, Vh, depth, np.sqrt(dt) * noise
+    )
+
+
+def brownian_motion(
+    X0,
+    depth,
+    beta: float = 1.0,
+    *,
+    t_final: float,
+    dt: float,
+    n_paths: int | None = None,
+    seed=None,
+    save_every: int | None = None,
+    max_log_change: float = 0.5,
+    max_halvings: int = 30,
+    on_boundary: str = "stop",
+    progress: bool = False,
+) -> SampleResult:
+    r"""Sample B paths of Brownian motion on :math:`(\mathfrak{M}_d, g^N)` ([G] Thm 18).
+
+    Euler-Maruyama for [G] eq. 12.10 with Brownian-bridge reject-and-halve
+    (see :mod:`dln_manifolds.langevin._stepping`): no path crosses the singular set.
+
+    Parameters
+    ----------
+    X0 : array_like, shape (d, d) or (B, d, d)
+        One starting point (copied to ``n_paths`` paths) or one per path.
+    depth : int or numpy.inf
+    beta : float, default 1
+        Inverse temperature.
+    t_final, dt : float
+        Final time and nominal step.
+    n_paths : int, optional
+        Number of paths B (default 1, or ``len(X0)``).
+    seed : None, int, SeedSequence or Generator
+    save_every : int, optional
+        Save every ``save_every`` steps; None keeps the start and the end only.
+    max_log_change : float, default 0.5
+        Largest accepted change of a log singular value in one step.
+    max_halvings : int, default 30
+    on_boundary : {"stop", "raise"}, default "stop"
+        A path still rejected after ``max_halvings`` halvings has reached the
+        singular set: stop it there (``SampleResult.exit_times``) or raise.
+    progress : bool, default False
+
+    Returns
+    -------
+    SampleResult
+        ``states`` has shape (n_saved, B, d, d); ``.final`` is (B, d, d).
+    """
+    depth = check_depth_value(depth)
+    beta = check_real(beta, "beta", positive=True)
+    max_log_change = check_real(max_log_change, "max_log_change", positive=True)
+    x0 = ensemble(as_real_points(X0, "X0"), n_paths, 2, "X0")
+    _frame(x0, "X0")
+    d = x0.shape[-1]
+    scale = np.sqrt(2.0 / beta)
+
+    def step(x, dW, h):
+        U, s, Vh = np.linalg.svd(x)
+        return (
+            x
+            + h * _drift_from_frame(U, s, Vh, depth, beta)
+            + scale * _noise_from_frame(U, s, Vh, depth, dW)
+        )
+
+    return run_sampler(
+        x0,
+        step,
+        (d, d),
+        t_final,
+        dt,
+        accept=rank_preserving(max_log_change),
+        seed=seed,
+        save_every=save_every,
+        max_halvings=max_halvings,
+        on_boundary=on_boundary,
+        progress=progress,
+        desc="brownian",
+    )

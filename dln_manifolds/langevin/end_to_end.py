@@ -1,0 +1,221 @@
+r"""The downstairs Riemannian Langevin equation on :math:`(\mathfrak{M}_d, g^N)` ([G] eq. 12.12).
+
+.. math::
+
+    dX = -\mathrm{grad}_{g^N} F_\beta(X)\,dt + dX^{\beta/\kappa},\qquad
+    F_\beta = E - \beta^{-1} S,
+
+where :math:`\mathrm{grad}_{g^N}F_\beta = \mathcal{A}_{N,X}(E'(X)) - \beta^{-1}U\Sigma'V^T`
+([G] eq. 12.13, :math:`\Sigma'` of eq. 12.8) and :math:`X^{\beta/\kappa}` is Brownian
+motion at inverse temperature :math:`\beta/\kappa` (:mod:`.brownian`, [G] Thm 18):
+drift :math:`(\kappa/\beta)U\Sigma''V^T`, noise :math:`\sqrt{2\kappa/\beta}\,\mathcal{A}^{1/2}dB`.
+With :math:`\kappa = 0` the equation is the deterministic gradient flow of the
+free energy ([G] eq. 6.7, 12.7).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._batch import (
+    _t,
+    as_real_points,
+    batch_multipliers,
+    check_depth_value,
+    check_real,
+    ensemble,
+)
+from ._stepping import SampleResult, rank_preserving, run_sampler
+from .brownian import _drift_from_frame, _frame, _noise_from_frame
+
+__all__ = ["end_to_end_langevin", "free_energy_drift"]
+
+_SERIES = 1e-5  # |delta| below which the entropic kernel uses its Taylor series
+
+
+def _entropy_kernel(delta: np.ndarray, N: int) -> np.ndarray:
+    r"""f(delta) = N/(1 - e^{N delta}) - 1/(1 - e^{delta}), finite at delta = 0.
+
+    With x = lambda_k^2, y = lambda_l^2, delta = log(y/x), the summand of [G]
+    eq. 12.8 is :math:`\lambda_k^{N-2} f(\delta)`. Near 0,
+    :math:`f = (N-1)/2 - (N^2-1)\delta/12 + O(\delta^2)`.
+    """
+    small = np.abs(delta) < _SERIES
+    safe = np.where(small, 1.0, delta)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        em = np.expm1(safe)
+        emN = np.expm1(N * safe)
+        direct = (1.0 - N * em / emN) / em
+    series = (N - 1) / 2.0 - (N * N - 1) * delta / 12.0
+    return np.where(small, series, direct)
+
+
+def _entropy_diagonal(s: np.ndarray, depth) -> np.ndarray:
+    r"""Diagonal of :math:`\Sigma'` ([G] eq. 12.8) for stacks of singular values (..., d)."""
+    if depth == 1 or s.shape[-1] == 1:
+        return np.zeros_like(s)
+    if np.isinf(depth):
+        raise ValueError("the entropic drift needs a finite depth")
+    logs = np.log(s)
+    delta = (2.0 / depth) * (logs[..., None, :] - logs[..., :, None])  # log(lam_l^2/lam_k^2)
+    K = _entropy_kernel(delta, depth)
+    d = s.shape[-1]
+    K[..., np.arange(d), np.arange(d)] = 0.0
+    return np.exp((1.0 - 2.0 / depth) * logs) * K.sum(axis=-1)
+
+
+def _energy_gradient(energy, X):
+    if energy is None:
+        return None
+    grad = getattr(energy, "gradient", None)
+    if callable(grad):
+        return np.asarray(grad(X), dtype=np.float64)
+    if callable(energy):
+        return np.asarray(energy(X), dtype=np.float64)
+    raise TypeError(
+        "energy must be None, an Energy (with a gradient(X) method) or a callable returning E'(X)"
+    )
+
+
+def _check_energy(energy):
+    if energy is not None and not (callable(getattr(energy, "gradient", None)) or callable(energy)):
+        raise TypeError(
+            "energy must be None, an Energy (with a gradient(X) method) or a callable returning "
+            f"E'(X), got {type(energy).__name__}"
+        )
+    return energy
+
+
+def _drift(X, U, s, Vh, depth, beta, kappa, energy):
+    M = batch_multipliers(s, depth)
+    drift = (U * (_entropy_diagonal(s, depth) / beta)[..., None, :]) @ Vh
+    if kappa > 0:
+        drift = drift + _drift_from_frame(U, s, Vh, depth, beta / kappa)
+    dE = _energy_gradient(energy, X)
+    if dE is not None:
+        drift = drift - U @ (M * (_t(U) @ dE @ _t(Vh))) @ Vh
+    return drift
+
+
+def free_energy_drift(X, depth, beta: float, kappa: float = 1.0, energy=None) -> np.ndarray:
+    r"""Ito drift of the downstairs RLE [G] eq. 12.12.
+
+    .. math::
+
+        -\mathcal{A}_{N,X}(E'(X)) + \beta^{-1}U\Sigma'V^T + \kappa\beta^{-1}U\Sigma''V^T,
+
+    i.e. :math:`-\mathrm{grad}_{g^N}F_\beta` ([G] eq. 12.13) plus the drift of
+    Brownian motion at inverse temperature :math:`\beta/\kappa` ([G] eq. 12.9).
+
+    Parameters
+    ----------
+    X : array_like, shape (..., d, d)
+        Full-rank real matrices.
+    depth : int
+        Finite N >= 1.
+    beta : float
+        Inverse temperature (> 0).
+    kappa : float, default 1
+        Weight of the noise in the observable (>= 0).
+    energy : Energy or callable, optional
+        Loss E with ``gradient(X)`` (batch friendly), or a callable returning
+        E'(X); None means E = 0.
+
+    Returns
+    -------
+    ndarray, shape (..., d, d)
+    """
+    X = as_real_points(X)
+    depth = check_depth_value(depth, allow_inf=False)
+    beta = check_real(beta, "beta", positive=True)
+    kappa = check_real(kappa, "kappa", positive=True, allow_zero=True)
+    U, s, Vh = _frame(X)
+    return _drift(X, U, s, Vh, depth, beta, kappa, _check_energy(energy))
+
+
+def end_to_end_langevin(
+    X0,
+    depth: int,
+    beta: float,
+    kappa: float = 1.0,
+    energy=None,
+    *,
+    t_final: float,
+    dt: float,
+    n_paths: int | None = None,
+    seed=None,
+    save_every: int | None = None,
+    max_log_change: float = 0.5,
+    max_halvings: int = 30,
+    on_boundary: str = "stop",
+    progress: bool = False,
+) -> SampleResult:
+    r"""Sample the downstairs RLE [G] eq. 12.12 for an ensemble of B paths.
+
+    Euler-Maruyama,
+    :math:`X \leftarrow X + b(X)h + \sqrt{2\kappa h/\beta}\,\mathcal{A}_{N,X}^{1/2}(\xi)`
+    with the drift b of :func:`free_energy_drift`, vectorized over paths, with
+    Brownian-bridge reject-and-halve so that no path crosses the singular set
+    (:mod:`dln_manifolds.langevin._stepping`). With ``kappa = 0`` it is the
+    explicit Euler method for the free-energy gradient flow [G] eq. 6.7 and
+    every path is the same.
+
+    Parameters
+    ----------
+    X0 : array_like, shape (d, d) or (B, d, d)
+    depth : int
+        Finite N >= 1.
+    beta : float
+        Inverse temperature (> 0).
+    kappa : float, default 1
+        Noise weight in the observable (>= 0).
+    energy : Energy or callable, optional
+        None means E = 0.
+    t_final, dt : float
+    n_paths : int, optional
+    seed : None, int, SeedSequence or Generator
+    save_every : int, optional
+    max_log_change : float, default 0.5
+        Largest accepted change of a log singular value in one step.
+    max_halvings : int, default 30
+    on_boundary : {"stop", "raise"}, default "stop"
+        A path still rejected after ``max_halvings`` halvings has reached the
+        singular set: stop it there (``SampleResult.exit_times``) or raise.
+    progress : bool, default False
+
+    Returns
+    -------
+    SampleResult
+        ``states`` of shape (n_saved, B, d, d).
+    """
+    depth = check_depth_value(depth, allow_inf=False)
+    beta = check_real(beta, "beta", positive=True)
+    kappa = check_real(kappa, "kappa", positive=True, allow_zero=True)
+    max_log_change = check_real(max_log_change, "max_log_change", positive=True)
+    energy = _check_energy(energy)
+    x0 = ensemble(as_real_points(X0, "X0"), n_paths, 2, "X0")
+    _frame(x0, "X0")
+    d = x0.shape[-1]
+    scale = np.sqrt(2.0 * kappa / beta)
+
+    def step(x, dW, h):
+        U, s, Vh = np.linalg.svd(x)
+        y = x + h * _drift(x, U, s, Vh, depth, beta, kappa, energy)
+        if kappa > 0:
+            y = y + scale * _noise_from_frame(U, s, Vh, depth, dW)
+        return y
+
+    return run_sampler(
+        x0,
+        step,
+        (d, d),
+        t_final,
+        dt,
+        accept=rank_preserving(max_log_change),
+        seed=seed,
+        save_every=save_every,
+        max_halvings=max_halvings,
+        on_boundary=on_boundary,
+        progress=progress,
+        desc="langevin",
+    )

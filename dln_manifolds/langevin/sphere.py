@@ -1,0 +1,73 @@
+r"""Tangential noise on spheres: the mean-curvature example of [G] section 11.2.
+
+The Ito SDE :math:`dm = P_m\,dW`, :math:`P_m = I - mm^T/|m|^2` ([G] eq. 11.10), moves
+m by isotropic steps tangent to the sphere through m; its Ito correction makes
+the radius grow, :math:`\dot r = (d-1)/(2r)` ([G] eq. 11.11), i.e. the spheres move
+by minus one half their mean curvature, and :math:`E|m_t|^2 = |m_0|^2 + (d-1)t`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._batch import ensemble
+from ._stepping import SampleResult, run_sampler
+
+__all__ = ["sphere_tangential_noise"]
+
+
+def sphere_tangential_noise(
+    m0,
+    *,
+    t_final: float,
+    dt: float,
+    n_paths: int | None = None,
+    seed=None,
+    save_every: int | None = None,
+    progress: bool = False,
+) -> SampleResult:
+    r"""Sample [G] eq. 11.10, :math:`dm = (I - mm^T/|m|^2)\,dW`, by Euler-Maruyama.
+
+    Each Euler step adds exactly :math:`(d-1)h` to :math:`|m|^2` in mean (and never
+    decreases :math:`|m|`, so m stays away from 0), matching
+    :math:`E|m_t|^2 = |m_0|^2 + (d-1)t`.
+
+    Parameters
+    ----------
+    m0 : array_like, shape (d,) or (B, d)
+        Nonzero starting point(s).
+    t_final, dt : float
+    n_paths : int, optional
+    seed : None, int, SeedSequence or Generator
+    save_every : int, optional
+    progress : bool, default False
+
+    Returns
+    -------
+    SampleResult
+        ``states`` of shape (n_saved, B, d).
+    """
+    m0 = np.asarray(m0)
+    if m0.dtype == object or not np.issubdtype(m0.dtype, np.number) or np.iscomplexobj(m0):
+        raise TypeError("m0 must be a real array")
+    if m0.ndim not in (1, 2) or m0.shape[-1] < 1:
+        raise ValueError(f"m0 must have shape (d,) or (B, d), got {m0.shape}")
+    m0 = ensemble(m0, n_paths, 1, "m0")
+    if not np.all(np.isfinite(m0)) or np.any(np.linalg.norm(m0, axis=-1) == 0):
+        raise ValueError("m0 must be finite and nonzero")
+
+    def step(m, dW, h):
+        r2 = np.sum(m * m, axis=-1, keepdims=True)
+        return m + dW - m * (np.sum(m * dW, axis=-1, keepdims=True) / r2)
+
+    return run_sampler(
+        m0,
+        step,
+        m0.shape[1:],
+        t_final,
+        dt,
+        seed=seed,
+        save_every=save_every,
+        progress=progress,
+        desc="sphere",
+    )
