@@ -1,0 +1,173 @@
+r"""The balanced manifold M with the Frobenius-induced metric, as a pymanopt manifold."""
+
+from __future__ import annotations
+
+import numpy as np
+from pymanopt.manifolds.manifold import RiemannianSubmanifold
+
+from .. import balanced as _bal
+from .._checks import as_matrix, check_finite_depth
+from ..network import end_to_end
+
+__all__ = ["BalancedManifold"]
+
+
+class BalancedManifold(RiemannianSubmanifold):
+    r"""Full-rank balanced weights :math:`\{G_k = W_kW_k^T - W_{k+1}^TW_{k+1} = 0\}` ([G] eq. 4.5).
+
+    Points and tangent vectors are arrays of shape (N, d, d), input layer
+    first; the metric is the Frobenius inner product restricted to
+    :math:`T_W\mathcal{M}`. :math:`\dim = d^2 + (N-1)d(d-1)/2` ([G] eq. 4.6).
+    The end-to-end map :math:`\phi(W) = W_N\cdots W_1` is a Riemannian
+    submersion onto :class:`~dln_manifolds.pymanopt.EndToEndMatrices` with the
+    same depth ([G] Thm 13).
+
+    Parameters
+    ----------
+    d : int
+        Layer size.
+    depth : int
+        Number of layers N >= 1.
+    seed : int or numpy.random.Generator, optional
+        Source of randomness for :meth:`random_point` and :meth:`random_tangent_vector`.
+    spread : float, default 4
+        Layer condition-number bound of :meth:`random_point` (singular values
+        log-uniform in [spread^-1/2, spread^1/2]).
+    second_order : bool, default True
+        Use the second-order retraction (:func:`~dln_manifolds.balanced_retraction`
+        with ``order=2``), so that Hessian slope tests and trust regions see
+        the exact second-order model; False uses the cheaper polar restore map.
+
+    Notes
+    -----
+    - projection: SVD frames and one tridiagonal solve along depth per entry,
+      O(N d^3) (:func:`~dln_manifolds.balanced_tangent_projection`); the frames
+      of the last point seen are cached.
+    - Riemannian gradient: projection of the Euclidean gradient (for lifted
+      losses :math:`E(\phi(W))` it is already tangent, [G] Thm 1).
+    - Riemannian Hessian: :math:`P(H[V]) + \mathfrak{W}_V(P^\perp g)` through the
+      Weingarten map :func:`~dln_manifolds.balanced_weingarten`.
+    - transport: projection onto the new tangent space.
+    - exp, log and dist are not available (NotImplementedError).
+    """
+
+    def __init__(self, d: int, depth: int, seed=None, spread: float = 4.0, second_order=True):
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+            raise ValueError(f"d must be a positive integer, got {d!r}")
+        self._d = int(d)
+        self._depth = check_finite_depth(depth)
+        self._rng = np.random.default_rng(seed)
+        self._spread = float(spread)
+        self._order = 2 if second_order else 1
+        self._cache_point: np.ndarray | None = None
+        self._cache_frames = None
+        dim = self._d**2 + (self._depth - 1) * self._d * (self._d - 1) // 2
+        name = f"Balanced manifold of {self._depth} layers of size {d}x{d}"
+        super().__init__(name, dim)
+
+    @property
+    def d(self) -> int:
+        return self._d
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    @property
+    def typical_dist(self) -> float:
+        return float(np.sqrt(self.dim))
+
+    # -- internal -------------------------------------------------------------
+
+    def _frames(self, point):
+        point = np.asarray(point)
+        if self._cache_point is None or not np.array_equal(point, self._cache_point):
+            self._cache_frames = _bal.balanced_frames(point)
+            self._cache_point = np.array(point, dtype=np.float64, copy=True)
+        return self._cache_frames
+
+    # -- points ---------------------------------------------------------------
+
+    def check_point(self, point, tol: float = 1e-8) -> np.ndarray:
+        """Raise ValueError (naming the problem) unless ``point`` is a full-rank balanced point."""
+        point = _bal.check_balanced(point, tol=tol, name="point")
+        if point.shape != (self._depth, self._d, self._d):
+            raise ValueError(
+                f"point must have shape {(self._depth, self._d, self._d)}, got {point.shape}"
+            )
+        return point
+
+    def random_point(self):
+        """Haar frames, layer singular values log-uniform in [spread^-1/2, spread^1/2]."""
+        return _bal.random_balanced_point(self._d, self._depth, self._rng, spread=self._spread)
+
+    def random_tangent_vector(self, point):
+        """Projected Gaussian vector of unit norm."""
+        Z = self.projection(point, self._rng.standard_normal(np.shape(point)))
+        return Z / np.linalg.norm(Z)
+
+    def zero_vector(self, point):
+        return np.zeros((self._depth, self._d, self._d))
+
+    # -- metric and projections -----------------------------------------------
+
+    def inner_product(self, point, tangent_vector_a, tangent_vector_b) -> float:
+        return float(np.tensordot(tangent_vector_a, tangent_vector_b, axes=3))
+
+    def norm(self, point, tangent_vector) -> float:
+        return float(np.linalg.norm(tangent_vector))
+
+    def projection(self, point, vector):
+        return _bal.balanced_tangent_projection(point, vector, frames=self._frames(point))
+
+    to_tangent_space = projection
+
+    def weingarten(self, point, tangent_vector, normal_vector):
+        return _bal.balanced_weingarten(
+            point, tangent_vector, normal_vector, frames=self._frames(point)
+        )
+
+    def euclidean_to_riemannian_hessian(
+        self, point, euclidean_gradient, euclidean_hessian, tangent_vector
+    ):
+        return _bal.balanced_riemannian_hessian(
+            point, euclidean_gradient, euclidean_hessian, tangent_vector, frames=self._frames(point)
+        )
+
+    def retraction(self, point, tangent_vector):
+        return _bal.balanced_retraction(point, tangent_vector, order=self._order)
+
+    def transport(self, point_a, point_b, tangent_vector_a):
+        return self.projection(point_b, tangent_vector_a)
+
+    def _no_geodesics(self, *args, **kwargs):
+        raise NotImplementedError("geodesics of the balanced manifold have no closed form here")
+
+    exp = log = dist = _no_geodesics
+
+    # -- the submersion phi onto (M_d, g^N) -------------------------------------
+
+    def end_to_end(self, point):
+        """:math:`\\phi(W) = W_N \\cdots W_1`, shape (d, d)."""
+        return end_to_end(point)
+
+    def end_to_end_differential(self, point, tangent_vector):
+        """:math:`d\\phi_W(V)`, shape (d, d)."""
+        return _bal.submersion_differential(point, tangent_vector)
+
+    def vertical_projection(self, point, vector):
+        """Projection onto the tangent space of the orbit :math:`O_X` (ker dphi)."""
+        return _bal.vertical_projection(point, vector, frames=self._frames(point))
+
+    def horizontal_projection(self, point, vector):
+        """Projection onto the horizontal space :math:`(\\ker d\\phi)^\\perp`."""
+        return _bal.horizontal_projection(point, vector, frames=self._frames(point))
+
+    def horizontal_lift(self, point, end_to_end_vector):
+        """Horizontal H with :math:`d\\phi(H) = Z` (isometric from g^N)."""
+        as_matrix(end_to_end_vector, "end_to_end_vector")
+        return _bal.horizontal_lift(point, end_to_end_vector, frames=self._frames(point))
+
+    def orthonormal_basis(self, point):
+        """([G] Thm 14, corrected) horizontal (d^2, N, d, d) and vertical parts."""
+        return _bal.orthonormal_basis(point, frames=self._frames(point))
