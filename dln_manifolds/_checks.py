@@ -29,9 +29,7 @@ def _as_float_array(value, name: str) -> np.ndarray:
         arr = np.asarray(value)
     except Exception as exc:  # pragma: no cover - exotic inputs
         raise TypeError(f"{name} must be an array of numbers: {exc}") from exc
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
-    ):
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise TypeError(f"{name} must be an array of numbers, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
         arr = arr.astype(np.complex128, copy=False)
@@ -88,7 +86,9 @@ def check_depth(depth, allow_inf: bool = True) -> int | float:
     if isinstance(depth, numbers.Integral):
         depth = int(depth)
     elif isinstance(depth, numbers.Real):
-        if np.isinf(depth) and depth > 0:
+        if np.isinf(depth):
+            if depth < 0:
+                raise ValueError("depth must be >= 1, got -inf")
             if not allow_inf:
                 raise ValueError("depth must be a finite integer >= 1 here, got inf")
             return np.inf
@@ -117,7 +117,9 @@ def check_positive(value, name: str) -> float:
     return value
 
 
-def check_full_rank(singular_values: np.ndarray, name: str = "X", max_condition: float | None = None):
+def check_full_rank(
+    singular_values: np.ndarray, name: str = "X", max_condition: float | None = None
+):
     """Raise ValueError if the singular values describe a (numerically) singular matrix.
 
     Parameters

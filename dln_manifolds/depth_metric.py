@@ -38,6 +38,8 @@ for large N, so the cost is O(d^3) (one SVD) whatever the depth.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ._checks import as_matrix, as_matrix_batch, check_depth, check_full_rank
@@ -177,7 +179,7 @@ def _apply_in_frame(X, Z, depth, exponent: float, name: str = "Z"):
 
 
 def depth_operator(X, depth, Z) -> np.ndarray:
-    r"""Apply :math:`\mathcal{A}_{N,X}` ([G] eq. 4.14), or :math:`\mathcal{A}_{\infty,X}` if depth is inf.
+    r"""Apply :math:`\mathcal{A}_{N,X}` ([G] eq. 4.14), or :math:`\mathcal{A}_{\infty,X}` (N = inf).
 
     Parameters
     ----------
@@ -203,6 +205,20 @@ def depth_operator(X, depth, Z) -> np.ndarray:
 def inverse_depth_operator(X, depth, Z) -> np.ndarray:
     r"""Apply :math:`\mathcal{A}_{N,X}^{-1}` (the metric tensor of :math:`g^N`, [G] eq. 4.16).
 
+    In the singular frame of X it divides by the multipliers of
+    :func:`depth_multipliers`; cost O(d^3) whatever the depth.
+
+    Parameters
+    ----------
+    X : array_like, shape (d, d)
+        Full-rank base point.
+    depth : int or numpy.inf
+    Z : array_like, shape (..., d, d)
+
+    Returns
+    -------
+    ndarray, shape (..., d, d)
+
     Raises
     ------
     ValueError
@@ -212,12 +228,35 @@ def inverse_depth_operator(X, depth, Z) -> np.ndarray:
 
 
 def depth_operator_power(X, depth, Z, power: float) -> np.ndarray:
-    r"""Apply :math:`\mathcal{A}_{N,X}^{p}` for a real power p (e.g. 1/2 for the noise of [G] eq. 12.10)."""
+    r"""Apply :math:`\mathcal{A}_{N,X}^{p}` for a real power p.
+
+    For instance p = 1/2 gives the noise amplitude of [G] eq. 12.10 and p = -1
+    the inverse. Shapes as in :func:`depth_operator`; negative powers need a
+    full-rank X.
+    """
+    if isinstance(power, bool) or not isinstance(power, numbers.Real):
+        raise TypeError(f"power must be a real number, got {type(power).__name__}")
+    if not np.isfinite(power):
+        raise ValueError(f"power must be finite, got {power}")
     return _apply_in_frame(X, Z, depth, float(power))
 
 
 def depth_inner_product(X, depth, Z1, Z2) -> float:
-    r"""The depth metric :math:`g^N_X(Z_1, Z_2) = \mathrm{Re\,tr}(Z_1^* \mathcal{A}_{N,X}^{-1} Z_2)` ([G] eq. 4.17)."""
+    r"""The depth metric ([G] eq. 4.17).
+
+    :math:`g^N_X(Z_1, Z_2) = \mathrm{Re\,tr}(Z_1^* \mathcal{A}_{N,X}^{-1} Z_2)`.
+
+    Parameters
+    ----------
+    X : array_like, shape (d, d)
+        Full-rank base point.
+    depth : int or numpy.inf
+    Z1, Z2 : array_like, shape (d, d)
+
+    Returns
+    -------
+    float
+    """
     X = as_matrix(X)
     Z1 = as_matrix_batch(Z1, X.shape[0], "Z1")
     return float(np.real(np.vdot(Z1, inverse_depth_operator(X, depth, Z2))))
@@ -264,6 +303,14 @@ def _first_divided_differences(s: np.ndarray, depth) -> np.ndarray:
     mid = np.broadcast_to(0.5 * (ai + am), shape)
     deriv = _multiplier_d_alpha(mid, np.broadcast_to(aj, shape), q, scale) * np.exp(-mid)
     return np.where(close, deriv, quotient)
+
+
+def _as_single(Z, d: int, name: str) -> np.ndarray:
+    """A single (d, d) matrix (the derivative functions take no batches)."""
+    Z = as_matrix_batch(Z, d, name)
+    if Z.ndim != 2:
+        raise ValueError(f"{name} must have shape ({d}, {d}), got shape {Z.shape}")
+    return Z
 
 
 def _frame_data(X, depth):
@@ -313,8 +360,8 @@ def depth_operator_derivative(X, depth, V, Z) -> np.ndarray:
     """
     X, depth, U, s, Vh = _frame_data(X, depth)
     d = X.shape[0]
-    V = as_matrix_batch(V, d, "V")
-    Z = as_matrix_batch(Z, d, "Z")
+    V = _as_single(V, d, "V")
+    Z = _as_single(Z, d, "Z")
     if depth == 1:
         return np.zeros_like(Z)
     T = _first_divided_differences(s, depth)
@@ -326,7 +373,8 @@ def depth_operator_derivative(X, depth, V, Z) -> np.ndarray:
 def depth_operator_derivative_adjoint(X, depth, Z, Y) -> np.ndarray:
     r"""Adjoint of :math:`V \mapsto D\mathcal{A}_{N,X}[V](Z)` applied to Y.
 
-    Returns the matrix :math:`K` with :math:`\langle K, V\rangle = \langle Y, D\mathcal{A}[V](Z)\rangle`
+    Returns the matrix :math:`K` with
+    :math:`\langle K, V\rangle = \langle Y, D\mathcal{A}[V](Z)\rangle`
     for all V (Frobenius product). Cost O(d^3).
 
     Parameters
@@ -341,8 +389,8 @@ def depth_operator_derivative_adjoint(X, depth, Z, Y) -> np.ndarray:
     """
     X, depth, U, s, Vh = _frame_data(X, depth)
     d = X.shape[0]
-    Z = as_matrix_batch(Z, d, "Z")
-    Y = as_matrix_batch(Y, d, "Y")
+    Z = _as_single(Z, d, "Z")
+    Y = _as_single(Y, d, "Y")
     if depth == 1:
         return np.zeros_like(Z)
     T = _first_divided_differences(s, depth)
@@ -381,6 +429,8 @@ def depth_christoffel(X, depth, U_vec, V_vec) -> np.ndarray:
     ndarray, shape (d, d)
     """
     X = as_matrix(X)
+    U_vec = _as_single(U_vec, X.shape[0], "U_vec")
+    V_vec = _as_single(V_vec, X.shape[0], "V_vec")
     BU = inverse_depth_operator(X, depth, U_vec)
     BV = inverse_depth_operator(X, depth, V_vec)
     t1 = depth_operator_derivative(X, depth, U_vec, BV)

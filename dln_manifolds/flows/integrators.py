@@ -104,8 +104,7 @@ def _rk_step(velocity, t, y, h, tab: _Tableau):
     err = None
     if tab.b_low is not None:
         err = sum(
-            (h * (bi - bl)) * k for bi, bl, k in zip(tab.b, tab.b_low, ks, strict=True)
-            if bi != bl
+            (h * (bi - bl)) * k for bi, bl, k in zip(tab.b, tab.b_low, ks, strict=True) if bi != bl
         )
     return y + incr, err
 
@@ -127,7 +126,7 @@ def integrate_flow(
     progress: bool = False,
     desc: str | None = None,
 ) -> FlowResult:
-    r"""Integrate :math:`\dot y = v(t, y)` from 0 to ``t_final`` with a projected Runge-Kutta method.
+    r"""Integrate :math:`\dot y = v(t, y)` from 0 to ``t_final`` by a projected Runge-Kutta method.
 
     Parameters
     ----------
@@ -176,7 +175,9 @@ def integrate_flow(
         raise ValueError(f"method must be one of {sorted(TABLEAUS)}, got {method!r}")
     tab = TABLEAUS[method]
     if adaptive and tab.b_low is None:
-        raise ValueError(f"adaptive stepping needs an embedded method such as 'dopri5', not {method!r}")
+        raise ValueError(
+            f"adaptive stepping needs an embedded method such as 'dopri5', not {method!r}"
+        )
     h = t_final / 100 if dt is None else float(dt)
     if not np.isfinite(h) or h <= 0:
         raise ValueError(f"dt must be positive and finite, got {dt}")
@@ -191,8 +192,13 @@ def integrate_flow(
     records = {name: [np.asarray(f(0.0, y))] for name, f in monitors.items()}
 
     t, n_steps, n_rejected, attempts = 0.0, 0, 0, 0
-    bar = tqdm(total=t_final, desc=desc or method, disable=not progress, leave=False,
-               bar_format="{l_bar}{bar}| t={n:.3g}/{total:.3g} [{elapsed}<{remaining}]")
+    bar = tqdm(
+        total=t_final,
+        desc=desc or method,
+        disable=not progress,
+        leave=False,
+        bar_format="{l_bar}{bar}| t={n:.3g}/{total:.3g} [{elapsed}<{remaining}]",
+    )
     try:
         while t < t_final * (1 - 1e-14):
             attempts += 1

@@ -12,7 +12,6 @@ from ..depth_metric import (
     depth_inner_product,
     depth_operator,
     depth_operator_derivative,
-    inverse_depth_operator,
 )
 
 __all__ = ["EndToEndMatrices"]
@@ -47,6 +46,11 @@ class EndToEndMatrices(Manifold):
       never leaves GL(d) (see :meth:`retraction`).
     - Geodesics have no closed form: ``exp``, ``log`` and ``dist`` raise
       NotImplementedError; use :class:`dln_manifolds.geomstats.EndToEndMatrices`.
+    - GL(d) has two components (sign of det), and a solver never crosses
+      det = 0. :meth:`random_point` draws from both, so start a solver in the
+      component of the minimizer (flip a column of the start if needed);
+      otherwise it drifts to the rank-deficient boundary, where
+      :math:`\mathcal{A}_{N,X}` degenerates and the Riemannian gradient vanishes.
     """
 
     def __init__(self, d: int, depth=2, seed=None):
@@ -71,13 +75,18 @@ class EndToEndMatrices(Manifold):
         return float(np.sqrt(self.dim))
 
     def _check(self, point):
-        return as_matrix(point, "point") if np.shape(point) != (self._d, self._d) else point
+        point = as_matrix(point, "point")
+        if point.shape != (self._d, self._d):
+            raise ValueError(f"point must have shape ({self._d}, {self._d}), got {point.shape}")
+        return point
 
-    def inner_product(self, point, tangent_vector_a, tangent_vector_b) -> float:
-        return depth_inner_product(point, self._depth, tangent_vector_a, tangent_vector_b)
+    def inner_product(self, point, tangent_vector_a, tangent_vector_b) -> np.float64:
+        return np.float64(
+            depth_inner_product(point, self._depth, tangent_vector_a, tangent_vector_b)
+        )
 
-    def norm(self, point, tangent_vector) -> float:
-        return float(np.sqrt(max(self.inner_product(point, tangent_vector, tangent_vector), 0.0)))
+    def norm(self, point, tangent_vector) -> np.float64:
+        return np.sqrt(max(self.inner_product(point, tangent_vector, tangent_vector), 0.0))
 
     def projection(self, point, vector):
         return np.array(vector, dtype=np.float64)
@@ -100,19 +109,34 @@ class EndToEndMatrices(Manifold):
     def retraction(self, point, tangent_vector):
         r"""Second-order retraction that never leaves GL(d).
 
-        :math:`R_X(Z) = X \exp\big(X^{-1} Y\big)` with
-        :math:`Y = Z - \tfrac12\Gamma_X(Z, Z) - \tfrac12 Z X^{-1} Z`, so that
+        :math:`R_X(Z) = X \exp(K_1 + K_2 / (1 + |K_2|_F^2))` with
+        :math:`K_1 = X^{-1} Z` and
+        :math:`K_2 = -\tfrac12 X^{-1}\big(\Gamma_X(Z, Z) + Z X^{-1} Z\big)`, so that
         :math:`R_X(Z) = X + Z - \tfrac12\Gamma_X(Z,Z) + O(|Z|^3)` agrees with the
         exponential map to second order (needed for Hessian slope tests and
-        superlinear trust-region convergence).
+        superlinear trust-region convergence). The damping of the quadratic
+        correction only changes terms of order :math:`|Z|^6`; it keeps long
+        steps monotone (without it a long step along :math:`Z = tX` would fold
+        back towards 0, since :math:`t - t^2/(2N)` turns negative).
+
+        The result is invertible whenever it is finite. A step so long that
+        the matrix exponential overflows float64 returns a matrix of ``+inf``
+        instead of a mixture of inf and NaN, so that a cost which is ``+inf``
+        there makes pymanopt's line searches backtrack (a NaN cost would be
+        accepted by their Armijo test).
         """
         point = self._check(point)
         Z = np.asarray(tangent_vector, dtype=np.float64)
         if not np.any(Z):
             return point.copy()
-        XinvZ = np.linalg.solve(point, Z)
-        Y = Z - 0.5 * depth_christoffel(point, self._depth, Z, Z) - 0.5 * Z @ XinvZ
-        return point @ scipy.linalg.expm(np.linalg.solve(point, Y))
+        K1 = np.linalg.solve(point, Z)
+        K2 = -0.5 * np.linalg.solve(point, depth_christoffel(point, self._depth, Z, Z) + Z @ K1)
+        K = K1 + K2 / (1.0 + np.sum(K2 * K2))
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = point @ scipy.linalg.expm(K)
+        if not np.all(np.isfinite(out)):
+            return np.full_like(out, np.inf)
+        return out
 
     def transport(self, point_a, point_b, tangent_vector_a):
         return np.array(tangent_vector_a, dtype=np.float64)
