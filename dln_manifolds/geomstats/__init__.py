@@ -1,0 +1,52 @@
+"""geomstats adapters: the spaces of the deep linear network as geomstats manifolds.
+
+Importing this subpackage imports geomstats (the top-level ``dln_manifolds``
+does not). geomstats reads ``GEOMSTATS_BACKEND`` once, at its first import;
+everything here works under the default numpy backend and under autograd.
+
+- :class:`EndToEndMatrices`, :class:`DepthMetric`: (M_d, g^N), points of
+  shape (d * d,) (row-major; :func:`matrix_to_vector`, :func:`vector_to_matrix`).
+- :class:`Fiber`, :class:`BalancedManifold`: the fiber F_X and the balanced
+  manifold M (points of shape (N, d, d)) with the induced Frobenius metric
+  (:class:`BalancedMetric` adds numerical geodesics of M).
+- :class:`BalancedBundle`: the submersion M -> (M_d, g^N) as a geomstats
+  ``FiberBundle``; ``BalancedManifold.equip_with_quotient()`` builds geomstats'
+  ``QuotientMetric`` on (M_d, g^N) from it ([G] Thm 13).
+"""
+
+from .balanced import (
+    BalancedManifold,
+    BalancedMetric,
+    orthogonal_group_action,
+    second_fundamental_form,
+)
+from .bundle import BalancedBundle, align_orbit
+from .end_to_end import (
+    AutodiffDepthMetric,
+    DepthLogShootingSolver,
+    DepthMetric,
+    EndToEndMatrices,
+    direction_geodesic,
+    matrix_to_vector,
+    vector_to_matrix,
+)
+from .fiber import Fiber
+from .induced import InducedFrobeniusMetric
+
+__all__ = [
+    "AutodiffDepthMetric",
+    "BalancedBundle",
+    "BalancedManifold",
+    "BalancedMetric",
+    "DepthLogShootingSolver",
+    "DepthMetric",
+    "EndToEndMatrices",
+    "Fiber",
+    "InducedFrobeniusMetric",
+    "align_orbit",
+    "direction_geodesic",
+    "matrix_to_vector",
+    "orthogonal_group_action",
+    "second_fundamental_form",
+    "vector_to_matrix",
+]

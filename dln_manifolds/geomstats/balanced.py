@@ -1,0 +1,275 @@
+r"""The balanced manifold as a geomstats manifold.
+
+:math:`\mathcal{M} = \{W_{p+1}^T W_{p+1} = W_p W_p^T\}` ([G] eq. 4.5-4.6);
+thin layer over :mod:`dln_manifolds.balanced`.
+"""
+
+from __future__ import annotations
+
+import geomstats.backend as gs
+import numpy as np
+from geomstats.geometry.manifold import Manifold
+from geomstats.geometry.quotient_metric import QuotientMetric
+
+from .._checks import check_finite_depth, check_positive
+from ..balanced import (
+    balance_error,
+    balanced_restore,
+    balanced_retraction,
+    balanced_tangent_projection,
+    orthonormal_basis,
+    random_balanced_point,
+)
+from ..fiber import group_action
+from .end_to_end import EndToEndMatrices
+from .fiber import _batched
+from .induced import InducedFrobeniusMetric
+
+__all__ = [
+    "BalancedManifold",
+    "BalancedMetric",
+    "orthogonal_group_action",
+    "second_fundamental_form",
+]
+
+
+def second_fundamental_form(W, V) -> np.ndarray:
+    r"""Second fundamental form :math:`\mathrm{II}_W(V, V)` of :math:`\mathcal{M}` (embedded).
+
+    :math:`\mathcal{M}` sits in :math:`\mathbb{R}^{Nd^2}` with the Frobenius product.
+
+    Every curve on :math:`\mathcal{M}` keeps the moments :math:`G(W) = 0`; G
+    is quadratic, so differentiating twice gives
+    :math:`dG_W(\ddot W) = -2\,Q(\dot W)` with
+    :math:`Q(V)_k = V_kV_k^T - V_{k+1}^TV_{k+1}`. The geodesic acceleration
+    :math:`\mathrm{II}_W(V, V)` is the normal vector with that image: take any
+    Z with :math:`dG_W(Z) = -2Q(V)` and remove its tangent part. Z is built by
+    back substitution, :math:`Z_N = 0` and
+    :math:`Z_k = \tfrac12 M_k W_k^{-T}` with
+    :math:`M_k = -2Q(V)_k + Z_{k+1}^TW_{k+1} + W_{k+1}^TZ_{k+1}` (symmetric), so that
+    :math:`Z_kW_k^T + W_kZ_k^T = M_k`. Cost O(N d^3).
+
+    Parameters
+    ----------
+    W : array_like, shape (N, d, d)
+        Full-rank balanced point.
+    V : array_like, shape (N, d, d)
+        Tangent vector at W.
+
+    Returns
+    -------
+    ndarray, shape (N, d, d)
+        Normal vector; the geodesic equation of :math:`\mathcal{M}` is
+        :math:`\ddot W = \mathrm{II}_W(\dot W, \dot W)`.
+    """
+    W = np.asarray(W, dtype=float)
+    V = np.asarray(V, dtype=float)
+    N = W.shape[0]
+    if N == 1:
+        return np.zeros_like(V)
+    R = -2.0 * (V[:-1] @ np.swapaxes(V[:-1], -1, -2) - np.swapaxes(V[1:], -1, -2) @ V[1:])
+    Z = np.zeros_like(W)
+    for k in range(N - 2, -1, -1):
+        M = R[k] + Z[k + 1].T @ W[k + 1] + W[k + 1].T @ Z[k + 1]
+        Z[k] = 0.5 * np.linalg.solve(W[k], M).T  # (1/2) M W_k^{-T}, M symmetric
+    return Z - balanced_tangent_projection(W, Z)
+
+
+class BalancedMetric(InducedFrobeniusMetric):
+    r"""Induced Frobenius metric of :math:`\mathcal{M}` with its geodesics.
+
+    ``exp`` integrates the geodesic equation of the embedded manifold,
+    :math:`\ddot W = \mathrm{II}_W(\dot W, \dot W)` (:func:`second_fundamental_form`),
+    by RK4 with ``n_steps`` steps in the ambient space; the vector field is
+    evaluated at the restored point (:func:`~dln_manifolds.balanced.balanced_restore`)
+    with the projected velocity, and each step ends with restore and
+    projection (standard projection method, order 4 kept). ``log`` and
+    ``dist`` are not provided (no boundary-value solver upstairs). Through
+    geomstats' ``QuotientMetric`` (``BalancedManifold.equip_with_quotient``),
+    horizontal geodesics give geodesics of :math:`(\mathfrak{M}_d, g^N)`
+    (O'Neill): an independent check of :class:`~dln_manifolds.geomstats.DepthMetric`.
+
+    Parameters
+    ----------
+    space : BalancedManifold
+    n_steps : int, default 20
+    """
+
+    def __init__(self, space, n_steps: int = 20, signature=None):
+        super().__init__(space=space, signature=signature)
+        if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+        self.n_steps = int(n_steps)
+
+    @staticmethod
+    def _field(W, V):
+        Wr = balanced_restore(W)
+        Vt = balanced_tangent_projection(Wr, V)
+        return V, second_fundamental_form(Wr, Vt)
+
+    def _exp_single(self, V, W):
+        h = 1.0 / self.n_steps
+        V = balanced_tangent_projection(W, V)
+        for _ in range(self.n_steps):
+            k1 = self._field(W, V)
+            k2 = self._field(W + 0.5 * h * k1[0], V + 0.5 * h * k1[1])
+            k3 = self._field(W + 0.5 * h * k2[0], V + 0.5 * h * k2[1])
+            k4 = self._field(W + h * k3[0], V + h * k3[1])
+            W = W + h / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0])
+            V = V + h / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])
+            W = balanced_restore(W)
+            V = balanced_tangent_projection(W, V)
+        return W
+
+    def exp(self, tangent_vec, base_point):
+        """Riemannian exponential of the induced metric (RK4 on the geodesic equation)."""
+        return _batched(self._exp_single, tangent_vec, base_point)
+
+
+def orthogonal_group_action(rotations, point) -> np.ndarray:
+    r"""Action of :math:`O(d)^{N-1}`: layer p becomes :math:`R_p W_p R_{p-1}^T` ([R] eq. 1.5).
+
+    Parameters
+    ----------
+    rotations : array_like, shape (..., N-1, d, d)
+        Orthogonal matrices :math:`R_1, \dots, R_{N-1}` (:math:`R_0 = R_N = I`).
+    point : array_like, shape (..., N, d, d)
+
+    Returns
+    -------
+    ndarray, shape (..., N, d, d)
+    """
+    point = np.asarray(point, dtype=float)
+    if point.shape[-3] == 1:  # N = 1: the group is trivial
+        return point.copy()
+    return _batched(group_action, rotations, point)
+
+
+class BalancedManifold(Manifold):
+    r"""Full-rank balanced weights :math:`\mathcal{M}` with the induced Frobenius metric.
+
+    :math:`\dim\mathcal{M} = d^2 + (N-1)d(d-1)/2` ([G] eq. 4.6). Points and
+    tangent vectors have shape (N, d, d), input layer first. The end-to-end
+    map is a Riemannian submersion onto :math:`(\mathfrak{M}_d, g^N)` ([G]
+    Thm 13): see :class:`~dln_manifolds.geomstats.BalancedBundle` and
+    :meth:`equip_with_quotient`.
+
+    Parameters
+    ----------
+    d : int
+    depth : int
+        Number of layers N >= 1.
+    equip : bool, default True
+
+    Notes
+    -----
+    - ``to_tangent``: orthogonal projection onto :math:`T_W\mathcal{M}`
+      (:func:`~dln_manifolds.balanced.balanced_tangent_projection`, O(N d^3)).
+    - ``projection``: the polar restore map
+      :func:`~dln_manifolds.balanced.balanced_restore` (exactly balanced,
+      fixes :math:`\mathcal{M}`; *not* the nearest point).
+    - ``retraction``: second-order polar retraction (cheap, not a geodesic).
+    - metric: :class:`BalancedMetric`, whose ``exp`` integrates the geodesic
+      equation numerically; ``log`` and ``dist`` raise.
+    - ``group_action``: :func:`orthogonal_group_action` of :math:`O(d)^{N-1}`,
+      whose orbits are the fibers of the submersion.
+    """
+
+    def __init__(self, d: int, depth: int, equip: bool = True):
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+            raise ValueError(f"d must be a positive integer, got {d!r}")
+        self.d = int(d)
+        self.depth = check_finite_depth(depth)
+        N = self.depth
+        super().__init__(
+            dim=self.d**2 + (N - 1) * self.d * (self.d - 1) // 2,
+            shape=(N, self.d, self.d),
+            intrinsic=False,
+            equip=equip,
+        )
+        self.group_action = orthogonal_group_action
+
+    @staticmethod
+    def default_metric():
+        """Metric to equip the space with if equip is True."""
+        return BalancedMetric
+
+    def belongs(self, point, atol: float = 1e-9):
+        """True where ``balance_error(W)`` (relative moments) <= ``atol`` and W_1 is invertible."""
+        point = np.asarray(point, dtype=float)
+        if point.shape[-3:] != self.shape:
+            return np.zeros(point.shape[: max(point.ndim - 3, 0)], dtype=bool)
+
+        def one(W):
+            s = np.linalg.svd(W[0], compute_uv=False)
+            return balance_error(W) <= atol and s[-1] > s[0] * self.d * np.finfo(float).eps
+
+        return _batched(one, point).astype(bool)
+
+    def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
+        r"""True where :math:`|V - P_W V| \le` ``atol`` :math:`\max(1, |V|)`."""
+        if base_point is None:
+            raise ValueError("base_point is required: the tangent space depends on it")
+        return _batched(
+            lambda V, W: (
+                np.linalg.norm(V - balanced_tangent_projection(W, V))
+                <= atol * max(1.0, float(np.linalg.norm(V)))
+            ),
+            vector,
+            base_point,
+        ).astype(bool)
+
+    def to_tangent(self, vector, base_point=None):
+        r"""Orthogonal projection onto :math:`T_W\mathcal{M}`."""
+        if base_point is None:
+            raise ValueError("base_point is required: the tangent space depends on it")
+        return _batched(lambda V, W: balanced_tangent_projection(W, V), vector, base_point)
+
+    def projection(self, point):
+        """Polar restore map onto M (exactly balanced; identity on M)."""
+        return _batched(balanced_restore, point)
+
+    def retraction(self, tangent_vec, base_point):
+        """Second-order polar retraction (not the exponential map)."""
+        return _batched(lambda V, W: balanced_retraction(W, V, order=2), tangent_vec, base_point)
+
+    def random_point(self, n_samples: int = 1, bound: float = 1.0):
+        r"""Random balanced points :math:`W_p = Q_p\Lambda Q_{p-1}^T` with Haar frames.
+
+        Layer singular values are log-uniform in [bound/2, 2 bound].
+
+        Returns
+        -------
+        ndarray, shape (N, d, d) or (n_samples, N, d, d)
+        """
+        check_positive(bound, "bound")
+        # seeds from geomstats' generator, so that gs.random.seed makes this reproducible
+        seeds = (gs.random.rand(n_samples) * (2**31 - 1)).astype(np.int64).reshape(-1)
+        pts = np.stack(
+            [bound * random_balanced_point(self.d, self.depth, rng=int(s)) for s in seeds]
+        )
+        return pts[0] if n_samples == 1 else pts
+
+    def orthonormal_basis(self, base_point):
+        """[G] Thm 14 basis (sign of eq. 8.21 fixed): (horizontal (d^2, N, d, d), vertical)."""
+        return orthonormal_basis(base_point)
+
+    def equip_with_quotient(self):
+        r"""Build the fiber bundle and the quotient :math:`(\mathfrak{M}_d, g^N)`.
+
+        Sets ``self.fiber_bundle`` to a :class:`~dln_manifolds.geomstats.BalancedBundle`
+        and ``self.quotient`` to an :class:`~dln_manifolds.geomstats.EndToEndMatrices`
+        equipped with geomstats' ``QuotientMetric`` (inner products through
+        horizontal lifts; [G] Thm 13 says it equals :math:`g^N`).
+
+        Returns
+        -------
+        EndToEndMatrices
+            The quotient space.
+        """
+        from .bundle import BalancedBundle
+
+        self.fiber_bundle = BalancedBundle(self)
+        self.quotient = EndToEndMatrices(self.d, self.depth, equip=False)
+        self.quotient.equip_with_metric(QuotientMetric, total_space=self)
+        return self.quotient

@@ -1,0 +1,205 @@
+r"""The submersion :math:`\phi: \mathcal{M} \to (\mathfrak{M}_d, g^N)` as a ``FiberBundle``.
+
+[G] Thm 13: the end-to-end map restricted to the balanced manifold (with the
+Frobenius metric) is a Riemannian submersion onto :math:`(\mathfrak{M}_d, g^N)`;
+its fibers are the orbits :math:`O_X` of :math:`O(d)^{N-1}` acting by
+:math:`W_p \mapsto R_p W_p R_{p-1}^T`. Upstairs points have shape (N, d, d);
+downstairs points are the vectors (d*d,) of :class:`~dln_manifolds.geomstats.EndToEndMatrices`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from geomstats.geometry.fiber_bundle import FiberBundle
+
+from ..balanced import (
+    balanced_frames,
+    horizontal_lift,
+    horizontal_projection,
+    submersion_differential,
+    vertical_projection,
+)
+from ..network import balanced_point, end_to_end
+from .balanced import BalancedManifold
+from .end_to_end import matrix_to_vector, vector_to_matrix
+from .fiber import _batched
+
+__all__ = ["BalancedBundle", "align_orbit"]
+
+
+def _norm3(V: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.sum(V * V, axis=(-3, -2, -1)))
+
+
+def _polar(C: np.ndarray) -> np.ndarray:
+    u, _, vh = np.linalg.svd(C)
+    return u @ vh
+
+
+def _sweeps(Wp, W, R, max_sweeps, tol):
+    """Block coordinate ascent of sum_p tr(W_p^T R_p W'_p R_{p-1}^T) over R_1..R_{N-1}.
+
+    Stops when no rotation moves by more than ``tol`` (max-norm) in a sweep.
+    """
+    N = W.shape[0]
+    eye = np.eye(W.shape[1])
+    R = [eye] + [np.array(r) for r in R] + [eye]
+    for _ in range(max_sweeps):
+        change = 0.0
+        for k in range(1, N):
+            # terms with R_k: <R_k, W_k R_{k-1} W'_k^T + W_{k+1}^T R_{k+1} W'_{k+1}>
+            C = W[k - 1] @ R[k - 1] @ Wp[k - 1].T + W[k].T @ R[k + 1] @ Wp[k]
+            new = _polar(C)
+            change = max(change, float(np.max(np.abs(new - R[k]))))
+            R[k] = new
+        if change <= tol:
+            break
+    value = sum(np.sum(W[p] * (R[p + 1] @ Wp[p] @ R[p].T)) for p in range(N))
+    return np.array(R[1:-1]), value
+
+
+def align_orbit(point, base_point, max_sweeps: int = 500, tol: float = 1e-13) -> np.ndarray:
+    r"""The point of the :math:`O(d)^{N-1}` orbit of ``point`` nearest ``base_point`` (Frobenius).
+
+    Maximizes :math:`\sum_p \mathrm{tr}(W_p^T R_p W'_p R_{p-1}^T)` by block
+    coordinate ascent: with the others fixed, the best :math:`R_k` is the
+    orthogonal polar factor of
+    :math:`W_k R_{k-1} W_k'^T + W_{k+1}^T R_{k+1} W'_{k+1}` (orthogonal
+    Procrustes), until no rotation moves by more than ``tol``. Started from
+    the SVD frames of both points when they are balanced (exact when ``point``
+    is in the orbit of ``base_point``) and from the identity; the identity
+    start replaces the first only if it is better by more than rounding.
+
+    Parameters
+    ----------
+    point, base_point : array_like, shape (N, d, d)
+
+    Returns
+    -------
+    ndarray, shape (N, d, d)
+        :math:`R\cdot W'`: same end-to-end matrix and same balance as ``point``.
+    """
+    Wp = np.asarray(point, dtype=float)
+    W = np.asarray(base_point, dtype=float)
+    N, d, _ = W.shape
+    if N == 1:
+        return Wp.copy()
+    starts = []
+    try:
+        Q, _ = balanced_frames(W)
+        Qp, _ = balanced_frames(Wp)
+        # frames are defined up to one sign per singular value, shared by all layers
+        S = np.sign(np.sum(Q[-1] * Qp[-1], axis=0) + np.sum(Q[0] * Qp[0], axis=0))
+        S[S == 0] = 1.0
+        starts.append((Q[1:-1] * S) @ np.swapaxes(Qp[1:-1], -1, -2))
+    except ValueError:
+        pass
+    starts.append(np.broadcast_to(np.eye(d), (N - 1, d, d)))
+    best, best_value = None, -np.inf
+    for R0 in starts:
+        R, value = _sweeps(Wp, W, R0, max_sweeps, tol)
+        if best is None or value > best_value + 1e-12 * max(1.0, abs(best_value)):
+            best, best_value = R, value
+    eye = np.eye(d)[None]
+    left = np.concatenate([best, eye])
+    right = np.concatenate([eye, best])
+    return left @ Wp @ np.swapaxes(right, -1, -2)
+
+
+class BalancedBundle(FiberBundle):
+    r"""The end-to-end map :math:`\mathcal{M} \to (\mathfrak{M}_d, g^N)` as a fiber bundle.
+
+    Parameters
+    ----------
+    total_space : BalancedManifold
+        Upstairs space (points of shape (N, d, d)).
+
+    Notes
+    -----
+    - ``riemannian_submersion``: :math:`W \mapsto \phi(W) = W_N\cdots W_1` as a vector (d*d,).
+    - ``tangent_riemannian_submersion``: :math:`d\phi_W(V)` as a vector (d*d,).
+    - ``lift``: the balanced point over X of [G] eq. 5.16 with
+      :math:`Q_1 = \dots = Q_{N-1} = I` (the center of [R]).
+    - ``vertical_projection``, ``horizontal_projection``, ``horizontal_lift``:
+      :mod:`dln_manifolds.balanced` (SVD frames, O(N d^3)).
+    - ``align``: :func:`align_orbit` along the :math:`O(d)^{N-1}` orbit.
+
+    With ``total_space.equip_with_quotient()``, geomstats' ``QuotientMetric``
+    computes :math:`g^N` inner products through horizontal lifts ([G] Thm 13).
+    Its ``exp``/``log``/``dist`` need geodesics of the total space, which the
+    induced metric does not provide; use :class:`~dln_manifolds.geomstats.DepthMetric`.
+    """
+
+    def __init__(self, total_space: BalancedManifold):
+        if not isinstance(total_space, BalancedManifold):
+            raise TypeError(
+                f"total_space must be a BalancedManifold, got {type(total_space).__name__}"
+            )
+        super().__init__(total_space=total_space, aligner=None)
+        self.d = total_space.d
+        self.depth = total_space.depth
+
+    def riemannian_submersion(self, point):
+        """End-to-end matrix, as a vector of shape (..., d*d)."""
+        return matrix_to_vector(_batched(end_to_end, point))
+
+    def tangent_riemannian_submersion(self, tangent_vec, base_point):
+        r""":math:`d\phi_W(V)` as a vector of shape (..., d*d)."""
+        return matrix_to_vector(
+            _batched(lambda V, W: submersion_differential(W, V), tangent_vec, base_point)
+        )
+
+    def lift(self, point):
+        """Balanced point over X (the center of [R]); shape (..., N, d, d)."""
+        X = vector_to_matrix(point, self.d)
+        return _batched(lambda M: balanced_point(M, self.depth), X, point_ndim=2)
+
+    def vertical_projection(self, tangent_vec, base_point):
+        r"""Projection onto :math:`\ker d\phi \cap T_W\mathcal{M}` (tangent to the orbit)."""
+        return _batched(lambda V, W: vertical_projection(W, V), tangent_vec, base_point)
+
+    def horizontal_projection(self, tangent_vec, base_point):
+        r"""Projection onto the horizontal space :math:`(\ker d\phi)^\perp` (range of dphi^*)."""
+        return _batched(lambda V, W: horizontal_projection(W, V), tangent_vec, base_point)
+
+    def horizontal_lift(self, tangent_vec, base_point=None, fiber_point=None):
+        r"""The horizontal H at ``fiber_point`` with :math:`d\phi(H) = Z` ([G] eq. 8.20-8.24).
+
+        Parameters
+        ----------
+        tangent_vec : array_like, shape (..., d*d)
+            Tangent vector downstairs.
+        base_point : array_like, shape (..., d*d), optional
+            Used (through :meth:`lift`) only if ``fiber_point`` is None.
+        fiber_point : array_like, shape (..., N, d, d), optional
+        """
+        if fiber_point is None:
+            if base_point is None:
+                raise ValueError("either base_point or fiber_point must be given")
+            fiber_point = self.lift(base_point)
+        Z = vector_to_matrix(tangent_vec, self.d)
+        fiber_point = np.asarray(fiber_point, dtype=float)
+        batch = np.broadcast_shapes(Z.shape[:-2], fiber_point.shape[:-3])
+        Z = np.broadcast_to(Z, batch + Z.shape[-2:]).reshape((-1,) + Z.shape[-2:])
+        F = np.broadcast_to(fiber_point, batch + fiber_point.shape[-3:])
+        F = F.reshape((-1,) + fiber_point.shape[-3:])
+        out = np.stack([horizontal_lift(w, z) for w, z in zip(F, Z, strict=True)])
+        return out.reshape(batch + fiber_point.shape[-3:])
+
+    def align(self, point, base_point):
+        """Align ``point`` to ``base_point`` along the O(d)^{N-1} orbit (:func:`align_orbit`)."""
+        return _batched(align_orbit, point, base_point)
+
+    def is_horizontal(self, tangent_vec, base_point, atol: float = 1e-9):
+        """True where the vector equals its horizontal projection (to ``atol``, relative)."""
+        V = np.asarray(tangent_vec, dtype=float)
+        H = self.horizontal_projection(V, base_point)
+        scale = np.maximum(1.0, _norm3(V))
+        return _norm3(V - H) <= atol * scale
+
+    def is_vertical(self, tangent_vec, base_point, atol: float = 1e-9):
+        """True where the submersion kills the vector (to ``atol``, relative)."""
+        V = np.asarray(tangent_vec, dtype=float)
+        dX = self.tangent_riemannian_submersion(V, base_point)
+        scale = np.maximum(1.0, _norm3(V))
+        return np.linalg.norm(dX, axis=-1) <= atol * scale

@@ -1,0 +1,143 @@
+r"""The fiber :math:`\mathcal{F}_X = \{W : W_N \cdots W_1 = X\}` of [R] section 2, for geomstats."""
+
+from __future__ import annotations
+
+import geomstats.backend as gs
+import numpy as np
+from geomstats.geometry.manifold import Manifold
+
+from .._checks import as_matrix, as_stack, check_finite_depth, check_full_rank, check_positive
+from ..fiber import (
+    fiber_center,
+    fiber_restore,
+    fiber_retraction,
+    fiber_tangent_projection,
+    group_action_exp,
+)
+from ..network import end_to_end
+from .induced import InducedFrobeniusMetric
+
+__all__ = ["Fiber"]
+
+
+def _batched(fun, *arrays, point_ndim: int = 3):
+    """Apply fun to broadcast batches of (N, d, d) arrays; returns the stacked results."""
+    arrays = [np.asarray(a, dtype=float) for a in arrays]
+    batch = np.broadcast_shapes(*(a.shape[: a.ndim - point_ndim] for a in arrays))
+    flat = [np.broadcast_to(a, batch + a.shape[a.ndim - point_ndim :]) for a in arrays]
+    flat = [a.reshape((-1,) + a.shape[len(batch) :]) for a in flat]
+    out = [fun(*items) for items in zip(*flat, strict=True)]
+    out = np.stack(out) if out else np.empty((0,))
+    return out.reshape(batch + out.shape[1:])
+
+
+class Fiber(Manifold):
+    r"""The fiber :math:`\mathcal{F}_X` over a full-rank X, with the induced Frobenius metric.
+
+    :math:`\dim \mathcal{F}_X = (N-1)d^2`. Points and tangent vectors are
+    arrays of shape (N, d, d), input layer first. Thin layer over
+    :mod:`dln_manifolds.fiber`.
+
+    Parameters
+    ----------
+    X : array_like, shape (d, d)
+        Full-rank real end-to-end matrix.
+    depth : int
+        Number of layers N >= 1.
+    equip : bool, default True
+        Equip with :class:`~dln_manifolds.geomstats.induced.InducedFrobeniusMetric`.
+
+    Notes
+    -----
+    - ``to_tangent``: orthogonal projection onto :math:`\ker d\phi_W`
+      (:func:`~dln_manifolds.fiber.fiber_tangent_projection`).
+    - ``projection``: :func:`~dln_manifolds.fiber.fiber_restore` (recomputes
+      the output layer; a smooth map onto the fiber fixing it, *not* the
+      nearest point).
+    - ``retraction``: the second-order group-action retraction
+      :func:`~dln_manifolds.fiber.fiber_retraction`. There is no
+      closed-form exponential map; the metric's ``exp`` raises.
+    """
+
+    def __init__(self, X, depth: int, equip: bool = True):
+        X = as_matrix(X)
+        if np.iscomplexobj(X):
+            raise TypeError("X must be a real matrix")
+        check_full_rank(np.linalg.svd(X, compute_uv=False), "X")
+        self.X = X.copy()
+        self.depth = check_finite_depth(depth)
+        self.d = X.shape[0]
+        super().__init__(
+            dim=(self.depth - 1) * self.d**2,
+            shape=(self.depth, self.d, self.d),
+            intrinsic=False,
+            equip=equip,
+        )
+
+    @staticmethod
+    def default_metric():
+        """Metric to equip the space with if equip is True."""
+        return InducedFrobeniusMetric
+
+    @property
+    def center(self) -> np.ndarray:
+        """The center of [R] (Kempf-Ness minimizer of :math:`|W|^2`), shape (N, d, d)."""
+        return fiber_center(self.X, self.depth)
+
+    def belongs(self, point, atol: float = 1e-9):
+        r"""True where :math:`|W_N\cdots W_1 - X|_F \le` ``atol`` :math:`\max(1, |X|_F)`."""
+        point = np.asarray(point, dtype=float)
+        if point.shape[-3:] != self.shape:
+            return np.zeros(point.shape[: max(point.ndim - 3, 0)], dtype=bool)
+        scale = max(1.0, float(np.linalg.norm(self.X)))
+        return _batched(
+            lambda W: np.linalg.norm(end_to_end(W) - self.X) <= atol * scale, point
+        ).astype(bool)
+
+    def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
+        r"""True where :math:`|V - P_W V| \le` ``atol`` :math:`\max(1, |V|)`."""
+        if base_point is None:
+            raise ValueError("base_point is required: the tangent space depends on it")
+        return _batched(
+            lambda V, W: (
+                np.linalg.norm(V - fiber_tangent_projection(W, V))
+                <= atol * max(1.0, float(np.linalg.norm(V)))
+            ),
+            vector,
+            base_point,
+        ).astype(bool)
+
+    def to_tangent(self, vector, base_point=None):
+        r"""Orthogonal projection onto :math:`T_W\mathcal{F}_X` ([R] eq. 2.21, MATH_NOTES form)."""
+        if base_point is None:
+            raise ValueError("base_point is required: the tangent space depends on it")
+        return _batched(lambda V, W: fiber_tangent_projection(W, V), vector, base_point)
+
+    def projection(self, point):
+        """Map a nearby point onto the fiber by recomputing its output layer (fiber_restore)."""
+        return _batched(lambda W: fiber_restore(W, self.X), point)
+
+    def retraction(self, tangent_vec, base_point):
+        """Second-order retraction by the group action (not the exponential map)."""
+        return _batched(lambda V, W: fiber_retraction(W, V, X=self.X), tangent_vec, base_point)
+
+    def random_point(self, n_samples: int = 1, bound: float = 1.0):
+        r"""Random points :math:`e^{a}\cdot C`: C the center, a Gaussian of scale 0.3 ``bound``.
+
+        Returns
+        -------
+        ndarray, shape (N, d, d) or (n_samples, N, d, d)
+        """
+        check_positive(bound, "bound")
+        C = self.center
+        N, d = self.depth, self.d
+        a = 0.3 * bound * gs.random.normal(size=(n_samples, N - 1, d, d))
+        pts = np.stack([self.projection(group_action_exp(ai, C)) for ai in a])
+        return pts[0] if n_samples == 1 else pts
+
+    def check_point(self, point) -> np.ndarray:
+        """Validate a single point: shape (N, d, d), finite, on the fiber."""
+        W = as_stack(point, "point", depth=self.depth, d=self.d)
+        if not self.belongs(W, atol=1e-6):
+            raise ValueError("point is not on the fiber F_X (end-to-end product differs from X)")
+        return W
