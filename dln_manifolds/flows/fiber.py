@@ -1,0 +1,303 @@
+r"""Flows on and around the fiber :math:`\mathcal{F}_X`: regularizing, Ness, regularized gradient.
+
+- :func:`regularizing_flow`: :math:`\dot W = -\mathrm{grad}\,|W|^2` on
+  :math:`(\mathcal{F}_X, \iota)` ([R] eq. 1.13); the moments obey
+  :math:`G(t) = G_0 e^{-4t}` ([R] Thm 2).
+- :func:`ness_flow`: :math:`\dot W = -\mathrm{grad}\,|G|^2 = -4 w_G`
+  ([R] eq. 1.17, section 2.5; see its docstring for the factor 2 of [R]).
+- :func:`regularized_gradient_flow`: :math:`\dot W = -\nabla_W\big(E(\phi(W)) +
+  \tfrac{\kappa}{2}|W|^2\big)` in the full space ([R] eq. 1.18); the moments
+  obey :math:`G(t) = G_0 e^{-2\kappa t}` (MATH_NOTES), and
+  :func:`split_velocity` splits its velocity into the part tangent to the
+  fiber (regularizing) and the part normal to it (learning).
+
+The fiber flows are integrated by :func:`~dln_manifolds.flows.integrate_flow`
+(projected Runge-Kutta) with ``restore = fiber_restore(., X)``, so every saved
+state has end-to-end matrix X to rounding and an RK method of order p stays
+of order p.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .._checks import as_stack, check_positive
+from ..energies import Energy
+from ..fiber import (
+    FiberNormalSolver,
+    fiber_restore,
+    generator_to_tangent,
+    regularizer_gradient,
+)
+from ..network import end_to_end, lifted_gradient, moments
+from .integrators import FlowResult, integrate_flow
+
+__all__ = ["regularizing_flow", "ness_flow", "regularized_gradient_flow", "split_velocity"]
+
+
+def _fiber_point(W0) -> tuple[np.ndarray, np.ndarray]:
+    W0 = as_stack(W0, "W0")
+    if W0.shape[0] < 2:
+        raise ValueError("W0 must have depth N >= 2: for N = 1 the fiber is a single point")
+    X = end_to_end(W0)
+    s = np.linalg.svd(X, compute_uv=False)
+    if s[-1] <= s[0] * 1e-12:
+        raise ValueError(
+            "the end-to-end matrix of W0 is rank-deficient; the fiber flows need it invertible"
+        )
+    return W0, X
+
+
+def _default_monitors(X: np.ndarray | None) -> dict[str, Callable]:
+    mons: dict[str, Callable] = {
+        "moments": lambda t, W: moments(W),
+        "norm_sq": lambda t, W: float(np.sum(np.abs(W) ** 2)),
+    }
+    if X is not None:
+        nx = np.linalg.norm(X)
+        mons["product_error"] = lambda t, W: float(np.linalg.norm(end_to_end(W) - X) / nx)
+    return mons
+
+
+def _merge(defaults: dict, monitors: Mapping | None) -> dict:
+    out = dict(defaults)
+    out.update(monitors or {})
+    return out
+
+
+def regularizing_flow(
+    W0: ArrayLike,
+    t_final: float,
+    *,
+    dt: float | None = None,
+    method: str = "rk4",
+    projection: str = "auto",
+    adaptive: bool = False,
+    save_every: int = 1,
+    monitors: Mapping[str, Callable] | None = None,
+    progress: bool = False,
+) -> FlowResult:
+    r"""The regularizing flow :math:`\dot W = -\mathrm{grad}\,|W|^2` on the fiber ([R] eq. 1.13).
+
+    The velocity is :math:`-P(2W)` (:func:`~dln_manifolds.fiber.regularizer_gradient`,
+    one d^2 normal solve per stage). [R] Thm 2: :math:`G(t) = G_0 e^{-4t}`, and
+    the flow converges to the point of the orbit :math:`\mathcal{O}_X` of the
+    center that it selects (Kempf-Ness, [R] Thm 1).
+
+    Parameters
+    ----------
+    W0 : array_like, shape (N, d, d)
+        Initial point (N >= 2, full-rank product X); never modified.
+    t_final : float
+    dt : float, optional
+        Step size (default ``t_final / 100``).
+    method : {"rk4", "heun", "euler", "dopri5"}
+        Runge-Kutta method of :func:`~dln_manifolds.flows.integrate_flow`.
+    projection : {"auto", "cholesky", "cg"}
+        Solver of the normal system.
+    adaptive : bool
+        Error-controlled steps (dopri5).
+    save_every : int
+    monitors : mapping, optional
+        Extra monitored quantities ``name -> f(t, W)``, added to the defaults
+        ``moments`` (shape (N-1, d, d)), ``norm_sq`` (:math:`|W|^2`) and
+        ``product_error`` (:math:`|\phi(W) - X| / |X|`).
+    progress : bool
+        tqdm progress bar.
+
+    Returns
+    -------
+    FlowResult
+    """
+    W0, X = _fiber_point(W0)
+
+    def velocity(t, W):
+        return -regularizer_gradient(W, method=projection)
+
+    return integrate_flow(
+        velocity,
+        W0,
+        t_final,
+        dt=dt,
+        method=method,
+        restore=lambda W: fiber_restore(W, X),
+        adaptive=adaptive,
+        save_every=save_every,
+        monitors=_merge(_default_monitors(X), monitors),
+        progress=progress,
+        desc="regularizing flow",
+    )
+
+
+def ness_flow(
+    W0: ArrayLike,
+    t_final: float,
+    *,
+    scaling: str = "gradient",
+    dt: float | None = None,
+    method: str = "rk4",
+    adaptive: bool = False,
+    save_every: int = 1,
+    monitors: Mapping[str, Callable] | None = None,
+    progress: bool = False,
+) -> FlowResult:
+    r"""The Ness flow, the gradient flow of :math:`|G|^2` on :math:`\mathcal{F}_X` ([R] eq. 1.17).
+
+    Scaling: with ``scaling="gradient"`` (default) the velocity is
+    :math:`-\mathrm{grad}|G|^2 = -4 w_G` (MATH_NOTES), so that
+    :math:`\tfrac{d}{dt}|G|^2 = -|\mathrm{grad}|G|^2|^2 = -16 |w_G|^2`. With
+    ``scaling="paper"`` it is :math:`-2 w_G`, [R] eq. 2.26 as printed (which is
+    the gradient flow of :math:`\tfrac12|G|^2`, i.e. the default flow at half
+    speed; then :math:`\tfrac{d}{dt}|G|^2 = -8|w_G|^2`, not the
+    :math:`-4|w_G|^2` of [R] eq. 2.31). No linear solve is needed: :math:`w_G`
+    is explicit. The flow ends on the balanced manifold (:math:`G \to 0`).
+
+    Parameters
+    ----------
+    W0 : array_like, shape (N, d, d)
+    t_final : float
+    scaling : {"gradient", "paper"}
+    dt, method, adaptive, save_every, progress
+        As in :func:`regularizing_flow`.
+    monitors : mapping, optional
+        Extra monitors; defaults: ``moments``, ``norm_sq``, ``product_error``,
+        ``moment_norm_sq`` (:math:`|G|^2`) and ``grad_norm_sq``
+        (:math:`|\mathrm{grad}|G|^2|^2 = 16|w_G|^2`).
+
+    Returns
+    -------
+    FlowResult
+    """
+    W0, X = _fiber_point(W0)
+    if scaling not in ("gradient", "paper"):
+        raise ValueError(f"scaling must be 'gradient' or 'paper', got {scaling!r}")
+    c = 4.0 if scaling == "gradient" else 2.0
+
+    def velocity(t, W):
+        return -c * generator_to_tangent(W, moments(W))
+
+    mons = _default_monitors(X)
+    mons["moment_norm_sq"] = lambda t, W: float(np.sum(np.abs(moments(W)) ** 2))
+    mons["grad_norm_sq"] = lambda t, W: float(
+        16.0 * np.sum(np.abs(generator_to_tangent(W, moments(W))) ** 2)
+    )
+    return integrate_flow(
+        velocity,
+        W0,
+        t_final,
+        dt=dt,
+        method=method,
+        restore=lambda W: fiber_restore(W, X),
+        adaptive=adaptive,
+        save_every=save_every,
+        monitors=_merge(mons, monitors),
+        progress=progress,
+        desc="Ness flow",
+    )
+
+
+def _energy_gradient(energy) -> tuple[Callable, Callable | None]:
+    if isinstance(energy, Energy):
+        return energy.gradient, energy.value
+    if callable(energy):
+        return energy, None
+    raise TypeError(
+        "energy must be a dln_manifolds Energy or a callable X -> E'(X), "
+        f"got {type(energy).__name__}"
+    )
+
+
+def regularized_gradient_flow(
+    W0: ArrayLike,
+    energy: Energy | Callable[[np.ndarray], np.ndarray],
+    kappa: float,
+    t_final: float,
+    *,
+    dt: float | None = None,
+    method: str = "rk4",
+    adaptive: bool = False,
+    save_every: int = 1,
+    monitors: Mapping[str, Callable] | None = None,
+    progress: bool = False,
+) -> FlowResult:
+    r"""Gradient flow of :math:`E(\phi(W)) + \tfrac{\kappa}{2}|W|^2` in all of M_d^N ([R] eq. 1.18).
+
+    :math:`\dot W = -\nabla_W E(\phi(W)) - \kappa W`, with
+    :math:`\nabla_W E(\phi(W))` from :func:`~dln_manifolds.lifted_gradient`.
+    The loss part conserves the moments and :math:`dG(W) = 2G`, so
+    :math:`G(t) = G_0 e^{-2\kappa t}` exactly (MATH_NOTES; [R] section 1.6.1
+    says the rate is :math:`\kappa`, it is :math:`2\kappa` for this
+    normalization). Use :func:`split_velocity` to separate the learning
+    (normal) and regularizing (tangent) parts of the velocity.
+
+    Parameters
+    ----------
+    W0 : array_like, shape (N, d, d)
+    energy : Energy or callable
+        A :class:`~dln_manifolds.energies.Energy` or a callable returning the
+        Euclidean gradient :math:`E'(X)`, shape (d, d).
+    kappa : float
+        Regularization strength, > 0.
+    t_final : float
+    dt, method, adaptive, save_every, progress
+        As in :func:`regularizing_flow`.
+    monitors : mapping, optional
+        Extra monitors; defaults: ``moments``, ``norm_sq``, ``end_to_end``
+        and (for an Energy) ``energy``.
+
+    Returns
+    -------
+    FlowResult
+    """
+    W0 = as_stack(W0, "W0")
+    kappa = check_positive(kappa, "kappa")
+    grad_E, value_E = _energy_gradient(energy)
+
+    def velocity(t, W):
+        return -lifted_gradient(W, grad_E(end_to_end(W))) - kappa * W
+
+    mons = _default_monitors(None)
+    mons["end_to_end"] = lambda t, W: end_to_end(W)
+    if value_E is not None:
+        mons["energy"] = lambda t, W: float(value_E(end_to_end(W)))
+    return integrate_flow(
+        velocity,
+        W0,
+        t_final,
+        dt=dt,
+        method=method,
+        adaptive=adaptive,
+        save_every=save_every,
+        monitors=_merge(mons, monitors),
+        progress=progress,
+        desc="regularized gradient flow",
+    )
+
+
+def split_velocity(
+    W: ArrayLike, velocity: ArrayLike, method: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Split an ambient velocity into its parts tangent and normal to the fiber through W.
+
+    ``tangent = P(v)`` lies in :math:`T_W\mathcal{F}_X = \ker d\phi_W` (it moves
+    the parameters along the fiber: regularization), ``normal = v - P(v)`` in
+    the range of :math:`d\phi_W^*` (it moves X: learning). [R] section 1.6.1.
+
+    Parameters
+    ----------
+    W : array_like, shape (N, d, d)
+    velocity : array_like, shape (N, d, d)
+    method : {"auto", "cholesky", "cg"}
+
+    Returns
+    -------
+    tangent, normal : ndarray, shape (N, d, d)
+        Orthogonal, summing to ``velocity``.
+    """
+    W = as_stack(W)
+    v = as_stack(velocity, "velocity", depth=W.shape[0], d=W.shape[1])
+    tangent = FiberNormalSolver(W, method=method).project(v)
+    return tangent, v - tangent

@@ -1,0 +1,349 @@
+r"""The fiber :math:`\mathcal{F}_X` with the induced Euclidean metric, as a pymanopt manifold."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+from numpy.typing import ArrayLike
+from pymanopt.manifolds.manifold import RiemannianSubmanifold
+
+from .._checks import as_matrix, as_stack, check_full_rank
+from ..fiber import (
+    FiberNormalSolver,
+    _check_fiber_depth,
+    fiber_center,
+    fiber_restore,
+    fiber_retraction,
+    fiber_weingarten,
+    generator_to_tangent,
+    group_action,
+    ness_gradient,
+    tangent_to_generator,
+)
+from ..network import moments
+
+__all__ = ["Fiber", "RoundingTolerantLineSearcher"]
+
+#: Default largest accepted condition number of X (see :class:`Fiber`).
+DEFAULT_MAX_CONDITION = 1e6
+
+
+class Fiber(RiemannianSubmanifold):
+    r"""The fiber :math:`\mathcal{F}_X = \{W : W_N \cdots W_1 = X\}`, X full-rank ([R] section 2).
+
+    Points and tangent vectors are arrays of shape (N, d, d), input layer
+    first. The metric is induced by :math:`\langle V, Z\rangle = \mathrm{Re\,tr}(V^*Z)`
+    summed over layers (the metric :math:`\iota` of [R]). Real X gives the
+    real fiber of dimension (N-1)d^2; complex X the complex fiber of [R],
+    of real dimension 2(N-1)d^2.
+
+    Parameters
+    ----------
+    X : array_like, shape (d, d)
+        Full-rank end-to-end matrix, real or complex.
+    depth : int
+        Number of layers N >= 2 (for N = 1 the fiber is the single point X).
+    seed : int or numpy.random.Generator, optional
+        Randomness for :meth:`random_point` and :meth:`random_tangent_vector`.
+    max_condition : float
+        Largest accepted condition number of X (default 1e6). At the center
+        the normal operator K equals the depth operator :math:`\mathcal{A}_{N,X}`,
+        whose condition number is :math:`\mathrm{cond}(X)^{2-2/N}`; the bound
+        keeps it below 1e12 there, so that projections keep a few correct
+        digits even in the worst case (tests use cond(X) <= 10, where the
+        tangency defect is ~1e-15).
+    method : {"auto", "cholesky", "cg"}
+        Solver of the d^2 normal system (see
+        :class:`~dln_manifolds.fiber.FiberNormalSolver`): Cholesky for
+        d <= 32, preconditioned CG beyond.
+    tol : float
+        CG relative tolerance.
+
+    Notes
+    -----
+    - Projection :math:`P(Z) = Z - d\phi^* K^{-1} d\phi(Z)` (MATH_NOTES); the
+      solver at the last few points is cached, so repeated projections at one
+      point cost O(N d^3 + d^4) each.
+    - Retraction: second-order group-action retraction
+      (:func:`~dln_manifolds.fiber.fiber_retraction`), followed by
+      :func:`~dln_manifolds.fiber.fiber_restore`, so the product is X to
+      rounding after any number of steps.
+    - Hessian: :math:`P(\nabla^2 f[V]) + \mathfrak{W}(V, \nabla f)` with the
+      Weingarten map :func:`~dln_manifolds.fiber.fiber_weingarten`.
+    - Transport: projection onto the new tangent space.
+    - ``exp``, ``log``, ``dist``: not available (NotImplementedError).
+    """
+
+    def __init__(
+        self,
+        X: ArrayLike,
+        depth: int,
+        seed: int | np.random.Generator | None = None,
+        *,
+        max_condition: float = DEFAULT_MAX_CONDITION,
+        method: str = "auto",
+        tol: float = 1e-13,
+    ):
+        X = as_matrix(X)
+        N = _check_fiber_depth(depth)
+        s = np.linalg.svd(X, compute_uv=False)
+        check_full_rank(s, "X", max_condition=float(max_condition))
+        if method not in ("auto", "cholesky", "cg"):
+            raise ValueError(f"method must be 'auto', 'cholesky' or 'cg', got {method!r}")
+        self._X = X.copy()
+        self._depth = N
+        self._d = X.shape[0]
+        self._complex = bool(np.iscomplexobj(X))
+        self._rng = np.random.default_rng(seed)
+        self._method = method
+        self._tol = float(tol)
+        if not self._tol > 0:
+            raise ValueError(f"tol must be positive, got {tol}")
+        self._center = fiber_center(X, N)
+        self._solvers: OrderedDict[bytes, FiberNormalSolver] = OrderedDict()
+        dim = (N - 1) * self._d**2 * (2 if self._complex else 1)
+        field = "complex" if self._complex else "real"
+        super().__init__(f"Fiber over a {field} {self._d}x{self._d} matrix, depth {N}", dim)
+
+    # -- properties -----------------------------------------------------------
+    @property
+    def X(self) -> np.ndarray:
+        """The end-to-end matrix (a copy)."""
+        return self._X.copy()
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    @property
+    def d(self) -> int:
+        return self._d
+
+    @property
+    def is_complex(self) -> bool:
+        return self._complex
+
+    @property
+    def typical_dist(self) -> float:
+        """Norm of the center, :math:`\\sqrt{N\\,\\mathrm{tr}\\,\\Sigma^{2/N}}`."""
+        return float(np.linalg.norm(self._center))
+
+    # -- helpers --------------------------------------------------------------
+    def _point(self, point) -> np.ndarray:
+        return as_stack(point, "point", depth=self._depth, d=self._d)
+
+    def _vector(self, vector, name="tangent_vector") -> np.ndarray:
+        return as_stack(vector, name, depth=self._depth, d=self._d)
+
+    def solver(self, point) -> FiberNormalSolver:
+        """The (cached) normal-system solver at ``point``."""
+        point = self._point(point)
+        key = point.tobytes()
+        solver = self._solvers.get(key)
+        if solver is None:
+            solver = FiberNormalSolver(point, method=self._method, tol=self._tol)
+            self._solvers[key] = solver
+            if len(self._solvers) > 4:
+                self._solvers.popitem(last=False)
+        else:
+            self._solvers.move_to_end(key)
+        return solver
+
+    # -- pymanopt interface ---------------------------------------------------
+    def inner_product(self, point, tangent_vector_a, tangent_vector_b) -> float:
+        return float(np.real(np.vdot(tangent_vector_a, tangent_vector_b)))
+
+    def norm(self, point, tangent_vector) -> float:
+        return float(np.linalg.norm(tangent_vector))
+
+    def projection(self, point, vector):
+        """Orthogonal projection onto :math:`T_W\\mathcal{F}_X = \\ker d\\phi_W`."""
+        return self.solver(point).project(self._vector(vector, "vector"))
+
+    to_tangent_space = projection
+
+    def weingarten(self, point, tangent_vector, normal_vector):
+        return fiber_weingarten(point, tangent_vector, normal_vector, solver=self.solver(point))
+
+    def euclidean_to_riemannian_gradient(self, point, euclidean_gradient):
+        return self.projection(point, euclidean_gradient)
+
+    def euclidean_to_riemannian_hessian(
+        self, point, euclidean_gradient, euclidean_hessian, tangent_vector
+    ):
+        solver = self.solver(point)
+        return solver.project(self._vector(euclidean_hessian, "euclidean_hessian")) + (
+            fiber_weingarten(point, tangent_vector, euclidean_gradient, solver=solver)
+        )
+
+    def retraction(self, point, tangent_vector):
+        """Second-order group-action retraction, then :func:`fiber_restore` onto X."""
+        point = self._point(point)
+        return fiber_retraction(
+            point, tangent_vector, second_order=True, X=self._X, solver=self.solver(point)
+        )
+
+    def transport(self, point_a, point_b, tangent_vector_a):
+        return self.projection(point_b, tangent_vector_a)
+
+    def random_point(self):
+        r"""The center acted on by a random group element ([R] Lemma 1).
+
+        Each :math:`A_k = U \,\mathrm{diag}(s)\, V^*` with Haar (orthogonal or
+        unitary) U, V and s log-uniform in [1/2, 2], so cond(A_k) <= 4.
+        """
+        d = self._d
+        a = np.empty((self._depth - 1, d, d), dtype=self._X.dtype)
+        for k in range(self._depth - 1):
+            s = np.exp(self._rng.uniform(np.log(0.5), np.log(2.0), size=d))
+            a[k] = (_haar(self._rng, d, self._complex) * s) @ _haar(self._rng, d, self._complex)
+        return fiber_restore(group_action(a, self._center), self._X)
+
+    def random_tangent_vector(self, point):
+        """A Gaussian vector projected onto the tangent space, unit norm."""
+        shape = (self._depth, self._d, self._d)
+        Z = self._rng.standard_normal(shape)
+        if self._complex:
+            Z = Z + 1j * self._rng.standard_normal(shape)
+        V = self.projection(point, Z)
+        return V / np.linalg.norm(V)
+
+    def zero_vector(self, point):
+        return np.zeros((self._depth, self._d, self._d), dtype=self._X.dtype)
+
+    # -- fiber-specific methods -----------------------------------------------
+    def center(self) -> np.ndarray:
+        r"""The center :math:`C` of [R] section 1.2, the minimizer of :math:`|W|^2` (a copy)."""
+        return self._center.copy()
+
+    def moments(self, point) -> np.ndarray:
+        """Moments :math:`G_k = W_kW_k^* - W_{k+1}^*W_{k+1}`, shape (N-1, d, d) ([R] eq. 1.10)."""
+        return moments(self._point(point))
+
+    def act(self, a, point) -> np.ndarray:
+        """Group action :math:`\\mathbf{A}\\cdot W` of [R] eq. 1.5."""
+        return group_action(a, self._point(point))
+
+    def generator_to_tangent(self, point, a) -> np.ndarray:
+        """:math:`w_a` of [R] eq. 2.3."""
+        return generator_to_tangent(self._point(point), a)
+
+    def tangent_to_generator(self, point, tangent_vector) -> np.ndarray:
+        """The generator a with :math:`w_a` = ``tangent_vector``."""
+        return tangent_to_generator(self._point(point), tangent_vector)
+
+    def regularizer_gradient(self, point) -> np.ndarray:
+        """Riemannian gradient of :math:`|W|^2`, :math:`P(2W)` ([R] Lemma 5)."""
+        point = self._point(point)
+        return self.solver(point).project(2.0 * point)
+
+    def ness_gradient(self, point) -> np.ndarray:
+        """Riemannian gradient of :math:`|G|^2`: :math:`4 w_G` (MATH_NOTES; [R] Thm 10: 2 w_G)."""
+        return ness_gradient(self._point(point))
+
+    def minimum_norm_sq(self) -> float:
+        r"""Kempf-Ness minimum of :math:`|W|^2` on F_X ([R] Thm 1).
+
+        :math:`N\,\mathrm{tr}\,\Sigma^{2/N}`, attained exactly on the orbit of the center.
+        """
+        s = np.linalg.svd(self._X, compute_uv=False)
+        return float(self._depth * np.sum(s ** (2.0 / self._depth)))
+
+
+def _haar(rng: np.random.Generator, d: int, complex_: bool) -> np.ndarray:
+    Z = rng.standard_normal((d, d))
+    if complex_:
+        Z = Z + 1j * rng.standard_normal((d, d))
+    Q, R = np.linalg.qr(Z)
+    ph = np.diag(R) / np.abs(np.diag(R))
+    return Q * ph
+
+
+class RoundingTolerantLineSearcher:
+    r"""Backtracking (Armijo) line search that keeps working below the rounding level of the cost.
+
+    Near a minimizer the decrease :math:`f(x) - f^*` is of order
+    :math:`|\mathrm{grad} f|^2`, so with a cost evaluated in float64 the Armijo
+    test stops being decidable once :math:`|\mathrm{grad} f| \approx \sqrt{\epsilon}\,|f|`
+    (for :math:`|W|^2` on the fiber this stalls pymanopt's first-order methods
+    at :math:`|G| \approx 10^{-8}|W|^2`, with "min step_size reached"). This
+    searcher does ordinary Armijo backtracking while the predicted decrease
+    :math:`c\,\alpha\,|\mathrm{D}f(x)[d]|` exceeds ``noise * |f(x)|``; below
+    that it takes the last step length that passed a resolvable Armijo test
+    (a fixed-step gradient method, which contracts linearly for a step that
+    was accepted near the minimizer), or, if ``gradient`` is given, one secant
+    step on the directional derivative
+    :math:`\alpha \mapsto \langle \mathrm{grad} f(R_x(\alpha d)), d\rangle`
+    from that step length (exact for quadratics; needed by conjugate
+    gradients, whose directions are not scaled like gradients). Stop the
+    optimizer with ``min_gradient_norm``.
+
+    Parameters
+    ----------
+    contraction_factor : float
+    optimism : float
+        Factor applied to the last accepted step to start the next search.
+    sufficient_decrease : float
+    max_iterations : int
+    initial_step_size : float
+        Length of the first trial step.
+    noise : float
+        Relative rounding level of the cost (default 1e3 machine epsilons).
+    gradient : callable, optional
+        ``point -> Riemannian gradient`` (e.g. ``problem.riemannian_gradient``),
+        used for the secant step below the rounding level.
+    """
+
+    def __init__(
+        self,
+        contraction_factor: float = 0.5,
+        optimism: float = 2.0,
+        sufficient_decrease: float = 1e-4,
+        max_iterations: int = 30,
+        initial_step_size: float = 1.0,
+        noise: float = 1e3 * np.finfo(np.float64).eps,
+        gradient=None,
+    ):
+        self.contraction_factor = contraction_factor
+        self.optimism = optimism
+        self.sufficient_decrease = sufficient_decrease
+        self.max_iterations = max_iterations
+        self.initial_step_size = initial_step_size
+        self.noise = noise
+        self.gradient = gradient
+        self._alpha = None
+
+    def search(self, objective, manifold, x, d, f0, df0):
+        """Return ``(step_size, newx)`` as pymanopt's line searchers do."""
+        norm_d = manifold.norm(x, d)
+        if norm_d == 0 or df0 >= 0:
+            return 0.0, x
+        slack = self.noise * abs(f0)
+        if self._alpha is None:
+            alpha = self.initial_step_size / norm_d
+        else:
+            alpha = self.optimism * self._alpha
+        for _ in range(self.max_iterations):
+            if self.sufficient_decrease * alpha * abs(df0) < slack:
+                # the Armijo test is no longer decidable in float64
+                return self._small_step(manifold, x, d, df0, norm_d, alpha)
+            newx = manifold.retraction(x, alpha * d)
+            newf = objective(newx)
+            if newf <= f0 + self.sufficient_decrease * alpha * df0:
+                self._alpha = alpha
+                return float(alpha * norm_d), newx
+            alpha *= self.contraction_factor
+        return 0.0, x
+
+    def _small_step(self, manifold, x, d, df0, norm_d, alpha):
+        if self._alpha is not None:
+            alpha = min(alpha, self._alpha) if self.gradient is None else self._alpha
+        newx = manifold.retraction(x, alpha * d)
+        if self.gradient is not None:
+            # secant on g(t) = <grad f(R_x(t d)), d>, g(0) = df0 < 0
+            g1 = manifold.inner_product(newx, self.gradient(newx), manifold.transport(x, newx, d))
+            if df0 - g1 > 0:
+                alpha = float(np.clip(alpha * df0 / (df0 - g1), 0.1 * alpha, 10.0 * alpha))
+                newx = manifold.retraction(x, alpha * d)
+        return float(alpha * norm_d), newx
