@@ -10,7 +10,9 @@ are thin adapters over them.
 """
 
 from .depth_metric import (
+    DepthFrame,
     depth_christoffel,
+    depth_frame,
     depth_inner_product,
     depth_multipliers,
     depth_operator,
@@ -34,8 +36,10 @@ from .network import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DepthFrame",
     "balanced_point",
     "depth_christoffel",
+    "depth_frame",
     "depth_inner_product",
     "depth_multipliers",
     "depth_operator",
@@ -56,10 +60,105 @@ __all__ = [
 # Each module below adds its own import block and extends __all__ (keep one
 # block per module, so that parallel work does not collide).
 # --- fiber (fiber.py) ---
+from .fiber import (  # noqa: E402
+    FiberNormalSolver,
+    fiber_center,
+    fiber_group_element,
+    fiber_normal_matrix,
+    fiber_normal_operator,
+    fiber_restore,
+    fiber_retraction,
+    fiber_tangent_projection,
+    fiber_weingarten,
+    generator_to_tangent,
+    group_action,
+    group_action_exp,
+    ness_gradient,
+    regularizer_gradient,
+    tangent_to_generator,
+)
+
+__all__ += [
+    "FiberNormalSolver",
+    "fiber_center",
+    "fiber_group_element",
+    "fiber_normal_matrix",
+    "fiber_normal_operator",
+    "fiber_restore",
+    "fiber_retraction",
+    "fiber_tangent_projection",
+    "fiber_weingarten",
+    "generator_to_tangent",
+    "group_action",
+    "group_action_exp",
+    "ness_gradient",
+    "regularizer_gradient",
+    "tangent_to_generator",
+]
 
 # --- balanced manifold (balanced.py) ---
+from .balanced import (  # noqa: E402
+    BalancedFrames,
+    balance_error,
+    balanced_frames,
+    balanced_normal_multipliers,
+    balanced_restore,
+    balanced_retraction,
+    balanced_riemannian_hessian,
+    balanced_tangent_projection,
+    balanced_weingarten,
+    check_balanced,
+    horizontal_lift,
+    horizontal_projection,
+    orthonormal_basis,
+    random_balanced_point,
+    submersion_differential,
+    vertical_projection,
+)
+
+__all__ += [
+    "BalancedFrames",
+    "balance_error",
+    "balanced_frames",
+    "balanced_normal_multipliers",
+    "balanced_restore",
+    "balanced_retraction",
+    "balanced_riemannian_hessian",
+    "balanced_tangent_projection",
+    "balanced_weingarten",
+    "check_balanced",
+    "horizontal_lift",
+    "horizontal_projection",
+    "orthonormal_basis",
+    "random_balanced_point",
+    "submersion_differential",
+    "vertical_projection",
+]
 
 # --- entropy and free energy (entropy.py) ---
+from .entropy import (  # noqa: E402
+    entropy_gradient,
+    free_energy,
+    free_energy_gradient,
+    log_orthogonal_group_volume,
+    log_volume_density,
+    orbit_entropy,
+    orbit_volume,
+    orthogonal_group_volume,
+    volume_density,
+)
+
+__all__ += [
+    "entropy_gradient",
+    "free_energy",
+    "free_energy_gradient",
+    "log_orthogonal_group_volume",
+    "log_volume_density",
+    "orbit_entropy",
+    "orbit_volume",
+    "orthogonal_group_volume",
+    "volume_density",
+]
 
 # --- energies (energies.py) ---
 from .energies import (  # noqa: E402

@@ -9,5 +9,21 @@ from .integrators import TABLEAUS, FlowResult, integrate_flow
 __all__ = ["FlowResult", "integrate_flow", "TABLEAUS"]
 
 # --- fiber flows (regularizing, Ness, regularized gradient): flows/fiber.py ---
+from .fiber import (  # noqa: E402
+    ness_flow,
+    regularized_gradient_flow,
+    regularizing_flow,
+    split_velocity,
+)
+
+__all__ += ["ness_flow", "regularized_gradient_flow", "regularizing_flow", "split_velocity"]
 
 # --- learning flows (upstairs on M, downstairs on (M_d, g^N)): flows/learning.py ---
+from .learning import (  # noqa: E402
+    end_to_end_flow,
+    free_energy_flow,
+    learning_flow,
+    learning_velocity,
+)
+
+__all__ += ["end_to_end_flow", "free_energy_flow", "learning_flow", "learning_velocity"]

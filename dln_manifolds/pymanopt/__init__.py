@@ -10,5 +10,11 @@ from .end_to_end import EndToEndMatrices
 __all__ = ["EndToEndMatrices"]
 
 # --- fiber (pymanopt/fiber.py) ---
+from .fiber import Fiber, RoundingTolerantLineSearcher  # noqa: E402
+
+__all__ += ["Fiber", "RoundingTolerantLineSearcher"]
 
 # --- balanced manifold (pymanopt/balanced.py) ---
+from .balanced import BalancedManifold  # noqa: E402
+
+__all__ += ["BalancedManifold"]
