@@ -46,6 +46,15 @@ frames, :math:`Q_N^T d\phi(V)Q_0 = \sum_p \Lambda^{N-p}\hat V_p\Lambda^{p-1}`, t
 horizontal space is the range of :math:`d\phi^*` ([G] Thm 1) and the vertical
 space :math:`\ker d\phi\cap T_W\mathcal{M}` is the tangent space of the orbit
 :math:`O_X` of :math:`O(d)^{N-1}`.
+
+Batches
+-------
+:func:`balanced_restore`, :func:`balanced_retraction`, :func:`balance_error`,
+:func:`balanced_frames`, :func:`balanced_tangent_projection`,
+:func:`balanced_normal_multipliers`, :func:`horizontal_projection` and
+:func:`vertical_projection` also take stacks of points (..., N, d, d), vectorized
+with numpy over the leading axes (the samplers of :mod:`dln_manifolds.langevin` use
+them on whole ensembles); the point-by-point results are the same to rounding.
 """
 
 from __future__ import annotations
@@ -56,7 +65,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import as_matrix, as_stack, check_finite_depth, check_full_rank, check_positive
-from .network import end_to_end_differential, moments
+from .network import end_to_end_differential
 
 __all__ = [
     "BalancedFrames",
@@ -78,17 +87,42 @@ __all__ = [
 ]
 
 _CLUSTER_GAP = 1e-3  # relative gap below which singular values share a frame block
+_EPS = np.finfo(np.float64).eps
 
 
 def _h(A: np.ndarray) -> np.ndarray:
     return np.conj(np.swapaxes(A, -1, -2)) if np.iscomplexobj(A) else np.swapaxes(A, -1, -2)
 
 
-def _real_stack(W, name: str = "W", depth: int | None = None, d: int | None = None):
-    W = as_stack(W, name, depth=depth, d=d)
-    if np.iscomplexobj(W):
+def _stack(
+    W,
+    name: str = "W",
+    depth: int | None = None,
+    d: int | None = None,
+    *,
+    real: bool = True,
+    batch: bool = False,
+) -> np.ndarray:
+    """Validate layers (N, d, d), or with ``batch`` a stack of them (..., N, d, d)."""
+    shape = np.shape(W) if batch else ()
+    if batch and len(shape) > 3:
+        flat = as_stack(np.reshape(W, (-1,) + shape[-2:]), name, d=d)
+        if depth is not None and shape[-3] != depth:
+            raise ValueError(f"{name} must have {depth} layers, got {shape[-3]}")
+        W = flat.reshape(shape)
+    else:
+        W = as_stack(W, name, depth=depth, d=d)
+    if real and np.iscomplexobj(W):
         raise TypeError(f"{name} must be real; the balanced-manifold geometry is real only")
     return W
+
+
+def _like(W: np.ndarray, Z, name: str, real: bool = True) -> np.ndarray:
+    """Validate a vector field Z with the layers of W (and W's leading batch axes)."""
+    Z = _stack(Z, name, depth=W.shape[-3], d=W.shape[-1], real=real, batch=True)
+    if Z.shape != W.shape:
+        raise ValueError(f"{name} must have shape {W.shape}, got {Z.shape}")
+    return Z
 
 
 # ---------------------------------------------------------------------------
@@ -107,12 +141,13 @@ def balanced_restore(Y) -> np.ndarray:
 
     Parameters
     ----------
-    Y : array_like, shape (N, d, d)
-        Full-rank layers.
+    Y : array_like, shape (N, d, d) or (..., N, d, d)
+        Full-rank layers (or a stack of such points, treated independently,
+        vectorized over the leading axes).
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, same shape as Y
 
     Notes
     -----
@@ -121,13 +156,13 @@ def balanced_restore(Y) -> np.ndarray:
     the Gram matrix, so that small singular values keep full relative
     accuracy.
     """
-    Y = as_stack(Y, "Y")
+    Y = _stack(Y, "Y", real=False, batch=True)
     out = np.empty_like(Y)
-    out[0] = Y[0]
-    for p in range(1, Y.shape[0]):
-        u, _, vh = np.linalg.svd(Y[p])
-        uu, s, _ = np.linalg.svd(out[p - 1])
-        out[p] = (u @ vh) @ ((uu * s) @ _h(uu))
+    out[..., 0, :, :] = Y[..., 0, :, :]
+    for p in range(1, Y.shape[-3]):
+        u, _, vh = np.linalg.svd(Y[..., p, :, :])
+        uu, s, _ = np.linalg.svd(out[..., p - 1, :, :])
+        out[..., p, :, :] = (u @ vh) @ ((uu * s[..., None, :]) @ _h(uu))
     return out
 
 
@@ -136,9 +171,9 @@ def balanced_retraction(W, V, order: int = 1) -> np.ndarray:
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-        Point of :math:`\mathcal{M}`.
-    V : array_like, shape (N, d, d)
+    W : array_like, shape (N, d, d) or (..., N, d, d)
+        Point of :math:`\mathcal{M}` (or a stack of points, vectorized).
+    V : array_like, same shape as W
         Tangent vector at W.
     order : {1, 2}
         1: the polar restore map of :func:`balanced_restore` (first order:
@@ -152,20 +187,28 @@ def balanced_retraction(W, V, order: int = 1) -> np.ndarray:
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, same shape as W
         Balanced to rounding error, for any singular values (repeated ones
         included).
     """
-    W = as_stack(W)
-    V = as_stack(V, "V", depth=W.shape[0], d=W.shape[1])
+    W = _stack(W, real=False, batch=True)
+    V = _like(W, V, "V", real=False)
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order!r}")
+    if order == 2 and (np.iscomplexobj(W) or np.iscomplexobj(V)):
+        raise TypeError("W must be real for order=2; the balanced-manifold geometry is real only")
+    return _retract(W, V, order)
+
+
+def _retract(W: np.ndarray, V: np.ndarray, order: int, check: bool = True) -> np.ndarray:
+    """:func:`balanced_retraction` on validated stacks; ``check=False`` as in :func:`_frames`."""
     Y = W + V
     W1 = balanced_restore(Y)
-    if order == 1 or W.shape[0] == 1:
+    if order == 1 or W.shape[-3] == 1:
         return W1
-    T = balanced_tangent_projection(W1, Y - W1)
-    return balanced_restore(W1 + T)
+    Q, lam = _frames(W1, check=check)
+    Th, _ = _project_hat(_to_frame(Q, Y - W1), lam)
+    return balanced_restore(W1 + _from_frame(Q, Th))
 
 
 def balance_error(W) -> float:
@@ -173,21 +216,22 @@ def balance_error(W) -> float:
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
+    W : array_like, shape (N, d, d) or (..., N, d, d)
+        Layers, or a stack of networks (then the largest value over the stack).
 
     Returns
     -------
     float
         0 for N = 1 and for exactly balanced weights.
     """
-    W = as_stack(W)
-    if W.shape[0] == 1:
+    W = _stack(W, real=False, batch=True)
+    if W.shape[-3] == 1:
         return 0.0
-    G = moments(W)
-    sq = np.sum(np.abs(W) ** 2, axis=(1, 2))
-    scale = sq[:-1] + sq[1:]
+    G = W[..., :-1, :, :] @ _h(W[..., :-1, :, :]) - _h(W[..., 1:, :, :]) @ W[..., 1:, :, :]
+    sq = np.sum(np.abs(W) ** 2, axis=(-2, -1))
+    scale = sq[..., :-1] + sq[..., 1:]
     scale = np.where(scale > 0, scale, 1.0)
-    return float(np.max(np.linalg.norm(G, axis=(1, 2)) / scale))
+    return float(np.max(np.linalg.norm(G, axis=(-2, -1)) / scale))
 
 
 def check_balanced(W, tol: float = 1e-8, name: str = "W") -> np.ndarray:
@@ -209,7 +253,7 @@ def check_balanced(W, tol: float = 1e-8, name: str = "W") -> np.ndarray:
         If W has the wrong shape, is not balanced to ``tol`` (the message
         gives the relative moment) or is rank deficient.
     """
-    W = _real_stack(W, name)
+    W = _stack(W, name)
     tol = check_positive(tol, "tol")
     err = balance_error(W)
     if err > tol:
@@ -288,13 +332,6 @@ def _polar(M: np.ndarray) -> np.ndarray:
     return u @ vh
 
 
-def _clusters(lam: np.ndarray, tol: float) -> list[tuple[int, int]]:
-    """Runs [a, b) of consecutive (decreasing) values with relative gaps <= tol."""
-    cuts = np.flatnonzero(lam[:-1] - lam[1:] > tol * lam[:-1]) + 1
-    edges = np.concatenate([[0], cuts, [lam.size]])
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-
-
 def balanced_frames(W, *, tol: float = 1e-6) -> BalancedFrames:
     r"""SVD frames :math:`W_p = Q_p\Lambda Q_{p-1}^T` of a balanced point ([G] eq. 5.16).
 
@@ -315,8 +352,9 @@ def balanced_frames(W, *, tol: float = 1e-6) -> BalancedFrames:
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-        Full-rank balanced point.
+    W : array_like, shape (N, d, d) or (..., N, d, d)
+        Full-rank balanced point (or a stack of points, vectorized over the
+        leading axes).
     tol : float, default 1e-6
         Largest accepted relative disagreement between the singular values
         of different layers (a cheap balance check; use
@@ -325,7 +363,7 @@ def balanced_frames(W, *, tol: float = 1e-6) -> BalancedFrames:
     Returns
     -------
     BalancedFrames
-        ``(Q, lam)`` with Q of shape (N + 1, d, d) and lam of shape (d,).
+        ``(Q, lam)`` with Q of shape (..., N + 1, d, d) and lam of shape (..., d).
 
     Raises
     ------
@@ -337,56 +375,77 @@ def balanced_frames(W, *, tol: float = 1e-6) -> BalancedFrames:
     -----
     Cost: one batched SVD of the N layers and N matrix products, O(N d^3).
     """
-    W = _real_stack(W)
-    N, d, _ = W.shape
+    return _frames(_stack(W, batch=True), tol)
+
+
+def _frames(W: np.ndarray, tol: float = 1e-6, check: bool = True) -> BalancedFrames:
+    """:func:`balanced_frames` of validated real layers (..., N, d, d).
+
+    ``check=False`` skips the rank and balance checks (for the samplers, whose
+    proposals may be singular: they are rejected afterwards, not raised on).
+    """
+    N, d = W.shape[-3], W.shape[-1]
     U, S, Vh = np.linalg.svd(W)
-    lam = S[0]
-    check_full_rank(lam, "W (layer 1)")
-    spread = np.max(np.abs(S - lam)) / lam[0]
-    if spread > tol:
-        raise ValueError(
-            f"W is not balanced: the layers' singular values differ by {spread:.3g} "
-            f"(relative) > tol = {tol:.3g}"
-        )
-    blocks = [c for c in _clusters(lam, _CLUSTER_GAP) if c[1] - c[0] > 1]
-    Q = np.empty((N + 1, d, d))
-    Q[0] = Vh[0].T
-    Q[1:] = U
-    if not blocks:
-        # distinct values: Q_p = U_p diag(s_p) with s_p = s_{p-1} sign(diag(V_p^T U_{p-1}))
-        overlap = np.einsum("pij,pji->pi", Vh[1:], U[:-1])
-        signs = np.cumprod(np.where(overlap < 0, -1.0, 1.0), axis=0)
-        Q[2:] *= signs[:, None, :]
+    lam = S[..., 0, :]
+    if check:
+        flat = lam.reshape(-1, d)
+        for b in np.flatnonzero(flat.min(axis=-1) <= 2.0 * d * _EPS * flat.max(axis=-1)):
+            check_full_rank(flat[b], "W (layer 1)")  # raises at the first bad point
+        spread = np.max(np.abs(S - lam[..., None, :]), axis=(-2, -1)) / lam[..., 0]
+        if np.max(spread) > tol:
+            raise ValueError(
+                f"W is not balanced: the layers' singular values differ by {np.max(spread):.3g} "
+                f"(relative) > tol = {tol:.3g}"
+            )
+    Q = np.empty(W.shape[:-3] + (N + 1, d, d))
+    Q[..., 0, :, :] = _h(Vh[..., 0, :, :])
+    Q[..., 1:, :, :] = U
+    # distinct values: Q_p = U_p diag(s_p) with s_p = s_{p-1} sign(diag(V_p^T U_{p-1}))
+    overlap = np.einsum("...pij,...pji->...pi", Vh[..., 1:, :, :], U[..., :-1, :, :])
+    signs = np.cumprod(np.where(overlap < 0, -1.0, 1.0), axis=-2)
+    Q[..., 2:, :, :] *= signs[..., None, :]
+    # clusters (relative gaps <= _CLUSTER_GAP, repeated values included): propagate
+    # Q_p = U_p D_p, D_p the polar factor of the cluster-block-diagonal part of B_p
+    with np.errstate(invalid="ignore"):
+        cut = lam[..., :-1] - lam[..., 1:] > _CLUSTER_GAP * lam[..., :-1]
+    idx = np.flatnonzero(~cut.all(axis=-1).reshape(-1))
+    if idx.size == 0 or N == 1:
         return BalancedFrames(Q, lam)
+    Qc, Uc, Vhc = (a.reshape((-1,) + a.shape[-3:])[idx] for a in (Q, U, Vh))
+    Sc, lc = S.reshape(-1, N, d)[idx], lam.reshape(-1, d)[idx]
+    label = np.cumsum(np.pad(cut.reshape(-1, d - 1)[idx], ((0, 0), (1, 0))), axis=-1)
+    block = label[:, :, None] == label[:, None, :]  # same cluster
     for p in range(2, N + 1):
-        Up, Sp, Vhp = U[p - 1], S[p - 1], Vh[p - 1]
-        B = (Sp[:, None] * (Vhp @ Q[p - 1])) / lam[None, :]
-        signs = np.sign(np.diagonal(B))
-        Q[p] = Up * np.where(signs == 0, 1.0, signs)
-        for a, b in blocks:
-            Q[p][:, a:b] = Up[:, a:b] @ _polar(B[a:b, a:b])
-    return BalancedFrames(Q, lam)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            B = (Sc[:, p - 1, :, None] * (Vhc[:, p - 1] @ Qc[:, p - 1])) / lc[:, None, :]
+        B = np.where(block & np.isfinite(B), B, 0.0)
+        Qc[:, p] = Uc[:, p - 1] @ _polar(B)
+    Q = Q.reshape((-1, N + 1, d, d))
+    Q[idx] = Qc
+    return BalancedFrames(Q.reshape(W.shape[:-3] + (N + 1, d, d)), lam)
 
 
 def _frames_for(W, frames) -> BalancedFrames:
     if frames is None:
-        return balanced_frames(W)
+        return _frames(W)
     Q, lam = frames
-    N, d = W.shape[0], W.shape[1]
-    if np.shape(Q) != (N + 1, d, d) or np.shape(lam) != (d,):
+    N, d = W.shape[-3], W.shape[-1]
+    batch = W.shape[:-3]
+    if np.shape(Q) != batch + (N + 1, d, d) or np.shape(lam) != batch + (d,):
         raise ValueError(
-            f"frames must be (Q, lam) with shapes ({N + 1}, {d}, {d}) and ({d},) for this W"
+            f"frames must be (Q, lam) with shapes {batch + (N + 1, d, d)} and {batch + (d,)} "
+            "for this W"
         )
     return BalancedFrames(np.asarray(Q, dtype=np.float64), np.asarray(lam, dtype=np.float64))
 
 
 def _to_frame(Q: np.ndarray, Z: np.ndarray) -> np.ndarray:
-    """:math:`\\hat Z_p = Q_p^T Z_p Q_{p-1}`."""
-    return _h(Q[1:]) @ Z @ Q[:-1]
+    """:math:`\\hat Z_p = Q_p^T Z_p Q_{p-1}` (leading batch axes allowed)."""
+    return _h(Q[..., 1:, :, :]) @ Z @ Q[..., :-1, :, :]
 
 
 def _from_frame(Q: np.ndarray, Zh: np.ndarray) -> np.ndarray:
-    return Q[1:] @ Zh @ _h(Q[:-1])
+    return Q[..., 1:, :, :] @ Zh @ _h(Q[..., :-1, :, :])
 
 
 # ---------------------------------------------------------------------------
@@ -395,10 +454,10 @@ def _from_frame(Q: np.ndarray, Zh: np.ndarray) -> np.ndarray:
 
 
 def _moment_derivative_hat(Zh: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    r""":math:`Q_k^T dG_k(Z) Q_k` from the frame components, shape (N-1, d, d)."""
-    ZL = Zh * lam  # Zh_p Lambda
-    LZ = lam[:, None] * Zh  # Lambda Zh_p
-    return ZL[:-1] + _h(ZL[:-1]) - _h(LZ[1:]) - LZ[1:]
+    r""":math:`Q_k^T dG_k(Z) Q_k` from the frame components, shape (..., N-1, d, d)."""
+    ZL = Zh * lam[..., None, None, :]  # Zh_p Lambda
+    LZ = lam[..., None, :, None] * Zh  # Lambda Zh_p
+    return ZL[..., :-1, :, :] + _h(ZL[..., :-1, :, :]) - _h(LZ[..., 1:, :, :]) - LZ[..., 1:, :, :]
 
 
 _DST_MAX = 64  # largest N - 1 solved by a dense sine transform (else Thomas elimination)
@@ -429,45 +488,55 @@ def _solve_multipliers(R: np.ndarray, lam: np.ndarray) -> np.ndarray:
     so elimination without pivoting is stable, also at
     :math:`\lambda_k = \lambda_l` (pivots :math:`\ge a/2`).
     """
-    n = R.shape[0]
+    n = R.shape[-3]
     N = n + 1
+    lk, ll = lam[..., :, None], lam[..., None, :]
     if n <= _DST_MAX:
         phi, sin2 = _sine_basis(N)
         eig = 2.0 * (
-            ((lam[:, None] - lam[None, :]) ** 2)[None]
-            + 4.0 * (lam[:, None] * lam[None, :])[None] * sin2[:, None, None]
+            ((lk - ll) ** 2)[..., None, :, :]
+            + 4.0 * (lk * ll)[..., None, :, :] * sin2[:, None, None]
         )
-        Rt = (phi @ R.reshape(n, -1)).reshape(R.shape)
-        return (phi @ (Rt / eig).reshape(n, -1)).reshape(R.shape)
-    a = 2.0 * (lam[:, None] ** 2 + lam[None, :] ** 2)
-    b = -2.0 * lam[:, None] * lam[None, :]
+        flat = R.shape[:-2] + (-1,)  # (..., n, d * d): the sine matrix acts along depth
+        Rt = (phi @ R.reshape(flat)).reshape(R.shape)
+        return (phi @ (Rt / eig).reshape(flat)).reshape(R.shape)
+    a = 2.0 * (lk**2 + ll**2)
+    b = -2.0 * lk * ll
     c = np.empty_like(R)  # c[j] = b / pivot_j
     y = np.empty_like(R)
     pivot = a
-    y[0] = R[0] / pivot
-    c[0] = b / pivot
+    y[..., 0, :, :] = R[..., 0, :, :] / pivot
+    c[..., 0, :, :] = b / pivot
     for j in range(1, n):
-        pivot = a - b * c[j - 1]
-        c[j] = b / pivot
-        y[j] = (R[j] - b * y[j - 1]) / pivot
+        pivot = a - b * c[..., j - 1, :, :]
+        c[..., j, :, :] = b / pivot
+        y[..., j, :, :] = (R[..., j, :, :] - b * y[..., j - 1, :, :]) / pivot
     for j in range(n - 2, -1, -1):
-        y[j] -= c[j] * y[j + 1]
+        y[..., j, :, :] -= c[..., j, :, :] * y[..., j + 1, :, :]
     return y
 
 
 def _normal_from_multipliers(Sh: np.ndarray, lam: np.ndarray) -> np.ndarray:
     r"""Frame components of :math:`w_S`: :math:`\hat S_p\Lambda - \Lambda\hat S_{p-1}`."""
-    N = Sh.shape[0] + 1
-    d = lam.size
-    Sp = np.zeros((N + 1, d, d))
-    Sp[1:N] = Sh
-    return Sp[1:] * lam - lam[:, None] * Sp[:-1]
+    pad = [(0, 0)] * (Sh.ndim - 3) + [(1, 1), (0, 0), (0, 0)]
+    Sp = np.pad(Sh, pad)  # S_0 = S_N = 0
+    return (
+        Sp[..., 1:, :, :] * lam[..., None, None, :] - lam[..., None, :, None] * Sp[..., :-1, :, :]
+    )
+
+
+def _in_frames(W, Z, frames) -> tuple[BalancedFrames, np.ndarray]:
+    """Validate a point (or stack) W and an ambient vector Z; return W's frames and Z-hat."""
+    W = _stack(W, batch=True)
+    Z = _like(W, Z, "Z")
+    Q, lam = _frames_for(W, frames)
+    return BalancedFrames(Q, lam), _to_frame(Q, Z)
 
 
 def _project_hat(Zh: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Tangent part and multipliers of frame components Zh."""
-    if Zh.shape[0] == 1:
-        return Zh.copy(), np.zeros((0,) + Zh.shape[1:])
+    """Tangent part and multipliers of frame components Zh (..., N, d, d)."""
+    if Zh.shape[-3] == 1:
+        return Zh.copy(), np.zeros(Zh.shape[:-3] + (0,) + Zh.shape[-2:])
     Sh = _solve_multipliers(_moment_derivative_hat(Zh, lam), lam)
     return Zh - _normal_from_multipliers(Sh, lam), Sh
 
@@ -483,16 +552,16 @@ def balanced_tangent_projection(W, Z, *, frames: BalancedFrames | None = None) -
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-        Full-rank balanced point.
-    Z : array_like, shape (N, d, d)
+    W : array_like, shape (N, d, d) or (..., N, d, d)
+        Full-rank balanced point (or a stack of points, vectorized).
+    Z : array_like, same shape as W
         Ambient vector.
     frames : BalancedFrames, optional
         Precomputed :func:`balanced_frames` of W (saves N SVDs and N products).
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, same shape as W
 
     Notes
     -----
@@ -502,11 +571,8 @@ def balanced_tangent_projection(W, Z, *, frames: BalancedFrames | None = None) -
     least :math:`8\lambda_k\lambda_l\sin^2(\pi/2N) \approx 2\pi^2\lambda_k\lambda_l/N^2`,
     so the per-entry systems have condition number O(N^2) at worst.
     """
-    W = _real_stack(W)
-    Z = _real_stack(Z, "Z", depth=W.shape[0], d=W.shape[1])
-    Q, lam = _frames_for(W, frames)
-    Th, _ = _project_hat(_to_frame(Q, Z), lam)
-    return _from_frame(Q, Th)
+    (Q, lam), Zh = _in_frames(W, Z, frames)
+    return _from_frame(Q, _project_hat(Zh, lam)[0])
 
 
 def balanced_normal_multipliers(W, Z, *, frames: BalancedFrames | None = None) -> np.ndarray:
@@ -516,19 +582,17 @@ def balanced_normal_multipliers(W, Z, *, frames: BalancedFrames | None = None) -
 
     Parameters
     ----------
-    W, Z : array_like, shape (N, d, d)
+    W, Z : array_like, shape (N, d, d) or (..., N, d, d)
     frames : BalancedFrames, optional
 
     Returns
     -------
-    S : ndarray, shape (N - 1, d, d)
+    S : ndarray, shape (..., N - 1, d, d)
         Symmetric matrices :math:`S_1, \dots, S_{N-1}`.
     """
-    W = _real_stack(W)
-    Z = _real_stack(Z, "Z", depth=W.shape[0], d=W.shape[1])
-    Q, lam = _frames_for(W, frames)
-    _, Sh = _project_hat(_to_frame(Q, Z), lam)
-    return Q[1:-1] @ Sh @ _h(Q[1:-1])
+    (Q, lam), Zh = _in_frames(W, Z, frames)
+    Sh = _project_hat(Zh, lam)[1]
+    return Q[..., 1:-1, :, :] @ Sh @ _h(Q[..., 1:-1, :, :])
 
 
 def _weingarten_hat(Vh: np.ndarray, Sh: np.ndarray, lam: np.ndarray) -> np.ndarray:
@@ -563,9 +627,9 @@ def balanced_weingarten(W, V, normal, *, frames: BalancedFrames | None = None) -
     ndarray, shape (N, d, d)
         Tangent vector.
     """
-    W = _real_stack(W)
-    V = _real_stack(V, "V", depth=W.shape[0], d=W.shape[1])
-    normal = _real_stack(normal, "normal", depth=W.shape[0], d=W.shape[1])
+    W = _stack(W)
+    V = _stack(V, "V", depth=W.shape[0], d=W.shape[1])
+    normal = _stack(normal, "normal", depth=W.shape[0], d=W.shape[1])
     Q, lam = _frames_for(W, frames)
     if W.shape[0] == 1:
         return np.zeros_like(W)
@@ -595,11 +659,11 @@ def balanced_riemannian_hessian(
     -------
     ndarray, shape (N, d, d)
     """
-    W = _real_stack(W)
+    W = _stack(W)
     shape = dict(depth=W.shape[0], d=W.shape[1])
-    egrad = _real_stack(egrad, "egrad", **shape)
-    ehess = _real_stack(ehess, "ehess", **shape)
-    V = _real_stack(V, "V", **shape)
+    egrad = _stack(egrad, "egrad", **shape)
+    ehess = _stack(ehess, "ehess", **shape)
+    V = _stack(V, "V", **shape)
     Q, lam = _frames_for(W, frames)
     Hh, _ = _project_hat(_to_frame(Q, ehess), lam)
     if W.shape[0] > 1:
@@ -629,12 +693,20 @@ def _lift_coefficients(lam: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]
     :math:`\sum_p c_p^2 = 1`. Computed in logs: no overflow for large N.
     """
     ll = np.log(lam)
-    lk, lj = ll[:, None], ll[None, :]
+    lk, lj = ll[..., :, None], ll[..., None, :]
     hi = np.maximum(lk, lj)
     log_m = 2 * (N - 1) * hi + _log_geometric_sum(2 * (np.minimum(lk, lj) - hi), N)
     p = np.arange(1, N + 1)[:, None, None]
-    c = np.exp((N - p) * lk + (p - 1) * lj - 0.5 * log_m)
+    c = np.exp(
+        (N - p) * lk[..., None, :, :] + (p - 1) * lj[..., None, :, :] - 0.5 * log_m[..., None, :, :]
+    )
     return c, log_m
+
+
+def _horizontal_hat(Zh: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    r"""Frame components of the horizontal part: :math:`c_p \circ \sum_q c_q \circ \hat Z_q`."""
+    c, _ = _lift_coefficients(lam, Zh.shape[-3])
+    return c * np.sum(c * Zh, axis=-3, keepdims=True)
 
 
 def submersion_differential(W, V) -> np.ndarray:
@@ -667,19 +739,15 @@ def horizontal_projection(W, Z, *, frames: BalancedFrames | None = None) -> np.n
 
     Parameters
     ----------
-    W, Z : array_like, shape (N, d, d)
+    W, Z : array_like, shape (N, d, d) or (..., N, d, d)
     frames : BalancedFrames, optional
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, same shape as W
     """
-    W = _real_stack(W)
-    Z = _real_stack(Z, "Z", depth=W.shape[0], d=W.shape[1])
-    Q, lam = _frames_for(W, frames)
-    c, _ = _lift_coefficients(lam, W.shape[0])
-    coord = np.sum(c * _to_frame(Q, Z), axis=0)
-    return _from_frame(Q, c * coord)
+    (Q, lam), Zh = _in_frames(W, Z, frames)
+    return _from_frame(Q, _horizontal_hat(Zh, lam))
 
 
 def vertical_projection(W, Z, *, frames: BalancedFrames | None = None) -> np.ndarray:
@@ -691,20 +759,15 @@ def vertical_projection(W, Z, *, frames: BalancedFrames | None = None) -> np.nda
 
     Parameters
     ----------
-    W, Z : array_like, shape (N, d, d)
+    W, Z : array_like, shape (N, d, d) or (..., N, d, d)
     frames : BalancedFrames, optional
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, same shape as W
     """
-    W = _real_stack(W)
-    Z = _real_stack(Z, "Z", depth=W.shape[0], d=W.shape[1])
-    Q, lam = _frames_for(W, frames)
-    Zh = _to_frame(Q, Z)
-    Th, _ = _project_hat(Zh, lam)
-    c, _ = _lift_coefficients(lam, W.shape[0])
-    return _from_frame(Q, Th - c * np.sum(c * Zh, axis=0))
+    (Q, lam), Zh = _in_frames(W, Z, frames)
+    return _from_frame(Q, _project_hat(Zh, lam)[0] - _horizontal_hat(Zh, lam))
 
 
 def horizontal_lift(W, Z, *, frames: BalancedFrames | None = None) -> np.ndarray:
@@ -731,7 +794,7 @@ def horizontal_lift(W, Z, *, frames: BalancedFrames | None = None) -> np.ndarray
     -----
     Cost: 2N + 2 matrix products given the frames, O(N d^3).
     """
-    W = _real_stack(W)
+    W = _stack(W)
     Z = as_matrix(Z, "Z")
     if Z.shape[0] != W.shape[1] or np.iscomplexobj(Z):
         raise ValueError(f"Z must be a real ({W.shape[1]}, {W.shape[1]}) matrix, got {Z.shape}")
@@ -776,7 +839,7 @@ def orthonormal_basis(W, *, frames: BalancedFrames | None = None) -> tuple[np.nd
     horizontal : ndarray, shape (d^2, N, d, d)
     vertical : ndarray, shape ((N-1) d (d-1) / 2, N, d, d)
     """
-    W = _real_stack(W)
+    W = _stack(W)
     N, d, _ = W.shape
     Q, lam = _frames_for(W, frames)
     c, _ = _lift_coefficients(lam, N)  # (N, d, d)

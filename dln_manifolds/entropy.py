@@ -58,7 +58,7 @@ import math
 
 import numpy as np
 
-from ._checks import as_matrix, check_depth, check_full_rank, check_positive
+from ._checks import as_matrix, as_matrix_batch, check_depth, check_full_rank, check_positive
 from .depth_metric import (
     _multiplier_d_alpha,
     _multiplier_from_alpha,
@@ -66,6 +66,8 @@ from .depth_metric import (
     depth_multipliers,
     depth_operator,
 )
+
+_EPS = np.finfo(np.float64).eps
 
 __all__ = [
     "orthogonal_group_volume",
@@ -155,17 +157,23 @@ def orthogonal_group_volume(d: int) -> float:
 # ---------------------------------------------------------------------------
 
 
-def _real_matrix(X, name: str = "X") -> np.ndarray:
-    X = as_matrix(X, name)
+def _real_matrix(X, name: str = "X", batch: bool = False) -> np.ndarray:
+    """Validate a real (d, d) matrix, or with ``batch`` a stack (..., d, d)."""
+    if batch and np.ndim(X) > 2:
+        X = as_matrix_batch(X, np.shape(X)[-1], name)
+    else:
+        X = as_matrix(X, name)
     if np.iscomplexobj(X):
         raise TypeError(f"{name} must be real: the orbit entropy is defined for real matrices")
     return X
 
 
-def _full_rank_svd(X):
-    X = _real_matrix(X)
+def _full_rank_svd(X, batch: bool = False):
+    X = _real_matrix(X, batch=batch)
     U, s, Vh = np.linalg.svd(X)
-    check_full_rank(s, "X")
+    flat = s.reshape(-1, s.shape[-1])
+    for b in np.flatnonzero(flat.min(axis=-1) <= 2.0 * flat.shape[-1] * _EPS * flat.max(axis=-1)):
+        check_full_rank(flat[b], "X")  # raises at the first (nearly) singular matrix
     return X, U, s, Vh
 
 
@@ -188,19 +196,39 @@ def _entropy_from_s(s: np.ndarray, depth) -> float:
 
 
 def _entropy_alpha_gradient(s: np.ndarray, depth) -> np.ndarray:
-    r"""dS/d alpha_k with alpha_k = 2 log s_k: (1/2) sum_{l != k} d_a log m(alpha_k, alpha_l)."""
-    d = s.size
+    r"""dS/d alpha_k with alpha_k = 2 log s_k: (1/2) sum_{l != k} d_a log m(alpha_k, alpha_l).
+
+    ``s`` has shape (..., d) (any leading batch axes).
+    """
+    d = s.shape[-1]
     if depth == 1 or d == 1:
-        return np.zeros(d)
+        return np.zeros(s.shape)
     q, scale = _q_and_scale(depth)
     alpha = 2.0 * np.log(s)
-    a, c = alpha[:, None], alpha[None, :]
+    a, c = alpha[..., :, None], alpha[..., None, :]
     hi = np.maximum(a, c)  # the log-derivative is shift-invariant: centre each pair at 0
     ratio = _multiplier_d_alpha(a - hi, c - hi, q, scale) / _multiplier_from_alpha(
         a - hi, c - hi, q, scale
     )
-    np.fill_diagonal(ratio, 0.0)
-    return 0.5 * ratio.sum(axis=1)
+    ratio[..., np.arange(d), np.arange(d)] = 0.0
+    return 0.5 * ratio.sum(axis=-1)
+
+
+def _entropy_sigma_gradient(s: np.ndarray, depth, metric: str = "depth") -> np.ndarray:
+    r"""Diagonal of the entropy gradient in the singular frame, shape (..., d).
+
+    ``"euclidean"``: :math:`\partial S/\partial\sigma_k
+    = (2/\sigma_k)\,\partial S/\partial\alpha_k`; ``"depth"``:
+    :math:`\Sigma'_{kk} = m_{kk}\,\partial S/\partial\sigma_k` ([G] eq. 12.8), with
+    :math:`m_{kk}` the diagonal multipliers of :math:`\mathcal{A}_{N,X}`. Shared by
+    :func:`entropy_gradient` and the samplers of :mod:`dln_manifolds.langevin`.
+    """
+    grad = 2.0 * _entropy_alpha_gradient(s, depth) / s
+    if metric == "depth" and depth != 1:
+        q, scale = _q_and_scale(depth)
+        alpha = 2.0 * np.log(s)
+        grad = grad * _multiplier_from_alpha(alpha, alpha, q, scale)  # diag of depth_multipliers
+    return grad
 
 
 # ---------------------------------------------------------------------------
@@ -292,8 +320,8 @@ def entropy_gradient(X, depth, metric: str = "depth") -> np.ndarray:
 
     Parameters
     ----------
-    X : array_like, shape (d, d)
-        Full-rank real matrix.
+    X : array_like, shape (d, d) or (..., d, d)
+        Full-rank real matrix (or a stack of them, vectorized over the leading axes).
     depth : int or numpy.inf
         ``inf`` differentiates :math:`S_\infty` and uses :math:`g^\infty`
         (:math:`\mathcal{A}_\infty`), so the result is the limit of the depth-N
@@ -304,15 +332,12 @@ def entropy_gradient(X, depth, metric: str = "depth") -> np.ndarray:
 
     Returns
     -------
-    ndarray, shape (d, d)
+    ndarray, same shape as X
     """
     depth = check_depth(depth)
     metric = _check_metric(metric)
-    _, U, s, Vh = _full_rank_svd(X)
-    dS_dsigma = 2.0 * _entropy_alpha_gradient(s, depth) / s
-    if metric == "depth":
-        dS_dsigma = dS_dsigma * np.diag(depth_multipliers(s, depth))
-    return (U * dS_dsigma) @ Vh
+    _, U, s, Vh = _full_rank_svd(X, batch=True)
+    return (U * _entropy_sigma_gradient(s, depth, metric)[..., None, :]) @ Vh
 
 
 # ---------------------------------------------------------------------------

@@ -205,6 +205,51 @@ def test_inputs_not_mutated(rng):
     np.testing.assert_array_equal(Z, Z0)
 
 
+@pytest.mark.parametrize("depth_solver_max", [64, 0])  # sine transform, Thomas elimination
+def test_leading_batch_axis_matches_single_points(depth_solver_max, monkeypatch):
+    """A stack (B, N, d, d) mixing all KINDS (frame clusters in some points only) gives the
+    single-point results: the samplers of dln_manifolds.langevin rely on this. Same
+    operations point by point, so equal to rounding (TOL)."""
+    import dln_manifolds.balanced as balanced_module
+
+    monkeypatch.setattr(balanced_module, "_DST_MAX", depth_solver_max)
+    W = np.stack([point(3, 4, 40 + i, kind) for i, kind in enumerate(KINDS)])
+    Z = np.random.default_rng(41).standard_normal(W.shape)
+    Wb, Zb = W.reshape((2, 2) + W.shape[1:]), Z.reshape((2, 2) + W.shape[1:])  # two batch axes
+    Q, lam = balanced_frames(Wb)
+    assert Q.shape == (2, 2, 5, 3, 3) and lam.shape == (2, 2, 3)
+    batched = {
+        "tangent": balanced_tangent_projection(Wb, Zb),
+        "multipliers": balanced_normal_multipliers(Wb, Zb),
+        "horizontal": horizontal_projection(Wb, Zb),
+        "vertical": vertical_projection(Wb, Zb, frames=(Q, lam)),
+        "restore": balanced_restore(Wb + 0.1 * Zb),
+        "retraction": balanced_retraction(Wb, 0.1 * Zb, order=2),
+    }
+    for b in range(4):
+        w, z = W[b], Z[b]
+        single = {
+            "tangent": balanced_tangent_projection(w, z),
+            "multipliers": balanced_normal_multipliers(w, z),
+            "horizontal": horizontal_projection(w, z),
+            "vertical": vertical_projection(w, z),
+            "restore": balanced_restore(w + 0.1 * z),
+            "retraction": balanced_retraction(w, 0.1 * z, order=2),
+        }
+        for name, value in single.items():
+            got = batched[name].reshape((4,) + value.shape)[b]
+            assert rel(got, value) < TOL, name
+        Qb, lb = Q.reshape(4, 5, 3, 3)[b], lam.reshape(4, 3)[b]
+        assert rel((Qb[1:] * lb) @ np.swapaxes(Qb[:-1], 1, 2), w) < TOL
+    assert balance_error(Wb) == max(balance_error(w) for w in W)
+    unbalanced = W.copy()
+    unbalanced[2, 1] *= 1.1
+    with pytest.raises(ValueError, match="not balanced"):
+        balanced_tangent_projection(unbalanced, Z)
+    with pytest.raises(ValueError, match="Z must have shape"):
+        balanced_tangent_projection(W, Z[:2])
+
+
 def test_simons_cone(rng):
     """[G] Remark 8: for d = N = 2, eq. 4.25-4.27 hold, hence |W_1|^2 = |W_2|^2 (eq. 4.28)."""
     for _ in range(5):

@@ -191,6 +191,23 @@ def test_entropy_gradient_against_finite_differences(d, depth, seed):
     assert float(np.vdot(egrad, Z)) == pytest.approx(fd, rel=1e-6, abs=1e-8)
 
 
+@pytest.mark.parametrize("depth", [1, 3, np.inf])
+def test_entropy_gradient_leading_batch_axis(depth, rng):
+    """A stack (..., d, d) gives the single-matrix gradients (same operations, vectorized:
+    equal to rounding), repeated singular values included; the samplers rely on it."""
+    X = rng.standard_normal((2, 3, 3, 3)) + 2 * np.eye(3)
+    X[0, 0] = np.diag([1.5, 1.5, 0.7])  # repeated singular value
+    for metric in ("depth", "euclidean"):
+        batched = entropy_gradient(X, depth, metric=metric)
+        assert batched.shape == X.shape
+        for idx in np.ndindex(2, 3):
+            single = entropy_gradient(X[idx], depth, metric=metric)
+            np.testing.assert_allclose(batched[idx], single, rtol=1e-14, atol=1e-14)
+    X[1, 2] = np.diag([1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="rank-deficient"):
+        entropy_gradient(X, depth)
+
+
 def test_entropy_gradient_matches_eq_12_8(rng):
     for N in (2, 3, 6):
         X = _matrix(rng, 4, [2.0, 1.3, 0.9, 0.4])

@@ -11,18 +11,16 @@ import dln_manifolds.langevin.end_to_end as e2e_module
 from dln_manifolds.energies import QuadraticEnergy
 from dln_manifolds.langevin import balanced_langevin, balanced_noise, end_to_end_langevin
 from dln_manifolds.langevin._batch import end_to_end_batch, lifted_gradient_batch
-from dln_manifolds.langevin.balanced import (
-    frames_batch,
-    restore_batch,
-    retraction2_batch,
-    tangent_projection_batch,
-)
 from dln_manifolds.network import balanced_point, end_to_end, lifted_gradient
+
+
+def retraction2_batch(W, V):
+    return bm.balanced_retraction(W, V, order=2)
 
 
 @given(d=st.integers(1, 3), depth=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
 def test_batched_geometry_matches_single_point_functions(d, depth, seed):
-    """The ensemble kernels are the single-point functions of dln_manifolds.balanced, batched."""
+    """The ensemble kernels (dln_manifolds.balanced on a leading batch axis) = single points."""
     rng = np.random.default_rng(seed)
     W = np.stack([bm.random_balanced_point(d, depth, rng=rng) for _ in range(3)])
     Z = rng.standard_normal(W.shape)
@@ -30,25 +28,27 @@ def test_batched_geometry_matches_single_point_functions(d, depth, seed):
     xi_split = balanced_noise(W, Z, kappa=0.25)
     for b in range(3):
         np.testing.assert_allclose(
-            tangent_projection_batch(W, Z)[b],
+            bm.balanced_tangent_projection(W, Z)[b],
             bm.balanced_tangent_projection(W[b], Z[b]),
             atol=1e-12,
         )
         np.testing.assert_allclose(
-            restore_batch(W + 0.1 * Z)[b], bm.balanced_restore(W[b] + 0.1 * Z[b]), atol=1e-12
+            bm.balanced_restore(W + 0.1 * Z)[b], bm.balanced_restore(W[b] + 0.1 * Z[b]), atol=1e-12
         )
         np.testing.assert_allclose(
             retraction2_batch(W, 0.1 * Z)[b],
             bm.balanced_retraction(W[b], 0.1 * Z[b], order=2),
             atol=1e-12,
         )
+        for project in (bm.vertical_projection, bm.horizontal_projection):
+            np.testing.assert_allclose(project(W, Z)[b], project(W[b], Z[b]), atol=1e-12)
         ref = bm.vertical_projection(W[b], Z[b]) + 0.5 * bm.horizontal_projection(W[b], Z[b])
         np.testing.assert_allclose(xi_split[b], ref, atol=1e-12)
         np.testing.assert_allclose(
             lifted_gradient_batch(W, dE)[b], lifted_gradient(W[b], dE[b]), atol=1e-12
         )
         np.testing.assert_allclose(end_to_end_batch(W)[b], end_to_end(W[b]), atol=1e-12)
-    Q, lam = frames_batch(W)
+    Q, lam = bm.balanced_frames(W)
     np.testing.assert_allclose(
         (Q[:, 1:] * lam[:, None, None, :]) @ np.swapaxes(Q[:, :-1], -1, -2), W, atol=1e-12
     )
@@ -95,12 +95,12 @@ def test_upstairs_law_matches_downstairs():
     su, sd = _singular_values(up.final), np.linalg.svd(down.final, compute_uv=False)
     pvals = [scipy.stats.ks_2samp(su[:, k], sd[:, k]).pvalue for k in range(2)]
     assert min(pvals) > 1e-3, pvals
-    original = e2e_module._entropy_diagonal
+    original = e2e_module._entropy_sigma_gradient
     try:
-        e2e_module._entropy_diagonal = lambda s, depth: np.zeros_like(s)
+        e2e_module._entropy_sigma_gradient = lambda s, depth: np.zeros_like(s)
         wrong = end_to_end_langevin(X0, N, beta, kappa, energy, seed=2, **kw)
     finally:
-        e2e_module._entropy_diagonal = original
+        e2e_module._entropy_sigma_gradient = original
     sw = np.linalg.svd(wrong.final, compute_uv=False)
     assert max(scipy.stats.ks_2samp(su[:, k], sw[:, k]).pvalue for k in range(2)) < 1e-4
 

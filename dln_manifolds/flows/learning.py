@@ -204,6 +204,29 @@ def _downstairs_start(X0, depth, energy):
     return X0, depth, energy
 
 
+def _downstairs_flow(
+    velocity: Callable[[float, np.ndarray], np.ndarray],
+    X0: np.ndarray,
+    depth,
+    energy,
+    t_final: float,
+    extra_monitors: dict,
+    desc: str,
+    **options,
+) -> FlowResult:
+    """Integrate a flow on GL(d) (guarded by :class:`_StayInGL` for depth >= 2) with the
+    default monitors ``"energy"``, ``extra_monitors`` and ``"singular_values"``;
+    ``options`` are dt, method, adaptive, save_every, monitors (user extras), progress."""
+    defaults = {
+        "energy": lambda t, X: float(energy.value(X)),
+        **extra_monitors,
+        "singular_values": lambda t, X: np.linalg.svd(X, compute_uv=False),
+    }
+    options["monitors"] = _merge_monitors(defaults, options.get("monitors"))
+    restore = None if depth == 1 else _StayInGL(X0)
+    return integrate_flow(velocity, X0, t_final, restore=restore, desc=desc, **options)
+
+
 def end_to_end_flow(
     X0,
     energy,
@@ -250,22 +273,20 @@ def end_to_end_flow(
         If a step leaves GL(d) (module docstring, 'Rank drop'); depth >= 2 only.
     """
     X0, depth, energy = _downstairs_start(X0, depth, energy)
-    defaults = {
-        "energy": lambda t, X: float(energy.value(X)),
-        "singular_values": lambda t, X: np.linalg.svd(X, compute_uv=False),
-    }
-    return integrate_flow(
+    return _downstairs_flow(
         lambda t, X: -depth_operator(X, depth, energy.gradient(X)),
         X0,
+        depth,
+        energy,
         t_final,
+        {},
+        f"end-to-end flow (N={depth})",
         dt=dt,
         method=method,
-        restore=None if depth == 1 else _StayInGL(X0),
         adaptive=adaptive,
         save_every=save_every,
-        monitors=_merge_monitors(defaults, monitors),
+        monitors=monitors,
         progress=progress,
-        desc=f"end-to-end flow (N={depth})",
     )
 
 
@@ -316,22 +337,22 @@ def free_energy_flow(
     beta = check_positive(beta, "beta")
     X0, depth, energy = _downstairs_start(X0, depth, energy)
     check_full_rank(np.linalg.svd(X0, compute_uv=False), "X0")
-    defaults = {
-        "energy": lambda t, X: float(energy.value(X)),
+    extra = {
         "entropy": lambda t, X: orbit_entropy(X, depth),
         "free_energy": lambda t, X: float(energy.value(X)) - orbit_entropy(X, depth) / beta,
-        "singular_values": lambda t, X: np.linalg.svd(X, compute_uv=False),
     }
-    return integrate_flow(
+    return _downstairs_flow(
         lambda t, X: -free_energy_gradient(X, depth, beta, energy),
         X0,
+        depth,
+        energy,
         t_final,
+        extra,
+        f"free energy flow (N={depth}, beta={beta:g})",
         dt=dt,
         method=method,
-        restore=None if depth == 1 else _StayInGL(X0),
         adaptive=adaptive,
         save_every=save_every,
-        monitors=_merge_monitors(defaults, monitors),
+        monitors=monitors,
         progress=progress,
-        desc=f"free energy flow (N={depth}, beta={beta:g})",
     )

@@ -45,22 +45,24 @@ gradient of a lifted loss is tangent and horizontal at balanced points
 ([G] Thm 1), so it needs no projection.
 
 Everything is vectorized over the ensemble: the projections use the SVD frames
-:math:`W_p = Q_p\Lambda Q_{p-1}^T` and the type-I sine transform along depth of
-:mod:`dln_manifolds.balanced`, batched over paths.
+:math:`W_p = Q_p\Lambda Q_{p-1}^T` and the sine transform along depth of
+:mod:`dln_manifolds.balanced`, whose functions take a leading batch axis.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft
 
-from ._batch import (
-    _t,
-    as_real_stacks,
-    check_real,
-    ensemble,
-    lifted_gradient_batch,
+from ..balanced import (
+    _frames,
+    _from_frame,
+    _horizontal_hat,
+    _project_hat,
+    _retract,
+    _to_frame,
+    balance_error,
 )
+from ._batch import as_real_stacks, check_real, ensemble, lifted_gradient_batch
 from ._batch import end_to_end_batch as _e2e
 from ._stepping import SampleResult, rank_preserving, run_sampler
 from .end_to_end import _check_energy, _energy_gradient
@@ -68,102 +70,12 @@ from .end_to_end import _check_energy, _energy_gradient
 __all__ = ["balanced_langevin", "balanced_noise"]
 
 
-# --------------------------------------------------------------------------
-# Batched geometry of M (shapes (..., N, d, d)); see dln_manifolds.balanced
-# --------------------------------------------------------------------------
-
-
-def _polar(M: np.ndarray) -> np.ndarray:
-    u, _, vh = np.linalg.svd(M)
-    return u @ vh
-
-
-def restore_batch(Y: np.ndarray) -> np.ndarray:
-    """Batched :func:`dln_manifolds.balanced.balanced_restore`."""
-    out = np.empty_like(Y)
-    out[..., 0, :, :] = Y[..., 0, :, :]
-    for p in range(1, Y.shape[-3]):
-        uu, s, _ = np.linalg.svd(out[..., p - 1, :, :])
-        out[..., p, :, :] = _polar(Y[..., p, :, :]) @ ((uu * s[..., None, :]) @ _t(uu))
-    return out
-
-
-def frames_batch(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Frames Q (..., N+1, d, d) and lam (..., d) with W_p = Q_p diag(lam) Q_{p-1}^T."""
-    N = W.shape[-3]
-    u, lam, vh = np.linalg.svd(W[..., 0, :, :])
-    Q = np.empty(W.shape[:-3] + (N + 1,) + W.shape[-2:])
-    Q[..., 0, :, :] = _t(vh)
-    Q[..., 1, :, :] = u
-    for p in range(2, N + 1):
-        Q[..., p, :, :] = _polar(W[..., p - 1, :, :] @ Q[..., p - 1, :, :])
-    return Q, lam
-
-
-def _to_frame(Q, Z):
-    return _t(Q[..., 1:, :, :]) @ Z @ Q[..., :-1, :, :]
-
-
-def _from_frame(Q, Zh):
-    return Q[..., 1:, :, :] @ Zh @ _t(Q[..., :-1, :, :])
-
-
-def _tangent_hat(Zh: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    """Tangent part of frame components (batched ``balanced._project_hat``)."""
-    N = Zh.shape[-3]
-    if N == 1:
-        return Zh.copy()
-    lr = lam[..., None, None, :]  # multiplies columns: Z Lambda
-    ll = lam[..., None, :, None]  # multiplies rows: Lambda Z
-    ZL, LZ = Zh * lr, ll * Zh
-    R = ZL[..., :-1, :, :] + _t(ZL[..., :-1, :, :]) - _t(LZ[..., 1:, :, :]) - LZ[..., 1:, :, :]
-    m = np.arange(1, N)
-    sin2 = (np.sin(m * np.pi / (2 * N)) ** 2)[:, None, None]
-    lk, lj = lam[..., None, :, None], lam[..., None, None, :]
-    eig = 2.0 * ((lk - lj) ** 2 + 4.0 * lk * lj * sin2)
-    Sh = scipy.fft.idst(
-        scipy.fft.dst(R, type=1, axis=-3, norm="ortho") / eig, type=1, axis=-3, norm="ortho"
-    )
-    pad = [(0, 0)] * (Sh.ndim - 3) + [(1, 1), (0, 0), (0, 0)]
-    Sp = np.pad(Sh, pad)
-    return Zh - (Sp[..., 1:, :, :] * lr - ll * Sp[..., :-1, :, :])
-
-
-def _lift_coefficients(lam: np.ndarray, N: int) -> np.ndarray:
-    """c[..., p-1, k, l] = lam_k^{N-p} lam_l^{p-1} / sqrt(m_kl), computed in logs."""
-    ll = np.log(lam)
-    lk, lj = ll[..., :, None], ll[..., None, :]
-    hi = np.maximum(lk, lj)
-    delta = 2.0 * (np.minimum(lk, lj) - hi)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.expm1(N * delta) / np.expm1(delta)
-    log_m = 2 * (N - 1) * hi + np.log(np.where(delta == 0, float(N), ratio))
-    p = np.arange(1, N + 1)[:, None, None]
-    return np.exp(
-        (N - p) * lk[..., None, :, :] + (p - 1) * lj[..., None, :, :] - 0.5 * log_m[..., None, :, :]
-    )
-
-
-def _split_hat(Zh: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(vertical, horizontal) frame components of an ambient vector."""
-    c = _lift_coefficients(lam, Zh.shape[-3])
-    hor = c * np.sum(c * Zh, axis=-3, keepdims=True)
-    return _tangent_hat(Zh, lam) - hor, hor
-
-
-def tangent_projection_batch(W: np.ndarray, Z: np.ndarray, frames=None) -> np.ndarray:
-    """Batched :func:`dln_manifolds.balanced.balanced_tangent_projection`."""
-    Q, lam = frames_batch(W) if frames is None else frames
-    return _from_frame(Q, _tangent_hat(_to_frame(Q, Z), lam))
-
-
-def retraction2_batch(W: np.ndarray, V: np.ndarray) -> np.ndarray:
-    """Batched second-order retraction (``balanced_retraction(W, V, order=2)``)."""
-    Y = W + V
-    W1 = restore_batch(Y)
-    if W.shape[-3] == 1:
-        return W1
-    return restore_batch(W1 + tangent_projection_batch(W1, Y - W1))
+def _anisotropic_noise(W: np.ndarray, xi: np.ndarray, root_kappa: float) -> np.ndarray:
+    """P^ver xi + sqrt(kappa) P^hor xi for stacks (..., N, d, d), in the frames of W."""
+    Q, lam = _frames(W, check=False)
+    Zh = _to_frame(Q, xi)
+    hor = _horizontal_hat(Zh, lam)
+    return _from_frame(Q, (_project_hat(Zh, lam)[0] - hor) + root_kappa * hor)
 
 
 def balanced_noise(W, xi, kappa: float = 1.0) -> np.ndarray:
@@ -189,9 +101,7 @@ def balanced_noise(W, xi, kappa: float = 1.0) -> np.ndarray:
     if xi.shape[-3:] != W.shape[-3:]:
         raise ValueError(f"xi must have layers of shape {W.shape[-3:]}, got {xi.shape}")
     kappa = check_real(kappa, "kappa", positive=True, allow_zero=True)
-    Q, lam = frames_batch(W)
-    ver, hor = _split_hat(_to_frame(Q, xi), lam)
-    return _from_frame(Q, ver + np.sqrt(kappa) * hor)
+    return _anisotropic_noise(W, xi, np.sqrt(kappa))
 
 
 def balanced_langevin(
@@ -256,11 +166,7 @@ def balanced_langevin(
     energy = _check_energy(energy)
     W0 = as_real_stacks(W0, "W0")
     w0 = ensemble(W0, n_paths, 3, "W0")
-    G = w0[..., :-1, :, :] @ _t(w0[..., :-1, :, :]) - _t(w0[..., 1:, :, :]) @ w0[..., 1:, :, :]
-    scale = (w0[..., :-1, :, :] ** 2).sum(axis=(-2, -1)) + (w0[..., 1:, :, :] ** 2).sum(
-        axis=(-2, -1)
-    )
-    if G.size and np.max(np.linalg.norm(G, axis=(-2, -1)) / scale) > balance_tol:
+    if balance_error(w0) > balance_tol:
         raise ValueError("W0 is not on the balanced manifold (relative moment above balance_tol)")
     s0 = np.linalg.svd(w0[..., 0, :, :], compute_uv=False)
     if np.any(s0.min(axis=-1) <= s0.max(axis=-1) * 1e-12):
@@ -269,13 +175,11 @@ def balanced_langevin(
     root_kappa = np.sqrt(kappa)
 
     def step(W, dW, h):
-        Q, lam = frames_batch(W)
-        ver, hor = _split_hat(_to_frame(Q, dW), lam)
-        v = noise_scale * _from_frame(Q, ver + root_kappa * hor)
+        v = noise_scale * _anisotropic_noise(W, dW, root_kappa)
         dE = _energy_gradient(energy, _e2e(W))
         if dE is not None:
             v = v - h * lifted_gradient_batch(W, dE)
-        return retraction2_batch(W, v)
+        return _retract(W, v, 2, check=False)
 
     return run_sampler(
         w0,

@@ -67,6 +67,30 @@ def _noise_from_frame(U, s, Vh, depth, dW):
     return U @ (root * (_t(U) @ dW @ _t(Vh))) @ Vh
 
 
+def _matrix_sampler(
+    X0, n_paths, depth, drift, noise_scale: float, t_final, dt, max_log_change, **options
+) -> SampleResult:
+    """Euler-Maruyama in the singular frame for the samplers on full-rank matrices.
+
+    One step is ``x + h drift(x, U, s, Vh) + noise_scale A^{1/2}(dW)`` (the noise term is
+    left out when ``noise_scale == 0``), with the rank-preserving reject-and-halve control
+    of :mod:`dln_manifolds.langevin._stepping`. ``options`` go to :func:`run_sampler`.
+    """
+    x0 = ensemble(as_real_points(X0, "X0"), n_paths, 2, "X0")
+    _frame(x0, "X0")
+
+    def step(x, dW, h):
+        U, s, Vh = np.linalg.svd(x)
+        y = x + h * drift(x, U, s, Vh)
+        if noise_scale > 0:
+            y = y + noise_scale * _noise_from_frame(U, s, Vh, depth, dW)
+        return y
+
+    return run_sampler(
+        x0, step, x0.shape[1:], t_final, dt, accept=rank_preserving(max_log_change), **options
+    )
+
+
 def brownian_drift(X, depth, beta: float = 1.0) -> np.ndarray:
     r"""Ito drift of Brownian motion at inverse temperature beta on :math:`(\mathfrak{M}_d, g^N)`.
 
@@ -197,26 +221,15 @@ def brownian_motion(
     depth = check_depth_value(depth)
     beta = check_real(beta, "beta", positive=True)
     max_log_change = check_real(max_log_change, "max_log_change", positive=True)
-    x0 = ensemble(as_real_points(X0, "X0"), n_paths, 2, "X0")
-    _frame(x0, "X0")
-    d = x0.shape[-1]
-    scale = np.sqrt(2.0 / beta)
-
-    def step(x, dW, h):
-        U, s, Vh = np.linalg.svd(x)
-        return (
-            x
-            + h * _drift_from_frame(U, s, Vh, depth, beta)
-            + scale * _noise_from_frame(U, s, Vh, depth, dW)
-        )
-
-    return run_sampler(
-        x0,
-        step,
-        (d, d),
+    return _matrix_sampler(
+        X0,
+        n_paths,
+        depth,
+        lambda x, U, s, Vh: _drift_from_frame(U, s, Vh, depth, beta),
+        np.sqrt(2.0 / beta),
         t_final,
         dt,
-        accept=rank_preserving(max_log_change),
+        max_log_change,
         seed=seed,
         save_every=save_every,
         max_halvings=max_halvings,

@@ -17,51 +17,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..entropy import _entropy_sigma_gradient
 from ._batch import (
     _t,
     as_real_points,
     batch_multipliers,
     check_depth_value,
     check_real,
-    ensemble,
 )
-from ._stepping import SampleResult, rank_preserving, run_sampler
-from .brownian import _drift_from_frame, _frame, _noise_from_frame
+from ._stepping import SampleResult
+from .brownian import _drift_from_frame, _frame, _matrix_sampler
 
 __all__ = ["end_to_end_langevin", "free_energy_drift"]
-
-_SERIES = 1e-5  # |delta| below which the entropic kernel uses its Taylor series
-
-
-def _entropy_kernel(delta: np.ndarray, N: int) -> np.ndarray:
-    r"""f(delta) = N/(1 - e^{N delta}) - 1/(1 - e^{delta}), finite at delta = 0.
-
-    With x = lambda_k^2, y = lambda_l^2, delta = log(y/x), the summand of [G]
-    eq. 12.8 is :math:`\lambda_k^{N-2} f(\delta)`. Near 0,
-    :math:`f = (N-1)/2 - (N^2-1)\delta/12 + O(\delta^2)`.
-    """
-    small = np.abs(delta) < _SERIES
-    safe = np.where(small, 1.0, delta)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        em = np.expm1(safe)
-        emN = np.expm1(N * safe)
-        direct = (1.0 - N * em / emN) / em
-    series = (N - 1) / 2.0 - (N * N - 1) * delta / 12.0
-    return np.where(small, series, direct)
-
-
-def _entropy_diagonal(s: np.ndarray, depth) -> np.ndarray:
-    r"""Diagonal of :math:`\Sigma'` ([G] eq. 12.8) for stacks of singular values (..., d)."""
-    if depth == 1 or s.shape[-1] == 1:
-        return np.zeros_like(s)
-    if np.isinf(depth):
-        raise ValueError("the entropic drift needs a finite depth")
-    logs = np.log(s)
-    delta = (2.0 / depth) * (logs[..., None, :] - logs[..., :, None])  # log(lam_l^2/lam_k^2)
-    K = _entropy_kernel(delta, depth)
-    d = s.shape[-1]
-    K[..., np.arange(d), np.arange(d)] = 0.0
-    return np.exp((1.0 - 2.0 / depth) * logs) * K.sum(axis=-1)
 
 
 def _energy_gradient(energy, X):
@@ -88,7 +55,7 @@ def _check_energy(energy):
 
 def _drift(X, U, s, Vh, depth, beta, kappa, energy):
     M = batch_multipliers(s, depth)
-    drift = (U * (_entropy_diagonal(s, depth) / beta)[..., None, :]) @ Vh
+    drift = (U * (_entropy_sigma_gradient(s, depth) / beta)[..., None, :]) @ Vh  # [G] eq. 12.8
     if kappa > 0:
         drift = drift + _drift_from_frame(U, s, Vh, depth, beta / kappa)
     dE = _energy_gradient(energy, X)
@@ -193,25 +160,15 @@ def end_to_end_langevin(
     kappa = check_real(kappa, "kappa", positive=True, allow_zero=True)
     max_log_change = check_real(max_log_change, "max_log_change", positive=True)
     energy = _check_energy(energy)
-    x0 = ensemble(as_real_points(X0, "X0"), n_paths, 2, "X0")
-    _frame(x0, "X0")
-    d = x0.shape[-1]
-    scale = np.sqrt(2.0 * kappa / beta)
-
-    def step(x, dW, h):
-        U, s, Vh = np.linalg.svd(x)
-        y = x + h * _drift(x, U, s, Vh, depth, beta, kappa, energy)
-        if kappa > 0:
-            y = y + scale * _noise_from_frame(U, s, Vh, depth, dW)
-        return y
-
-    return run_sampler(
-        x0,
-        step,
-        (d, d),
+    return _matrix_sampler(
+        X0,
+        n_paths,
+        depth,
+        lambda x, U, s, Vh: _drift(x, U, s, Vh, depth, beta, kappa, energy),
+        np.sqrt(2.0 * kappa / beta),
         t_final,
         dt,
-        accept=rank_preserving(max_log_change),
+        max_log_change,
         seed=seed,
         save_every=save_every,
         max_halvings=max_halvings,
