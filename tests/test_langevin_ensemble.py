@@ -74,10 +74,13 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     from dln_manifolds.langevin import run_ensemble
 
+    BLOCK = sys.argv[3] == "block"  # first run: task 3 never finishes, so it gets killed
+
     def slow_task(i, log):
         with open(log, "a") as fh:
             fh.write(f"{i}\\n")
-        time.sleep(0.3)
+        if BLOCK and i >= 3:
+            time.sleep(3600)
         return {"value": np.arange(3) * i}
 
     run_ensemble(slow_task, [{"i": i, "log": sys.argv[2]} for i in range(8)], sys.argv[1])
@@ -89,8 +92,8 @@ def test_interrupted_sweep_resumes_without_redoing(tmp_path):
     script = tmp_path / "sweep.py"
     script.write_text(SCRIPT)
     out, log = tmp_path / "out", tmp_path / "log.txt"
-    proc = subprocess.Popen([sys.executable, str(script), str(out), str(log)])
-    deadline = time.time() + 60
+    proc = subprocess.Popen([sys.executable, str(script), str(out), str(log), "block"])
+    deadline = time.time() + 120
     while time.time() < deadline:
         done = [f for f in os.listdir(out) if f.endswith(".npz")] if out.exists() else []
         if len(done) >= 3:
@@ -99,9 +102,9 @@ def test_interrupted_sweep_resumes_without_redoing(tmp_path):
     proc.kill()  # SIGKILL: no cleanup
     proc.wait()
     finished = sorted(f for f in os.listdir(out) if f.endswith(".npz"))
-    assert 3 <= len(finished) < 8, "the sweep should have been killed midway"
+    assert len(finished) == 3, "the sweep should have been killed while task 3 ran"
     mtimes = {f: os.stat(out / f).st_mtime_ns for f in finished}
-    subprocess.run([sys.executable, str(script), str(out), str(log)], check=True)
+    subprocess.run([sys.executable, str(script), str(out), str(log), "resume"], check=True)
     runs = [int(x) for x in log.read_text().split()]
     assert sorted(set(runs)) == list(range(8))
     done_before = {int(np.load(out / f)["value"][1]) for f in finished}
