@@ -34,6 +34,13 @@ with :math:`q = 1/N`, :math:`c_N = N` (and :math:`q = 0`,
 N = inf). :math:`R` takes values in (0, 1] for :math:`\delta \le 0`, has no
 cancellation at equal or nearly equal singular values and does not overflow
 for large N, so the cost is O(d^3) (one SVD) whatever the depth.
+
+One implementation
+------------------
+:class:`DepthFrame` holds the SVD, the multipliers and (lazily) the divided
+differences of one point X, or of a batch of points, and evaluates every
+quantity of this module on batches of matrices. The module functions are
+one-line wrappers that build a frame per call.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ import numpy as np
 from ._checks import as_matrix, as_matrix_batch, check_depth, check_full_rank
 
 __all__ = [
+    "DepthFrame",
+    "depth_frame",
     "svd_frame",
     "depth_multipliers",
     "depth_operator",
@@ -99,11 +108,11 @@ def _ratio(delta: np.ndarray, q: float) -> np.ndarray:
     return np.where(tiny, 1.0, r)
 
 
-def _ratio_derivative(delta: np.ndarray, q: float) -> np.ndarray:
+def _ratio_derivative(delta: np.ndarray, q: float, ratio: np.ndarray | None = None) -> np.ndarray:
     r"""R'(delta) for delta <= 0, with a Taylor series near 0.
 
     Near 0, :math:`\log R(\delta) = \log R(0) + (1-q)\delta/2 + (1-q^2)\delta^2/24 + O(\delta^4)`,
-    so :math:`R'/R = (1-q)/2 + (1-q^2)\delta/12 + O(\delta^3)`.
+    so :math:`R'/R = (1-q)/2 + (1-q^2)\delta/12 + O(\delta^3)`. ``ratio``: R(delta) if known.
     """
     delta = np.asarray(delta, dtype=np.float64)
     small = np.abs(delta) < _SERIES_CUTOFF
@@ -114,7 +123,9 @@ def _ratio_derivative(delta: np.ndarray, q: float) -> np.ndarray:
         else:
             em = np.expm1(q * safe)
             direct = q * (np.exp(safe) * em - q * np.expm1(safe) * np.exp(q * safe)) / em**2
-    series = _ratio(delta, q) * ((1.0 - q) / 2.0 + (1.0 - q * q) * delta / 12.0)
+    if ratio is None:
+        ratio = _ratio(delta, q)
+    series = ratio * ((1.0 - q) / 2.0 + (1.0 - q * q) * delta / 12.0)
     return np.where(small, series, direct)
 
 
@@ -131,6 +142,28 @@ def _multiplier_from_alpha(a: np.ndarray, c: np.ndarray, q: float, scale: float)
         delta = lo - hi
     m = scale * np.exp((1.0 - q) * hi) * _ratio(np.where(np.isneginf(hi), 0.0, delta), q)
     return np.where(np.isneginf(hi), 0.0, m)
+
+
+def _multiplier_d_alpha(a: np.ndarray, c: np.ndarray, q: float, scale: float) -> np.ndarray:
+    """Partial derivative of f(a, c) in its first log-variable a, evaluated stably."""
+    # With delta = -|a - c| (= a - c if a <= c, c - a otherwise, exactly) and hi = max(a, c):
+    # a <= c: f = scale e^{(1-q) c} R(a - c)  ->  df/da = scale e^{(1-q)c} R'(a - c)
+    # a > c: f = scale e^{(1-q) a} R(c - a) -> df/da = scale e^{(1-q)a}((1-q)R - R')
+    a, c = np.broadcast_arrays(a, c)
+    delta = -np.abs(a - c)
+    ratio = _ratio(delta, q)
+    d_ratio = _ratio_derivative(delta, q, ratio)
+    factor = scale * np.exp((1.0 - q) * np.maximum(a, c))
+    return factor * np.where(a <= c, d_ratio, (1.0 - q) * ratio - d_ratio)
+
+
+def _multipliers(s: np.ndarray, depth) -> np.ndarray:
+    """Multipliers ``M[..., k, l] = f(s_k, s_l)`` for validated singular values (..., d)."""
+    if depth == 1:
+        return np.ones(s.shape + s.shape[-1:])
+    q, scale = _q_and_scale(depth)
+    alpha = _log_sq(s)
+    return _multiplier_from_alpha(alpha[..., :, None], alpha[..., None, :], q, scale)
 
 
 def depth_multipliers(s, depth) -> np.ndarray:
@@ -156,26 +189,286 @@ def depth_multipliers(s, depth) -> np.ndarray:
         raise ValueError(f"s must be a vector of singular values, got shape {s.shape}")
     if np.any(~np.isfinite(s)) or np.any(s < 0):
         raise ValueError("s must contain finite non-negative singular values")
-    if depth == 1:
-        return np.ones((s.size, s.size))
+    return _multipliers(s, depth)
+
+
+def _divided_differences(s: np.ndarray, M: np.ndarray, depth) -> np.ndarray:
+    r"""First divided differences of the multiplier symbol in its first argument.
+
+    ``T[..., i, m, j] = (f(l_i, l_j) - f(l_m, l_j)) / (l_i - l_m)`` with
+    :math:`l = s^2` and ``M[..., i, j] = f(l_i, l_j)``; where
+    :math:`|\log l_i - \log l_m| <` ``_DIVDIFF_CUTOFF`` (always for i = m) it is
+    the partial derivative :math:`\partial_1 f` at the midpoint of the log
+    variables, evaluated stably by :func:`_multiplier_d_alpha`. Batched over
+    leading axes of ``s`` (shape (..., d)); O(d^3) memory and time.
+    """
     q, scale = _q_and_scale(depth)
     alpha = _log_sq(s)
-    return _multiplier_from_alpha(alpha[:, None], alpha[None, :], q, scale)
+    lam = s**2
+    d = s.shape[-1]
+    eye = np.eye(d, dtype=bool)
+    den = np.where(eye, 1.0, lam[..., :, None] - lam[..., None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):  # (near) ties are replaced below
+        T = (M[..., :, None, :] - M[..., None, :, :]) / den[..., :, :, None]
+    # Diagonal i = m: the derivative at a_i itself (O(d^2) evaluations).
+    a, c = np.broadcast_arrays(alpha[..., :, None], alpha[..., None, :])
+    idx = np.arange(d)
+    T[..., idx, idx, :] = _multiplier_d_alpha(a, c, q, scale) * np.exp(-a)
+    # Off-diagonal near-ties: the derivative at the midpoint of the log variables.
+    close = (np.abs(alpha[..., :, None] - alpha[..., None, :]) < _DIVDIFF_CUTOFF) & ~eye
+    if np.any(close):
+        where = np.nonzero(close)  # (batch indices..., i, m)
+        batch, i, m = where[:-2], where[-2], where[-1]
+        mid = 0.5 * (alpha[batch + (i,)] + alpha[batch + (m,)])
+        mid, aj = np.broadcast_arrays(mid[:, None], alpha[batch] if batch else alpha)
+        T[where] = _multiplier_d_alpha(mid, aj, q, scale) * np.exp(-mid)
+    return T
 
 
-def _apply_in_frame(X, Z, depth, exponent: float, name: str = "Z"):
-    X = as_matrix(X)
-    depth = check_depth(depth)
-    Z = as_matrix_batch(Z, X.shape[0], name)
-    U, s, Vh = np.linalg.svd(X)
-    if exponent < 0:
-        check_full_rank(s, "X")
-    if depth == 1:
-        return Z.copy()
-    M = depth_multipliers(s, depth)
-    if exponent != 1.0:
-        M = M**exponent
-    return U @ (M * (_h(U) @ Z @ _h(Vh))) @ Vh
+def _as_points(X) -> np.ndarray:
+    """Validate a point or a batch of points of shape (..., d, d)."""
+    if isinstance(X, (str, bytes)) or X is None or np.ndim(X) <= 2:
+        return as_matrix(X)
+    shape = np.shape(X)
+    if shape[-1] != shape[-2] or shape[-1] == 0:
+        raise ValueError(f"X must have shape (..., d, d) with d >= 1, got shape {shape}")
+    return as_matrix_batch(X, shape[-1], "X")
+
+
+def _as_single(Z, d: int, name: str) -> np.ndarray:
+    """A single (d, d) matrix (the derivative functions take no batches)."""
+    Z = as_matrix_batch(Z, d, name)
+    if Z.ndim != 2:
+        raise ValueError(f"{name} must have shape ({d}, {d}), got shape {Z.shape}")
+    return Z
+
+
+class DepthFrame:
+    r"""The depth operator :math:`\mathcal{A}_{N,X}` and its derivatives in the singular frame of X.
+
+    Computes once the SVD :math:`X = U \operatorname{diag}(s) V^*`, the
+    multipliers :math:`m_{kl}` ([G] eq. 7.13-7.14, 14.8-14.9 for N = inf) and,
+    lazily on first use, the first divided differences :math:`T_{imj}` of the
+    symbol (O(d^3) memory, needed only by the derivatives and the Christoffel
+    term). Every method then acts on frame coordinates
+    :math:`\hat Z = U^* Z V` entrywise or by O(d^3) contractions, whatever N.
+    The module functions (:func:`depth_operator`, ..., :func:`depth_christoffel`)
+    are one-line wrappers that build a frame per call: build one frame yourself
+    to evaluate several quantities at the same X.
+
+    Parameters
+    ----------
+    X : array_like, shape (..., d, d)
+        Base point(s), real or complex. Matrix arguments of the methods have
+        shape (..., d, d) and broadcast against the batch shape of X.
+    depth : int or numpy.inf
+        N >= 1; ``numpy.inf`` is the rescaled limit (1/N) A_N ([G] eq. 14.7).
+    check : bool, default True
+        Validate X, depth and the matrix arguments (finite, shapes), and test
+        full rank by condition number (<= 1/(d eps)). ``False`` skips all
+        validation (for ODE right-hand sides) and only rejects exact zero
+        singular values where full rank is needed.
+    full_rank : bool, default False
+        Test full rank at construction. Otherwise it is tested on the first
+        call that needs it (:meth:`inverse`, negative :meth:`power`,
+        :meth:`inner`, derivatives, Christoffel terms); :meth:`operator`
+        works at any rank.
+
+    Attributes
+    ----------
+    U : ndarray, shape (..., d, d)
+    s : ndarray, shape (..., d)
+        Singular values, decreasing.
+    Vh : ndarray, shape (..., d, d)
+        ``X = U @ (s[..., None] * Vh)``.
+    M : ndarray, shape (..., d, d)
+        Multipliers: :math:`\widehat{\mathcal{A}(Z)} = M \odot \hat Z`.
+    depth : int or float
+    d : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dln_manifolds import DepthFrame, depth_operator
+    >>> X = np.array([[2.0, 1.0], [0.0, 1.0]]); Z = np.eye(2)
+    >>> frame = DepthFrame(X, 3)
+    >>> bool(np.allclose(frame.operator(Z), depth_operator(X, 3, Z)))
+    True
+    >>> bool(np.allclose(frame.inverse(frame.operator(Z)), Z))
+    True
+    """
+
+    def __init__(self, X, depth, *, check: bool = True, full_rank: bool = False):
+        if check:
+            X = _as_points(X)
+            depth = check_depth(depth)
+        else:
+            X = np.asarray(X)
+        self.depth = depth
+        self.d = X.shape[-1]
+        self._check = check
+        self.U, self.s, self.Vh = np.linalg.svd(X)
+        self.M = _multipliers(self.s, depth)
+        self._T = None
+        self._full_rank_checked = False
+        if full_rank:
+            self._require_full_rank()
+
+    # -- bookkeeping -------------------------------------------------------------
+    def _require_full_rank(self) -> None:
+        if self._full_rank_checked:
+            return
+        s = self.s.reshape(-1, self.d)
+        smin = s[:, -1]
+        if self._check:
+            limit = 1.0 / (self.d * np.finfo(np.float64).eps)
+            with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 at X = 0 is bad too
+                bad = ~(s[:, 0] / smin <= limit)
+        else:
+            bad = ~(smin > 0)
+        if np.any(bad):
+            check_full_rank(s[np.argmax(bad)], "X", None if self._check else np.inf)
+        self._full_rank_checked = True
+
+    def _arg(self, Z, name: str) -> np.ndarray:
+        return as_matrix_batch(Z, self.d, name) if self._check else np.asarray(Z)
+
+    @property
+    def divided_differences(self) -> np.ndarray:
+        r"""First divided differences ``T[..., i, m, j]`` of the symbol, shape (..., d, d, d).
+
+        :math:`T_{imj} = (f(l_i, l_j) - f(l_m, l_j)) / (l_i - l_m)` with
+        :math:`l = s^2` (the derivative at near-ties). Computed on first access.
+        """
+        if self._T is None:
+            self._require_full_rank()
+            self._T = _divided_differences(self.s, self.M, self.depth)
+        return self._T
+
+    def to_frame(self, Z) -> np.ndarray:
+        r"""Frame coordinates :math:`\hat Z = U^* Z V`, shape (..., d, d)."""
+        return _h(self.U) @ Z @ _h(self.Vh)
+
+    def from_frame(self, Zh) -> np.ndarray:
+        r"""Inverse of :meth:`to_frame`: :math:`U \hat Z V^*`."""
+        return self.U @ Zh @ self.Vh
+
+    # -- the operator and the metric ------------------------------------------
+    def operator(self, Z) -> np.ndarray:
+        r""":math:`\mathcal{A}_{N,X}(Z)` ([G] eq. 4.14), shape (..., d, d). Any rank."""
+        Z = self._arg(Z, "Z")
+        if self.depth == 1:
+            return Z.copy()
+        return self.from_frame(self.M * self.to_frame(Z))
+
+    def inverse(self, Z) -> np.ndarray:
+        r""":math:`\mathcal{A}_{N,X}^{-1}(Z)`, the metric tensor of :math:`g^N` ([G] eq. 4.16)."""
+        Z = self._arg(Z, "Z")
+        self._require_full_rank()
+        if self.depth == 1:
+            return Z.copy()
+        return self.from_frame(self.to_frame(Z) / self.M)
+
+    def power(self, Z, p: float) -> np.ndarray:
+        r""":math:`\mathcal{A}_{N,X}^{p}(Z)` for a real power p (p < 0 needs full rank)."""
+        if isinstance(p, bool) or not isinstance(p, numbers.Real):
+            raise TypeError(f"power must be a real number, got {type(p).__name__}")
+        if not np.isfinite(p):
+            raise ValueError(f"power must be finite, got {p}")
+        Z = self._arg(Z, "Z")
+        if p < 0:
+            self._require_full_rank()
+        if self.depth == 1:
+            return Z.copy()
+        M = self.M if p == 1 else self.M ** float(p)
+        return self.from_frame(M * self.to_frame(Z))
+
+    def inner(self, Z1, Z2) -> np.ndarray:
+        r""":math:`g^N_X(Z_1, Z_2) = \mathrm{Re\,tr}(Z_1^* \mathcal{A}^{-1} Z_2)` ([G] eq. 4.17).
+
+        Returns an array of the broadcast batch shape (...,) (0-d for single matrices).
+        """
+        Z1, Z2 = self._arg(Z1, "Z1"), self._arg(Z2, "Z2")
+        self._require_full_rank()
+        prod = np.conj(self.to_frame(Z1)) * self.to_frame(Z2) / self.M
+        return np.real(np.sum(prod, axis=(-2, -1)))
+
+    # -- derivatives, in frame coordinates --------------------------------------
+    def _dA_hat(self, Vh: np.ndarray, Zh: np.ndarray) -> np.ndarray:
+        """(DA[V] Z)^ from V^ and Z^ (Daleckii-Krein, see depth_operator_derivative)."""
+        row, col = self.s[..., None, :], self.s[..., :, None]
+        dP = Vh * row + col * _h(Vh)  # U^*(V X^* + X V^*)U
+        dQ = _h(Vh) * row + col * Vh  # V^*(V^* X + X^* V)V
+        T = self.divided_differences
+        return np.einsum("...imj,...im,...mj->...ij", T, dP, Zh) + np.einsum(
+            "...mji,...im,...mj->...ij", T, Zh, dQ
+        )
+
+    def _dA_adjoint_hat(self, Zh: np.ndarray, Yh: np.ndarray) -> np.ndarray:
+        """Frame coordinates of K with <K, V> = <Y, DA[V] Z>."""
+        T = self.divided_differences
+        C1 = np.einsum("...ij,...imj,...mj->...im", Yh, T, Zh)  # coefficient of dP_im
+        C2 = np.einsum("...ij,...mji,...im->...mj", Yh, T, Zh)  # coefficient of dQ_mj
+        sw = np.swapaxes
+        return (C1 + sw(C1, -1, -2)) * self.s[..., None, :] + self.s[..., :, None] * (
+            C2 + sw(C2, -1, -2)
+        )
+
+    def _zeros(self, *arrays) -> np.ndarray:
+        shape = np.broadcast_shapes(self.U.shape, *(np.shape(a) for a in arrays))
+        return np.zeros(shape, dtype=np.result_type(*arrays, np.float64))
+
+    def derivative(self, V, Z) -> np.ndarray:
+        r""":math:`D\mathcal{A}_{N,X}[V](Z)` (:func:`depth_operator_derivative`)."""
+        V, Z = self._arg(V, "V"), self._arg(Z, "Z")
+        self._require_full_rank()
+        if self.depth == 1:
+            return self._zeros(V, Z)
+        return self.from_frame(self._dA_hat(self.to_frame(V), self.to_frame(Z)))
+
+    def derivative_adjoint(self, Z, Y) -> np.ndarray:
+        r"""K with :math:`\langle K, V\rangle = \langle Y, D\mathcal{A}[V](Z)\rangle` for all V."""
+        Z, Y = self._arg(Z, "Z"), self._arg(Y, "Y")
+        self._require_full_rank()
+        if self.depth == 1:
+            return self._zeros(Z, Y)
+        return self.from_frame(self._dA_adjoint_hat(self.to_frame(Z), self.to_frame(Y)))
+
+    def christoffel_hat(self, Uh, Vh) -> np.ndarray:
+        r"""Frame coordinates of :math:`\Gamma_X(U, V)` from those of U and V, (..., d, d)."""
+        self._require_full_rank()
+        Uh, Vh = np.broadcast_arrays(Uh, Vh)
+        if self.depth == 1:
+            return self._zeros(Uh)
+        BU, BV = Uh / self.M, Vh / self.M
+        t = self._dA_hat(Uh, BV) + self._dA_hat(Vh, BU)
+        # <U, DB[W] V> = -<BU, DA[W] BV>  =>  K = -adjoint(BV)(BU)
+        return -0.5 * t + 0.5 * self.M * self._dA_adjoint_hat(BV, BU)
+
+    def christoffel(self, U_vec, V_vec) -> np.ndarray:
+        r""":math:`\Gamma_X(U, V)`, shape (..., d, d); see :func:`depth_christoffel`."""
+        U_vec, V_vec = self._arg(U_vec, "U_vec"), self._arg(V_vec, "V_vec")
+        return self.from_frame(self.christoffel_hat(self.to_frame(U_vec), self.to_frame(V_vec)))
+
+    def geodesic_acceleration(self, V) -> np.ndarray:
+        r""":math:`-\Gamma_X(V, V)`: the acceleration of the geodesic through X with velocity V.
+
+        One Christoffel term with the symmetric terms merged (two contractions
+        instead of three).
+        """
+        V = self._arg(V, "V")
+        self._require_full_rank()
+        if self.depth == 1:
+            return self._zeros(V)
+        Vh = self.to_frame(V)
+        BV = Vh / self.M
+        acc = self._dA_hat(Vh, BV) - 0.5 * self.M * self._dA_adjoint_hat(BV, BV)
+        return self.from_frame(acc)
+
+
+def depth_frame(X, depth) -> DepthFrame:
+    """The :class:`DepthFrame` of a point X (shape (..., d, d)) for depth N (int or numpy.inf)."""
+    return DepthFrame(X, depth)
 
 
 def depth_operator(X, depth, Z) -> np.ndarray:
@@ -197,9 +490,9 @@ def depth_operator(X, depth, Z) -> np.ndarray:
     Notes
     -----
     Cost O(d^3) for the SVD plus O(d^3) per matrix in the batch, independent
-    of N. Depth 1 is the identity.
+    of N. Depth 1 is the identity. Same as ``DepthFrame(X, depth).operator(Z)``.
     """
-    return _apply_in_frame(X, Z, depth, 1.0)
+    return DepthFrame(as_matrix(X), depth).operator(Z)
 
 
 def inverse_depth_operator(X, depth, Z) -> np.ndarray:
@@ -224,7 +517,7 @@ def inverse_depth_operator(X, depth, Z) -> np.ndarray:
     ValueError
         If X is rank-deficient (condition number above 1/(d eps)).
     """
-    return _apply_in_frame(X, Z, depth, -1.0)
+    return DepthFrame(as_matrix(X), depth).inverse(Z)
 
 
 def depth_operator_power(X, depth, Z, power: float) -> np.ndarray:
@@ -234,14 +527,10 @@ def depth_operator_power(X, depth, Z, power: float) -> np.ndarray:
     the inverse. Shapes as in :func:`depth_operator`; negative powers need a
     full-rank X.
     """
-    if isinstance(power, bool) or not isinstance(power, numbers.Real):
-        raise TypeError(f"power must be a real number, got {type(power).__name__}")
-    if not np.isfinite(power):
-        raise ValueError(f"power must be finite, got {power}")
-    return _apply_in_frame(X, Z, depth, float(power))
+    return DepthFrame(as_matrix(X), depth).power(Z, power)
 
 
-def depth_inner_product(X, depth, Z1, Z2) -> float:
+def depth_inner_product(X, depth, Z1, Z2) -> float | np.ndarray:
     r"""The depth metric ([G] eq. 4.17).
 
     :math:`g^N_X(Z_1, Z_2) = \mathrm{Re\,tr}(Z_1^* \mathcal{A}_{N,X}^{-1} Z_2)`.
@@ -251,84 +540,16 @@ def depth_inner_product(X, depth, Z1, Z2) -> float:
     X : array_like, shape (d, d)
         Full-rank base point.
     depth : int or numpy.inf
-    Z1, Z2 : array_like, shape (d, d)
+    Z1, Z2 : array_like, shape (..., d, d)
+        Tangent vectors or batches of them (broadcast against each other).
 
     Returns
     -------
-    float
+    float or ndarray, shape (...)
+        A float for single matrices, one value per pair for batches.
     """
-    X = as_matrix(X)
-    Z1 = as_matrix_batch(Z1, X.shape[0], "Z1")
-    return float(np.real(np.vdot(Z1, inverse_depth_operator(X, depth, Z2))))
-
-
-# ---------------------------------------------------------------------------
-# Derivatives of the operator (for the Levi-Civita connection of g^N)
-# ---------------------------------------------------------------------------
-
-
-def _multiplier_d_alpha(a: np.ndarray, c: np.ndarray, q: float, scale: float) -> np.ndarray:
-    """Partial derivative of f(a, c) in its first log-variable a, evaluated stably."""
-    a, c = np.broadcast_arrays(a, c)
-    out = np.empty(a.shape)
-    le = a <= c
-    # a <= c: f = scale e^{(1-q) c} R(a - c)  ->  df/da = scale e^{(1-q)c} R'(a - c)
-    out[le] = scale * np.exp((1.0 - q) * c[le]) * _ratio_derivative(a[le] - c[le], q)
-    # a > c: f = scale e^{(1-q) a} R(c - a) -> df/da = scale e^{(1-q)a}((1-q)R - R')
-    gt = ~le
-    dl = c[gt] - a[gt]
-    out[gt] = (
-        scale * np.exp((1.0 - q) * a[gt]) * ((1.0 - q) * _ratio(dl, q) - _ratio_derivative(dl, q))
-    )
-    return out
-
-
-def _first_divided_differences(s: np.ndarray, depth) -> np.ndarray:
-    r"""T[i, m, j] = (f(l_i, l_j) - f(l_m, l_j)) / (l_i - l_m), l = s^2, f the multiplier symbol.
-
-    The divided difference of the symbol in its first (eigenvalue of XX^T)
-    argument; at (nearly) equal l_i, l_m it is the partial derivative.
-    """
-    q, scale = _q_and_scale(depth)
-    alpha = _log_sq(s)
-    lam = s**2
-    ai, am, aj = alpha[:, None, None], alpha[None, :, None], alpha[None, None, :]
-    fi = _multiplier_from_alpha(ai, aj, q, scale)
-    fm = _multiplier_from_alpha(am, aj, q, scale)
-    gap = np.abs(ai - am)
-    close = gap < _DIVDIFF_CUTOFF
-    with np.errstate(invalid="ignore", divide="ignore"):
-        quotient = (fi - fm) / (lam[:, None, None] - lam[None, :, None])
-    shape = (s.size,) * 3
-    mid = np.broadcast_to(0.5 * (ai + am), shape)
-    deriv = _multiplier_d_alpha(mid, np.broadcast_to(aj, shape), q, scale) * np.exp(-mid)
-    return np.where(close, deriv, quotient)
-
-
-def _as_single(Z, d: int, name: str) -> np.ndarray:
-    """A single (d, d) matrix (the derivative functions take no batches)."""
-    Z = as_matrix_batch(Z, d, name)
-    if Z.ndim != 2:
-        raise ValueError(f"{name} must have shape ({d}, {d}), got shape {Z.shape}")
-    return Z
-
-
-def _frame_data(X, depth):
-    X = as_matrix(X)
-    depth = check_depth(depth)
-    U, s, Vh = np.linalg.svd(X)
-    check_full_rank(s, "X")
-    return X, depth, U, s, Vh
-
-
-def _derivative_in_frame(T, s, Vh_hat, Z_hat):
-    """(DA[V] Z)^ in the singular frame, given V^ = U^* V V_r and Z^."""
-    S = s[None, :]
-    dP = Vh_hat * S + s[:, None] * _h(Vh_hat)  # U^*(V X^* + X V^*)U
-    dQ = _h(Vh_hat) * S + s[:, None] * Vh_hat  # V^*(V^* X + X^* V)V
-    term_p = np.einsum("imj,im,mj->ij", T, dP, Z_hat)
-    term_q = np.einsum("mji,im,mj->ij", T, Z_hat, dQ)
-    return term_p + term_q
+    values = DepthFrame(as_matrix(X), depth).inner(Z1, Z2)
+    return float(values) if np.ndim(values) == 0 else values
 
 
 def depth_operator_derivative(X, depth, V, Z) -> np.ndarray:
@@ -358,16 +579,8 @@ def depth_operator_derivative(X, depth, V, Z) -> np.ndarray:
     -------
     ndarray, shape (d, d)
     """
-    X, depth, U, s, Vh = _frame_data(X, depth)
-    d = X.shape[0]
-    V = _as_single(V, d, "V")
-    Z = _as_single(Z, d, "Z")
-    if depth == 1:
-        return np.zeros_like(Z)
-    T = _first_divided_differences(s, depth)
-    Vr = _h(Vh)
-    out = _derivative_in_frame(T, s, _h(U) @ V @ Vr, _h(U) @ Z @ Vr)
-    return U @ out @ Vh
+    f = DepthFrame(as_matrix(X), depth)
+    return f.derivative(_as_single(V, f.d, "V"), _as_single(Z, f.d, "Z"))
 
 
 def depth_operator_derivative_adjoint(X, depth, Z, Y) -> np.ndarray:
@@ -387,20 +600,8 @@ def depth_operator_derivative_adjoint(X, depth, Z, Y) -> np.ndarray:
     -------
     ndarray, shape (d, d)
     """
-    X, depth, U, s, Vh = _frame_data(X, depth)
-    d = X.shape[0]
-    Z = _as_single(Z, d, "Z")
-    Y = _as_single(Y, d, "Y")
-    if depth == 1:
-        return np.zeros_like(Z)
-    T = _first_divided_differences(s, depth)
-    Vr = _h(Vh)
-    Zh, Yh = _h(U) @ Z @ Vr, _h(U) @ Y @ Vr
-    C1 = np.einsum("ij,imj,mj->im", Yh, T, Zh)  # coefficient of dP_im
-    C2 = np.einsum("ij,mji,im->mj", Yh, T, Zh)  # coefficient of dQ_mj
-    S = s[None, :]
-    grad_hat = (C1 + C1.T) * S + s[:, None] * (C2 + C2.T)
-    return U @ grad_hat @ Vh
+    f = DepthFrame(as_matrix(X), depth)
+    return f.derivative_adjoint(_as_single(Z, f.d, "Z"), _as_single(Y, f.d, "Y"))
 
 
 def depth_christoffel(X, depth, U_vec, V_vec) -> np.ndarray:
@@ -415,7 +616,8 @@ def depth_christoffel(X, depth, U_vec, V_vec) -> np.ndarray:
         \langle K(U,V), W\rangle = \langle U, DB[W]V\rangle,
 
     and :math:`DB[U] = -B\, D\mathcal{A}[U]\, B`. The geodesic equation is
-    :math:`\ddot X + \Gamma_X(\dot X, \dot X) = 0`.
+    :math:`\ddot X + \Gamma_X(\dot X, \dot X) = 0`. One SVD per call (see
+    :class:`DepthFrame` to share it between calls).
 
     Parameters
     ----------
@@ -428,13 +630,5 @@ def depth_christoffel(X, depth, U_vec, V_vec) -> np.ndarray:
     -------
     ndarray, shape (d, d)
     """
-    X = as_matrix(X)
-    U_vec = _as_single(U_vec, X.shape[0], "U_vec")
-    V_vec = _as_single(V_vec, X.shape[0], "V_vec")
-    BU = inverse_depth_operator(X, depth, U_vec)
-    BV = inverse_depth_operator(X, depth, V_vec)
-    t1 = depth_operator_derivative(X, depth, U_vec, BV)
-    t2 = depth_operator_derivative(X, depth, V_vec, BU)
-    # <U, DB[W] V> = -<BU, DA[W] BV>  =>  K = -adjoint(BV)(BU)
-    k = depth_operator_derivative_adjoint(X, depth, BV, BU)
-    return -0.5 * (t1 + t2) + 0.5 * depth_operator(X, depth, k)
+    f = DepthFrame(as_matrix(X), depth)
+    return f.christoffel(_as_single(U_vec, f.d, "U_vec"), _as_single(V_vec, f.d, "V_vec"))

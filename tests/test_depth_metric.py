@@ -10,6 +10,8 @@ References used here:
 
 from __future__ import annotations
 
+from unittest import mock
+
 import mpmath
 import numpy as np
 import pytest
@@ -17,7 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dln_manifolds import (
+    DepthFrame,
     depth_christoffel,
+    depth_frame,
     depth_inner_product,
     depth_multipliers,
     depth_operator,
@@ -25,6 +29,14 @@ from dln_manifolds import (
     depth_operator_derivative_adjoint,
     depth_operator_power,
     inverse_depth_operator,
+)
+from dln_manifolds.depth_metric import (
+    _DIVDIFF_CUTOFF,
+    _divided_differences,
+    _log_sq,
+    _multiplier_d_alpha,
+    _multiplier_from_alpha,
+    _q_and_scale,
 )
 
 mpmath.mp.dps = 50
@@ -367,3 +379,188 @@ def test_christoffel_against_koszul(rng, d, depth):
     # eps/h ~ 1e-11 rounding, amplified by the metric's condition (<= 1e2).
     assert _rel(got, ref) <= 1e-7
     np.testing.assert_allclose(depth_christoffel(X, depth, V, U), got, rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------
+# DepthFrame: one SVD, same results as the standalone formulas it replaced
+# ---------------------------------------------------------------------------
+
+
+def _old_divided_differences(s, depth):
+    """``_first_divided_differences`` as it was before DepthFrame (verbatim)."""
+    q, scale = _q_and_scale(depth)
+    alpha = _log_sq(s)
+    lam = s**2
+    ai, am, aj = alpha[:, None, None], alpha[None, :, None], alpha[None, None, :]
+    fi = _multiplier_from_alpha(ai, aj, q, scale)
+    fm = _multiplier_from_alpha(am, aj, q, scale)
+    close = np.abs(ai - am) < _DIVDIFF_CUTOFF
+    with np.errstate(invalid="ignore", divide="ignore"):
+        quotient = (fi - fm) / (lam[:, None, None] - lam[None, :, None])
+    shape = (s.size,) * 3
+    mid = np.broadcast_to(0.5 * (ai + am), shape)
+    deriv = _multiplier_d_alpha(mid, np.broadcast_to(aj, shape), q, scale) * np.exp(-mid)
+    return np.where(close, deriv, quotient)
+
+
+def _old_apply(X, depth, Z, p):
+    """``_apply_in_frame`` before DepthFrame: own SVD, multipliers to the power p."""
+    U, s, Vh = np.linalg.svd(X)
+    return U @ (depth_multipliers(s, depth) ** p * (U.T @ Z @ Vh.T)) @ Vh
+
+
+def _old_derivative(X, depth, V, Z):
+    U, s, Vh = np.linalg.svd(X)
+    T = _old_divided_differences(s, depth)
+    Vt, Zt = U.T @ V @ Vh.T, U.T @ Z @ Vh.T
+    dP = Vt * s[None, :] + s[:, None] * Vt.T
+    dQ = Vt.T * s[None, :] + s[:, None] * Vt
+    out = np.einsum("imj,im,mj->ij", T, dP, Zt) + np.einsum("mji,im,mj->ij", T, Zt, dQ)
+    return U @ out @ Vh
+
+
+def _old_adjoint(X, depth, Z, Y):
+    U, s, Vh = np.linalg.svd(X)
+    T = _old_divided_differences(s, depth)
+    Zt, Yt = U.T @ Z @ Vh.T, U.T @ Y @ Vh.T
+    C1 = np.einsum("ij,imj,mj->im", Yt, T, Zt)
+    C2 = np.einsum("ij,mji,im->mj", Yt, T, Zt)
+    return U @ ((C1 + C1.T) * s[None, :] + s[:, None] * (C2 + C2.T)) @ Vh
+
+
+def _old_christoffel(X, depth, U, V):
+    """``depth_christoffel`` before DepthFrame: seven SVDs, Koszul formula."""
+    BU, BV = _old_apply(X, depth, U, -1.0), _old_apply(X, depth, V, -1.0)
+    t = _old_derivative(X, depth, U, BV) + _old_derivative(X, depth, V, BU)
+    return -0.5 * t + 0.5 * _old_apply(X, depth, _old_adjoint(X, depth, BV, BU), 1.0)
+
+
+@given(
+    d=st.integers(1, 5),
+    depth=st.sampled_from([2, 3, 7, np.inf]),
+    gap=st.sampled_from([None, 0.0, 1e-9, 1e-7, 1e-5, 1e-3]),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=20)
+def test_frame_equals_old_standalone_formulas(d, depth, gap, seed):
+    rng = np.random.default_rng(seed)
+    if gap is None or d < 2:
+        X = _well_conditioned(rng, d)
+    else:
+        s = np.exp(rng.uniform(np.log(0.5), np.log(2.0), size=d))
+        s[1] = s[0] * (1 + gap)
+        X = _point(rng, s)[0]
+    U, V, Z = rng.standard_normal((3, d, d))
+    f = DepthFrame(X, depth)
+    # Same formulas on the same singular values (measured: bitwise equal). A one-ulp
+    # difference in the multipliers is amplified by 1/gap >= 1/_DIVDIFF_CUTOFF in the
+    # quotients, hence the tolerance 4 eps / _DIVDIFF_CUTOFF ~ 1e-9 relative to max|T|.
+    T_old = _old_divided_differences(f.s, depth)
+    atol = 4 * np.finfo(float).eps / _DIVDIFF_CUTOFF * np.abs(T_old).max()
+    np.testing.assert_allclose(f.divided_differences, T_old, rtol=0, atol=atol)
+    for p in (1.0, -1.0, 0.5, -0.3):
+        np.testing.assert_allclose(
+            f.power(Z, p), _old_apply(X, depth, Z, p), rtol=1e-12, atol=1e-12
+        )
+    np.testing.assert_allclose(f.operator(Z), _old_apply(X, depth, Z, 1.0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(f.inverse(Z), _old_apply(X, depth, Z, -1.0), rtol=1e-12, atol=1e-12)
+    assert f.inner(U, V) == pytest.approx(
+        np.vdot(U, _old_apply(X, depth, V, -1.0)), rel=1e-12, abs=1e-12
+    )
+    for got, ref in (
+        (f.derivative(V, Z), _old_derivative(X, depth, V, Z)),
+        (f.derivative_adjoint(Z, U), _old_adjoint(X, depth, Z, U)),
+        (f.christoffel(U, V), _old_christoffel(X, depth, U, V)),
+        (f.geodesic_acceleration(V), -_old_christoffel(X, depth, V, V)),
+    ):
+        # Same T; only the order of the frame changes differs (the old Christoffel
+        # term went back to the standard basis between its five pieces): rounding
+        # eps times the spread of the multipliers (< 1e2 here). Measured <= 5e-15.
+        assert _rel(got, ref) <= 1e-12
+    # the module functions are the frame methods
+    np.testing.assert_array_equal(depth_christoffel(X, depth, U, V), f.christoffel(U, V))
+    np.testing.assert_array_equal(depth_operator_derivative(X, depth, V, Z), f.derivative(V, Z))
+    np.testing.assert_array_equal(depth_operator(X, depth, Z), f.operator(Z))
+
+
+def test_frame_computes_the_svd_once(rng):
+    X = _well_conditioned(rng, 4)
+    U, V, Z = rng.standard_normal((3, 4, 4))
+    with mock.patch.object(np.linalg, "svd", wraps=np.linalg.svd) as svd:
+        f = depth_frame(X, 3)
+        f.operator(Z), f.inverse(Z), f.power(Z, 0.5), f.inner(U, V)
+        f.derivative(U, Z), f.derivative_adjoint(Z, V), f.christoffel(U, V)
+        f.geodesic_acceleration(V)
+        assert svd.call_count == 1
+        depth_christoffel(X, 3, U, V)  # was seven SVDs
+        assert svd.call_count == 2
+
+
+def test_frame_divided_differences_are_lazy_and_cached(rng):
+    X = _well_conditioned(rng, 3)
+    Z = rng.standard_normal((3, 3))
+    target = "dln_manifolds.depth_metric._divided_differences"
+    with mock.patch(target, wraps=_divided_differences) as dd:
+        f = DepthFrame(X, 4)
+        f.operator(Z), f.inverse(Z), f.inner(Z, Z)
+        assert dd.call_count == 0  # O(d^3) memory only when derivatives are asked for
+        f.christoffel(Z, Z), f.derivative(Z, Z), f.geodesic_acceleration(Z)
+        assert dd.call_count == 1
+
+
+@pytest.mark.parametrize("depth", [1, 3, np.inf])
+def test_frame_batches(rng, depth):
+    d = 3
+    Xs = np.stack([_well_conditioned(rng, d) for _ in range(2)])
+    U, V = rng.standard_normal((2, 2, 5, d, d))  # batch (2, 5) against points (2, 1)
+    f = DepthFrame(Xs[:, None], depth)
+    gam, dA, inner = f.christoffel(U, V), f.derivative(U, V), f.inner(U, V)
+    assert gam.shape == dA.shape == (2, 5, d, d) and inner.shape == (2, 5)
+    for i in range(2):
+        g = DepthFrame(Xs[i], depth)
+        # a batched SVD may differ from the single one by rounding
+        np.testing.assert_allclose(gam[i], g.christoffel(U[i], V[i]), rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(dA[i], g.derivative(U[i], V[i]), rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(inner[i], g.inner(U[i], V[i]), rtol=1e-12)
+        for j in range(5):
+            ref = depth_christoffel(Xs[i], depth, U[i, j], V[i, j])
+            np.testing.assert_allclose(gam[i, j], ref, rtol=1e-11, atol=1e-12)
+
+
+def test_frame_validation(rng):
+    singular = np.diag([1.0, 0.0, 2.0])
+    Z = rng.standard_normal((3, 3))
+    f = DepthFrame(singular, 3)  # the operator itself is defined at any rank
+    np.testing.assert_allclose(f.operator(Z), depth_operator(singular, 3, Z))
+    for call in (
+        lambda: f.inverse(Z),
+        lambda: f.christoffel(Z, Z),
+        lambda: f.derivative(Z, Z),
+        lambda: DepthFrame(singular, 3, full_rank=True),
+    ):
+        with pytest.raises(ValueError, match="X is rank-deficient"):
+            call()
+    g = DepthFrame(np.eye(3), 2)
+    with pytest.raises(ValueError, match="Z1 must have shape"):
+        g.inner(np.eye(2), Z)
+    with pytest.raises(ValueError, match="U_vec contains NaN"):
+        g.christoffel(np.full((3, 3), np.nan), Z)
+    with pytest.raises(TypeError, match="power must be a real number"):
+        g.power(Z, "half")
+    with pytest.raises(ValueError, match="X must have shape"):
+        DepthFrame(np.ones((2, 3, 4)), 2)
+    with pytest.raises(TypeError, match="depth"):
+        DepthFrame(np.eye(3), 2.5)
+    with pytest.raises(ValueError, match="U_vec must have shape"):  # wrappers take no batches
+        depth_christoffel(np.eye(3), 2, np.ones((2, 3, 3)), Z)
+
+
+def test_depth_inner_product_batches_give_one_value_per_pair():
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((3, 3)) + 3 * np.eye(3)
+    Z1, Z2 = rng.standard_normal((2, 4, 3, 3))
+    batch = depth_inner_product(X, 3, Z1, Z2)
+    assert batch.shape == (4,)
+    singles = [depth_inner_product(X, 3, a, b) for a, b in zip(Z1, Z2, strict=True)]
+    assert isinstance(singles[0], float)
+    np.testing.assert_allclose(batch, singles, rtol=1e-14)  # same arithmetic, rounding only

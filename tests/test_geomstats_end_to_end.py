@@ -190,6 +190,25 @@ def test_frame_fast_path_matches_core_with_equal_singular_values():
     np.testing.assert_allclose(got, depth_christoffel(X, 3, U, V), atol=1e-12)
 
 
+def test_adapter_frame_is_the_core_frame(rng):
+    from dln_manifolds.depth_metric import DepthFrame as CoreFrame
+
+    assert issubclass(DepthFrame, CoreFrame)
+    X = _point(rng, 3)
+    V = rng.standard_normal((3, 3))
+    f = DepthFrame(X, 3)
+    np.testing.assert_allclose(
+        f.cometric_matrix() @ V.ravel(), depth_operator(X, 3, V).ravel(), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        f.metric_matrix() @ f.cometric_matrix(), np.eye(9), rtol=0, atol=1e-12
+    )
+    with pytest.raises(TypeError, match="real"):
+        DepthFrame(X + 0j, 3)
+    with pytest.raises(ValueError, match="rank-deficient"):  # at construction, as before
+        DepthFrame(np.diag([1.0, 0.0, 1.0]), 3)
+
+
 @pytest.mark.parametrize("depth", [2, 3, np.inf])
 def test_christoffels_match_finite_differences_of_metric(rng, depth):
     """Koszul: Gamma^k_ij = 1/2 g^kl (d_i g_jl + d_j g_il - d_l g_ij), metric derivatives by FD.

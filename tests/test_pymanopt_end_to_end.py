@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from unittest import mock
 
 import autograd.numpy as anp
 import numpy as np
@@ -98,6 +99,18 @@ def test_hessian_slope_fails_without_christoffel_term(monkeypatch):
     monkeypatch.setattr(M, "euclidean_to_riemannian_hessian", hess_without_gamma)
     _, h_slope = taylor_slopes(problem, x, v)
     assert h_slope < 2.5
+
+
+def test_hessian_and_retraction_use_one_svd(rng):
+    """One DepthFrame per call: the Hessian used to compute ten SVDs, the retraction seven."""
+    M = EndToEndMatrices(4, 3, seed=1)
+    x = M.random_point()
+    G, H, U = rng.standard_normal((3, 4, 4))
+    with mock.patch.object(np.linalg, "svd", wraps=np.linalg.svd) as svd:
+        M.euclidean_to_riemannian_hessian(x, G, H, U)
+        assert svd.call_count == 1
+        M.retraction(x, 0.1 * U)
+        assert svd.call_count == 2
 
 
 @pytest.mark.parametrize("depth", DEPTHS)

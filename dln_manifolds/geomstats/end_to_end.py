@@ -11,7 +11,7 @@ tangent vectors likewise. :func:`matrix_to_vector` and :func:`vector_to_matrix`
 convert between the two forms, with any leading batch shape.
 
 All geometry comes from the numpy core (:mod:`dln_manifolds.depth_metric`,
-through the batched frame evaluator :class:`~dln_manifolds.geomstats._frame.DepthFrame`),
+through its batched frame evaluator :class:`~dln_manifolds.depth_metric.DepthFrame`),
 never from geomstats' autodiff, so everything works under the default numpy
 backend as well as under ``GEOMSTATS_BACKEND=autograd``.
 """
@@ -533,7 +533,7 @@ class DepthMetric(RiemannianMetric):
     def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
         """g^N inner product of vectors of shape (..., d^2); returns shape (...,)."""
         return self._frames_apply(
-            lambda f, a, b: f.inner_product(a, b), base_point, tangent_vec_a, tangent_vec_b
+            lambda f, a, b: f.inner(a, b), base_point, tangent_vec_a, tangent_vec_b
         )
 
     # -- connection ---------------------------------------------------------------

@@ -7,12 +7,7 @@ import scipy.linalg
 from pymanopt.manifolds.manifold import Manifold
 
 from .._checks import as_matrix, check_depth
-from ..depth_metric import (
-    depth_christoffel,
-    depth_inner_product,
-    depth_operator,
-    depth_operator_derivative,
-)
+from ..depth_metric import DepthFrame, depth_inner_product, depth_operator
 
 __all__ = ["EndToEndMatrices"]
 
@@ -39,8 +34,8 @@ class EndToEndMatrices(Manifold):
     -----
     - Riemannian gradient: :math:`\mathcal{A}_{N,X}(\nabla E)` ([G] eq. 4.19).
     - Riemannian Hessian: :math:`\mathcal{A}(\nabla^2 E[U]) + D\mathcal{A}[U](\nabla E)
-      + \Gamma_X(U, \mathcal{A}\nabla E)`, with the Christoffel term of
-      :func:`~dln_manifolds.depth_metric.depth_christoffel` (Daleckii-Krein
+      + \Gamma_X(U, \mathcal{A}\nabla E)`, all three terms from one
+      :class:`~dln_manifolds.depth_metric.DepthFrame` (one SVD; Daleckii-Krein
       derivatives of the SVD-frame operator, O(d^3) whatever N).
     - Retraction: a second-order correction of :math:`X \exp(X^{-1} Z)`, which
       never leaves GL(d) (see :meth:`retraction`).
@@ -99,11 +94,12 @@ class EndToEndMatrices(Manifold):
     def euclidean_to_riemannian_hessian(
         self, point, euclidean_gradient, euclidean_hessian, tangent_vector
     ):
-        grad = depth_operator(point, self._depth, euclidean_gradient)
+        frame = DepthFrame(self._check(point), self._depth)  # one SVD for the three terms
+        grad = frame.operator(euclidean_gradient)
         return (
-            depth_operator(point, self._depth, euclidean_hessian)
-            + depth_operator_derivative(point, self._depth, tangent_vector, euclidean_gradient)
-            + depth_christoffel(point, self._depth, tangent_vector, grad)
+            frame.operator(euclidean_hessian)
+            + frame.derivative(tangent_vector, euclidean_gradient)
+            + frame.christoffel(tangent_vector, grad)
         )
 
     def retraction(self, point, tangent_vector):
@@ -130,7 +126,8 @@ class EndToEndMatrices(Manifold):
         if not np.any(Z):
             return point.copy()
         K1 = np.linalg.solve(point, Z)
-        K2 = -0.5 * np.linalg.solve(point, depth_christoffel(point, self._depth, Z, Z) + Z @ K1)
+        gamma = DepthFrame(point, self._depth).christoffel(Z, Z)
+        K2 = -0.5 * np.linalg.solve(point, gamma + Z @ K1)
         K = K1 + K2 / (1.0 + np.sum(K2 * K2))
         with np.errstate(over="ignore", invalid="ignore"):
             out = point @ scipy.linalg.expm(K)
