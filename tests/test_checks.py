@@ -97,7 +97,7 @@ def test_not_numbers(bad):
 def test_inner_product_names_both_vectors():
     with _raises(ValueError, "Z1"):
         depth_inner_product(X3, 2, np.ones((2, 2)), Z3)
-    with _raises(ValueError, "Z"):
+    with _raises(ValueError, "Z2"):
         depth_inner_product(X3, 2, Z3, np.ones((2, 2)))
 
 
