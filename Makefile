@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,docs,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[test,docs,dev,distributed]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -151,7 +151,7 @@ def balanced_langevin(
         A path still rejected after ``max_halvings`` halvings has reached the
         singular set: stop it there (``SampleResult.exit_times``) or raise.
     balance_tol : float, default 1e-8
-        Largest relative moment |G_k| / (|W_k|^2 + |W_{k+1}|^2) accepted for W0.
+        Largest relative moment ``|G_k| / (|W_k|^2 + |W_{k+1}|^2)`` accepted for W0.
     progress : bool, default False
 
     Returns

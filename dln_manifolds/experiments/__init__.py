@@ -1,0 +1,153 @@
+"""Reproduced claims of [R] and [G]: one module per experiment.
+
+Each experiment module defines
+
+- ``NAME`` (registry name), ``NUMBER`` (its number in the issue list) and ``TITLE``;
+- ``run(size="quick", seed=0, progress=False) -> ExperimentResult``: computes the data
+  and the claim rows (see :class:`~dln_manifolds.experiments.ExperimentResult`);
+- ``plot(result) -> list[FigureSpec]``: draws the figures from ``result.data`` only.
+
+Experiments whose library dependencies are not importable stay out of the
+registry; :data:`UNAVAILABLE` records why.
+
+Examples
+--------
+>>> from dln_manifolds.experiments import run_experiment
+>>> result = run_experiment("simons_cone", size="tiny")
+>>> result.passed
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+from ._base import SIZES, Claim, ExperimentResult, FigureSpec, check_size, make_claim
+
+__all__ = [
+    "REGISTRY",
+    "SIZES",
+    "UNAVAILABLE",
+    "Claim",
+    "Experiment",
+    "ExperimentResult",
+    "FigureSpec",
+    "get_experiment",
+    "list_experiments",
+    "make_claim",
+    "run_experiment",
+    "single_threaded_blas",
+]
+
+#: Experiment modules in report order.
+_MODULES = (
+    "fiber_hyperbolas",
+    "regularizing_rate",
+    "kempf_ness_pymanopt",
+    "upstairs_downstairs",
+    "completion_2x2",
+    "completion_at_scale",
+    "free_energy_2x2",
+    "large_d_spectrum",
+    "simons_cone",
+    "dyson_sphere",
+)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment.
+
+    Attributes
+    ----------
+    name : str
+    number : int
+        Position in the list of reproduced claims.
+    title : str
+    module : module
+        Holds ``run`` and ``plot``.
+    """
+
+    name: str
+    number: int
+    title: str
+    module: ModuleType
+
+    def run(self, size: str = "quick", seed: int = 0, progress: bool = False) -> ExperimentResult:
+        """Run the experiment; see the module's ``run``.
+
+        BLAS runs single-threaded meanwhile (the matrices are small, at most 100 x 100, and
+        multi-threaded BLAS on a busy machine is many times slower for them).
+        """
+        with single_threaded_blas():
+            return self.module.run(size=check_size(size), seed=seed, progress=progress)
+
+    def plot(self, result: ExperimentResult) -> list[FigureSpec]:
+        """Draw the figures from ``result.data``."""
+        return self.module.plot(result)
+
+
+def single_threaded_blas():
+    """Context manager limiting BLAS to one thread (a no-op without threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+REGISTRY: dict[str, Experiment] = {}
+#: Experiments left out because a dependency is missing: name -> reason.
+UNAVAILABLE: dict[str, str] = {}
+
+
+def _load() -> None:
+    for mod_name in _MODULES:
+        try:
+            mod = importlib.import_module(f".{mod_name}", __name__)
+        except ModuleNotFoundError as exc:  # a library module this experiment needs
+            if exc.name is not None and exc.name.startswith(f"{__name__}.{mod_name}"):
+                UNAVAILABLE[mod_name] = "experiment module not written yet"
+            else:
+                UNAVAILABLE[mod_name] = f"missing dependency: {exc}"
+            continue
+        except ImportError as exc:
+            UNAVAILABLE[mod_name] = f"missing dependency: {exc}"
+            continue
+        except Exception as exc:  # noqa: BLE001 - a dependency that fails to import
+            UNAVAILABLE[mod_name] = f"dependency failed to import: {type(exc).__name__}: {exc}"
+            continue
+        REGISTRY[mod.NAME] = Experiment(mod.NAME, mod.NUMBER, mod.TITLE, mod)
+
+
+_load()
+
+
+def list_experiments() -> list[Experiment]:
+    """Registered experiments in report order."""
+    return sorted(REGISTRY.values(), key=lambda e: e.number)
+
+
+def get_experiment(name: str) -> Experiment:
+    """The registered experiment called ``name``.
+
+    Raises
+    ------
+    KeyError
+        If no experiment has that name (the message lists the known names).
+    """
+    if name not in REGISTRY:
+        known = ", ".join(e.name for e in list_experiments())
+        extra = f" ({UNAVAILABLE[name]})" if name in UNAVAILABLE else ""
+        raise KeyError(f"unknown experiment {name!r}{extra}; known: {known}")
+    return REGISTRY[name]
+
+
+def run_experiment(
+    name: str, size: str = "quick", seed: int = 0, progress: bool = False
+) -> ExperimentResult:
+    """Run one experiment by name and return its :class:`ExperimentResult`."""
+    return get_experiment(name).run(size=size, seed=seed, progress=progress)
