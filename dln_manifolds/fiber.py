@@ -51,7 +51,7 @@ from numpy.typing import ArrayLike
 
 from ._checks import as_matrix, as_stack, check_finite_depth, check_full_rank
 from .depth_metric import depth_multipliers
-from .network import balanced_point, end_to_end, moments, partial_products
+from .network import balanced_point, end_to_end, end_to_end_velocity, moments, partial_products
 
 __all__ = [
     "CHOLESKY_MAX_D",
@@ -93,14 +93,16 @@ def _check_vector(W: np.ndarray, V, name: str) -> np.ndarray:
     return as_stack(V, name, depth=W.shape[0], d=W.shape[1])
 
 
-def _check_generator(W: np.ndarray, a, name: str = "a") -> np.ndarray:
+def _stack_and_generator(W, a, name: str = "a") -> tuple[np.ndarray, np.ndarray]:
+    """Validate layers W, shape (N, d, d), and generators ``a``, shape (N-1, d, d)."""
+    W = as_stack(W)
     N, d, _ = W.shape
     if N == 1:
         a = np.asarray(a)
         if a.shape not in ((0, d, d), (0,)):
             raise ValueError(f"{name} must have shape (0, {d}, {d}) for depth 1, got {a.shape}")
-        return np.zeros((0, d, d), dtype=W.dtype)
-    return as_stack(a, name, depth=N - 1, d=d)
+        return W, np.zeros((0, d, d), dtype=W.dtype)
+    return W, as_stack(a, name, depth=N - 1, d=d)
 
 
 # ---------------------------------------------------------------------------
@@ -305,8 +307,8 @@ def fiber_normal_operator(W: ArrayLike, Y: ArrayLike) -> np.ndarray:
     Y = as_matrix(Y, "Y")
     if Y.shape[0] != W.shape[1]:
         raise ValueError(f"Y must have shape {W.shape[1:]}, got {Y.shape}")
-    A, B = partial_products(W)
-    return np.sum(A[1:] @ _h(A[1:]) @ Y @ _h(B[:-1]) @ B[:-1], axis=0)
+    # K = dphi dphi^* is minus the end-to-end velocity map of [G] eq. 4.9
+    return -end_to_end_velocity(W, Y)
 
 
 def fiber_normal_matrix(W: ArrayLike) -> np.ndarray:
@@ -427,6 +429,21 @@ def _pad_left_right(a: np.ndarray, N: int, d: int, dtype) -> tuple[np.ndarray, n
     return np.concatenate([a, eye], axis=0), np.concatenate([eye, a], axis=0)
 
 
+def _layerwise_action(W: np.ndarray, a: np.ndarray, a_inv: np.ndarray | None = None) -> np.ndarray:
+    """Layer p becomes ``a_p W_p a_{p-1}^{-1}`` (a_0 = a_N = I), for N >= 2.
+
+    With ``a_inv`` (the inverses of ``a``) the right factors are multiplied,
+    otherwise they are divided out by a solve.
+    """
+    N, d, _ = W.shape
+    dtype = np.result_type(a, W)
+    left, right = _pad_left_right(a.astype(dtype), N, d, dtype)
+    if a_inv is None:
+        return _rdiv(left @ W, right)
+    _, right_inv = _pad_left_right(a_inv, N, d, dtype)
+    return left @ W @ right_inv
+
+
 def group_action(a: ArrayLike, W: ArrayLike) -> np.ndarray:
     r"""The :math:`GL(d)^{N-1}` action :math:`\mathbf{A}\cdot W` of [R] eq. 1.5.
 
@@ -444,14 +461,10 @@ def group_action(a: ArrayLike, W: ArrayLike) -> np.ndarray:
     -------
     ndarray, shape (N, d, d)
     """
-    W = as_stack(W)
-    N, d, _ = W.shape
-    a = _check_generator(W, a)
+    W, a = _stack_and_generator(W, a)
     for k, Ak in enumerate(a):
         check_full_rank(np.linalg.svd(Ak, compute_uv=False), f"a[{k}]")
-    dtype = np.result_type(a, W)
-    left, right = _pad_left_right(a.astype(dtype), N, d, dtype)
-    return _rdiv(left @ W, right)
+    return _layerwise_action(W, a)
 
 
 def group_action_exp(a: ArrayLike, W: ArrayLike) -> np.ndarray:
@@ -471,16 +484,11 @@ def group_action_exp(a: ArrayLike, W: ArrayLike) -> np.ndarray:
     -------
     ndarray, shape (N, d, d)
     """
-    W = as_stack(W)
-    N, d, _ = W.shape
-    a = _check_generator(W, a)
-    if N == 1:
+    W, a = _stack_and_generator(W, a)
+    if W.shape[0] == 1:
         return W.copy()
-    dtype = np.result_type(a, W)
-    E, Einv = _expm_pair(a.astype(dtype))
-    left, _ = _pad_left_right(E, N, d, dtype)
-    _, right_inv = _pad_left_right(Einv, N, d, dtype)
-    return left @ W @ right_inv
+    E, Einv = _expm_pair(a.astype(np.result_type(a, W)))
+    return _layerwise_action(W, E, Einv)
 
 
 def generator_to_tangent(W: ArrayLike, a: ArrayLike) -> np.ndarray:
@@ -498,8 +506,7 @@ def generator_to_tangent(W: ArrayLike, a: ArrayLike) -> np.ndarray:
     -------
     ndarray, shape (N, d, d)
     """
-    W = as_stack(W)
-    a = _check_generator(W, a)
+    W, a = _stack_and_generator(W, a)
     out = np.zeros(W.shape, dtype=np.result_type(W, a))
     out[:-1] += a @ W[:-1]
     out[1:] -= W[1:] @ a

@@ -33,7 +33,7 @@ from ..fiber import (
     regularizer_gradient,
 )
 from ..network import end_to_end, lifted_gradient, moments
-from .integrators import FlowResult, integrate_flow
+from .integrators import FlowResult, integrate_with_defaults
 
 __all__ = ["regularizing_flow", "ness_flow", "regularized_gradient_flow", "split_velocity"]
 
@@ -62,10 +62,23 @@ def _default_monitors(X: np.ndarray | None) -> dict[str, Callable]:
     return mons
 
 
-def _merge(defaults: dict, monitors: Mapping | None) -> dict:
-    out = dict(defaults)
-    out.update(monitors or {})
-    return out
+def _integrate_fiber_flow(
+    velocity: Callable,
+    W0: np.ndarray,
+    X: np.ndarray | None,
+    t_final: float,
+    *,
+    extra_monitors: Mapping[str, Callable] | None = None,
+    **options,
+) -> FlowResult:
+    """Integrate a flow of layers with the default monitors (then ``extra_monitors``);
+    ``X`` given: restored onto the fiber F_X by :func:`~dln_manifolds.fiber.fiber_restore`
+    after each step; ``options`` go to :func:`~dln_manifolds.flows.integrate_flow`."""
+    restore = None if X is None else (lambda W: fiber_restore(W, X))
+    defaults = {**_default_monitors(X), **(extra_monitors or {})}
+    return integrate_with_defaults(
+        velocity, W0, t_final, defaults=defaults, restore=restore, **options
+    )
 
 
 def regularizing_flow(
@@ -117,16 +130,16 @@ def regularizing_flow(
     def velocity(t, W):
         return -regularizer_gradient(W, method=projection)
 
-    return integrate_flow(
+    return _integrate_fiber_flow(
         velocity,
         W0,
+        X,
         t_final,
         dt=dt,
         method=method,
-        restore=lambda W: fiber_restore(W, X),
         adaptive=adaptive,
         save_every=save_every,
-        monitors=_merge(_default_monitors(X), monitors),
+        monitors=monitors,
         progress=progress,
         desc="regularizing flow",
     )
@@ -179,21 +192,23 @@ def ness_flow(
     def velocity(t, W):
         return -c * generator_to_tangent(W, moments(W))
 
-    mons = _default_monitors(X)
-    mons["moment_norm_sq"] = lambda t, W: float(np.sum(np.abs(moments(W)) ** 2))
-    mons["grad_norm_sq"] = lambda t, W: float(
-        16.0 * np.sum(np.abs(generator_to_tangent(W, moments(W))) ** 2)
-    )
-    return integrate_flow(
+    extra = {
+        "moment_norm_sq": lambda t, W: float(np.sum(np.abs(moments(W)) ** 2)),
+        "grad_norm_sq": lambda t, W: float(
+            16.0 * np.sum(np.abs(generator_to_tangent(W, moments(W))) ** 2)
+        ),
+    }
+    return _integrate_fiber_flow(
         velocity,
         W0,
+        X,
         t_final,
+        extra_monitors=extra,
         dt=dt,
         method=method,
-        restore=lambda W: fiber_restore(W, X),
         adaptive=adaptive,
         save_every=save_every,
-        monitors=_merge(mons, monitors),
+        monitors=monitors,
         progress=progress,
         desc="Ness flow",
     )
@@ -259,19 +274,20 @@ def regularized_gradient_flow(
     def velocity(t, W):
         return -lifted_gradient(W, grad_E(end_to_end(W))) - kappa * W
 
-    mons = _default_monitors(None)
-    mons["end_to_end"] = lambda t, W: end_to_end(W)
+    extra = {"end_to_end": lambda t, W: end_to_end(W)}
     if value_E is not None:
-        mons["energy"] = lambda t, W: float(value_E(end_to_end(W)))
-    return integrate_flow(
+        extra["energy"] = lambda t, W: float(value_E(end_to_end(W)))
+    return _integrate_fiber_flow(
         velocity,
         W0,
+        None,
         t_final,
+        extra_monitors=extra,
         dt=dt,
         method=method,
         adaptive=adaptive,
         save_every=save_every,
-        monitors=_merge(mons, monitors),
+        monitors=monitors,
         progress=progress,
         desc="regularized gradient flow",
     )

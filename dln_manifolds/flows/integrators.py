@@ -237,3 +237,25 @@ def integrate_flow(
         n_steps=n_steps,
         n_rejected=n_rejected,
     )
+
+
+def integrate_with_defaults(
+    velocity: Callable[[float, np.ndarray], np.ndarray],
+    y0,
+    t_final: float,
+    *,
+    defaults: Mapping[str, Callable[[float, np.ndarray], object]],
+    monitors: Mapping[str, Callable[[float, np.ndarray], object]] | None = None,
+    **options,
+) -> FlowResult:
+    """:func:`integrate_flow` with default monitors that the caller's ``monitors`` extend.
+
+    The shared driver of the flows in :mod:`dln_manifolds.flows`: the monitors
+    are ``defaults`` (in their order) updated by ``monitors`` (a user entry with
+    the same name replaces the default); ``options`` are passed on to
+    :func:`integrate_flow` (``dt``, ``method``, ``restore``, ``adaptive``,
+    ``save_every``, ``progress``, ``desc``, ...).
+    """
+    merged = dict(defaults)
+    merged.update(monitors or {})
+    return integrate_flow(velocity, y0, t_final, monitors=merged, **options)

@@ -55,7 +55,7 @@ from ..balanced import balance_error, balanced_restore, check_balanced
 from ..depth_metric import depth_operator
 from ..entropy import _check_energy, free_energy_gradient, orbit_entropy
 from ..network import end_to_end, lifted_gradient
-from .integrators import FlowResult, integrate_flow
+from .integrators import FlowResult, integrate_with_defaults
 
 __all__ = [
     "learning_velocity",
@@ -92,12 +92,6 @@ def learning_velocity(W, energy) -> np.ndarray:
     X = end_to_end(W)
     energy = _check_energy(energy, X.shape[0])
     return -lifted_gradient(W, energy.gradient(X))
-
-
-def _merge_monitors(defaults: dict, monitors: Mapping[str, Monitor] | None) -> dict:
-    out = dict(defaults)
-    out.update(monitors or {})
-    return out
 
 
 def learning_flow(
@@ -163,16 +157,17 @@ def learning_flow(
         "energy": lambda t, W: float(energy.value(end_to_end(W))),
         "balance_error": lambda t, W: balance_error(W),
     }
-    return integrate_flow(
+    return integrate_with_defaults(
         lambda t, W: learning_velocity(W, energy),
         W0,
         t_final,
+        defaults=defaults,
+        monitors=monitors,
         dt=dt,
         method=method,
         restore=balanced_restore,
         adaptive=adaptive,
         save_every=save_every,
-        monitors=_merge_monitors(defaults, monitors),
         progress=progress,
         desc="learning flow on M",
     )
@@ -222,9 +217,10 @@ def _downstairs_flow(
         **extra_monitors,
         "singular_values": lambda t, X: np.linalg.svd(X, compute_uv=False),
     }
-    options["monitors"] = _merge_monitors(defaults, options.get("monitors"))
     restore = None if depth == 1 else _StayInGL(X0)
-    return integrate_flow(velocity, X0, t_final, restore=restore, desc=desc, **options)
+    return integrate_with_defaults(
+        velocity, X0, t_final, defaults=defaults, restore=restore, desc=desc, **options
+    )
 
 
 def end_to_end_flow(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import geomstats.backend as gs
 import numpy as np
-from geomstats.geometry.manifold import Manifold
 from geomstats.geometry.quotient_metric import QuotientMetric
 
 from .._checks import check_finite_depth, check_positive
@@ -22,8 +21,7 @@ from ..balanced import (
 )
 from ..fiber import group_action
 from .end_to_end import EndToEndMatrices
-from .fiber import _batched
-from .induced import InducedFrobeniusMetric
+from .induced import InducedFrobeniusMetric, InducedSubmanifold, _batched
 
 __all__ = [
     "BalancedManifold",
@@ -145,7 +143,7 @@ def orthogonal_group_action(rotations, point) -> np.ndarray:
     return _batched(group_action, rotations, point)
 
 
-class BalancedManifold(Manifold):
+class BalancedManifold(InducedSubmanifold):
     r"""Full-rank balanced weights :math:`\mathcal{M}` with the induced Frobenius metric.
 
     :math:`\dim\mathcal{M} = d^2 + (N-1)d(d-1)/2` ([G] eq. 4.6). Points and
@@ -194,44 +192,24 @@ class BalancedManifold(Manifold):
         """Metric to equip the space with if equip is True."""
         return BalancedMetric
 
-    def belongs(self, point, atol: float = 1e-9):
-        """True where ``balance_error(W)`` (relative moments) <= ``atol`` and W_1 is invertible."""
-        point = np.asarray(point, dtype=float)
-        if point.shape[-3:] != self.shape:
-            return np.zeros(point.shape[: max(point.ndim - 3, 0)], dtype=bool)
+    def _belongs_one(self, W, atol):
+        """True if ``balance_error(W)`` (relative moments) <= ``atol`` and W_1 is invertible."""
+        s = np.linalg.svd(W[0], compute_uv=False)
+        return balance_error(W) <= atol and s[-1] > s[0] * self.d * np.finfo(float).eps
 
-        def one(W):
-            s = np.linalg.svd(W[0], compute_uv=False)
-            return balance_error(W) <= atol and s[-1] > s[0] * self.d * np.finfo(float).eps
+    @staticmethod
+    def _tangent_projection(W, V):
+        return balanced_tangent_projection(W, V)
 
-        return _batched(one, point).astype(bool)
+    @staticmethod
+    def _restore(W):
+        # polar restore map onto M (exactly balanced; identity on M)
+        return balanced_restore(W)
 
-    def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
-        r"""True where :math:`|V - P_W V| \le` ``atol`` :math:`\max(1, |V|)`."""
-        if base_point is None:
-            raise ValueError("base_point is required: the tangent space depends on it")
-        return _batched(
-            lambda V, W: (
-                np.linalg.norm(V - balanced_tangent_projection(W, V))
-                <= atol * max(1.0, float(np.linalg.norm(V)))
-            ),
-            vector,
-            base_point,
-        ).astype(bool)
-
-    def to_tangent(self, vector, base_point=None):
-        r"""Orthogonal projection onto :math:`T_W\mathcal{M}`."""
-        if base_point is None:
-            raise ValueError("base_point is required: the tangent space depends on it")
-        return _batched(lambda V, W: balanced_tangent_projection(W, V), vector, base_point)
-
-    def projection(self, point):
-        """Polar restore map onto M (exactly balanced; identity on M)."""
-        return _batched(balanced_restore, point)
-
-    def retraction(self, tangent_vec, base_point):
-        """Second-order polar retraction (not the exponential map)."""
-        return _batched(lambda V, W: balanced_retraction(W, V, order=2), tangent_vec, base_point)
+    @staticmethod
+    def _retract(W, V):
+        # second-order polar retraction
+        return balanced_retraction(W, V, order=2)
 
     def random_point(self, n_samples: int = 1, bound: float = 1.0):
         r"""Random balanced points :math:`W_p = Q_p\Lambda Q_{p-1}^T` with Haar frames.

@@ -22,7 +22,7 @@ from ..balanced import (
 from ..network import balanced_point, end_to_end
 from .balanced import BalancedManifold
 from .end_to_end import matrix_to_vector, vector_to_matrix
-from .fiber import _batched
+from .induced import _batched
 
 __all__ = ["BalancedBundle", "align_orbit"]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import geomstats.backend as gs
 import numpy as np
-from geomstats.geometry.manifold import Manifold
 
 from .._checks import as_matrix, as_stack, check_finite_depth, check_full_rank, check_positive
 from ..fiber import (
@@ -15,23 +14,12 @@ from ..fiber import (
     group_action_exp,
 )
 from ..network import end_to_end
-from .induced import InducedFrobeniusMetric
+from .induced import InducedSubmanifold
 
 __all__ = ["Fiber"]
 
 
-def _batched(fun, *arrays, point_ndim: int = 3):
-    """Apply fun to broadcast batches of (N, d, d) arrays; returns the stacked results."""
-    arrays = [np.asarray(a, dtype=float) for a in arrays]
-    batch = np.broadcast_shapes(*(a.shape[: a.ndim - point_ndim] for a in arrays))
-    flat = [np.broadcast_to(a, batch + a.shape[a.ndim - point_ndim :]) for a in arrays]
-    flat = [a.reshape((-1,) + a.shape[len(batch) :]) for a in flat]
-    out = [fun(*items) for items in zip(*flat, strict=True)]
-    out = np.stack(out) if out else np.empty((0,))
-    return out.reshape(batch + out.shape[1:])
-
-
-class Fiber(Manifold):
+class Fiber(InducedSubmanifold):
     r"""The fiber :math:`\mathcal{F}_X` over a full-rank X, with the induced Frobenius metric.
 
     :math:`\dim \mathcal{F}_X = (N-1)d^2`. Points and tangent vectors are
@@ -74,52 +62,26 @@ class Fiber(Manifold):
             equip=equip,
         )
 
-    @staticmethod
-    def default_metric():
-        """Metric to equip the space with if equip is True."""
-        return InducedFrobeniusMetric
-
     @property
     def center(self) -> np.ndarray:
         """The center of [R] (Kempf-Ness minimizer of :math:`|W|^2`), shape (N, d, d)."""
         return fiber_center(self.X, self.depth)
 
-    def belongs(self, point, atol: float = 1e-9):
-        r"""True where :math:`|W_N\cdots W_1 - X|_F \le` ``atol`` :math:`\max(1, |X|_F)`."""
-        point = np.asarray(point, dtype=float)
-        if point.shape[-3:] != self.shape:
-            return np.zeros(point.shape[: max(point.ndim - 3, 0)], dtype=bool)
+    def _belongs_one(self, W, atol):
+        r"""True if :math:`|W_N\cdots W_1 - X|_F \le` ``atol`` :math:`\max(1, |X|_F)`."""
         scale = max(1.0, float(np.linalg.norm(self.X)))
-        return _batched(
-            lambda W: np.linalg.norm(end_to_end(W) - self.X) <= atol * scale, point
-        ).astype(bool)
+        return np.linalg.norm(end_to_end(W) - self.X) <= atol * scale
 
-    def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
-        r"""True where :math:`|V - P_W V| \le` ``atol`` :math:`\max(1, |V|)`."""
-        if base_point is None:
-            raise ValueError("base_point is required: the tangent space depends on it")
-        return _batched(
-            lambda V, W: (
-                np.linalg.norm(V - fiber_tangent_projection(W, V))
-                <= atol * max(1.0, float(np.linalg.norm(V)))
-            ),
-            vector,
-            base_point,
-        ).astype(bool)
+    @staticmethod
+    def _tangent_projection(W, V):
+        # orthogonal projection onto ker dphi_W ([R] eq. 2.21, MATH_NOTES form)
+        return fiber_tangent_projection(W, V)
 
-    def to_tangent(self, vector, base_point=None):
-        r"""Orthogonal projection onto :math:`T_W\mathcal{F}_X` ([R] eq. 2.21, MATH_NOTES form)."""
-        if base_point is None:
-            raise ValueError("base_point is required: the tangent space depends on it")
-        return _batched(lambda V, W: fiber_tangent_projection(W, V), vector, base_point)
+    def _restore(self, W):
+        return fiber_restore(W, self.X)
 
-    def projection(self, point):
-        """Map a nearby point onto the fiber by recomputing its output layer (fiber_restore)."""
-        return _batched(lambda W: fiber_restore(W, self.X), point)
-
-    def retraction(self, tangent_vec, base_point):
-        """Second-order retraction by the group action (not the exponential map)."""
-        return _batched(lambda V, W: fiber_retraction(W, V, X=self.X), tangent_vec, base_point)
+    def _retract(self, W, V):
+        return fiber_retraction(W, V, X=self.X)
 
     def random_point(self, n_samples: int = 1, bound: float = 1.0):
         r"""Random points :math:`e^{a}\cdot C`: C the center, a Gaussian of scale 0.3 ``bound``.

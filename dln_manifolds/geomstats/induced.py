@@ -3,9 +3,21 @@ r"""The Frobenius metric induced on submanifolds of :math:`(\mathbb{R}^{d\times 
 from __future__ import annotations
 
 import numpy as np
+from geomstats.geometry.manifold import Manifold
 from geomstats.geometry.riemannian_metric import RiemannianMetric
 
-__all__ = ["InducedFrobeniusMetric"]
+__all__ = ["InducedFrobeniusMetric", "InducedSubmanifold"]
+
+
+def _batched(fun, *arrays, point_ndim: int = 3):
+    """Apply fun to broadcast batches of (N, d, d) arrays; returns the stacked results."""
+    arrays = [np.asarray(a, dtype=float) for a in arrays]
+    batch = np.broadcast_shapes(*(a.shape[: a.ndim - point_ndim] for a in arrays))
+    flat = [np.broadcast_to(a, batch + a.shape[a.ndim - point_ndim :]) for a in arrays]
+    flat = [a.reshape((-1,) + a.shape[len(batch) :]) for a in flat]
+    out = [fun(*items) for items in zip(*flat, strict=True)]
+    out = np.stack(out) if out else np.empty((0,))
+    return out.reshape(batch + out.shape[1:])
 
 
 class InducedFrobeniusMetric(RiemannianMetric):
@@ -43,3 +55,58 @@ class InducedFrobeniusMetric(RiemannianMetric):
         )
 
     exp = log = squared_dist = dist = _no_geodesics
+
+
+class InducedSubmanifold(Manifold):
+    r"""Base of the submanifolds of :math:`(\mathbb{R}^{d\times d})^N` with the induced metric.
+
+    Shared by :class:`~dln_manifolds.geomstats.Fiber` and
+    :class:`~dln_manifolds.geomstats.BalancedManifold`: points and tangent
+    vectors have shape (..., N, d, d) and every method maps the single-point
+    functions below over the batch. A subclass sets ``self.shape`` (through
+    ``Manifold.__init__``) and provides, for one point W of shape (N, d, d):
+
+    - ``_tangent_projection(W, V)``: orthogonal projection onto :math:`T_W`;
+    - ``_restore(W)``: smooth map of nearby points onto the manifold fixing it;
+    - ``_retract(W, V)``: the retraction;
+    - ``_belongs_one(W, atol)``: membership test.
+    """
+
+    @staticmethod
+    def default_metric():
+        """Metric to equip the space with if equip is True."""
+        return InducedFrobeniusMetric
+
+    def belongs(self, point, atol: float = 1e-9):
+        """True where the point has shape (N, d, d) and passes the space's membership test."""
+        point = np.asarray(point, dtype=float)
+        if point.shape[-3:] != self.shape:
+            return np.zeros(point.shape[: max(point.ndim - 3, 0)], dtype=bool)
+        return _batched(lambda W: self._belongs_one(W, atol), point).astype(bool)
+
+    def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
+        r"""True where :math:`|V - P_W V| \le` ``atol`` :math:`\max(1, |V|)`."""
+        if base_point is None:
+            raise ValueError("base_point is required: the tangent space depends on it")
+        return _batched(
+            lambda V, W: (
+                np.linalg.norm(V - self._tangent_projection(W, V))
+                <= atol * max(1.0, float(np.linalg.norm(V)))
+            ),
+            vector,
+            base_point,
+        ).astype(bool)
+
+    def to_tangent(self, vector, base_point=None):
+        r"""Orthogonal projection :math:`P_W V` onto the tangent space at ``base_point``."""
+        if base_point is None:
+            raise ValueError("base_point is required: the tangent space depends on it")
+        return _batched(lambda V, W: self._tangent_projection(W, V), vector, base_point)
+
+    def projection(self, point):
+        """Map nearby points onto the manifold by its restore map (not the nearest point)."""
+        return _batched(self._restore, point)
+
+    def retraction(self, tangent_vec, base_point):
+        """The space's second-order retraction (not the exponential map)."""
+        return _batched(lambda V, W: self._retract(W, V), tangent_vec, base_point)

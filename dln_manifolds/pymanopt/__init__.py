@@ -10,7 +10,8 @@ from .end_to_end import EndToEndMatrices
 __all__ = ["EndToEndMatrices"]
 
 # --- fiber (pymanopt/fiber.py) ---
-from .fiber import Fiber, RoundingTolerantLineSearcher  # noqa: E402
+from .fiber import Fiber  # noqa: E402
+from .line_search import RoundingTolerantLineSearcher  # noqa: E402
 
 __all__ += ["Fiber", "RoundingTolerantLineSearcher"]
 

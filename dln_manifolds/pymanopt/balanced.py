@@ -3,16 +3,16 @@ r"""The balanced manifold M with the Frobenius-induced metric, as a pymanopt man
 from __future__ import annotations
 
 import numpy as np
-from pymanopt.manifolds.manifold import RiemannianSubmanifold
 
 from .. import balanced as _bal
 from .._checks import as_matrix, check_finite_depth
 from ..network import end_to_end
+from ._submanifold import InducedSubmanifold
 
 __all__ = ["BalancedManifold"]
 
 
-class BalancedManifold(RiemannianSubmanifold):
+class BalancedManifold(InducedSubmanifold):
     r"""Full-rank balanced weights :math:`\{G_k = W_kW_k^T - W_{k+1}^TW_{k+1} = 0\}` ([G] eq. 4.5).
 
     Points and tangent vectors are arrays of shape (N, d, d), input layer
@@ -51,6 +51,8 @@ class BalancedManifold(RiemannianSubmanifold):
     - exp, log and dist are not available (NotImplementedError).
     """
 
+    _space_name = "balanced manifold"
+
     def __init__(self, d: int, depth: int, seed=None, spread: float = 4.0, second_order=True):
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
             raise ValueError(f"d must be a positive integer, got {d!r}")
@@ -64,14 +66,6 @@ class BalancedManifold(RiemannianSubmanifold):
         dim = self._d**2 + (self._depth - 1) * self._d * (self._d - 1) // 2
         name = f"Balanced manifold of {self._depth} layers of size {d}x{d}"
         super().__init__(name, dim)
-
-    @property
-    def d(self) -> int:
-        return self._d
-
-    @property
-    def depth(self) -> int:
-        return self._depth
 
     @property
     def typical_dist(self) -> float:
@@ -106,21 +100,10 @@ class BalancedManifold(RiemannianSubmanifold):
         Z = self.projection(point, self._rng.standard_normal(np.shape(point)))
         return Z / np.linalg.norm(Z)
 
-    def zero_vector(self, point):
-        return np.zeros((self._depth, self._d, self._d))
-
     # -- metric and projections -----------------------------------------------
-
-    def inner_product(self, point, tangent_vector_a, tangent_vector_b) -> float:
-        return float(np.tensordot(tangent_vector_a, tangent_vector_b, axes=3))
-
-    def norm(self, point, tangent_vector) -> float:
-        return float(np.linalg.norm(tangent_vector))
 
     def projection(self, point, vector):
         return _bal.balanced_tangent_projection(point, vector, frames=self._frames(point))
-
-    to_tangent_space = projection
 
     def weingarten(self, point, tangent_vector, normal_vector):
         return _bal.balanced_weingarten(
@@ -136,14 +119,6 @@ class BalancedManifold(RiemannianSubmanifold):
 
     def retraction(self, point, tangent_vector):
         return _bal.balanced_retraction(point, tangent_vector, order=self._order)
-
-    def transport(self, point_a, point_b, tangent_vector_a):
-        return self.projection(point_b, tangent_vector_a)
-
-    def _no_geodesics(self, *args, **kwargs):
-        raise NotImplementedError("geodesics of the balanced manifold have no closed form here")
-
-    exp = log = dist = _no_geodesics
 
     # -- the submersion phi onto (M_d, g^N) -------------------------------------
 

@@ -6,7 +6,6 @@ from collections import OrderedDict
 
 import numpy as np
 from numpy.typing import ArrayLike
-from pymanopt.manifolds.manifold import RiemannianSubmanifold
 
 from .._checks import as_matrix, as_stack, check_full_rank
 from ..fiber import (
@@ -22,6 +21,8 @@ from ..fiber import (
     tangent_to_generator,
 )
 from ..network import moments
+from ._submanifold import InducedSubmanifold
+from .line_search import RoundingTolerantLineSearcher  # noqa: F401  (old import path)
 
 __all__ = ["Fiber", "RoundingTolerantLineSearcher"]
 
@@ -29,7 +30,7 @@ __all__ = ["Fiber", "RoundingTolerantLineSearcher"]
 DEFAULT_MAX_CONDITION = 1e6
 
 
-class Fiber(RiemannianSubmanifold):
+class Fiber(InducedSubmanifold):
     r"""The fiber :math:`\mathcal{F}_X = \{W : W_N \cdots W_1 = X\}`, X full-rank ([R] section 2).
 
     Points and tangent vectors are arrays of shape (N, d, d), input layer
@@ -75,6 +76,8 @@ class Fiber(RiemannianSubmanifold):
     - ``exp``, ``log``, ``dist``: not available (NotImplementedError).
     """
 
+    _space_name = "fiber"
+
     def __init__(
         self,
         X: ArrayLike,
@@ -95,6 +98,7 @@ class Fiber(RiemannianSubmanifold):
         self._depth = N
         self._d = X.shape[0]
         self._complex = bool(np.iscomplexobj(X))
+        self._dtype = X.dtype
         self._rng = np.random.default_rng(seed)
         self._method = method
         self._tol = float(tol)
@@ -111,14 +115,6 @@ class Fiber(RiemannianSubmanifold):
     def X(self) -> np.ndarray:
         """The end-to-end matrix (a copy)."""
         return self._X.copy()
-
-    @property
-    def depth(self) -> int:
-        return self._depth
-
-    @property
-    def d(self) -> int:
-        return self._d
 
     @property
     def is_complex(self) -> bool:
@@ -151,17 +147,9 @@ class Fiber(RiemannianSubmanifold):
         return solver
 
     # -- pymanopt interface ---------------------------------------------------
-    def inner_product(self, point, tangent_vector_a, tangent_vector_b) -> float:
-        return float(np.real(np.vdot(tangent_vector_a, tangent_vector_b)))
-
-    def norm(self, point, tangent_vector) -> float:
-        return float(np.linalg.norm(tangent_vector))
-
     def projection(self, point, vector):
         """Orthogonal projection onto :math:`T_W\\mathcal{F}_X = \\ker d\\phi_W`."""
         return self.solver(point).project(self._vector(vector, "vector"))
-
-    to_tangent_space = projection
 
     def weingarten(self, point, tangent_vector, normal_vector):
         return fiber_weingarten(point, tangent_vector, normal_vector, solver=self.solver(point))
@@ -184,9 +172,6 @@ class Fiber(RiemannianSubmanifold):
             point, tangent_vector, second_order=True, X=self._X, solver=self.solver(point)
         )
 
-    def transport(self, point_a, point_b, tangent_vector_a):
-        return self.projection(point_b, tangent_vector_a)
-
     def random_point(self):
         r"""The center acted on by a random group element ([R] Lemma 1).
 
@@ -208,9 +193,6 @@ class Fiber(RiemannianSubmanifold):
             Z = Z + 1j * self._rng.standard_normal(shape)
         V = self.projection(point, Z)
         return V / np.linalg.norm(V)
-
-    def zero_vector(self, point):
-        return np.zeros((self._depth, self._d, self._d), dtype=self._X.dtype)
 
     # -- fiber-specific methods -----------------------------------------------
     def center(self) -> np.ndarray:
@@ -258,92 +240,3 @@ def _haar(rng: np.random.Generator, d: int, complex_: bool) -> np.ndarray:
     Q, R = np.linalg.qr(Z)
     ph = np.diag(R) / np.abs(np.diag(R))
     return Q * ph
-
-
-class RoundingTolerantLineSearcher:
-    r"""Backtracking (Armijo) line search that keeps working below the rounding level of the cost.
-
-    Near a minimizer the decrease :math:`f(x) - f^*` is of order
-    :math:`|\mathrm{grad} f|^2`, so with a cost evaluated in float64 the Armijo
-    test stops being decidable once :math:`|\mathrm{grad} f| \approx \sqrt{\epsilon}\,|f|`
-    (for :math:`|W|^2` on the fiber this stalls pymanopt's first-order methods
-    at :math:`|G| \approx 10^{-8}|W|^2`, with "min step_size reached"). This
-    searcher does ordinary Armijo backtracking while the predicted decrease
-    :math:`c\,\alpha\,|\mathrm{D}f(x)[d]|` exceeds ``noise * |f(x)|``; below
-    that it takes the last step length that passed a resolvable Armijo test
-    (a fixed-step gradient method, which contracts linearly for a step that
-    was accepted near the minimizer), or, if ``gradient`` is given, one secant
-    step on the directional derivative
-    :math:`\alpha \mapsto \langle \mathrm{grad} f(R_x(\alpha d)), d\rangle`
-    from that step length (exact for quadratics; needed by conjugate
-    gradients, whose directions are not scaled like gradients). Stop the
-    optimizer with ``min_gradient_norm``.
-
-    Parameters
-    ----------
-    contraction_factor : float
-    optimism : float
-        Factor applied to the last accepted step to start the next search.
-    sufficient_decrease : float
-    max_iterations : int
-    initial_step_size : float
-        Length of the first trial step.
-    noise : float
-        Relative rounding level of the cost (default 1e3 machine epsilons).
-    gradient : callable, optional
-        ``point -> Riemannian gradient`` (e.g. ``problem.riemannian_gradient``),
-        used for the secant step below the rounding level.
-    """
-
-    def __init__(
-        self,
-        contraction_factor: float = 0.5,
-        optimism: float = 2.0,
-        sufficient_decrease: float = 1e-4,
-        max_iterations: int = 30,
-        initial_step_size: float = 1.0,
-        noise: float = 1e3 * np.finfo(np.float64).eps,
-        gradient=None,
-    ):
-        self.contraction_factor = contraction_factor
-        self.optimism = optimism
-        self.sufficient_decrease = sufficient_decrease
-        self.max_iterations = max_iterations
-        self.initial_step_size = initial_step_size
-        self.noise = noise
-        self.gradient = gradient
-        self._alpha = None
-
-    def search(self, objective, manifold, x, d, f0, df0):
-        """Return ``(step_size, newx)`` as pymanopt's line searchers do."""
-        norm_d = manifold.norm(x, d)
-        if norm_d == 0 or df0 >= 0:
-            return 0.0, x
-        slack = self.noise * abs(f0)
-        if self._alpha is None:
-            alpha = self.initial_step_size / norm_d
-        else:
-            alpha = self.optimism * self._alpha
-        for _ in range(self.max_iterations):
-            if self.sufficient_decrease * alpha * abs(df0) < slack:
-                # the Armijo test is no longer decidable in float64
-                return self._small_step(manifold, x, d, df0, norm_d, alpha)
-            newx = manifold.retraction(x, alpha * d)
-            newf = objective(newx)
-            if newf <= f0 + self.sufficient_decrease * alpha * df0:
-                self._alpha = alpha
-                return float(alpha * norm_d), newx
-            alpha *= self.contraction_factor
-        return 0.0, x
-
-    def _small_step(self, manifold, x, d, df0, norm_d, alpha):
-        if self._alpha is not None:
-            alpha = min(alpha, self._alpha) if self.gradient is None else self._alpha
-        newx = manifold.retraction(x, alpha * d)
-        if self.gradient is not None:
-            # secant on g(t) = <grad f(R_x(t d)), d>, g(0) = df0 < 0
-            g1 = manifold.inner_product(newx, self.gradient(newx), manifold.transport(x, newx, d))
-            if df0 - g1 > 0:
-                alpha = float(np.clip(alpha * df0 / (df0 - g1), 0.1 * alpha, 10.0 * alpha))
-                newx = manifold.retraction(x, alpha * d)
-        return float(alpha * norm_d), newx

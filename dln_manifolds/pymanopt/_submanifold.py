@@ -1,0 +1,55 @@
+r"""Common base of the pymanopt adapters for submanifolds of :math:`(\mathbb{F}^{d\times d})^N`."""
+
+from __future__ import annotations
+
+import numpy as np
+from pymanopt.manifolds.manifold import RiemannianSubmanifold
+
+__all__ = ["InducedSubmanifold"]
+
+
+class InducedSubmanifold(RiemannianSubmanifold):
+    r"""Submanifold of N stacked d x d layers with the induced Frobenius metric.
+
+    Shared by :class:`~dln_manifolds.pymanopt.Fiber` and
+    :class:`~dln_manifolds.pymanopt.BalancedManifold`: the metric
+    :math:`\langle V, Z\rangle = \mathrm{Re\,tr}(V^*Z)` summed over layers,
+    vector transport by projection onto the new tangent space, and no
+    geodesics (``exp``, ``log``, ``dist`` raise NotImplementedError). A
+    subclass sets ``_depth``, ``_d`` (and ``_dtype`` for complex points) and
+    defines ``projection``.
+    """
+
+    #: Name of the space in error messages.
+    _space_name = "submanifold"
+    _dtype = np.float64
+
+    @property
+    def depth(self) -> int:
+        """Number of layers N."""
+        return self._depth
+
+    @property
+    def d(self) -> int:
+        """Layer size d."""
+        return self._d
+
+    def inner_product(self, point, tangent_vector_a, tangent_vector_b) -> float:
+        return float(np.real(np.vdot(tangent_vector_a, tangent_vector_b)))
+
+    def norm(self, point, tangent_vector) -> float:
+        return float(np.linalg.norm(tangent_vector))
+
+    def to_tangent_space(self, point, vector):
+        return self.projection(point, vector)
+
+    def transport(self, point_a, point_b, tangent_vector_a):
+        return self.projection(point_b, tangent_vector_a)
+
+    def zero_vector(self, point):
+        return np.zeros((self._depth, self._d, self._d), dtype=self._dtype)
+
+    def _no_geodesics(self, *args, **kwargs):
+        raise NotImplementedError(f"geodesics of the {self._space_name} have no closed form here")
+
+    exp = log = dist = _no_geodesics
