@@ -17,16 +17,11 @@ shared machine are noisy; the ratios are taken within one run.
 
 from __future__ import annotations
 
-import os
+from _common import best_time, single_blas_thread, write_results
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+single_blas_thread()
 
-import json  # noqa: E402
-import pathlib  # noqa: E402
 import platform  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy.linalg  # noqa: E402
@@ -36,27 +31,6 @@ from dln_manifolds import (  # noqa: E402
     balanced_tangent_projection,
     random_balanced_point,
 )
-
-
-def best_time(f, repeat: int = 5, min_time: float = 0.05) -> float:
-    """Best-of-``repeat`` seconds per call, each sample looping for >= min_time."""
-    f()
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            f()
-        dt = time.perf_counter() - t0
-        if dt >= min_time:
-            break
-        n *= 2
-    samples = [dt / n]
-    for _ in range(repeat - 1):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            f()
-        samples.append((time.perf_counter() - t0) / n)
-    return min(samples)
 
 
 def dense_projection(W, Z):
@@ -92,9 +66,9 @@ def main() -> dict:
     W = random_balanced_point(d, N, rng)
     Z = rng.standard_normal(W.shape)
     err = np.linalg.norm(balanced_tangent_projection(W, Z) - dense_projection(W, Z))
-    t_fast = best_time(lambda: balanced_tangent_projection(W, Z))
+    t_fast = best_time(lambda: balanced_tangent_projection(W, Z), repeat=5)
     frames = balanced_frames(W)
-    t_cached = best_time(lambda: balanced_tangent_projection(W, Z, frames=frames))
+    t_cached = best_time(lambda: balanced_tangent_projection(W, Z, frames=frames), repeat=5)
     t_dense = best_time(lambda: dense_projection(W, Z), repeat=3)
     results["dense_comparison"] = {
         "d": d,
@@ -132,10 +106,10 @@ def main() -> dict:
                 A @ B
                 B @ A
 
-            t_ref = best_time(products)
-            t_proj = best_time(lambda W=W, Z=Z: balanced_tangent_projection(W, Z))
+            t_ref = best_time(products, repeat=5)
+            t_proj = best_time(lambda W=W, Z=Z: balanced_tangent_projection(W, Z), repeat=5)
             t_cached = best_time(
-                lambda W=W, Z=Z, F=frames: balanced_tangent_projection(W, Z, frames=F)
+                lambda W=W, Z=Z, F=frames: balanced_tangent_projection(W, Z, frames=F), repeat=5
             )
             row = {
                 "d": d,
@@ -153,10 +127,7 @@ def main() -> dict:
             )
     results["scaling"] = rows
     results["target_ratio"] = 20
-    out = pathlib.Path(__file__).parent / "results" / "balanced.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+    print(f"wrote {write_results('balanced', results)}")
     return results
 
 

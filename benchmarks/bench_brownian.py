@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+from _common import single_blas_thread, write_results
 
-import json  # noqa: E402
-import pathlib  # noqa: E402
+single_blas_thread()
+
 import platform  # noqa: E402
 import time  # noqa: E402
 
@@ -45,6 +43,17 @@ def start(d: int, seed: int = 0) -> np.ndarray:
     return q * np.linspace(1.0, 2.0, d)
 
 
+def _rate(d: int, n_paths: int, n_steps: int, seconds: float) -> dict:
+    """One timing row: the sizes, the seconds and the path-steps per second."""
+    return {
+        "d": d,
+        "n_paths": n_paths,
+        "n_steps": n_steps,
+        "seconds": seconds,
+        "path_steps_per_s": n_paths * n_steps / seconds,
+    }
+
+
 def ours(d: int, n_paths: int, n_steps: int, dt: float = 1e-4) -> dict:
     X0 = start(d)
     brownian_motion(X0, DEPTH, BETA, t_final=dt, dt=dt, n_paths=min(n_paths, 64), seed=0)
@@ -55,14 +64,7 @@ def ours(d: int, n_paths: int, n_steps: int, dt: float = 1e-4) -> dict:
             X0, DEPTH, BETA, t_final=n_steps * dt, dt=dt, n_paths=n_paths, seed=rep
         )
         best = min(best, time.perf_counter() - t0)
-    return {
-        "d": d,
-        "n_paths": n_paths,
-        "n_steps": n_steps,
-        "seconds": best,
-        "path_steps_per_s": n_paths * n_steps / best,
-        "n_rejected": int(res.n_rejected),
-    }
+    return {**_rate(d, n_paths, n_steps, best), "n_rejected": int(res.n_rejected)}
 
 
 def geomstats_baseline(d: int, n_paths: int, n_steps: int, dt: float = 1e-4) -> dict:
@@ -77,14 +79,7 @@ def geomstats_baseline(d: int, n_paths: int, n_steps: int, dt: float = 1e-4) -> 
     t0 = time.perf_counter()
     # sample_path takes n_steps - 1 steps
     bm.sample_path(end_time=dt * (n_steps + 1), n_steps=n_steps + 1, initial_point=x0)
-    seconds = time.perf_counter() - t0
-    return {
-        "d": d,
-        "n_paths": n_paths,
-        "n_steps": n_steps,
-        "seconds": seconds,
-        "path_steps_per_s": n_paths * n_steps / seconds,
-    }
+    return _rate(d, n_paths, n_steps, time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -132,10 +127,7 @@ def main() -> None:
         print(f"{n_paths:>7} {row['path_steps_per_s']:>14.3g}")
     out["scaling_ensemble"] = scaling_b
 
-    path = pathlib.Path(__file__).parent / "results" / "brownian.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"\nwrote {path}")
+    print(f"\nwrote {write_results('brownian', out)}")
 
 
 if __name__ == "__main__":

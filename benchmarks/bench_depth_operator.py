@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+from _common import median_time, single_blas_thread, write_results
 
-import json  # noqa: E402
-import pathlib  # noqa: E402
+single_blas_thread()
+
 import platform  # noqa: E402
-import statistics  # noqa: E402
 import time  # noqa: E402
 
 import mpmath  # noqa: E402
@@ -45,7 +42,6 @@ mpmath.mp.dps = 50
 
 GAPS = [0.0, 1e-12, 1e-9, 1e-6, 1e-3]
 DEPTHS = [2, 7, 1000, 10_000, np.inf]
-RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "depth_operator.json"
 
 
 def _haar(rng, d):
@@ -126,16 +122,6 @@ def accuracy(rng) -> list[dict]:
     return rows
 
 
-def median_time(f, repeat: int) -> float:
-    f()  # warm-up
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        f()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
-
-
 def timing(rng) -> dict:
     d = 200
     s = np.exp(rng.uniform(np.log(0.5), np.log(2.0), size=d))
@@ -179,8 +165,7 @@ def main() -> dict:
         timing=tim,
         wall_seconds=time.perf_counter() - t0,
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    path = write_results("depth_operator", out)
 
     def fmt(x):
         return "n/a" if x is None else f"{x:.1e}"
@@ -203,7 +188,7 @@ def main() -> dict:
         base = tim["baseline_seconds"].get(N)
         diff = tim["relative_difference_ours_vs_baseline"].get(N)
         print(f"{N:>6} | {fmt(ours):>16} | {fmt(base):>22} | {fmt(diff):>8}")
-    print(f"\nwrote {RESULTS} ({out['wall_seconds']:.0f} s)")
+    print(f"\nwrote {path} ({out['wall_seconds']:.0f} s)")
     return out
 
 

@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+from _common import best_time, single_blas_thread, write_results
 
-import json  # noqa: E402
-import pathlib  # noqa: E402
+single_blas_thread()
+
 import platform  # noqa: E402
 import time  # noqa: E402
 
@@ -48,27 +46,6 @@ from dln_manifolds import (  # noqa: E402
     group_action,
     group_action_exp,
 )
-
-
-def best_time(f, repeat: int = 3, min_time: float = 0.05) -> float:
-    """Best-of-``repeat`` seconds per call, each sample looping for >= min_time."""
-    f()
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            f()
-        dt = time.perf_counter() - t0
-        if dt >= min_time:
-            break
-        n *= 2
-    samples = [dt / n]
-    for _ in range(repeat - 1):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            f()
-        samples.append((time.perf_counter() - t0) / n)
-    return min(samples)
 
 
 def random_fiber_point(rng, d: int, N: int) -> np.ndarray:
@@ -184,56 +161,45 @@ def comparison_2(rng) -> list[dict]:
     return rows
 
 
+def _scaling_row(rng, d: int, N: int, cholesky: bool) -> dict:
+    """Times of the auto method, CG and (if ``cholesky``) Cholesky at a random fiber point."""
+    W = random_fiber_point(rng, d, N)
+    Z = rng.standard_normal(W.shape)
+    row = {"d": d, "N": N}
+    row["t_auto_s"] = best_time(
+        lambda W=W, Z=Z: fiber_tangent_projection(W, Z), repeat=2, min_time=0.02
+    )
+    if cholesky:
+        row["t_cholesky_s"] = (
+            best_time(
+                lambda W=W, Z=Z: fiber_tangent_projection(W, Z, method="cholesky"),
+                repeat=1,
+                min_time=0.0,
+            )
+            if d == 64
+            else best_time(
+                lambda W=W, Z=Z: fiber_tangent_projection(W, Z, method="cholesky"),
+                repeat=2,
+                min_time=0.02,
+            )
+        )
+    s = FiberNormalSolver(W, method="cg", tol=1e-12)
+    s.project(Z)
+    row["cg_iterations"] = s.last_iterations
+    row["t_cg_s"] = best_time(
+        lambda W=W, Z=Z: fiber_tangent_projection(W, Z, method="cg", tol=1e-12),
+        repeat=2,
+        min_time=0.02,
+    )
+    return row
+
+
 def scaling(rng) -> dict:
     out = {"in_d": [], "in_N": []}
     for d in (2, 4, 8, 16, 32, 64, 96):
-        N = 8
-        W = random_fiber_point(rng, d, N)
-        Z = rng.standard_normal(W.shape)
-        row = {"d": d, "N": N}
-        row["t_auto_s"] = best_time(
-            lambda W=W, Z=Z: fiber_tangent_projection(W, Z), repeat=2, min_time=0.02
-        )
-        if d <= 64:
-            row["t_cholesky_s"] = (
-                best_time(
-                    lambda W=W, Z=Z: fiber_tangent_projection(W, Z, method="cholesky"),
-                    repeat=1,
-                    min_time=0.0,
-                )
-                if d == 64
-                else best_time(
-                    lambda W=W, Z=Z: fiber_tangent_projection(W, Z, method="cholesky"),
-                    repeat=2,
-                    min_time=0.02,
-                )
-            )
-        s = FiberNormalSolver(W, method="cg", tol=1e-12)
-        s.project(Z)
-        row["cg_iterations"] = s.last_iterations
-        row["t_cg_s"] = best_time(
-            lambda W=W, Z=Z: fiber_tangent_projection(W, Z, method="cg", tol=1e-12),
-            repeat=2,
-            min_time=0.02,
-        )
-        out["in_d"].append(row)
+        out["in_d"].append(_scaling_row(rng, d, 8, cholesky=d <= 64))
     for N in (2, 4, 8, 16, 32, 64):
-        d = 8
-        W = random_fiber_point(rng, d, N)
-        Z = rng.standard_normal(W.shape)
-        row = {"d": d, "N": N}
-        row["t_auto_s"] = best_time(
-            lambda W=W, Z=Z: fiber_tangent_projection(W, Z), repeat=2, min_time=0.02
-        )
-        s = FiberNormalSolver(W, method="cg", tol=1e-12)
-        s.project(Z)
-        row["cg_iterations"] = s.last_iterations
-        row["t_cg_s"] = best_time(
-            lambda W=W, Z=Z: fiber_tangent_projection(W, Z, method="cg", tol=1e-12),
-            repeat=2,
-            min_time=0.02,
-        )
-        out["in_N"].append(row)
+        out["in_N"].append(_scaling_row(rng, 8, N, cholesky=False))
     return out
 
 
@@ -271,9 +237,7 @@ def main() -> dict:
             f"{(ch * 1e3 if ch is not None else float('nan')):10.3f} "
             f"{r['t_cg_s'] * 1e3:9.3f} {r['cg_iterations']:>6}"
         )
-    out = pathlib.Path(__file__).parent / "results" / "fiber_projection.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = write_results("fiber_projection", result)
     print(f"wrote {out} ({result['wall_s']:.0f} s)")
     return result
 

@@ -32,11 +32,9 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-RESULTS = Path(__file__).resolve().parent / "results" / "geomstats_exp.json"
+from _common import write_results
 
 
 def _problem(d: int, depth: int, seed: int = 0):
@@ -144,8 +142,7 @@ def main(argv=None) -> dict:
         "machine": platform.machine(),
         "rows": rows,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    path = write_results("geomstats_exp", result)
 
     print(
         f"{'d':>3} {'ours (numpy) s':>15} {'ours (autograd) s':>18} {'baseline s':>11} "
@@ -157,7 +154,7 @@ def main(argv=None) -> dict:
             f"{r['baseline_s']:>11.3f} {r['speedup_vs_numpy_backend']:>8.0f}x "
             f"{r['speedup_same_backend']:>12.0f}x {r['endpoint_max_abs_diff']:>9.1e}"
         )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {path}")
     return result
 
 

@@ -23,41 +23,17 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+from _common import best_time, single_blas_thread, write_results
 
-import json  # noqa: E402
-import pathlib  # noqa: E402
+single_blas_thread()
+
 import platform  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from dln_manifolds import QuadraticEnergy, balanced_point, depth_operator, end_to_end  # noqa: E402
 from dln_manifolds.balanced import balanced_restore  # noqa: E402
 from dln_manifolds.flows import integrate_flow, learning_velocity  # noqa: E402
-
-
-def best_time(f, repeat: int = 3, min_time: float = 0.05) -> float:
-    """Best-of-``repeat`` seconds per call, each sample looping for >= min_time."""
-    f()
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            f()
-        dt = time.perf_counter() - t0
-        if dt >= min_time:
-            break
-        n *= 2
-    samples = [dt / n]
-    for _ in range(repeat - 1):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            f()
-        samples.append((time.perf_counter() - t0) / n)
-    return min(samples)
 
 
 def _setup(d: int, N: int, rng):
@@ -148,10 +124,7 @@ def main() -> dict:
     for r in rows:
         print(f"{r['N']:6d} {r['downstairs_rk4_s']:12.4e} {r['ratio_to_N2']:8.2f}")
 
-    out = pathlib.Path(__file__).parent / "results" / "learning.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    print(f"\nwrote {write_results('learning', results)}")
     return results
 
 

@@ -1,42 +1,21 @@
 """Experiment 6: Matrix completion at scale: test error and effective rank against depth.
 
-Runs :func:`dln_manifolds.experiments.completion_at_scale.run`, saves its figures (drawn from the
-returned data by ``plot``) and prints the claim rows.
+Runs :func:`dln_manifolds.experiments.completion_at_scale.run` through
+:func:`dln_manifolds.experiments.example_main`: saves its figures (drawn from the returned
+data by ``plot``) and prints the claim rows.
 
     python examples/completion_at_scale.py [--tiny | --full] [--out DIR] [--seed S]
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from dln_manifolds.experiments import completion_at_scale, single_threaded_blas  # noqa: E402
-from dln_manifolds.experiments.report import claims_table, save_figures  # noqa: E402
+from dln_manifolds.experiments import example_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--tiny", dest="size", action="store_const", const="tiny")
-    size.add_argument("--full", dest="size", action="store_const", const="full")
-    parser.set_defaults(size="quick")
-    parser.add_argument("--out", default="results", help="output directory for the PNGs")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    with single_threaded_blas():  # small matrices: one BLAS thread is fastest
-        result = completion_at_scale.run(size=args.size, seed=args.seed)
-    for path in save_figures(completion_at_scale.plot(result), args.out, completion_at_scale.NAME):
-        print(f"wrote {path}")
-    print(claims_table(result))
-    if result.notes:
-        print(result.notes)
-    return 0 if result.passed else 1
+    return example_main("completion_at_scale", argv, description=__doc__)
 
 
 if __name__ == "__main__":

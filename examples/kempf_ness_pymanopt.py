@@ -1,42 +1,21 @@
 """Experiment 3: Minimizing |W|^2 and Schatten norms on the fiber with pymanopt ([R] Thm 1, 19).
 
-Runs :func:`dln_manifolds.experiments.kempf_ness_pymanopt.run`, saves its figures (drawn from the
-returned data by ``plot``) and prints the claim rows.
+Runs :func:`dln_manifolds.experiments.kempf_ness_pymanopt.run` through
+:func:`dln_manifolds.experiments.example_main`: saves its figures (drawn from the returned
+data by ``plot``) and prints the claim rows.
 
     python examples/kempf_ness_pymanopt.py [--tiny | --full] [--out DIR] [--seed S]
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from dln_manifolds.experiments import kempf_ness_pymanopt, single_threaded_blas  # noqa: E402
-from dln_manifolds.experiments.report import claims_table, save_figures  # noqa: E402
+from dln_manifolds.experiments import example_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--tiny", dest="size", action="store_const", const="tiny")
-    size.add_argument("--full", dest="size", action="store_const", const="full")
-    parser.set_defaults(size="quick")
-    parser.add_argument("--out", default="results", help="output directory for the PNGs")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    with single_threaded_blas():  # small matrices: one BLAS thread is fastest
-        result = kempf_ness_pymanopt.run(size=args.size, seed=args.seed)
-    for path in save_figures(kempf_ness_pymanopt.plot(result), args.out, kempf_ness_pymanopt.NAME):
-        print(f"wrote {path}")
-    print(claims_table(result))
-    if result.notes:
-        print(result.notes)
-    return 0 if result.passed else 1
+    return example_main("kempf_ness_pymanopt", argv, description=__doc__)
 
 
 if __name__ == "__main__":

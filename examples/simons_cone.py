@@ -1,42 +1,21 @@
 """Experiment 9: The Simons cone and the Bures-Wasserstein metric ([G] Remarks 8-9).
 
-Runs :func:`dln_manifolds.experiments.simons_cone.run`, saves its figures (drawn from the
-returned data by ``plot``) and prints the claim rows.
+Runs :func:`dln_manifolds.experiments.simons_cone.run` through
+:func:`dln_manifolds.experiments.example_main`: saves its figures (drawn from the returned
+data by ``plot``) and prints the claim rows.
 
     python examples/simons_cone.py [--tiny | --full] [--out DIR] [--seed S]
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from dln_manifolds.experiments import simons_cone, single_threaded_blas  # noqa: E402
-from dln_manifolds.experiments.report import claims_table, save_figures  # noqa: E402
+from dln_manifolds.experiments import example_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--tiny", dest="size", action="store_const", const="tiny")
-    size.add_argument("--full", dest="size", action="store_const", const="full")
-    parser.set_defaults(size="quick")
-    parser.add_argument("--out", default="results", help="output directory for the PNGs")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    with single_threaded_blas():  # small matrices: one BLAS thread is fastest
-        result = simons_cone.run(size=args.size, seed=args.seed)
-    for path in save_figures(simons_cone.plot(result), args.out, simons_cone.NAME):
-        print(f"wrote {path}")
-    print(claims_table(result))
-    if result.notes:
-        print(result.notes)
-    return 0 if result.passed else 1
+    return example_main("simons_cone", argv, description=__doc__)
 
 
 if __name__ == "__main__":

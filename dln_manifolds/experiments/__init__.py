@@ -20,8 +20,10 @@ True
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -35,6 +37,7 @@ __all__ = [
     "Experiment",
     "ExperimentResult",
     "FigureSpec",
+    "example_main",
     "get_experiment",
     "list_experiments",
     "make_claim",
@@ -151,3 +154,59 @@ def run_experiment(
 ) -> ExperimentResult:
     """Run one experiment by name and return its :class:`ExperimentResult`."""
     return get_experiment(name).run(size=size, seed=seed, progress=progress)
+
+
+def example_main(
+    name: str, argv: Sequence[str] | None = None, description: str | None = None
+) -> int:
+    """Command-line entry point shared by the scripts ``examples/<name>.py``.
+
+    Parses ``[--tiny | --full] [--out DIR] [--seed S]`` (default size ``quick``, output
+    directory ``results``), runs the registered experiment ``name`` (single BLAS thread),
+    saves its figures as ``<out>/<name>_<figure>.png``, prints the claim rows and the
+    notes, and returns the exit status: 0 if every claim passed, 1 otherwise.
+
+    Parameters
+    ----------
+    name : str
+        Registered experiment name (see :func:`list_experiments`).
+    argv : sequence of str, optional
+        Command-line arguments; ``sys.argv[1:]`` when None.
+    description : str, optional
+        Help text of the parser (its first line is used); the experiment's title when None.
+
+    Returns
+    -------
+    int
+        0 if the result passed, else 1.
+
+    Raises
+    ------
+    KeyError
+        If ``name`` is not a registered experiment.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # the scripts only write PNGs
+
+    from .report import claims_table, save_figures
+
+    exp = get_experiment(name)
+    parser = argparse.ArgumentParser(
+        description=(description or f"Experiment {exp.number}: {exp.title}").splitlines()[0]
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--tiny", dest="size", action="store_const", const="tiny")
+    size.add_argument("--full", dest="size", action="store_const", const="full")
+    parser.set_defaults(size="quick")
+    parser.add_argument("--out", default="results", help="output directory for the PNGs")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    result = exp.run(size=args.size, seed=args.seed)  # single BLAS thread: small matrices
+    for path in save_figures(exp.plot(result), args.out, exp.name):
+        print(f"wrote {path}")
+    print(claims_table(result))
+    if result.notes:
+        print(result.notes)
+    return 0 if result.passed else 1
