@@ -10,6 +10,10 @@ Partial products ([G] eq. 4.10) are
 
 All functions accept real and complex weights; for complex input the
 transpose ``^T`` of the papers becomes the conjugate transpose ``^*``.
+:func:`end_to_end`, :func:`partial_products`, :func:`moments`,
+:func:`lifted_gradient` (and its alias :func:`end_to_end_differential_adjoint`),
+:func:`end_to_end_differential` and :func:`end_to_end_velocity` also take a batch
+of networks, shape (..., N, d, d), vectorized over the leading axes.
 """
 
 from __future__ import annotations
@@ -35,23 +39,57 @@ def _h(A: np.ndarray) -> np.ndarray:
     return np.conj(np.swapaxes(A, -1, -2)) if np.iscomplexobj(A) else np.swapaxes(A, -1, -2)
 
 
+def _as_layers(W, name: str = "W", depth: int | None = None, d: int | None = None) -> np.ndarray:
+    """Validate one network (N, d, d) (by :func:`as_stack`) or a batch (..., N, d, d)."""
+    if isinstance(W, (str, bytes)) or W is None or np.ndim(W) <= 3:
+        return as_stack(W, name, depth, d)
+    shape = np.shape(W)
+    if shape[-1] != shape[-2]:
+        raise ValueError(
+            f"{name} must be a stack of square layers of shape (..., N, d, d), got shape {shape}"
+        )
+    arr = as_matrix_batch(W, shape[-1], name)  # dtype and finiteness
+    if shape[-3] < 1 or shape[-1] < 1:
+        raise ValueError(f"{name} must have N >= 1 layers and d >= 1, got shape {shape}")
+    if depth is not None and shape[-3] != depth:
+        raise ValueError(f"{name} must have {depth} layers, got {shape[-3]}")
+    if d is not None and shape[-1] != d:
+        raise ValueError(f"{name} must have layers of size {d} x {d}, got {shape[-2:]}")
+    return arr
+
+
+def _as_gradient(dE, W: np.ndarray) -> np.ndarray:
+    """Validate E'(X): shape (d, d), or one per network of a batch W (..., N, d, d)."""
+    dE = as_matrix_batch(dE, W.shape[-1], "dE")
+    batch = W.shape[:-3]
+    if not batch and dE.ndim != 2:
+        raise ValueError(f"dE must have shape (d, d), got {dE.shape}")
+    if dE.shape[:-2] not in ((), batch):
+        raise ValueError(f"dE must have shape (d, d) or {batch + W.shape[-2:]}, got {dE.shape}")
+    return dE
+
+
 def end_to_end(W) -> np.ndarray:
     r"""End-to-end matrix :math:`X = W_N \cdots W_1` ([G] eq. 1.1).
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-        Layers, input layer first.
+    W : array_like, shape (..., N, d, d)
+        Layers, input layer first (one network or a batch).
 
     Returns
     -------
-    X : ndarray, shape (d, d)
+    X : ndarray, shape (..., d, d)
     """
-    W = as_stack(W)
-    X = W[0]
-    for layer in W[1:]:
-        X = layer @ X
-    return X.copy()
+    return _end_to_end(_as_layers(W)).copy()
+
+
+def _end_to_end(W: np.ndarray) -> np.ndarray:
+    """:func:`end_to_end` without input checks, for validated (..., N, d, d) (may be a view)."""
+    X = W[..., 0, :, :]
+    for p in range(1, W.shape[-3]):
+        X = W[..., p, :, :] @ X
+    return X
 
 
 def partial_products(W) -> tuple[np.ndarray, np.ndarray]:
@@ -59,14 +97,14 @@ def partial_products(W) -> tuple[np.ndarray, np.ndarray]:
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
+    W : array_like, shape (..., N, d, d)
 
     Returns
     -------
-    A : ndarray, shape (N + 1, d, d)
+    A : ndarray, shape (..., N + 1, d, d)
         ``A[p] = W_N ... W_{p+1}`` (the paper's :math:`A_{p+1}`), so
         ``A[N] = I`` and ``A[0] = X``.
-    B : ndarray, shape (N + 1, d, d)
+    B : ndarray, shape (..., N + 1, d, d)
         ``B[p] = W_p ... W_1`` (the paper's :math:`B_p`), so ``B[0] = I`` and
         ``B[N] = X``.
 
@@ -76,16 +114,20 @@ def partial_products(W) -> tuple[np.ndarray, np.ndarray]:
     :math:`\partial X / \partial W_{i+1}` acts as ``V -> A[i+1] @ V @ B[i]``.
     Cost: 2N matrix products.
     """
-    W = as_stack(W)
-    N, d, _ = W.shape
-    eye = np.eye(d, dtype=W.dtype)
-    A = np.empty((N + 1, d, d), dtype=W.dtype)
-    B = np.empty((N + 1, d, d), dtype=W.dtype)
-    A[N] = eye
-    B[0] = eye
+    return _partial_products(_as_layers(W))
+
+
+def _partial_products(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`partial_products` without input checks."""
+    *batch, N, d, _ = W.shape
+    shape = (*batch, N + 1, d, d)
+    A = np.empty(shape, dtype=W.dtype)
+    B = np.empty(shape, dtype=W.dtype)
+    A[..., N, :, :] = np.eye(d, dtype=W.dtype)
+    B[..., 0, :, :] = np.eye(d, dtype=W.dtype)
     for p in range(N):
-        B[p + 1] = W[p] @ B[p]
-        A[N - 1 - p] = A[N - p] @ W[N - 1 - p]
+        B[..., p + 1, :, :] = W[..., p, :, :] @ B[..., p, :, :]
+        A[..., N - 1 - p, :, :] = A[..., N - p, :, :] @ W[..., N - 1 - p, :, :]
     return A, B
 
 
@@ -97,16 +139,17 @@ def moments(W) -> np.ndarray:
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
+    W : array_like, shape (..., N, d, d)
         Real or complex layers.
 
     Returns
     -------
-    G : ndarray, shape (N - 1, d, d)
+    G : ndarray, shape (..., N - 1, d, d)
         Symmetric (Hermitian for complex input) matrices.
     """
-    W = as_stack(W)
-    return W[:-1] @ _h(W[:-1]) - _h(W[1:]) @ W[1:]
+    W = _as_layers(W)
+    lower, upper = W[..., :-1, :, :], W[..., 1:, :, :]
+    return lower @ _h(lower) - _h(upper) @ upper
 
 
 def lifted_gradient(W, dE) -> np.ndarray:
@@ -117,20 +160,23 @@ def lifted_gradient(W, dE) -> np.ndarray:
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-    dE : array_like, shape (d, d)
-        Euclidean gradient of E at the end-to-end matrix.
+    W : array_like, shape (..., N, d, d)
+    dE : array_like, shape (d, d) or (..., d, d)
+        Euclidean gradient of E at the end-to-end matrix (one per network of a
+        batch, or one shared by all).
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, shape (..., N, d, d)
     """
-    W = as_stack(W)
-    dE = as_matrix_batch(dE, W.shape[1], "dE")
-    if dE.ndim != 2:
-        raise ValueError(f"dE must have shape (d, d), got {dE.shape}")
-    A, B = partial_products(W)
-    return _h(A[1:]) @ dE @ _h(B[:-1])
+    W = _as_layers(W)
+    return _lifted_gradient(W, _as_gradient(dE, W))
+
+
+def _lifted_gradient(W: np.ndarray, dE: np.ndarray) -> np.ndarray:
+    """:func:`lifted_gradient` without input checks (W (..., N, d, d), dE (..., d, d))."""
+    A, B = _partial_products(W)
+    return _h(A[..., 1:, :, :]) @ dE[..., None, :, :] @ _h(B[..., :-1, :, :])
 
 
 def end_to_end_differential(W, V) -> np.ndarray:
@@ -138,16 +184,17 @@ def end_to_end_differential(W, V) -> np.ndarray:
 
     Parameters
     ----------
-    W, V : array_like, shape (N, d, d)
+    W, V : array_like, shape (..., N, d, d)
+        Batch shapes must broadcast against each other.
 
     Returns
     -------
-    ndarray, shape (d, d)
+    ndarray, shape (..., d, d)
     """
-    W = as_stack(W)
-    V = as_stack(V, "V", depth=W.shape[0], d=W.shape[1])
-    A, B = partial_products(W)
-    return np.sum(A[1:] @ V @ B[:-1], axis=0)
+    W = _as_layers(W)
+    V = _as_layers(V, "V", depth=W.shape[-3], d=W.shape[-1])
+    A, B = _partial_products(W)
+    return np.sum(A[..., 1:, :, :] @ V @ B[..., :-1, :, :], axis=-3)
 
 
 def end_to_end_differential_adjoint(W, Y) -> np.ndarray:
@@ -156,12 +203,12 @@ def end_to_end_differential_adjoint(W, Y) -> np.ndarray:
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-    Y : array_like, shape (d, d)
+    W : array_like, shape (..., N, d, d)
+    Y : array_like, shape (d, d) or (..., d, d)
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, shape (..., N, d, d)
     """
     return lifted_gradient(W, Y)
 
@@ -175,19 +222,18 @@ def end_to_end_velocity(W, dE) -> np.ndarray:
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-    dE : array_like, shape (d, d)
+    W : array_like, shape (..., N, d, d)
+    dE : array_like, shape (d, d) or (..., d, d)
 
     Returns
     -------
-    ndarray, shape (d, d)
+    ndarray, shape (..., d, d)
     """
-    W = as_stack(W)
-    dE = as_matrix_batch(dE, W.shape[1], "dE")
-    if dE.ndim != 2:
-        raise ValueError(f"dE must have shape (d, d), got {dE.shape}")
-    A, B = partial_products(W)
-    return -np.sum(A[1:] @ _h(A[1:]) @ dE @ _h(B[:-1]) @ B[:-1], axis=0)
+    W = _as_layers(W)
+    dE = _as_gradient(dE, W)
+    A, B = _partial_products(W)
+    A, B = A[..., 1:, :, :], B[..., :-1, :, :]
+    return -np.sum(A @ _h(A) @ dE[..., None, :, :] @ _h(B) @ B, axis=-3)
 
 
 def balanced_point(X, depth: int, rotations=None) -> np.ndarray:

@@ -10,7 +10,6 @@ import dln_manifolds.balanced as bm
 import dln_manifolds.langevin.end_to_end as e2e_module
 from dln_manifolds.energies import QuadraticEnergy
 from dln_manifolds.langevin import balanced_langevin, balanced_noise, end_to_end_langevin
-from dln_manifolds.langevin._batch import end_to_end_batch, lifted_gradient_batch
 from dln_manifolds.network import balanced_point, end_to_end, lifted_gradient
 
 
@@ -45,9 +44,9 @@ def test_batched_geometry_matches_single_point_functions(d, depth, seed):
         ref = bm.vertical_projection(W[b], Z[b]) + 0.5 * bm.horizontal_projection(W[b], Z[b])
         np.testing.assert_allclose(xi_split[b], ref, atol=1e-12)
         np.testing.assert_allclose(
-            lifted_gradient_batch(W, dE)[b], lifted_gradient(W[b], dE[b]), atol=1e-12
+            lifted_gradient(W, dE)[b], lifted_gradient(W[b], dE[b]), atol=1e-12
         )
-        np.testing.assert_allclose(end_to_end_batch(W)[b], end_to_end(W[b]), atol=1e-12)
+        np.testing.assert_allclose(end_to_end(W)[b], end_to_end(W[b]), atol=1e-12)
     Q, lam = bm.balanced_frames(W)
     np.testing.assert_allclose(
         (Q[:, 1:] * lam[:, None, None, :]) @ np.swapaxes(Q[:, :-1], -1, -2), W, atol=1e-12
@@ -74,7 +73,7 @@ def test_paths_stay_balanced():
 
 
 def _singular_values(W):
-    return np.linalg.svd(end_to_end_batch(W), compute_uv=False)
+    return np.linalg.svd(end_to_end(W), compute_uv=False)
 
 
 def test_upstairs_law_matches_downstairs():
@@ -118,7 +117,7 @@ def test_kappa_zero_end_to_end_follows_free_energy_flow():
         balanced_point(X0, N), beta, 0.0, energy, t_final=0.2, dt=0.005, n_paths=300, seed=4
     )
     flow = end_to_end_langevin(X0, N, beta, 0.0, energy, t_final=0.2, dt=0.005, n_paths=1).final[0]
-    X = end_to_end_batch(up.final)
+    X = end_to_end(up.final)
     spread = X.std(axis=0)
     assert spread.max() < 0.05
     se = spread / np.sqrt(X.shape[0])
@@ -157,14 +156,14 @@ def test_upstairs_generator_on_basic_functions_is_downstairs_generator():
     energy = QuadraticEnergy(np.diag([1.0, 0.5]))
     W = np.broadcast_to(balanced_point(X0, N), (n, N, 2, 2))
     xi = np.random.default_rng(0).standard_normal(W.shape)
-    drift = -h * lifted_gradient_batch(W, energy.gradient(end_to_end_batch(W)))
+    drift = -h * lifted_gradient(W, energy.gradient(end_to_end(W)))
 
     def g(X):
         return np.trace(X @ X @ X, axis1=-2, axis2=-1) + X[..., 0, 1] ** 2
 
     vals = [
         g(
-            end_to_end_batch(
+            end_to_end(
                 retraction2_batch(
                     W, np.sqrt(2 * h / beta) * balanced_noise(W, s * xi, kappa) + drift
                 )

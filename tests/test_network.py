@@ -246,3 +246,66 @@ def test_inputs_not_mutated(rng):
     balanced_point(Y, 3)
     assert np.array_equal(W, W0) and np.array_equal(V, V0) and np.array_equal(Y, Y0)
     assert end_to_end(W[:1]) is not W[0]
+
+
+# ---------------------------------------------------------------------------
+# Batches of networks (..., N, d, d)
+# ---------------------------------------------------------------------------
+
+
+@given(
+    batch=st.sampled_from([(1,), (3,), (2, 2)]),
+    N=st.integers(1, 4),
+    d=st.integers(1, 3),
+    seed=st.integers(0, 2**32 - 1),
+    cplx=st.booleans(),
+)
+@settings(max_examples=15)
+def test_batched_functions_equal_per_network(batch, N, d, seed, cplx):
+    rng = np.random.default_rng(seed)
+    draw = (lambda shape: _complex(rng, shape)) if cplx else rng.standard_normal
+    W, V = draw((2, *batch, N, d, d))
+    Y = draw((*batch, d, d))
+    got = {
+        "end_to_end": end_to_end(W),
+        "partial_products": np.stack(partial_products(W), axis=-4),
+        "moments": moments(W),
+        "lifted_gradient": lifted_gradient(W, Y),
+        "adjoint": end_to_end_differential_adjoint(W, Y),
+        "differential": end_to_end_differential(W, V),
+        "velocity": end_to_end_velocity(W, Y),
+        "shared_dE": lifted_gradient(W, Y[(0,) * len(batch)]),
+    }
+    for idx in np.ndindex(*batch):
+        ref = {
+            "end_to_end": end_to_end(W[idx]),
+            "partial_products": np.stack(partial_products(W[idx]), axis=-4),
+            "moments": moments(W[idx]),
+            "lifted_gradient": lifted_gradient(W[idx], Y[idx]),
+            "adjoint": end_to_end_differential_adjoint(W[idx], Y[idx]),
+            "differential": end_to_end_differential(W[idx], V[idx]),
+            "velocity": end_to_end_velocity(W[idx], Y[idx]),
+            "shared_dE": lifted_gradient(W[idx], Y[(0,) * len(batch)]),
+        }
+        for name, value in ref.items():
+            assert got[name][idx].shape == value.shape, name
+            # The same products in the same order, batched by matmul: rounding only.
+            np.testing.assert_allclose(got[name][idx], value, rtol=1e-13, atol=1e-13, err_msg=name)
+
+
+def test_batched_input_checks(rng):
+    W = rng.standard_normal((2, 3, 2, 2))
+    with pytest.raises(ValueError, match="dE"):
+        lifted_gradient(W, np.zeros((3, 2, 2)))  # neither shared nor one per network
+    with pytest.raises(ValueError, match="dE"):
+        end_to_end_velocity(W[0], np.zeros((2, 2, 2)))  # one network takes one dE
+    with pytest.raises(ValueError, match="V"):
+        end_to_end_differential(W, np.zeros((2, 4, 2, 2)))  # wrong number of layers
+    with pytest.raises(ValueError, match="W"):
+        end_to_end(np.zeros((2, 0, 2, 2)))
+    with pytest.raises(ValueError, match="W"):
+        moments(np.zeros((2, 3, 2, 3)))
+    with pytest.raises(ValueError, match="W"):
+        end_to_end(np.full((2, 3, 2, 2), np.nan))
+    with pytest.raises(TypeError, match="W"):
+        partial_products(np.array([[[["a"]]]]))

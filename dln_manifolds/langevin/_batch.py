@@ -12,14 +12,10 @@ import numbers
 
 import numpy as np
 
-from .._checks import as_matrix_batch, as_stack, check_depth
-from ..depth_metric import _log_sq, _multiplier_from_alpha, _q_and_scale
+from .._checks import as_matrix_batch
+from ..network import _as_layers
 
 _EPS = np.finfo(np.float64).eps
-
-
-def _t(A: np.ndarray) -> np.ndarray:
-    return np.swapaxes(A, -1, -2)
 
 
 def as_real_points(X, name: str = "X") -> np.ndarray:
@@ -34,15 +30,6 @@ def as_real_points(X, name: str = "X") -> np.ndarray:
     if arr.shape[-1] == 0:
         raise ValueError(f"{name} must have d >= 1")
     return arr
-
-
-def batch_multipliers(s: np.ndarray, depth) -> np.ndarray:
-    """Multipliers of A_{N,X} in the singular frame for a stack of singular values (..., d)."""
-    if depth == 1:
-        return np.ones(s.shape + (s.shape[-1],))
-    q, scale = _q_and_scale(depth)
-    alpha = _log_sq(s)
-    return _multiplier_from_alpha(alpha[..., :, None], alpha[..., None, :], q, scale)
 
 
 def check_full_rank_batch(s: np.ndarray, name: str = "X") -> None:
@@ -98,44 +85,22 @@ def ensemble(X0, n_paths, core_ndim: int, name: str) -> np.ndarray:
     )
 
 
+def real_vector_ensemble(x0, n_paths, name: str) -> np.ndarray:
+    """Validate real starting point(s) of shape (d,) or (B, d); return B float64 copies (B, d)."""
+    x0 = np.asarray(x0)
+    if x0.dtype == object or not np.issubdtype(x0.dtype, np.number) or np.iscomplexobj(x0):
+        raise TypeError(f"{name} must be a real array")
+    if x0.ndim not in (1, 2) or x0.shape[-1] < 1:
+        raise ValueError(f"{name} must have shape (d,) or (B, d), got {x0.shape}")
+    return ensemble(x0, n_paths, 1, name)
+
+
 def as_real_stacks(W, name: str = "W") -> np.ndarray:
     """Validate real layers of shape (..., N, d, d)."""
     arr = np.asarray(W)
     if arr.ndim < 3:
         raise ValueError(f"{name} must have shape (..., N, d, d), got {arr.shape}")
-    flat = as_stack(arr.reshape((-1,) + arr.shape[-2:]), name)
-    if np.iscomplexobj(flat):
+    arr = _as_layers(arr, name)
+    if np.iscomplexobj(arr):
         raise TypeError(f"{name} must be real")
-    if arr.shape[-1] != arr.shape[-2]:
-        raise ValueError(f"{name} must have square layers, got shape {arr.shape}")
-    return flat.reshape(arr.shape)
-
-
-def check_depth_value(depth, allow_inf: bool = True):
-    return check_depth(depth, allow_inf=allow_inf)
-
-
-def end_to_end_batch(W: np.ndarray) -> np.ndarray:
-    """X = W_N ... W_1 for stacks of shape (..., N, d, d)."""
-    X = W[..., 0, :, :]
-    for p in range(1, W.shape[-3]):
-        X = W[..., p, :, :] @ X
-    return X
-
-
-def lifted_gradient_batch(W: np.ndarray, dE: np.ndarray) -> np.ndarray:
-    """Layer p gets A_{p+1}^T dE B_{p-1}^T ([G] eq. 3.6), for stacks (..., N, d, d)."""
-    N = W.shape[-3]
-    d = W.shape[-1]
-    eye = np.broadcast_to(np.eye(d), W.shape[:-3] + (d, d))
-    B = [eye]
-    for p in range(N - 1):
-        B.append(W[..., p, :, :] @ B[-1])
-    A = [eye]
-    for p in range(N - 1, 0, -1):
-        A.append(A[-1] @ W[..., p, :, :])
-    A = A[::-1]  # A[p] = W_N ... W_{p+2} (0-based layer p+1 removed)
-    out = np.empty_like(W)
-    for p in range(N):
-        out[..., p, :, :] = _t(A[p]) @ dE @ _t(B[p])
-    return out
+    return arr

@@ -62,10 +62,9 @@ from ..balanced import (
     _to_frame,
     balance_error,
 )
-from ._batch import as_real_stacks, check_real, ensemble, lifted_gradient_batch
-from ._batch import end_to_end_batch as _e2e
+from ._batch import as_real_stacks, check_real, ensemble
 from ._stepping import SampleResult, rank_preserving, run_sampler
-from .end_to_end import _check_energy, _energy_gradient
+from .end_to_end import _check_energy, _lifted_energy_gradient
 
 __all__ = ["balanced_langevin", "balanced_noise"]
 
@@ -176,9 +175,9 @@ def balanced_langevin(
 
     def step(W, dW, h):
         v = noise_scale * _anisotropic_noise(W, dW, root_kappa)
-        dE = _energy_gradient(energy, _e2e(W))
-        if dE is not None:
-            v = v - h * lifted_gradient_batch(W, dE)
+        grad = _lifted_energy_gradient(energy, W)
+        if grad is not None:
+            v = v - h * grad
         return _retract(W, v, 2, check=False)
 
     return run_sampler(

@@ -28,15 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._batch import (
-    _t,
-    as_real_points,
-    batch_multipliers,
-    check_depth_value,
-    check_full_rank_batch,
-    check_real,
-    ensemble,
-)
+from .._checks import check_depth
+from ..depth_metric import DepthFrame
+from ._batch import as_real_points, check_full_rank_batch, check_real, ensemble
 from ._stepping import SampleResult, rank_preserving, run_sampler
 
 __all__ = ["brownian_drift", "brownian_increment", "brownian_motion"]
@@ -51,20 +45,20 @@ def _drift_diagonal(s: np.ndarray, depth) -> np.ndarray:
     return (depth - 1) * np.exp((1.0 - 2.0 / depth) * np.log(s))
 
 
-def _frame(X: np.ndarray, name: str = "X"):
-    U, s, Vh = np.linalg.svd(X)
-    check_full_rank_batch(s, name)
-    return U, s, Vh
+def _frame(X: np.ndarray, depth, name: str = "X") -> DepthFrame:
+    """Singular frame and multipliers of validated full-rank matrices (..., d, d)."""
+    frame = DepthFrame(X, depth, check=False)
+    check_full_rank_batch(frame.s, name)
+    return frame
 
 
-def _drift_from_frame(U, s, Vh, depth, beta):
-    return (U * (_drift_diagonal(s, depth) / beta)[..., None, :]) @ Vh
+def _diagonal_in_frame(frame: DepthFrame, diagonal: np.ndarray) -> np.ndarray:
+    r""":math:`U\,\mathrm{diag}(\cdot)\,V^T` for diagonal entries (..., d) in the frame."""
+    return (frame.U * diagonal[..., None, :]) @ frame.Vh
 
 
-def _noise_from_frame(U, s, Vh, depth, dW):
-    """A^{1/2}(dW) = U (sqrt(M) o (U^T dW V)) V^T."""
-    root = np.sqrt(batch_multipliers(s, depth))
-    return U @ (root * (_t(U) @ dW @ _t(Vh))) @ Vh
+def _drift_from_frame(frame: DepthFrame, beta: float) -> np.ndarray:
+    return _diagonal_in_frame(frame, _drift_diagonal(frame.s, frame.depth) / beta)
 
 
 def _matrix_sampler(
@@ -72,18 +66,19 @@ def _matrix_sampler(
 ) -> SampleResult:
     """Euler-Maruyama in the singular frame for the samplers on full-rank matrices.
 
-    One step is ``x + h drift(x, U, s, Vh) + noise_scale A^{1/2}(dW)`` (the noise term is
-    left out when ``noise_scale == 0``), with the rank-preserving reject-and-halve control
-    of :mod:`dln_manifolds.langevin._stepping`. ``options`` go to :func:`run_sampler`.
+    One step is ``x + h drift(x, frame) + noise_scale A^{1/2}(dW)`` with ``frame`` the
+    :class:`~dln_manifolds.depth_metric.DepthFrame` of x (the noise term is left out when
+    ``noise_scale == 0``), with the rank-preserving reject-and-halve control of
+    :mod:`dln_manifolds.langevin._stepping`. ``options`` go to :func:`run_sampler`.
     """
     x0 = ensemble(as_real_points(X0, "X0"), n_paths, 2, "X0")
-    _frame(x0, "X0")
+    _frame(x0, depth, "X0")
 
     def step(x, dW, h):
-        U, s, Vh = np.linalg.svd(x)
-        y = x + h * drift(x, U, s, Vh)
+        frame = DepthFrame(x, depth, check=False)
+        y = x + h * drift(x, frame)
         if noise_scale > 0:
-            y = y + noise_scale * _noise_from_frame(U, s, Vh, depth, dW)
+            y = y + noise_scale * frame.power(dW, 0.5)
         return y
 
     return run_sampler(
@@ -119,10 +114,9 @@ def brownian_drift(X, depth, beta: float = 1.0) -> np.ndarray:
         If some X is rank-deficient, or beta is not positive.
     """
     X = as_real_points(X)
-    depth = check_depth_value(depth)
+    depth = check_depth(depth)
     beta = check_real(beta, "beta", positive=True)
-    U, s, Vh = _frame(X)
-    return _drift_from_frame(U, s, Vh, depth, beta)
+    return _drift_from_frame(_frame(X, depth), beta)
 
 
 def brownian_increment(X, depth, beta: float, dt: float, noise) -> np.ndarray:
@@ -158,17 +152,15 @@ def brownian_increment(X, depth, beta: float, dt: float, noise) -> np.ndarray:
         The increment (add it to X for the next point).
     """
     X = as_real_points(X)
-    depth = check_depth_value(depth)
+    depth = check_depth(depth)
     beta = check_real(beta, "beta", positive=True)
     dt = check_real(dt, "dt", positive=True)
     noise = as_real_points(noise, "noise")
     if noise.shape[-1] != X.shape[-1]:
         raise ValueError(f"noise must have shape (..., {X.shape[-1]}, {X.shape[-1]})")
-    U, s, Vh = _frame(X)
-    drift = _drift_from_frame(U, s, Vh, depth, beta)
-    return drift * dt + np.sqrt(2.0 / beta) * _noise_from_frame(
-        U, s, Vh, depth, np.sqrt(dt) * noise
-    )
+    frame = _frame(X, depth)
+    drift = _drift_from_frame(frame, beta)
+    return drift * dt + np.sqrt(2.0 / beta) * frame.power(np.sqrt(dt) * noise, 0.5)
 
 
 def brownian_motion(
@@ -218,14 +210,14 @@ def brownian_motion(
     SampleResult
         ``states`` has shape (n_saved, B, d, d); ``.final`` is (B, d, d).
     """
-    depth = check_depth_value(depth)
+    depth = check_depth(depth)
     beta = check_real(beta, "beta", positive=True)
     max_log_change = check_real(max_log_change, "max_log_change", positive=True)
     return _matrix_sampler(
         X0,
         n_paths,
         depth,
-        lambda x, U, s, Vh: _drift_from_frame(U, s, Vh, depth, beta),
+        lambda x, frame: _drift_from_frame(frame, beta),
         np.sqrt(2.0 / beta),
         t_final,
         dt,

@@ -27,14 +27,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._batch import check_real, ensemble
+from ..network import _h
+from ._batch import check_real, ensemble, real_vector_ensemble
 from ._stepping import SampleResult, order_preserving, run_sampler
 
 __all__ = ["dyson_brownian_motion", "dyson_lift", "dyson_drift", "hermitian_noise"]
-
-
-def _h(A):
-    return np.conj(np.swapaxes(A, -1, -2))
 
 
 def dyson_drift(x) -> np.ndarray:
@@ -82,13 +79,16 @@ def hermitian_noise(xi) -> np.ndarray:
     return 0.5 * (A + np.swapaxes(A, -1, -2)) + 0.5j * (B - np.swapaxes(B, -1, -2))
 
 
+def _chamber_parameters(beta, min_gap_ratio):
+    r"""Validate beta and min_gap_ratio; return the noise amplitude :math:`\sqrt{2/\beta}` of
+    [G] eq. 11.1 and the acceptance test that keeps the spectrum in the Weyl chamber."""
+    beta = check_real(beta, "beta", positive=True)
+    min_gap_ratio = check_real(min_gap_ratio, "min_gap_ratio", positive=True, allow_zero=True)
+    return np.sqrt(2.0 / beta), order_preserving(min_gap_ratio)
+
+
 def _check_x0(x0, n_paths):
-    x0 = np.asarray(x0)
-    if x0.dtype == object or not np.issubdtype(x0.dtype, np.number) or np.iscomplexobj(x0):
-        raise TypeError("x0 must be a real array")
-    if x0.ndim not in (1, 2) or x0.shape[-1] < 1:
-        raise ValueError(f"x0 must have shape (d,) or (B, d), got {x0.shape}")
-    x0 = ensemble(x0, n_paths, 1, "x0")
+    x0 = real_vector_ensemble(x0, n_paths, "x0")
     if not np.all(np.isfinite(x0)) or np.any(np.diff(x0, axis=-1) <= 0):
         raise ValueError("x0 must be finite and strictly increasing (the Weyl chamber)")
     return x0
@@ -134,10 +134,8 @@ def dyson_brownian_motion(
     SampleResult
         ``states`` of shape (n_saved, B, d).
     """
-    beta = check_real(beta, "beta", positive=True)
-    min_gap_ratio = check_real(min_gap_ratio, "min_gap_ratio", positive=True, allow_zero=True)
+    scale, gaps_ok = _chamber_parameters(beta, min_gap_ratio)
     x0 = _check_x0(x0, n_paths)
-    scale = np.sqrt(2.0 / beta)
 
     def step(x, dW, h):
         return x + h * dyson_drift(x) + scale * dW
@@ -148,7 +146,7 @@ def dyson_brownian_motion(
         x0.shape[1:],
         t_final,
         dt,
-        accept=order_preserving(min_gap_ratio),
+        accept=gaps_ok,
         seed=seed,
         save_every=save_every,
         max_halvings=max_halvings,
@@ -204,8 +202,7 @@ def dyson_lift(
         ``states`` of shape (n_saved, B, d, d), complex; their eigenvalues
         (``numpy.linalg.eigvalsh``) follow [G] eq. 11.1 in law ([G] Thm 15(a)).
     """
-    beta = check_real(beta, "beta", positive=True)
-    min_gap_ratio = check_real(min_gap_ratio, "min_gap_ratio", positive=True, allow_zero=True)
+    normal, gaps_ok = _chamber_parameters(beta, min_gap_ratio)
     M0 = np.asarray(M0)
     if M0.dtype == object or not np.issubdtype(M0.dtype, np.number):
         raise TypeError("M0 must be a numeric array")
@@ -218,9 +215,7 @@ def dyson_lift(
     if np.any(np.diff(np.linalg.eigvalsh(M0), axis=-1) <= 0):
         raise ValueError("M0 must have distinct eigenvalues")
     d = M0.shape[-1]
-    normal = np.sqrt(2.0 / beta)
     eye = np.eye(d, dtype=bool)
-    gaps_ok = order_preserving(min_gap_ratio)
 
     def step(M, xi, h):
         _, U = np.linalg.eigh(M)

@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_depth
 from ..entropy import _entropy_sigma_gradient
-from ._batch import (
-    _t,
-    as_real_points,
-    batch_multipliers,
-    check_depth_value,
-    check_real,
-)
+from ..network import _end_to_end, _lifted_gradient
+from ._batch import as_real_points, check_real
 from ._stepping import SampleResult
-from .brownian import _drift_from_frame, _frame, _matrix_sampler
+from .brownian import _diagonal_in_frame, _drift_from_frame, _frame, _matrix_sampler
 
 __all__ = ["end_to_end_langevin", "free_energy_drift"]
 
@@ -53,14 +49,27 @@ def _check_energy(energy):
     return energy
 
 
-def _drift(X, U, s, Vh, depth, beta, kappa, energy):
-    M = batch_multipliers(s, depth)
-    drift = (U * (_entropy_sigma_gradient(s, depth) / beta)[..., None, :]) @ Vh  # [G] eq. 12.8
+def _lifted_energy_gradient(energy, W):
+    r"""Euclidean gradient of :math:`E(\phi(W))` for stacks (..., N, d, d) ([G] eq. 3.6).
+
+    No input checks (a sampler step on validated states): as before, a non-finite E'(X)
+    propagates to the proposal, which the step control then rejects.
+
+    None when ``energy`` is None (E = 0).
+    """
+    if energy is None:
+        return None
+    return _lifted_gradient(W, _energy_gradient(energy, _end_to_end(W)))
+
+
+def _drift(X, frame, beta, kappa, energy):
+    entropic = _entropy_sigma_gradient(frame.s, frame.depth) / beta  # [G] eq. 12.8
+    drift = _diagonal_in_frame(frame, entropic)
     if kappa > 0:
-        drift = drift + _drift_from_frame(U, s, Vh, depth, beta / kappa)
+        drift = drift + _drift_from_frame(frame, beta / kappa)
     dE = _energy_gradient(energy, X)
     if dE is not None:
-        drift = drift - U @ (M * (_t(U) @ dE @ _t(Vh))) @ Vh
+        drift = drift - frame.operator(dE)
     return drift
 
 
@@ -93,11 +102,10 @@ def free_energy_drift(X, depth, beta: float, kappa: float = 1.0, energy=None) ->
     ndarray, shape (..., d, d)
     """
     X = as_real_points(X)
-    depth = check_depth_value(depth, allow_inf=False)
+    depth = check_depth(depth, allow_inf=False)
     beta = check_real(beta, "beta", positive=True)
     kappa = check_real(kappa, "kappa", positive=True, allow_zero=True)
-    U, s, Vh = _frame(X)
-    return _drift(X, U, s, Vh, depth, beta, kappa, _check_energy(energy))
+    return _drift(X, _frame(X, depth), beta, kappa, _check_energy(energy))
 
 
 def end_to_end_langevin(
@@ -155,7 +163,7 @@ def end_to_end_langevin(
     SampleResult
         ``states`` of shape (n_saved, B, d, d).
     """
-    depth = check_depth_value(depth, allow_inf=False)
+    depth = check_depth(depth, allow_inf=False)
     beta = check_real(beta, "beta", positive=True)
     kappa = check_real(kappa, "kappa", positive=True, allow_zero=True)
     max_log_change = check_real(max_log_change, "max_log_change", positive=True)
@@ -164,7 +172,7 @@ def end_to_end_langevin(
         X0,
         n_paths,
         depth,
-        lambda x, U, s, Vh: _drift(x, U, s, Vh, depth, beta, kappa, energy),
+        lambda x, frame: _drift(x, frame, beta, kappa, energy),
         np.sqrt(2.0 * kappa / beta),
         t_final,
         dt,

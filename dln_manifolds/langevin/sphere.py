@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._batch import ensemble
+from ._batch import real_vector_ensemble
 from ._stepping import SampleResult, run_sampler
 
 __all__ = ["sphere_tangential_noise"]
@@ -47,12 +47,7 @@ def sphere_tangential_noise(
     SampleResult
         ``states`` of shape (n_saved, B, d).
     """
-    m0 = np.asarray(m0)
-    if m0.dtype == object or not np.issubdtype(m0.dtype, np.number) or np.iscomplexobj(m0):
-        raise TypeError("m0 must be a real array")
-    if m0.ndim not in (1, 2) or m0.shape[-1] < 1:
-        raise ValueError(f"m0 must have shape (d,) or (B, d), got {m0.shape}")
-    m0 = ensemble(m0, n_paths, 1, "m0")
+    m0 = real_vector_ensemble(m0, n_paths, "m0")
     if not np.all(np.isfinite(m0)) or np.any(np.linalg.norm(m0, axis=-1) == 0):
         raise ValueError("m0 must be finite and nonzero")
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._batch import as_real_stacks, check_real, ensemble, lifted_gradient_batch
-from ._batch import end_to_end_batch as _e2e
+from ._batch import as_real_stacks, check_real, ensemble
 from ._stepping import SampleResult, run_sampler
-from .end_to_end import _check_energy, _energy_gradient
+from .end_to_end import _check_energy, _lifted_energy_gradient
 
 __all__ = ["weight_langevin"]
 
@@ -72,9 +71,9 @@ def weight_langevin(
 
     def step(W, dW, h):
         force = kappa * W
-        dE = _energy_gradient(energy, _e2e(W))
-        if dE is not None:
-            force = force + lifted_gradient_batch(W, dE)
+        grad = _lifted_energy_gradient(energy, W)
+        if grad is not None:
+            force = force + grad
         return W - h * force + noise_scale * dW
 
     return run_sampler(
