@@ -235,9 +235,11 @@ def test_multipliers_input():
 
 
 @pytest.mark.parametrize(
-    "bad", [np.ones((3, 3)), np.ones((2, 3, 4)), np.ones((0, 3, 3)), np.ones((2, 2, 3, 3))]
+    "bad", [np.ones(3), np.ones((3, 3)), np.ones((2, 3, 4)), np.ones((0, 3, 3))]
 )
 def test_stack_shape(bad):
+    # (..., N, d, d) with extra leading axes is a batch of networks, valid since the
+    # network maps accept batches (tests/test_network.py checks those).
     for fun in (end_to_end, moments):
         with _raises(ValueError, "W", r"\(N, d, d\)|N >= 1"):
             fun(bad)
