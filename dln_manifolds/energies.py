@@ -13,6 +13,7 @@ Upstairs, the lifted loss is :math:`E(\phi(W))` with gradient
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from ._checks import as_matrix
 
 __all__ = [
+    "energy_functions",
     "Energy",
     "QuadraticEnergy",
     "MatrixCompletionEnergy",
@@ -44,6 +46,30 @@ class Energy:
 
     def __call__(self, X):
         return self.value(X)
+
+
+def energy_functions(energy) -> tuple[Callable, Callable | None]:
+    """Resolve an ``energy`` argument to ``(gradient, value)`` callables of X.
+
+    Accepts an :class:`Energy` (or any object with a ``gradient(X)`` method; its
+    ``value`` is returned if present) or a plain callable ``X -> E'(X)``, in
+    which case ``value`` is None.
+
+    Raises
+    ------
+    TypeError
+        If ``energy`` is neither.
+    """
+    gradient = getattr(energy, "gradient", None)
+    if callable(gradient):
+        value = getattr(energy, "value", None)
+        return gradient, value if callable(value) else None
+    if callable(energy):
+        return energy, None
+    raise TypeError(
+        "energy must be an Energy (with a gradient(X) method) or a callable returning E'(X), "
+        f"got {type(energy).__name__}"
+    )
 
 
 @dataclass(frozen=True, eq=False)

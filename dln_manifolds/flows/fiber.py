@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._checks import as_stack, check_positive
-from ..energies import Energy
+from ..energies import Energy, energy_functions
 from ..fiber import (
     FiberNormalSolver,
     fiber_restore,
@@ -214,17 +214,6 @@ def ness_flow(
     )
 
 
-def _energy_gradient(energy) -> tuple[Callable, Callable | None]:
-    if isinstance(energy, Energy):
-        return energy.gradient, energy.value
-    if callable(energy):
-        return energy, None
-    raise TypeError(
-        "energy must be a dln_manifolds Energy or a callable X -> E'(X), "
-        f"got {type(energy).__name__}"
-    )
-
-
 def regularized_gradient_flow(
     W0: ArrayLike,
     energy: Energy | Callable[[np.ndarray], np.ndarray],
@@ -269,7 +258,7 @@ def regularized_gradient_flow(
     """
     W0 = as_stack(W0, "W0")
     kappa = check_positive(kappa, "kappa")
-    grad_E, value_E = _energy_gradient(energy)
+    grad_E, value_E = energy_functions(energy)
 
     def velocity(t, W):
         return -lifted_gradient(W, grad_E(end_to_end(W))) - kappa * W

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_depth
+from ..energies import energy_functions
 from ..entropy import _entropy_sigma_gradient
 from ..network import _end_to_end, _lifted_gradient
 from ._batch import as_real_points, check_real
@@ -30,22 +31,13 @@ __all__ = ["end_to_end_langevin", "free_energy_drift"]
 def _energy_gradient(energy, X):
     if energy is None:
         return None
-    grad = getattr(energy, "gradient", None)
-    if callable(grad):
-        return np.asarray(grad(X), dtype=np.float64)
-    if callable(energy):
-        return np.asarray(energy(X), dtype=np.float64)
-    raise TypeError(
-        "energy must be None, an Energy (with a gradient(X) method) or a callable returning E'(X)"
-    )
+    gradient, _ = energy_functions(energy)
+    return np.asarray(gradient(X), dtype=np.float64)
 
 
 def _check_energy(energy):
-    if energy is not None and not (callable(getattr(energy, "gradient", None)) or callable(energy)):
-        raise TypeError(
-            "energy must be None, an Energy (with a gradient(X) method) or a callable returning "
-            f"E'(X), got {type(energy).__name__}"
-        )
+    if energy is not None:
+        energy_functions(energy)  # raises TypeError naming the problem
     return energy
 
 
