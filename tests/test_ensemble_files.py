@@ -111,6 +111,10 @@ def test_directory_errors_are_named_before_any_task(tmp_path):
         with pytest.raises(OSError, match="directory=") as info:
             run_ensemble(value_task, tasks, bad)
         assert str(bad) in str(info.value)
+    locked_out = tmp_path / "locked_out"
+    (locked_out / ".sweep.lock").mkdir(parents=True)  # the directory lock cannot be created
+    with pytest.raises(OSError, match="cannot write to the results directory directory="):
+        run_ensemble(value_task, tasks, locked_out)
     assert not log.exists()  # no task ran
     assert a_file.read_text() == "not a directory"
 

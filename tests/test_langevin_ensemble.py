@@ -83,16 +83,25 @@ SCRIPT = textwrap.dedent(
             time.sleep(3600)
         return {"value": np.arange(3) * i}
 
-    run_ensemble(slow_task, [{"i": i, "log": sys.argv[2]} for i in range(8)], sys.argv[1])
+    if __name__ == "__main__":
+        tasks = [{"i": i, "log": sys.argv[2]} for i in range(8)]
+        if sys.argv[4] == "pool":
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(2) as pool:
+                run_ensemble(slow_task, tasks, sys.argv[1], executor=pool)
+        else:
+            run_ensemble(slow_task, tasks, sys.argv[1])
     """
 )
 
 
-def test_interrupted_sweep_resumes_without_redoing(tmp_path):
+@pytest.mark.parametrize("how", ["serial", "pool"])
+def test_interrupted_sweep_resumes_without_redoing(tmp_path, how):
     script = tmp_path / "sweep.py"
     script.write_text(SCRIPT)
     out, log = tmp_path / "out", tmp_path / "log.txt"
-    proc = subprocess.Popen([sys.executable, str(script), str(out), str(log), "block"])
+    proc = subprocess.Popen([sys.executable, str(script), str(out), str(log), "block", how])
     deadline = time.time() + 120
     while time.time() < deadline:
         done = [f for f in os.listdir(out) if f.endswith(".npz")] if out.exists() else []
@@ -104,7 +113,7 @@ def test_interrupted_sweep_resumes_without_redoing(tmp_path):
     finished = sorted(f for f in os.listdir(out) if f.endswith(".npz"))
     assert len(finished) == 3, "the sweep should have been killed while task 3 ran"
     mtimes = {f: os.stat(out / f).st_mtime_ns for f in finished}
-    subprocess.run([sys.executable, str(script), str(out), str(log), "resume"], check=True)
+    subprocess.run([sys.executable, str(script), str(out), str(log), "resume", how], check=True)
     runs = [int(x) for x in log.read_text().split()]
     assert sorted(set(runs)) == list(range(8))
     done_before = {int(np.load(out / f)["value"][1]) for f in finished}

@@ -15,45 +15,9 @@ valid result file and runs only the other tasks. Results depend only on the
 parameters (each task seeds its own Generator), so serial, pooled and
 distributed runs give identical files.
 
-Checks before reuse
--------------------
-A result file is reused only if it loads without pickle, every array passes
-the CRC-32 check of the zip archive as it is read, and the parameters stored
-in it (canonical JSON) equal the task's. Any other file under the task's name
-(zero-byte or truncated, corrupt bytes, not an ``.npz`` archive, or the valid
-file of another task copied there) is never returned: it is moved aside to
-``<task_name>.npz.rejected``, a :class:`ResultFileWarning` names it and the
-reason, and the task is recomputed.
-
-Concurrency contract
---------------------
-Several sweeps may run into one directory at the same time (processes on one
-host, or on several hosts sharing the directory); they share the work and
-each task is computed once:
-
-- Each call of :func:`run_ensemble` is an *owner* with a token
-  ``<host>-<pid>-<random>``. It holds an exclusive lock (:func:`fcntl.flock`)
-  on ``.owner~<token>.lock`` until it returns; the operating system drops the
-  lock when the process dies, even by SIGKILL, so a held lock means a live
-  owner. (Forked children, e.g. process-pool workers, close their copies.)
-- Before a task starts, its owner writes the claim file
-  ``.<task_name>.claim`` holding its token. Other sweeps skip claimed tasks
-  and wait (polling) for their result files; a claim of a dead owner, or one
-  left by a task that raised, is taken over and the task computed again.
-- Claims are created, released and taken over, and the files of dead owners
-  removed, only under the directory lock ``.sweep.lock`` (held briefly).
-- Temporary files are named ``.<task_name>~<token>.tmp``. A sweep deletes the
-  temporaries of dead owners (lock free or owner file gone), never those of a
-  live owner. Temporaries of earlier versions (``.<task_name>.<8 chars>.tmp``,
-  no owner) are deleted once they are more than 10 minutes old.
-- With a :class:`concurrent.futures.ProcessPoolExecutor`, each worker that
-  runs a task starts a watchdog thread that ends the worker within about
-  0.1 s once its parent process is gone, so killing a sweep leaves no worker
-  computing. Dask workers belong to their cluster and are left alone.
-- Locking needs a filesystem where ``flock`` works between processes (local
-  filesystems; NFS on Linux, where it is emulated with POSIX locks, so run at
-  most one sweep per process into a directory there). Without :mod:`fcntl`
-  (Windows), :func:`msvcrt.locking` is used.
+A result file is reused only after checks (its parameters and the CRC of its
+arrays), and several sweeps may write into one directory at the same time,
+sharing the work: the Notes of :func:`run_ensemble` state the contract.
 
 Example
 -------
@@ -362,7 +326,7 @@ class _Owner:
         return cache[token]
 
     def clean(self) -> None:
-        """Remove the owner files and temporaries of dead owners (call under the mutex)."""
+        """Remove the owner files, claims and temporaries of dead owners (call under the mutex)."""
         cache: dict[str, bool] = {}
         names = [e.name for e in os.scandir(self.dir) if e.name.startswith(".")]
         for name in names:
@@ -374,6 +338,13 @@ class _Owner:
             m = _TMP_RE.fullmatch(name)
             if m and not self.alive(m[1], cache):
                 _unlink(self.dir / name)
+            elif name.endswith(".claim") and "~" not in name:
+                try:
+                    holder = (self.dir / name).read_text().strip()
+                except (FileNotFoundError, IsADirectoryError):
+                    continue
+                if not self.alive(holder, cache):  # e.g. killed between its rename and release
+                    _unlink(self.dir / name)
             elif m is None and _LEGACY_TMP_RE.fullmatch(name):
                 try:
                     if now - os.stat(self.dir / name).st_mtime > _LEGACY_TMP_AGE:
@@ -531,6 +502,48 @@ def run_ensemble(
         When a file under a task's name is not a valid result of that task
         (unreadable, truncated, corrupt, or another task's); the file is
         moved to ``<name>.npz.rejected`` and the task recomputed.
+
+    Notes
+    -----
+    *Checks before reuse.* A result file is reused only if it loads without
+    pickle, every array passes the CRC-32 check of the zip archive as it is
+    read, and the parameters stored in it (canonical JSON) equal the task's.
+    Any other file under the task's name (zero-byte or truncated, corrupt
+    bytes, not an ``.npz`` archive, or the valid file of another task copied
+    there) is never returned: it is moved aside to
+    ``<task_name>.npz.rejected``, a :class:`ResultFileWarning` names it and the
+    reason, and the task is recomputed.
+
+    *Concurrency contract.* Several sweeps may run into one directory at the
+    same time (processes on one host, or on several hosts sharing the
+    directory); they share the work and each task is computed once.
+
+    - Each call is an *owner* with a token ``<host>-<pid>-<random>``. It holds
+      an exclusive lock (``fcntl.flock``) on ``.owner~<token>.lock`` until it
+      returns; the operating system drops the lock when the process dies, even
+      by SIGKILL, so a held lock means a live owner. Forked children (e.g.
+      process-pool workers) close their copies of the lock.
+    - Before a task starts, its owner writes the claim file
+      ``.<task_name>.claim`` holding its token. Other sweeps skip claimed tasks
+      and wait (polling) for their result files. The claim of a dead owner,
+      or of a task that raised (its claim is released), is taken over and the
+      task computed again, by the first sweep that finds it.
+    - Claims are created, released and taken over, and the files of dead
+      owners removed, only under the directory lock ``.sweep.lock`` (held for
+      a moment; the file stays in the directory).
+    - Temporary files are named ``.<task_name>~<token>.tmp``. A sweep deletes
+      the temporaries of dead owners (lock free or owner file gone), never
+      those of a live owner. Temporaries of earlier versions
+      (``.<task_name>.<8 characters>.tmp``, which name no owner) are deleted
+      once they are more than 10 minutes old.
+    - With a ``concurrent.futures.ProcessPoolExecutor``, each worker that runs
+      a task starts a watchdog thread that ends the worker within about 0.1 s
+      once its parent process is gone, so killing a sweep leaves no worker
+      computing. Dask workers belong to their cluster and are left alone.
+    - Locking needs a filesystem where ``flock`` works between processes:
+      local filesystems, and NFS on Linux (emulated there with POSIX locks, so
+      run at most one sweep per process into an NFS directory). Without
+      ``fcntl`` (Windows), ``msvcrt.locking`` is used.
     """
     if not callable(task):
         raise TypeError(f"task must be callable, got {type(task).__name__}")
