@@ -196,14 +196,8 @@ def as_array(
 def as_arrays(
     shape: tuple[int, ...], /, *, real: bool = True, batch: bool = False, **arrays
 ) -> tuple[np.ndarray, ...]:
-    """:func:`as_array` on each keyword argument (its keyword is its name); in order.
-
-    ``None`` values are passed through (for optional arguments).
-    """
-    return tuple(
-        None if v is None else as_array(v, name, shape, real=real, batch=batch)
-        for name, v in arrays.items()
-    )
+    """:func:`as_array` on each keyword argument (its keyword is its name); in order."""
+    return tuple(as_array(v, name, shape, real=real, batch=batch) for name, v in arrays.items())
 
 
 def check_count(value, name: str, minimum: int = 1) -> int:

@@ -49,6 +49,8 @@ class Energy:
 
     def _check(self, X, name: str = "X") -> np.ndarray:
         """Validate a real matrix, or a batch of them, of shape (..., d, d)."""
+        if hasattr(X, "shape") and not isinstance(X, np.ndarray):
+            return X  # an autodiff tracer (autograd, jax): differentiated, not validated
         return as_array(X, name, (self.d, self.d), real=True, batch=True)
 
 
@@ -130,8 +132,11 @@ class MatrixCompletionEnergy(Energy):
 
     def __post_init__(self):
         mask = np.asarray(self.mask)
-        if mask.dtype != np.bool_:
-            raise TypeError(f"mask must be a bool array, got dtype {mask.dtype}")
+        if mask.dtype != np.bool_:  # 0/1 numbers are accepted as a mask
+            mask = as_array(mask, "mask", batch=True, real=True)
+            if not np.all((mask == 0) | (mask == 1)):
+                raise ValueError("mask must be a bool array (or of 0 and 1 only)")
+            mask = mask.astype(bool)
         observed = as_matrix(self.observed, "observed", real=True)
         if mask.shape != observed.shape:
             raise ValueError(f"mask has shape {mask.shape} but observed has {observed.shape}")

@@ -216,6 +216,9 @@ def langevin_task(
     from .brownian import brownian_motion
     from .end_to_end import end_to_end_langevin
 
+    from .._checks import check_count  # local: keeps this door check a one-line change
+
+    d = check_count(d, "d")
     start_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
     q, r = np.linalg.qr(np.random.default_rng(start_seed).standard_normal((d, d)))
     X0 = scale * q * np.sign(np.diag(r))
