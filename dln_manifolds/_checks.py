@@ -45,6 +45,12 @@ __all__ = [
 
 
 def _as_float_array(value, name: str, real: bool = False) -> np.ndarray:
+    if type(value) is np.ndarray and (
+        value.dtype == np.float64 or (not real and value.dtype == np.complex128)
+    ):  # fast path: the checks run in inner loops (projections, energies)
+        if not np.isfinite(value).all():
+            raise ValueError(f"{name} contains NaN or Inf entries")
+        return value
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__}")
     try:
@@ -61,7 +67,7 @@ def _as_float_array(value, name: str, real: bool = False) -> np.ndarray:
         arr = arr.astype(np.complex128, copy=False)
     else:
         arr = arr.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or Inf entries")
     return arr
 

@@ -202,17 +202,14 @@ class FiberNormalSolver:
     # -- the maps D, D^*, K ---------------------------------------------------
     def differential(self, V: np.ndarray) -> np.ndarray:
         """:math:`d\\phi_W(V)`, shape (d, d)."""
-        V = as_stack(V, "V", depth=self.depth, d=self.d)
         return np.sum(self._A @ V @ self._B, axis=0)
 
     def adjoint(self, Y: np.ndarray) -> np.ndarray:
         """:math:`d\\phi_W^*(Y)`, shape (N, d, d)."""
-        Y = as_matrix(Y, "Y", d=self.d)
         return self._Ah @ Y @ self._Bh
 
     def apply(self, Y: np.ndarray) -> np.ndarray:
         """:math:`K(Y)`, matrix-free, O(N d^3)."""
-        Y = as_matrix(Y, "Y", d=self.d)
         return np.sum(self._L @ Y @ self._R, axis=0)
 
     def _precondition(self, Y: np.ndarray) -> np.ndarray:
@@ -221,7 +218,7 @@ class FiberNormalSolver:
     # -- solves ---------------------------------------------------------------
     def solve(self, r: np.ndarray) -> np.ndarray:
         """Return y with :math:`K(y) = r`, shape (d, d)."""
-        r = as_matrix(r, "r", d=self.d)
+        r = np.asarray(r)
         if not np.any(r):
             self.last_iterations = 0
             return np.zeros_like(r, dtype=np.result_type(r, self.point))
@@ -272,17 +269,14 @@ class FiberNormalSolver:
     # -- projections ----------------------------------------------------------
     def normal_coordinates(self, Z: np.ndarray) -> np.ndarray:
         r""":math:`y = K^{-1} d\phi_W(Z)`, so that the normal part of Z is :math:`d\phi_W^*(y)`."""
-        Z = as_stack(Z, "Z", depth=self.depth, d=self.d)
         return self.solve(self.differential(Z))
 
     def normal_part(self, Z: np.ndarray) -> np.ndarray:
         """Orthogonal projection of Z onto the normal space, shape (N, d, d)."""
-        Z = as_stack(Z, "Z", depth=self.depth, d=self.d)
         return self.adjoint(self.normal_coordinates(Z))
 
     def project(self, Z: np.ndarray) -> np.ndarray:
         """Orthogonal projection of Z onto :math:`T_W\\mathcal{F}_X = \\ker d\\phi_W`."""
-        Z = as_stack(Z, "Z", depth=self.depth, d=self.d)
         return Z - self.normal_part(Z)
 
 
