@@ -192,7 +192,7 @@ class BalancedBundle(FiberBundle):
         (tangent_vec,) = self._flat(tangent_vec=tangent_vec)
         if fiber_point is None:
             if base_point is None:
-                raise ValueError("either base_point or fiber_point must be given")
+                raise TypeError("either base_point or fiber_point must be given")
             (base_point,) = self._flat(base_point=base_point)
             fiber_point = self.lift(base_point)
         (fiber_point,) = self._total_space._arrays(fiber_point=fiber_point)

@@ -88,7 +88,7 @@ class InducedSubmanifold(Manifold):
     def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
         r"""True where :math:`|V - P_W V| \le` ``atol`` :math:`\max(1, |V|)`."""
         if base_point is None:
-            raise ValueError("base_point is required: the tangent space depends on it")
+            raise TypeError("base_point is required: the tangent space depends on it")
         vector, base_point = self._arrays(vector=vector, base_point=base_point)
         return _batched(
             lambda V, W: (
@@ -102,7 +102,7 @@ class InducedSubmanifold(Manifold):
     def to_tangent(self, vector, base_point=None):
         r"""Orthogonal projection :math:`P_W V` onto the tangent space at ``base_point``."""
         if base_point is None:
-            raise ValueError("base_point is required: the tangent space depends on it")
+            raise TypeError("base_point is required: the tangent space depends on it")
         vector, base_point = self._arrays(vector=vector, base_point=base_point)
         return _batched(lambda V, W: self._tangent_projection(W, V), vector, base_point)
 
