@@ -1,8 +1,26 @@
 """Input validation shared by the whole package.
 
-Every public function validates its arguments through these helpers, so that
-bad input raises a :class:`ValueError` or :class:`TypeError` naming the
-argument instead of a numpy traceback or a silent NaN.
+Every public function validates its arguments through these helpers, at its
+door and before any work, so that bad input raises a :class:`ValueError` or
+:class:`TypeError` naming the user's own argument (for adapter methods the
+peer library's name: geomstats ``tangent_vec``, ``base_point``; pymanopt
+``point``, ``tangent_vector``) instead of a numpy traceback or a silent NaN.
+
+Policy (checked over every public entry point by ``tests/test_bad_input.py``):
+
+- Array arguments accept anything numpy turns into an array of numbers:
+  plain (nested) lists and integer arrays are legitimate and are converted to
+  float64 (complex128 where complex input is allowed).
+- TypeError: None, strings, objects, **bool arrays** (a mask passed where
+  numbers are expected is a bug, not a 0/1 matrix), and **complex input where
+  the space is real** (``real=True``). The fiber and the network maps work over
+  real or complex numbers; (M_d, g^N), the balanced manifold, the energies,
+  the entropy and the samplers are real, and their adapters reject complex
+  input instead of casting it (which would drop the imaginary part).
+- ValueError: wrong ndim or shape (including empty arrays), NaN or Inf
+  entries, depth 0 or negative, non-positive scales.
+- Depths and counts: non-integral values (1.5) are a TypeError, integral
+  floats (3.0) are accepted, values below the minimum a ValueError.
 """
 
 from __future__ import annotations
@@ -19,53 +37,74 @@ __all__ = [
     "check_finite_depth",
     "check_positive",
     "check_full_rank",
+    "check_count",
+    "check_real_scalar",
+    "as_array",
+    "as_arrays",
 ]
 
 
-def _as_float_array(value, name: str) -> np.ndarray:
+def _as_float_array(value, name: str, real: bool = False) -> np.ndarray:
+    if type(value) is np.ndarray and (
+        value.dtype == np.float64 or (not real and value.dtype == np.complex128)
+    ):  # fast path: the checks run in inner loops (projections, energies)
+        if not np.isfinite(value).all():
+            raise ValueError(f"{name} contains NaN or Inf entries")
+        return value
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__}")
     try:
         arr = np.asarray(value)
     except Exception as exc:  # pragma: no cover - exotic inputs
         raise TypeError(f"{name} must be an array of numbers: {exc}") from exc
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+    if arr.dtype == np.bool_:
+        raise TypeError(f"{name} must be an array of numbers, got a bool array")
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise TypeError(f"{name} must be an array of numbers, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
+        if real:
+            raise TypeError(f"{name} must be real, got complex input (dtype {arr.dtype})")
         arr = arr.astype(np.complex128, copy=False)
     else:
         arr = arr.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or Inf entries")
     return arr
 
 
-def as_matrix(X, name: str = "X") -> np.ndarray:
-    """Return ``X`` as a finite float64 (or complex128) square matrix of shape (d, d)."""
-    arr = _as_float_array(X, name)
+def as_matrix(X, name: str = "X", *, real: bool = False, d: int | None = None) -> np.ndarray:
+    """Return ``X`` as a finite float64 (or complex128) square matrix of shape (d, d).
+
+    ``real=True`` rejects complex input (TypeError); ``d`` fixes the size.
+    """
+    arr = _as_float_array(X, name, real)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a square matrix of shape (d, d), got shape {arr.shape}")
     if arr.shape[0] != arr.shape[1]:
         raise ValueError(f"{name} must be square, got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} must have d >= 1, got shape {arr.shape}")
+    if d is not None and arr.shape != (d, d):
+        raise ValueError(f"{name} must have shape ({d}, {d}), got shape {arr.shape}")
     return arr
 
 
-def as_matrix_batch(Z, d: int, name: str = "Z") -> np.ndarray:
+def as_matrix_batch(Z, d: int, name: str = "Z", *, real: bool = False) -> np.ndarray:
     """Return ``Z`` as a finite array of shape (..., d, d)."""
-    arr = _as_float_array(Z, name)
+    arr = _as_float_array(Z, name, real)
     if arr.ndim < 2 or arr.shape[-2:] != (d, d):
         raise ValueError(f"{name} must have shape (..., {d}, {d}), got shape {arr.shape}")
     return arr
 
 
-def as_stack(W, name: str = "W", depth: int | None = None, d: int | None = None) -> np.ndarray:
+def as_stack(
+    W, name: str = "W", depth: int | None = None, d: int | None = None, *, real: bool = False
+) -> np.ndarray:
     """Return ``W`` as a finite stack of layers of shape (N, d, d).
 
     ``W[0]`` is the input layer W_1 and ``W[N-1]`` the output layer W_N.
     """
-    arr = _as_float_array(W, name)
+    arr = _as_float_array(W, name, real)
     if arr.ndim != 3 or arr.shape[1] != arr.shape[2]:
         raise ValueError(
             f"{name} must be a stack of square layers of shape (N, d, d), got shape {arr.shape}"
@@ -141,3 +180,49 @@ def check_full_rank(
             f"{name} is rank-deficient or too ill-conditioned "
             f"(condition number {cond:.3g} > {max_condition:.3g})"
         )
+
+
+def as_array(
+    value, name: str, shape: tuple[int, ...] = (), *, real: bool = True, batch: bool = False
+) -> np.ndarray:
+    """Return ``value`` as a finite float64 (complex128 unless ``real``) array of ``shape``.
+
+    With ``batch``, leading batch axes are allowed: the shape is ``(..., *shape)``.
+    An empty ``shape`` with ``batch`` accepts any non-empty array.
+    """
+    arr = _as_float_array(value, name, real)
+    core = arr.shape[arr.ndim - len(shape) :] if arr.ndim >= len(shape) else None
+    ok = core == tuple(shape) and (batch or arr.ndim == len(shape))
+    if not ok or arr.size == 0:
+        want = ("(..., " + ", ".join(map(str, shape)) + ")") if batch else str(tuple(shape))
+        raise ValueError(f"{name} must have shape {want}, got shape {arr.shape}")
+    return arr
+
+
+def as_arrays(
+    shape: tuple[int, ...], /, *, real: bool = True, batch: bool = False, **arrays
+) -> tuple[np.ndarray, ...]:
+    """:func:`as_array` on each keyword argument (its keyword is its name); in order."""
+    return tuple(as_array(v, name, shape, real=real, batch=batch) for name, v in arrays.items())
+
+
+def check_count(value, name: str, minimum: int = 1) -> int:
+    """Validate an integer count >= ``minimum`` (integral floats such as 3.0 are accepted)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {type(value).__name__}")
+    if not isinstance(value, numbers.Integral) and not (np.isfinite(value) and value == int(value)):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def check_real_scalar(value, name: str) -> float:
+    """Validate a finite real scalar (not bool, not complex)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value

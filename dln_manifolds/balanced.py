@@ -64,7 +64,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_matrix, as_stack, check_finite_depth, check_full_rank, check_positive
+from ._checks import (
+    as_matrix,
+    as_stack,
+    check_count,
+    check_finite_depth,
+    check_full_rank,
+    check_positive,
+)
 from .network import end_to_end_differential
 
 __all__ = [
@@ -294,8 +301,7 @@ def random_balanced_point(
     W : ndarray, shape (N, d, d)
         The frames :math:`Q_0, \dots, Q_N` are independent and Haar distributed.
     """
-    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
-        raise ValueError(f"d must be a positive integer, got {d!r}")
+    d = check_count(d, "d")
     N = check_finite_depth(depth)
     rng = np.random.default_rng(rng)
     if singular_values is None:
@@ -724,7 +730,8 @@ def submersion_differential(W, V) -> np.ndarray:
     -------
     ndarray, shape (d, d)
     """
-    return end_to_end_differential(W, V)
+    W = _stack(W)
+    return end_to_end_differential(W, _like(W, V, "V"))
 
 
 def horizontal_projection(W, Z, *, frames: BalancedFrames | None = None) -> np.ndarray:
@@ -795,9 +802,7 @@ def horizontal_lift(W, Z, *, frames: BalancedFrames | None = None) -> np.ndarray
     Cost: 2N + 2 matrix products given the frames, O(N d^3).
     """
     W = _stack(W)
-    Z = as_matrix(Z, "Z")
-    if Z.shape[0] != W.shape[1] or np.iscomplexobj(Z):
-        raise ValueError(f"Z must be a real ({W.shape[1]}, {W.shape[1]}) matrix, got {Z.shape}")
+    Z = as_matrix(Z, "Z", real=True, d=W.shape[1])
     Q, lam = _frames_for(W, frames)
     c, log_m = _lift_coefficients(lam, W.shape[0])
     Zh = Q[-1].T @ Z @ Q[0]

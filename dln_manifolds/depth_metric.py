@@ -49,7 +49,7 @@ import numbers
 
 import numpy as np
 
-from ._checks import as_matrix, as_matrix_batch, check_depth, check_full_rank
+from ._checks import as_array, as_matrix, as_matrix_batch, check_depth, check_full_rank
 
 __all__ = [
     "DepthFrame",
@@ -184,7 +184,7 @@ def depth_multipliers(s, depth) -> np.ndarray:
         positive where both singular values are (and for depth 1, identically 1).
     """
     depth = check_depth(depth)
-    s = np.asarray(s, dtype=np.float64)
+    s = as_array(s, "s", batch=True, real=True)
     if s.ndim != 1:
         raise ValueError(f"s must be a vector of singular values, got shape {s.shape}")
     if np.any(~np.isfinite(s)) or np.any(s < 0):
@@ -347,10 +347,12 @@ class DepthFrame:
 
     def to_frame(self, Z) -> np.ndarray:
         r"""Frame coordinates :math:`\hat Z = U^* Z V`, shape (..., d, d)."""
+        Z = self._arg(Z, "Z")
         return _h(self.U) @ Z @ _h(self.Vh)
 
     def from_frame(self, Zh) -> np.ndarray:
         r"""Inverse of :meth:`to_frame`: :math:`U \hat Z V^*`."""
+        Zh = self._arg(Zh, "Zh")
         return self.U @ Zh @ self.Vh
 
     # -- the operator and the metric ------------------------------------------
@@ -436,6 +438,7 @@ class DepthFrame:
 
     def christoffel_hat(self, Uh, Vh) -> np.ndarray:
         r"""Frame coordinates of :math:`\Gamma_X(U, V)` from those of U and V, (..., d, d)."""
+        Uh, Vh = self._arg(Uh, "Uh"), self._arg(Vh, "Vh")
         self._require_full_rank()
         Uh, Vh = np.broadcast_arrays(Uh, Vh)
         if self.depth == 1:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_matrix
+from ._checks import as_array, as_matrix, check_count, check_positive
 
 __all__ = [
     "energy_functions",
@@ -46,6 +46,12 @@ class Energy:
 
     def __call__(self, X):
         return self.value(X)
+
+    def _check(self, X, name: str = "X") -> np.ndarray:
+        """Validate a real matrix, or a batch of them, of shape (..., d, d)."""
+        if hasattr(X, "shape") and not isinstance(X, np.ndarray):
+            return X  # an autodiff tracer (autograd, jax): differentiated, not validated
+        return as_array(X, name, (self.d, self.d), real=True, batch=True)
 
 
 def energy_functions(energy) -> tuple[Callable, Callable | None]:
@@ -90,23 +96,23 @@ class QuadraticEnergy(Energy):
     scale: float = 1.0
 
     def __post_init__(self):
-        object.__setattr__(self, "target", as_matrix(self.target, "target"))
-        if not np.isfinite(self.scale) or self.scale <= 0:
-            raise ValueError(f"scale must be positive, got {self.scale}")
+        object.__setattr__(self, "target", as_matrix(self.target, "target", real=True))
+        object.__setattr__(self, "scale", check_positive(self.scale, "scale"))
 
     @property
     def d(self) -> int:
         return self.target.shape[0]
 
     def value(self, X):
-        R = X - self.target
+        R = self._check(X) - self.target
         return 0.5 * self.scale * (R * R).sum(axis=(-2, -1))
 
     def gradient(self, X):
-        return self.scale * (X - self.target)
+        return self.scale * (self._check(X) - self.target)
 
     def hessian(self, X, Z):
-        return self.scale * Z
+        self._check(X)
+        return self.scale * self._check(Z, "Z")
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,8 +131,13 @@ class MatrixCompletionEnergy(Energy):
     observed: np.ndarray
 
     def __post_init__(self):
-        mask = np.asarray(self.mask, dtype=bool)
-        observed = as_matrix(self.observed, "observed")
+        mask = np.asarray(self.mask)
+        if mask.dtype != np.bool_:  # 0/1 numbers are accepted as a mask
+            mask = as_array(mask, "mask", batch=True, real=True)
+            if not np.all((mask == 0) | (mask == 1)):
+                raise ValueError("mask must be a bool array (or of 0 and 1 only)")
+            mask = mask.astype(bool)
+        observed = as_matrix(self.observed, "observed", real=True)
         if mask.shape != observed.shape:
             raise ValueError(f"mask has shape {mask.shape} but observed has {observed.shape}")
         object.__setattr__(self, "mask", mask)
@@ -137,14 +148,15 @@ class MatrixCompletionEnergy(Energy):
         return self.mask.shape[0]
 
     def value(self, X):
-        R = (X - self.observed) * self.mask
+        R = (self._check(X) - self.observed) * self.mask
         return 0.5 * (R * R).sum(axis=(-2, -1))
 
     def gradient(self, X):
-        return (X - self.observed) * self.mask
+        return (self._check(X) - self.observed) * self.mask
 
     def hessian(self, X, Z):
-        return Z * self.mask
+        self._check(X)
+        return self._check(Z, "Z") * self.mask
 
 
 def completion_energy_2x2() -> MatrixCompletionEnergy:
@@ -172,23 +184,20 @@ class MatrixSensingEnergy(Energy):
     measurements: np.ndarray
 
     def __post_init__(self):
-        A = np.asarray(self.sensing, dtype=np.float64)
-        y = np.asarray(self.measurements, dtype=np.float64)
+        A = as_array(self.sensing, "sensing", real=True, batch=True)
         if A.ndim != 3 or A.shape[1] != A.shape[2]:
             raise ValueError(f"sensing must have shape (m, d, d), got {A.shape}")
-        if y.shape != (A.shape[0],):
-            raise ValueError(f"measurements must have shape ({A.shape[0]},), got {y.shape}")
-        if not (np.all(np.isfinite(A)) and np.all(np.isfinite(y))):
-            raise ValueError("sensing and measurements must be finite")
+        y = as_array(self.measurements, "measurements", (A.shape[0],), real=True)
         object.__setattr__(self, "sensing", A)
         object.__setattr__(self, "measurements", y)
 
     @classmethod
     def random(cls, target, n_measurements: int, seed=None) -> MatrixSensingEnergy:
         """Gaussian measurements of ``target`` (entries N(0, 1))."""
-        target = as_matrix(target, "target")
+        target = as_matrix(target, "target", real=True)
+        n_measurements = check_count(n_measurements, "n_measurements")
         rng = np.random.default_rng(seed)
-        A = rng.standard_normal((int(n_measurements),) + target.shape)
+        A = rng.standard_normal((n_measurements,) + target.shape)
         return cls(A, np.einsum("mij,ij->m", A, target))
 
     @property
@@ -199,12 +208,14 @@ class MatrixSensingEnergy(Energy):
         return (X[..., None, :, :] * self.sensing).sum(axis=(-2, -1)) - self.measurements
 
     def value(self, X):
-        r = self._residual(X)
+        r = self._residual(self._check(X))
         return 0.5 * (r * r).sum(axis=-1) / self.sensing.shape[0]
 
     def gradient(self, X):
-        r = self._residual(X)
+        r = self._residual(self._check(X))
         return np.einsum("...m,mij->...ij", r, self.sensing) / self.sensing.shape[0]
 
     def hessian(self, X, Z):
+        self._check(X)
+        Z = self._check(Z, "Z")
         return self.gradient(Z) - self.gradient(np.zeros_like(Z))

@@ -58,14 +58,14 @@ def _as_layers(W, name: str = "W", depth: int | None = None, d: int | None = Non
     return arr
 
 
-def _as_gradient(dE, W: np.ndarray) -> np.ndarray:
+def _as_gradient(dE, W: np.ndarray, name: str = "dE") -> np.ndarray:
     """Validate E'(X): shape (d, d), or one per network of a batch W (..., N, d, d)."""
-    dE = as_matrix_batch(dE, W.shape[-1], "dE")
+    dE = as_matrix_batch(dE, W.shape[-1], name)
     batch = W.shape[:-3]
     if not batch and dE.ndim != 2:
-        raise ValueError(f"dE must have shape (d, d), got {dE.shape}")
+        raise ValueError(f"{name} must have shape (d, d), got {dE.shape}")
     if dE.shape[:-2] not in ((), batch):
-        raise ValueError(f"dE must have shape (d, d) or {batch + W.shape[-2:]}, got {dE.shape}")
+        raise ValueError(f"{name} must have shape (d, d) or {batch + W.shape[-2:]}, got {dE.shape}")
     return dE
 
 
@@ -210,7 +210,8 @@ def end_to_end_differential_adjoint(W, Y) -> np.ndarray:
     -------
     ndarray, shape (..., N, d, d)
     """
-    return lifted_gradient(W, Y)
+    W = _as_layers(W)
+    return _lifted_gradient(W, _as_gradient(Y, W, "Y"))
 
 
 def end_to_end_velocity(W, dE) -> np.ndarray:

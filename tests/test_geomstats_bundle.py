@@ -110,7 +110,7 @@ def test_fiber_rejects_bad_input():
     with pytest.raises(TypeError):
         Fiber(np.eye(2) * 1j, 2)
     space = Fiber(np.eye(2), 2)
-    with pytest.raises(ValueError, match="base_point"):
+    with pytest.raises(TypeError, match="base_point"):  # a missing argument, as in Python
         space.to_tangent(np.zeros((2, 2, 2)))
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
+from .._checks import as_array, check_count, check_positive
+
 __all__ = ["FlowResult", "integrate_flow", "TABLEAUS"]
 
 
@@ -166,9 +168,10 @@ def integrate_flow(
     -------
     FlowResult
     """
-    t_final = float(t_final)
-    if not np.isfinite(t_final) or t_final <= 0:
-        raise ValueError(f"t_final must be positive and finite, got {t_final}")
+    t_final = check_positive(t_final, "t_final")
+    dt = None if dt is None else check_positive(dt, "dt")
+    save_every = check_count(save_every, "save_every")
+    y0 = as_array(y0, "y0", batch=True, real=False)
     if adaptive and method == "rk4":
         method = "dopri5"
     if method not in TABLEAUS:

@@ -50,7 +50,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from .._checks import as_matrix, check_depth, check_full_rank, check_positive
+from .._checks import as_matrix, as_stack, check_depth, check_full_rank, check_positive
 from ..balanced import balance_error, balanced_restore, check_balanced
 from ..depth_metric import depth_operator
 from ..entropy import _check_energy, free_energy_gradient, orbit_entropy
@@ -89,6 +89,7 @@ def learning_velocity(W, energy) -> np.ndarray:
     ndarray, shape (N, d, d)
         Layer p is :math:`-A_{p+1}^T E'(X) B_{p-1}^T`.
     """
+    W = as_stack(W, "W", real=True)
     X = end_to_end(W)
     energy = _check_energy(energy, X.shape[0])
     return -lifted_gradient(W, energy.gradient(X))

@@ -10,7 +10,7 @@ import geomstats.backend as gs
 import numpy as np
 from geomstats.geometry.quotient_metric import QuotientMetric
 
-from .._checks import check_finite_depth, check_positive
+from .._checks import as_array, as_stack, check_count, check_finite_depth, check_positive
 from ..balanced import (
     balance_error,
     balanced_restore,
@@ -60,6 +60,8 @@ def second_fundamental_form(W, V) -> np.ndarray:
         Normal vector; the geodesic equation of :math:`\mathcal{M}` is
         :math:`\ddot W = \mathrm{II}_W(\dot W, \dot W)`.
     """
+    W = as_stack(W, "W", real=True)
+    V = as_stack(V, "V", depth=W.shape[0], d=W.shape[1], real=True)
     W = np.asarray(W, dtype=float)
     V = np.asarray(V, dtype=float)
     N = W.shape[0]
@@ -121,6 +123,9 @@ class BalancedMetric(InducedFrobeniusMetric):
 
     def exp(self, tangent_vec, base_point):
         """Riemannian exponential of the induced metric (RK4 on the geodesic equation)."""
+        tangent_vec, base_point = self._space._arrays(
+            tangent_vec=tangent_vec, base_point=base_point
+        )
         return _batched(self._exp_single, tangent_vec, base_point)
 
 
@@ -137,9 +142,13 @@ def orthogonal_group_action(rotations, point) -> np.ndarray:
     -------
     ndarray, shape (..., N, d, d)
     """
-    point = np.asarray(point, dtype=float)
-    if point.shape[-3] == 1:  # N = 1: the group is trivial
+    point = as_array(point, "point", batch=True, real=True)
+    if point.ndim < 3 or point.shape[-1] != point.shape[-2]:
+        raise ValueError(f"point must have shape (..., N, d, d), got shape {point.shape}")
+    N, d = point.shape[-3], point.shape[-1]
+    if N == 1:  # the group is trivial
         return point.copy()
+    rotations = as_array(rotations, "rotations", (N - 1, d, d), batch=True, real=True)
     return _batched(group_action, rotations, point)
 
 
@@ -174,9 +183,7 @@ class BalancedManifold(InducedSubmanifold):
     """
 
     def __init__(self, d: int, depth: int, equip: bool = True):
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
-            raise ValueError(f"d must be a positive integer, got {d!r}")
-        self.d = int(d)
+        self.d = check_count(d, "d")
         self.depth = check_finite_depth(depth)
         N = self.depth
         super().__init__(
@@ -220,6 +227,7 @@ class BalancedManifold(InducedSubmanifold):
         -------
         ndarray, shape (N, d, d) or (n_samples, N, d, d)
         """
+        n_samples = check_count(n_samples, "n_samples")
         check_positive(bound, "bound")
         # seeds from geomstats' generator, so that gs.random.seed makes this reproducible
         seeds = (gs.random.rand(n_samples) * (2**31 - 1)).astype(np.int64).reshape(-1)
@@ -230,6 +238,7 @@ class BalancedManifold(InducedSubmanifold):
 
     def orthonormal_basis(self, base_point):
         """[G] Thm 14 basis (sign of eq. 8.21 fixed): (horizontal (d^2, N, d, d), vertical)."""
+        (base_point,) = self._arrays(base_point=base_point)
         return orthonormal_basis(base_point)
 
     def equip_with_quotient(self):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from geomstats.geometry.fiber_bundle import FiberBundle
 
+from .._checks import as_arrays, as_stack
 from ..balanced import (
     balanced_frames,
     horizontal_lift,
@@ -79,8 +80,8 @@ def align_orbit(point, base_point, max_sweeps: int = 500, tol: float = 1e-13) ->
     ndarray, shape (N, d, d)
         :math:`R\cdot W'`: same end-to-end matrix and same balance as ``point``.
     """
-    Wp = np.asarray(point, dtype=float)
-    W = np.asarray(base_point, dtype=float)
+    W = as_stack(base_point, "base_point", real=True)
+    Wp = as_stack(point, "point", depth=W.shape[0], d=W.shape[1], real=True)
     N, d, _ = W.shape
     if N == 1:
         return Wp.copy()
@@ -139,27 +140,42 @@ class BalancedBundle(FiberBundle):
         self.d = total_space.d
         self.depth = total_space.depth
 
+    def _flat(self, **arrays) -> tuple[np.ndarray, ...]:
+        """Validate real points and vectors downstairs, shape (..., d*d)."""
+        return as_arrays((self.d * self.d,), batch=True, **arrays)
+
     def riemannian_submersion(self, point):
         """End-to-end matrix, as a vector of shape (..., d*d)."""
+        (point,) = self._total_space._arrays(point=point)
         return matrix_to_vector(_batched(end_to_end, point))
 
     def tangent_riemannian_submersion(self, tangent_vec, base_point):
         r""":math:`d\phi_W(V)` as a vector of shape (..., d*d)."""
+        tangent_vec, base_point = self._total_space._arrays(
+            tangent_vec=tangent_vec, base_point=base_point
+        )
         return matrix_to_vector(
             _batched(lambda V, W: submersion_differential(W, V), tangent_vec, base_point)
         )
 
     def lift(self, point):
         """Balanced point over X (the center of [R]); shape (..., N, d, d)."""
+        (point,) = self._flat(point=point)
         X = vector_to_matrix(point, self.d)
         return _batched(lambda M: balanced_point(M, self.depth), X, point_ndim=2)
 
     def vertical_projection(self, tangent_vec, base_point):
         r"""Projection onto :math:`\ker d\phi \cap T_W\mathcal{M}` (tangent to the orbit)."""
+        tangent_vec, base_point = self._total_space._arrays(
+            tangent_vec=tangent_vec, base_point=base_point
+        )
         return _batched(lambda V, W: vertical_projection(W, V), tangent_vec, base_point)
 
     def horizontal_projection(self, tangent_vec, base_point):
         r"""Projection onto the horizontal space :math:`(\ker d\phi)^\perp` (range of dphi^*)."""
+        tangent_vec, base_point = self._total_space._arrays(
+            tangent_vec=tangent_vec, base_point=base_point
+        )
         return _batched(lambda V, W: horizontal_projection(W, V), tangent_vec, base_point)
 
     def horizontal_lift(self, tangent_vec, base_point=None, fiber_point=None):
@@ -173,12 +189,14 @@ class BalancedBundle(FiberBundle):
             Used (through :meth:`lift`) only if ``fiber_point`` is None.
         fiber_point : array_like, shape (..., N, d, d), optional
         """
+        (tangent_vec,) = self._flat(tangent_vec=tangent_vec)
         if fiber_point is None:
             if base_point is None:
-                raise ValueError("either base_point or fiber_point must be given")
+                raise TypeError("either base_point or fiber_point must be given")
+            (base_point,) = self._flat(base_point=base_point)
             fiber_point = self.lift(base_point)
+        (fiber_point,) = self._total_space._arrays(fiber_point=fiber_point)
         Z = vector_to_matrix(tangent_vec, self.d)
-        fiber_point = np.asarray(fiber_point, dtype=float)
         batch = np.broadcast_shapes(Z.shape[:-2], fiber_point.shape[:-3])
         Z = np.broadcast_to(Z, batch + Z.shape[-2:]).reshape((-1,) + Z.shape[-2:])
         F = np.broadcast_to(fiber_point, batch + fiber_point.shape[-3:])
@@ -188,6 +206,7 @@ class BalancedBundle(FiberBundle):
 
     def align(self, point, base_point):
         """Align ``point`` to ``base_point`` along the O(d)^{N-1} orbit (:func:`align_orbit`)."""
+        point, base_point = self._total_space._arrays(point=point, base_point=base_point)
         return _batched(align_orbit, point, base_point)
 
     def is_horizontal(self, tangent_vec, base_point, atol: float = 1e-9):

@@ -29,7 +29,15 @@ from geomstats.geometry.riemannian_metric import RiemannianMetric
 from geomstats.numerics.geodesic import ExpODESolver, LogSolver
 from geomstats.numerics.ivp import GSIVPIntegrator, ScipySolveIVP
 
-from .._checks import check_depth, check_positive
+from .._checks import (
+    as_array,
+    as_arrays,
+    as_matrix,
+    check_count,
+    check_depth,
+    check_positive,
+    check_real_scalar,
+)
 from ._frame import DepthFrame
 
 __all__ = [
@@ -60,7 +68,7 @@ def matrix_to_vector(X) -> np.ndarray:
     ndarray, shape (..., d * d)
         ``x[..., k * d + l] = X[..., k, l]``.
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = as_array(X, "X", batch=True, real=True)
     if X.ndim < 2 or X.shape[-1] != X.shape[-2]:
         raise ValueError(f"X must have shape (..., d, d), got {X.shape}")
     return X.reshape(X.shape[:-2] + (X.shape[-1] ** 2,))
@@ -79,7 +87,7 @@ def vector_to_matrix(x, d: int | None = None) -> np.ndarray:
     -------
     ndarray, shape (..., d, d)
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = as_array(x, "x", batch=True, real=True)
     if x.ndim < 1:
         raise ValueError("x must have shape (..., d * d)")
     n = x.shape[-1]
@@ -114,7 +122,8 @@ def direction_geodesic(X, depth, t) -> np.ndarray:
     ndarray, shape (d, d)
     """
     depth = check_depth(depth)
-    X = np.asarray(X, dtype=np.float64)
+    X = as_matrix(X, "X", real=True)
+    t = check_real_scalar(t, "t")
     if np.isinf(depth):
         return np.exp(t) * X
     if 1.0 + t / depth <= 0:
@@ -156,9 +165,7 @@ class EndToEndMatrices(VectorSpaceOpenSet):
     """
 
     def __init__(self, d: int, depth=2, equip: bool = True):
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
-            raise ValueError(f"d must be a positive integer, got {d!r}")
-        self.d = int(d)
+        self.d = check_count(d, "d")
         self.depth = check_depth(depth)
         super().__init__(
             dim=self.d * self.d, embedding_space=Euclidean(self.d * self.d), equip=equip
@@ -171,16 +178,21 @@ class EndToEndMatrices(VectorSpaceOpenSet):
 
     def to_matrix(self, point) -> np.ndarray:
         """Matrix form (..., d, d) of points or tangent vectors of shape (..., d * d)."""
+        (point,) = as_arrays((self.dim,), batch=True, point=point)
         return vector_to_matrix(point, self.d)
 
     def to_vector(self, matrix) -> np.ndarray:
         """Vector form (..., d * d) of matrices of shape (..., d, d)."""
-        matrix = np.asarray(matrix)
-        if matrix.shape[-2:] != (self.d, self.d):
-            raise ValueError(
-                f"matrix must have shape (..., {self.d}, {self.d}), got {matrix.shape}"
-            )
+        matrix = as_array(matrix, "matrix", (self.d, self.d), batch=True, real=True)
         return matrix_to_vector(matrix)
+
+    def to_tangent(self, vector, base_point=None):
+        """Tangent spaces are all of R^(d*d): a validated copy of ``vector``."""
+        (vector,) = as_arrays((self.dim,), batch=True, vector=vector)
+        if base_point is not None:
+            (base_point,) = as_arrays((self.dim,), batch=True, base_point=base_point)
+            vector = np.broadcast_to(vector, np.broadcast_shapes(vector.shape, base_point.shape))
+        return np.array(vector, dtype=np.float64)
 
     def belongs(self, point, atol=gs.atol):
         """True where the point has shape (..., d * d) and full rank.
@@ -202,7 +214,7 @@ class EndToEndMatrices(VectorSpaceOpenSet):
         below the floor are raised to it (the nearest point in Frobenius norm
         of the closed set of matrices with :math:`\sigma_{\min} \ge` floor).
         """
-        point = gs.array(point, dtype=float)
+        (point,) = as_arrays((self.dim,), batch=True, point=point)
         U, s, Vh = np.linalg.svd(self.to_matrix(point))
         floor = atol * np.maximum(1.0, s[..., :1])
         if np.all(s >= floor):
@@ -219,6 +231,7 @@ class EndToEndMatrices(VectorSpaceOpenSet):
         -------
         ndarray, shape (d * d,) or (n_samples, d * d)
         """
+        n_samples = check_count(n_samples, "n_samples")
         check_positive(bound, "bound")
         shape = () if n_samples == 1 else (n_samples,)
         d = self.d
@@ -291,6 +304,9 @@ class DepthLogShootingSolver(LogSolver):
 
     def log(self, point, base_point):
         """Logarithm map; shapes (..., d * d), broadcasting point against base_point."""
+        point, base_point = as_arrays(
+            (self._metric._space.dim,), batch=True, point=point, base_point=base_point
+        )
         n = self._metric._space.dim
         point = np.asarray(point, dtype=float)
         base_point = np.asarray(base_point, dtype=float)
@@ -497,6 +513,9 @@ class DepthMetric(RiemannianMetric):
         -------
         ndarray, shape (..., d * d)
         """
+        tangent_vec, base_point = as_arrays(
+            (self._space.dim,), batch=True, tangent_vec=tangent_vec, base_point=base_point
+        )
         n = self._space.dim
         for name, arr in (("tangent_vec", tangent_vec), ("base_point", base_point)):
             if np.shape(arr)[-1:] != (n,):
@@ -522,23 +541,45 @@ class DepthMetric(RiemannianMetric):
     # -- metric tensor ------------------------------------------------------------
     def metric_matrix(self, base_point=None):
         """Matrix of g^N in the row-major basis, shape (..., d^2, d^2)."""
+        (base_point,) = as_arrays((self._space.dim,), batch=True, base_point=base_point)
         n = self._space.dim
         return self._frames_apply(lambda f: f.metric_matrix(), base_point, out_shape=(n, n))
 
     def cometric_matrix(self, base_point=None):
         r"""Inverse metric matrix, i.e. :math:`\mathcal{A}_{N,X}`; shape (..., d^2, d^2)."""
+        (base_point,) = as_arrays((self._space.dim,), batch=True, base_point=base_point)
         n = self._space.dim
         return self._frames_apply(lambda f: f.cometric_matrix(), base_point, out_shape=(n, n))
 
     def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
         """g^N inner product of vectors of shape (..., d^2); returns shape (...,)."""
+        tangent_vec_a, tangent_vec_b, base_point = as_arrays(
+            (self._space.dim,),
+            batch=True,
+            tangent_vec_a=tangent_vec_a,
+            tangent_vec_b=tangent_vec_b,
+            base_point=base_point,
+        )
         return self._frames_apply(
             lambda f, a, b: f.inner(a, b), base_point, tangent_vec_a, tangent_vec_b
         )
 
+    def squared_norm(self, vector, base_point=None):
+        """Squared g^N norm of vectors of shape (..., d^2)."""
+        (vector,) = as_arrays((self._space.dim,), batch=True, vector=vector)
+        return self.inner_product(vector, vector, base_point)
+
+    def squared_dist(self, point_a, point_b, **kwargs):
+        """Squared geodesic distance (through :meth:`log`); shapes (..., d^2)."""
+        point_a, point_b = as_arrays(
+            (self._space.dim,), batch=True, point_a=point_a, point_b=point_b
+        )
+        return super().squared_dist(point_a, point_b, **kwargs)
+
     # -- connection ---------------------------------------------------------------
     def christoffels(self, base_point=None):
         """Christoffel symbols ``G[..., k, i, j]`` (contravariant first), shape (..., n, n, n)."""
+        (base_point,) = as_arrays((self._space.dim,), batch=True, base_point=base_point)
         n = self._space.dim
         base_point = np.asarray(base_point, dtype=float)
         flat = base_point.reshape(-1, n)
@@ -552,6 +593,13 @@ class DepthMetric(RiemannianMetric):
 
     def christoffel_term(self, tangent_vec_a, tangent_vec_b, base_point):
         r""":math:`\Gamma_X(U, V)` for vectors of shape (..., d^2) (no full tensor)."""
+        tangent_vec_a, tangent_vec_b, base_point = as_arrays(
+            (self._space.dim,),
+            batch=True,
+            tangent_vec_a=tangent_vec_a,
+            tangent_vec_b=tangent_vec_b,
+            base_point=base_point,
+        )
         n = self._space.dim
         return self._frames_apply(
             lambda f, a, b: f.christoffel(a, b),

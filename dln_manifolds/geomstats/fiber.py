@@ -5,7 +5,14 @@ from __future__ import annotations
 import geomstats.backend as gs
 import numpy as np
 
-from .._checks import as_matrix, as_stack, check_finite_depth, check_full_rank, check_positive
+from .._checks import (
+    as_matrix,
+    as_stack,
+    check_count,
+    check_finite_depth,
+    check_full_rank,
+    check_positive,
+)
 from ..fiber import (
     fiber_center,
     fiber_restore,
@@ -90,6 +97,7 @@ class Fiber(InducedSubmanifold):
         -------
         ndarray, shape (N, d, d) or (n_samples, N, d, d)
         """
+        n_samples = check_count(n_samples, "n_samples")
         check_positive(bound, "bound")
         C = self.center
         N, d = self.depth, self.d
@@ -99,7 +107,7 @@ class Fiber(InducedSubmanifold):
 
     def check_point(self, point) -> np.ndarray:
         """Validate a single point: shape (N, d, d), finite, on the fiber."""
-        W = as_stack(point, "point", depth=self.depth, d=self.d)
+        W = as_stack(point, "point", depth=self.depth, d=self.d, real=True)
         if not self.belongs(W, atol=1e-6):
             raise ValueError("point is not on the fiber F_X (end-to-end product differs from X)")
         return W

@@ -6,6 +6,8 @@ import numpy as np
 from geomstats.geometry.manifold import Manifold
 from geomstats.geometry.riemannian_metric import RiemannianMetric
 
+from .._checks import as_arrays
+
 __all__ = ["InducedFrobeniusMetric", "InducedSubmanifold"]
 
 
@@ -35,15 +37,10 @@ class InducedFrobeniusMetric(RiemannianMetric):
 
     def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
         """Frobenius inner product summed over layers; shapes (..., N, d, d) -> (...,)."""
-        a = np.asarray(tangent_vec_a, dtype=float)
-        b = np.asarray(tangent_vec_b, dtype=float)
-        shape = self._space.shape
-        for name, arr in (("tangent_vec_a", a), ("tangent_vec_b", b)):
-            if arr.shape[-3:] != shape:
-                raise ValueError(f"{name} must have shape (..., {shape}), got {arr.shape}")
+        a, b = self._space._arrays(tangent_vec_a=tangent_vec_a, tangent_vec_b=tangent_vec_b)
         out = np.sum(a * b, axis=(-3, -2, -1))
         if base_point is not None:
-            base_point = np.asarray(base_point)
+            (base_point,) = self._space._arrays(base_point=base_point)
             out = np.broadcast_to(out, np.broadcast_shapes(out.shape, base_point.shape[:-3]))
         return out
 
@@ -77,6 +74,10 @@ class InducedSubmanifold(Manifold):
         """Metric to equip the space with if equip is True."""
         return InducedFrobeniusMetric
 
+    def _arrays(self, **arrays) -> tuple[np.ndarray, ...]:
+        """Validate real points and vectors of shape (..., N, d, d), named by their keywords."""
+        return as_arrays(tuple(self.shape), batch=True, **arrays)
+
     def belongs(self, point, atol: float = 1e-9):
         """True where the point has shape (N, d, d) and passes the space's membership test."""
         point = np.asarray(point, dtype=float)
@@ -87,7 +88,8 @@ class InducedSubmanifold(Manifold):
     def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
         r"""True where :math:`|V - P_W V| \le` ``atol`` :math:`\max(1, |V|)`."""
         if base_point is None:
-            raise ValueError("base_point is required: the tangent space depends on it")
+            raise TypeError("base_point is required: the tangent space depends on it")
+        vector, base_point = self._arrays(vector=vector, base_point=base_point)
         return _batched(
             lambda V, W: (
                 np.linalg.norm(V - self._tangent_projection(W, V))
@@ -100,13 +102,16 @@ class InducedSubmanifold(Manifold):
     def to_tangent(self, vector, base_point=None):
         r"""Orthogonal projection :math:`P_W V` onto the tangent space at ``base_point``."""
         if base_point is None:
-            raise ValueError("base_point is required: the tangent space depends on it")
+            raise TypeError("base_point is required: the tangent space depends on it")
+        vector, base_point = self._arrays(vector=vector, base_point=base_point)
         return _batched(lambda V, W: self._tangent_projection(W, V), vector, base_point)
 
     def projection(self, point):
         """Map nearby points onto the manifold by its restore map (not the nearest point)."""
+        (point,) = self._arrays(point=point)
         return _batched(self._restore, point)
 
     def retraction(self, tangent_vec, base_point):
         """The space's second-order retraction (not the exponential map)."""
+        tangent_vec, base_point = self._arrays(tangent_vec=tangent_vec, base_point=base_point)
         return _batched(lambda V, W: self._retract(W, V), tangent_vec, base_point)

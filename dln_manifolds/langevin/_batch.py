@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from .._checks import as_matrix_batch
+from .._checks import as_array, as_matrix_batch
 from ..network import _as_layers
 
 _EPS = np.finfo(np.float64).eps
@@ -20,10 +20,9 @@ _EPS = np.finfo(np.float64).eps
 
 def as_real_points(X, name: str = "X") -> np.ndarray:
     """Validate a real matrix or stack of matrices of shape (..., d, d); return float64."""
-    arr = np.asarray(X) if not isinstance(X, (str, bytes)) and X is not None else X
-    if not isinstance(arr, np.ndarray) or arr.ndim < 2:
-        shape = getattr(arr, "shape", None)
-        raise ValueError(f"{name} must have shape (..., d, d), got {shape}")
+    arr = as_array(X, name, batch=True, real=True)
+    if arr.ndim < 2:
+        raise ValueError(f"{name} must have shape (..., d, d), got {arr.shape}")
     arr = as_matrix_batch(arr, arr.shape[-1], name)
     if np.iscomplexobj(arr):
         raise TypeError(f"{name} must be real")
@@ -87,9 +86,7 @@ def ensemble(X0, n_paths, core_ndim: int, name: str) -> np.ndarray:
 
 def real_vector_ensemble(x0, n_paths, name: str) -> np.ndarray:
     """Validate real starting point(s) of shape (d,) or (B, d); return B float64 copies (B, d)."""
-    x0 = np.asarray(x0)
-    if x0.dtype == object or not np.issubdtype(x0.dtype, np.number) or np.iscomplexobj(x0):
-        raise TypeError(f"{name} must be a real array")
+    x0 = as_array(x0, name, batch=True, real=True)
     if x0.ndim not in (1, 2) or x0.shape[-1] < 1:
         raise ValueError(f"{name} must have shape (d,) or (B, d), got {x0.shape}")
     return ensemble(x0, n_paths, 1, name)
@@ -97,7 +94,7 @@ def real_vector_ensemble(x0, n_paths, name: str) -> np.ndarray:
 
 def as_real_stacks(W, name: str = "W") -> np.ndarray:
     """Validate real layers of shape (..., N, d, d)."""
-    arr = np.asarray(W)
+    arr = as_array(W, name, batch=True, real=True)
     if arr.ndim < 3:
         raise ValueError(f"{name} must have shape (..., N, d, d), got {arr.shape}")
     arr = _as_layers(arr, name)

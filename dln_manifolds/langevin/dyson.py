@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import as_array
 from ..network import _h
 from ._batch import check_real, ensemble, real_vector_ensemble
 from ._stepping import SampleResult, order_preserving, run_sampler
@@ -46,7 +47,7 @@ def dyson_drift(x) -> np.ndarray:
     -------
     ndarray, shape (..., d)
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = as_array(x, "x", batch=True, real=True)
     if x.ndim < 1:
         raise ValueError("x must have shape (..., d)")
     diff = x[..., :, None] - x[..., None, :]
@@ -74,7 +75,9 @@ def hermitian_noise(xi) -> np.ndarray:
         imaginary parts N(0, v/2), i.e. variance v along each unit vector of an
         orthonormal basis of :math:`\mathrm{Her}_d`.
     """
-    xi = np.asarray(xi, dtype=np.float64)
+    xi = as_array(xi, "xi", batch=True, real=True)
+    if xi.ndim < 3 or xi.shape[-3] != 2 or xi.shape[-1] != xi.shape[-2]:
+        raise ValueError(f"xi must have shape (..., 2, d, d), got shape {xi.shape}")
     A, B = xi[..., 0, :, :], xi[..., 1, :, :]
     return 0.5 * (A + np.swapaxes(A, -1, -2)) + 0.5j * (B - np.swapaxes(B, -1, -2))
 
@@ -203,9 +206,7 @@ def dyson_lift(
         (``numpy.linalg.eigvalsh``) follow [G] eq. 11.1 in law ([G] Thm 15(a)).
     """
     normal, gaps_ok = _chamber_parameters(beta, min_gap_ratio)
-    M0 = np.asarray(M0)
-    if M0.dtype == object or not np.issubdtype(M0.dtype, np.number):
-        raise TypeError("M0 must be a numeric array")
+    M0 = as_array(M0, "M0", batch=True, real=False)
     if M0.ndim not in (2, 3) or M0.shape[-1] != M0.shape[-2]:
         raise ValueError(f"M0 must have shape (d, d) or (B, d, d), got {M0.shape}")
     M0 = M0.astype(np.complex128)

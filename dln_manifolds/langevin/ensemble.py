@@ -675,11 +675,13 @@ def langevin_task(
         ``singular_values`` (n_paths, d) of the end-to-end matrices at
         ``t_final`` and ``exit_times`` (n_paths,).
     """
+    from .._checks import check_count
     from ..network import balanced_point
     from .balanced import balanced_langevin
     from .brownian import brownian_motion
     from .end_to_end import end_to_end_langevin
 
+    d = check_count(d, "d")
     start_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
     q, r = np.linalg.qr(np.random.default_rng(start_seed).standard_normal((d, d)))
     X0 = scale * q * np.sign(np.diag(r))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from pymanopt.manifolds.manifold import RiemannianSubmanifold
 
+from .._checks import as_arrays
+
 __all__ = ["InducedSubmanifold"]
 
 
@@ -34,19 +36,36 @@ class InducedSubmanifold(RiemannianSubmanifold):
         """Layer size d."""
         return self._d
 
+    def _arrays(self, **arrays) -> tuple[np.ndarray, ...]:
+        """Validate points and vectors of shape (N, d, d), named by their keywords."""
+        real = not np.issubdtype(np.dtype(self._dtype), np.complexfloating)
+        return as_arrays((self._depth, self._d, self._d), real=real, **arrays)
+
     def inner_product(self, point, tangent_vector_a, tangent_vector_b) -> float:
+        point, tangent_vector_a, tangent_vector_b = self._arrays(
+            point=point, tangent_vector_a=tangent_vector_a, tangent_vector_b=tangent_vector_b
+        )
         return float(np.real(np.vdot(tangent_vector_a, tangent_vector_b)))
 
     def norm(self, point, tangent_vector) -> float:
+        point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
         return float(np.linalg.norm(tangent_vector))
+
+    def euclidean_to_riemannian_gradient(self, point, euclidean_gradient):
+        point, euclidean_gradient = self._arrays(point=point, euclidean_gradient=euclidean_gradient)
+        return self.projection(point, euclidean_gradient)
 
     def to_tangent_space(self, point, vector):
         return self.projection(point, vector)
 
     def transport(self, point_a, point_b, tangent_vector_a):
+        point_a, point_b, tangent_vector_a = self._arrays(
+            point_a=point_a, point_b=point_b, tangent_vector_a=tangent_vector_a
+        )
         return self.projection(point_b, tangent_vector_a)
 
     def zero_vector(self, point):
+        self._arrays(point=point)
         return np.zeros((self._depth, self._d, self._d), dtype=self._dtype)
 
     def _no_geodesics(self, *args, **kwargs):

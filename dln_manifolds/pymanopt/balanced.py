@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import balanced as _bal
-from .._checks import as_matrix, check_finite_depth
+from .._checks import as_matrix, check_count, check_finite_depth
 from ..network import end_to_end
 from ._submanifold import InducedSubmanifold
 
@@ -54,9 +54,7 @@ class BalancedManifold(InducedSubmanifold):
     _space_name = "balanced manifold"
 
     def __init__(self, d: int, depth: int, seed=None, spread: float = 4.0, second_order=True):
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
-            raise ValueError(f"d must be a positive integer, got {d!r}")
-        self._d = int(d)
+        self._d = check_count(d, "d")
         self._depth = check_finite_depth(depth)
         self._rng = np.random.default_rng(seed)
         self._spread = float(spread)
@@ -97,15 +95,20 @@ class BalancedManifold(InducedSubmanifold):
 
     def random_tangent_vector(self, point):
         """Projected Gaussian vector of unit norm."""
+        (point,) = self._arrays(point=point)
         Z = self.projection(point, self._rng.standard_normal(np.shape(point)))
         return Z / np.linalg.norm(Z)
 
     # -- metric and projections -----------------------------------------------
 
     def projection(self, point, vector):
+        point, vector = self._arrays(point=point, vector=vector)
         return _bal.balanced_tangent_projection(point, vector, frames=self._frames(point))
 
     def weingarten(self, point, tangent_vector, normal_vector):
+        point, tangent_vector, normal_vector = self._arrays(
+            point=point, tangent_vector=tangent_vector, normal_vector=normal_vector
+        )
         return _bal.balanced_weingarten(
             point, tangent_vector, normal_vector, frames=self._frames(point)
         )
@@ -113,36 +116,49 @@ class BalancedManifold(InducedSubmanifold):
     def euclidean_to_riemannian_hessian(
         self, point, euclidean_gradient, euclidean_hessian, tangent_vector
     ):
+        point, euclidean_gradient, euclidean_hessian, tangent_vector = self._arrays(
+            point=point,
+            euclidean_gradient=euclidean_gradient,
+            euclidean_hessian=euclidean_hessian,
+            tangent_vector=tangent_vector,
+        )
         return _bal.balanced_riemannian_hessian(
             point, euclidean_gradient, euclidean_hessian, tangent_vector, frames=self._frames(point)
         )
 
     def retraction(self, point, tangent_vector):
+        point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
         return _bal.balanced_retraction(point, tangent_vector, order=self._order)
 
     # -- the submersion phi onto (M_d, g^N) -------------------------------------
 
     def end_to_end(self, point):
         """:math:`\\phi(W) = W_N \\cdots W_1`, shape (d, d)."""
+        (point,) = self._arrays(point=point)
         return end_to_end(point)
 
     def end_to_end_differential(self, point, tangent_vector):
         """:math:`d\\phi_W(V)`, shape (d, d)."""
+        point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
         return _bal.submersion_differential(point, tangent_vector)
 
     def vertical_projection(self, point, vector):
         """Projection onto the tangent space of the orbit :math:`O_X` (ker dphi)."""
+        point, vector = self._arrays(point=point, vector=vector)
         return _bal.vertical_projection(point, vector, frames=self._frames(point))
 
     def horizontal_projection(self, point, vector):
         """Projection onto the horizontal space :math:`(\\ker d\\phi)^\\perp`."""
+        point, vector = self._arrays(point=point, vector=vector)
         return _bal.horizontal_projection(point, vector, frames=self._frames(point))
 
     def horizontal_lift(self, point, end_to_end_vector):
         """Horizontal H with :math:`d\\phi(H) = Z` (isometric from g^N)."""
-        as_matrix(end_to_end_vector, "end_to_end_vector")
+        (point,) = self._arrays(point=point)
+        end_to_end_vector = as_matrix(end_to_end_vector, "end_to_end_vector", real=True, d=self._d)
         return _bal.horizontal_lift(point, end_to_end_vector, frames=self._frames(point))
 
     def orthonormal_basis(self, point):
         """([G] Thm 14, corrected) horizontal (d^2, N, d, d) and vertical parts."""
+        (point,) = self._arrays(point=point)
         return _bal.orthonormal_basis(point, frames=self._frames(point))

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.linalg
 from pymanopt.manifolds.manifold import Manifold
 
-from .._checks import as_matrix, check_depth
+from .._checks import as_arrays, as_matrix, check_count, check_depth
 from ..depth_metric import DepthFrame, depth_inner_product, depth_operator
 
 __all__ = ["EndToEndMatrices"]
@@ -49,9 +49,7 @@ class EndToEndMatrices(Manifold):
     """
 
     def __init__(self, d: int, depth=2, seed=None):
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
-            raise ValueError(f"d must be a positive integer, got {d!r}")
-        self._d = int(d)
+        self._d = check_count(d, "d")
         self._depth = check_depth(depth)
         self._rng = np.random.default_rng(seed)
         name = f"End-to-end matrices ({d}x{d}) with the depth metric g^{self._depth}"
@@ -75,25 +73,41 @@ class EndToEndMatrices(Manifold):
             raise ValueError(f"point must have shape ({self._d}, {self._d}), got {point.shape}")
         return point
 
+    def _arrays(self, **arrays) -> tuple[np.ndarray, ...]:
+        """Validate real (d, d) points and vectors, named by their keywords."""
+        return as_arrays((self._d, self._d), **arrays)
+
     def inner_product(self, point, tangent_vector_a, tangent_vector_b) -> np.float64:
+        point, tangent_vector_a, tangent_vector_b = self._arrays(
+            point=point, tangent_vector_a=tangent_vector_a, tangent_vector_b=tangent_vector_b
+        )
         return np.float64(
             depth_inner_product(point, self._depth, tangent_vector_a, tangent_vector_b)
         )
 
     def norm(self, point, tangent_vector) -> np.float64:
+        point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
         return np.sqrt(max(self.inner_product(point, tangent_vector, tangent_vector), 0.0))
 
     def projection(self, point, vector):
+        point, vector = self._arrays(point=point, vector=vector)
         return np.array(vector, dtype=np.float64)
 
     to_tangent_space = projection
 
     def euclidean_to_riemannian_gradient(self, point, euclidean_gradient):
+        point, euclidean_gradient = self._arrays(point=point, euclidean_gradient=euclidean_gradient)
         return depth_operator(point, self._depth, euclidean_gradient)
 
     def euclidean_to_riemannian_hessian(
         self, point, euclidean_gradient, euclidean_hessian, tangent_vector
     ):
+        point, euclidean_gradient, euclidean_hessian, tangent_vector = self._arrays(
+            point=point,
+            euclidean_gradient=euclidean_gradient,
+            euclidean_hessian=euclidean_hessian,
+            tangent_vector=tangent_vector,
+        )
         frame = DepthFrame(self._check(point), self._depth)  # one SVD for the three terms
         grad = frame.operator(euclidean_gradient)
         return (
@@ -121,6 +135,7 @@ class EndToEndMatrices(Manifold):
         there makes pymanopt's line searches backtrack (a NaN cost would be
         accepted by their Armijo test).
         """
+        point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
         point = self._check(point)
         Z = np.asarray(tangent_vector, dtype=np.float64)
         if not np.any(Z):
@@ -136,6 +151,9 @@ class EndToEndMatrices(Manifold):
         return out
 
     def transport(self, point_a, point_b, tangent_vector_a):
+        point_a, point_b, tangent_vector_a = self._arrays(
+            point_a=point_a, point_b=point_b, tangent_vector_a=tangent_vector_a
+        )
         return np.array(tangent_vector_a, dtype=np.float64)
 
     def random_point(self):
@@ -148,10 +166,12 @@ class EndToEndMatrices(Manifold):
 
     def random_tangent_vector(self, point):
         """A Gaussian tangent vector normalized to unit g^N norm."""
+        self._arrays(point=point)
         Z = self._rng.standard_normal((self._d, self._d))
         return Z / self.norm(point, Z)
 
     def zero_vector(self, point):
+        self._arrays(point=point)
         return np.zeros((self._d, self._d))
 
     def _no_geodesics(self, *args, **kwargs):

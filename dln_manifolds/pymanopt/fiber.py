@@ -127,10 +127,10 @@ class Fiber(InducedSubmanifold):
 
     # -- helpers --------------------------------------------------------------
     def _point(self, point) -> np.ndarray:
-        return as_stack(point, "point", depth=self._depth, d=self._d)
+        return as_stack(point, "point", depth=self._depth, d=self._d, real=not self._complex)
 
     def _vector(self, vector, name="tangent_vector") -> np.ndarray:
-        return as_stack(vector, name, depth=self._depth, d=self._d)
+        return as_stack(vector, name, depth=self._depth, d=self._d, real=not self._complex)
 
     def solver(self, point) -> FiberNormalSolver:
         """The (cached) normal-system solver at ``point``."""
@@ -152,14 +152,24 @@ class Fiber(InducedSubmanifold):
         return self.solver(point).project(self._vector(vector, "vector"))
 
     def weingarten(self, point, tangent_vector, normal_vector):
+        point, tangent_vector, normal_vector = self._arrays(
+            point=point, tangent_vector=tangent_vector, normal_vector=normal_vector
+        )
         return fiber_weingarten(point, tangent_vector, normal_vector, solver=self.solver(point))
 
     def euclidean_to_riemannian_gradient(self, point, euclidean_gradient):
+        point, euclidean_gradient = self._arrays(point=point, euclidean_gradient=euclidean_gradient)
         return self.projection(point, euclidean_gradient)
 
     def euclidean_to_riemannian_hessian(
         self, point, euclidean_gradient, euclidean_hessian, tangent_vector
     ):
+        point, euclidean_gradient, euclidean_hessian, tangent_vector = self._arrays(
+            point=point,
+            euclidean_gradient=euclidean_gradient,
+            euclidean_hessian=euclidean_hessian,
+            tangent_vector=tangent_vector,
+        )
         solver = self.solver(point)
         return solver.project(self._vector(euclidean_hessian, "euclidean_hessian")) + (
             fiber_weingarten(point, tangent_vector, euclidean_gradient, solver=solver)
@@ -167,6 +177,7 @@ class Fiber(InducedSubmanifold):
 
     def retraction(self, point, tangent_vector):
         """Second-order group-action retraction, then :func:`fiber_restore` onto X."""
+        point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
         point = self._point(point)
         return fiber_retraction(
             point, tangent_vector, second_order=True, X=self._X, solver=self.solver(point)
@@ -205,14 +216,19 @@ class Fiber(InducedSubmanifold):
 
     def act(self, a, point) -> np.ndarray:
         """Group action :math:`\\mathbf{A}\\cdot W` of [R] eq. 1.5."""
-        return group_action(a, self._point(point))
+        point = self._point(point)
+        a = as_stack(a, "a", depth=self._depth - 1, d=self._d, real=not self._complex)
+        return group_action(a, point)
 
     def generator_to_tangent(self, point, a) -> np.ndarray:
         """:math:`w_a` of [R] eq. 2.3."""
-        return generator_to_tangent(self._point(point), a)
+        point = self._point(point)
+        a = as_stack(a, "a", depth=self._depth - 1, d=self._d, real=not self._complex)
+        return generator_to_tangent(point, a)
 
     def tangent_to_generator(self, point, tangent_vector) -> np.ndarray:
         """The generator a with :math:`w_a` = ``tangent_vector``."""
+        point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
         return tangent_to_generator(self._point(point), tangent_vector)
 
     def regularizer_gradient(self, point) -> np.ndarray:
