@@ -1202,7 +1202,7 @@ def _extra_cases():
             lambda: langevin.run_ensemble(_no_task, [{"seed": 0}], __file__),
             "directory",
             ValueError,
-            "langevin/ensemble.py",
+            None,
         ),
     ]
     return out
@@ -1259,6 +1259,8 @@ def test_table_covers_public_api():
         "SampleResult",
         "completion_energy_2x2",
         "run_ensemble",
+        "ResultDirectoryError",
+        "ResultFileWarning",
         "sweep_grid",
         "task_name",
         "RoundingTolerantLineSearcher",

@@ -13,11 +13,19 @@ from .balanced import balanced_langevin, balanced_noise
 from .brownian import brownian_drift, brownian_increment, brownian_motion
 from .dyson import dyson_brownian_motion, dyson_drift, dyson_lift, hermitian_noise
 from .end_to_end import end_to_end_langevin, free_energy_drift
-from .ensemble import ResultFileWarning, langevin_task, run_ensemble, sweep_grid, task_name
+from .ensemble import (
+    ResultDirectoryError,
+    ResultFileWarning,
+    langevin_task,
+    run_ensemble,
+    sweep_grid,
+    task_name,
+)
 from .sphere import sphere_tangential_noise
 from .weight import weight_langevin
 
 __all__ = [
+    "ResultDirectoryError",
     "ResultFileWarning",
     "SampleResult",
     "balanced_langevin",

@@ -57,7 +57,14 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
     import msvcrt
 
-__all__ = ["run_ensemble", "sweep_grid", "task_name", "langevin_task", "ResultFileWarning"]
+__all__ = [
+    "run_ensemble",
+    "sweep_grid",
+    "task_name",
+    "langevin_task",
+    "ResultDirectoryError",
+    "ResultFileWarning",
+]
 
 
 class ResultFileWarning(RuntimeWarning):
@@ -424,10 +431,22 @@ def _resolve_executor(executor):
     return executor, 2 * workers
 
 
-def _os_error(exc: OSError, directory, what: str) -> OSError:
+class ResultDirectoryError(OSError, ValueError):
+    """The results directory of :func:`run_ensemble` cannot be used.
+
+    Both an :class:`OSError` (it comes from the file system) and a
+    :class:`ValueError` (the ``directory`` argument is bad input); the message
+    names the argument and the path.
+    """
+
+
+def _os_error(exc: OSError, directory, what: str) -> ResultDirectoryError:
     message = f"run_ensemble: {what} directory={str(directory)!r}: {exc.strerror or exc}"
-    cls = type(exc) if isinstance(exc, OSError) else OSError
-    return cls(exc.errno, message) if exc.errno is not None else cls(message)
+    return (
+        ResultDirectoryError(exc.errno, message)
+        if exc.errno is not None
+        else ResultDirectoryError(message)
+    )
 
 
 def _prepare_directory(directory) -> Path:
@@ -436,7 +455,7 @@ def _prepare_directory(directory) -> Path:
     except TypeError as exc:
         raise TypeError(f"directory must be a str or path, got {type(directory).__name__}") from exc
     if path.exists() and not path.is_dir():
-        raise NotADirectoryError(
+        raise ResultDirectoryError(
             errno.ENOTDIR,
             f"run_ensemble: directory={str(directory)!r} exists and is not a directory",
         )
@@ -492,9 +511,10 @@ def run_ensemble(
     ------
     TypeError
         If ``task``, ``params``, ``executor`` or ``directory`` has a wrong type.
-    OSError
-        If ``directory`` is not a directory, cannot be created or cannot be
-        written (raised before any task runs; the message names it).
+    ResultDirectoryError
+        (an OSError and a ValueError) if ``directory`` is not a directory,
+        cannot be created or cannot be written (raised before any task runs;
+        the message names it).
 
     Warns
     -----
