@@ -16,6 +16,7 @@ repository, and collect the test suite inside the unpacked sdist.
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import os
 import re
@@ -327,4 +328,78 @@ def test_outside_reference_scan_finds_a_planted_citation(tmp_path):
     assert outside_references(tmp_path) == [
         "README.md:1: the code follows `../shared/notes.md`",
         'dln_manifolds/mod.py:1: """Rate 2 kappa (MATH_NOTES)."""',
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# bibliography: module docstrings list what they cite, the way geomstats does
+
+_MATH = ROOT / "docs" / "mathematics.rst"
+
+
+def bibliography_labels(math_rst: str) -> set[str]:
+    """Labels ``X`` of the entries ``**[X]**`` of the references section of mathematics.rst."""
+    section = math_rst.split(".. _math-bibliography:", 1)[1]
+    return set(re.findall(r"^\s+\* - \*\*\[([^\]]+)\]\*\*", section, re.MULTILINE))
+
+
+def reference_problems(package: Path, math_rst: str) -> list[str]:
+    """Modules whose docstrings cite [R] or [G] without listing them under ``References``, entries
+    missing from the bibliography, and ``:ref:`` targets that mathematics.rst does not define."""
+    labels = bibliography_labels(math_rst)
+    targets = set(re.findall(r"^\.\. _([\w-]+):$", math_rst, re.MULTILINE))
+    problems = []
+    for path in sorted(package.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        name = path.relative_to(package.parent).as_posix()
+        tree = ast.parse(text)
+        doc = ast.get_docstring(tree) or ""
+        docstrings = "\n".join(
+            ast.get_docstring(node) or ""
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        )
+        listed = set()
+        if "\nReferences\n----------\n" in doc:
+            section = doc.split("\nReferences\n----------\n", 1)[1]
+            listed = set(re.findall(r"^- \[([^\]]+)\]", section, re.MULTILINE))
+        for label in ("R", "G"):
+            if f"[{label}]" in docstrings and label not in listed:
+                problems.append(f"{name}: cites [{label}] but its docstring does not list it")
+        problems += [f"{name}: [{x}] is not in the bibliography" for x in sorted(listed - labels)]
+        for target in re.findall(r":ref:`(?:[^`<]*<)?(math-[\w-]+)>?`", text):
+            if target not in targets:
+                problems.append(f"{name}: :ref:`{target}` is not a label of docs/mathematics.rst")
+    return problems
+
+
+# modules whose References block is added when a parallel change to them is merged
+_REFERENCES_PENDING = {"dln_manifolds/langevin/ensemble.py"}
+
+
+def test_module_docstrings_list_their_references():
+    math_rst = _MATH.read_text(encoding="utf-8")
+    assert {"R", "G", "ACH", "KN"} <= bibliography_labels(math_rst)
+    problems = [
+        p
+        for p in reference_problems(ROOT / "dln_manifolds", math_rst)
+        if p.split(":", 1)[0] not in _REFERENCES_PENDING
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def test_reference_check_catches_a_missing_entry(tmp_path):
+    """Negative control: a module citing [G] without a References section, an unknown label
+    and a dangling :ref: are all reported."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "a.py").write_text('"""Depth metric ([G] eq. 4.14)."""\n')
+    (package / "b.py").write_text(
+        '"""See :ref:`math-nowhere`.\n\nReferences\n----------\n- [Q] Someone, *A paper*.\n"""\n'
+    )
+    problems = reference_problems(package, _MATH.read_text(encoding="utf-8"))
+    assert problems == [
+        "pkg/a.py: cites [G] but its docstring does not list it",
+        "pkg/b.py: [Q] is not in the bibliography",
+        "pkg/b.py: :ref:`math-nowhere` is not a label of docs/mathematics.rst",
     ]
