@@ -403,3 +403,25 @@ def test_reference_check_catches_a_missing_entry(tmp_path):
         "pkg/b.py: [Q] is not in the bibliography",
         "pkg/b.py: :ref:`math-nowhere` is not a label of docs/mathematics.rst",
     ]
+
+
+def cited_tests_missing(math_rst: str, tests: Path) -> list[str]:
+    """``file::test`` citations of mathematics.rst whose test function does not exist."""
+    missing = []
+    for file, name in re.findall(r"``(test_\w+\.py)::(test_\w+)``", math_rst):
+        path = tests / file
+        if not path.is_file() or not re.search(
+            rf"^def {name}\(", path.read_text(encoding="utf-8"), re.MULTILINE
+        ):
+            missing.append(f"{file}::{name}")
+    return missing
+
+
+def test_tests_cited_as_evidence_exist():
+    math_rst = _MATH.read_text(encoding="utf-8")
+    assert len(re.findall(r"``test_\w+\.py::test_\w+``", math_rst)) >= 10
+    assert cited_tests_missing(math_rst, ROOT / "tests") == []
+    # negative control: a renamed test is reported
+    assert cited_tests_missing("``test_fiber.py::test_no_such_test``", ROOT / "tests") == [
+        "test_fiber.py::test_no_such_test"
+    ]
