@@ -18,7 +18,7 @@ Every point of :math:`\mathcal{M}` factors as :math:`W_p = Q_p\Lambda Q_{p-1}^T`
         - \hat Z_{k+1}^T\Lambda - \Lambda\hat Z_{k+1},
 
 and the normal space is :math:`\{w_S : S_k = S_k^T\}`,
-:math:`(w_S)_p = S_pW_p - W_pS_{p-1}` (:math:`S_0 = S_N = 0`; MATH_NOTES). With
+:math:`(w_S)_p = S_pW_p - W_pS_{p-1}` (:math:`S_0 = S_N = 0`; :ref:`math-balanced`). With
 :math:`\hat S_k = Q_k^T S_k Q_k`, :math:`dG(w_S)` acts entrywise in (k, l) and
 as a tridiagonal Toeplitz matrix along depth,
 
@@ -55,6 +55,14 @@ Batches
 :func:`vertical_projection` also take stacks of points (..., N, d, d), vectorized
 with numpy over the leading axes (the samplers of :mod:`dln_manifolds.langevin` use
 them on whole ensembles); the point-by-point results are the same to rounding.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations
@@ -144,7 +152,7 @@ def balanced_restore(Y) -> np.ndarray:
     :math:`O_p\,(W_{p-1}W_{p-1}^*)^{1/2}` where :math:`O_p` is the orthogonal
     (unitary) polar factor of :math:`Y_p`. The result is exactly balanced,
     needs no distinct singular values, and equals Y when Y is balanced
-    (MATH_NOTES). Cost O(N d^3).
+    (:ref:`math-balanced`). Cost O(N d^3).
 
     Parameters
     ----------
@@ -553,7 +561,7 @@ def balanced_tangent_projection(W, Z, *, frames: BalancedFrames | None = None) -
     :math:`P_W(Z) = Z - w_S` where the symmetric multipliers :math:`S_k` solve
     :math:`dG(w_S) = dG(Z)`, decoupled in the SVD frames into one
     tridiagonal Toeplitz system along depth per entry (k, l) (module
-    docstring; MATH_NOTES), solved by a sine transform along depth (N <= 65) or
+    docstring; :ref:`math-balanced`), solved by a sine transform along depth (N <= 65) or
     vectorized Thomas elimination.
 
     Parameters
@@ -820,8 +828,8 @@ def orthonormal_basis(W, *, frames: BalancedFrames | None = None) -> tuple[np.nd
     to the :math:`g^N`-orthonormal basis :math:`\sqrt{m_{kl}}\,q_{N,k}q_{0,l}^T` of
     :math:`T_X\mathfrak{M}_d`.
 
-    Vertical part (:math:`(N-1)d(d-1)/2` vectors, p = 1..N-1, k < l; MATH_NOTES
-    correction of eq. 8.21, minus instead of plus):
+    Vertical part (:math:`(N-1)d(d-1)/2` vectors, p = 1..N-1, k < l;
+    :ref:`math-corrections` of eq. 8.21, minus instead of plus):
 
     .. math::
 

@@ -41,6 +41,17 @@ One implementation
 differences of one point X, or of a batch of points, and evaluates every
 quantity of this module on batches of matrices. The module functions are
 one-line wrappers that build a frame per call.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+- [DK] Ju. L. Daleckii and S. G. Krein, *Integration and differentiation of functions of
+  Hermitian operators and applications to the theory of perturbations*, AMS Transl. (2)
+  47 (1965).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

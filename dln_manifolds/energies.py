@@ -9,6 +9,14 @@ autograd when ``X`` is an autograd box.
 
 Upstairs, the lifted loss is :math:`E(\phi(W))` with gradient
 :func:`dln_manifolds.lifted_gradient`.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

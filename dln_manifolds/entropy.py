@@ -50,6 +50,14 @@ This is the additive-constant choice: we subtract exactly the divergent part, so
 1/2: [G] eq. 14.11 omits it (it drops the square root of Thm 10), so [G] eq. 14.11
 equals :math:`2 S_\infty` here; with ours, the free energy flow at depth inf is
 the limit of the finite-depth flows with the same beta.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations
@@ -115,7 +123,7 @@ def orthogonal_group_volume(d: int) -> float:
         \mathrm{vol}(S^k) = \frac{2\pi^{(k+1)/2}}{\Gamma((k+1)/2)}.
 
     This is the constant of [G] Thm 10 (the paper says "standard Haar measure";
-    the Gram-determinant check of MATH_NOTES fixes the normalization to the
+    the Gram-determinant check of :ref:`math-entropy` fixes the normalization to the
     Frobenius metric :math:`\langle A, B\rangle = \mathrm{tr}(A^TB)` on the tangent
     spaces). :math:`c_1 = 2` (two points), :math:`c_2 = 4\pi\sqrt2`, :math:`c_3 = 32\sqrt2\,\pi^2`.
 

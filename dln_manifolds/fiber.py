@@ -17,7 +17,7 @@ normal space of :math:`\mathcal{F}_X` is the range of the adjoint
     K(Y) = D D^*(Y) = \sum_{p=1}^N A_{p+1}A_{p+1}^*\, Y\, B_{p-1}^* B_{p-1},
 
 with K a d^2 x d^2 Hermitian positive definite operator when X has full rank
-(MATH_NOTES). This replaces the (N-1)d^2 block-tridiagonal system of [R]
+(:ref:`math-fiber`). This replaces the (N-1)d^2 block-tridiagonal system of [R]
 eq. 2.21. Two solvers (:class:`FiberNormalSolver`):
 
 - ``"cholesky"`` (default for d <= 32): the dense matrix of K in row-major
@@ -39,6 +39,22 @@ Group action and generators
 ``a[k-1]`` = :math:`a_k`; the tangent vector of a generator is
 :math:`w_a` of [R] eq. 2.3: layer p gets :math:`a_p W_p - W_p a_{p-1}`
 (:math:`a_0 = a_N = 0`).
+
+References
+----------
+- [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+  network*.
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+- [KN] G. Kempf and L. Ness, *The length of vectors in representation spaces*, Lecture
+  Notes in Math. 732 (1979).
+- [Hig] N. J. Higham, *The scaling and squaring method for the matrix exponential
+  revisited*, SIAM J. Matrix Anal. Appl. 26 (2005).
+- [AMT] P.-A. Absil, R. Mahony and J. Trumpf, *An extrinsic look at the Riemannian
+  Hessian*, GSI (2013).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations
@@ -292,7 +308,7 @@ def _normal_matrix_from_factors(L: np.ndarray, R: np.ndarray) -> np.ndarray:
 def fiber_normal_operator(W: ArrayLike, Y: ArrayLike) -> np.ndarray:
     r"""Apply :math:`K(Y) = \sum_p A_{p+1}A_{p+1}^*\, Y\, B_{p-1}^*B_{p-1} = d\phi_W d\phi_W^*(Y)`.
 
-    MATH_NOTES, "The fiber". Matrix-free, O(N d^3).
+    See :ref:`math-fiber`. Matrix-free, O(N d^3).
 
     Parameters
     ----------
@@ -337,7 +353,7 @@ def fiber_tangent_projection(
 ) -> np.ndarray:
     r"""Orthogonal projection onto :math:`T_W\mathcal{F}_X = \ker d\phi_W`.
 
-    :math:`P(Z) = Z - d\phi_W^* K^{-1} d\phi_W(Z)` (MATH_NOTES; replaces the
+    :math:`P(Z) = Z - d\phi_W^* K^{-1} d\phi_W(Z)` (:ref:`math-fiber`; replaces the
     (N-1)d^2 system of [R] eq. 2.21). Real and complex.
 
     Parameters
@@ -516,7 +532,7 @@ def generator_to_tangent(W: ArrayLike, a: ArrayLike) -> np.ndarray:
 def tangent_to_generator(W: ArrayLike, V: ArrayLike) -> np.ndarray:
     r"""The generator a with :math:`w_a = V` (inverse of :func:`generator_to_tangent`).
 
-    MATH_NOTES: :math:`a_1 = V_1 W_1^{-1}`,
+    :ref:`math-fiber`: :math:`a_1 = V_1 W_1^{-1}`,
     :math:`a_k = (V_k + W_k a_{k-1}) W_k^{-1}`, k = 2..N-1. Layer N is not
     used: for a tangent V it is implied (:math:`V_N = -W_N a_{N-1}`); for a
     non-tangent V the result reproduces layers 1..N-1 of V only. Cost
@@ -699,7 +715,7 @@ def ness_gradient(W: ArrayLike) -> np.ndarray:
 
     Equals :math:`4 w_G` (generator :math:`a_k = G_k`), which is also its
     Euclidean gradient: it is already tangent, no linear solve is needed
-    (MATH_NOTES). Scaling: [R] Thm 10 writes :math:`2 w_G`, which is the
+    (:ref:`math-corrections`). Scaling: [R] Thm 10 writes :math:`2 w_G`, which is the
     gradient of :math:`\tfrac12|G|^2`; here the function is :math:`|G|^2` itself.
 
     Parameters

@@ -14,6 +14,18 @@ transpose ``^T`` of the papers becomes the conjugate transpose ``^*``.
 :func:`lifted_gradient` (and its alias :func:`end_to_end_differential_adjoint`),
 :func:`end_to_end_differential` and :func:`end_to_end_velocity` also take a batch
 of networks, shape (..., N, d, d), vectorized over the leading axes.
+
+References
+----------
+- [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+  network*.
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+- [KN] G. Kempf and L. Ness, *The length of vectors in representation spaces*, Lecture
+  Notes in Math. 732 (1979).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

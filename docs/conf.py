@@ -17,8 +17,8 @@ sys.path.insert(0, str(HERE.parent))
 import dln_manifolds  # noqa: E402
 
 project = "dln-manifolds"
-author = "dln-manifolds contributors"
-copyright = "2026, dln-manifolds contributors"
+author = "dln-manifolds developers"
+copyright = "2026, dln-manifolds developers"
 release = dln_manifolds.__version__
 version = release
 

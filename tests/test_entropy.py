@@ -121,7 +121,7 @@ def test_c2_against_arc_length_of_the_orbit(rng):
 
 
 def _orbit_gram_logdet(W):
-    """log sqrt(det Gram) of the orbit tangent vectors (MATH_NOTES, Entropy section)."""
+    """log sqrt(det Gram) of the orbit tangent vectors (docs/mathematics.rst, Entropy section)."""
     N, d, _ = W.shape
     vectors = []
     for p in range(N - 1):  # internal frame Q_{p+1}: layers p and p + 1 (0-based)

@@ -10,7 +10,7 @@ import pytest
 from dln_manifolds.experiments import REGISTRY
 
 # examples that are not tied to a registered experiment
-STANDALONE = {"schatten_p1_fiber"}
+STANDALONE = {"schatten_p1_fiber", "dask_sweep"}
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.py"))
 
 
@@ -32,6 +32,8 @@ def test_example_runs_tiny(path, tmp_path, capsys):
     assert callable(getattr(mod, "main", None)), f"{path.name} has no main(argv=None)"
     if path.stem not in REGISTRY and path.stem not in STANDALONE:
         pytest.skip(f"{path.stem}: its experiment is not registered (dependency missing)")
+    if path.stem == "dask_sweep":
+        pytest.importorskip("dask.distributed")
     rc = mod.main(["--tiny", "--out", str(tmp_path)])
     assert rc in (0, None)
     assert list(tmp_path.glob("*.png")), f"{path.name} wrote no figure"

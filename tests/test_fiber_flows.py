@@ -105,7 +105,7 @@ def test_regularized_gradient_flow_moments(cplx):
     res = regularized_gradient_flow(W0, energy, kappa, 0.5, dt=1e-3, save_every=50)
     G = res.monitors["moments"]
     exact = G[0][None] * np.exp(-2 * kappa * res.times)[:, None, None, None]
-    # G obeys the linear ODE dG/dt = -2 kappa G exactly (MATH_NOTES); RK4 error O(h^4)
+    # G obeys the linear ODE dG/dt = -2 kappa G exactly (docs/mathematics.rst); RK4 error O(h^4)
     assert (
         np.max(np.linalg.norm(G - exact, axis=(2, 3)) / np.linalg.norm(exact, axis=(2, 3))) <= 1e-8
     )

@@ -144,7 +144,7 @@ def test_inner_product_broadcasts(rng):
 
 
 def test_depth_two_is_twice_bures_wasserstein(rng):
-    """[G] Remark 9 (MATH_NOTES): g^2 = 2 g^BW on symmetric tangent vectors at SPD points."""
+    """[G] Remark 9: g^2 = 2 g^BW on symmetric tangent vectors at SPD points."""
     from geomstats.geometry.spd_matrices import SPDBuresWassersteinMetric, SPDMatrices
 
     d = 3

@@ -91,7 +91,7 @@ def test_geodesic_regression_recovers_a_geodesic(space):
 
 @pytest.mark.parametrize("depth", [2, 3, 5])
 def test_brownian_drift_is_menon_yu(depth):
-    """[G] Thm 18 (MATH_NOTES): the Laplace-Beltrami drift of g^N is U diag((N-1) lam^{N-2}) V^T.
+    """[G] Thm 18: the Laplace-Beltrami drift of g^N is U diag((N-1) lam^{N-2}) V^T.
 
     lam = s^{1/N}. geomstats' generator is Delta / 2, so its drift per unit time,
     -1/2 Gamma^k_ij g^ij, must equal half of it.

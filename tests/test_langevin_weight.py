@@ -18,7 +18,7 @@ from dln_manifolds.network import moments
     ids=["none", "quadratic", "completion"],
 )
 def test_mean_moments_decay_at_rate_two_kappa(energy):
-    """E G(T) = exp(-2 kappa T) G(0) ([R] 1.6.1 with MATH_NOTES' rate 2 kappa).
+    """E G(T) = exp(-2 kappa T) G(0) ([R] 1.6.1, corrected rate 2 kappa: docs/mathematics.rst).
 
     Tolerance: 5 standard errors of the 2000-path mean plus the O(dt) Euler bias
     (1 - kappa dt)^{2n} vs exp(-2 kappa T) and O(dt^2) per step of the energy part,

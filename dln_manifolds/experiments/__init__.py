@@ -16,6 +16,16 @@ Examples
 >>> result = run_experiment("simons_cone", size="tiny")
 >>> result.passed
 True
+
+References
+----------
+- [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+  network*.
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

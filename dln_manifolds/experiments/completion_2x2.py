@@ -6,6 +6,14 @@ N = inf, eq. 14.7). Every start converges to the zero set (14.2); the question o
 which point. For N = 1 the off-diagonal entries never move; from small random starts and
 N >= 2 the limits are close to the rank-one family (14.3), clustered near
 :math:`[[1, \pm 1], [\pm 1, 1]]` (eq. 14.4 and its mirror images).
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,14 @@ runs for depths 1 to 4. Depth 1 never moves the unobserved entries; larger depth
 low-rank target one singular value at a time (saddle to saddle). The test error is measured
 on the unobserved entries; the effective rank is :math:`\exp(-\sum_i p_i\log p_i)`,
 :math:`p_i = s_i / \sum_j s_j`. One depth is also run upstairs ([G] Thm 2) as a check.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,14 @@ of the matrix process :math:`dM = P_M dH + \sqrt{2/\beta} P_M^\perp dH` on Hermi
 :math:`\sum_{i\ne j} x_i/(x_i-x_j) = d(d-1)/2` twice). For tangential noise on spheres,
 :math:`dm = P_m dW` ([G] eq. 11.10), the radius grows like :math:`\dot r = (d-1)/(2r)`
 ([G] eq. 11.11): :math:`E|m_t|^2 = |m_0|^2 + (d-1)t`.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

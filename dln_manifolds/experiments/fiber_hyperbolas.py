@@ -5,6 +5,18 @@ the pair of lines :math:`w_2 = \pm w_1`. The regularizing flow ([R] eq. 1.13) mo
 hyperbola to its vertex, the balanced point; the learning flow ([G] eq. 3.4) started balanced
 moves along a line :math:`w_2 = \pm w_1`, crossing the hyperbolas at right angles (the
 orthogonal foliation of [R] Fig. 1.1).
+
+References
+----------
+- [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+  network*.
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+- [KN] G. Kempf and L. Ness, *The length of vectors in representation spaces*, Lecture
+  Notes in Math. 732 (1979).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

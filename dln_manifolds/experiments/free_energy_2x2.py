@@ -10,6 +10,14 @@ r"""Experiment 7: [G] section 14.2, minimizers of the free energy for the energy
    We find them with the free energy flow ([G] eq. 6.7) from several starts, for a grid of
    beta and N. As beta grows they approach the minimizer :math:`I/(1+\lambda)` of
    :math:`E_\lambda`; for N = 1 the entropy is constant and beta plays no role.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,16 @@ ConjugateGradient and TrustRegions. [R] Thm 19 extends this to the sums of Schat
 :math:`\sum_k |W_k|_p` for 1 < p < infinity, whose minimum on the fiber is
 :math:`N(\sum_i\sigma_i^{p/N})^{1/p}`; p = 1 (not strictly plurisubharmonic) is explored,
 without a claim.
+
+References
+----------
+- [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+  network*.
+- [KN] G. Kempf and L. Ness, *The length of vectors in representation spaces*, Lecture
+  Notes in Math. 732 (1979).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

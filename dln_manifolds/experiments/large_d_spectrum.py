@@ -12,6 +12,14 @@ Real matrices: the singular set has codimension one, and the RLE can reach it (n
 vanishing singular value at N = 2 the dynamics looks like a squared Bessel process of
 dimension 1). The library sampler stops a path there; we keep only samples taken before a
 path's exit time and report the fraction of paths still alive at the end.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

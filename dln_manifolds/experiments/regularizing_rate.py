@@ -4,6 +4,14 @@ Along :math:`\dot W = -\mathrm{grad}_{\mathcal{F}_X}|W|^2` every moment
 :math:`G_k = W_k W_k^T - W_{k+1}^T W_{k+1}` obeys :math:`\dot G_k = -4 G_k` exactly, so
 :math:`\log|G_k(t)|` is a line of slope -4 whatever the start, d and N. We fit the slope for
 several random starts and every k.
+
+References
+----------
+- [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+  network*.
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,17 @@ five-dimensional variety inside it.
 
 Remark 9: on symmetric positive definite matrices and symmetric tangent vectors the depth-2
 metric :math:`g^2` equals twice geomstats' ``SPDBuresWassersteinMetric`` (which carries a
-factor 1/2, see MATH_NOTES); other depths do not match.
+factor 1/2, see :ref:`math-corrections`); other depths do not match.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+- [BJL] R. Bhatia, T. Jain and Y. Lim, *On the Bures-Wasserstein distance between
+  positive definite matrices*, Expo. Math. 37 (2019).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations
@@ -128,7 +138,7 @@ def run(size: str = "quick", seed: int = 0, progress: bool = False) -> Experimen
             0.0,
         ),
         make_claim(
-            "[G] Remark 9: g^2 = 2 g^BW on SPD matrices (MATH_NOTES factor)",
+            "[G] Remark 9: g^2 = 2 g^BW on SPD matrices (BW carries a factor 1/2)",
             "max |g^2(U,U) / g^BW(U,U) - 2|",
             0.0,
             bw_err,
@@ -182,7 +192,7 @@ def plot(result: ExperimentResult) -> list[FigureSpec]:
             s=8,
             c="C3" if N == 2 else "C0",
         )
-    ax[1].axhline(2.0, color="k", ls="--", lw=0.8, label="2 (MATH_NOTES)")
+    ax[1].axhline(2.0, color="k", ls="--", lw=0.8, label="2 ([G] Remark 9, BW factor 1/2)")
     ax[1].set(
         xscale="log",
         yscale="log",

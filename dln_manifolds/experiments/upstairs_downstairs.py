@@ -7,6 +7,14 @@ matrix sensing loss. The downstairs velocity costs one SVD whatever N, the upsta
 O(N d^3): the second part times one Runge-Kutta step of each against N
 (:func:`~dln_manifolds.flows.learning.learning_flow`, with its projection onto
 :math:`\mathcal{M}`, against :func:`~dln_manifolds.flows.learning.end_to_end_flow`).
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ r"""Flows on and around the fiber :math:`\mathcal{F}_X`: regularizing, Ness, reg
   ([R] eq. 1.17, section 2.5; see its docstring for the factor 2 of [R]).
 - :func:`regularized_gradient_flow`: :math:`\dot W = -\nabla_W\big(E(\phi(W)) +
   \tfrac{\kappa}{2}|W|^2\big)` in the full space ([R] eq. 1.18); the moments
-  obey :math:`G(t) = G_0 e^{-2\kappa t}` (MATH_NOTES), and
+  obey :math:`G(t) = G_0 e^{-2\kappa t}` (:ref:`math-corrections`), and
   :func:`split_velocity` splits its velocity into the part tangent to the
   fiber (regularizing) and the part normal to it (learning).
 
@@ -15,6 +15,16 @@ The fiber flows are integrated by :func:`~dln_manifolds.flows.integrate_flow`
 (projected Runge-Kutta) with ``restore = fiber_restore(., X)``, so every saved
 state has end-to-end matrix X to rounding and an RK method of order p stays
 of order p.
+
+References
+----------
+- [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+  network*.
+- [KN] G. Kempf and L. Ness, *The length of vectors in representation spaces*, Lecture
+  Notes in Math. 732 (1979).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations
@@ -160,7 +170,7 @@ def ness_flow(
     r"""The Ness flow, the gradient flow of :math:`|G|^2` on :math:`\mathcal{F}_X` ([R] eq. 1.17).
 
     Scaling: with ``scaling="gradient"`` (default) the velocity is
-    :math:`-\mathrm{grad}|G|^2 = -4 w_G` (MATH_NOTES), so that
+    :math:`-\mathrm{grad}|G|^2 = -4 w_G` (:ref:`math-corrections`), so that
     :math:`\tfrac{d}{dt}|G|^2 = -|\mathrm{grad}|G|^2|^2 = -16 |w_G|^2`. With
     ``scaling="paper"`` it is :math:`-2 w_G`, [R] eq. 2.26 as printed (which is
     the gradient flow of :math:`\tfrac12|G|^2`, i.e. the default flow at half
@@ -232,7 +242,7 @@ def regularized_gradient_flow(
     :math:`\dot W = -\nabla_W E(\phi(W)) - \kappa W`, with
     :math:`\nabla_W E(\phi(W))` from :func:`~dln_manifolds.lifted_gradient`.
     The loss part conserves the moments and :math:`dG(W) = 2G`, so
-    :math:`G(t) = G_0 e^{-2\kappa t}` exactly (MATH_NOTES; [R] section 1.6.1
+    :math:`G(t) = G_0 e^{-2\kappa t}` exactly (:ref:`math-corrections`; [R] section 1.6.1
     says the rate is :math:`\kappa`, it is :math:`2\kappa` for this
     normalization). Use :func:`split_velocity` to separate the learning
     (normal) and regularizing (tangent) parts of the velocity.

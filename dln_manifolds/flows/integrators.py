@@ -12,6 +12,14 @@ exactly X on the fiber, or the polar construction on the balanced manifold).
 The velocity field must be defined (and smooth) in a neighbourhood of the
 manifold, which holds for every flow in this package: the fiber projection,
 the lifted gradient and the depth operator are all defined off the manifold.
+
+References
+----------
+- [HLW] E. Hairer, C. Lubich and G. Wanner, *Geometric Numerical Integration*, Springer
+  (2006).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

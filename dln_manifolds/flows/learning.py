@@ -42,6 +42,14 @@ GL(d) through discretization error: :func:`end_to_end_flow` and
 ``adaptive=True``). Depth 1 is the Euclidean gradient flow on all matrices and is
 not guarded. Upstairs the same holds layer by layer (balanced layers share their
 singular values :math:`\sigma^{1/N}`).
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

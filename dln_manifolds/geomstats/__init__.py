@@ -12,6 +12,16 @@ everything here works under the default numpy backend and under autograd.
 - :class:`BalancedBundle`: the submersion M -> (M_d, g^N) as a geomstats
   ``FiberBundle``; ``BalancedManifold.equip_with_quotient()`` builds geomstats'
   ``QuotientMetric`` on (M_d, g^N) from it ([G] Thm 13).
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+- [geomstats] N. Miolane et al., *Geomstats: a Python package for Riemannian geometry in
+  machine learning*, JMLR 21 (2020).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from .balanced import (

@@ -2,6 +2,18 @@ r"""The balanced manifold as a geomstats manifold.
 
 :math:`\mathcal{M} = \{W_{p+1}^T W_{p+1} = W_p W_p^T\}` ([G] eq. 4.5-4.6);
 thin layer over :mod:`dln_manifolds.balanced`.
+
+References
+----------
+- [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+  network*.
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+- [geomstats] N. Miolane et al., *Geomstats: a Python package for Riemannian geometry in
+  machine learning*, JMLR 21 (2020).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

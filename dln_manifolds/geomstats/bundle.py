@@ -5,6 +5,18 @@ Frobenius metric) is a Riemannian submersion onto :math:`(\mathfrak{M}_d, g^N)`;
 its fibers are the orbits :math:`O_X` of :math:`O(d)^{N-1}` acting by
 :math:`W_p \mapsto R_p W_p R_{p-1}^T`. Upstairs points have shape (N, d, d);
 downstairs points are the vectors (d*d,) of :class:`~dln_manifolds.geomstats.EndToEndMatrices`.
+
+References
+----------
+- [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+  network*.
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+- [geomstats] N. Miolane et al., *Geomstats: a Python package for Riemannian geometry in
+  machine learning*, JMLR 21 (2020).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

@@ -14,6 +14,19 @@ All geometry comes from the numpy core (:mod:`dln_manifolds.depth_metric`,
 through its batched frame evaluator :class:`~dln_manifolds.depth_metric.DepthFrame`),
 never from geomstats' autodiff, so everything works under the default numpy
 backend as well as under ``GEOMSTATS_BACKEND=autograd``.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+- [DK] Ju. L. Daleckii and S. G. Krein, *Integration and differentiation of functions of
+  Hermitian operators and applications to the theory of perturbations*, AMS Transl. (2)
+  47 (1965).
+- [geomstats] N. Miolane et al., *Geomstats: a Python package for Riemannian geometry in
+  machine learning*, JMLR 21 (2020).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,17 @@
-r"""The fiber :math:`\mathcal{F}_X = \{W : W_N \cdots W_1 = X\}` of [R] section 2, for geomstats."""
+r"""The fiber :math:`\mathcal{F}_X = \{W : W_N \cdots W_1 = X\}` of [R] section 2, for geomstats.
+
+References
+----------
+- [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+  network*.
+- [KN] G. Kempf and L. Ness, *The length of vectors in representation spaces*, Lecture
+  Notes in Math. 732 (1979).
+- [geomstats] N. Miolane et al., *Geomstats: a Python package for Riemannian geometry in
+  machine learning*, JMLR 21 (2020).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
+"""
 
 from __future__ import annotations
 
@@ -81,7 +94,7 @@ class Fiber(InducedSubmanifold):
 
     @staticmethod
     def _tangent_projection(W, V):
-        # orthogonal projection onto ker dphi_W ([R] eq. 2.21, MATH_NOTES form)
+        # orthogonal projection onto ker dphi_W ([R] eq. 2.21; docs/mathematics.rst)
         return fiber_tangent_projection(W, V)
 
     def _restore(self, W):

@@ -1,4 +1,13 @@
-r"""The Frobenius metric induced on submanifolds of :math:`(\mathbb{R}^{d\times d})^N`."""
+r"""The Frobenius metric induced on submanifolds of :math:`(\mathbb{R}^{d\times d})^N`.
+
+References
+----------
+- [geomstats] N. Miolane et al., *Geomstats: a Python package for Riemannian geometry in
+  machine learning*, JMLR 21 (2020).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,16 @@ leading path axis, no Python loop over paths), take a numpy ``Generator``,
 (saved times and states, ``.final``, rejection count, exit times). Step
 control: Brownian-bridge reject-and-halve, documented in
 :mod:`dln_manifolds.langevin._stepping`.
+
+References
+----------
+- [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+  network*.
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from ._stepping import SampleResult

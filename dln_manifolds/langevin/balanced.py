@@ -47,6 +47,14 @@ gradient of a lifted loss is tangent and horizontal at balanced points
 Everything is vectorized over the ensemble: the projections use the SVD frames
 :math:`W_p = Q_p\Lambda Q_{p-1}^T` and the sine transform along depth of
 :mod:`dln_manifolds.balanced`, whose functions take a leading batch axis.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

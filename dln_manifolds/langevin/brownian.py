@@ -22,6 +22,14 @@ cancel; checked by finite differences of the metric in the tests).
 For ``depth = numpy.inf`` (the rescaled metric :math:`\mathcal{A}_\infty = \lim
 \mathcal{A}_N/N`, [G] eq. 14.7) the drift is the limit of
 :math:`\Sigma''/N`, i.e. :math:`\beta^{-1}X`.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

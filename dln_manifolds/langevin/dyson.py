@@ -21,6 +21,16 @@ onto its normal space (diagonal part). The eigenvalues of :math:`M_t` have the
 law of :math:`x_t`: the tangential noise, through the second-order eigenvalue
 perturbation :math:`\sum_{j\ne i}|\hat H_{ij}|^2/(x_i-x_j)`, produces exactly the
 Coulomb drift (motion by minus one half mean curvature of the orbits, Thm 15(b)).
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+- [HIM] C.-P. Huang, D. Inauen and G. Menon, *Motion by mean curvature and Dyson
+  Brownian motion*, Electron. Commun. Probab. 28 (2023).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,14 @@ motion at inverse temperature :math:`\beta/\kappa` (:mod:`.brownian`, [G] Thm 18
 drift :math:`(\kappa/\beta)U\Sigma''V^T`, noise :math:`\sqrt{2\kappa/\beta}\,\mathcal{A}^{1/2}dB`.
 With :math:`\kappa = 0` the equation is the deterministic gradient flow of the
 free energy ([G] eq. 6.7, 12.7).
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

@@ -4,6 +4,14 @@ The Ito SDE :math:`dm = P_m\,dW`, :math:`P_m = I - mm^T/|m|^2` ([G] eq. 11.10), 
 m by isotropic steps tangent to the sphere through m; its Ito correction makes
 the radius grow, :math:`\dot r = (d-1)/(2r)` ([G] eq. 11.11), i.e. the spheres move
 by minus one half their mean curvature, and :math:`E|m_t|^2 = |m_0|^2 + (d-1)t`.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

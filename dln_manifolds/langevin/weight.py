@@ -11,8 +11,16 @@ on all of :math:`(\mathbb M_d)^N` (background noise with :math:`L^2` regularizat
 The lifted gradient conserves the moments
 :math:`G_k = W_kW_k^T - W_{k+1}^TW_{k+1}`, the regularizer contracts them at rate
 :math:`2\kappa`, and the Ito terms of the noise cancel in G (square layers), so
-:math:`E\,G(t) = e^{-2\kappa t}G(0)` for every lifted energy (MATH_NOTES; [R] section
+:math:`E\,G(t) = e^{-2\kappa t}G(0)` for every lifted energy (:ref:`math-corrections`; [R] section
 1.6.1 states rate :math:`\kappa`, which is :math:`2\kappa` in this normalization).
+
+References
+----------
+- [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+  network*.
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
 """
 
 from __future__ import annotations

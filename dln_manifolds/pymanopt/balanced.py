@@ -1,4 +1,15 @@
-r"""The balanced manifold M with the Frobenius-induced metric, as a pymanopt manifold."""
+r"""The balanced manifold M with the Frobenius-induced metric, as a pymanopt manifold.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+- [pymanopt] J. Townsend, N. Koep and S. Weichwald, *Pymanopt: a Python toolbox for
+  optimization on manifolds using automatic differentiation*, JMLR 17 (2016).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,17 @@
-r"""The fiber :math:`\mathcal{F}_X` with the induced Euclidean metric, as a pymanopt manifold."""
+r"""The fiber :math:`\mathcal{F}_X` with the induced Euclidean metric, as a pymanopt manifold.
+
+References
+----------
+- [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+  network*.
+- [KN] G. Kempf and L. Ness, *The length of vectors in representation spaces*, Lecture
+  Notes in Math. 732 (1979).
+- [pymanopt] J. Townsend, N. Koep and S. Weichwald, *Pymanopt: a Python toolbox for
+  optimization on manifolds using automatic differentiation*, JMLR 17 (2016).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
+"""
 
 from __future__ import annotations
 
@@ -63,7 +76,7 @@ class Fiber(InducedSubmanifold):
 
     Notes
     -----
-    - Projection :math:`P(Z) = Z - d\phi^* K^{-1} d\phi(Z)` (MATH_NOTES); the
+    - Projection :math:`P(Z) = Z - d\phi^* K^{-1} d\phi(Z)` (:ref:`math-fiber`); the
       solver at the last few points is cached, so repeated projections at one
       point cost O(N d^3 + d^4) each.
     - Retraction: second-order group-action retraction
@@ -237,7 +250,7 @@ class Fiber(InducedSubmanifold):
         return self.solver(point).project(2.0 * point)
 
     def ness_gradient(self, point) -> np.ndarray:
-        """Riemannian gradient of :math:`|G|^2`: :math:`4 w_G` (MATH_NOTES; [R] Thm 10: 2 w_G)."""
+        """Riemannian gradient of :math:`|G|^2`: :math:`4 w_G` ([R] Thm 10: 2 w_G; see docs)."""
         return ness_gradient(self._point(point))
 
     def minimum_norm_sq(self) -> float:
