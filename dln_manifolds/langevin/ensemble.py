@@ -26,6 +26,13 @@ Example
 >>> with ProcessPoolExecutor(2) as pool:                       # doctest: +SKIP
 ...     results = run_ensemble(langevin_task, tasks, "runs/", executor=pool)
 >>> # with dask: client = dask.distributed.Client(); run_ensemble(..., executor=client)
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`.
 """
 
 from __future__ import annotations
