@@ -232,14 +232,27 @@ def _run(
             stopped=stopped,
         )
 
-    def diverged(k: int, last_good: np.ndarray, k_good: int) -> TrainingDivergedError:
-        if saved_steps[-1] != k_good:
-            save(k_good, last_good)  # keep the last finite state
+    def diverged(k: int, candidates) -> TrainingDivergedError:
+        """Step k is not finite; keep the latest of ``candidates`` [(step, state), ...]
+        (newest first) whose loss is finite. A state with finite weights can have an
+        infinite loss: then it is where training diverged."""
+        for k_good, good in candidates:
+            if good is None:
+                continue
+            if saved_steps[-1] == k_good:
+                if energy_monitor is None or np.all(np.isfinite(records["energy"][-1])):
+                    break
+                unsave()
+            elif save(k_good, good):
+                break
+            else:
+                unsave()
+            k = k_good
         return TrainingDivergedError(
             f"training diverged at step {k} (t = {k * lr:.6g}): the loss or the weights became "
             f"NaN or infinite; try a smaller learning rate than lr = {lr:g}",
             k,
-            result(k_good, "diverged"),
+            result(saved_steps[-1], "diverged"),
         )
 
     def ask(k: int, y: np.ndarray) -> bool:
@@ -250,7 +263,7 @@ def _run(
             raise
 
     if not save(0, y):
-        raise ValueError("the energy at the start is NaN or infinite")
+        raise ValueError("the energy at the start (W0 or X0) is NaN or infinite")
     if stop_when is not None and ask(0, y):
         return result(0, "stop_when")
     bar = tqdm(total=max_steps, desc=desc, leave=False) if progress else None
@@ -258,17 +271,18 @@ def _run(
     # overflow on the way to divergence is detected and reported as an error, not warned about
     with np.errstate(over="ignore", invalid="ignore"):
         try:
+            prev = None
             for k in range(1, max_steps + 1):
                 y_new = step(y)
                 if not math.isfinite(y_new.sum()):
-                    raise diverged(k, y, k - 1)
+                    raise diverged(k, [(k - 1, y), (k - 2, prev)])
                 y_new.flags.writeable = False
-                y_prev, y = y, y_new
+                prev, y = y, y_new
                 if bar is not None:
                     bar.update(1)
                 if (k % save_every == 0 or k == max_steps) and not save(k, y):
                     unsave()
-                    raise diverged(k, y_prev, k - 1)
+                    raise diverged(k, [(k - 1, prev), (k - 2, None)])
                 if stop_when is not None and ask(k, y):
                     if saved_steps[-1] != k:
                         save(k, y)
@@ -588,10 +602,11 @@ def init_weights(
     depth : int
         Number of layers N >= 1.
     method : {"gaussian", "orthogonal", "balanced"}
-        * ``"gaussian"``: i.i.d. entries :math:`\mathcal{N}(0, \mathrm{scale}^2/d)`
-          (variance scale²/d, the convention of Arora, Cohen and Hazan 2018 and
-          of LeCun/Glorot for square layers: :math:`E|W_px|^2 = \mathrm{scale}^2|x|^2`).
-          Small ``scale`` gives the near-zero start of Saxe et al.
+        * ``"gaussian"``: i.i.d. entries :math:`\mathcal{N}(0, \mathrm{scale}^2/d)`,
+          i.e. standard deviation ``scale / sqrt(d)`` (fan-in scaling, so that
+          :math:`E|W_px|^2 = \mathrm{scale}^2|x|^2`). A small ``scale`` gives the
+          near-zero starts of Saxe et al. (2014) and Arora et al.; to use a
+          per-entry standard deviation s instead, pass ``scale = s * sqrt(d)``.
         * ``"orthogonal"``: ``scale`` times independent Haar-orthogonal matrices
           (balanced when all layers are scaled alike: :math:`G_k = 0`).
         * ``"balanced"``: the balanced initialization of Arora, Cohen, Golowich

@@ -308,13 +308,14 @@ def test_stop_when(rng):
     assert any("step 4" in note for note in info.value.__notes__)
 
 
-def test_divergence_names_step_and_keeps_trajectory(rng):
+@pytest.mark.parametrize("save_every", [1, 2, 10**6])
+def test_divergence_names_step_and_keeps_trajectory(rng, save_every):
     E = QuadraticEnergy(_target(rng, 3))
     W0 = init_weights(3, 3, "gaussian", scale=1.5, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no RuntimeWarning (overflow) leaks: one named error
         with pytest.raises(TrainingDivergedError, match=r"step \d+.*smaller learning rate") as info:
-            gradient_descent(W0, E, 3.0, 10_000, save_every=2)
+            gradient_descent(W0, E, 3.0, 10_000, save_every=save_every)
     err = info.value
     assert isinstance(err, ValueError)
     res = err.result
@@ -324,6 +325,29 @@ def test_divergence_names_step_and_keeps_trajectory(rng):
     ref = _explicit_gd(W0, E, 3.0, err.step - 1)
     assert np.max(np.abs(res.final - ref)) <= 1e-13 * np.max(np.abs(ref))
     assert res.times[-1] == pytest.approx((err.step - 1) * 3.0)
+    # saved: every save_every-th step before the divergence, and the last finite one
+    expected = sorted(set(range(0, err.step, save_every)) | {err.step - 1})
+    np.testing.assert_array_equal(res.steps, expected)
+
+
+class _CappedEnergy(QuadraticEnergy):
+    """Finite gradient everywhere, but the value is inf once |X| > 1e3."""
+
+    def value(self, X):
+        return np.inf if np.max(np.abs(X)) > 1e3 else super().value(X)
+
+
+def test_divergence_detected_by_the_loss(rng):
+    E = _CappedEnergy(_target(rng, 3))
+    W0 = init_weights(3, 2, "gaussian", scale=1.5, seed=0)
+    with pytest.raises(TrainingDivergedError, match="step") as info:
+        gradient_descent(W0, E, 1.0, 1000, save_every=1)
+    res = info.value.result
+    assert np.all(np.isfinite(res.monitors["energy"]))
+    assert np.max(np.abs(res.monitors["end_to_end"][-1])) <= 1e3
+    step = info.value.step
+    assert np.max(np.abs(end_to_end(_explicit_gd(W0, E, 1.0, step)))) > 1e3
+    assert res.n_steps == step - 1 and res.steps[-1] == step - 1
 
 
 def test_divergence_of_end_to_end_gd(rng):
