@@ -380,6 +380,8 @@ def test_monitors_only_at_save_points_and_bounded_memory(rng):
 def test_no_progress_bar_off_terminal(rng, capsys):
     gradient_descent(init_weights(2, 2, seed=0), QuadraticEnergy(np.eye(2)), 0.1, 20)
     assert capsys.readouterr().err == ""
+    gradient_descent(init_weights(2, 2, seed=0), QuadraticEnergy(np.eye(2)), 0.1, 20, progress=True)
+    assert "gradient descent" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ bad input
@@ -476,6 +478,9 @@ def test_save_load_round_trip(rng, tmp_path):
     np.savez(tmp_path / "other.npz", a=np.ones(3))
     with pytest.raises(ValueError, match="FlowResult.save"):
         FlowResult.load(tmp_path / "other.npz")
+    np.save(tmp_path / "plain.npy", np.ones(3))
+    with pytest.raises(ValueError, match="FlowResult.save"):
+        FlowResult.load(tmp_path / "plain.npy")
     bad = FlowResult(np.zeros(1), np.zeros((1, 2)), monitors={"o": np.array([None], dtype=object)})
     with pytest.raises(TypeError, match="o"):
         bad.save(tmp_path / "bad.npz")

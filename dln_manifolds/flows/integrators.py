@@ -358,7 +358,10 @@ def load_result(cls: type, path) -> FlowResult:
     """Read a result written by :func:`save_result`; see :meth:`FlowResult.load`."""
     import json
 
-    with np.load(path, allow_pickle=False) as data:
+    data = np.load(path, allow_pickle=False)
+    if not hasattr(data, "files"):  # a plain .npy array
+        raise ValueError(f"{path!s} was not written by FlowResult.save (not an npz archive)")
+    with data:
         if "__meta__" not in data.files:
             raise ValueError(f"{path!s} was not written by FlowResult.save (no header)")
         meta = json.loads(str(data["__meta__"]))
