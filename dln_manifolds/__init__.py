@@ -176,3 +176,24 @@ __all__ += [
     "QuadraticEnergy",
     "completion_energy_2x2",
 ]
+
+# --- training: gradient descent, SGD, initializers, regression loss (training.py) ---
+from .energies import RegressionEnergy  # noqa: E402
+from .training import (  # noqa: E402
+    TrainingDivergedError,
+    TrainingResult,
+    end_to_end_gradient_descent,
+    gradient_descent,
+    init_weights,
+    sgd,
+)
+
+__all__ += [
+    "RegressionEnergy",
+    "TrainingDivergedError",
+    "TrainingResult",
+    "end_to_end_gradient_descent",
+    "gradient_descent",
+    "init_weights",
+    "sgd",
+]

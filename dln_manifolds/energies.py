@@ -35,6 +35,7 @@ __all__ = [
     "MatrixCompletionEnergy",
     "MatrixSensingEnergy",
     "completion_energy_2x2",
+    "RegressionEnergy",
 ]
 
 
@@ -227,3 +228,175 @@ class MatrixSensingEnergy(Energy):
         self._check(X)
         Z = self._check(Z, "Z")
         return self.gradient(Z) - self.gradient(np.zeros_like(Z))
+
+
+class RegressionEnergy(Energy):
+    r"""Least squares on data: :math:`E(X) = \tfrac{1}{2n} |X A - B|_F^2`.
+
+    The columns of ``inputs`` :math:`A` (shape (d, n)) are the n input vectors and
+    those of ``outputs`` :math:`B` the targets, so the network maps :math:`a_i`
+    to :math:`X a_i`. In terms of the covariances
+    :math:`\Sigma_{xx} = AA^T/n`, :math:`\Sigma_{yx} = BA^T/n` and
+    :math:`c = |B|_F^2/(2n)`,
+
+    .. math::
+
+        E(X) = \tfrac12\mathrm{tr}(X\Sigma_{xx}X^T) - \mathrm{tr}(X\Sigma_{yx}^T) + c,
+        \qquad E'(X) = X\Sigma_{xx} - \Sigma_{yx},\qquad E''(X)[Z] = Z\Sigma_{xx}.
+
+    With whitened inputs (:math:`\Sigma_{xx} = I`) this is the loss of Saxe,
+    McClelland and Ganguli (2014), :math:`\tfrac12|X - \Sigma_{yx}|_F^2` plus the
+    constant :math:`c - \tfrac12|\Sigma_{yx}|_F^2`; build it from the covariances
+    alone with :meth:`from_covariances`.
+
+    Parameters
+    ----------
+    inputs : array_like, shape (d, n)
+        Input vectors as columns.
+    outputs : array_like, shape (d, n)
+        Target vectors as columns (same n; square networks only for now, so the
+        same d).
+
+    Notes
+    -----
+    ``gradient`` and ``hessian`` use the covariances (cost O(d^3), independent
+    of n); ``value`` uses the data when they are stored (exact near zero loss,
+    cost O(d^2 n)) and the covariance form otherwise. Immutable: the arrays are
+    read-only copies.
+    """
+
+    def __init__(self, inputs, outputs):
+        A = _data_matrix(inputs, "inputs")
+        B = _data_matrix(outputs, "outputs")
+        if B.shape[1] != A.shape[1]:
+            raise ValueError(
+                f"outputs must have as many columns (samples) as inputs ({A.shape[1]}), "
+                f"got shape {B.shape}"
+            )
+        if B.shape[0] != A.shape[0]:
+            raise ValueError(
+                f"outputs must have {A.shape[0]} rows like inputs (square networks only), "
+                f"got shape {B.shape}"
+            )
+        n = A.shape[1]
+        self._set(
+            A,
+            B,
+            A @ A.T / n,
+            B @ A.T / n,
+            float(np.sum(B * B)) / (2 * n),
+            n,
+        )
+
+    def _set(self, A, B, sxx, syx, const, n):
+        for arr in (A, B, sxx, syx):
+            if arr is not None:
+                arr.flags.writeable = False
+        object.__setattr__(self, "inputs", A)
+        object.__setattr__(self, "outputs", B)
+        object.__setattr__(self, "input_covariance", sxx)
+        object.__setattr__(self, "cross_covariance", syx)
+        object.__setattr__(self, "constant", const)
+        object.__setattr__(self, "n_samples", n)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"RegressionEnergy is immutable (cannot set {name!r})")
+
+    @classmethod
+    def from_covariances(
+        cls, input_covariance, cross_covariance, constant: float = 0.0
+    ) -> RegressionEnergy:
+        r"""The energy :math:`\tfrac12\mathrm{tr}(X\Sigma_{xx}X^T) - \mathrm{tr}(X\Sigma_{yx}^T)+c`.
+
+        Parameters
+        ----------
+        input_covariance : array_like, shape (d, d)
+            :math:`\Sigma_{xx}`, symmetric positive semidefinite. The identity
+            gives Saxe et al.'s whitened form
+            :math:`\tfrac12|X - \Sigma_{yx}|^2 + c - \tfrac12|\Sigma_{yx}|^2`.
+        cross_covariance : array_like, shape (d, d)
+            :math:`\Sigma_{yx}`.
+        constant : float
+            c (e.g. :math:`|B|^2/(2n)` to match the data form exactly).
+
+        Returns
+        -------
+        RegressionEnergy
+            With ``inputs = outputs = None`` and ``n_samples = None``.
+        """
+        sxx = as_matrix(input_covariance, "input_covariance").copy()
+        syx = as_matrix(cross_covariance, "cross_covariance").copy()
+        if np.iscomplexobj(sxx) or np.iscomplexobj(syx):
+            raise TypeError("input_covariance and cross_covariance must be real")
+        if syx.shape != sxx.shape:
+            raise ValueError(
+                f"cross_covariance must have shape {sxx.shape} like input_covariance, "
+                f"got {syx.shape}"
+            )
+        scale = max(1.0, float(np.max(np.abs(sxx))))
+        if np.max(np.abs(sxx - sxx.T)) > 1e-12 * scale:
+            raise ValueError("input_covariance must be symmetric")
+        if np.min(np.linalg.eigvalsh(sxx)) < -1e-12 * scale * sxx.shape[0]:
+            raise ValueError("input_covariance must be positive semidefinite")
+        if isinstance(constant, bool) or not np.isscalar(constant):
+            raise TypeError(f"constant must be a real number, got {type(constant).__name__}")
+        constant = float(constant)
+        if not np.isfinite(constant):
+            raise ValueError(f"constant must be finite, got {constant}")
+        obj = cls.__new__(cls)
+        obj._set(None, None, sxx, syx, constant, None)
+        return obj
+
+    @property
+    def d(self) -> int:
+        return self.input_covariance.shape[0]
+
+    def value(self, X):
+        if self.inputs is not None:
+            R = X @ self.inputs - self.outputs
+            return 0.5 * (R * R).sum(axis=(-2, -1)) / self.n_samples
+        quad = ((X @ self.input_covariance) * X).sum(axis=(-2, -1))
+        return 0.5 * quad - (X * self.cross_covariance).sum(axis=(-2, -1)) + self.constant
+
+    def gradient(self, X):
+        return X @ self.input_covariance - self.cross_covariance
+
+    def hessian(self, X, Z):
+        return Z @ self.input_covariance
+
+    def batch_gradient(self, X, columns):
+        r"""Gradient of the minibatch loss :math:`\tfrac{1}{2b}|X A_S - B_S|^2`, S = ``columns``.
+
+        Parameters
+        ----------
+        X : ndarray, shape (d, d)
+        columns : ndarray of int, shape (b,)
+            Sample indices (not validated: the training loop calls this).
+
+        Returns
+        -------
+        ndarray, shape (d, d)
+            :math:`(X A_S - B_S) A_S^T / b`.
+        """
+        A = self.inputs[:, columns]
+        R = X @ A - self.outputs[:, columns]
+        return R @ A.T / len(columns)
+
+
+def _data_matrix(value, name: str) -> np.ndarray:
+    """A finite real float64 matrix of shape (d, n), n >= 1, copied."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__}")
+    arr = np.asarray(value)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name} must be an array of numbers, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be real")
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(
+            f"{name} must have shape (d, n) (samples as columns), got shape {arr.shape}"
+        )
+    arr = np.array(arr, dtype=np.float64, copy=True)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or Inf entries")
+    return arr

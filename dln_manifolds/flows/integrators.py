@@ -101,6 +101,48 @@ class FlowResult:
         """The state at ``t_final``."""
         return self.states[-1]
 
+    def save(self, path) -> None:
+        """Write the result to an ``.npz`` file (no pickle: it loads with ``allow_pickle=False``).
+
+        Every array field and monitor is stored bit for bit; scalar fields
+        (int, float, bool, str, None) go into a JSON header. Subclasses with
+        more fields (e.g. :class:`dln_manifolds.training.TrainingResult`) are
+        saved the same way.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            File name, used as given (no ``.npz`` suffix is added).
+
+        Raises
+        ------
+        TypeError
+            If a field or monitor holds something other than a numeric array or
+            a plain scalar (e.g. objects that would need pickle).
+        """
+        save_result(self, path)
+
+    @classmethod
+    def load(cls, path) -> FlowResult:
+        """Read a result written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        FlowResult
+            An instance of the class that saved it (``cls`` or a subclass of it).
+
+        Raises
+        ------
+        ValueError
+            If the file was not written by :meth:`save`, or by a class that is
+            not ``cls`` or one of its (imported) subclasses.
+        """
+        return load_result(cls, path)
+
 
 def _rk_step(velocity, t, y, h, tab: _Tableau):
     ks = []
@@ -270,3 +312,89 @@ def integrate_with_defaults(
     merged = dict(defaults)
     merged.update(monitors or {})
     return integrate_flow(velocity, y0, t_final, monitors=merged, **options)
+
+
+# --- FlowResult.save / FlowResult.load (npz without pickle) ---
+_RESULT_FORMAT = "dln_manifolds.FlowResult"
+
+
+def save_result(result: FlowResult, path) -> None:
+    """Write a :class:`FlowResult` (or subclass) to ``path`` as npz; see :meth:`FlowResult.save`."""
+    import dataclasses
+    import json
+    import numbers
+
+    cls = type(result)
+    meta = {
+        "format": _RESULT_FORMAT,
+        "version": 1,
+        "class": f"{cls.__module__}:{cls.__qualname__}",
+        "scalars": {},
+        "arrays": [],
+        "dicts": {},
+    }
+    arrays = {}
+
+    def put(key, value, what):
+        arr = np.asarray(value)
+        if arr.dtype == object:
+            raise TypeError(f"cannot save {what}: it is not a numeric array (dtype object)")
+        arrays[key] = arr
+
+    for f in dataclasses.fields(result):
+        value = getattr(result, f.name)
+        if isinstance(value, np.ndarray):
+            put(f"a_{f.name}", value, f"field {f.name!r}")
+            meta["arrays"].append(f.name)
+        elif isinstance(value, Mapping):
+            keys = []
+            for i, (k, v) in enumerate(value.items()):
+                put(f"d_{f.name}_{i}", v, f"{f.name}[{k!r}]")
+                keys.append(str(k))
+            meta["dicts"][f.name] = keys
+        elif value is None or isinstance(value, (bool, str)):
+            meta["scalars"][f.name] = value
+        elif isinstance(value, numbers.Integral):
+            meta["scalars"][f.name] = int(value)
+        elif isinstance(value, numbers.Real):
+            meta["scalars"][f.name] = float(value)
+        else:
+            raise TypeError(f"cannot save field {f.name!r} of type {type(value).__name__}")
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def load_result(cls: type, path) -> FlowResult:
+    """Read a result written by :func:`save_result`; see :meth:`FlowResult.load`."""
+    import json
+
+    data = np.load(path, allow_pickle=False)
+    if not hasattr(data, "files"):  # a plain .npy array
+        raise ValueError(f"{path!s} was not written by FlowResult.save (not an npz archive)")
+    with data:
+        if "__meta__" not in data.files:
+            raise ValueError(f"{path!s} was not written by FlowResult.save (no header)")
+        meta = json.loads(str(data["__meta__"]))
+        if meta.get("format") != _RESULT_FORMAT:
+            raise ValueError(f"{path!s} was not written by FlowResult.save")
+        if meta.get("version") != 1:
+            raise ValueError(f"{path!s}: unsupported FlowResult file version {meta.get('version')}")
+        target = None
+        todo = [cls]
+        while todo:
+            c = todo.pop()
+            if f"{c.__module__}:{c.__qualname__}" == meta["class"]:
+                target = c
+                break
+            todo.extend(c.__subclasses__())
+        if target is None:
+            raise ValueError(
+                f"{path!s} holds a {meta['class']}, which is not {cls.__qualname__} or one of "
+                "its subclasses (import the module that defines it first)"
+            )
+        kwargs = {name: data[f"a_{name}"] for name in meta["arrays"]}
+        for name, keys in meta["dicts"].items():
+            kwargs[name] = {k: data[f"d_{name}_{i}"] for i, k in enumerate(keys)}
+        kwargs.update(meta["scalars"])
+    return target(**kwargs)
