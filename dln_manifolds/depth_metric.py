@@ -358,12 +358,17 @@ class DepthFrame:
 
     def to_frame(self, Z) -> np.ndarray:
         r"""Frame coordinates :math:`\hat Z = U^* Z V`, shape (..., d, d)."""
-        Z = self._arg(Z, "Z")
-        return _h(self.U) @ Z @ _h(self.Vh)
+        return self._to(self._arg(Z, "Z"))
 
     def from_frame(self, Zh) -> np.ndarray:
         r"""Inverse of :meth:`to_frame`: :math:`U \hat Z V^*`."""
-        Zh = self._arg(Zh, "Zh")
+        return self._from(self._arg(Zh, "Zh"))
+
+    # unchecked versions for the methods below, which validate their own arguments once
+    def _to(self, Z: np.ndarray) -> np.ndarray:
+        return _h(self.U) @ Z @ _h(self.Vh)
+
+    def _from(self, Zh: np.ndarray) -> np.ndarray:
         return self.U @ Zh @ self.Vh
 
     # -- the operator and the metric ------------------------------------------
@@ -372,7 +377,7 @@ class DepthFrame:
         Z = self._arg(Z, "Z")
         if self.depth == 1:
             return Z.copy()
-        return self.from_frame(self.M * self.to_frame(Z))
+        return self._from(self.M * self._to(Z))
 
     def inverse(self, Z) -> np.ndarray:
         r""":math:`\mathcal{A}_{N,X}^{-1}(Z)`, the metric tensor of :math:`g^N` ([G] eq. 4.16)."""
@@ -380,7 +385,7 @@ class DepthFrame:
         self._require_full_rank()
         if self.depth == 1:
             return Z.copy()
-        return self.from_frame(self.to_frame(Z) / self.M)
+        return self._from(self._to(Z) / self.M)
 
     def power(self, Z, p: float) -> np.ndarray:
         r""":math:`\mathcal{A}_{N,X}^{p}(Z)` for a real power p (p < 0 needs full rank)."""
@@ -394,7 +399,7 @@ class DepthFrame:
         if self.depth == 1:
             return Z.copy()
         M = self.M if p == 1 else self.M ** float(p)
-        return self.from_frame(M * self.to_frame(Z))
+        return self._from(M * self._to(Z))
 
     def inner(self, Z1, Z2) -> np.ndarray:
         r""":math:`g^N_X(Z_1, Z_2) = \mathrm{Re\,tr}(Z_1^* \mathcal{A}^{-1} Z_2)` ([G] eq. 4.17).
@@ -403,7 +408,7 @@ class DepthFrame:
         """
         Z1, Z2 = self._arg(Z1, "Z1"), self._arg(Z2, "Z2")
         self._require_full_rank()
-        prod = np.conj(self.to_frame(Z1)) * self.to_frame(Z2) / self.M
+        prod = np.conj(self._to(Z1)) * self._to(Z2) / self.M
         return np.real(np.sum(prod, axis=(-2, -1)))
 
     # -- derivatives, in frame coordinates --------------------------------------
@@ -437,7 +442,7 @@ class DepthFrame:
         self._require_full_rank()
         if self.depth == 1:
             return self._zeros(V, Z)
-        return self.from_frame(self._dA_hat(self.to_frame(V), self.to_frame(Z)))
+        return self._from(self._dA_hat(self._to(V), self._to(Z)))
 
     def derivative_adjoint(self, Z, Y) -> np.ndarray:
         r"""K with :math:`\langle K, V\rangle = \langle Y, D\mathcal{A}[V](Z)\rangle` for all V."""
@@ -445,11 +450,13 @@ class DepthFrame:
         self._require_full_rank()
         if self.depth == 1:
             return self._zeros(Z, Y)
-        return self.from_frame(self._dA_adjoint_hat(self.to_frame(Z), self.to_frame(Y)))
+        return self._from(self._dA_adjoint_hat(self._to(Z), self._to(Y)))
 
     def christoffel_hat(self, Uh, Vh) -> np.ndarray:
         r"""Frame coordinates of :math:`\Gamma_X(U, V)` from those of U and V, (..., d, d)."""
-        Uh, Vh = self._arg(Uh, "Uh"), self._arg(Vh, "Vh")
+        return self._christoffel_hat(self._arg(Uh, "Uh"), self._arg(Vh, "Vh"))
+
+    def _christoffel_hat(self, Uh: np.ndarray, Vh: np.ndarray) -> np.ndarray:
         self._require_full_rank()
         Uh, Vh = np.broadcast_arrays(Uh, Vh)
         if self.depth == 1:
@@ -462,7 +469,7 @@ class DepthFrame:
     def christoffel(self, U_vec, V_vec) -> np.ndarray:
         r""":math:`\Gamma_X(U, V)`, shape (..., d, d); see :func:`depth_christoffel`."""
         U_vec, V_vec = self._arg(U_vec, "U_vec"), self._arg(V_vec, "V_vec")
-        return self.from_frame(self.christoffel_hat(self.to_frame(U_vec), self.to_frame(V_vec)))
+        return self._from(self._christoffel_hat(self._to(U_vec), self._to(V_vec)))
 
     def geodesic_acceleration(self, V) -> np.ndarray:
         r""":math:`-\Gamma_X(V, V)`: the acceleration of the geodesic through X with velocity V.
@@ -474,10 +481,10 @@ class DepthFrame:
         self._require_full_rank()
         if self.depth == 1:
             return self._zeros(V)
-        Vh = self.to_frame(V)
+        Vh = self._to(V)
         BV = Vh / self.M
         acc = self._dA_hat(Vh, BV) - 0.5 * self.M * self._dA_adjoint_hat(BV, BV)
-        return self.from_frame(acc)
+        return self._from(acc)
 
 
 def depth_frame(X, depth) -> DepthFrame:

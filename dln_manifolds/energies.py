@@ -352,6 +352,7 @@ class RegressionEnergy(Energy):
         return self.input_covariance.shape[0]
 
     def value(self, X):
+        X = self._check(X)
         if self.inputs is not None:
             R = X @ self.inputs - self.outputs
             return 0.5 * (R * R).sum(axis=(-2, -1)) / self.n_samples
@@ -359,10 +360,11 @@ class RegressionEnergy(Energy):
         return 0.5 * quad - (X * self.cross_covariance).sum(axis=(-2, -1)) + self.constant
 
     def gradient(self, X):
-        return X @ self.input_covariance - self.cross_covariance
+        return self._check(X) @ self.input_covariance - self.cross_covariance
 
     def hessian(self, X, Z):
-        return Z @ self.input_covariance
+        self._check(X)
+        return self._check(Z, "Z") @ self.input_covariance
 
     def batch_gradient(self, X, columns):
         r"""Gradient of the minibatch loss :math:`\tfrac{1}{2b}|X A_S - B_S|^2`, S = ``columns``.
@@ -385,18 +387,9 @@ class RegressionEnergy(Energy):
 
 def _data_matrix(value, name: str) -> np.ndarray:
     """A finite real float64 matrix of shape (d, n), n >= 1, copied."""
-    if isinstance(value, (str, bytes)) or value is None:
-        raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__}")
-    arr = np.asarray(value)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise TypeError(f"{name} must be an array of numbers, got dtype {arr.dtype}")
-    if np.iscomplexobj(arr):
-        raise TypeError(f"{name} must be real")
-    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+    arr = as_array(value, name, real=True, batch=True)  # any non-empty real array
+    if arr.ndim != 2:
         raise ValueError(
             f"{name} must have shape (d, n) (samples as columns), got shape {arr.shape}"
         )
-    arr = np.array(arr, dtype=np.float64, copy=True)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or Inf entries")
-    return arr
+    return arr.copy()

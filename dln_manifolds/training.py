@@ -28,6 +28,19 @@ and memory is proportional to the number of saved states, not to ``max_steps``.
 
 Divergence (weights or loss not finite) raises :class:`TrainingDivergedError`,
 which names the step and keeps the trajectory so far in ``.result``.
+
+References
+----------
+- [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+  network*.
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+- [ACH] S. Arora, N. Cohen and E. Hazan, *On the optimization of deep networks: implicit
+  acceleration by overparameterization*, ICML 2018.
+- [SMG] A. M. Saxe, J. L. McClelland and S. Ganguli, *Exact solutions to the nonlinear
+  dynamics of learning in deep linear neural networks*, arXiv:1312.6120 (2013).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`.
 """
 
 from __future__ import annotations
@@ -41,7 +54,14 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._checks import as_matrix, as_stack, check_depth, check_finite_depth, check_positive
+from ._checks import (
+    as_matrix,
+    as_stack,
+    check_count,
+    check_depth,
+    check_finite_depth,
+    check_positive,
+)
 from .depth_metric import depth_operator
 from .energies import RegressionEnergy, energy_functions
 from .flows.integrators import FlowResult
@@ -293,6 +313,16 @@ def _run(
     return result(k, "max_steps")
 
 
+def _is_finite(X: np.ndarray) -> bool:
+    """Whether every entry is finite, in one pass (the sum is NaN or inf otherwise)."""
+    return math.isfinite(float(np.sum(X)))
+
+
+def _energy_or_inf(value: Callable, X: np.ndarray) -> float:
+    """E(X), or inf where X has overflowed (the energy's door check refuses such X)."""
+    return float(value(X)) if _is_finite(X) else np.inf
+
+
 def _gd_step(W: np.ndarray, gradient: Callable, lr: float) -> np.ndarray:
     """One GD step on the layers by backpropagation: 3(N - 1) products of d x d matrices.
 
@@ -304,6 +334,8 @@ def _gd_step(W: np.ndarray, gradient: Callable, lr: float) -> np.ndarray:
     B = [W[0]]
     for p in range(1, N):
         B.append(W[p] @ B[-1])
+    if not _is_finite(B[-1]):
+        return np.full_like(W, np.nan)  # diverged: the energy's door check would refuse X
     G = np.asarray(gradient(B[-1]))
     out = np.empty_like(W)
     for p in range(N - 1, 0, -1):
@@ -316,7 +348,7 @@ def _gd_step(W: np.ndarray, gradient: Callable, lr: float) -> np.ndarray:
 
 def _gd_monitors(value, G0: np.ndarray) -> dict[str, Monitor]:
     def energy(t, W):
-        return float(value(end_to_end(W)))
+        return _energy_or_inf(value, end_to_end(W))
 
     out: dict[str, Monitor] = {"end_to_end": lambda t, W: end_to_end(W)}
     if value is not None:
@@ -467,12 +499,15 @@ def end_to_end_gradient_descent(
     )
     merged: dict[str, Monitor] = {}
     if value is not None:
-        merged["energy"] = lambda t, X: float(value(X))
+        merged["energy"] = lambda t, X: _energy_or_inf(value, X)
     merged["singular_values"] = lambda t, X: np.linalg.svd(X, compute_uv=False)
     merged.update(extra)
 
     def step(X):
-        return X - lr * depth_operator(X, depth, gradient(X))
+        G = gradient(X)
+        if not _is_finite(G):
+            return np.full_like(X, np.nan)  # diverged: depth_operator would refuse G
+        return X - lr * depth_operator(X, depth, G)
 
     return _run(
         X0,
@@ -624,8 +659,7 @@ def init_weights(
     -------
     ndarray, shape (N, d, d)
     """
-    if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
-        raise ValueError(f"d must be a positive integer, got {d!r}")
+    d = check_count(d, "d")
     d = int(d)
     N = check_finite_depth(depth)
     scale = check_positive(scale, "scale")

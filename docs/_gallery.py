@@ -149,6 +149,8 @@ API_MODULES = [
     ("Flows: integrators", "dln_manifolds.flows.integrators"),
     ("Flows on the fiber", "dln_manifolds.flows.fiber"),
     ("Learning flows", "dln_manifolds.flows.learning"),
+    ("Training: gradient descent, SGD", "dln_manifolds.training"),
+    ("Plotting helpers", "dln_manifolds.plotting"),
     ("Langevin dynamics", "dln_manifolds.langevin"),
     ("pymanopt adapters", "dln_manifolds.pymanopt"),
     ("geomstats adapters", "dln_manifolds.geomstats"),

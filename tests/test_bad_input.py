@@ -417,6 +417,64 @@ def _core_entries():
     return out
 
 
+def _training_entries():
+    A = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 1.0]])  # inputs, (d, n)
+    B = X @ A
+    reg = dm.RegressionEnergy(A, B)
+    steps = {"lr": "pos", "max_steps": "count"}
+    return [
+        E(
+            "gradient_descent",
+            dm.gradient_descent,
+            {"W0": "arr", **steps},
+            W0=WB,
+            energy=ENERGY,
+            lr=0.01,
+            max_steps=2,
+        ),
+        E(
+            "end_to_end_gradient_descent",
+            dm.end_to_end_gradient_descent,
+            {"X0": "arr", "depth": "depth", **steps},
+            X0=X,
+            energy=ENERGY,
+            depth=N,
+            lr=0.01,
+            max_steps=2,
+        ),
+        E(
+            "sgd",
+            dm.sgd,
+            {"W0": "arr", "inputs": "vec", "outputs": "vec", "batch_size": "count", **steps},
+            W0=WB,
+            inputs=A,
+            outputs=B,
+            lr=0.01,
+            max_steps=2,
+            batch_size=2,
+            seed=0,
+        ),
+        E(
+            "init_weights",
+            dm.init_weights,
+            {"d": "count", "depth": "depth", "scale": "pos"},
+            d=D,
+            depth=N,
+            scale=1.0,
+            seed=0,
+        ),
+        E(
+            "RegressionEnergy",
+            dm.RegressionEnergy,
+            {"inputs": "vec", "outputs": "vec"},
+            inputs=A,
+            outputs=B,
+        ),
+        E("RegressionEnergy.value", reg.value, {"X": "arr"}, X=X),
+        E("RegressionEnergy.gradient", reg.gradient, {"X": "arr"}, X=X),
+    ]
+
+
 def _flow_entries():
     T = {"t_final": "pos", "dt": "pos?", "save_every": "count"}
     t = {"t_final": 0.02, "dt": 0.01}
@@ -942,6 +1000,7 @@ def _geomstats_entries():
 def entries() -> list[Entry]:
     return (
         _core_entries()
+        + _training_entries()
         + _flow_entries()
         + _langevin_entries()
         + _pymanopt_entries()
@@ -1255,6 +1314,8 @@ def test_table_covers_public_api():
         "Energy",
         "BalancedFrames",
         "FlowResult",
+        "TrainingResult",
+        "TrainingDivergedError",
         "TABLEAUS",
         "SampleResult",
         "completion_energy_2x2",
