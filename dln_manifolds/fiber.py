@@ -100,7 +100,9 @@ CHOLESKY_MAX_D = 32
 
 #: Largest estimated cond(K) at which ``"cholesky"`` keeps the normal equations (with
 #: one corrected semi-normal refinement); beyond it the solver switches to ``"qr"``.
-CHOLESKY_MAX_CONDITION = 1e8
+#: Measured (d = 3, N = 3 and 10): the refined solve stays within 0.2 eps cond(dphi) of
+#: an SVD of the dense Jacobian up to cond(K) ~ 1e12, and is 60x worse at 2e13.
+CHOLESKY_MAX_CONDITION = 1e10
 
 #: Largest upper bound of cond(K) accepted by the ``"cg"`` solver (ValueError beyond).
 CG_MAX_CONDITION = 1e12
@@ -187,8 +189,9 @@ class FiberNormalSolver:
     method : str
         The method actually used (``"cholesky"``, ``"qr"`` or ``"cg"``).
     condition_estimate : float
-        For ``"cholesky"``/``"qr"``: the LAPACK estimate of cond(K) (1-norm;
-        ``inf`` if the Cholesky factorization failed). For ``"cg"``: the upper
+        For ``"cholesky"``/``"qr"``: the LAPACK estimate of the 1-norm cond(K)
+        (``pocon`` on the Cholesky factor, or ``trcon`` on R squared; ``inf``
+        if the Cholesky factorization failed). For ``"cg"``: the upper
         bound of cond(K) of the module docstring.
     last_iterations : int
         CG iterations of the last solve (0 otherwise).
@@ -283,8 +286,14 @@ class FiberNormalSolver:
         rdiag = np.abs(np.diag(self._Rqr))
         if not np.min(rdiag) > 0:
             raise ValueError("the end-to-end matrix of W is rank-deficient (dphi_W is not onto)")
-        if not hasattr(self, "condition_estimate"):
-            self.condition_estimate = float(np.max(rdiag) / np.min(rdiag)) ** 2
+        if not hasattr(self, "condition_estimate"):  # cond(K) = cond(R)^2
+            trcon = (
+                scipy.linalg.lapack.ztrcon
+                if np.iscomplexobj(Dstar)
+                else (scipy.linalg.lapack.dtrcon)
+            )
+            rcond, info = trcon(self._Rqr)
+            self.condition_estimate = 1.0 / rcond**2 if info == 0 and rcond > 0 else np.inf
         self._n2 = d * d
 
     # -- the maps D, D^*, K ---------------------------------------------------
@@ -373,8 +382,11 @@ class FiberNormalSolver:
             z = Z.reshape(-1)
             qz = _h(self._Q) @ z
             return scipy.linalg.solve_triangular(self._Rqr, qz, check_finite=False).reshape(d, d)
-        y = self.solve(self.differential(Z))
-        return y + self.solve(self.differential(Z - self.adjoint(y)))
+        if self.method == "cg":
+            y = self.solve(self.differential(Z))
+            return y + self.solve(self.differential(Z - self.adjoint(y)))
+        y = self._chol_solve(self.differential(Z))
+        return y + self._chol_solve(self.differential(Z - self.adjoint(y)))
 
     def normal_part(self, Z: np.ndarray) -> np.ndarray:
         """Orthogonal projection of Z onto the normal space, shape (N, d, d)."""
@@ -712,10 +724,12 @@ def _second_order_term(W: np.ndarray, a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_invertible_layers(layers: np.ndarray, message: str, product: bool = True) -> None:
+def _check_invertible_layers(
+    layers: np.ndarray, message: str, product: bool = True
+) -> np.ndarray | None:
     """ValueError (``message`` names the user's argument) unless every layer (and, with
     ``product``, their product) is numerically invertible: condition number <= 1/(d eps), the
-    default bound of :func:`check_full_rank`."""
+    default bound of :func:`check_full_rank`. Returns the product (with ``product``)."""
     d = layers.shape[-1]
     limit = 1.0 / (d * np.finfo(np.float64).eps)
     if not np.all(np.isfinite(layers)):
@@ -729,14 +743,16 @@ def _check_invertible_layers(layers: np.ndarray, message: str, product: bool = T
             f"(condition number {cond[bad[0]]:.3g} > {limit:.3g})"
         )
     if not product:
-        return
-    sp = np.linalg.svd(end_to_end(layers), compute_uv=False)
+        return None
+    prod = end_to_end(layers)
+    sp = np.linalg.svd(prod, compute_uv=False)
     cp = np.inf if not sp[-1] > 0 else float(sp[0] / sp[-1])
     if not cp <= limit:
         raise ValueError(
             f"{message}: the product of these layers is singular or too ill-conditioned "
             f"(condition number {cp:.3g} > {limit:.3g})"
         )
+    return prod
 
 
 def fiber_retraction(
@@ -816,19 +832,19 @@ def fiber_retraction(
     N = W.shape[0]
     if N == 1 or not np.any(V):
         return W.copy() if X is None else fiber_restore(W, X)
-    _check_invertible_layers(W[:-1], "W is outside the domain of the retraction", product=False)
     step = V[:-1]
     if second_order:
+        _check_invertible_layers(W[:-1], "W is outside the domain of the retraction", product=False)
         a = _generator_of(W, V)
         if solver is None:
             solver = FiberNormalSolver(W)
         step = step + 0.5 * solver.normal_part(_second_order_term(W, a))[:-1]
     layers = W[:-1] + step
-    _check_invertible_layers(
+    prod = _check_invertible_layers(
         layers, "the step V is too large for the retraction at W (W + V leaves its domain)"
     )
     target = end_to_end(W) if X is None else X
-    out = np.concatenate([layers, _rdiv(target, end_to_end(layers))[None]], axis=0)
+    out = np.concatenate([layers, _rdiv(target, prod)[None]], axis=0)
     if not np.all(np.isfinite(out)):
         raise ValueError("the step V is too large for the retraction at W: the result overflows")
     return out
@@ -867,8 +883,8 @@ def fiber_restore(W: ArrayLike, X: ArrayLike) -> np.ndarray:
     if W.shape[0] == 1:
         out[0] = X
         return out
-    _check_invertible_layers(W[:-1], "W cannot be restored onto the fiber")
-    out[-1] = _rdiv(X, end_to_end(W[:-1]))
+    prod = _check_invertible_layers(W[:-1], "W cannot be restored onto the fiber")
+    out[-1] = _rdiv(X, prod)
     return out
 
 

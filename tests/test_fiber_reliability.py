@@ -60,8 +60,8 @@ def _unbalanced(rng, X, N, k):
 
 
 def _floor(W):
-    """eps |W_N|_2 |W_{N-1} ... W_1|_2: the float64 resolution of phi(W) at W."""
-    return EPS * np.linalg.norm(W[-1], 2) * np.linalg.norm(end_to_end(W[:-1]), 2)
+    """eps |W_N| |W_{N-1} ... W_1| (Frobenius): the float64 resolution of phi(W) at W."""
+    return EPS * np.linalg.norm(W[-1]) * np.linalg.norm(end_to_end(W[:-1]))
 
 
 def _err(W, X):
