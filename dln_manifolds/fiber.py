@@ -609,12 +609,23 @@ def group_action_exp(a: ArrayLike, W: ArrayLike) -> np.ndarray:
     Returns
     -------
     ndarray, shape (N, d, d)
+
+    Raises
+    ------
+    ValueError
+        If a has the wrong shape, or :math:`e^{\pm a}` or the result overflows.
     """
     W, a = _stack_and_generator(W, a)
     if W.shape[0] == 1:
         return W.copy()
-    E, Einv = _expm_pair(a.astype(np.result_type(a, W)))
-    return _layerwise_action(W, E, Einv)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow raises below
+        E, Einv = _expm_pair(a.astype(np.result_type(a, W)))
+        if not (np.all(np.isfinite(E)) and np.all(np.isfinite(Einv))):
+            raise ValueError("a is too large: the matrix exponentials e^a, e^-a overflow float64")
+        out = _layerwise_action(W, E, Einv)
+    if not np.all(np.isfinite(out)):
+        raise ValueError("a is too large: the group action e^a . W overflows float64")
+    return out
 
 
 def generator_to_tangent(W: ArrayLike, a: ArrayLike) -> np.ndarray:
@@ -702,10 +713,18 @@ def fiber_group_element(W: ArrayLike, W_target: ArrayLike) -> np.ndarray:
     Returns
     -------
     ndarray, shape (N-1, d, d)
+
+    Raises
+    ------
+    ValueError
+        If a layer 1..N-1 of W is singular or has condition number above
+        1/(d eps) (the message names W).
     """
     W = as_stack(W)
     W2 = as_stack(W_target, "W_target", depth=W.shape[0], d=W.shape[1])
     N, d, _ = W.shape
+    if N > 1:
+        _check_invertible_layers(W[:-1], "W has no group element to W_target", product=False)
     a = np.zeros((N - 1, d, d), dtype=np.result_type(W, W2))
     prev = np.eye(d)
     for k in range(N - 1):
