@@ -227,6 +227,7 @@ class FiberNormalSolver:
         self._R = self._Bh @ self._B
         self.end_to_end = A[0]
         self.last_iterations = 0
+        self.condition_estimate: float | None = None
         if method == "cg":
             U, s, Vh = np.linalg.svd(self.end_to_end)
             check_full_rank(s, "end-to-end matrix of W")
@@ -276,25 +277,19 @@ class FiberNormalSolver:
 
     def _factor_qr(self) -> None:
         """Householder QR of the dense (N d^2) x d^2 matrix of the adjoint D^*."""
-        d = self.d
         # vec_row(A^* Y B^*) = (A^* kron conj(B)) vec_row(Y)
         blocks = [np.kron(Ah, np.conj(B)) for Ah, B in zip(self._Ah, self._B, strict=True)]
         Dstar = np.concatenate(blocks, axis=0)
         self._Q, self._Rqr = scipy.linalg.qr(Dstar, mode="economic", check_finite=False)
         if not np.all(np.isfinite(self._Rqr)):
             raise ValueError("the adjoint of dphi_W is not finite: W is too large to represent")
-        rdiag = np.abs(np.diag(self._Rqr))
-        if not np.min(rdiag) > 0:
+        if not np.min(np.abs(np.diag(self._Rqr))) > 0:
             raise ValueError("the end-to-end matrix of W is rank-deficient (dphi_W is not onto)")
-        if not hasattr(self, "condition_estimate"):  # cond(K) = cond(R)^2
-            trcon = (
-                scipy.linalg.lapack.ztrcon
-                if np.iscomplexobj(Dstar)
-                else (scipy.linalg.lapack.dtrcon)
-            )
+        if self.condition_estimate is None:  # cond(K) = cond(R)^2
+            lapack = scipy.linalg.lapack
+            trcon = lapack.ztrcon if np.iscomplexobj(Dstar) else lapack.dtrcon
             rcond, info = trcon(self._Rqr)
             self.condition_estimate = 1.0 / rcond**2 if info == 0 and rcond > 0 else np.inf
-        self._n2 = d * d
 
     # -- the maps D, D^*, K ---------------------------------------------------
     def differential(self, V: np.ndarray) -> np.ndarray:
