@@ -222,7 +222,8 @@ def test_retraction_keeps_product_after_many_steps():
     for _ in range(10_000):
         V = generator_to_tangent(W, rng.standard_normal((N - 1, d, d)))
         W = fiber_retraction(W, 0.01 * V / np.linalg.norm(V), second_order=False)
-    # group translates telescope exactly; rounding accumulates like a random walk
+    # the output layer is solved from the product of the input: rounding accumulates like a
+    # random walk of eps |X|-sized steps (test_fiber_reliability has the long walks)
     assert _rel(end_to_end(W), X) <= 1e-10
 
 

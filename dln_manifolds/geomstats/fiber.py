@@ -62,8 +62,10 @@ class Fiber(InducedSubmanifold):
     - ``projection``: :func:`~dln_manifolds.fiber.fiber_restore` (recomputes
       the output layer; a smooth map onto the fiber fixing it, *not* the
       nearest point).
-    - ``retraction``: the second-order group-action retraction
-      :func:`~dln_manifolds.fiber.fiber_retraction`. There is no
+    - ``retraction``: the second-order retraction
+      :func:`~dln_manifolds.fiber.fiber_retraction` with ``X`` (layers
+      1..N-1 step, the output layer is solved from X, so the product is X
+      to the rounding of one solve after every step). There is no
       closed-form exponential map; the metric's ``exp`` raises.
     """
 
