@@ -307,16 +307,54 @@ class FiberNormalSolver:
             rcond, info = trcon(self._Rqr)
             self.condition_estimate = 1.0 / rcond**2 if info == 0 and rcond > 0 else np.inf
 
+    # -- public doors: validate, then the unchecked versions below --------------
+    def _stack_arg(self, value, name: str) -> np.ndarray:
+        return as_stack(value, name, depth=self.depth, d=self.d)
+
+    def _matrix_arg(self, value, name: str) -> np.ndarray:
+        arr = as_matrix(value, name)
+        if arr.shape[0] != self.d:
+            raise ValueError(f"{name} must have shape ({self.d}, {self.d}), got {arr.shape}")
+        return arr
+
+    def differential(self, V: ArrayLike) -> np.ndarray:
+        """:math:`d\\phi_W(V)`, shape (d, d)."""
+        return self._differential(self._stack_arg(V, "V"))
+
+    def adjoint(self, Y: ArrayLike) -> np.ndarray:
+        """:math:`d\\phi_W^*(Y)`, shape (N, d, d)."""
+        return self._adjoint(self._matrix_arg(Y, "Y"))
+
+    def apply(self, Y: ArrayLike) -> np.ndarray:
+        """:math:`K(Y)`, matrix-free, O(N d^3)."""
+        return self._apply(self._matrix_arg(Y, "Y"))
+
+    def solve(self, r: ArrayLike) -> np.ndarray:
+        """Return y with :math:`K(y) = r`, shape (d, d)."""
+        return self._solve(self._matrix_arg(r, "r"))
+
+    def normal_coordinates(self, Z: ArrayLike) -> np.ndarray:
+        r""":math:`y = K^{-1} d\phi_W(Z)`, so that the normal part of Z is :math:`d\phi_W^*(y)`."""
+        return self._normal_coordinates(self._stack_arg(Z, "Z"))
+
+    def normal_part(self, Z: ArrayLike) -> np.ndarray:
+        """Orthogonal projection of Z onto the normal space, shape (N, d, d)."""
+        return self._normal_part(self._stack_arg(Z, "Z"))
+
+    def project(self, Z: ArrayLike) -> np.ndarray:
+        """Orthogonal projection of Z onto :math:`T_W\\mathcal{F}_X = \\ker d\\phi_W`."""
+        return self._project(self._stack_arg(Z, "Z"))
+
     # -- the maps D, D^*, K ---------------------------------------------------
-    def differential(self, V: np.ndarray) -> np.ndarray:
+    def _differential(self, V: np.ndarray) -> np.ndarray:
         """:math:`d\\phi_W(V)`, shape (d, d)."""
         return np.sum(self._A @ V @ self._B, axis=0)
 
-    def adjoint(self, Y: np.ndarray) -> np.ndarray:
+    def _adjoint(self, Y: np.ndarray) -> np.ndarray:
         """:math:`d\\phi_W^*(Y)`, shape (N, d, d)."""
         return self._Ah @ Y @ self._Bh
 
-    def apply(self, Y: np.ndarray) -> np.ndarray:
+    def _apply(self, Y: np.ndarray) -> np.ndarray:
         """:math:`K(Y)`, matrix-free, O(N d^3)."""
         return np.sum(self._L @ Y @ self._R, axis=0)
 
@@ -324,7 +362,7 @@ class FiberNormalSolver:
         return self._U @ ((self._Uh @ Y @ self._V) / self._M) @ self._Vh
 
     # -- solves ---------------------------------------------------------------
-    def solve(self, r: np.ndarray) -> np.ndarray:
+    def _solve(self, r: np.ndarray) -> np.ndarray:
         """Return y with :math:`K(y) = r`, shape (d, d)."""
         r = np.asarray(r)
         if not np.any(r):
@@ -333,7 +371,7 @@ class FiberNormalSolver:
         if self.method == "cholesky":
             self.last_iterations = 0
             y = self._chol_solve(r)
-            return y + self._chol_solve(r - self.apply(y))  # one refinement step
+            return y + self._chol_solve(r - self._apply(y))  # one refinement step
         if self.method == "qr":
             self.last_iterations = 0
             d = self.d
@@ -351,7 +389,7 @@ class FiberNormalSolver:
     def _cg(self, b: np.ndarray) -> np.ndarray:
         bnorm = np.linalg.norm(b)
         y = self._precondition(b)
-        r = b - self.apply(y)
+        r = b - self._apply(y)
         z = self._precondition(r)
         p = z
         rz = _inner(r, z)
@@ -365,12 +403,12 @@ class FiberNormalSolver:
                     stacklevel=3,
                 )
                 break
-            Kp = self.apply(p)
+            Kp = self._apply(p)
             alpha = rz / _inner(p, Kp)
             y = y + alpha * p
             it += 1
             if it % 25 == 0:
-                r = b - self.apply(y)  # refresh the recursive residual
+                r = b - self._apply(y)  # refresh the recursive residual
             else:
                 r = r - alpha * Kp
             z = self._precondition(r)
@@ -381,7 +419,7 @@ class FiberNormalSolver:
         return y
 
     # -- projections ----------------------------------------------------------
-    def normal_coordinates(self, Z: np.ndarray) -> np.ndarray:
+    def _normal_coordinates(self, Z: np.ndarray) -> np.ndarray:
         r""":math:`y = K^{-1} d\phi_W(Z)`, so that the normal part of Z is :math:`d\phi_W^*(y)`.
 
         The least-squares solution of :math:`\min_y |d\phi_W^*(y) - Z|`: by QR
@@ -394,20 +432,20 @@ class FiberNormalSolver:
             qz = _h(self._Q) @ z
             return scipy.linalg.solve_triangular(self._Rqr, qz, check_finite=False).reshape(d, d)
         if self.method == "cg":
-            y = self.solve(self.differential(Z))
-            return y + self.solve(self.differential(Z - self.adjoint(y)))
-        y = self._chol_solve(self.differential(Z))
-        return y + self._chol_solve(self.differential(Z - self.adjoint(y)))
+            y = self._solve(self._differential(Z))
+            return y + self._solve(self._differential(Z - self._adjoint(y)))
+        y = self._chol_solve(self._differential(Z))
+        return y + self._chol_solve(self._differential(Z - self._adjoint(y)))
 
-    def normal_part(self, Z: np.ndarray) -> np.ndarray:
+    def _normal_part(self, Z: np.ndarray) -> np.ndarray:
         """Orthogonal projection of Z onto the normal space, shape (N, d, d)."""
         if self.method == "qr":
             return (self._Q @ (_h(self._Q) @ Z.reshape(-1))).reshape(Z.shape)
-        return self.adjoint(self.normal_coordinates(Z))
+        return self._adjoint(self._normal_coordinates(Z))
 
-    def project(self, Z: np.ndarray) -> np.ndarray:
+    def _project(self, Z: np.ndarray) -> np.ndarray:
         """Orthogonal projection of Z onto :math:`T_W\\mathcal{F}_X = \\ker d\\phi_W`."""
-        return Z - self.normal_part(Z)
+        return Z - self._normal_part(Z)
 
 
 def _normal_matrix_from_factors(L: np.ndarray, R: np.ndarray) -> np.ndarray:
@@ -868,7 +906,7 @@ def fiber_retraction(
         a = _generator_of(W, V)
         if solver is None:
             solver = FiberNormalSolver(W)
-        step = step + 0.5 * solver.normal_part(_second_order_term(W, a))[:-1]
+        step = step + 0.5 * solver._normal_part(_second_order_term(W, a))[:-1]
     layers = W[:-1] + step
     prod = _check_invertible_layers(
         layers, "the step V is too large for the retraction at W (W + V leaves its domain)"
@@ -1020,8 +1058,8 @@ def fiber_weingarten(
     normal = _check_vector(W, normal, "normal")
     if solver is None:
         solver = FiberNormalSolver(W)
-    y = solver.normal_coordinates(normal)
-    return -solver.project(_dphi_adjoint_derivative(W, V, y))
+    y = solver._normal_coordinates(normal)
+    return -solver._project(_dphi_adjoint_derivative(W, V, y))
 
 
 def _check_fiber_depth(depth: int) -> int:

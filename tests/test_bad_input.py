@@ -1009,23 +1009,8 @@ def entries() -> list[Entry]:
 
 
 #: Arguments whose fix belongs to internals that other work is rewriting:
-#: (entry id, argument) -> owner area. The FiberNormalSolver methods call each other
-#: (project -> normal_part -> normal_coordinates -> solve -> apply): a check at each
-#: door costs ~9 validations per projection (+50% on d = 4), so they need unchecked
-#: internal paths, which belongs to the rewrite of the fiber projection.
-_FIBER = "fiber retraction/projection internals (fiber.py, FiberNormalSolver)"
-XFAIL: dict[tuple[str, str], str] = {
-    (f"FiberNormalSolver.{meth}", arg): _FIBER
-    for meth, arg in [
-        ("differential", "V"),
-        ("adjoint", "Y"),
-        ("apply", "Y"),
-        ("solve", "r"),
-        ("normal_coordinates", "Z"),
-        ("normal_part", "Z"),
-        ("project", "Z"),
-    ]
-}
+#: (entry id, argument) -> owner area. Empty: every entry point validates its arguments.
+XFAIL: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -1154,7 +1139,6 @@ def _extra_cases():
     v = np.arange(9.0).reshape(3, 3) / 10
     x = (2 * np.eye(3) + v).reshape(-1)
     singular_w = np.stack([np.eye(2), np.diag([1.0, 0.0]), np.eye(2)])
-    fiber_owner = "fiber retraction/projection internals (fiber.py)"
     out = [
         (
             "geomstats.DepthMetric.inner_product:complex",
