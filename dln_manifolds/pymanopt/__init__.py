@@ -5,9 +5,9 @@
 - :class:`BalancedManifold`: the balanced manifold M with the induced metric.
 """
 
-from .end_to_end import EndToEndMatrices
+from .end_to_end import BoundaryWarning, EndToEndMatrices
 
-__all__ = ["EndToEndMatrices"]
+__all__ = ["EndToEndMatrices", "BoundaryWarning"]
 
 # --- fiber (pymanopt/fiber.py) ---
 from .fiber import Fiber  # noqa: E402
