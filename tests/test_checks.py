@@ -304,7 +304,7 @@ def test_manifold_point_shape():
         M.retraction(np.eye(4), np.zeros((4, 4)))
     with _raises(ValueError, "point"):
         M.retraction(np.full((3, 3), np.nan), np.ones((3, 3)))
-    with _raises(ValueError, "X"):
+    with _raises(ValueError, "point"):
         M.euclidean_to_riemannian_gradient(np.full((3, 3), np.nan), np.eye(3))
 
 

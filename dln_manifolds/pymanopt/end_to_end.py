@@ -132,13 +132,13 @@ class EndToEndMatrices(Manifold):
         Tangent vectors with NaN or Inf entries give NaN (see the class notes);
         the point must be finite and of full rank (Euclidean at depth 1: any rank).
         """
-        return self._inner(point, tangent_vector_a, tangent_vector_b)[0]
+        a = self._vector(tangent_vector_a, "tangent_vector_a", finite=False)
+        b = self._vector(tangent_vector_b, "tangent_vector_b", finite=False)
+        return self._inner(point, a, b)[0]
 
     def _inner(self, point, a, b) -> tuple[np.float64, float]:
         """The inner product and max(condition number of the point, of g^N there)."""
         point = self._check(point)
-        a = self._vector(a, "tangent_vector_a", finite=False)
-        b = self._vector(b, "tangent_vector_b", finite=False)
         frame = DepthFrame(point, self._depth, check=False)
         s = frame.s
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -164,7 +164,8 @@ class EndToEndMatrices(Manifold):
         a critical point. Solvers evaluate the norm of the gradient at every
         accepted iterate.
         """
-        value, cond = self._inner(point, tangent_vector, tangent_vector)
+        Z = self._vector(tangent_vector, "tangent_vector", finite=False)
+        value, cond = self._inner(point, Z, Z)
         if cond > WARN_CONDITION:
             warnings.warn(
                 f"the point or the depth metric there has condition number {cond:.3g}: "
@@ -270,8 +271,10 @@ class EndToEndMatrices(Manifold):
         budget = 0.5 * np.log(cond_max / kappa)
         # Work with the unit direction Zh = Z / zeta: K = zeta K1h + coef K2h, where
         # coef = zeta^2 / (1 + zeta^4 |K2h|^2) is written so that it cannot overflow.
-        zeta = float(np.linalg.norm(Z))
-        Zh = Z / zeta
+        zmax = float(np.max(np.abs(Z)))
+        Zh = Z / zmax
+        zeta = zmax * float(np.linalg.norm(Zh))  # no overflow in the sum of squares
+        Zh = Zh / np.linalg.norm(Zh)
         Xinv = (frame.Vh.T / s) @ frame.U.T
         K1h = Xinv @ Zh
         n1 = zeta * float(np.linalg.norm(K1h))
@@ -281,9 +284,9 @@ class EndToEndMatrices(Manifold):
         else:
             gamma = frame.christoffel(Zh, Zh)
             K2h = -0.5 * Xinv @ (gamma + Zh @ K1h)
-            n2 = float(np.linalg.norm(K2h))
-            with np.errstate(over="ignore", divide="ignore"):
-                coef = 1.0 / (1.0 / zeta**2 + zeta**2 * n2**2) if n2 > 0 else 0.0
+            z2, n2 = np.float64(zeta) ** 2, np.float64(np.linalg.norm(K2h))  # IEEE over/underflow
+            with np.errstate(over="ignore", under="ignore", divide="ignore"):
+                coef = 1.0 / (1.0 / z2 + z2 * n2 * n2) if n2 > 0 else z2
             K = zeta * K1h + coef * K2h
         nK = float(np.linalg.norm(K))
         if budget == 0.0:
