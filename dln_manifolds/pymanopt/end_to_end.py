@@ -181,20 +181,20 @@ class EndToEndMatrices(Manifold):
             return value
         return np.float64(np.sqrt(max(value, 0.0)))
 
-    def projection(self, point, vector):
+    def projection(self, point, vector) -> np.ndarray:
         self._check(point)
         return np.array(self._vector(vector, "vector"), dtype=np.float64)
 
     to_tangent_space = projection
 
-    def euclidean_to_riemannian_gradient(self, point, euclidean_gradient):
+    def euclidean_to_riemannian_gradient(self, point, euclidean_gradient) -> np.ndarray:
         point = self._check(point)
         egrad = self._vector(euclidean_gradient, "euclidean_gradient")
         return DepthFrame(point, self._depth, check=False).operator(egrad)
 
     def euclidean_to_riemannian_hessian(
         self, point, euclidean_gradient, euclidean_hessian, tangent_vector
-    ):
+    ) -> np.ndarray:
         point = self._check(point)
         egrad = self._vector(euclidean_gradient, "euclidean_gradient")
         ehess = self._vector(euclidean_hessian, "euclidean_hessian")
@@ -205,7 +205,7 @@ class EndToEndMatrices(Manifold):
         grad = frame.operator(egrad)
         return frame.operator(ehess) + frame.derivative(U, egrad) + frame.christoffel(U, grad)
 
-    def retraction(self, point, tangent_vector):
+    def retraction(self, point, tangent_vector) -> np.ndarray:
         r"""Second-order retraction that stays in the component of the point, inside GL(d).
 
         :math:`R_X(Z) = X \exp(\sigma_c(K))` with
@@ -298,12 +298,15 @@ class EndToEndMatrices(Manifold):
         if kappa * np.exp(2.0 * scale * nK) > 0.5 * cond_max:
             # Near the limit, rounding in expm and the product could push the computed
             # condition number past it: halve the step until it is below.
-            while not _condition(np.linalg.svd(out, compute_uv=False)) <= cond_max:
+            for _ in range(64):
+                if _condition(np.linalg.svd(out, compute_uv=False)) <= cond_max:
+                    return out
                 K = 0.5 * K
                 out = point @ scipy.linalg.expm(K)
+            return point.copy()  # K has underflowed below rounding: the step is 0
         return out
 
-    def transport(self, point_a, point_b, tangent_vector_a):
+    def transport(self, point_a, point_b, tangent_vector_a) -> np.ndarray:
         self._check(point_a, "point_a")
         self._check(point_b, "point_b")
         return np.array(self._vector(tangent_vector_a, "tangent_vector_a"), dtype=np.float64)
@@ -321,7 +324,7 @@ class EndToEndMatrices(Manifold):
         Z = self._rng.standard_normal((self._d, self._d))
         return Z / self.norm(point, Z)
 
-    def zero_vector(self, point):
+    def zero_vector(self, point) -> np.ndarray:
         self._check(point)
         return np.zeros((self._d, self._d))
 
