@@ -44,11 +44,11 @@ __all__ = [
 ]
 
 
-def _as_float_array(value, name: str, real: bool = False) -> np.ndarray:
+def _as_float_array(value, name: str, real: bool = False, finite: bool = True) -> np.ndarray:
     if type(value) is np.ndarray and (
         value.dtype == np.float64 or (not real and value.dtype == np.complex128)
     ):  # fast path: the checks run in inner loops (projections, energies)
-        if not np.isfinite(value).all():
+        if finite and not np.isfinite(value).all():
             raise ValueError(f"{name} contains NaN or Inf entries")
         return value
     if isinstance(value, (str, bytes)) or value is None:
@@ -67,7 +67,7 @@ def _as_float_array(value, name: str, real: bool = False) -> np.ndarray:
         arr = arr.astype(np.complex128, copy=False)
     else:
         arr = arr.astype(np.float64, copy=False)
-    if not np.isfinite(arr).all():
+    if finite and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or Inf entries")
     return arr
 
@@ -183,14 +183,22 @@ def check_full_rank(
 
 
 def as_array(
-    value, name: str, shape: tuple[int, ...] = (), *, real: bool = True, batch: bool = False
+    value,
+    name: str,
+    shape: tuple[int, ...] = (),
+    *,
+    real: bool = True,
+    batch: bool = False,
+    finite: bool = True,
 ) -> np.ndarray:
     """Return ``value`` as a finite float64 (complex128 unless ``real``) array of ``shape``.
 
     With ``batch``, leading batch axes are allowed: the shape is ``(..., *shape)``.
-    An empty ``shape`` with ``batch`` accepts any non-empty array.
+    An empty ``shape`` with ``batch`` accepts any non-empty array. With
+    ``finite=False`` NaN and Inf entries are let through (for callers that
+    propagate them on purpose, as pymanopt's solvers expect of a manifold).
     """
-    arr = _as_float_array(value, name, real)
+    arr = _as_float_array(value, name, real, finite)
     core = arr.shape[arr.ndim - len(shape) :] if arr.ndim >= len(shape) else None
     ok = core == tuple(shape) and (batch or arr.ndim == len(shape))
     if not ok or arr.size == 0:

@@ -97,6 +97,8 @@ KINDS = {
     "arr": _ARRAY,
     "carr": [m for m in _ARRAY if m[0] not in _NO_COMPLEX],
     "vec": [m for m in _ARRAY if m[0] not in _NO_SHAPE],
+    # real, shape determined, NaN/Inf propagate to a NaN result (pymanopt convention)
+    "arr_nan_propagates": [(m[0], m[1], None) if m[0] in ("nan", "inf") else m for m in _ARRAY],
     "cvec": [m for m in _ARRAY if m[0] not in _NO_SHAPE + _NO_COMPLEX],
     "arr?": [m for m in _ARRAY if m[0] != "None"],  # optional: None means "not given"
     "y0": [m for m in _ARRAY if m[0] in ("nan", "inf", "bool", "None", "list")],
@@ -691,7 +693,16 @@ def _pymanopt_entries():
             E(f"{prefix}.{m}", getattr(man, m), dict.fromkeys(kw, "arr"), **kw) for m, kw in table
         ]
 
-    out += methods("pymanopt.EndToEndMatrices", M, X, (Z, ZB, Z), [])
+    e2e = methods("pymanopt.EndToEndMatrices", M, X, (Z, ZB, Z), [])
+    # pymanopt's own manifolds propagate a NaN tangent vector (truncated CG's 0/0 step in
+    # TrustRegions) so that the solver rejects the step: NaN/Inf tangent vectors give NaN
+    # there, by design (EndToEndMatrices class notes); every other bad input is refused
+    for entry in e2e:
+        if entry.id.rsplit(".", 1)[1] in ("inner_product", "norm", "retraction"):
+            for arg in entry.kinds:
+                if arg.startswith("tangent_vector"):
+                    entry.kinds[arg] = "arr_nan_propagates"
+    out += e2e
     tf = dm.generator_to_tangent(WF, A2)
     out += methods(
         "pymanopt.Fiber",
@@ -1222,7 +1233,7 @@ def _extra_cases():
             lambda: pm.EndToEndMatrices(2, 3).retraction(np.diag([1.0, 0.0]), np.ones((2, 2))),
             "point",
             ValueError,
-            "pymanopt EndToEndMatrices retraction (pymanopt/end_to_end.py)",
+            None,
         ),
         (
             "geomstats.DepthMetric.exp:overflowing tangent_vec",
@@ -1299,13 +1310,10 @@ def test_table_covers_public_api():
         "BalancedFrames",
         "FlowResult",
         "TrainingResult",
-        "TrainingDivergedError",
         "TABLEAUS",
         "SampleResult",
         "completion_energy_2x2",
         "run_ensemble",
-        "ResultDirectoryError",
-        "ResultFileWarning",
         "sweep_grid",
         "task_name",
         "RoundingTolerantLineSearcher",
@@ -1319,7 +1327,10 @@ def test_table_covers_public_api():
     missing = []
     for mod in (dm, flows, langevin, pymanopt, geomstats):
         for name in mod.__all__:
-            if name not in ids and name not in skip and callable(getattr(mod, name)):
+            obj = getattr(mod, name)
+            if isinstance(obj, type) and issubclass(obj, BaseException):
+                continue  # exception and warning classes take no arrays
+            if name not in ids and name not in skip and callable(obj):
                 missing.append(f"{mod.__name__}.{name}")
     assert not missing, missing
 

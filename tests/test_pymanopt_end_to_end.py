@@ -13,7 +13,7 @@ from slopes import taylor_slopes
 from threadpoolctl import threadpool_limits
 
 from dln_manifolds import depth_christoffel, depth_inner_product, depth_operator
-from dln_manifolds.pymanopt import EndToEndMatrices
+from dln_manifolds.pymanopt import BoundaryWarning, EndToEndMatrices
 
 DEPTHS = [1, 2, 3, 7, np.inf]
 
@@ -167,13 +167,31 @@ def test_retraction_stays_in_component_and_is_monotone(depth):
     assert np.all(np.diff(norms) > 0)
 
 
-def test_retraction_overflow_is_inf_not_nan():
-    M = EndToEndMatrices(2, 2, seed=12)
+@pytest.mark.parametrize("depth", [1, 2, np.inf])
+def test_long_steps_stay_well_inside_gl_d(depth):
+    """Steps of any length give a finite point of the same component with condition
+    number <= 1e-2 / (d eps) (the old retraction overflowed to +inf, or underflowed
+    to the zero matrix towards the boundary)."""
+    M = EndToEndMatrices(2, depth, seed=12)
     X = M.random_point()
+    limit = 1e-2 / (2 * np.finfo(np.float64).eps)
+    Z = M.random_tangent_vector(X)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        Y = M.retraction(X, 1e6 * X)
-    assert np.all(np.isposinf(Y))
+        warnings.simplefilter("ignore", BoundaryWarning)  # norm() at ill-conditioned Y
+        for V in (1e6 * X, -1e6 * X, 1e3 * Z, -1e3 * Z, 1e300 * Z, 1e-300 * Z):
+            Y = M.retraction(X, V)
+            s = np.linalg.svd(Y, compute_uv=False)
+            assert np.all(np.isfinite(Y)) and s[0] / s[-1] <= limit
+            assert np.sign(np.linalg.det(Y)) == np.sign(np.linalg.det(X))
+            M.norm(Y, Z)  # usable by a solver
+    # From a point at the limit, no step raises the condition number past it.
+    U, _, Vt = np.linalg.svd(X)
+    edge = U @ np.diag([1.0, 2.0 / limit]) @ Vt  # condition number limit / 2
+    for t in (1e-3, 1.0, 1e3, 1e9):
+        Y = M.retraction(edge, -t * U @ np.diag([0.0, 2.0 / limit]) @ Vt)  # shrinks s_min
+        s = np.linalg.svd(Y, compute_uv=False)
+        assert s[0] / s[-1] <= limit
 
 
 def test_retraction_does_not_mutate():

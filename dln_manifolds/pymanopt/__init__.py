@@ -13,9 +13,9 @@ Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the
 :ref:`math-corrections`.
 """
 
-from .end_to_end import EndToEndMatrices
+from .end_to_end import BoundaryWarning, EndToEndMatrices
 
-__all__ = ["EndToEndMatrices"]
+__all__ = ["EndToEndMatrices", "BoundaryWarning"]
 
 # --- fiber (pymanopt/fiber.py) ---
 from .fiber import Fiber  # noqa: E402

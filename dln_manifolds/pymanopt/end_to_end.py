@@ -1,29 +1,26 @@
-r"""(M_d, g^N): full-rank d x d matrices with the depth metric, as a pymanopt manifold.
-
-References
-----------
-- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
-  (2024).
-- [DK] Ju. L. Daleckii and S. G. Krein, *Integration and differentiation of functions of
-  Hermitian operators and applications to the theory of perturbations*, AMS Transl. (2)
-  47 (1965).
-- [pymanopt] J. Townsend, N. Koep and S. Weichwald, *Pymanopt: a Python toolbox for
-  optimization on manifolds using automatic differentiation*, JMLR 17 (2016).
-
-Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
-:ref:`math-corrections`.
-"""
+r"""(M_d, g^N): full-rank d x d matrices with the depth metric, as a pymanopt manifold."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import scipy.linalg
 from pymanopt.manifolds.manifold import Manifold
 
-from .._checks import as_arrays, as_matrix, check_count, check_depth
-from ..depth_metric import DepthFrame, depth_inner_product, depth_operator
+from .._checks import as_array, check_count, check_depth, check_full_rank
+from .._linalg import haar_orthogonal
+from ..depth_metric import DepthFrame
 
-__all__ = ["EndToEndMatrices"]
+__all__ = ["EndToEndMatrices", "BoundaryWarning", "WARN_CONDITION"]
+
+#: Condition number (of the point or of the metric tensor) above which
+#: :meth:`EndToEndMatrices.norm` warns: 1/sqrt(eps).
+WARN_CONDITION = 1.0 / np.sqrt(np.finfo(np.float64).eps)
+
+
+class BoundaryWarning(RuntimeWarning):
+    """An iterate is close to the rank-deficient boundary of GL(d) (det = 0)."""
 
 
 class EndToEndMatrices(Manifold):
@@ -60,6 +57,25 @@ class EndToEndMatrices(Manifold):
       component of the minimizer (flip a column of the start if needed);
       otherwise it drifts to the rank-deficient boundary, where
       :math:`\mathcal{A}_{N,X}` degenerates and the Riemannian gradient vanishes.
+      Even in the right component, descent can be drawn to a rank-deficient
+      critical point (for N >= 2, :math:`X \to 0` from
+      :math:`X_0 \approx \mathrm{diag}(1, -1)` towards
+      :math:`T \approx \mathrm{diag}(-1, 1)`). The retraction never leaves
+      GL(d): its results have condition number at most :math:`10^{-2}/(d\epsilon)`,
+      so such a run stalls near the boundary, and :meth:`norm` warns with
+      :class:`BoundaryWarning` where the condition number of the point or of
+      the metric tensor exceeds ``WARN_CONDITION`` (:math:`1/\sqrt{\epsilon}`). A solver's
+      "min grad norm" at such a point is not convergence to a minimizer.
+    - Depth 1 is the Euclidean metric on the open set GL(d): inner products
+      and norms need no inverse and work at any rank.
+    - Arguments are validated with pymanopt's names (``point``,
+      ``tangent_vector``, ...): real (complex input is a TypeError) arrays of
+      shape (d, d). Points must be finite. Tangent vectors with NaN or Inf
+      entries are the one exception: pymanopt's truncated CG produces them
+      (0/0) when it solves the trust-region model exactly, which happens at
+      depth 1. As on pymanopt's own manifolds, :meth:`inner_product`,
+      :meth:`norm` and :meth:`retraction` then return NaN, so that
+      TrustRegions rejects that step and shrinks its radius instead of crashing.
     """
 
     def __init__(self, d: int, depth=2, seed=None):
@@ -81,111 +97,221 @@ class EndToEndMatrices(Manifold):
     def typical_dist(self) -> float:
         return float(np.sqrt(self.dim))
 
-    def _check(self, point):
-        point = as_matrix(point, "point")
-        if point.shape != (self._d, self._d):
-            raise ValueError(f"point must have shape ({self._d}, {self._d}), got {point.shape}")
-        return point
+    # -- argument checks (pymanopt's argument names) ---------------------------
+    def _vector(self, value, name: str, *, finite: bool = True) -> np.ndarray:
+        """A real (d, d) float64 array; non-finite entries are refused if ``finite``."""
+        return as_array(value, name, (self._d, self._d), real=True, finite=finite)
 
-    def _arrays(self, **arrays) -> tuple[np.ndarray, ...]:
-        """Validate real (d, d) points and vectors, named by their keywords."""
-        return as_arrays((self._d, self._d), **arrays)
+    def _check(self, point, name: str = "point") -> np.ndarray:
+        return self._vector(point, name)
+
+    def _frame(self, point, name: str = "point") -> DepthFrame:
+        """DepthFrame of a validated, full-rank point (errors name ``name``)."""
+        frame = DepthFrame(self._check(point, name), self._depth)
+        check_full_rank(frame.s, name)
+        return frame
 
     def inner_product(self, point, tangent_vector_a, tangent_vector_b) -> np.float64:
-        point, tangent_vector_a, tangent_vector_b = self._arrays(
-            point=point, tangent_vector_a=tangent_vector_a, tangent_vector_b=tangent_vector_b
-        )
-        return np.float64(
-            depth_inner_product(point, self._depth, tangent_vector_a, tangent_vector_b)
-        )
+        r""":math:`g^N_X(Z_1, Z_2)` ([G] eq. 4.17).
+
+        Tangent vectors with NaN or Inf entries give NaN (see the class notes);
+        the point must be finite and of full rank (Euclidean at depth 1: any rank).
+        """
+        a = self._vector(tangent_vector_a, "tangent_vector_a", finite=False)
+        b = self._vector(tangent_vector_b, "tangent_vector_b", finite=False)
+        return self._inner(point, a, b)[0]
+
+    def _inner(self, point, a, b) -> tuple[np.float64, float]:
+        """The inner product and max(condition number of the point, of g^N there)."""
+        point = self._check(point)
+        frame = DepthFrame(point, self._depth, check=False)
+        s = frame.s
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cond = max(_condition(s), float(np.max(frame.M) / np.min(frame.M)))
+        if self._depth != 1:
+            check_full_rank(s, "point")
+        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+            return np.float64(np.nan), cond
+        if self._depth == 1:
+            return np.float64(np.sum(a * b)), cond
+        return np.float64(frame.inner(a, b)), cond
 
     def norm(self, point, tangent_vector) -> np.float64:
-        point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
-        return np.sqrt(max(self.inner_product(point, tangent_vector, tangent_vector), 0.0))
+        r""":math:`\sqrt{g^N_X(Z, Z)}`.
 
-    def projection(self, point, vector):
-        point, vector = self._arrays(point=point, vector=vector)
-        return np.array(vector, dtype=np.float64)
+        Warns with :class:`BoundaryWarning` at a point where the condition
+        number of X or of the metric tensor (ratio of the largest to the
+        smallest multiplier of :math:`\mathcal{A}_{N,X}`, about
+        :math:`\kappa(X)^{2-2/N}`) exceeds ``WARN_CONDITION`` =
+        :math:`1/\sqrt{\epsilon} \approx 6.7 \cdot 10^7`. There the gradient
+        components along the small singular directions are damped by more
+        than :math:`\sqrt{\epsilon}`, so a small gradient norm no longer means
+        a critical point. Solvers evaluate the norm of the gradient at every
+        accepted iterate.
+        """
+        Z = self._vector(tangent_vector, "tangent_vector", finite=False)
+        value, cond = self._inner(point, Z, Z)
+        if cond > WARN_CONDITION:
+            warnings.warn(
+                f"the point or the depth metric there has condition number {cond:.3g}: "
+                "the point is close to the rank-deficient boundary of GL(d), where the "
+                "depth metric degenerates and a small gradient norm does not mean a "
+                "critical point. A solver cannot cross det = 0: the minimizer may lie in the other "
+                "component of GL(d) (flip a column of the start), or the iterates "
+                "approach a rank-deficient critical point.",
+                BoundaryWarning,
+                stacklevel=2,
+            )
+        if np.isnan(value):
+            return value
+        return np.float64(np.sqrt(max(value, 0.0)))
+
+    def projection(self, point, vector) -> np.ndarray:
+        self._check(point)
+        return np.array(self._vector(vector, "vector"), dtype=np.float64)
 
     to_tangent_space = projection
 
-    def euclidean_to_riemannian_gradient(self, point, euclidean_gradient):
-        point, euclidean_gradient = self._arrays(point=point, euclidean_gradient=euclidean_gradient)
-        return depth_operator(point, self._depth, euclidean_gradient)
+    def euclidean_to_riemannian_gradient(self, point, euclidean_gradient) -> np.ndarray:
+        point = self._check(point)
+        egrad = self._vector(euclidean_gradient, "euclidean_gradient")
+        return DepthFrame(point, self._depth, check=False).operator(egrad)
 
     def euclidean_to_riemannian_hessian(
         self, point, euclidean_gradient, euclidean_hessian, tangent_vector
-    ):
-        point, euclidean_gradient, euclidean_hessian, tangent_vector = self._arrays(
-            point=point,
-            euclidean_gradient=euclidean_gradient,
-            euclidean_hessian=euclidean_hessian,
-            tangent_vector=tangent_vector,
-        )
-        frame = DepthFrame(self._check(point), self._depth)  # one SVD for the three terms
-        grad = frame.operator(euclidean_gradient)
-        return (
-            frame.operator(euclidean_hessian)
-            + frame.derivative(tangent_vector, euclidean_gradient)
-            + frame.christoffel(tangent_vector, grad)
-        )
+    ) -> np.ndarray:
+        point = self._check(point)
+        egrad = self._vector(euclidean_gradient, "euclidean_gradient")
+        ehess = self._vector(euclidean_hessian, "euclidean_hessian")
+        U = self._vector(tangent_vector, "tangent_vector")
+        if self._depth == 1:  # Euclidean: the Hessian is the Euclidean one, at any rank
+            return ehess.copy()
+        frame = self._frame(point)  # one SVD for the three terms
+        grad = frame.operator(egrad)
+        return frame.operator(ehess) + frame.derivative(U, egrad) + frame.christoffel(U, grad)
 
-    def retraction(self, point, tangent_vector):
-        r"""Second-order retraction that never leaves GL(d).
+    def retraction(self, point, tangent_vector) -> np.ndarray:
+        r"""Second-order retraction that stays in the component of the point, inside GL(d).
 
-        :math:`R_X(Z) = X \exp(K_1 + K_2 / (1 + |K_2|_F^2))` with
-        :math:`K_1 = X^{-1} Z` and
-        :math:`K_2 = -\tfrac12 X^{-1}\big(\Gamma_X(Z, Z) + Z X^{-1} Z\big)`, so that
+        :math:`R_X(Z) = X \exp(\sigma_c(K))` with
+        :math:`K = K_1 + K_2 / (1 + |K_2|_F^2)`, :math:`K_1 = X^{-1} Z`,
+        :math:`K_2 = -\tfrac12 X^{-1}\big(\Gamma_X(Z, Z) + Z X^{-1} Z\big)`, and the
+        saturation :math:`\sigma_c(K) = K / (1 + (|K|_F / c)^4)^{1/4}`, so that
         :math:`R_X(Z) = X + Z - \tfrac12\Gamma_X(Z,Z) + O(|Z|^3)` agrees with the
         exponential map to second order (needed for Hessian slope tests and
         superlinear trust-region convergence). The damping of the quadratic
-        correction only changes terms of order :math:`|Z|^6`; it keeps long
-        steps monotone (without it a long step along :math:`Z = tX` would fold
-        back towards 0, since :math:`t - t^2/(2N)` turns negative).
+        correction and the saturation only change terms of order :math:`|Z|^5`;
+        the damping keeps long steps monotone (without it a long step along
+        :math:`Z = tX` would fold back towards 0, since :math:`t - t^2/(2N)`
+        turns negative).
 
-        The result is invertible whenever it is finite. A step so long that
-        the matrix exponential overflows float64 returns a matrix of ``+inf``
-        instead of a mixture of inf and NaN, so that a cost which is ``+inf``
-        there makes pymanopt's line searches backtrack (a NaN cost would be
-        accepted by their Armijo test).
+        Why the saturation: :math:`X \exp(K)` is invertible for every K, but its
+        condition number can reach :math:`\kappa(X) e^{2|K|_2}`; without a bound
+        a long step towards the boundary underflows to an exactly singular
+        matrix (or overflows). With the budget
+        :math:`c = \tfrac12 \log(\kappa_{\max} / \kappa_2(X))` and
+        :math:`\kappa_{\max} = 10^{-2} / (d\,\epsilon)`,
+
+        .. math::
+
+            \kappa_2(R_X(Z)) \le \kappa_2(X)\, e^{2|\sigma_c(K)|_2}
+            \le \kappa_2(X)\, e^{2c} = \kappa_{\max}
+
+        (where rounding could break this bound, the saturated step is halved
+        until the computed result satisfies it), so every result is finite, of
+        full rank (well inside the tolerance of :meth:`norm`), and
+        :math:`\det R_X(Z) = \det X\, e^{\mathrm{tr}\,\sigma_c(K)}` has the sign
+        of :math:`\det X`. Steps towards the boundary get shorter as the budget
+        shrinks, so a solver that is drawn to the boundary stalls
+        there (with a :class:`BoundaryWarning` from :meth:`norm`) instead of
+        crashing.
+
+        Raises
+        ------
+        ValueError
+            If the point has a condition number above
+            :math:`\kappa_{\max}` (no step can be guaranteed to stay in GL(d));
+            the retraction never returns such a point.
+
+        Notes
+        -----
+        A tangent vector with NaN or Inf entries gives a matrix of NaN, as on
+        pymanopt's own manifolds (see the class notes).
         """
-        point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
         point = self._check(point)
-        Z = np.asarray(tangent_vector, dtype=np.float64)
+        Z = self._vector(tangent_vector, "tangent_vector", finite=False)
+        if not np.all(np.isfinite(Z)):
+            return np.full_like(point, np.nan)
         if not np.any(Z):
             return point.copy()
-        K1 = np.linalg.solve(point, Z)
-        gamma = DepthFrame(point, self._depth).christoffel(Z, Z)
-        K2 = -0.5 * np.linalg.solve(point, gamma + Z @ K1)
-        K = K1 + K2 / (1.0 + np.sum(K2 * K2))
-        with np.errstate(over="ignore", invalid="ignore"):
-            out = point @ scipy.linalg.expm(K)
-        if not np.all(np.isfinite(out)):
-            return np.full_like(out, np.inf)
+        frame = DepthFrame(point, self._depth, check=False)
+        s = frame.s
+        kappa = _condition(s)
+        cond_max = _retraction_condition_limit(self._d)
+        if not kappa <= cond_max:
+            raise ValueError(
+                f"point is too close to the rank-deficient boundary of GL(d) for a step "
+                f"that stays in GL(d) (condition number {kappa:.3g} > {cond_max:.3g})"
+            )
+        budget = 0.5 * np.log(cond_max / kappa)
+        # Work with the unit direction Zh = Z / zeta: K = zeta K1h + coef K2h, where
+        # coef = zeta^2 / (1 + zeta^4 |K2h|^2) is written so that it cannot overflow.
+        zmax = float(np.max(np.abs(Z)))
+        Zh = Z / zmax
+        zeta = zmax * float(np.linalg.norm(Zh))  # no overflow in the sum of squares
+        Zh = Zh / np.linalg.norm(Zh)
+        Xinv = (frame.Vh.T / s) @ frame.U.T
+        K1h = Xinv @ Zh
+        n1 = zeta * float(np.linalg.norm(K1h))
+        if n1 > 1e100:
+            # the quadratic term is O(1/n1) relative: saturated limit of the direction K1
+            K = K1h
+        else:
+            gamma = frame.christoffel(Zh, Zh)
+            K2h = -0.5 * Xinv @ (gamma + Zh @ K1h)
+            z2, n2 = np.float64(zeta) ** 2, np.float64(np.linalg.norm(K2h))  # IEEE over/underflow
+            with np.errstate(over="ignore", under="ignore", divide="ignore"):
+                coef = 1.0 / (1.0 / z2 + z2 * n2 * n2) if n2 > 0 else z2
+            K = zeta * K1h + coef * K2h
+        nK = float(np.linalg.norm(K))
+        if budget == 0.0:
+            return point.copy()
+        r = nK / budget
+        scale = budget / nK if (n1 > 1e100 or r > 1e50) else 1.0 / (1.0 + r**4) ** 0.25
+        K = scale * K
+        out = point @ scipy.linalg.expm(K)
+        if kappa * np.exp(2.0 * scale * nK) > 0.5 * cond_max:
+            # Near the limit, rounding in expm and the product could push the computed
+            # condition number past it: halve the step until it is below.
+            for _ in range(64):
+                if _condition(np.linalg.svd(out, compute_uv=False)) <= cond_max:
+                    return out
+                K = 0.5 * K
+                out = point @ scipy.linalg.expm(K)
+            return point.copy()  # K has underflowed below rounding: the step is 0
         return out
 
-    def transport(self, point_a, point_b, tangent_vector_a):
-        point_a, point_b, tangent_vector_a = self._arrays(
-            point_a=point_a, point_b=point_b, tangent_vector_a=tangent_vector_a
-        )
-        return np.array(tangent_vector_a, dtype=np.float64)
+    def transport(self, point_a, point_b, tangent_vector_a) -> np.ndarray:
+        self._check(point_a, "point_a")
+        self._check(point_b, "point_b")
+        return np.array(self._vector(tangent_vector_a, "tangent_vector_a"), dtype=np.float64)
 
     def random_point(self):
         """A well-conditioned point: Haar frames and log-uniform singular values in [1/2, 2]."""
         d = self._d
-        U = _haar_orthogonal(self._rng, d)
-        V = _haar_orthogonal(self._rng, d)
+        U = haar_orthogonal(self._rng, d)
+        V = haar_orthogonal(self._rng, d)
         s = np.exp(self._rng.uniform(np.log(0.5), np.log(2.0), size=d))
         return (U * s) @ V.T
 
     def random_tangent_vector(self, point):
         """A Gaussian tangent vector normalized to unit g^N norm."""
-        self._arrays(point=point)
+        self._check(point)
         Z = self._rng.standard_normal((self._d, self._d))
         return Z / self.norm(point, Z)
 
-    def zero_vector(self, point):
-        self._arrays(point=point)
+    def zero_vector(self, point) -> np.ndarray:
+        self._check(point)
         return np.zeros((self._d, self._d))
 
     def _no_geodesics(self, *args, **kwargs):
@@ -197,6 +323,14 @@ class EndToEndMatrices(Manifold):
     exp = log = dist = _no_geodesics
 
 
-def _haar_orthogonal(rng: np.random.Generator, d: int) -> np.ndarray:
-    Q, R = np.linalg.qr(rng.standard_normal((d, d)))
-    return Q * np.sign(np.diag(R))
+def _condition(s: np.ndarray) -> float:
+    """Condition number s_max / s_min from decreasing singular values (inf if singular)."""
+    return float(s[0] / s[-1]) if s[-1] > 0 else np.inf
+
+
+def _retraction_condition_limit(d: int) -> float:
+    """Largest condition number of a retraction result: 1e-2 / (d eps).
+
+    A hundred times below the full-rank tolerance 1 / (d eps) of :meth:`norm`.
+    """
+    return 1e-2 / (d * np.finfo(np.float64).eps)
