@@ -1,4 +1,18 @@
-r"""(M_d, g^N): full-rank d x d matrices with the depth metric, as a pymanopt manifold."""
+r"""(M_d, g^N): full-rank d x d matrices with the depth metric, as a pymanopt manifold.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+- [DK] Ju. L. Daleckii and S. G. Krein, *Integration and differentiation of functions of
+  Hermitian operators and applications to the theory of perturbations*, AMS Transl. (2)
+  47 (1965).
+- [pymanopt] J. Townsend, N. Koep and S. Weichwald, *Pymanopt: a Python toolbox for
+  optimization on manifolds using automatic differentiation*, JMLR 17 (2016).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
+:ref:`math-corrections`.
+"""
 
 from __future__ import annotations
 
