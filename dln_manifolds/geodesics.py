@@ -684,6 +684,7 @@ def _log_flat(X, Y, depth, tol, rtol, atol, n_steps, max_steps, singular_tol, ma
     it = np.zeros(B, dtype=int)
     err_prev = np.full(B, np.inf)
     prev_tight = np.zeros(B, dtype=bool)
+    J_cur = np.empty((B, n, n))
     err_out = np.full(B, np.inf)
     done = np.all(X == Y, axis=(-2, -1))
     v[done] = 0.0
@@ -702,16 +703,31 @@ def _log_flat(X, Y, depth, tol, rtol, atol, n_steps, max_steps, singular_tol, ma
             break
         # loose integration while far from the final answer, the requested one near it
         tight = (tau_tgt[act] == 1.0) & (err_prev[act] <= 1e-5 * scale[act])
-        E, J, ok = _exp_and_jacobian(
-            X[act],
-            v[act],
-            depth,
-            np.where(tight, rtol, max(rtol, 1e-7)),
-            np.where(tight, atol, max(atol, 1e-9)),
-            n_steps,
-            max_steps if np.all(tight) else min(max_steps, _MAX_STEPS_LOOSE),
-            singular_tol,
-        )
+        # Newton with fresh Jacobians on the loose geodesics; near the answer, with the
+        # requested tolerances, the chord method (Jacobian of the last loose iterate)
+        fresh = ~tight | (it[act] == 0)
+        E = np.empty((act.size, d, d))
+        J = J_cur[act]
+        ok = np.zeros(act.size, dtype=bool)
+        for part, with_jac in ((fresh, True), (~fresh, False)):
+            if not np.any(part):
+                continue
+            rows, tp = act[part], tight[part]
+            args = (
+                X[rows],
+                v[rows],
+                depth,
+                np.where(tp, rtol, max(rtol, 1e-7)),
+                np.where(tp, atol, max(atol, 1e-9)),
+                n_steps,
+                max_steps if np.all(tp) else min(max_steps, _MAX_STEPS_LOOSE),
+                singular_tol,
+            )
+            if with_jac:
+                E[part], J[part], ok[part] = _exp_and_jacobian(*args)
+            else:
+                E[part], ok[part] = _exp_flat(*args)[:2]
+        J_cur[act] = J
         T = targets(act)
         F = (E - T).reshape(act.size, n)
         err = np.linalg.norm(F, axis=1)
