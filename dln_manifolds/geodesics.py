@@ -329,15 +329,12 @@ def _integrate(
     k1X, k1V = V.copy(), acc
     adaptive = n_steps is None
     if adaptive:
-        # initial step (Hairer-Norsett-Wanner II.4): h0 = 0.01 |y| / |f|, limited by the curvature
+        # initial step: a tenth of the time scales |X| / |V| and |V| / |V'| of the geodesic
         nX, nV, nA = _norm(X[:, 0]), _norm(V[:, 0]), _norm(acc[:, 0])
-        scX, scV = atol + rtol * nX, atol + rtol * np.maximum(nV, 1e-300)
-        d0 = np.maximum(nX / scX, nV / scV)
-        d1 = np.maximum(nV / scX, nA / scV)
         with np.errstate(divide="ignore", invalid="ignore"):
-            h = np.where((d0 > 1e-5) & (d1 > 1e-5), 0.01 * d0 / d1, 1e-3)
-        h = np.clip(h, 1e-6, 1.0)
-        h = np.minimum(h, 0.1)
+            rate = np.maximum(nV / nX, np.where(nV > 0, nA / nV, 0.0))
+            h = np.where(rate > 0, 0.1 / rate, 0.5)
+        h = np.clip(np.nan_to_num(h, nan=1e-3), 1e-6, 0.5)
     else:
         h = np.full(B, 1.0 / n_steps)
     n_taken = np.zeros(B, dtype=int)
@@ -369,8 +366,9 @@ def _integrate(
             Vs = _combine(Va, ha, coeffs, kV)
             last = adaptive and i == len(tab_a) - 2
             a_s, b_s, hit_s = rhs(Xs, Vs, want_predictor=last)
-            flipped = np.sign(np.linalg.det(Xs)) != sign0[act, None]
-            stage_bad |= (b_s | flipped).any(axis=1)
+            stage_bad |= b_s.any(axis=1)
+            if last:  # the new point: same component as the start
+                stage_bad |= (np.sign(np.linalg.det(Xs)) != sign0[act, None]).any(axis=1)
             kX.append(Vs)
             kV.append(a_s)
         if adaptive:
