@@ -242,6 +242,15 @@ def test_depth_one_is_euclidean(rng):
     Y = X + rng.standard_normal((2, 2)) * 0.3
     np.testing.assert_allclose(depth_log(X, Y, 1), Y - X, atol=1e-15)
     assert depth_distance(X, Y, 1) == pytest.approx(np.linalg.norm(Y - X), rel=1e-14)
+    # random far pairs: the segment is a geodesic iff X^{-1} Y has no real eigenvalue <= 0
+    Xs, Ys = _random_pairs(np.random.default_rng(2), 2, 12)  # 2 of 12 cross det = 0
+    for X, Y in zip(Xs, Ys, strict=True):
+        lam = np.linalg.eigvals(np.linalg.solve(X, Y))
+        if np.any((np.abs(lam.imag) < 1e-12) & (lam.real <= 0)):
+            with pytest.raises(SingularGeodesicError):
+                depth_log(X, Y, 1)
+        else:
+            np.testing.assert_allclose(depth_exp(X, depth_log(X, Y, 1), 1), Y, atol=1e-14)
     # I and -I are in the same component, but the segment between them crosses X = 0
     with pytest.raises(SingularGeodesicError, match="crosses the singular set"):
         depth_log(np.eye(2), -np.eye(2), 1)
