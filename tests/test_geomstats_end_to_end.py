@@ -499,3 +499,18 @@ def test_log_to_a_singular_point_raises():
     space = EndToEndMatrices(2, 3)
     with pytest.raises(ValueError, match="rank-deficient"):
         space.metric.log(np.array([1.0, 0.0, 0.0, 0.0]), np.eye(2).ravel())
+
+
+def test_christoffels_batch_matches_single_points(rng):
+    space = EndToEndMatrices(2, 3)
+    xs = np.stack([matrix_to_vector(_point(rng, 2)) for _ in range(3)]).reshape(3, 1, 4)
+    batch = space.metric.christoffels(xs)
+    assert batch.shape == (3, 1, 4, 4, 4)
+    for i in range(3):
+        single = space.metric.christoffels(xs[i, 0])
+        np.testing.assert_allclose(batch[i, 0], single, rtol=0, atol=1e-13)
+        U, V = rng.standard_normal((2, 2, 2))
+        expected = depth_christoffel(xs[i, 0].reshape(2, 2), 3, U, V).ravel()
+        np.testing.assert_allclose(
+            np.einsum("kij,i,j->k", single, U.ravel(), V.ravel()), expected, atol=1e-12
+        )

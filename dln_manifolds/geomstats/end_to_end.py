@@ -493,17 +493,22 @@ class DepthMetric(RiemannianMetric):
 
     # -- connection ---------------------------------------------------------------
     def christoffels(self, base_point=None):
-        """Christoffel symbols ``G[..., k, i, j]`` (contravariant first), shape (..., n, n, n)."""
-        n = self._space.dim
+        """Christoffel symbols ``G[..., k, i, j]`` (contravariant first), shape (..., n, n, n).
+
+        One batched frame for all base points (no Python loop); O(d^7) per point.
+        """
+        d = self._space.d
+        n = d * d
         base_point = np.asarray(base_point, dtype=float)
-        flat = base_point.reshape(-1, n)
-        out = np.stack(
-            [
-                self._frames_apply(lambda f: f.christoffel_tensor(), x, out_shape=(n, n, n))
-                for x in flat
-            ]
-        )
-        return out.reshape(base_point.shape[:-1] + (n, n, n))
+        _check_vectors(n, base_point=base_point)
+        batch = base_point.shape[:-1]
+        X = base_point.reshape((-1, 1, 1, d, d))
+        frame = DepthFrame(X, self.depth)
+        # frame coordinates of the standard basis: the rows of R = kron(U, V), reshaped
+        E = frame.rotation[:, 0, 0].reshape(-1, n, d, d)
+        G = frame.from_frame(frame.christoffel_hat(E[:, :, None], E[:, None, :]))
+        G = np.moveaxis(G.reshape(-1, n, n, n), -1, 1)
+        return G.reshape(batch + (n, n, n))
 
     def christoffel_term(self, tangent_vec_a, tangent_vec_b, base_point):
         r""":math:`\Gamma_X(U, V)` for vectors of shape (..., d^2) (no full tensor)."""
