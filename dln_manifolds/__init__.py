@@ -197,3 +197,26 @@ __all__ += [
     "init_weights",
     "sgd",
 ]
+
+# --- geodesics of (M_d, g^N): exp, log, distance (geodesics.py) ---
+from .geodesics import (  # noqa: E402
+    DifferentComponentsError,
+    GeodesicError,
+    LogConvergenceError,
+    SingularGeodesicError,
+    depth_distance,
+    depth_exp,
+    depth_log,
+    direction_geodesic,
+)
+
+__all__ += [
+    "DifferentComponentsError",
+    "GeodesicError",
+    "LogConvergenceError",
+    "SingularGeodesicError",
+    "depth_distance",
+    "depth_exp",
+    "depth_log",
+    "direction_geodesic",
+]

@@ -142,6 +142,7 @@ API_MODULES = [
     ("Package", "dln_manifolds"),
     ("Network maps", "dln_manifolds.network"),
     ("Depth metric on (M_d, g^N)", "dln_manifolds.depth_metric"),
+    ("Geodesics of (M_d, g^N)", "dln_manifolds.geodesics"),
     ("Energies", "dln_manifolds.energies"),
     ("The fiber", "dln_manifolds.fiber"),
     ("The balanced manifold", "dln_manifolds.balanced"),

@@ -421,4 +421,96 @@ def test_depth_one_is_flat(rng):
     assert np.abs(space.metric.christoffels(x)).max() == 0.0
     assert np.abs(space.metric.riemann_tensor(x)).max() == 0.0
     v = rng.standard_normal(4)
+    v *= 0.4 / np.linalg.norm(v)  # shorter than sigma_min(x) >= 0.5: the segment stays in GL(2)
     np.testing.assert_allclose(space.metric.exp(v, x), x + v, atol=1e-14)
+    np.testing.assert_allclose(space.metric.log(x + v, x), v, atol=1e-14)
+    # the straight line through 0 leaves GL(2) at t = 1/2
+    with pytest.raises(ValueError, match="singular set"):
+        space.metric.exp(-2.0 * x, x)
+
+
+# --- exp, log and dist: failure modes and far pairs (issue 13) ------------------------------
+
+
+def test_issue_pair_log_dist_and_geodesic():
+    """Before: |exp_x(log_x y) - y| = 0.235, dist(x, y) = 3.216, dist(y, x) = 3.379; a geodesic
+    of length 2.288 joins them (found by continuation, confirmed by an adaptive integrator)."""
+    space = EndToEndMatrices(2, 2)
+    metric = space.metric
+    x = np.array([0.484, -0.197, 0.296, 0.893])
+    y = np.array([-0.781, 0.546, -1.043, -0.51])
+    v = metric.log(y, x)
+    np.testing.assert_allclose(metric.exp(v, x), y, atol=1e-9)
+    dist = metric.dist(x, y)
+    assert dist == pytest.approx(2.288, abs=1e-3)
+    assert dist == pytest.approx(metric.dist(y, x), rel=1e-9)
+    path = metric.geodesic(initial_point=x, end_point=y)(np.array([0.0, 0.5, 1.0]))
+    np.testing.assert_allclose(path[0], x, atol=1e-12)
+    np.testing.assert_allclose(path[-1], y, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "d, depth", [(2, 2), pytest.param(2, np.inf, marks=pytest.mark.slow), (3, 3)]
+)
+def test_log_on_random_point_pairs(d, depth):
+    """Pairs drawn by EndToEndMatrices.random_point (as geomstats' generic tests do), one
+    batched call; about half of such pairs used to fail."""
+    import geomstats.backend as gs
+
+    gs.random.seed(4)
+    space = EndToEndMatrices(d, depth)
+    metric = space.metric
+    pts = space.random_point(16).reshape(8, 2, d * d)
+    signs = np.sign(np.linalg.det(space.to_matrix(pts)))
+    pts = pts[signs[:, 0] == signs[:, 1]][:3]
+    x, y = pts[:, 0], pts[:, 1]
+    v = metric.log(y, x)
+    np.testing.assert_allclose(metric.exp(v, x), y, atol=1e-8)
+    np.testing.assert_allclose(metric.norm(v, x), metric.dist(y, x), rtol=1e-8)
+
+
+def test_points_in_different_components():
+    """Before: dist(I, diag(1, -1)) = 1.77 on (M_2, g^2), with no warning."""
+    space = EndToEndMatrices(2, 2)
+    x, y = np.eye(2).ravel(), np.diag([1.0, -1.0]).ravel()
+    assert space.metric.dist(x, y) == np.inf
+    assert space.metric.squared_dist(x, y) == np.inf
+    np.testing.assert_array_equal(
+        space.metric.dist(np.stack([x, x]), np.stack([y, 2 * x]))[0], np.inf
+    )
+    with pytest.raises(ValueError, match="different components") as info:
+        space.metric.log(y, x)
+    assert info.type.__name__ == "DifferentComponentsError"
+
+
+@pytest.mark.parametrize("n_steps", [None, 10, 40])
+def test_exp_past_the_singular_set_raises(n_steps):
+    """Before: exp_I([0, 0, 0, -2.5]) gave 5.3e3 to 5.9e3 in the last entry; the geodesic
+    reaches det = 0 at t = 0.8."""
+    space = EndToEndMatrices(2, 2)
+    if n_steps is not None:
+        space.metric.set_integrator(n_steps=n_steps)
+    with pytest.raises(ValueError, match="singular set") as info:
+        space.metric.exp(np.array([0.0, 0.0, 0.0, -2.5]), np.eye(2).ravel())
+    assert info.type.__name__ == "SingularGeodesicError"
+
+
+def test_log_to_a_singular_point_raises():
+    space = EndToEndMatrices(2, 3)
+    with pytest.raises(ValueError, match="rank-deficient"):
+        space.metric.log(np.array([1.0, 0.0, 0.0, 0.0]), np.eye(2).ravel())
+
+
+def test_christoffels_batch_matches_single_points(rng):
+    space = EndToEndMatrices(2, 3)
+    xs = np.stack([matrix_to_vector(_point(rng, 2)) for _ in range(3)]).reshape(3, 1, 4)
+    batch = space.metric.christoffels(xs)
+    assert batch.shape == (3, 1, 4, 4, 4)
+    for i in range(3):
+        single = space.metric.christoffels(xs[i, 0])
+        np.testing.assert_allclose(batch[i, 0], single, rtol=0, atol=1e-13)
+        U, V = rng.standard_normal((2, 2, 2))
+        expected = depth_christoffel(xs[i, 0].reshape(2, 2), 3, U, V).ravel()
+        np.testing.assert_allclose(
+            np.einsum("kij,i,j->k", single, U.ravel(), V.ravel()), expected, atol=1e-12
+        )

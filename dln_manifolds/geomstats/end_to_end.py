@@ -14,24 +14,10 @@ All geometry comes from the numpy core (:mod:`dln_manifolds.depth_metric`,
 through its batched frame evaluator :class:`~dln_manifolds.depth_metric.DepthFrame`),
 never from geomstats' autodiff, so everything works under the default numpy
 backend as well as under ``GEOMSTATS_BACKEND=autograd``.
-
-References
-----------
-- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
-  (2024).
-- [DK] Ju. L. Daleckii and S. G. Krein, *Integration and differentiation of functions of
-  Hermitian operators and applications to the theory of perturbations*, AMS Transl. (2)
-  47 (1965).
-- [geomstats] N. Miolane et al., *Geomstats: a Python package for Riemannian geometry in
-  machine learning*, JMLR 21 (2020).
-
-Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
-:ref:`math-corrections`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 
 import geomstats.backend as gs
@@ -39,17 +25,23 @@ import numpy as np
 from geomstats.geometry.base import VectorSpaceOpenSet
 from geomstats.geometry.euclidean import Euclidean
 from geomstats.geometry.riemannian_metric import RiemannianMetric
-from geomstats.numerics.geodesic import ExpODESolver, LogSolver
-from geomstats.numerics.ivp import GSIVPIntegrator, ScipySolveIVP
+from geomstats.numerics.geodesic import ExpODESolver, ExpSolver, LogSolver
+from geomstats.numerics.ivp import GSIVPIntegrator
 
 from .._checks import (
     as_array,
     as_arrays,
-    as_matrix,
     check_count,
     check_depth,
     check_positive,
-    check_real_scalar,
+)
+from ..geodesics import (
+    DifferentComponentsError,
+    LogConvergenceError,
+    SingularGeodesicError,
+    depth_exp,
+    depth_log,
+    direction_geodesic,
 )
 from ._frame import DepthFrame
 
@@ -61,6 +53,9 @@ __all__ = [
     "matrix_to_vector",
     "vector_to_matrix",
     "direction_geodesic",
+    "SingularGeodesicError",
+    "DifferentComponentsError",
+    "LogConvergenceError",
 ]
 
 
@@ -109,39 +104,6 @@ def vector_to_matrix(x, d: int | None = None) -> np.ndarray:
     if d * d != n:
         raise ValueError(f"x must have last axis d * d = {d * d}, got {n}")
     return x.reshape(x.shape[:-1] + (d, d))
-
-
-def direction_geodesic(X, depth, t) -> np.ndarray:
-    r"""Closed-form geodesic :math:`\exp_X(tX) = (1 + t/N)^N X` of :math:`g^N`.
-
-    The diagonal matrices in a fixed singular frame are the fixed points of the
-    isometries :math:`X \mapsto DXD` (D diagonal with entries :math:`\pm 1`), so
-    they form a totally geodesic submanifold, on which
-    :math:`g^N = \sum_k d\sigma_k^2 / (N \sigma_k^{2-2/N})` ([G] eq. 7.14) is flat
-    in :math:`r_k = \sigma_k^{1/N}` (:math:`g^N = N \sum_k dr_k^2`). Hence
-    :math:`r_k(t)` is affine and, for the initial velocity X,
-    :math:`\sigma_k(t) = \sigma_k (1 + t/N)^N`; for ``depth = inf``
-    (:math:`g^\infty = \sum_k d\sigma_k^2/\sigma_k^2`) it is :math:`e^t X`.
-    Valid for :math:`t > -N`.
-
-    Parameters
-    ----------
-    X : array_like, shape (d, d)
-    depth : int or numpy.inf
-    t : float
-
-    Returns
-    -------
-    ndarray, shape (d, d)
-    """
-    depth = check_depth(depth)
-    X = as_matrix(X, "X", real=True)
-    t = check_real_scalar(t, "t")
-    if np.isinf(depth):
-        return np.exp(t) * X
-    if 1.0 + t / depth <= 0:
-        raise ValueError(f"t must exceed -depth = {-depth}, got {t}")
-    return (1.0 + t / depth) ** depth * X
 
 
 def _batch_shape(space_ndim: int, *arrays) -> tuple:
@@ -265,7 +227,7 @@ def _haar(shape: tuple, d: int) -> np.ndarray:
 
 
 class _MetricExpODESolver(ExpODESolver):
-    """``ExpODESolver`` bound to a metric (not to ``space.metric``)."""
+    """geomstats' ``ExpODESolver`` bound to a metric (used by :class:`AutodiffDepthMetric`)."""
 
     def __init__(self, metric, integrator):
         self._metric = metric
@@ -283,157 +245,81 @@ class _MetricExpODESolver(ExpODESolver):
         return self.integrator.integrate_t(force, initial_state, t_eval)
 
 
+class DepthExpSolver(ExpSolver):
+    r"""Exponential map of :math:`g^N` by :func:`dln_manifolds.geodesics.depth_exp`.
+
+    Embedded Dormand-Prince 5(4) (``rtol``, ``atol``) or fixed-step RK4
+    (``n_steps``), batched over all pairs; raises
+    :class:`~dln_manifolds.geodesics.SingularGeodesicError` when a geodesic
+    reaches the singular set before t = 1.
+    """
+
+    def __init__(self, metric, rtol: float = 1e-10, atol: float = 1e-12, n_steps=None):
+        super().__init__(solves_ivp=False)
+        self._metric = metric
+        self.options = {"rtol": rtol, "atol": atol, "n_steps": n_steps}
+
+    def exp(self, tangent_vec, base_point):
+        """Exponential map; shapes (..., d * d), broadcast against each other."""
+        space = self._metric._space
+        tangent_vec, base_point = as_arrays(
+            (space.dim,), batch=True, tangent_vec=tangent_vec, base_point=base_point
+        )
+        Y = depth_exp(
+            space.to_matrix(base_point),
+            space.to_matrix(tangent_vec),
+            self._metric.depth,
+            names=("base_point", "tangent_vec"),
+            **self.options,
+        )
+        return matrix_to_vector(Y)
+
+
 class DepthLogShootingSolver(LogSolver):
-    r"""Riemannian log of :math:`g^N` by shooting: solve :math:`\exp_X(v) = Y` for v.
+    r"""Riemannian log of :math:`g^N` by :func:`dln_manifolds.geodesics.depth_log`.
 
-    Warm start (second order): with :math:`\Delta = Y - X`,
-    :math:`v_0 = \Delta + \tfrac12 \Gamma_X(\Delta, \Delta)`, which inverts
-    :math:`\exp_X(v) = X + v - \tfrac12\Gamma_X(v, v) + O(|v|^3)` up to
-    :math:`O(|\Delta|^3)`. Then Newton iterations on the endpoint mismatch with
-    the Jacobian :math:`I - \Gamma_X(v_0, \cdot)` (the first-order Jacobian of
-    the exponential map), improved by Broyden rank-one updates, with
-    backtracking. Where that stalls, the Jacobian is recomputed by forward
-    differences of the exponential map (d^2 extra geodesics) and Newton goes on.
-    A batch of pairs is solved simultaneously: each iteration integrates all
-    pending geodesics as one batch.
+    Newton shooting on the endpoint of the metric's own exponential map (same
+    integrator options), with continuation in the endpoint along a path from
+    the base point to the target; batched over all pairs. The round trip
+    ``exp(log(Y)) = Y`` holds to ``tol`` (relative to ``1 + |Y|``).
 
-    The log inverts the metric's own (discretized) exponential map, so the
-    round trip ``exp(log(Y)) = Y`` holds to ``tol`` whatever the integrator.
+    Raises
+    ------
+    DifferentComponentsError
+        Points in different components of GL(d) (``dist`` returns inf there).
+    LogConvergenceError
+        No geodesic found (never a wrong vector).
+    ValueError
+        A rank-deficient point or base point.
 
     Parameters
     ----------
     metric : DepthMetric
-    tol : float, default 1e-11
-        Target Frobenius norm of the endpoint mismatch, relative to ``1 + |Y|``.
-    max_iter : int, default 40
+    tol : float, default 1e-10
+    max_iter : int, default 200
+        Newton/continuation rounds.
     """
 
-    def __init__(self, metric, tol: float = 1e-11, max_iter: int = 40):
+    def __init__(self, metric, tol: float = 1e-10, max_iter: int = 200):
         super().__init__(solves_bvp=False)
         self._metric = metric
         self.tol = check_positive(tol, "tol")
         self.max_iter = int(max_iter)
-        self.last_n_iter = None
 
     def log(self, point, base_point):
         """Logarithm map; shapes (..., d * d), broadcasting point against base_point."""
-        point, base_point = as_arrays(
-            (self._metric._space.dim,), batch=True, point=point, base_point=base_point
+        space = self._metric._space
+        point, base_point = as_arrays((space.dim,), batch=True, point=point, base_point=base_point)
+        V = depth_log(
+            space.to_matrix(base_point),
+            space.to_matrix(point),
+            self._metric.depth,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            names=("base_point", "point"),
+            **self._metric.exp_solver.options,
         )
-        n = self._metric._space.dim
-        point = np.asarray(point, dtype=float)
-        base_point = np.asarray(base_point, dtype=float)
-        if point.shape[-1:] != (n,) or base_point.shape[-1:] != (n,):
-            raise ValueError(
-                f"point and base_point must have shape (..., {n}), got "
-                f"{point.shape} and {base_point.shape}"
-            )
-        point, base_point = np.broadcast_arrays(point, base_point)
-        out = self._log_batch(point.reshape(-1, n), base_point.reshape(-1, n))
-        return out.reshape(point.shape)
-
-    def _exp(self, v, x):
-        return np.asarray(self._metric.exp(v, x)).reshape(v.shape)
-
-    def _safe_residual(self, v, x, y):
-        """exp(v) - y, with rows whose geodesic fails (leaves GL(d)) set to inf."""
-        try:
-            return self._exp(v, x) - y
-        except (ValueError, np.linalg.LinAlgError):
-            out = np.empty_like(v)
-            for i in range(v.shape[0]):
-                try:
-                    out[i] = self._exp(v[i : i + 1], x[i : i + 1])[0] - y[i]
-                except (ValueError, np.linalg.LinAlgError):
-                    out[i] = np.inf
-            return out
-
-    def _log_batch(self, Y, Xv):
-        metric = self._metric
-        d = metric._space.d
-        n = d * d
-        b = Y.shape[0]
-        Xm = Xv.reshape(b, d, d)
-        frame = DepthFrame(Xm, metric.depth)
-        delta = Y - Xv
-        v = delta + 0.5 * frame.christoffel(delta.reshape(b, d, d), delta.reshape(b, d, d)).reshape(
-            b, n
-        )
-        # Jacobian I - Gamma_X(v, .) of the exponential map to first order
-        wide = DepthFrame(Xm[:, None], metric.depth, check=False)
-        E = np.eye(n).reshape(1, n, d, d)
-        cols = wide.christoffel(v.reshape(b, 1, d, d), E).reshape(b, n, n)
-        J = np.eye(n) - np.swapaxes(cols, -1, -2)
-        tol = self.tol * (1.0 + np.linalg.norm(Y, axis=1))
-        F = self._safe_residual(v, Xv, Y)
-        err = np.linalg.norm(F, axis=1)
-        used_fd = np.zeros(b, dtype=bool)
-        failed = np.zeros(b, dtype=bool)
-        it = 0
-        for it in range(self.max_iter):  # noqa: B007
-            active = np.flatnonzero((err > tol) & ~failed)
-            if active.size == 0:
-                break
-            try:
-                step = -np.linalg.solve(J[active], F[active][..., None])[..., 0]
-            except np.linalg.LinAlgError:
-                step = -F[active]
-            lam = np.ones(active.size)
-            pending = np.ones(active.size, dtype=bool)
-            v_new, F_new, err_new = v[active].copy(), F[active].copy(), err[active].copy()
-            for _ in range(12):  # backtracking on the mismatch
-                sel = np.flatnonzero(pending)
-                if sel.size == 0:
-                    break
-                rows = active[sel]
-                trial = v[rows] + lam[sel, None] * step[sel]
-                Ft = self._safe_residual(trial, Xv[rows], Y[rows])
-                et = np.linalg.norm(Ft, axis=1)
-                ok = et < err[rows]
-                v_new[sel[ok]], F_new[sel[ok]], err_new[sel[ok]] = trial[ok], Ft[ok], et[ok]
-                pending[sel[ok]] = False
-                lam[sel[~ok]] *= 0.5
-            accepted = ~pending
-            need_fd = []
-            for k, row in enumerate(active):
-                if not accepted[k]:
-                    if used_fd[row]:
-                        failed[row] = True
-                    else:
-                        need_fd.append(row)
-                    continue
-                s_ = v_new[k] - v[row]
-                y_ = F_new[k] - F[row]
-                J[row] += np.outer(y_ - J[row] @ s_, s_) / (s_ @ s_)  # Broyden's good update
-                if err_new[k] > 0.5 * err[row] and not used_fd[row] and err_new[k] > tol[row]:
-                    need_fd.append(row)
-                v[row], F[row], err[row] = v_new[k], F_new[k], err_new[k]
-            if need_fd:
-                rows = np.array(need_fd)
-                J[rows] = self._fd_jacobian(v[rows], Xv[rows], F[rows] + Y[rows])
-                used_fd[rows] = True
-        self.last_n_iter = it
-        bad = err > tol
-        if np.any(bad):
-            logging.warning(
-                "DepthLogShootingSolver did not converge for %d of %d pairs "
-                "(largest endpoint mismatch %.3e)",
-                int(np.count_nonzero(bad)),
-                b,
-                float(np.max(err)),
-            )
-        return v
-
-    def _fd_jacobian(self, v, x, exp_v):
-        """Forward-difference Jacobians of v -> exp_x(v), all integrated as one batch of geodesics.
-
-        Step h = 1e-7 max(1, |v|): error ~h |exp''| + eps/h ~ 1e-7 relative, enough for Newton.
-        """
-        k, n = v.shape
-        h = 1e-7 * np.maximum(1.0, np.linalg.norm(v, axis=1))
-        V = v[:, None, :] + h[:, None, None] * np.eye(n)[None]
-        ends = self._exp(V.reshape(k * n, n), np.repeat(x, n, axis=0)).reshape(k, n, n)
-        return np.swapaxes(ends - exp_v[:, None, :], -1, -2) / h[:, None, None]
+        return matrix_to_vector(V)
 
 
 # ---------------------------------------------------------------------------
@@ -451,13 +337,14 @@ class DepthMetric(RiemannianMetric):
     space : EndToEndMatrices
     depth : int or numpy.inf, optional
         Defaults to ``space.depth``.
-    n_steps : int, default 20
-        Steps of the fixed-step RK4 integrator of the geodesic equation used by
-        :meth:`exp` (ignored if ``adaptive``).
-    adaptive : bool, default False
-        Use ``scipy.integrate.solve_ivp`` (DOP853, ``rtol``, ``atol``) instead.
+    n_steps : int, optional
+        Use fixed-step RK4 with ``n_steps`` steps for :meth:`exp` (error
+        O(n_steps^-4)) instead of the adaptive integrator.
+    adaptive : bool, optional
+        Force the adaptive integrator (True) or RK4 (False; 20 steps unless
+        ``n_steps`` is given). Default: adaptive unless ``n_steps`` is given.
     rtol, atol : float
-        Tolerances of the adaptive integrator.
+        Tolerances of the adaptive integrator (embedded Dormand-Prince 5(4)).
 
     Notes
     -----
@@ -468,10 +355,16 @@ class DepthMetric(RiemannianMetric):
       O(d^3) per pair), batched; no autodiff.
     - ``geodesic_equation``: :math:`\ddot X = -\Gamma_X(\dot X, \dot X)`, one
       SVD and O(d^3) per evaluation, independent of N.
-    - ``exp``: geomstats' ``ExpODESolver`` on that equation (RK4 with
-      ``n_steps`` steps, error O(n_steps^-4); or adaptive DOP853).
-    - ``log``: :class:`DepthLogShootingSolver` (warm-started Newton-Broyden
-      shooting); ``dist`` and ``squared_dist`` come from it.
+    - ``exp``: :func:`dln_manifolds.geodesics.depth_exp` (:class:`DepthExpSolver`),
+      batched; raises :class:`~dln_manifolds.geodesics.SingularGeodesicError`
+      when the geodesic reaches det X = 0 before t = 1.
+    - ``log``: :func:`dln_manifolds.geodesics.depth_log`
+      (:class:`DepthLogShootingSolver`: Newton shooting with continuation),
+      raises :class:`~dln_manifolds.geodesics.DifferentComponentsError` between
+      the components of GL(d) and
+      :class:`~dln_manifolds.geodesics.LogConvergenceError` where it fails.
+    - ``dist``, ``squared_dist``: the norm of ``log``; ``inf`` between the two
+      components of GL(d) (no curve joins them).
     - ``riemann_tensor`` (hence ``curvature``, ``sectional_curvature``,
       ``ricci_tensor``, ``scalar_curvature``): geomstats' formula from the
       Christoffel symbols and their Jacobian, the latter by 4th-order central
@@ -482,8 +375,8 @@ class DepthMetric(RiemannianMetric):
         self,
         space,
         depth=None,
-        n_steps: int = 20,
-        adaptive: bool = False,
+        n_steps: int | None = None,
+        adaptive: bool | None = None,
         rtol: float = 1e-10,
         atol: float = 1e-12,
         signature=None,
@@ -494,24 +387,34 @@ class DepthMetric(RiemannianMetric):
         self.log_solver = DepthLogShootingSolver(self)
 
     def set_integrator(
-        self, n_steps: int = 20, adaptive: bool = False, rtol: float = 1e-10, atol: float = 1e-12
+        self,
+        n_steps: int | None = None,
+        adaptive: bool | None = None,
+        rtol: float = 1e-10,
+        atol: float = 1e-12,
     ) -> DepthMetric:
-        """Choose the geodesic integrator of :meth:`exp` (fixed-step RK4 or adaptive DOP853)."""
+        """Choose the geodesic integrator of :meth:`exp` (and of :meth:`log`, which inverts it).
+
+        Adaptive Dormand-Prince 5(4) with ``rtol``, ``atol`` (the default, or
+        ``adaptive=True``), or fixed-step RK4 with ``n_steps`` steps (if
+        ``n_steps`` is given and ``adaptive`` is not True; ``adaptive=False``
+        alone means 20 steps).
+        """
+        rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
+        if adaptive is None:
+            adaptive = n_steps is None
         if adaptive:
-            integrator = ScipySolveIVP(
-                method="DOP853",
-                rtol=check_positive(rtol, "rtol"),
-                atol=check_positive(atol, "atol"),
-            )
+            n_steps = None
         else:
+            n_steps = 20 if n_steps is None else n_steps
             if (
                 isinstance(n_steps, bool)
                 or not isinstance(n_steps, (int, np.integer))
                 or n_steps < 1
             ):
                 raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-            integrator = GSIVPIntegrator(n_steps=int(n_steps), step_type="rk4")
-        self.exp_solver = _MetricExpODESolver(self, integrator)
+            n_steps = int(n_steps)
+        self.exp_solver = DepthExpSolver(self, rtol=rtol, atol=atol, n_steps=n_steps)
         return self
 
     def exp(self, tangent_vec, base_point):
@@ -525,15 +428,42 @@ class DepthMetric(RiemannianMetric):
         Returns
         -------
         ndarray, shape (..., d * d)
+
+        Raises
+        ------
+        SingularGeodesicError
+            If the geodesic reaches the singular set det X = 0 before t = 1.
         """
-        tangent_vec, base_point = as_arrays(
-            (self._space.dim,), batch=True, tangent_vec=tangent_vec, base_point=base_point
-        )
-        n = self._space.dim
-        for name, arr in (("tangent_vec", tangent_vec), ("base_point", base_point)):
-            if np.shape(arr)[-1:] != (n,):
-                raise ValueError(f"{name} must have shape (..., {n}), got {np.shape(arr)}")
         return self.exp_solver.exp(tangent_vec, base_point)
+
+    def squared_dist(self, point_a, point_b, **kwargs):
+        """Squared geodesic distance; ``inf`` for points in different components of GL(d)."""
+        return self.dist(point_a, point_b) ** 2
+
+    def squared_norm(self, vector, base_point=None):
+        """Squared g^N norm of vectors of shape (..., d^2)."""
+        (vector,) = as_arrays((self._space.dim,), batch=True, vector=vector)
+        return self.inner_product(vector, vector, base_point)
+
+    def dist(self, point_a, point_b):
+        """Geodesic distance (norm of :meth:`log`); ``inf`` between components of GL(d).
+
+        Raises :class:`~dln_manifolds.geodesics.LogConvergenceError` where the
+        log fails (never a wrong distance).
+        """
+        space = self._space
+        a, b = np.broadcast_arrays(
+            *as_arrays((space.dim,), batch=True, point_a=point_a, point_b=point_b)
+        )
+        A, B = space.to_matrix(a), space.to_matrix(b)
+        same = np.sign(np.linalg.det(A)) == np.sign(np.linalg.det(B))
+        out = np.full(same.shape, np.inf)
+        if np.all(same):
+            out = np.sqrt(np.maximum(self.squared_norm(self.log(b, a), a), 0.0))
+        elif np.any(same):
+            log = self.log(b[same], a[same])
+            out[same] = np.sqrt(np.maximum(self.squared_norm(log, a[same]), 0.0))
+        return out[()] if out.ndim == 0 else out
 
     # -- helpers ----------------------------------------------------------------
     def _frames_apply(self, fun, base_point, *vectors, out_shape=()):
@@ -577,32 +507,23 @@ class DepthMetric(RiemannianMetric):
             lambda f, a, b: f.inner(a, b), base_point, tangent_vec_a, tangent_vec_b
         )
 
-    def squared_norm(self, vector, base_point=None):
-        """Squared g^N norm of vectors of shape (..., d^2)."""
-        (vector,) = as_arrays((self._space.dim,), batch=True, vector=vector)
-        return self.inner_product(vector, vector, base_point)
-
-    def squared_dist(self, point_a, point_b, **kwargs):
-        """Squared geodesic distance (through :meth:`log`); shapes (..., d^2)."""
-        point_a, point_b = as_arrays(
-            (self._space.dim,), batch=True, point_a=point_a, point_b=point_b
-        )
-        return super().squared_dist(point_a, point_b, **kwargs)
-
     # -- connection ---------------------------------------------------------------
     def christoffels(self, base_point=None):
-        """Christoffel symbols ``G[..., k, i, j]`` (contravariant first), shape (..., n, n, n)."""
-        (base_point,) = as_arrays((self._space.dim,), batch=True, base_point=base_point)
-        n = self._space.dim
-        base_point = np.asarray(base_point, dtype=float)
-        flat = base_point.reshape(-1, n)
-        out = np.stack(
-            [
-                self._frames_apply(lambda f: f.christoffel_tensor(), x, out_shape=(n, n, n))
-                for x in flat
-            ]
-        )
-        return out.reshape(base_point.shape[:-1] + (n, n, n))
+        """Christoffel symbols ``G[..., k, i, j]`` (contravariant first), shape (..., n, n, n).
+
+        One batched frame for all base points (no Python loop); O(d^7) per point.
+        """
+        d = self._space.d
+        n = d * d
+        (base_point,) = as_arrays((n,), batch=True, base_point=base_point)
+        batch = base_point.shape[:-1]
+        X = base_point.reshape((-1, 1, 1, d, d))
+        frame = DepthFrame(X, self.depth)
+        # frame coordinates of the standard basis: the rows of R = kron(U, V), reshaped
+        E = frame.rotation[:, 0, 0].reshape(-1, n, d, d)
+        G = frame.from_frame(frame.christoffel_hat(E[:, :, None], E[:, None, :]))
+        G = np.moveaxis(G.reshape(-1, n, n, n), -1, 1)
+        return G.reshape(batch + (n, n, n))
 
     def christoffel_term(self, tangent_vec_a, tangent_vec_b, base_point):
         r""":math:`\Gamma_X(U, V)` for vectors of shape (..., d^2) (no full tensor)."""
@@ -697,6 +618,13 @@ class AutodiffDepthMetric(DepthMetric):
         super().__init__(space, depth=depth, **kwargs)
         if np.isinf(self.depth):
             raise ValueError("AutodiffDepthMetric needs a finite depth")
+
+    def exp(self, tangent_vec, base_point):
+        """geomstats' generic ``ExpODESolver`` (RK4, ``n_steps`` or 20 steps) on the autodiff
+        geodesic equation; no singular-set checks."""
+        n_steps = self.exp_solver.options["n_steps"] or 20
+        solver = _MetricExpODESolver(self, GSIVPIntegrator(n_steps=n_steps, step_type="rk4"))
+        return solver.exp(tangent_vec, base_point)
 
     def metric_matrix(self, base_point=None):
         d = self._space.d
