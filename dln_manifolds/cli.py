@@ -200,16 +200,23 @@ def _stderr_is_terminal() -> bool:
 
 
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Let a short write finish even if Ctrl-C is pressed again (main thread only)."""
+def _sigint_deferred(reraise: bool = True) -> Iterator[None]:
+    """Let a short write finish whole if Ctrl-C is pressed meanwhile (main thread only).
+
+    A Ctrl-C during the block is held back and raised as KeyboardInterrupt at its end
+    (``reraise``), or dropped (when the run is already stopping).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pressed = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, old)
+    if pressed and reraise:
+        raise KeyboardInterrupt
 
 
 def _say(text: str, file=None) -> None:
@@ -278,8 +285,6 @@ def reproduce(
     from .experiments.report import write_report as _write
 
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    if any((path / name).exists() for name in REPORT_FILES):
-        mark_stale(path, f"a newer run started at {started} and has not finished")
     n = len(exps)
     results, saved = [], {}
 
@@ -288,6 +293,9 @@ def reproduce(
 
     exp = None
     try:
+        if any((path / name).exists() for name in REPORT_FILES):
+            with _sigint_deferred():
+                mark_stale(path, f"a newer run started at {started} and has not finished")
         for k, exp in enumerate(exps, 1):
             if verbosity >= 2 or (verbosity >= 1 and progress):
                 _say(f"[{k:2d}/{n}] {exp.name} ...")
@@ -298,9 +306,10 @@ def reproduce(
             pngs = save_figures(figs, path, exp.name)
             saved[exp.name] = [(p.name, f.caption) for p, f in zip(pngs, figs, strict=True)]
             results.append(res)
-            paths = write(
-                None if k == n else f"unfinished run (started {started}): {k} of {n} done"
-            )
+            with _sigint_deferred():
+                paths = write(
+                    None if k == n else f"unfinished run (started {started}): {k} of {n} done"
+                )
             if verbosity >= 1:
                 bad = sum(not c.passed for c in res.claims)
                 verdict = "ok" if not bad else f"{bad} FAILED"
@@ -317,7 +326,7 @@ def reproduce(
                 f"interrupted after the last experiment; the report in {path} is complete"
             ) from None
         if done:
-            with _sigint_ignored():
+            with _sigint_deferred(reraise=False):
                 paths = write(f"interrupted after {done} of {n} experiments")
             msg = (
                 f"interrupted: {done} of {n} experiments finished, "
@@ -333,7 +342,7 @@ def reproduce(
         raise RunInterrupted(msg) from None
     except Exception as exc:
         if results and exp is not None:
-            with _sigint_ignored():
+            with _sigint_deferred(reraise=False):
                 write(f"stopped: {exp.name} raised {type(exc).__name__}: {exc}")
         raise
 

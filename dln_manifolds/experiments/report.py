@@ -158,7 +158,7 @@ def _inline_html(text: str) -> str:
 
 
 _MD_BANNER = "> **"
-_HTML_BANNER = re.compile(r'<p class="banner">.*?</p>\n?', re.S)
+_HTML_BANNER = re.compile(r'<p class="banner"[^>]*>.*?</p>\n?', re.S)
 
 
 def _banner_md(md: str, banner: str | None) -> str:
