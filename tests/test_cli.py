@@ -202,6 +202,43 @@ def test_failing_claim_gives_nonzero_exit(tmp_path, monkeypatch):
     assert "FAIL" in (tmp_path / "report.md").read_text()
 
 
+def test_an_experiment_that_raises_leaves_a_partial_report(tmp_path, monkeypatch):
+    """A bug in an experiment propagates, after the finished ones are written (marked)."""
+    from dln_manifolds.experiments import get_experiment
+
+    def boom(size="quick", seed=0, progress=False):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(get_experiment("regularizing_rate").module, "run", boom)
+    args = ["reproduce", "--tiny", "--only", "simons_cone", "regularizing_rate", "-q"]
+    with pytest.raises(RuntimeError, match="boom"):
+        main([*args, "--out", str(tmp_path)])
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert [e["name"] for e in payload["experiments"]] == ["simons_cone"]
+    assert payload["status"] == "stopped: regularizing_rate raised RuntimeError: boom"
+    assert (tmp_path / "report.md").read_text().startswith("> **INCOMPLETE: stopped")
+
+
+def test_an_interrupt_wrapped_in_another_error_is_an_interrupt(tmp_path, monkeypatch, capsys):
+    """Python 3.11 wraps Ctrl-C inside ``__set_name__`` (class creation, e.g. during an
+    import) in a RuntimeError: it still ends the run as an interrupt, results kept."""
+    from dln_manifolds.experiments import get_experiment
+
+    def wrapped(size="quick", seed=0, progress=False):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__") from exc
+
+    monkeypatch.setattr(get_experiment("regularizing_rate").module, "run", wrapped)
+    args = ["reproduce", "--tiny", "--only", "simons_cone", "regularizing_rate", "-q"]
+    assert main([*args, "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("dln-manifolds: interrupted: 1 of 2"), err
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["status"] == "interrupted after 1 of 2 experiments"
+
+
 def test_parser_defaults_and_exclusive_sizes():
     args = build_parser().parse_args(["reproduce"])
     assert (args.size, args.out, args.seed, args.only, args.no_progress, args.verbosity) == (
@@ -424,7 +461,7 @@ def test_sigint_before_any_result_leaves_the_old_report_marked_stale(tmp_path):
         rc, rest, stdout = _finish(proc, lines)
     finally:
         proc.kill()
-    assert rc == 130
+    assert rc == 130, (rest, stdout)
     assert len(rest) == 1 and "before the first experiment finished" in rest[0], rest
     assert "marked stale" in rest[0]
     md = (out / "report.md").read_text()

@@ -21,11 +21,12 @@ True
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
+
+from threadpoolctl import threadpool_limits
 
 from ._base import SIZES, Claim, ExperimentResult, FigureSpec, check_size, make_claim
 
@@ -93,12 +94,12 @@ class Experiment:
         return self.module.plot(result)
 
 
-def single_threaded_blas():
-    """Context manager limiting BLAS to one thread (a no-op without threadpoolctl)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional
-        return contextlib.nullcontext()
+def single_threaded_blas() -> threadpool_limits:
+    """Context manager limiting BLAS to one thread.
+
+    threadpoolctl is imported with this package, not here: an import at the start of
+    every experiment is a window where Ctrl-C surfaces as an import error.
+    """
     return threadpool_limits(limits=1, user_api="blas")
 
 

@@ -186,7 +186,8 @@ def mark_stale(out_dir: str | Path, reason: str) -> list[Path]:
     """Mark the report in ``out_dir`` (if any) as stale, atomically, file by file.
 
     ``report.md`` and ``report.html`` get a banner saying ``reason``; ``results.json``
-    gets ``"stale": reason``. Files that are absent are skipped. A later
+    gets ``"stale": reason``. Files that are absent (or a ``results.json`` that is not a
+    JSON object) are skipped. A later
     :func:`write_report` replaces the files whole (and so removes the marks).
 
     Returns
@@ -209,12 +210,10 @@ def mark_stale(out_dir: str | Path, reason: str) -> list[Path]:
             payload = json.loads(js.read_text(encoding="utf-8"))
         except ValueError:
             payload = None
-        if isinstance(payload, dict):
+        if isinstance(payload, dict):  # anything else is not a report of ours: left alone
             payload["stale"] = reason
             atomic_write(js, json.dumps(payload, indent=2))
-        else:  # not a report of ours: leave a marked copy beside it rather than guess
-            atomic_write(out / "results.json.stale", reason + "\n")
-        marked.append(js)
+            marked.append(js)
     return marked
 
 
@@ -396,6 +395,4 @@ def write_report(
     atomic_write(paths["json"], json.dumps(payload, indent=2))
     atomic_write(paths["markdown"], md_text)
     atomic_write(paths["html"], html_text)
-    with contextlib.suppress(OSError):
-        (out / "results.json.stale").unlink()
     return paths
