@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -21,7 +25,12 @@ from dln_manifolds.experiments import (  # noqa: E402
     make_claim,
     run_experiment,
 )
-from dln_manifolds.experiments.report import jsonable, write_report  # noqa: E402
+from dln_manifolds.experiments.report import (  # noqa: E402
+    atomic_write,
+    jsonable,
+    mark_stale,
+    write_report,
+)
 
 
 @pytest.mark.parametrize(
@@ -55,9 +64,20 @@ def test_registry_order_and_lookup():
     exps = list_experiments()
     assert [e.number for e in exps] == sorted(e.number for e in exps)
     assert len({e.name for e in exps}) == len(exps) == len(REGISTRY)
-    # the experiments whose dependencies are committed must be registered
-    for name in ("upstairs_downstairs", "completion_2x2", "completion_at_scale", "simons_cone"):
-        assert name in REGISTRY, UNAVAILABLE.get(name)
+    # every experiment, by name and number: none may drop out of the report
+    assert [(e.number, e.name) for e in exps] == [
+        (1, "fiber_hyperbolas"),
+        (2, "regularizing_rate"),
+        (3, "kempf_ness_pymanopt"),
+        (4, "upstairs_downstairs"),
+        (5, "completion_2x2"),
+        (6, "completion_at_scale"),
+        (7, "free_energy_2x2"),
+        (8, "large_d_spectrum"),
+        (9, "simons_cone"),
+        (10, "dyson_sphere"),
+    ]
+    assert UNAVAILABLE == {}
     with pytest.raises(KeyError, match="unknown experiment"):
         get_experiment("nope")
     with pytest.raises(ValueError, match="size"):
@@ -146,3 +166,121 @@ def test_write_report_with_a_failing_claim(tmp_path):
     assert "FAIL" in md and "Demo \\| with a pipe" not in md.split("## Claims")[0]
     assert (tmp_path / "demo_f.png").is_file()
     assert "line one<br>line two" in paths["html"].read_text()
+
+
+@pytest.mark.parametrize(
+    ("blocked", "module"),
+    [
+        ("dln_manifolds.experiments.simons_cone", "simons_cone"),  # the experiment itself
+        ("pymanopt", "pymanopt"),  # a dependency of kempf_ness_pymanopt
+    ],
+)
+def test_an_experiment_that_fails_to_import_is_an_error(blocked, module):
+    """No experiment silently leaves the registry: the import error propagates."""
+    code = (
+        f"import sys; sys.modules[{blocked!r}] = None\n"
+        "import dln_manifolds.experiments as e\n"
+        "print(sorted(e.REGISTRY), e.UNAVAILABLE)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode != 0, proc.stdout
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith(("ModuleNotFoundError", "ImportError")) and module in last, last
+
+
+def _tiny_result(status_name="demo"):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    res = ExperimentResult(
+        status_name, "Demo", "tiny", 0, {}, [make_claim("ok", "a", 1.0, 1.0, 0.0)], elapsed=0.1
+    )
+    return res, {status_name: [FigureSpec("f", "line one\nline two", fig)]}
+
+
+def test_report_status_banner_and_stale_mark(tmp_path):
+    res, figs = _tiny_result()
+    paths = write_report([res], figs, tmp_path, size="tiny", seed=0, status="interrupted")
+    payload = json.loads(paths["json"].read_text())
+    assert payload["complete"] is False and payload["status"] == "interrupted"
+    assert payload["all_passed"] is False  # an incomplete run never passes as a whole
+    assert paths["markdown"].read_text().startswith("> **INCOMPLETE: interrupted**")
+    assert "INCOMPLETE: interrupted" in paths["html"].read_text()
+
+    # a finished run replaces the files whole: no banner left
+    paths = write_report([res], {"demo": [("demo_f.png", "a\nb")]}, tmp_path, size="tiny", seed=0)
+    md, page = paths["markdown"].read_text(), paths["html"].read_text()
+    assert md.startswith("# dln-manifolds") and "INCOMPLETE" not in md + page
+    assert json.loads(paths["json"].read_text())["complete"] is True
+    assert "<code>tiny</code>" in page and "`" not in page
+
+    # marking twice leaves one banner; the report itself is kept
+    mark_stale(tmp_path, "first")
+    marked = mark_stale(tmp_path, "second")
+    assert sorted(p.name for p in marked) == ["report.html", "report.md", "results.json"]
+    md2, page2 = paths["markdown"].read_text(), paths["html"].read_text()
+    assert md2 == "> **STALE: second**\n\n" + md
+    assert page2.count("STALE") == 1 and "STALE: second" in page2
+    assert (
+        page2.replace(page2[page2.index('<p class="banner"') : page2.index("</p>\n") + 5], "")
+        == page
+    )
+    payload = json.loads(paths["json"].read_text())
+    assert payload["stale"] == "second" and payload["complete"] is True
+    assert mark_stale(tmp_path / "nothing_here", "x") == []
+
+
+def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path, monkeypatch):
+    target = tmp_path / "report.md"
+    atomic_write(target, "old\n")
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, "new\n")
+    monkeypatch.undo()
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]  # no temporary file left
+    atomic_write(target, b"\x89PNG")
+    assert target.read_bytes() == b"\x89PNG"
+
+
+def test_simons_cone_labels_every_depth(simons):
+    import matplotlib.pyplot as plt
+
+    ax = get_experiment("simons_cone").plot(simons)[0].figure.axes[1]
+    ax.figure.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+    lo, hi = ax.get_xlim()
+    shown = [f"{N:g}" for N in simons.data["depths"]]
+    assert labels == shown and lo < simons.data["depths"].min() and hi > simons.data["depths"].max()
+    legend = " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    assert "docs/mathematics.rst" in legend and "MATH_NOTES" not in legend
+    plt.close("all")
+
+
+def test_kempf_ness_curves_stop_at_the_rounding_floor():
+    """No curve shows the rounding noise: values end at the first one at the floor."""
+    import matplotlib.pyplot as plt
+
+    result = run_experiment("kempf_ness_pymanopt", size="tiny", seed=0)
+    fig = get_experiment("kempf_ness_pymanopt").plot(result)[0].figure
+    floor = 16 * np.finfo(float).eps
+    n_at_floor = 0
+    for ax in fig.axes:
+        lines = [ln for ln in ax.get_lines() if ln.get_linestyle() != "None"]
+        assert lines
+        for ln in lines:
+            y = np.asarray(ln.get_ydata(), dtype=float)
+            assert np.all(y >= floor), ln.get_label()
+            assert np.count_nonzero(y <= floor) <= 1 and (y[-1] == floor or y.min() > floor)
+            n_at_floor += y[-1] == floor
+        assert ax.get_ylim()[0] >= floor / 100  # the axis does not reach down to 1e-17
+    assert n_at_floor >= 2  # the tiny runs do reach the floor: the check above is not vacuous
+    plt.close("all")

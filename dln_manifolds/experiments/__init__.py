@@ -7,8 +7,8 @@ Each experiment module defines
   and the claim rows (see :class:`~dln_manifolds.experiments.ExperimentResult`);
 - ``plot(result) -> list[FigureSpec]``: draws the figures from ``result.data`` only.
 
-Experiments whose library dependencies are not importable stay out of the
-registry; :data:`UNAVAILABLE` records why.
+An experiment module that fails to import makes importing this package fail (its
+error propagates); no experiment is left out silently.
 
 Examples
 --------
@@ -31,11 +31,12 @@ Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
+
+from threadpoolctl import threadpool_limits
 
 from ._base import SIZES, Claim, ExperimentResult, FigureSpec, check_size, make_claim
 
@@ -103,36 +104,27 @@ class Experiment:
         return self.module.plot(result)
 
 
-def single_threaded_blas():
-    """Context manager limiting BLAS to one thread (a no-op without threadpoolctl)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional
-        return contextlib.nullcontext()
+def single_threaded_blas() -> threadpool_limits:
+    """Context manager limiting BLAS to one thread.
+
+    threadpoolctl is imported with this package, not here: an import at the start of
+    every experiment is a window where Ctrl-C surfaces as an import error.
+    """
     return threadpool_limits(limits=1, user_api="blas")
 
 
 REGISTRY: dict[str, Experiment] = {}
-#: Experiments left out because a dependency is missing: name -> reason.
+#: Kept for compatibility and always empty: an experiment that fails to import raises
+#: instead of being left out.
 UNAVAILABLE: dict[str, str] = {}
 
 
 def _load() -> None:
+    # Every dependency of the experiments is a required dependency of the package: an
+    # import error is a bug and propagates (it must not make an experiment disappear
+    # from the report).
     for mod_name in _MODULES:
-        try:
-            mod = importlib.import_module(f".{mod_name}", __name__)
-        except ModuleNotFoundError as exc:  # a library module this experiment needs
-            if exc.name is not None and exc.name.startswith(f"{__name__}.{mod_name}"):
-                UNAVAILABLE[mod_name] = "experiment module not written yet"
-            else:
-                UNAVAILABLE[mod_name] = f"missing dependency: {exc}"
-            continue
-        except ImportError as exc:
-            UNAVAILABLE[mod_name] = f"missing dependency: {exc}"
-            continue
-        except Exception as exc:  # noqa: BLE001 - a dependency that fails to import
-            UNAVAILABLE[mod_name] = f"dependency failed to import: {type(exc).__name__}: {exc}"
-            continue
+        mod = importlib.import_module(f".{mod_name}", __name__)
         REGISTRY[mod.NAME] = Experiment(mod.NAME, mod.NUMBER, mod.TITLE, mod)
 
 
@@ -154,8 +146,7 @@ def get_experiment(name: str) -> Experiment:
     """
     if name not in REGISTRY:
         known = ", ".join(e.name for e in list_experiments())
-        extra = f" ({UNAVAILABLE[name]})" if name in UNAVAILABLE else ""
-        raise KeyError(f"unknown experiment {name!r}{extra}; known: {known}")
+        raise KeyError(f"unknown experiment {name!r}; known: {known}")
     return REGISTRY[name]
 
 

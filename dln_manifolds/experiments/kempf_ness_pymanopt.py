@@ -239,8 +239,26 @@ def run(size: str = "quick", seed: int = 0, progress: bool = False) -> Experimen
     return ExperimentResult(NAME, TITLE, size, seed, data, claims, summary, notes=notes)
 
 
+def _to_floor(values: np.ndarray, floor: float) -> np.ndarray:
+    """``|values|`` up to the first one at or below ``floor`` (that one set to ``floor``).
+
+    Beyond that point the values are rounding noise (they flicker between 0 and a few
+    eps); drawing them on a log axis shows only that noise.
+    """
+    v = np.abs(np.asarray(values, dtype=float))
+    hit = np.flatnonzero(v <= floor)
+    if hit.size:
+        v = v[: hit[0] + 1].copy()
+        v[-1] = floor
+    return v
+
+
 def plot(result: ExperimentResult) -> list[FigureSpec]:
-    """``|G|`` and the excess cost per iteration for every run."""
+    """``|G|`` and the excess cost per iteration for every run.
+
+    Both quantities are relative, so rounding puts a floor near a few machine epsilons:
+    each curve stops (with a marker) where it first reaches 16 eps, drawn as a grey band.
+    """
     import matplotlib.pyplot as plt
 
     D = result.data
@@ -248,12 +266,29 @@ def plot(result: ExperimentResult) -> list[FigureSpec]:
     items = list(D["runs"].items()) + [
         ("SteepestDescent, nuclear p=1 (exploration)", D["explore_p1"])
     ]
-    tiny = 1e-17
+    floor = 16 * np.finfo(float).eps
     for i, (label, r) in enumerate(items):
         ls = "-" if "|W|^2" in label else ("--" if "Schatten" in label else ":")
-        it = np.arange(r["G"].size)
-        ax[0].semilogy(it, np.maximum(r["G"], tiny), ls, color=f"C{i}", label=label)
-        ax[1].semilogy(it, np.maximum(np.abs(r["excess"]), tiny), ls, color=f"C{i}", label=label)
+        for a, key in ((ax[0], "G"), (ax[1], "excess")):
+            v = _to_floor(r[key], floor)
+            it = np.arange(v.size)
+            a.semilogy(it, v, ls, color=f"C{i}", label=label)
+            if v[-1] <= floor:
+                a.plot(it[-1], v[-1], "v", color=f"C{i}", ms=6)
+    for a in ax:
+        a.axhspan(floor / 10, floor, color="0.85", zorder=0)
+        a.set_ylim(bottom=floor / 10)
+        a.set_xlim(left=0)
+        a.text(
+            0.99,
+            0.01,
+            "rounding level (16 eps): runs stop at the marker",
+            transform=a.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=7,
+            color="0.3",
+        )
     ax[0].set(
         xlabel="iteration",
         ylabel=r"$|G| / |W|^2$",
