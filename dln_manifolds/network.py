@@ -15,19 +15,20 @@ transpose ``^T`` of the papers becomes the conjugate transpose ``^*``.
 :func:`end_to_end_differential` and :func:`end_to_end_velocity` also take a batch
 of networks, shape (..., N, d, d), vectorized over the leading axes.
 
-Networks of general widths
---------------------------
-A network of widths :math:`(d_0, \dots, d_N)` is a list (or tuple) of N arrays,
-input layer first, ``W[k-1]`` of shape :math:`(d_k, d_{k-1})` (the paper's
-:math:`W_k`); the end-to-end matrix is :math:`d_N \times d_0`. Every function above
-accepts such a sequence wherever it accepts weights, and then returns lists of
-arrays of the right shapes (a stacked ndarray in, a stacked ndarray out, as
-before; a list or tuple in, lists out). A batch of general-width networks puts the
-same leading batch axes on every layer: ``W[k-1]`` of shape
-:math:`(\dots, d_k, d_{k-1})`. A list or tuple is always read as a sequence of
-layers, also when it is a nested list of numbers: pass an ndarray for the stacked
-layout (..., N, d, d). The stacked array stays the fast path for square networks.
-The optional keyword ``widths=(d_0, ..., d_N)`` checks the shapes of the layers.
+**Networks of general widths.** A network of widths :math:`(d_0, \dots, d_N)` is a
+list (or tuple) of N arrays, input layer first, ``W[k-1]`` of shape
+:math:`(d_k, d_{k-1})` (the paper's :math:`W_k`); its end-to-end matrix is
+:math:`d_N \times d_0` and the moment :math:`G_k` is :math:`d_k \times d_k`. Every
+function above accepts such a sequence wherever it accepts weights and then returns
+lists of arrays of the right shapes: a stacked ndarray in, a stacked ndarray out (the
+fast path for square networks, unchanged); a list or tuple in, lists out. A batch of
+general-width networks puts the same leading batch axes on every layer, ``W[k-1]`` of
+shape :math:`(\dots, d_k, d_{k-1})`. A list or tuple is always read as a sequence of
+layers along its first axis, also a nested list of numbers: pass an ndarray for the
+stacked layout (..., N, d, d). The keyword ``widths=(d_0, ..., d_N)`` checks the
+layers' shapes. :func:`balanced_point` with ``widths`` builds a balanced network of
+general widths over a rectangular X; one exists if and only if every hidden width is
+at least rank X.
 
 References
 ----------
@@ -302,7 +303,8 @@ def end_to_end_differential(W: Layers, V: Layers, *, widths=None) -> np.ndarray:
     ----------
     W, V : array_like, shape (..., N, d, d), or sequences of N arrays
         Batch shapes must broadcast against each other. For a sequence W, V is a
-        sequence of layers of the same widths.
+        sequence of layers of the same widths (or, for square layers, one stacked
+        network (N, d, d)).
     widths : sequence of int, optional
         :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
@@ -312,6 +314,8 @@ def end_to_end_differential(W: Layers, V: Layers, *, widths=None) -> np.ndarray:
     """
     if _is_sequence(W):
         layers = as_layer_sequence(W, "W", widths=widths)
+        if not _is_sequence(V):  # one stacked network (N, d, d): its layers
+            V = list(as_stack(V, "V"))
         V = as_layer_sequence(V, "V", widths=_widths(layers))
         try:
             np.broadcast_shapes(layers[0].shape[:-2], V[0].shape[:-2])

@@ -448,8 +448,15 @@ def test_sequence_bad_input(rng):
         end_to_end_differential_adjoint(W, np.zeros((3, 3)))
     with pytest.raises(ValueError, match=r"V\[0\] has shape \(6, 3\) but widths \(4, 6, 5, 3\)"):
         end_to_end_differential(W, _layers(rng, (3, 6, 5, 3)))
-    with pytest.raises(TypeError, match="V must be a list or tuple of layers"):
+    with pytest.raises(ValueError, match=r"V must be a stack of square layers"):
+        end_to_end_differential(W, np.zeros((2, 3, 4, 4)))  # not one stacked network
+    with pytest.raises(ValueError, match=r"V\[0\] has shape \(4, 4\) but widths"):
         end_to_end_differential(W, np.zeros((3, 4, 4)))
+    Wsq = _layers(rng, (2, 2, 2))
+    V = rng.standard_normal((2, 2, 2))  # a stacked V for a square list W: its layers
+    np.testing.assert_array_equal(
+        end_to_end_differential(Wsq, V), end_to_end_differential(Wsq, list(V))
+    )
     with pytest.raises(ValueError, match="V must have batch axes that broadcast"):
         end_to_end_differential(
             _layers(rng, (4, 6, 5, 3), batch=(3,)), _layers(rng, (4, 6, 5, 3), batch=(2,))
