@@ -45,6 +45,8 @@ Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ._checks import (
@@ -117,9 +119,13 @@ def _as_gradient(dE, W: np.ndarray, name: str = "dE") -> np.ndarray:
 Layers = np.ndarray | list[np.ndarray]
 
 
+#: A network given as one of these is a sequence of layers (general widths).
+_SEQUENCE = (list, tuple)
+
+
 def _is_sequence(W) -> bool:
     """True for a network given as a sequence of layers (general widths)."""
-    return isinstance(W, (list, tuple))
+    return isinstance(W, _SEQUENCE)
 
 
 def _widths(layers: list[np.ndarray]) -> tuple[int, ...]:
@@ -155,7 +161,7 @@ def _as_sequence_target(Y, layers: list[np.ndarray], name: str) -> np.ndarray:
 # The network maps ---------------------------------------------------------------------
 
 
-def end_to_end(W: Layers, *, widths=None) -> np.ndarray:
+def end_to_end(W: Layers, *, widths: Sequence[int] | None = None) -> np.ndarray:
     r"""End-to-end matrix :math:`X = W_N \cdots W_1` ([G] eq. 1.1).
 
     Parameters
@@ -170,7 +176,7 @@ def end_to_end(W: Layers, *, widths=None) -> np.ndarray:
     -------
     X : ndarray, shape (..., d, d), or (..., d_N, d_0) for a sequence
     """
-    if _is_sequence(W):
+    if isinstance(W, _SEQUENCE):
         layers = as_layer_sequence(W, "W", widths=widths)
         X = chain_product(layers)
         return X.copy() if len(layers) == 1 else X
@@ -184,7 +190,7 @@ def end_to_end(W: Layers, *, widths=None) -> np.ndarray:
 _end_to_end = stack_product
 
 
-def partial_products(W: Layers, *, widths=None):
+def partial_products(W: Layers, *, widths: Sequence[int] | None = None) -> tuple[Layers, Layers]:
     r"""Left and right partial products of the layers ([G] eq. 4.10).
 
     Parameters
@@ -210,7 +216,7 @@ def partial_products(W: Layers, *, widths=None):
     :math:`\partial X / \partial W_{i+1}` acts as ``V -> A[i+1] @ V @ B[i]``.
     Cost: 2N matrix products.
     """
-    if _is_sequence(W):
+    if isinstance(W, _SEQUENCE):
         return chain_partial_products(as_layer_sequence(W, "W", widths=widths))
     W = _as_layers(W)
     if widths is not None:
@@ -222,7 +228,7 @@ def partial_products(W: Layers, *, widths=None):
 _partial_products = stack_partial_products
 
 
-def moments(W: Layers, *, widths=None):
+def moments(W: Layers, *, widths: Sequence[int] | None = None) -> Layers:
     r"""Moments :math:`G_k = W_k W_k^* - W_{k+1}^* W_{k+1}`, k = 1..N-1.
 
     This is [R] eq. 1.10 (and [G] eq. 4.2). [G] eq. 4.8 has the opposite sign,
@@ -242,7 +248,7 @@ def moments(W: Layers, *, widths=None):
         Symmetric (Hermitian for complex input) matrices; for a sequence
         ``G[k-1]`` (the moment :math:`G_k`) has shape (..., d_k, d_k).
     """
-    if _is_sequence(W):
+    if isinstance(W, _SEQUENCE):
         layers = as_layer_sequence(W, "W", widths=widths)
         return [
             lower @ conj_transpose(lower) - conj_transpose(upper) @ upper
@@ -255,7 +261,7 @@ def moments(W: Layers, *, widths=None):
     return lower @ _h(lower) - _h(upper) @ upper
 
 
-def lifted_gradient(W: Layers, dE, *, widths=None):
+def lifted_gradient(W: Layers, dE, *, widths: Sequence[int] | None = None) -> Layers:
     r"""Euclidean gradient of :math:`E(\phi(W))` given :math:`E'(X)` ([G] eq. 3.6).
 
     Layer p receives :math:`A_{p+1}^* E'(X) B_{p-1}^*`. Cost: 4N products of
@@ -275,7 +281,7 @@ def lifted_gradient(W: Layers, dE, *, widths=None):
     -------
     ndarray, shape (..., N, d, d), or list of N arrays shaped like the layers
     """
-    if _is_sequence(W):
+    if isinstance(W, _SEQUENCE):
         layers = as_layer_sequence(W, "W", widths=widths)
         return _chain_adjoint(layers, _as_sequence_target(dE, layers, "dE"))
     W = _as_layers(W)
@@ -296,7 +302,9 @@ def _chain_adjoint(layers: list[np.ndarray], Y: np.ndarray) -> list[np.ndarray]:
     return [conj_transpose(A[p + 1]) @ Y @ conj_transpose(B[p]) for p in range(len(layers))]
 
 
-def end_to_end_differential(W: Layers, V: Layers, *, widths=None) -> np.ndarray:
+def end_to_end_differential(
+    W: Layers, V: Layers, *, widths: Sequence[int] | None = None
+) -> np.ndarray:
     r"""Differential :math:`d\phi_W(V) = \sum_p A_{p+1} V_p B_{p-1}`.
 
     Parameters
@@ -312,7 +320,7 @@ def end_to_end_differential(W: Layers, V: Layers, *, widths=None) -> np.ndarray:
     -------
     ndarray, shape (..., d, d), or (..., d_N, d_0) for a sequence
     """
-    if _is_sequence(W):
+    if isinstance(W, _SEQUENCE):
         layers = as_layer_sequence(W, "W", widths=widths)
         if not _is_sequence(V):  # one stacked network (N, d, d): its layers
             V = list(as_stack(V, "V"))
@@ -337,7 +345,7 @@ def end_to_end_differential(W: Layers, V: Layers, *, widths=None) -> np.ndarray:
     return np.sum(A[..., 1:, :, :] @ V @ B[..., :-1, :, :], axis=-3)
 
 
-def end_to_end_differential_adjoint(W: Layers, Y, *, widths=None):
+def end_to_end_differential_adjoint(W: Layers, Y, *, widths: Sequence[int] | None = None) -> Layers:
     r"""Adjoint of :math:`d\phi_W` in the Frobenius product: layer p gets
     :math:`A_{p+1}^* Y B_{p-1}^*`.
 
@@ -352,7 +360,7 @@ def end_to_end_differential_adjoint(W: Layers, Y, *, widths=None):
     -------
     ndarray, shape (..., N, d, d), or list of N arrays shaped like the layers
     """
-    if _is_sequence(W):
+    if isinstance(W, _SEQUENCE):
         layers = as_layer_sequence(W, "W", widths=widths)
         return _chain_adjoint(layers, _as_sequence_target(Y, layers, "Y"))
     W = _as_layers(W)
@@ -361,7 +369,7 @@ def end_to_end_differential_adjoint(W: Layers, Y, *, widths=None):
     return _lifted_gradient(W, _as_gradient(Y, W, "Y"))
 
 
-def end_to_end_velocity(W: Layers, dE, *, widths=None) -> np.ndarray:
+def end_to_end_velocity(W: Layers, dE, *, widths: Sequence[int] | None = None) -> np.ndarray:
     r"""Velocity of the end-to-end matrix under the upstairs gradient flow.
 
     The right-hand side of [G] eq. 4.9,
@@ -379,7 +387,7 @@ def end_to_end_velocity(W: Layers, dE, *, widths=None) -> np.ndarray:
     -------
     ndarray, shape (..., d, d), or (..., d_N, d_0) for a sequence
     """
-    if _is_sequence(W):
+    if isinstance(W, _SEQUENCE):
         layers = as_layer_sequence(W, "W", widths=widths)
         dE = _as_sequence_target(dE, layers, "dE")
         A, B = chain_partial_products(layers)
@@ -397,7 +405,7 @@ def end_to_end_velocity(W: Layers, dE, *, widths=None) -> np.ndarray:
     return -np.sum(A @ _h(A) @ dE[..., None, :, :] @ _h(B) @ B, axis=-3)
 
 
-def balanced_point(X, depth: int, rotations=None, *, widths=None) -> Layers:
+def balanced_point(X, depth: int, rotations=None, *, widths: Sequence[int] | None = None) -> Layers:
     r"""A balanced point with end-to-end matrix X ([G] eq. 5.16).
 
     With the SVD :math:`X = Q_N \Sigma Q_0^*` and :math:`\Lambda = \Sigma^{1/N}`
