@@ -41,6 +41,8 @@ __all__ = [
     "check_real_scalar",
     "as_array",
     "as_arrays",
+    "check_widths",
+    "as_layer_sequence",
 ]
 
 
@@ -234,3 +236,89 @@ def check_real_scalar(value, name: str) -> float:
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     return value
+
+
+def check_widths(widths, name: str = "widths", depth: int | None = None) -> tuple[int, ...]:
+    """Validate the widths (d_0, ..., d_N) of a network: N + 1 >= 2 integers >= 1.
+
+    With ``depth``, the number of entries must be ``depth + 1``.
+    """
+    if isinstance(widths, (str, bytes)) or widths is None or np.ndim(widths) != 1:
+        raise TypeError(
+            f"{name} must be a sequence (d_0, ..., d_N) of integers, got {type(widths).__name__}"
+            + (f" of shape {np.shape(widths)}" if isinstance(widths, np.ndarray) else "")
+        )
+    out = tuple(check_count(w, f"{name}[{k}]") for k, w in enumerate(widths))
+    if len(out) < 2:
+        raise ValueError(f"{name} must have at least 2 entries (d_0, d_1), got {out}")
+    if depth is not None and len(out) != depth + 1:
+        raise ValueError(
+            f"{name} must have depth + 1 = {depth + 1} entries (d_0, ..., d_N), "
+            f"got {len(out)}: {out}"
+        )
+    return out
+
+
+def as_layer_sequence(
+    W,
+    name: str = "W",
+    *,
+    widths=None,
+    depth: int | None = None,
+    real: bool = False,
+    batch: bool = True,
+) -> list[np.ndarray]:
+    """Return a network given as a sequence of layers as a list of finite arrays.
+
+    ``W`` is a list or tuple of N >= 1 arrays, input layer first: ``W[k]`` has shape
+    (..., d_{k+1}, d_k), and every layer carries the same leading batch axes (none
+    unless ``batch``). The layers come back as float64 arrays, or all complex128 if one
+    of them is complex (a TypeError with ``real``). ``widths`` (d_0, ..., d_N) and
+    ``depth`` N are checked against the layers' shapes when given.
+    """
+    if not isinstance(W, (list, tuple)):
+        raise TypeError(f"{name} must be a list or tuple of layers, got {type(W).__name__}")
+    if len(W) == 0:
+        raise ValueError(f"{name} must have N >= 1 layers, got an empty {type(W).__name__}")
+    layers = [_as_float_array(layer, f"{name}[{k}]", real) for k, layer in enumerate(W)]
+    N = len(layers)
+    for k, layer in enumerate(layers):
+        if layer.ndim < 2 or (layer.ndim > 2 and not batch):
+            want = "(..., d_out, d_in)" if batch else "(d_out, d_in)"
+            raise ValueError(
+                f"{name}[{k}] must be a matrix of shape {want}, got shape {layer.shape}"
+            )
+        if layer.size == 0:
+            raise ValueError(f"{name}[{k}] must not be empty, got shape {layer.shape}")
+    lead = layers[0].shape[:-2]
+    for k, layer in enumerate(layers):
+        if layer.shape[:-2] != lead:
+            raise ValueError(
+                f"{name}[{k}] has batch axes {layer.shape[:-2]} but {name}[0] has {lead}: "
+                "every layer must carry the same leading batch axes"
+            )
+    if depth is not None and N != depth:
+        raise ValueError(f"{name} must have {depth} layers, got {N}")
+    if widths is not None:
+        widths = check_widths(widths)
+        if len(widths) != N + 1:
+            raise ValueError(
+                f"widths has {len(widths)} entries {widths}, so the network has "
+                f"{len(widths) - 1} layers, but {name} has {N} layers"
+            )
+        for k, layer in enumerate(layers):
+            if layer.shape[-2:] != (widths[k + 1], widths[k]):
+                raise ValueError(
+                    f"{name}[{k}] has shape {layer.shape[-2:]} but widths {widths} "
+                    f"needs (d_{k + 1}, d_{k}) = ({widths[k + 1]}, {widths[k]})"
+                )
+    for k in range(1, N):
+        if layers[k].shape[-1] != layers[k - 1].shape[-2]:
+            raise ValueError(
+                f"{name}[{k}] must have {layers[k - 1].shape[-2]} columns (the output width "
+                f"of {name}[{k - 1}], shape {layers[k - 1].shape[-2:]}), "
+                f"got shape {layers[k].shape[-2:]}"
+            )
+    if any(layer.dtype == np.complex128 for layer in layers):
+        layers = [layer.astype(np.complex128, copy=False) for layer in layers]
+    return layers

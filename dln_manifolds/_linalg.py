@@ -18,6 +18,10 @@ __all__ = [
     "polar_factor",
     "haar_orthogonal",
     "haar_unitary",
+    "stack_product",
+    "stack_partial_products",
+    "chain_product",
+    "chain_partial_products",
 ]
 
 
@@ -55,3 +59,66 @@ def haar_unitary(rng: np.random.Generator, d: int, shape: tuple[int, ...] = ()) 
     Q, R = np.linalg.qr(Z)
     diag = np.diagonal(R, axis1=-2, axis2=-1)
     return Q * (diag / np.abs(diag))[..., None, :]
+
+
+# ---------------------------------------------------------------------------
+# Products of the layers of a network (input layer first)
+# ---------------------------------------------------------------------------
+
+
+def stack_product(W: np.ndarray) -> np.ndarray:
+    """``W[..., N-1, :, :] @ ... @ W[..., 0, :, :]`` for a stack (..., N, d, d).
+
+    For N = 1 the result is a view of ``W``.
+    """
+    X = W[..., 0, :, :]
+    for p in range(1, W.shape[-3]):
+        X = W[..., p, :, :] @ X
+    return X
+
+
+def stack_partial_products(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Partial products of a stack (..., N, d, d): ``A[..., p] = W_N ... W_{p+1}``,
+    ``B[..., p] = W_p ... W_1`` (p = 0..N, 1-based layers), each (..., N + 1, d, d)."""
+    *batch, N, d, _ = W.shape
+    shape = (*batch, N + 1, d, d)
+    A = np.empty(shape, dtype=W.dtype)
+    B = np.empty(shape, dtype=W.dtype)
+    A[..., N, :, :] = np.eye(d, dtype=W.dtype)
+    B[..., 0, :, :] = np.eye(d, dtype=W.dtype)
+    for p in range(N):
+        B[..., p + 1, :, :] = W[..., p, :, :] @ B[..., p, :, :]
+        A[..., N - 1 - p, :, :] = A[..., N - p, :, :] @ W[..., N - 1 - p, :, :]
+    return A, B
+
+
+def chain_product(layers) -> np.ndarray:
+    """``layers[N-1] @ ... @ layers[0]`` for a sequence of (..., d_{k+1}, d_k) arrays.
+
+    For N = 1 the result is ``layers[0]`` itself (not a copy).
+    """
+    X = layers[0]
+    for layer in layers[1:]:
+        X = layer @ X
+    return X
+
+
+def chain_partial_products(layers) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Partial products of a sequence of layers of shapes (..., d_{k+1}, d_k).
+
+    Returns lists ``A``, ``B`` of N + 1 fresh arrays: ``A[p] = W_N ... W_{p+1}`` of
+    shape (..., d_N, d_p) and ``B[p] = W_p ... W_1`` of shape (..., d_p, d_0), with
+    ``A[N]`` and ``B[0]`` identities (1-based layers ``W_k = layers[k-1]``).
+    """
+    N = len(layers)
+    batch = layers[0].shape[:-2]
+    dtype = np.result_type(*layers)
+    d_in, d_out = layers[0].shape[-1], layers[-1].shape[-2]
+    A: list[np.ndarray] = [np.empty(0)] * (N + 1)
+    B: list[np.ndarray] = [np.empty(0)] * (N + 1)
+    A[N] = np.broadcast_to(np.eye(d_out, dtype=dtype), (*batch, d_out, d_out)).copy()
+    B[0] = np.broadcast_to(np.eye(d_in, dtype=dtype), (*batch, d_in, d_in)).copy()
+    for p in range(N):
+        B[p + 1] = layers[p] @ B[p]
+        A[N - 1 - p] = A[N - p] @ layers[N - 1 - p]
+    return A, B
