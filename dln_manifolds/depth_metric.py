@@ -35,6 +35,21 @@ N = inf). :math:`R` takes values in (0, 1] for :math:`\delta \le 0`, has no
 cancellation at equal or nearly equal singular values and does not overflow
 for large N, so the cost is O(d^3) (one SVD) whatever the depth.
 
+Non-square X
+------------
+For X of shape (m, n) and full rank r = min(m, n), :math:`\mathcal{A}_{N,X}` is eq. 4.14
+with :math:`(\cdot)^0 = I` on :math:`\mathbb{R}^{m\times n}`. With the thin SVD
+:math:`X = U \Sigma V^T` it is block diagonal: on :math:`U^T Z V` the multipliers above;
+on the complement block (:math:`U_\perp^T Z V` for tall X, :math:`U^T Z V_\perp` for wide X)
+only the term k = N (tall) or k = 1 (wide) survives, a multiplication by
+:math:`c_j = s_j^{2(N-1)/N}` (the symbol with one argument 0). The complement is never
+formed: its block is :math:`(I - UU^T) Z V`, so the cost is O(m n r) whatever N. A wide X is
+handled through :math:`\mathcal{A}_{N,X}(Z) = \mathcal{A}_{N,X^T}(Z^T)^T`. The derivatives
+add the divided differences of the symbol through the eigenvalue 0 of :math:`XX^T`, in log
+variables as above. For ``depth = inf`` the complement multiplier :math:`c_j / N \to 0`: the
+operator and its derivative exist, but it is not invertible, so the inverse, the metric and
+the Christoffel term raise ValueError. See docs/mathematics.rst, :ref:`math-widths`.
+
 One implementation
 ------------------
 :class:`DepthFrame` holds the SVD, the multipliers and (lazily) the divided
@@ -93,6 +108,8 @@ def svd_frame(X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     s : ndarray, shape (d,)
         Singular values in decreasing order.
     Vh : ndarray, shape (d, d)
+        For X of shape (m, n) with m != n, the thin SVD: U (m, r), s (r,), Vh (r, n),
+        r = min(m, n).
     """
     X = _as_point(X)
     if X.shape[0] != X.shape[1]:
@@ -353,9 +370,11 @@ class DepthFrame:
 
     Parameters
     ----------
-    X : array_like, shape (..., d, d)
+    X : array_like, shape (..., d, d) or (..., m, n)
         Base point(s), real or complex. Matrix arguments of the methods have
-        shape (..., d, d) and broadcast against the batch shape of X.
+        the shape of X, with leading axes that broadcast against its batch
+        shape. For m != n see the module section *Non-square X* (full rank
+        means rank min(m, n); ``depth = inf`` has no inverse there).
     depth : int or numpy.inf
         N >= 1; ``numpy.inf`` is the rescaled limit (1/N) A_N ([G] eq. 14.7).
     check : bool, default True
@@ -375,11 +394,19 @@ class DepthFrame:
     s : ndarray, shape (..., d)
         Singular values, decreasing.
     Vh : ndarray, shape (..., d, d)
-        ``X = U @ (s[..., None] * Vh)``.
+        ``X = U @ (s[..., None] * Vh)``. For m != n the thin SVD: U (..., m, r),
+        s (..., r), Vh (..., r, n) with r = min(m, n).
     M : ndarray, shape (..., d, d)
-        Multipliers: :math:`\widehat{\mathcal{A}(Z)} = M \odot \hat Z`.
+        Multipliers: :math:`\widehat{\mathcal{A}(Z)} = M \odot \hat Z` (the block
+        :math:`U^* Z V` for m != n).
+    c : ndarray, shape (..., r)
+        Only for m != n: multipliers :math:`s_j^{2(N-1)/N}` of the complement block
+        (1 for N = 1, 0 for N = inf).
     depth : int or float
     d : int
+        The size d, or r = min(m, n) (the number of singular values).
+    shape : tuple of int
+        (d, d) or (m, n).
 
     Examples
     --------
@@ -718,7 +745,7 @@ def _size(frame: DepthFrame) -> int | tuple[int, int]:
 
 
 def depth_frame(X, depth) -> DepthFrame:
-    """The :class:`DepthFrame` of a point X (shape (..., d, d)) for depth N (int or numpy.inf)."""
+    """The :class:`DepthFrame` of X (shape (..., d, d) or (..., m, n)) for depth N (int or inf)."""
     return DepthFrame(X, depth)
 
 
@@ -727,21 +754,22 @@ def depth_operator(X, depth, Z) -> np.ndarray:
 
     Parameters
     ----------
-    X : array_like, shape (d, d)
+    X : array_like, shape (d, d) or (m, n)
         Base point (any rank).
     depth : int or numpy.inf
         N >= 1; ``numpy.inf`` gives the rescaled limit (1/N) A_N ([G] eq. 14.7).
-    Z : array_like, shape (..., d, d)
-        One matrix or a batch.
+    Z : array_like, shape (..., d, d) or (..., m, n)
+        One matrix or a batch, of the shape of X.
 
     Returns
     -------
-    ndarray, shape (..., d, d)
+    ndarray, shape of Z
 
     Notes
     -----
-    Cost O(d^3) for the SVD plus O(d^3) per matrix in the batch, independent
-    of N. Depth 1 is the identity. Same as ``DepthFrame(X, depth).operator(Z)``.
+    Cost O(d^3) for the SVD plus O(d^3) per matrix in the batch (O(m n min(m, n))
+    for X of shape (m, n)), independent of N. Depth 1 is the identity. Same as
+    ``DepthFrame(X, depth).operator(Z)``.
     """
     return DepthFrame(_as_point(X), depth).operator(Z)
 
@@ -754,19 +782,21 @@ def inverse_depth_operator(X, depth, Z) -> np.ndarray:
 
     Parameters
     ----------
-    X : array_like, shape (d, d)
+    X : array_like, shape (d, d) or (m, n)
         Full-rank base point.
     depth : int or numpy.inf
-    Z : array_like, shape (..., d, d)
+        Finite for a non-square X.
+    Z : array_like, shape (..., d, d) or (..., m, n)
 
     Returns
     -------
-    ndarray, shape (..., d, d)
+    ndarray, shape of Z
 
     Raises
     ------
     ValueError
-        If X is rank-deficient (condition number above 1/(d eps)).
+        If X is rank-deficient (condition number above 1/(max(m, n) eps)), or
+        ``depth = inf`` with a non-square X.
     """
     return DepthFrame(_as_point(X), depth).inverse(Z)
 
@@ -788,10 +818,11 @@ def depth_inner_product(X, depth, Z1, Z2) -> float | np.ndarray:
 
     Parameters
     ----------
-    X : array_like, shape (d, d)
+    X : array_like, shape (d, d) or (m, n)
         Full-rank base point.
     depth : int or numpy.inf
-    Z1, Z2 : array_like, shape (..., d, d)
+        Finite for a non-square X.
+    Z1, Z2 : array_like, shape (..., d, d) or (..., m, n)
         Tangent vectors or batches of them (broadcast against each other).
 
     Returns
@@ -817,18 +848,20 @@ def depth_operator_derivative(X, depth, V, Z) -> np.ndarray:
 
     with :math:`dP = VX^T + XV^T`, :math:`dQ = V^TX + X^TV` and :math:`T` the first
     divided differences of :math:`\varphi` in its first argument. Cost O(d^3),
-    independent of N.
+    independent of N. For X of shape (m, n) the frame includes the eigenvalue 0 of
+    :math:`XX^T` (tall) or :math:`X^TX` (wide), whose divided differences are
+    evaluated in closed form (module section *Non-square X*); cost O(m n min(m, n)).
 
     Parameters
     ----------
-    X : array_like, shape (d, d)
+    X : array_like, shape (d, d) or (m, n)
         Full-rank base point.
     depth : int or numpy.inf
-    V, Z : array_like, shape (d, d)
+    V, Z : array_like, shape of X
 
     Returns
     -------
-    ndarray, shape (d, d)
+    ndarray, shape of X
     """
     f = DepthFrame(_as_point(X), depth)
     return f.derivative(_as_single(V, _size(f), "V"), _as_single(Z, _size(f), "Z"))
@@ -843,13 +876,13 @@ def depth_operator_derivative_adjoint(X, depth, Z, Y) -> np.ndarray:
 
     Parameters
     ----------
-    X : array_like, shape (d, d)
+    X : array_like, shape (d, d) or (m, n)
     depth : int or numpy.inf
-    Z, Y : array_like, shape (d, d)
+    Z, Y : array_like, shape of X
 
     Returns
     -------
-    ndarray, shape (d, d)
+    ndarray, shape of X
     """
     f = DepthFrame(_as_point(X), depth)
     return f.derivative_adjoint(_as_single(Z, _size(f), "Z"), _as_single(Y, _size(f), "Y"))
@@ -872,14 +905,15 @@ def depth_christoffel(X, depth, U_vec, V_vec) -> np.ndarray:
 
     Parameters
     ----------
-    X : array_like, shape (d, d)
+    X : array_like, shape (d, d) or (m, n)
         Full-rank base point.
     depth : int or numpy.inf
-    U_vec, V_vec : array_like, shape (d, d)
+        Finite for a non-square X.
+    U_vec, V_vec : array_like, shape of X
 
     Returns
     -------
-    ndarray, shape (d, d)
+    ndarray, shape of X
     """
     f = DepthFrame(_as_point(X), depth)
     return f.christoffel(_as_single(U_vec, _size(f), "U_vec"), _as_single(V_vec, _size(f), "V_vec"))
