@@ -15,8 +15,14 @@ Two parts, one run, single BLAS thread:
     baseline "dense sum over k of N fractional-power products" (eq. 4.14
     literally: one eigh of XX^T and of X^TX, then per k two fractional powers
     and two products, O(N d^3)), timed at the same d for N = 2, 10, 100, 1000.
+(c) Non-square X. Accuracy: X of shape (7, 5) and (5, 7) with the spectrum of (a),
+    ``depth_operator`` against mpmath (50 digits) in the known full frame, including the
+    complement block (multiplier s_j^{2(N-1)/N}). Time (best of 5, 1 BLAS thread) of
+    ``depth_operator`` (thin SVD + apply) and ``inverse_depth_operator`` at (m, n) = (200, 50)
+    and (50, 200) against the square one at d = 100, for N = 2, 1000 (and inf for the
+    operator). Targets: rectangular / square <= 1.5, N = 1000 / N = 2 <= 1.5.
 
-Writes ``benchmarks/results/depth_operator.json`` and prints two tables.
+Writes ``benchmarks/results/depth_operator.json`` and prints three tables.
 Run: ``.venv/bin/python benchmarks/bench_depth_operator.py`` (about 1 minute).
 Timings on a shared machine are noisy; ratios are taken within one run.
 """
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 import os
 
-from _common import median_time, single_blas_thread, write_results
+from _common import best_time, median_time, single_blas_thread, write_results
 
 single_blas_thread()
 
@@ -35,7 +41,11 @@ import time  # noqa: E402
 import mpmath  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dln_manifolds import depth_multipliers, depth_operator  # noqa: E402
+from dln_manifolds import (  # noqa: E402
+    depth_multipliers,
+    depth_operator,
+    inverse_depth_operator,
+)
 from dln_manifolds.pymanopt import EndToEndMatrices  # noqa: E402
 
 mpmath.mp.dps = 50
@@ -146,11 +156,71 @@ def timing(rng) -> dict:
     )
 
 
+def rectangular_accuracy(rng) -> list[dict]:
+    rows = []
+    Z0 = rng.standard_normal((7, 5))
+    for shape in ((7, 5), (5, 7)):
+        m, n = shape
+        U, V = _haar(rng, m), _haar(rng, n)
+        Z = Z0 if shape == (7, 5) else Z0.T
+        for gap in (0.0, 1e-9, 1e-3):
+            s = np.array([1.3, 1.3 * (1 + gap), 0.7, 0.7 * (1 - gap), 2.1])
+            X = (U[:, :5] * s) @ V[:, :5].T
+            for depth in (2, 7, 1000, 10_000):
+                full = np.zeros(shape)
+                for i in range(m):
+                    for j in range(n):
+                        if i < 5 and j < 5:
+                            full[i, j] = mp_multiplier(s[i], s[j], depth)
+                        else:  # complement block: s^{2(N-1)/N} of the index < 5
+                            sk = mpmath.mpf(s[min(i, j)])
+                            full[i, j] = float(sk ** (2 - mpmath.mpf(2) / depth))
+                ref = U @ (full * (U.T @ Z @ V)) @ V.T
+                got = depth_operator(X, depth, Z)
+                err = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+                rows.append(dict(shape=list(shape), gap=gap, depth=depth, operator_rel_err=err))
+    return rows
+
+
+def rectangular_timing(rng) -> dict:
+    def point(m, n):
+        r = min(m, n)
+        s = np.exp(rng.uniform(np.log(0.5), np.log(2.0), size=r))
+        return (_haar(rng, m)[:, :r] * s) @ _haar(rng, n)[:, :r].T
+
+    cases = {"square d=100": (100, 100), "tall (200, 50)": (200, 50), "wide (50, 200)": (50, 200)}
+    out = {}
+    for label, (m, n) in cases.items():
+        X, Z = point(m, n), rng.standard_normal((m, n))
+        row = {}
+        for depth in (2, 1000, np.inf):
+            key = "inf" if np.isinf(depth) else str(depth)
+            row[f"operator N={key}"] = best_time(
+                lambda d=depth, X=X, Z=Z: depth_operator(X, d, Z), 5
+            )
+            if not np.isinf(depth):
+                row[f"inverse N={key}"] = best_time(
+                    lambda d=depth, X=X, Z=Z: inverse_depth_operator(X, d, Z), 5
+                )
+        out[label] = row
+    sq = out["square d=100"]
+    ratios = {}
+    for label in ("tall (200, 50)", "wide (50, 200)"):
+        for key, t in out[label].items():
+            ratios[f"{label} / square, {key}"] = t / sq[key]
+    for label, row in out.items():
+        for what in ("operator", "inverse"):
+            ratios[f"{label}, {what} N=1000 / N=2"] = row[f"{what} N=1000"] / row[f"{what} N=2"]
+    return dict(seconds=out, ratios=ratios)
+
+
 def main() -> dict:
     rng = np.random.default_rng(20261123)
     t0 = time.perf_counter()
     acc = accuracy(rng)
     tim = timing(rng)
+    rect_acc = rectangular_accuracy(rng)
+    rect_tim = rectangular_timing(rng)
     out = dict(
         benchmark="depth_operator",
         description=__doc__.split("\n")[0],
@@ -163,6 +233,8 @@ def main() -> dict:
         ),
         accuracy=acc,
         timing=tim,
+        rectangular_accuracy=rect_acc,
+        rectangular_timing=rect_tim,
         wall_seconds=time.perf_counter() - t0,
     )
     path = write_results("depth_operator", out)
@@ -188,6 +260,15 @@ def main() -> dict:
         base = tim["baseline_seconds"].get(N)
         diff = tim["relative_difference_ours_vs_baseline"].get(N)
         print(f"{N:>6} | {fmt(ours):>16} | {fmt(base):>22} | {fmt(diff):>8}")
+    print("\n(c) non-square X: max relative error of depth_operator against mpmath")
+    for shape in ([7, 5], [5, 7]):
+        worst = max(r["operator_rel_err"] for r in rect_acc if r["shape"] == shape)
+        print(f"  shape {tuple(shape)}: {worst:.1e} (gaps 0, 1e-9, 1e-3; N = 2, 7, 1e3, 1e4)")
+    print("    time (best of 5, seconds)")
+    for label, row in rect_tim["seconds"].items():
+        print(f"  {label:>15} | " + "  ".join(f"{k} {v:.1e}" for k, v in row.items()))
+    for key, ratio in rect_tim["ratios"].items():
+        print(f"  {key:>42}: {ratio:.2f}")
     print(f"\nwrote {path} ({out['wall_seconds']:.0f} s)")
     return out
 

@@ -35,6 +35,21 @@ N = inf). :math:`R` takes values in (0, 1] for :math:`\delta \le 0`, has no
 cancellation at equal or nearly equal singular values and does not overflow
 for large N, so the cost is O(d^3) (one SVD) whatever the depth.
 
+Non-square X
+------------
+For X of shape (m, n) and full rank r = min(m, n), :math:`\mathcal{A}_{N,X}` is eq. 4.14
+with :math:`(\cdot)^0 = I` on :math:`\mathbb{R}^{m\times n}`. With the thin SVD
+:math:`X = U \Sigma V^T` it is block diagonal: on :math:`U^T Z V` the multipliers above;
+on the complement block (:math:`U_\perp^T Z V` for tall X, :math:`U^T Z V_\perp` for wide X)
+only the term k = N (tall) or k = 1 (wide) survives, a multiplication by
+:math:`c_j = s_j^{2(N-1)/N}` (the symbol with one argument 0). The complement is never
+formed: its block is :math:`(I - UU^T) Z V`, so the cost is O(m n r) whatever N. A wide X is
+handled through :math:`\mathcal{A}_{N,X}(Z) = \mathcal{A}_{N,X^T}(Z^T)^T`. The derivatives
+add the divided differences of the symbol through the eigenvalue 0 of :math:`XX^T`, in log
+variables as above. For ``depth = inf`` the complement multiplier :math:`c_j / N \to 0`: the
+operator and its derivative exist, but it is not invertible, so the inverse, the metric and
+the Christoffel term raise ValueError. See docs/mathematics.rst, :ref:`math-widths`.
+
 One implementation
 ------------------
 :class:`DepthFrame` holds the SVD, the multipliers and (lazily) the divided
@@ -93,8 +108,12 @@ def svd_frame(X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     s : ndarray, shape (d,)
         Singular values in decreasing order.
     Vh : ndarray, shape (d, d)
+        For X of shape (m, n) with m != n, the thin SVD: U (m, r), s (r,), Vh (r, n),
+        r = min(m, n).
     """
-    X = as_matrix(X)
+    X = _as_point(X)
+    if X.shape[0] != X.shape[1]:
+        return np.linalg.svd(X, full_matrices=False)
     return np.linalg.svd(X)
 
 
@@ -236,18 +255,100 @@ def _divided_differences(s: np.ndarray, M: np.ndarray, depth) -> np.ndarray:
     return T
 
 
+def _complement_multipliers(s: np.ndarray, depth) -> np.ndarray:
+    r"""Complement multipliers :math:`c_j = s_j^{2(N-1)/N}` (0 for N = inf, 1 for N = 1).
+
+    :math:`c_j = f(0, s_j^2)`: the symbol of :math:`\mathcal{A}_{N,X}` with one argument 0,
+    i.e. only the term k = N (tall X) or k = 1 (wide X) of eq. 4.14 survives.
+    """
+    if depth == 1:
+        return np.ones_like(s)
+    if np.isinf(depth):
+        return np.zeros_like(s)
+    q = 1.0 / depth
+    with np.errstate(divide="ignore"):
+        return np.exp((1.0 - q) * _log_sq(s))
+
+
+def _expm1_ratio(delta: np.ndarray, a: float, b: float) -> np.ndarray:
+    """expm1(a delta) / expm1(b delta) for delta <= 0 (a, b > 0), a / b at delta = 0."""
+    tiny = np.abs(delta) < 1e-290
+    safe = np.where(tiny, -1.0, delta)
+    return np.where(tiny, a / b, np.expm1(a * safe) / np.expm1(b * safe))
+
+
+def _complement_divided_differences(
+    s: np.ndarray, M: np.ndarray, depth
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Divided differences of the symbol that involve the eigenvalue 0 of the complement.
+
+    With :math:`l = s^2`, :math:`f` the symbol (``M[..., i, j] = f(l_i, l_j)``) and
+    :math:`c(l) = f(0, l) = l^{1-q}`:
+
+    - ``E[..., i, j] = (f(l_i, l_j) - c(l_j)) / l_i``, evaluated as
+      :math:`l_i^{q-1} e^{(1-2q)\max(\alpha_i, \alpha_j)}\,
+      \mathrm{expm1}((1-q)\delta)/\mathrm{expm1}(q\delta)` in the log variables
+      :math:`\alpha = \log l`, :math:`\delta = -|\alpha_i - \alpha_j|` (no cancellation);
+      :math:`f(l_i, l_j)/l_i` for N = inf (where c = 0);
+    - ``G[..., m, j] = (c(l_m) - c(l_j)) / (l_m - l_j)``, evaluated as
+      :math:`e^{-q\max}\,\mathrm{expm1}((1-q)\delta)/\mathrm{expm1}(\delta)`
+      (:math:`c'(l_j)` at ties); 0 for N = inf.
+
+    Full rank (s > 0) is assumed; O(r^2) for s of shape (..., r).
+    """
+    q, _ = _q_and_scale(depth)
+    alpha = _log_sq(s)
+    ai, aj = alpha[..., :, None], alpha[..., None, :]
+    if q == 0.0:
+        return M / (s * s)[..., :, None], np.zeros_like(M)
+    hi = np.maximum(ai, aj)
+    delta = -np.abs(ai - aj)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        E = np.exp((q - 1.0) * ai + (1.0 - 2.0 * q) * hi) * _expm1_ratio(delta, 1.0 - q, q)
+        G = np.exp(-q * hi) * _expm1_ratio(delta, 1.0 - q, 1.0)
+    return E, G
+
+
 def _as_points(X) -> np.ndarray:
-    """Validate a point or a batch of points of shape (..., d, d)."""
-    if isinstance(X, (str, bytes)) or X is None or np.ndim(X) <= 2:
+    """Validate a point or a batch of points of shape (..., m, n) (square: (..., d, d))."""
+    if isinstance(X, (str, bytes)) or X is None:
         return as_matrix(X)
     shape = np.shape(X)
-    if shape[-1] != shape[-2] or shape[-1] == 0:
+    if len(shape) < 2 or (len(shape) == 2 and shape[0] == shape[1]):
+        return as_matrix(X)
+    if shape[-1] != shape[-2]:
+        if min(shape[-2:]) == 0:
+            raise ValueError(f"X must have shape (..., m, n) with m, n >= 1, got shape {shape}")
+        return as_array(X, "X", shape[-2:], real=False, batch=True)
+    if shape[-1] == 0:
         raise ValueError(f"X must have shape (..., d, d) with d >= 1, got shape {shape}")
     return as_matrix_batch(X, shape[-1], "X")
 
 
-def _as_single(Z, d: int, name: str) -> np.ndarray:
-    """A single (d, d) matrix (the derivative functions take no batches)."""
+def _as_point(X) -> np.ndarray:
+    """Validate a single point, of shape (d, d) or (m, n) (the module functions)."""
+    return _as_points(X) if np.ndim(X) == 2 else as_matrix(X)
+
+
+def _as_rect_batch(Z, shape: tuple[int, int], name: str) -> np.ndarray:
+    """A matrix or a batch of matrices of the (non-square) shape of X."""
+    m, n = shape
+    message = f"{name} must have shape (..., {m}, {n}) (the shape of X), got shape"
+    if not isinstance(Z, (str, bytes)) and Z is not None and np.size(Z) == 0:
+        raise ValueError(f"{message} {np.shape(Z)}")
+    Z = as_array(Z, name, real=False, batch=True)
+    if Z.ndim < 2 or Z.shape[-2:] != (m, n):
+        raise ValueError(f"{message} {Z.shape}")
+    return Z
+
+
+def _as_single(Z, d: int | tuple[int, int], name: str) -> np.ndarray:
+    """A single matrix of the shape of X (the derivative functions take no batches)."""
+    if isinstance(d, tuple):
+        Z = _as_rect_batch(Z, d, name)
+        if Z.ndim != 2:
+            raise ValueError(f"{name} must have shape {d}, got shape {Z.shape}")
+        return Z
     Z = as_matrix_batch(Z, d, name)
     if Z.ndim != 2:
         raise ValueError(f"{name} must have shape ({d}, {d}), got shape {Z.shape}")
@@ -269,9 +370,11 @@ class DepthFrame:
 
     Parameters
     ----------
-    X : array_like, shape (..., d, d)
+    X : array_like, shape (..., d, d) or (..., m, n)
         Base point(s), real or complex. Matrix arguments of the methods have
-        shape (..., d, d) and broadcast against the batch shape of X.
+        the shape of X, with leading axes that broadcast against its batch
+        shape. For m != n see the module section *Non-square X* (full rank
+        means rank min(m, n); ``depth = inf`` has no inverse there).
     depth : int or numpy.inf
         N >= 1; ``numpy.inf`` is the rescaled limit (1/N) A_N ([G] eq. 14.7).
     check : bool, default True
@@ -291,11 +394,19 @@ class DepthFrame:
     s : ndarray, shape (..., d)
         Singular values, decreasing.
     Vh : ndarray, shape (..., d, d)
-        ``X = U @ (s[..., None] * Vh)``.
+        ``X = U @ (s[..., None] * Vh)``. For m != n the thin SVD: U (..., m, r),
+        s (..., r), Vh (..., r, n) with r = min(m, n).
     M : ndarray, shape (..., d, d)
-        Multipliers: :math:`\widehat{\mathcal{A}(Z)} = M \odot \hat Z`.
+        Multipliers: :math:`\widehat{\mathcal{A}(Z)} = M \odot \hat Z` (the block
+        :math:`U^* Z V` for m != n).
+    c : ndarray, shape (..., r)
+        Only for m != n: multipliers :math:`s_j^{2(N-1)/N}` of the complement block
+        (1 for N = 1, 0 for N = inf).
     depth : int or float
     d : int
+        The size d, or r = min(m, n) (the number of singular values).
+    shape : tuple of int
+        (d, d) or (m, n).
 
     Examples
     --------
@@ -316,14 +427,32 @@ class DepthFrame:
         else:
             X = np.asarray(X)
         self.depth = depth
-        self.d = X.shape[-1]
+        self.shape = X.shape[-2:]
         self._check = check
-        self.U, self.s, self.Vh = np.linalg.svd(X)
-        self.M = _multipliers(self.s, depth)
+        self._rect = self.shape[0] != self.shape[1]
+        if self._rect:
+            self._init_rectangular(X)
+        else:
+            self.d = X.shape[-1]
+            self.U, self.s, self.Vh = np.linalg.svd(X)
+            self.M = _multipliers(self.s, depth)
         self._T = None
         self._full_rank_checked = False
         if full_rank:
             self._require_full_rank()
+
+    def _init_rectangular(self, X: np.ndarray) -> None:
+        # Thin SVD; internally X is handled "tall": a wide X through X^* (flip), since
+        # A_{N,X}(Z) = A_{N,X^*}(Z^*)^*. Tall: X = L diag(s) R^* with L (..., p, r) of
+        # orthonormal columns, R (..., r, r) unitary, r = min(m, n), p = max(m, n).
+        self.U, self.s, self.Vh = np.linalg.svd(X, full_matrices=False)
+        self.d = self.s.shape[-1]
+        self._flip = self.shape[0] < self.shape[1]
+        self._L, self._R = (_h(self.Vh), self.U) if self._flip else (self.U, _h(self.Vh))
+        self.M = _multipliers(self.s, self.depth)
+        self.c = _complement_multipliers(self.s, self.depth)
+        self._EG = None
+        self._Lfull = None
 
     # -- bookkeeping -------------------------------------------------------------
     def _require_full_rank(self) -> None:
@@ -332,17 +461,21 @@ class DepthFrame:
         s = self.s.reshape(-1, self.d)
         smin = s[:, -1]
         if self._check:
-            limit = 1.0 / (self.d * np.finfo(np.float64).eps)
+            limit = 1.0 / (max(self.shape) * np.finfo(np.float64).eps)
             with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 at X = 0 is bad too
                 bad = ~(s[:, 0] / smin <= limit)
         else:
             bad = ~(smin > 0)
         if np.any(bad):
-            check_full_rank(s[np.argmax(bad)], "X", None if self._check else np.inf)
+            check_full_rank(s[np.argmax(bad)], "X", limit if self._check else np.inf)
         self._full_rank_checked = True
 
     def _arg(self, Z, name: str) -> np.ndarray:
-        return as_matrix_batch(Z, self.d, name) if self._check else np.asarray(Z)
+        if not self._check:
+            return np.asarray(Z)
+        if self._rect:
+            return _as_rect_batch(Z, self.shape, name)
+        return as_matrix_batch(Z, self.d, name)
 
     @property
     def divided_differences(self) -> np.ndarray:
@@ -357,11 +490,20 @@ class DepthFrame:
         return self._T
 
     def to_frame(self, Z) -> np.ndarray:
-        r"""Frame coordinates :math:`\hat Z = U^* Z V`, shape (..., d, d)."""
+        r"""Frame coordinates :math:`\hat Z = U^* Z V`, shape (..., d, d).
+
+        For a non-square X, shape (..., m, n) in the full singular frame
+        :math:`[U, U_\perp]` and :math:`[V, V_\perp]` (the complement computed once,
+        by a complete QR); the top-left r x r block is :math:`U^* Z V`.
+        """
+        if self._rect:
+            return self._rect_to(self._arg(Z, "Z"))
         return self._to(self._arg(Z, "Z"))
 
     def from_frame(self, Zh) -> np.ndarray:
         r"""Inverse of :meth:`to_frame`: :math:`U \hat Z V^*`."""
+        if self._rect:
+            return self._rect_from(self._arg(Zh, "Zh"))
         return self._from(self._arg(Zh, "Zh"))
 
     # unchecked versions for the methods below, which validate their own arguments once
@@ -377,6 +519,8 @@ class DepthFrame:
         Z = self._arg(Z, "Z")
         if self.depth == 1:
             return Z.copy()
+        if self._rect:
+            return self._rect_scale(Z, self.M, self.c)
         return self._from(self.M * self._to(Z))
 
     def inverse(self, Z) -> np.ndarray:
@@ -385,6 +529,9 @@ class DepthFrame:
         self._require_full_rank()
         if self.depth == 1:
             return Z.copy()
+        if self._rect:
+            self._require_finite_depth()
+            return self._rect_scale(Z, 1.0 / self.M, 1.0 / self.c)
         return self._from(self._to(Z) / self.M)
 
     def power(self, Z, p: float) -> np.ndarray:
@@ -396,9 +543,13 @@ class DepthFrame:
         Z = self._arg(Z, "Z")
         if p < 0:
             self._require_full_rank()
+            if self._rect:
+                self._require_finite_depth()
         if self.depth == 1:
             return Z.copy()
         M = self.M if p == 1 else self.M ** float(p)
+        if self._rect:
+            return self._rect_scale(Z, M, self.c if p == 1 else self.c ** float(p))
         return self._from(M * self._to(Z))
 
     def inner(self, Z1, Z2) -> np.ndarray:
@@ -408,6 +559,12 @@ class DepthFrame:
         """
         Z1, Z2 = self._arg(Z1, "Z1"), self._arg(Z2, "Z2")
         self._require_full_rank()
+        if self._rect:
+            self._require_finite_depth()
+            (h1, c1), (h2, c2) = self._split(Z1), self._split(Z2)
+            prod = np.conj(h1) * h2 / self.M
+            comp = np.conj(c1) * c2 / self.c[..., None, :]
+            return np.real(np.sum(prod, axis=(-2, -1)) + np.sum(comp, axis=(-2, -1)))
         prod = np.conj(self._to(Z1)) * self._to(Z2) / self.M
         return np.real(np.sum(prod, axis=(-2, -1)))
 
@@ -433,7 +590,8 @@ class DepthFrame:
         )
 
     def _zeros(self, *arrays) -> np.ndarray:
-        shape = np.broadcast_shapes(self.U.shape, *(np.shape(a) for a in arrays))
+        own = self.s.shape[:-1] + tuple(self.shape) if self._rect else self.U.shape
+        shape = np.broadcast_shapes(own, *(np.shape(a) for a in arrays))
         return np.zeros(shape, dtype=np.result_type(*arrays, np.float64))
 
     def derivative(self, V, Z) -> np.ndarray:
@@ -442,6 +600,8 @@ class DepthFrame:
         self._require_full_rank()
         if self.depth == 1:
             return self._zeros(V, Z)
+        if self._rect:
+            return self._join(*self._rect_dA(*self._split(V), *self._split(Z)))
         return self._from(self._dA_hat(self._to(V), self._to(Z)))
 
     def derivative_adjoint(self, Z, Y) -> np.ndarray:
@@ -450,10 +610,16 @@ class DepthFrame:
         self._require_full_rank()
         if self.depth == 1:
             return self._zeros(Z, Y)
+        if self._rect:
+            return self._join(*self._rect_dA_adjoint(*self._split(Z), *self._split(Y)))
         return self._from(self._dA_adjoint_hat(self._to(Z), self._to(Y)))
 
     def christoffel_hat(self, Uh, Vh) -> np.ndarray:
         r"""Frame coordinates of :math:`\Gamma_X(U, V)` from those of U and V, (..., d, d)."""
+        if self._rect:
+            Uh, Vh = self._arg(Uh, "Uh"), self._arg(Vh, "Vh")
+            gamma = self._rect_christoffel(self._rect_from(Uh), self._rect_from(Vh))
+            return self._rect_to(gamma)
         return self._christoffel_hat(self._arg(Uh, "Uh"), self._arg(Vh, "Vh"))
 
     def _christoffel_hat(self, Uh: np.ndarray, Vh: np.ndarray) -> np.ndarray:
@@ -469,6 +635,8 @@ class DepthFrame:
     def christoffel(self, U_vec, V_vec) -> np.ndarray:
         r""":math:`\Gamma_X(U, V)`, shape (..., d, d); see :func:`depth_christoffel`."""
         U_vec, V_vec = self._arg(U_vec, "U_vec"), self._arg(V_vec, "V_vec")
+        if self._rect:
+            return self._rect_christoffel(U_vec, V_vec)
         return self._from(self._christoffel_hat(self._to(U_vec), self._to(V_vec)))
 
     def geodesic_acceleration(self, V) -> np.ndarray:
@@ -481,14 +649,103 @@ class DepthFrame:
         self._require_full_rank()
         if self.depth == 1:
             return self._zeros(V)
+        if self._rect:
+            return -self._rect_christoffel(V, V)
         Vh = self._to(V)
         BV = Vh / self.M
         acc = self._dA_hat(Vh, BV) - 0.5 * self.M * self._dA_adjoint_hat(BV, BV)
         return self._from(acc)
 
+    # -- non-square X, in the tall orientation of _init_rectangular -----------------
+    def _require_finite_depth(self) -> None:
+        if self._rect and np.isinf(self.depth):
+            m, n = self.shape
+            raise ValueError(
+                f"depth must be finite for a non-square X (shape ({m}, {n})): the rescaled "
+                "limit A_inf = lim A_N / N vanishes on the complement block, so it has no "
+                "inverse and g^inf is not defined there"
+            )
+
+    def _tall(self, Z: np.ndarray) -> np.ndarray:
+        return _h(Z) if self._flip else Z
+
+    def _split(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r"""``(Zh, Zc)``: :math:`\hat Z = L^* Z' R` and :math:`Z_c = (I - LL^*) Z' R`, Z' tall."""
+        ZR = self._tall(Z) @ self._R
+        Zh = _h(self._L) @ ZR
+        return Zh, ZR - self._L @ Zh
+
+    def _join(self, Zh: np.ndarray, Zc: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`_split` (``Zc`` in the range of the complement)."""
+        return self._tall((self._L @ Zh + Zc) @ _h(self._R))
+
+    def _rect_scale(self, Z: np.ndarray, M: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """Multiply the block L^*Z'R by M and the complement block by c (column-wise)."""
+        ZR = self._tall(Z) @ self._R
+        Zh = _h(self._L) @ ZR
+        c = c[..., None, :]
+        return self._tall((self._L @ (M * Zh - Zh * c) + ZR * c) @ _h(self._R))
+
+    @property
+    def _complement_dd(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._EG is None:
+            self._require_full_rank()
+            self._EG = _complement_divided_differences(self.s, self.M, self.depth)
+        return self._EG
+
+    def _rect_dA(self, Wh, Wc, Zh, Zc) -> tuple[np.ndarray, np.ndarray]:
+        """Split coordinates of DA[W](Z) (Daleckii-Krein with the eigenvalue 0 of XX^*)."""
+        E, G = self._complement_dd
+        row, col = self.s[..., None, :], self.s[..., :, None]
+        Dh = self._dA_hat(Wh, Zh) + E * col * (_h(Wc) @ Zc)
+        dQ = _h(Wh) * row + col * Wh
+        Dc = Wc @ (col * E * Zh) + Zc @ (G * dQ)
+        return Dh, Dc
+
+    def _rect_dA_adjoint(self, Zh, Zc, Yh, Yc) -> tuple[np.ndarray, np.ndarray]:
+        """Split coordinates of K with <K, W> = <Y, DA[W](Z)>."""
+        E, G = self._complement_dd
+        row, col = self.s[..., None, :], self.s[..., :, None]
+        C2 = G * (_h(Zc) @ Yc)
+        Kh = self._dA_adjoint_hat(Zh, Yh) + col * (C2 + _h(C2))
+        Kc = (Zc @ _h(Yh * E)) * row + Yc @ _h(col * E * Zh)
+        return Kh, Kc
+
+    def _rect_christoffel(self, U_vec: np.ndarray, V_vec: np.ndarray) -> np.ndarray:
+        self._require_full_rank()
+        self._require_finite_depth()
+        U_vec, V_vec = np.broadcast_arrays(U_vec, V_vec)
+        if self.depth == 1:
+            return self._zeros(U_vec)
+        (Uh, Uc), (Vh, Vc) = self._split(U_vec), self._split(V_vec)
+        M, c = self.M, self.c[..., None, :]
+        BUh, BUc, BVh, BVc = Uh / M, Uc / c, Vh / M, Vc / c
+        t1h, t1c = self._rect_dA(Uh, Uc, BVh, BVc)
+        t2h, t2c = self._rect_dA(Vh, Vc, BUh, BUc)
+        Kh, Kc = self._rect_dA_adjoint(BVh, BVc, BUh, BUc)
+        return self._join(-0.5 * (t1h + t2h) + 0.5 * M * Kh, -0.5 * (t1c + t2c) + 0.5 * c * Kc)
+
+    def _full_left(self) -> np.ndarray:
+        """``[L, L_perp]`` (..., p, p): L completed to a unitary matrix (complete QR, once)."""
+        if self._Lfull is None:
+            Q = np.linalg.qr(self._L, mode="complete")[0]
+            self._Lfull = np.concatenate([self._L, Q[..., :, self.d :]], axis=-1)
+        return self._Lfull
+
+    def _rect_to(self, Z: np.ndarray) -> np.ndarray:
+        return self._tall(_h(self._full_left()) @ self._tall(Z) @ self._R)
+
+    def _rect_from(self, Zh: np.ndarray) -> np.ndarray:
+        return self._tall(self._full_left() @ self._tall(Zh) @ _h(self._R))
+
+
+def _size(frame: DepthFrame) -> int | tuple[int, int]:
+    """What :func:`_as_single` checks against: d (square X) or the shape (m, n)."""
+    return frame.shape if frame._rect else frame.d
+
 
 def depth_frame(X, depth) -> DepthFrame:
-    """The :class:`DepthFrame` of a point X (shape (..., d, d)) for depth N (int or numpy.inf)."""
+    """The :class:`DepthFrame` of X (shape (..., d, d) or (..., m, n)) for depth N (int or inf)."""
     return DepthFrame(X, depth)
 
 
@@ -497,23 +754,24 @@ def depth_operator(X, depth, Z) -> np.ndarray:
 
     Parameters
     ----------
-    X : array_like, shape (d, d)
+    X : array_like, shape (d, d) or (m, n)
         Base point (any rank).
     depth : int or numpy.inf
         N >= 1; ``numpy.inf`` gives the rescaled limit (1/N) A_N ([G] eq. 14.7).
-    Z : array_like, shape (..., d, d)
-        One matrix or a batch.
+    Z : array_like, shape (..., d, d) or (..., m, n)
+        One matrix or a batch, of the shape of X.
 
     Returns
     -------
-    ndarray, shape (..., d, d)
+    ndarray, shape of Z
 
     Notes
     -----
-    Cost O(d^3) for the SVD plus O(d^3) per matrix in the batch, independent
-    of N. Depth 1 is the identity. Same as ``DepthFrame(X, depth).operator(Z)``.
+    Cost O(d^3) for the SVD plus O(d^3) per matrix in the batch (O(m n min(m, n))
+    for X of shape (m, n)), independent of N. Depth 1 is the identity. Same as
+    ``DepthFrame(X, depth).operator(Z)``.
     """
-    return DepthFrame(as_matrix(X), depth).operator(Z)
+    return DepthFrame(_as_point(X), depth).operator(Z)
 
 
 def inverse_depth_operator(X, depth, Z) -> np.ndarray:
@@ -524,21 +782,23 @@ def inverse_depth_operator(X, depth, Z) -> np.ndarray:
 
     Parameters
     ----------
-    X : array_like, shape (d, d)
+    X : array_like, shape (d, d) or (m, n)
         Full-rank base point.
     depth : int or numpy.inf
-    Z : array_like, shape (..., d, d)
+        Finite for a non-square X.
+    Z : array_like, shape (..., d, d) or (..., m, n)
 
     Returns
     -------
-    ndarray, shape (..., d, d)
+    ndarray, shape of Z
 
     Raises
     ------
     ValueError
-        If X is rank-deficient (condition number above 1/(d eps)).
+        If X is rank-deficient (condition number above 1/(max(m, n) eps)), or
+        ``depth = inf`` with a non-square X.
     """
-    return DepthFrame(as_matrix(X), depth).inverse(Z)
+    return DepthFrame(_as_point(X), depth).inverse(Z)
 
 
 def depth_operator_power(X, depth, Z, power: float) -> np.ndarray:
@@ -548,7 +808,7 @@ def depth_operator_power(X, depth, Z, power: float) -> np.ndarray:
     the inverse. Shapes as in :func:`depth_operator`; negative powers need a
     full-rank X.
     """
-    return DepthFrame(as_matrix(X), depth).power(Z, power)
+    return DepthFrame(_as_point(X), depth).power(Z, power)
 
 
 def depth_inner_product(X, depth, Z1, Z2) -> float | np.ndarray:
@@ -558,10 +818,11 @@ def depth_inner_product(X, depth, Z1, Z2) -> float | np.ndarray:
 
     Parameters
     ----------
-    X : array_like, shape (d, d)
+    X : array_like, shape (d, d) or (m, n)
         Full-rank base point.
     depth : int or numpy.inf
-    Z1, Z2 : array_like, shape (..., d, d)
+        Finite for a non-square X.
+    Z1, Z2 : array_like, shape (..., d, d) or (..., m, n)
         Tangent vectors or batches of them (broadcast against each other).
 
     Returns
@@ -569,7 +830,7 @@ def depth_inner_product(X, depth, Z1, Z2) -> float | np.ndarray:
     float or ndarray, shape (...)
         A float for single matrices, one value per pair for batches.
     """
-    values = DepthFrame(as_matrix(X), depth).inner(Z1, Z2)
+    values = DepthFrame(_as_point(X), depth).inner(Z1, Z2)
     return float(values) if np.ndim(values) == 0 else values
 
 
@@ -587,21 +848,23 @@ def depth_operator_derivative(X, depth, V, Z) -> np.ndarray:
 
     with :math:`dP = VX^T + XV^T`, :math:`dQ = V^TX + X^TV` and :math:`T` the first
     divided differences of :math:`\varphi` in its first argument. Cost O(d^3),
-    independent of N.
+    independent of N. For X of shape (m, n) the frame includes the eigenvalue 0 of
+    :math:`XX^T` (tall) or :math:`X^TX` (wide), whose divided differences are
+    evaluated in closed form (module section *Non-square X*); cost O(m n min(m, n)).
 
     Parameters
     ----------
-    X : array_like, shape (d, d)
+    X : array_like, shape (d, d) or (m, n)
         Full-rank base point.
     depth : int or numpy.inf
-    V, Z : array_like, shape (d, d)
+    V, Z : array_like, shape of X
 
     Returns
     -------
-    ndarray, shape (d, d)
+    ndarray, shape of X
     """
-    f = DepthFrame(as_matrix(X), depth)
-    return f.derivative(_as_single(V, f.d, "V"), _as_single(Z, f.d, "Z"))
+    f = DepthFrame(_as_point(X), depth)
+    return f.derivative(_as_single(V, _size(f), "V"), _as_single(Z, _size(f), "Z"))
 
 
 def depth_operator_derivative_adjoint(X, depth, Z, Y) -> np.ndarray:
@@ -613,16 +876,16 @@ def depth_operator_derivative_adjoint(X, depth, Z, Y) -> np.ndarray:
 
     Parameters
     ----------
-    X : array_like, shape (d, d)
+    X : array_like, shape (d, d) or (m, n)
     depth : int or numpy.inf
-    Z, Y : array_like, shape (d, d)
+    Z, Y : array_like, shape of X
 
     Returns
     -------
-    ndarray, shape (d, d)
+    ndarray, shape of X
     """
-    f = DepthFrame(as_matrix(X), depth)
-    return f.derivative_adjoint(_as_single(Z, f.d, "Z"), _as_single(Y, f.d, "Y"))
+    f = DepthFrame(_as_point(X), depth)
+    return f.derivative_adjoint(_as_single(Z, _size(f), "Z"), _as_single(Y, _size(f), "Y"))
 
 
 def depth_christoffel(X, depth, U_vec, V_vec) -> np.ndarray:
@@ -642,14 +905,15 @@ def depth_christoffel(X, depth, U_vec, V_vec) -> np.ndarray:
 
     Parameters
     ----------
-    X : array_like, shape (d, d)
+    X : array_like, shape (d, d) or (m, n)
         Full-rank base point.
     depth : int or numpy.inf
-    U_vec, V_vec : array_like, shape (d, d)
+        Finite for a non-square X.
+    U_vec, V_vec : array_like, shape of X
 
     Returns
     -------
-    ndarray, shape (d, d)
+    ndarray, shape of X
     """
-    f = DepthFrame(as_matrix(X), depth)
-    return f.christoffel(_as_single(U_vec, f.d, "U_vec"), _as_single(V_vec, f.d, "V_vec"))
+    f = DepthFrame(_as_point(X), depth)
+    return f.christoffel(_as_single(U_vec, _size(f), "U_vec"), _as_single(V_vec, _size(f), "V_vec"))

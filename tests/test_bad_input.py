@@ -154,10 +154,11 @@ def _core_entries():
     solver = dm.FiberNormalSolver(WF)
     sensing = np.stack([np.eye(D), np.array([[0.0, 1.0], [1.0, 0.0]]), np.diag([1.0, -1.0])])
     d_frame = {"X": "carr", "depth": "depth"}
+    any_shape = {"X": "cvec", "depth": "depth"}  # X of any shape (m, n): no shape mutation
     out = [
-        E("DepthFrame", dm.DepthFrame, d_frame, X=X, depth=N),
-        E("depth_frame", dm.depth_frame, d_frame, X=X, depth=N),
-        E("svd_frame", dm.svd_frame, {"X": "carr"}, X=X),
+        E("DepthFrame", dm.DepthFrame, any_shape, X=X, depth=N),
+        E("depth_frame", dm.depth_frame, any_shape, X=X, depth=N),
+        E("svd_frame", dm.svd_frame, {"X": "cvec"}, X=X),
         E(
             "depth_multipliers",
             dm.depth_multipliers,

@@ -548,7 +548,7 @@ def test_frame_validation(rng):
     with pytest.raises(TypeError, match="power must be a real number"):
         g.power(Z, "half")
     with pytest.raises(ValueError, match="X must have shape"):
-        DepthFrame(np.ones((2, 3, 4)), 2)
+        DepthFrame(np.ones((2, 0, 3)), 2)  # (non-square shapes are points of M_{m x n})
     with pytest.raises(TypeError, match="depth"):
         DepthFrame(np.eye(3), 2.5)
     with pytest.raises(ValueError, match="U_vec must have shape"):  # wrappers take no batches
