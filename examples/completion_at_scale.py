@@ -1,5 +1,9 @@
 """Experiment 6: Matrix completion at scale: test error and effective rank against depth.
 
+For each depth the downstairs flow and plain gradient descent on the weights (from the
+balanced lift of the same start, learning rate 1/(N sigma^(2-2/N)), drawn at t = steps x lr)
+are shown side by side.
+
 Runs :func:`dln_manifolds.experiments.completion_at_scale.run` through
 :func:`dln_manifolds.experiments.example_main`: saves its figures (drawn from the returned
 data by ``plot``) and prints the claim rows.
