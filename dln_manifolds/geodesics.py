@@ -68,6 +68,15 @@ Closed forms
 ------------
 :func:`direction_geodesic`: :math:`\exp_X(tX) = (1 + t/N)^N X`
 (:math:`e^t X` for N = inf), see its docstring.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+- [HNW] E. Hairer, S. P. Norsett and G. Wanner, *Solving Ordinary Differential Equations I*,
+  2nd ed., Springer (1993). Dormand-Prince 5(4).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`.
 """
 
 from __future__ import annotations

@@ -62,8 +62,9 @@ def test_base_point_shape(bad):
         depth_operator(bad, 2, Z3)
 
 
-def test_non_square_message_says_square():
-    with _raises(ValueError, "X", "square"):
+def test_non_square_x_needs_z_of_its_shape():
+    """A rectangular X is a point of (M_{m x n}, g^N); Z must have its shape."""
+    with _raises(ValueError, "Z", r"\(\.\.\., 2, 3\)"):
         depth_operator(np.ones((2, 3)), 2, Z3)
 
 

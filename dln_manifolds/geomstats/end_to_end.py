@@ -13,7 +13,17 @@ convert between the two forms, with any leading batch shape.
 All geometry comes from the numpy core (:mod:`dln_manifolds.depth_metric`,
 through its batched frame evaluator :class:`~dln_manifolds.depth_metric.DepthFrame`),
 never from geomstats' autodiff, so everything works under the default numpy
-backend as well as under ``GEOMSTATS_BACKEND=autograd``.
+backend as well as under ``GEOMSTATS_BACKEND=autograd``. Geodesics come from
+:mod:`dln_manifolds.geodesics`.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+- [geomstats] N. Miolane et al., *Geomstats: a Python package for Riemannian geometry in
+  machine learning*, JMLR 21 (2020).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`.
 """
 
 from __future__ import annotations
