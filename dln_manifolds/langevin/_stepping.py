@@ -39,6 +39,7 @@ stopped there and its exit time recorded (``on_boundary="stop"``), or a
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,8 +141,50 @@ def order_preserving(min_gap_ratio: float) -> Callable[[np.ndarray, np.ndarray],
     return accept
 
 
-def _refine(x, dW, dt, t, step, accept, rng, level, max_halvings, counter):
-    """Advance x by one step with increment dW; returns (new x, bool mask of stuck paths)."""
+class _BridgeNoise:
+    """Gaussian draws for the Brownian-bridge refinement, one stream per (step, path).
+
+    The draws that refine path b at nominal step k come from their own generator,
+    seeded by ``(entropy of the run, k, b)``, and are consumed in the depth-first order of
+    that path's own refinement tree. They therefore do not depend on which other paths
+    are refined at the same time, so advancing the ensemble in chunks of paths
+    (``chunk_size``) gives bit-identical results. The generators are created lazily, only
+    for paths that are actually rejected.
+    """
+
+    def __init__(self, rng: np.random.Generator):
+        seed_seq = getattr(rng.bit_generator, "seed_seq", None)
+        if isinstance(seed_seq, np.random.SeedSequence):
+            child = seed_seq.spawn(1)[0]  # does not advance rng's stream
+            self._entropy, self._key = child.entropy, tuple(child.spawn_key)
+        else:  # a bit generator without a SeedSequence: draw the entropy from it
+            self._entropy, self._key = int(rng.integers(2**63)), ()
+        self._step = -1
+        self._streams: dict[int, np.random.Generator] = {}
+
+    def start_step(self, k: int) -> None:
+        self._step = k
+        self._streams = {}
+
+    def __call__(self, paths: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        out = np.empty((paths.size,) + shape)
+        for i, b in enumerate(paths.tolist()):
+            gen = self._streams.get(b)
+            if gen is None:
+                seq = np.random.SeedSequence(self._entropy, spawn_key=self._key + (self._step, b))
+                gen = self._streams[b] = np.random.Generator(np.random.PCG64(seq))
+            out[i] = gen.standard_normal(shape)
+        return out
+
+
+def _refine(x, dW, dt, t, step, accept, bridge, paths, level, max_halvings, counter):
+    """Advance x by one step with increment dW; returns (new x, bool mask of stuck paths).
+
+    ``paths`` are the ensemble indices of the rows of x (they select the bridge streams).
+    Raises FloatingPointError when a proposal is still not finite after ``max_halvings``
+    halvings: the step function itself returned NaN/Inf (a broken energy gradient, an
+    overflow), which is not a boundary hit.
+    """
     y = step(x, dW, dt)
     ok = accept(x, y)
     stuck = np.zeros(x.shape[0], dtype=bool)
@@ -149,13 +192,23 @@ def _refine(x, dW, dt, t, step, accept, rng, level, max_halvings, counter):
         return y, stuck
     bad = np.flatnonzero(~ok)
     if level >= max_halvings:
+        finite = np.isfinite(y[bad].reshape(bad.size, -1)).all(axis=1)
+        if not finite.all():
+            raise FloatingPointError(
+                f"the step of {int((~finite).sum())} path(s) is still NaN/Inf after "
+                f"{max_halvings} halvings at time {t:.6g} (the drift or the noise coefficient "
+                "is not finite: an energy gradient returning NaN/Inf, or a state outside the "
+                "float64 range); this is not a boundary hit"
+            )
         y[bad] = x[bad]
         stuck[bad] = True
         return y, stuck
     counter[0] += bad.size
     dWb = dW[bad]
-    mid = 0.5 * dWb + np.sqrt(dt / 4.0) * rng.standard_normal(dWb.shape)
-    z, s1 = _refine(x[bad], mid, dt / 2, t, step, accept, rng, level + 1, max_halvings, counter)
+    mid = 0.5 * dWb + np.sqrt(dt / 4.0) * bridge(paths[bad], dWb.shape[1:])
+    z, s1 = _refine(
+        x[bad], mid, dt / 2, t, step, accept, bridge, paths[bad], level + 1, max_halvings, counter
+    )
     live = ~s1
     z2 = z.copy()
     if live.any():
@@ -166,7 +219,8 @@ def _refine(x, dW, dt, t, step, accept, rng, level, max_halvings, counter):
             t + dt / 2,
             step,
             accept,
-            rng,
+            bridge,
+            paths[bad][live],
             level + 1,
             max_halvings,
             counter,
@@ -175,6 +229,71 @@ def _refine(x, dW, dt, t, step, accept, rng, level, max_halvings, counter):
     y[bad] = z2
     stuck[bad] = s1
     return y, stuck
+
+
+def _saved_steps(n_steps: int, save_every: int | None) -> list[int]:
+    """Nominal step indices k (0-based, state after step k) at which the ensemble is saved."""
+    if save_every is None:
+        return [n_steps - 1]
+    ks = list(range(save_every - 1, n_steps, save_every))
+    if not ks or ks[-1] != n_steps - 1:
+        ks.append(n_steps - 1)
+    return ks
+
+
+class _Store:
+    """Where the saved states go: a preallocated array, a .npy file, or a callback."""
+
+    def __init__(self, x, times, out, on_save):
+        self.on_save = on_save
+        self.keep_all = on_save is None or out is not None
+        n = len(times) if self.keep_all else 2
+        self.times = np.asarray(times if self.keep_all else [times[0], times[-1]], dtype=float)
+        self.shape = (n,) + x.shape
+        self.path = None
+        self.file = None
+        if out is not None:
+            self.path = os.fspath(out)
+            if not self.path.endswith(".npy"):
+                self.path += ".npy"
+            self.file = open(self.path, "wb")  # noqa: SIM115 (closed in finish)
+            np.lib.format.write_array_header_1_0(
+                self.file,
+                {
+                    "descr": np.lib.format.dtype_to_descr(x.dtype),
+                    "fortran_order": False,
+                    "shape": self.shape,
+                },
+            )
+            self.states = None
+        else:
+            self.states = np.empty(self.shape, dtype=x.dtype)
+        self.n = 0
+
+    def save(self, t: float, x: np.ndarray, last: bool) -> None:
+        if self.on_save is not None:
+            view = x.view()
+            view.flags.writeable = False
+            self.on_save(t, view)
+        if not (self.keep_all or self.n == 0 or last):
+            return
+        if self.file is not None:
+            self.file.write(np.ascontiguousarray(x).tobytes())
+        else:
+            self.states[self.n] = x
+        self.n += 1
+
+    def finish(self) -> np.ndarray:
+        if self.file is None:
+            return self.states
+        self.file.close()
+        self.file = None
+        return np.load(self.path, mmap_mode="r")
+
+    def abort(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 def run_sampler(
@@ -191,6 +310,9 @@ def run_sampler(
     on_boundary: str = "stop",
     progress: bool = False,
     desc: str = "sampling",
+    chunk_size: int | None = None,
+    out=None,
+    on_save: Callable[[float, np.ndarray], None] | None = None,
 ) -> SampleResult:
     """Advance an ensemble ``x0`` (B, ...) with ``step`` and Brownian-bridge refinement.
 
@@ -219,8 +341,28 @@ def run_sampler(
         diffusions of this package can do in finite time): "stop" freezes it
         and records its exit time (``SampleResult.exit_times``; a
         RuntimeWarning gives the count), "raise" raises RuntimeError.
+        A proposal that is still NaN/Inf at that point is not a boundary hit:
+        FloatingPointError is raised in both cases.
     progress : bool
         Show a tqdm progress bar.
+    chunk_size : int, optional
+        Advance at most this many paths at once (each nominal step is taken chunk
+        by chunk). The temporaries of a step (SVDs, frames, noise, proposals: about
+        twenty arrays of the chunk's size for the matrix samplers) are then bounded
+        by the chunk instead of the ensemble. The results are bit-identical to the
+        unchunked run with the same seed: the increments are drawn from the same
+        stream in path order, and the bridge refinement of each path has its own
+        stream (see :class:`_BridgeNoise`). None advances all paths at once.
+    out : str or os.PathLike, optional
+        Write the saved states to this ``.npy`` file as they are produced
+        (appended state by state, never held in memory together);
+        ``SampleResult.states`` is then a read-only memory map of the file.
+        None keeps them in memory.
+    on_save : callable, optional
+        ``on_save(t, states)`` is called at every saved time (including 0) with a
+        read-only view of the ensemble (B, ...) (copy it to keep it), e.g. to
+        accumulate running statistics. Without ``out`` the states are then *not*
+        stored: ``SampleResult`` holds only the first and the last.
     """
     t_final = check_real(t_final, "t_final", positive=True)
     dt = check_real(dt, "dt", positive=True)
@@ -229,39 +371,64 @@ def run_sampler(
         raise ValueError(f"on_boundary must be 'stop' or 'raise', got {on_boundary!r}")
     if save_every is not None:
         save_every = check_count(save_every, "save_every")
+    if chunk_size is not None:
+        chunk_size = check_count(chunk_size, "chunk_size")
+    if on_save is not None and not callable(on_save):
+        raise TypeError(f"on_save must be callable, got {type(on_save).__name__}")
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out must be a file path (str or os.PathLike), got {type(out).__name__}")
     rng = make_rng(seed)
     n_steps = max(1, int(np.ceil(t_final / dt - 1e-9)))
     x = np.array(x0, dtype=np.result_type(x0, np.float64), copy=True)
     B = x.shape[0]
+    chunk = B if chunk_size is None else min(chunk_size, B)
+    noise_shape = tuple(noise_shape)
+    bridge = _BridgeNoise(rng) if accept is not None else None
     exit_times = np.full(B, np.inf)
-    times, states = [0.0], [x.copy()]
+    saved = _saved_steps(n_steps, save_every)
+    step_times = [(k + 1) * dt if k < n_steps - 1 else t_final for k in saved]
+    store = _Store(x, [0.0] + step_times, out, on_save)
     counter = [0]
     t = 0.0
-    for k in tqdm(range(n_steps), desc=desc, disable=not progress):
-        h = dt if k < n_steps - 1 else t_final - t
-        dW = np.sqrt(h) * rng.standard_normal((B,) + tuple(noise_shape))
-        live = np.isinf(exit_times)
-        if accept is None:
-            x[live] = step(x[live], dW[live], h)
-        elif live.any():
-            idx = np.flatnonzero(live)
-            x[idx], stuck = _refine(
-                x[idx], dW[idx], h, t, step, accept, rng, 0, max_halvings, counter
-            )
-            if stuck.any():
-                if on_boundary == "raise":
-                    raise RuntimeError(
-                        f"a step of {stuck.sum()} path(s) was still rejected after "
-                        f"{max_halvings} halvings at time {t:.6g}: the path reached the "
-                        "boundary of the state space (a singular matrix or colliding "
-                        "eigenvalues)"
+    next_save = 0
+    try:
+        store.save(0.0, x, last=False)
+        for k in tqdm(range(n_steps), desc=desc, disable=not progress):
+            h = dt if k < n_steps - 1 else t_final - t
+            if bridge is not None:
+                bridge.start_step(k)
+            for lo in range(0, B, chunk):
+                hi = min(lo + chunk, B)
+                dW = np.sqrt(h) * rng.standard_normal((hi - lo,) + noise_shape)
+                idx = lo + np.flatnonzero(np.isinf(exit_times[lo:hi]))
+                if idx.size == 0:
+                    continue
+                dWl = dW[idx - lo]
+                try:
+                    if accept is None:
+                        x[idx] = step(x[idx], dWl, h)
+                        continue
+                    x[idx], stuck = _refine(
+                        x[idx], dWl, h, t, step, accept, bridge, idx, 0, max_halvings, counter
                     )
-                exit_times[idx[stuck]] = t
-        t = (k + 1) * dt if k < n_steps - 1 else t_final
-        if (save_every is not None and (k + 1) % save_every == 0) or k == n_steps - 1:
-            if times[-1] != t:
-                times.append(t)
-                states.append(x.copy())
+                except FloatingPointError as exc:
+                    raise FloatingPointError(f"at nominal step {k} (t = {t:.6g}): {exc}") from exc
+                if stuck.any():
+                    if on_boundary == "raise":
+                        raise RuntimeError(
+                            f"a step of {stuck.sum()} path(s) was still rejected after "
+                            f"{max_halvings} halvings at time {t:.6g}: the path reached the "
+                            "boundary of the state space (a singular matrix or colliding "
+                            "eigenvalues)"
+                        )
+                    exit_times[idx[stuck]] = t
+            t = (k + 1) * dt if k < n_steps - 1 else t_final
+            if next_save < len(saved) and saved[next_save] == k:
+                next_save += 1
+                store.save(t, x, last=k == n_steps - 1)
+        states = store.finish()
+    finally:
+        store.abort()
     n_dead = int(np.sum(~np.isinf(exit_times)))
     if n_dead:
         warnings.warn(
@@ -270,4 +437,4 @@ def run_sampler(
             RuntimeWarning,
             stacklevel=3,
         )
-    return SampleResult(np.array(times), np.stack(states), n_steps, counter[0], exit_times)
+    return SampleResult(store.times, states, n_steps, counter[0], exit_times)

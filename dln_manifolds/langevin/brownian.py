@@ -177,6 +177,9 @@ def brownian_motion(
     max_halvings: int = 30,
     on_boundary: str = "stop",
     progress: bool = False,
+    chunk_size: int | None = None,
+    out=None,
+    on_save=None,
 ) -> SampleResult:
     r"""Sample B paths of Brownian motion on :math:`(\mathfrak{M}_d, g^N)` ([G] Thm 18).
 
@@ -204,6 +207,17 @@ def brownian_motion(
         A path still rejected after ``max_halvings`` halvings has reached the
         singular set: stop it there (``SampleResult.exit_times``) or raise.
     progress : bool, default False
+    chunk_size : int, optional
+        Advance at most this many paths at once: the temporaries of a step (about
+        twenty arrays of the chunk's size) are bounded by the chunk, not by B. Results
+        are bit-identical to the unchunked run with the same seed.
+    out : str or os.PathLike, optional
+        Stream the saved states to this ``.npy`` file instead of holding them in
+        memory; ``states`` is then a read-only memory map of it.
+    on_save : callable, optional
+        ``on_save(t, states)`` is called at every saved time with a read-only view of
+        the ensemble (B, d, d), e.g. for running statistics; without ``out`` only the
+        first and last states are then kept in the result.
 
     Returns
     -------
@@ -228,4 +242,7 @@ def brownian_motion(
         on_boundary=on_boundary,
         progress=progress,
         desc="brownian",
+        chunk_size=chunk_size,
+        out=out,
+        on_save=on_save,
     )
