@@ -3,6 +3,7 @@ failures for non-finite drifts (issue 10, items 5 and 8)."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -12,9 +13,10 @@ from dln_manifolds import QuadraticEnergy
 from dln_manifolds.langevin import brownian_motion, end_to_end_langevin, weight_langevin
 
 X0 = np.diag([1.0, 0.3])
-# Huge nominal steps: many proposals are rejected and refined (and a few paths stop at
-# the boundary), so the chunked run must reproduce the bridge refinement exactly.
-KW = dict(t_final=0.5, dt=0.25, n_paths=60, seed=1, save_every=1, max_halvings=12)
+# Huge nominal steps: steps are halved in advance and some proposals are rejected and
+# refined (and some paths stop at the boundary), so the chunked run must reproduce the
+# bridge refinement exactly.
+KW = dict(t_final=0.5, dt=0.25, n_paths=60, seed=1, save_every=1, max_halvings=8)
 
 
 def _run(**extra):
@@ -23,22 +25,30 @@ def _run(**extra):
         return end_to_end_langevin(X0, 3, 1.0, 1.0, **KW, **extra)
 
 
+@functools.cache
+def _full():
+    return _run()
+
+
 def test_chunked_run_is_bit_identical():
-    full = _run()
-    assert full.n_rejected > 100 and not full.alive.all()  # the refinement is exercised
+    full = _full()
+    assert full.n_split > 100 and not full.alive.all()  # refined to the last level
     for chunk_size in (1, 7, 60, 1000):
         part = _run(chunk_size=chunk_size)
+        assert part.n_split == full.n_split
         np.testing.assert_array_equal(part.states, full.states)
         np.testing.assert_array_equal(part.exit_times, full.exit_times)
         np.testing.assert_array_equal(part.times, full.times)
         assert part.n_rejected == full.n_rejected
     # negative control: the comparison sees a different seed
-    other = end_to_end_langevin(X0, 3, 1.0, 1.0, **{**KW, "seed": 2, "max_halvings": 30})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        other = end_to_end_langevin(X0, 3, 1.0, 1.0, **{**KW, "seed": 2})
     assert not np.array_equal(other.states, full.states)
 
 
 def test_streamed_states_match(tmp_path):
-    full = _run()
+    full = _full()
     path = tmp_path / "states.npy"
     streamed = _run(chunk_size=16, out=path)
     assert isinstance(streamed.states, np.memmap) and not streamed.states.flags.writeable
@@ -48,7 +58,7 @@ def test_streamed_states_match(tmp_path):
 
 
 def test_on_save_sees_every_saved_state_and_keeps_only_the_ends():
-    full = _run()
+    full = _full()
     seen = []
 
     def on_save(t, states):
@@ -144,3 +154,37 @@ def test_non_finite_step_is_not_a_boundary_hit():
     accept = lambda x, y: np.isfinite(y).all(axis=1)  # noqa: E731
     with pytest.raises(FloatingPointError, match="not a boundary hit"):
         _stepping.run_sampler(x0, step, (1,), 0.1, 0.05, accept=accept, max_halvings=3)
+
+
+def _lambda_sample(n_paths, t, dt, depth=20):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = brownian_motion(np.eye(1), depth, 1.0, t_final=t, dt=dt, n_paths=n_paths, seed=3)
+    return res, res.final[:, 0, 0] ** (1.0 / depth)
+
+
+def test_long_steps_at_depth_keep_the_law(monkeypatch):
+    """d = 1: lambda = x^(1/N) of Brownian motion on (M_1, g^N) is a driftless Brownian motion
+    with variance 2t/(beta N) ([G] Thm 18), so lambda_t ~ Normal(1, 2t/N) exactly.
+
+    N = 20 with nominal steps dt = 0.05 (N dt = 1, twenty times the time scale of the log
+    singular values): the steps are halved in advance from the state and the law is right.
+    Negative control: without the advance halving, every step is refined by rejection only,
+    whose decision looks at the noise, and the sample is biased upwards (mean lambda - 1
+    about +0.06 here, +0.3 at t = 0.5).
+    """
+    import scipy.stats
+
+    from dln_manifolds.langevin import brownian as brownian_module
+
+    n, t = 1000, 0.1
+    sd = np.sqrt(2 * t / 20)
+    res, lam = _lambda_sample(n, t, 0.05)
+    assert res.n_split > 0 and res.n_rejected < res.n_split / 100
+    assert abs(lam.mean() - 1.0) < 4 * sd / np.sqrt(n)
+    assert scipy.stats.kstest(lam, "norm", args=(1.0, sd)).pvalue > 1e-3
+    monkeypatch.setattr(brownian_module, "_SPLIT_FRACTION", np.inf)
+    old, lam_old = _lambda_sample(n, t, 0.05)
+    assert old.n_split == 0 and old.n_rejected > 0
+    assert lam_old.mean() - 1.0 > 8 * sd / np.sqrt(n)
+    assert scipy.stats.kstest(lam_old, "norm", args=(1.0, sd)).pvalue < 1e-6

@@ -171,9 +171,9 @@ def end_to_end_langevin(
         singular set: stop it there (``SampleResult.exit_times``) or raise.
     progress : bool, default False
     chunk_size : int, optional
-        Advance at most this many paths at once: the temporaries of a step (about
-        twenty arrays of the chunk's size) are bounded by the chunk, not by B. Results
-        are bit-identical to the unchunked run with the same seed.
+        Advance at most this many paths at once (default 16384): the temporaries of a
+        step (about twenty arrays of the chunk's size) are bounded by the chunk, not by
+        B. Results are bit-identical whatever the chunk size, for the same seed.
     out : str or os.PathLike, optional
         Stream the saved states to this ``.npy`` file instead of holding them in
         memory; ``states`` is then a read-only memory map of it.
