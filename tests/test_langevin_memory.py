@@ -98,7 +98,7 @@ def test_running_statistics_with_bounded_memory():
     ],
 )
 def test_validation(bad):
-    with pytest.raises((ValueError, TypeError), match=next(iter(bad))):
+    with pytest.raises((ValueError, TypeError), match=f"{next(iter(bad))} must"):
         brownian_motion(np.eye(2), 2, t_final=0.1, dt=0.05, **bad)
 
 
