@@ -12,6 +12,10 @@ ensemble of paths, measured in path-steps per second (single BLAS thread):
    with drift -(1/2) g^{lm} Gamma^k_{lm} and noise sqrtm(g^{-1}) (generator Delta/2, i.e.
    beta = 2); both are timed at that temperature. Target: >= 100x.
 2. Scaling in d (4..64) at fixed ensemble size, and in the ensemble size at d = 4.
+3. Peak memory: 10^5 paths at d = 4 (final state 12.8 MB), peak resident memory of a
+   fresh process (``resource.getrusage``, minus the process before sampling), with all
+   paths advanced at once (``chunk_size = n_paths``, as before chunking existed) and in
+   chunks (the default, 16384 paths, and 4096): results are bit-identical.
 
 Writes ``benchmarks/results/brownian.json`` and prints a table.
 Run: ``.venv/bin/python benchmarks/bench_brownian.py`` (about two minutes).
@@ -25,7 +29,10 @@ from _common import single_blas_thread, write_results
 
 single_blas_thread()
 
+import json  # noqa: E402
 import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -82,6 +89,54 @@ def geomstats_baseline(d: int, n_paths: int, n_steps: int, dt: float = 1e-4) -> 
     return _rate(d, n_paths, n_steps, time.perf_counter() - t0)
 
 
+_PEAK_SCRIPT = """
+import json, resource, sys, time
+import numpy as np
+from dln_manifolds.langevin import brownian_motion
+n, steps, chunk = (int(a) for a in sys.argv[1:4])
+d = 4
+q = np.linalg.qr(np.random.default_rng(0).standard_normal((d, d)))[0]
+X0 = q * np.linspace(1.0, 2.0, d)
+run = lambda: brownian_motion(X0, 3, 2.0, t_final=steps * 1e-4, dt=1e-4, n_paths=n,
+                              seed=0, chunk_size=chunk or None)
+if sys.argv[4] == "tracemalloc":
+    import tracemalloc
+    tracemalloc.start()
+    res = run()
+    peak = tracemalloc.get_traced_memory()[1] / 1e6
+    print(json.dumps({"traced_peak_mb": peak, "checksum": float(res.final.sum())}))
+else:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    res = run()
+    seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"rss_peak_mb": after / 1024, "rss_before_mb": before / 1024,
+                      "final_state_mb": res.final.nbytes / 1e6, "seconds": seconds,
+                      "checksum": float(res.final.sum())}))
+"""
+
+
+def peak_memory(n_paths: int, n_steps: int, chunk_size: int) -> dict:
+    """Peak resident memory (MB) of sampling in a fresh process (Linux ru_maxrss in KiB)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    row = {"n_paths": n_paths, "n_steps": n_steps, "chunk_size": chunk_size or "default"}
+    for how in ("rss", "tracemalloc"):
+        out = subprocess.run(
+            [sys.executable, "-c", _PEAK_SCRIPT, str(n_paths), str(n_steps), str(chunk_size), how],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
+        row.update(json.loads(out.stdout.strip().splitlines()[-1]))
+    # the ensemble's own arrays (numpy buffers, traced exactly) and the process as a whole
+    row["peak_mb"] = row["traced_peak_mb"]
+    row["rss_increase_mb"] = row["rss_peak_mb"] - row["rss_before_mb"]
+    return row
+
+
 def main() -> None:
     out: dict = {
         "benchmark": "brownian",
@@ -126,6 +181,25 @@ def main() -> None:
         scaling_b.append(row)
         print(f"{n_paths:>7} {row['path_steps_per_s']:>14.3g}")
     out["scaling_ensemble"] = scaling_b
+
+    print("\npeak memory above the idle process, 10^5 paths, d = 4 (final state 12.8 MB)")
+    print(f"{'chunk_size':>12} {'traced peak MB':>15} {'RSS peak MB':>12} {'seconds':>8}")
+    memory = []
+    for chunk in (100_000, 0, 4096):
+        row = peak_memory(100_000, 3, chunk)
+        memory.append(row)
+        print(
+            f"{row['chunk_size']!s:>12} {row['traced_peak_mb']:>15.0f} "
+            f"{row['rss_peak_mb']:>12.0f} {row['seconds']:>8.2f}"
+        )
+    assert len({row["checksum"] for row in memory}) == 1, "chunked runs must be bit-identical"
+    out["peak_memory"] = memory
+    out["peak_memory_note"] = (
+        "peak_mb = traced_peak_mb: peak of the numpy buffers allocated while sampling "
+        "(tracemalloc, one fresh process); rss_peak_mb: peak resident memory of another "
+        "fresh process (imports included, rss_before_mb before sampling). Before chunking "
+        "existed the whole ensemble was advanced at once (the chunk_size 100000 row)"
+    )
 
     print(f"\nwrote {write_results('brownian', out)}")
 

@@ -90,8 +90,11 @@ def test_upstairs_law_matches_downstairs():
     kw = dict(t_final=0.3, dt=0.015, n_paths=1500)
     up = balanced_langevin(balanced_point(X0, N), beta, kappa, energy, seed=1, **kw)
     down = end_to_end_langevin(X0, N, beta, kappa, energy, seed=2, **kw)
-    assert up.alive.all() and down.alive.all()
-    su, sd = _singular_values(up.final), np.linalg.svd(down.final, compute_uv=False)
+    # lambda_2 starts at 1 with sd ~ 0.35 at T: rarely (~1e-3 per path) a path reaches the
+    # singular set and is stopped; compare the paths alive at T
+    assert (~up.alive).sum() <= 5 and (~down.alive).sum() <= 5
+    su = _singular_values(up.final[up.alive])
+    sd = np.linalg.svd(down.final[down.alive], compute_uv=False)
     pvals = [scipy.stats.ks_2samp(su[:, k], sd[:, k]).pvalue for k in range(2)]
     assert min(pvals) > 1e-3, pvals
     original = e2e_module._entropy_sigma_gradient
@@ -100,7 +103,7 @@ def test_upstairs_law_matches_downstairs():
         wrong = end_to_end_langevin(X0, N, beta, kappa, energy, seed=2, **kw)
     finally:
         e2e_module._entropy_sigma_gradient = original
-    sw = np.linalg.svd(wrong.final, compute_uv=False)
+    sw = np.linalg.svd(wrong.final[wrong.alive], compute_uv=False)
     assert max(scipy.stats.ks_2samp(su[:, k], sw[:, k]).pvalue for k in range(2)) < 1e-4
 
 

@@ -38,8 +38,8 @@ import numpy as np
 
 from .._checks import check_depth
 from ..depth_metric import DepthFrame
-from ._batch import as_real_points, check_full_rank_batch, check_real, ensemble
-from ._stepping import SampleResult, rank_preserving, run_sampler
+from ._batch import as_real_points, check_count, check_full_rank_batch, check_real, ensemble
+from ._stepping import DEFAULT_CHUNK_SIZE, SampleResult, rank_preserving, run_sampler
 
 __all__ = ["brownian_drift", "brownian_increment", "brownian_motion"]
 
@@ -69,6 +69,9 @@ def _drift_from_frame(frame: DepthFrame, beta: float) -> np.ndarray:
     return _diagonal_in_frame(frame, _drift_diagonal(frame.s, frame.depth) / beta)
 
 
+_SPLIT_FRACTION = 0.25  # see _matrix_sampler and the docstring of ._stepping
+
+
 def _matrix_sampler(
     X0, n_paths, depth, drift, noise_scale: float, t_final, dt, max_log_change, **options
 ) -> SampleResult:
@@ -77,20 +80,45 @@ def _matrix_sampler(
     One step is ``x + h drift(x, frame) + noise_scale A^{1/2}(dW)`` with ``frame`` the
     :class:`~dln_manifolds.depth_metric.DepthFrame` of x (the noise term is left out when
     ``noise_scale == 0``), with the rank-preserving reject-and-halve control of
-    :mod:`dln_manifolds.langevin._stepping`. ``options`` go to :func:`run_sampler`.
+    :mod:`dln_manifolds.langevin._stepping`, and steps halved in advance where the
+    noise of a log singular value over the step would exceed ``max_log_change / 4``
+    in standard deviation (the time scale of these processes is 1/N: see the
+    docstring of ``_stepping``). ``options`` go to :func:`run_sampler`.
     """
     x0 = ensemble(as_real_points(X0, "X0"), n_paths, 2, "X0")
-    _frame(x0, depth, "X0")
+    chunk = options.get("chunk_size")
+    chunk = DEFAULT_CHUNK_SIZE if chunk is None else check_count(chunk, "chunk_size")
+    s0 = np.empty(x0.shape[:-1])  # singular values only, chunk by chunk (bounded memory)
+    for lo in range(0, x0.shape[0], chunk):
+        s0[lo : lo + chunk] = np.linalg.svd(x0[lo : lo + chunk], compute_uv=False)
+    check_full_rank_batch(s0, "X0")
+
+    # Largest step from the current state (decided before the noise is drawn): the noise
+    # of each log singular value has sd noise_scale * sqrt(h N s^{-2/N}) (A's diagonal
+    # multiplier N s^{2-2/N} over s^2; 1 for N = inf); keep it <= max_log_change / 4.
+    limit = (_SPLIT_FRACTION * max_log_change) ** 2 / noise_scale**2 if noise_scale > 0 else None
 
     def step(x, dW, h):
         frame = DepthFrame(x, depth, check=False)
         y = x + h * drift(x, frame)
-        if noise_scale > 0:
-            y = y + noise_scale * frame.power(dW, 0.5)
-        return y
+        if limit is None:
+            return y
+        y = y + noise_scale * frame.power(dW, 0.5)
+        if np.isinf(depth):
+            return y, np.full(x.shape[0], limit)
+        with np.errstate(divide="ignore", over="ignore"):
+            rate = depth * np.exp((-2.0 / depth) * np.log(frame.s[..., -1]))
+            return y, limit / rate
 
     return run_sampler(
-        x0, step, x0.shape[1:], t_final, dt, accept=rank_preserving(max_log_change), **options
+        x0,
+        step,
+        x0.shape[1:],
+        t_final,
+        dt,
+        accept=rank_preserving(max_log_change),
+        copy=False,  # x0 is our own copy (``ensemble``): no second ensemble in memory
+        **options,
     )
 
 
@@ -185,6 +213,9 @@ def brownian_motion(
     max_halvings: int = 30,
     on_boundary: str = "stop",
     progress: bool = False,
+    chunk_size: int | None = None,
+    out=None,
+    on_save=None,
 ) -> SampleResult:
     r"""Sample B paths of Brownian motion on :math:`(\mathfrak{M}_d, g^N)` ([G] Thm 18).
 
@@ -212,6 +243,17 @@ def brownian_motion(
         A path still rejected after ``max_halvings`` halvings has reached the
         singular set: stop it there (``SampleResult.exit_times``) or raise.
     progress : bool, default False
+    chunk_size : int, optional
+        Advance at most this many paths at once (default 16384): the temporaries of a
+        step (about twenty arrays of the chunk's size) are bounded by the chunk, not by
+        B. Results are bit-identical whatever the chunk size, for the same seed.
+    out : str or os.PathLike, optional
+        Stream the saved states to this ``.npy`` file instead of holding them in
+        memory; ``states`` is then a read-only memory map of it.
+    on_save : callable, optional
+        ``on_save(t, states)`` is called at every saved time with a read-only view of
+        the ensemble (B, d, d), e.g. for running statistics; without ``out`` only the
+        first and last states are then kept in the result.
 
     Returns
     -------
@@ -236,4 +278,7 @@ def brownian_motion(
         on_boundary=on_boundary,
         progress=progress,
         desc="brownian",
+        chunk_size=chunk_size,
+        out=out,
+        on_save=on_save,
     )

@@ -37,10 +37,23 @@ __all__ = ["end_to_end_langevin", "free_energy_drift"]
 
 
 def _energy_gradient(energy, X):
+    """E'(X) as float64; FloatingPointError when it is not finite (never a silent NaN drift).
+
+    The samplers evaluate it only at accepted (finite, full-rank) states, so a NaN/Inf
+    here is a defect of the energy, not a boundary hit; the sampler adds the step index.
+    """
     if energy is None:
         return None
     gradient, _ = energy_functions(energy)
-    return np.asarray(gradient(X), dtype=np.float64)
+    dE = np.asarray(gradient(X), dtype=np.float64)
+    finite = np.isfinite(dE)
+    if not finite.all():
+        where = ""
+        if dE.ndim >= 2:
+            per_matrix = finite.reshape((-1,) + finite.shape[-2:]).all(axis=(-2, -1))
+            where = f" at {int(np.sum(~per_matrix))} of {per_matrix.size} point(s)"
+        raise FloatingPointError(f"the energy gradient returned NaN/Inf{where}")
+    return dE
 
 
 def _check_energy(energy):
@@ -52,8 +65,8 @@ def _check_energy(energy):
 def _lifted_energy_gradient(energy, W):
     r"""Euclidean gradient of :math:`E(\phi(W))` for stacks (..., N, d, d) ([G] eq. 3.6).
 
-    No input checks (a sampler step on validated states): as before, a non-finite E'(X)
-    propagates to the proposal, which the step control then rejects.
+    No input checks (a sampler step on validated states); a non-finite E'(X) raises
+    FloatingPointError (see :func:`_energy_gradient`).
 
     None when ``energy`` is None (E = 0).
     """
@@ -100,6 +113,11 @@ def free_energy_drift(X, depth, beta: float, kappa: float = 1.0, energy=None) ->
     Returns
     -------
     ndarray, shape (..., d, d)
+
+    Raises
+    ------
+    FloatingPointError
+        If the energy gradient is NaN or Inf at some X.
     """
     X = as_real_points(X)
     depth = check_depth(depth, allow_inf=False)
@@ -124,6 +142,9 @@ def end_to_end_langevin(
     max_halvings: int = 30,
     on_boundary: str = "stop",
     progress: bool = False,
+    chunk_size: int | None = None,
+    out=None,
+    on_save=None,
 ) -> SampleResult:
     r"""Sample the downstairs RLE [G] eq. 12.12 for an ensemble of B paths.
 
@@ -157,11 +178,29 @@ def end_to_end_langevin(
         A path still rejected after ``max_halvings`` halvings has reached the
         singular set: stop it there (``SampleResult.exit_times``) or raise.
     progress : bool, default False
+    chunk_size : int, optional
+        Advance at most this many paths at once (default 16384): the temporaries of a
+        step (about twenty arrays of the chunk's size) are bounded by the chunk, not by
+        B. Results are bit-identical whatever the chunk size, for the same seed.
+    out : str or os.PathLike, optional
+        Stream the saved states to this ``.npy`` file instead of holding them in
+        memory; ``states`` is then a read-only memory map of it.
+    on_save : callable, optional
+        ``on_save(t, states)`` is called at every saved time with a read-only view of
+        the ensemble (B, d, d), e.g. for running statistics; without ``out`` only the
+        first and last states are then kept in the result.
 
     Returns
     -------
     SampleResult
         ``states`` of shape (n_saved, B, d, d).
+
+    Raises
+    ------
+    FloatingPointError
+        If the energy gradient returns NaN/Inf at a state of some path (the message
+        gives the nominal step), or a proposal is still NaN/Inf after ``max_halvings``
+        halvings; such paths are never reported as boundary exits.
     """
     depth = check_depth(depth, allow_inf=False)
     beta = check_real(beta, "beta", positive=True)
@@ -183,4 +222,7 @@ def end_to_end_langevin(
         on_boundary=on_boundary,
         progress=progress,
         desc="langevin",
+        chunk_size=chunk_size,
+        out=out,
+        on_save=on_save,
     )
