@@ -179,7 +179,8 @@ def rkc_coefficients(s: int) -> tuple[np.ndarray, ...]:
 
 
 def rkc_stages(h_rho: float) -> int:
-    """Stages of RKC for a step h with spectral radius rho: stable for ``h * rho <= 0.653 s^2``."""
+    """Fewest RKC stages s (>= 2) with ``h * rho < (s^2 - 1) / 1.54``, inside the stability
+    interval (about ``0.653 s^2``) for a step h and spectral radius rho."""
     return max(2, 1 + int(np.sqrt(1.0 + 1.54 * h_rho)))
 
 
@@ -280,7 +281,7 @@ def integrate_flow(
         costs 6 velocity evaluations. ``"rkc"``: the damped second-order
         Runge-Kutta-Chebyshev method (:func:`rkc_coefficients`) for stiff flows whose
         Jacobian has (nearly) real negative eigenvalues, such as gradient flows near a
-        minimum: s stages are stable for :math:`h\rho \le 0.653 s^2` (:math:`\rho` the
+        minimum: s stages are stable for :math:`h\rho \lesssim 0.65 s^2` (:math:`\rho` the
         spectral radius of the Jacobian, estimated by a nonlinear power method every 5
         steps and after each rejection), so the cost per unit time grows like
         :math:`\sqrt{\rho}` instead of :math:`\rho`. Its error estimate
@@ -391,8 +392,8 @@ def integrate_flow(
                         velocity, t, y, f0, f0 if rho_dir is None else rho_dir
                     )
                     rho_age = 0
-                if rho * step > 0.653 * _RKC_MAX_STAGES**2:
-                    step = 0.653 * _RKC_MAX_STAGES**2 / rho
+                if rho * step > (_RKC_MAX_STAGES**2 - 1) / 1.54:
+                    step = (_RKC_MAX_STAGES**2 - 1) / 1.54 / rho
                 y_new = _rkc_step(velocity, t, y, step, f0, rkc_stages(step * rho))
                 f_new = np.asarray(velocity(t + step, y_new))
                 err = (12.0 * (y - y_new) + (6.0 * step) * (f0 + f_new)) / 15.0
