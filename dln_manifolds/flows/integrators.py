@@ -252,6 +252,7 @@ def integrate_flow(
     rtol: float = 1e-8,
     atol: float = 1e-10,
     stop_when: Callable[[float, np.ndarray], bool] | None = None,
+    error_scale: str = "entrywise",
     max_steps: int = 1_000_000,
     save_every: int = 1,
     save_as: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -297,6 +298,11 @@ def integrate_flow(
         with the embedded 4th-order solution of dopri5 or the estimate of rkc.
     rtol, atol : float
         Tolerances of the adaptive mode (>= 0, not both 0).
+    error_scale : {"entrywise", "norm"}
+        Adaptive mode: the error of entry i is compared with ``atol + rtol |y_i|``
+        (``"entrywise"``) or with ``atol + rtol max_j |y_j|`` (``"norm"``: relative to the size of
+        the whole state, for a path error relative to ``|y|``; entries near 0, such as the
+        off-diagonal entries of a start ``c I``, then need no absolute tolerance).
     stop_when : callable ``(t, y) -> bool``, optional
         Checked after every accepted step (after ``restore``); when it returns True the
         integration stops there and that state is the last one saved, so
@@ -345,6 +351,8 @@ def integrate_flow(
     atol = _check_tolerance(atol, "atol")
     if adaptive and rtol == 0 and atol == 0:
         raise ValueError("rtol and atol must not both be 0")
+    if error_scale not in ("entrywise", "norm"):
+        raise ValueError(f"error_scale must be 'entrywise' or 'norm', got {error_scale!r}")
     if stop_when is not None and not callable(stop_when):
         raise TypeError(f"stop_when must be callable (t, y) -> bool, got {type(stop_when)}")
     if int(save_every) < 1:
@@ -378,13 +386,8 @@ def integrate_flow(
                 raise RuntimeError(f"integrate_flow exceeded max_steps={max_steps} at t={t:.6g}")
             step = min(h, t_final - t)
             f_new = None
-            if tab is not None:
-                y_new, err, k_first, k_last = _rk_step(
-                    velocity, t, y, step, tab, k1=f0 if method == "dopri5" else None
-                )
-                if method == "dopri5":
-                    f0, f_new = k_first, k_last
-            else:
+            use_rkc = method == "rkc"
+            if use_rkc:
                 if f0 is None:
                     f0 = np.asarray(velocity(t, y))
                 if rho is None or rho_age >= _RKC_RHO_EVERY:
@@ -397,11 +400,20 @@ def integrate_flow(
                 y_new = _rkc_step(velocity, t, y, step, f0, rkc_stages(step * rho))
                 f_new = np.asarray(velocity(t + step, y_new))
                 err = (12.0 * (y - y_new) + (6.0 * step) * (f0 + f_new)) / 15.0
+            else:
+                fsal = tab.b_low is not None
+                y_new, err, k_first, k_last = _rk_step(
+                    velocity, t, y, step, tab, k1=f0 if fsal else None
+                )
+                if fsal:
+                    f0, f_new = k_first, k_last
             if adaptive:
                 scale = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
+                if error_scale == "norm":
+                    scale = scale.max()
                 with np.errstate(divide="ignore", invalid="ignore"):
                     err_norm = float(np.max(np.abs(err) / scale))
-                expo = -0.2 if tab is not None else -1.0 / 3.0
+                expo = -1.0 / 3.0 if use_rkc else -0.2
                 if not np.isfinite(err_norm) or err_norm > 1.0:
                     n_rejected += 1
                     h = step * max(0.2, 0.9 * (err_norm if np.isfinite(err_norm) else 1e6) ** expo)

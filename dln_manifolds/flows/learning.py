@@ -320,6 +320,7 @@ def end_to_end_flow(
     rtol: float = 1e-8,
     atol: float = 1e-10,
     stop_when: Callable[[float, np.ndarray], bool] | None = None,
+    error_scale: str = "entrywise",
     evaluation: str = "auto",
     save_every: int = 1,
     monitors: Mapping[str, Monitor] | None = None,
@@ -353,6 +354,10 @@ def end_to_end_flow(
     stop_when : callable ``(t, X) -> bool``, optional
         Stop after the first accepted step where it returns True, e.g.
         ``lambda t, X: energy.value(X) < target``.
+    error_scale : {"entrywise", "norm"}
+        How the adaptive mode weighs the error (:func:`~dln_manifolds.flows.integrate_flow`);
+        ``"norm"`` makes ``rtol`` relative to the size of the state (X, or the layers),
+        which suits a small start such as ``1e-3 * I``.
     evaluation : {"auto", "svd", "factors"}
         How the velocity is evaluated; ``"auto"``: ``"factors"`` for finite
         ``depth <= FACTOR_DEPTH_MAX`` (16), else ``"svd"``. ``"factors"`` needs a finite depth.
@@ -383,6 +388,7 @@ def end_to_end_flow(
         adaptive=adaptive,
         rtol=rtol,
         atol=atol,
+        error_scale=error_scale,
         save_every=save_every,
         progress=progress,
     )
