@@ -221,6 +221,53 @@ def path_error(N: int, energy, res) -> dict:
     }
 
 
+def table_rows(results: dict) -> list[dict]:
+    """Flat rows (one per depth and solver) for the performance page."""
+    rows = []
+    for N, row in results["depths"].items():
+        gd = row["gd"]
+        base = gd["largest_stable"]["seconds"]
+        for key, label in (("largest_stable", "plain GD, largest stable lr"), ("half", "plain GD")):
+            g = gd[key]
+            rows.append(
+                {
+                    "N": int(N),
+                    "solver": f"{label} {g['lr']:g}",
+                    "status": g["status"],
+                    "steps": g["steps"],
+                    "velocity evaluations": g["steps"],
+                    "seconds": round(g["seconds"], 3),
+                    "time / largest-stable GD": round(g["seconds"] / base, 3),
+                    "path error": "",
+                }
+            )
+        flows = [
+            (
+                "flow: "
+                + ", ".join(
+                    f"{k}={v}" for k, v in results["chosen_flow"].items() if k != "adaptive"
+                ),
+                row["flow"],
+            )
+        ]
+        flows += [("flow: " + name, o) for name, o in row["others"].items()]
+        for label, f in flows:
+            pe = f.get("path_error")
+            rows.append(
+                {
+                    "N": int(N),
+                    "solver": label,
+                    "status": "reached" if f["mse"] < GOAL else "not reached",
+                    "steps": f["steps"],
+                    "velocity evaluations": f["evaluations"],
+                    "seconds": round(f["seconds"], 3),
+                    "time / largest-stable GD": round(f["seconds"] / base, 3),
+                    "path error": f"{pe['max_relative']:.1e}" if pe else "not measured",
+                }
+            )
+    return rows
+
+
 def main() -> dict:
     _, mask, plain_energy, _ = problem(D, RANK, M, SEED)
     energy = CountingEnergy(mask, plain_energy.observed)
@@ -278,6 +325,7 @@ def main() -> dict:
                 f"{o['seconds']:.2f} s"
             )
     results["load_average_end"] = os.getloadavg()
+    results["table"] = table_rows(results)
     path = write_results("training", results)
     print(f"wrote {path}")
     return results

@@ -255,3 +255,29 @@ def test_learning_flow_accepts_tolerances_and_stop_when(rng):
         stop_when=lambda t, W: energy.value(end_to_end(W)) < 1e-4,
     )
     assert res.times[-1] < 100.0 and res.monitors["energy"][-1] < 1e-4
+
+
+def test_error_scale_norm_is_relative_to_the_size_of_the_state():
+    # y = (1, 0) rotating: the second entry starts at 0, so the entrywise criterion with a
+    # tiny atol asks for absolute accuracy 1e-12 there; "norm" asks for rtol * max|y|.
+    A = np.array([[0.0, -1.0], [1.0, 0.0]])
+    counts = {}
+    for scale in ("entrywise", "norm"):
+        f = _Counter(lambda t, y: A @ y)
+        res = integrate_flow(
+            f,
+            np.array([1.0, 0.0]),
+            1.0,
+            dt=1e-3,
+            method="dopri5",
+            adaptive=True,
+            rtol=1e-6,
+            atol=1e-14,
+            error_scale=scale,
+        )
+        exact = np.array([np.cos(1.0), np.sin(1.0)])
+        assert np.abs(res.final - exact).max() < 1e-5
+        counts[scale] = f.n
+    assert counts["norm"] < counts["entrywise"]
+    with pytest.raises(ValueError, match="error_scale"):
+        integrate_flow(lambda t, y: y, np.ones(2), 1.0, adaptive=True, error_scale="max")

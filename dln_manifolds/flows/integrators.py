@@ -99,23 +99,21 @@ def _rk_step(velocity, t, y, h, tab: _Tableau, k1=None):
     None), ``k_first`` the velocity at y and ``k_last`` the last stage (the velocity at
     ``y_new`` for dopri5, whose last row of ``a`` is ``b``).
     """
-    ks = []
+    K = None  # stages stacked along axis 0: one pass over memory per combination
     for i, ci in enumerate(tab.c):
         if i == 0 and k1 is not None:
-            ks.append(k1)
-            continue
-        yi = y
-        for aij, kj in zip(tab.a[i], ks, strict=False):
-            if aij != 0.0:
-                yi = yi + (h * aij) * kj
-        ks.append(np.asarray(velocity(t + ci * h, yi)))
-    incr = sum((h * bi) * k for bi, k in zip(tab.b, ks, strict=True) if bi != 0.0)
+            k = np.asarray(k1)
+        else:
+            yi = y if i == 0 else y + np.tensordot(h * np.asarray(tab.a[i]), K[:i], axes=1)
+            k = np.asarray(velocity(t + ci * h, yi))
+        if K is None:
+            K = np.empty((len(tab.c), *k.shape), dtype=np.result_type(k, y))
+        K[i] = k
+    incr = np.tensordot(h * np.asarray(tab.b), K, axes=1)
     err = None
     if tab.b_low is not None:
-        err = sum(
-            (h * (bi - bl)) * k for bi, bl, k in zip(tab.b, tab.b_low, ks, strict=True) if bi != bl
-        )
-    return y + incr, err, ks[0], ks[-1]
+        err = np.tensordot(h * (np.asarray(tab.b) - np.asarray(tab.b_low)), K, axes=1)
+    return y + incr, err, K[0], K[-1]
 
 
 # ---------------------------------------------------------------------------------------------
