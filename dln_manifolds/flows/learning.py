@@ -21,6 +21,12 @@ and with entropy the free energy flow :math:`\dot X = -\mathrm{grad}_{g^N} F_\be
 of the upstairs flow *is* the downstairs flow; the downstairs step costs one SVD
 (O(d^3), independent of N) against O(N d^3) upstairs.
 
+:func:`end_to_end_flow` can also evaluate its velocity through the balanced lift
+(``evaluation="factors"`` or ``"auto"``): the lifted gradient in 3N - 1 matrix products
+(:func:`factor_velocity`, [G] eq. 3.6), whose end-to-end image is
+:math:`-\mathcal{A}_{N,X}(E'(X))` at balanced points ([G] Thm 2), is cheaper than the SVD
+for small N (docs/performance.rst, "Flow solvers").
+
 All three drivers call :func:`~dln_manifolds.flows.integrators.integrate_flow`;
 the upstairs one uses :func:`~dln_manifolds.balanced.balanced_restore` as the
 projection step, so the iterates are balanced to rounding and the Runge-Kutta
@@ -321,7 +327,7 @@ def end_to_end_flow(
     atol: float = 1e-10,
     stop_when: Callable[[float, np.ndarray], bool] | None = None,
     error_scale: str = "entrywise",
-    evaluation: str = "auto",
+    evaluation: str = "svd",
     save_every: int = 1,
     monitors: Mapping[str, Monitor] | None = None,
     progress: bool = False,
@@ -358,9 +364,12 @@ def end_to_end_flow(
         How the adaptive mode weighs the error (:func:`~dln_manifolds.flows.integrate_flow`);
         ``"norm"`` makes ``rtol`` relative to the size of the state (X, or the layers),
         which suits a small start such as ``1e-3 * I``.
-    evaluation : {"auto", "svd", "factors"}
+    evaluation : {"svd", "auto", "factors"}
         How the velocity is evaluated; ``"auto"``: ``"factors"`` for finite
-        ``depth <= FACTOR_DEPTH_MAX`` (16), else ``"svd"``. ``"factors"`` needs a finite depth.
+        ``depth <= FACTOR_DEPTH_MAX`` (16), else ``"svd"`` (the fastest, docs/performance.rst).
+        The default ``"svd"`` keeps this flow independent of the upstairs code, so that
+        comparisons with :func:`learning_flow` ([G] Thm 2) test something. ``"factors"``
+        needs a finite depth.
     monitors : mapping, optional
         Extra monitors ``name -> f(t, X)``, added to the defaults ``"energy"`` and
         ``"singular_values"`` (shape (d,)).
