@@ -17,7 +17,7 @@ Rows, per depth N = 3, 8, 16, all in one run:
    a lower bound (status "budget").
 2. The exact flow dX/dt = -A_{N,X}(E'(X)) (:func:`dln_manifolds.flows.end_to_end_flow`)
    with the solver chosen in docs/performance.rst ("Flow solvers": dopri5 with FSAL,
-   rtol 1e-3, atol 1e-6, the velocity through the balanced factors for N <= 16), stopped
+   rtol 1e-3, atol 1e-6, the velocity through the balanced factors for N <= 10), stopped
    by ``stop_when`` at the goal. Its path error is measured afterwards (not timed)
    against a tight reference (dopri5, rtol 1e-9, atol 1e-12, the SVD evaluation of
    A_{N,X}, which shares no code with the factor evaluation), restarted at ~30

@@ -245,9 +245,10 @@ def _downstairs_flow(
 
 
 #: ``evaluation="auto"`` of :func:`end_to_end_flow` integrates the balanced factors up to this
-#: depth: their velocity costs 3N - 1 products of d x d matrices, against one SVD (about
-#: 90-130 products at d = 20-100) for :math:`\mathcal{A}_{N,X}` (docs/performance.rst).
-FACTOR_DEPTH_MAX = 16
+#: depth: their velocity costs 3N - 1 products of d x d matrices, against one SVD for
+#: :math:`\mathcal{A}_{N,X}`; measured at d = 100 the two break even near N = 13, and the
+#: integrator's state grows with N (docs/performance.rst, "Flow solvers").
+FACTOR_DEPTH_MAX = 10
 
 
 def factor_velocity(W: np.ndarray, gradient: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -366,7 +367,7 @@ def end_to_end_flow(
         which suits a small start such as ``1e-3 * I``.
     evaluation : {"svd", "auto", "factors"}
         How the velocity is evaluated; ``"auto"``: ``"factors"`` for finite
-        ``depth <= FACTOR_DEPTH_MAX`` (16), else ``"svd"`` (the fastest, docs/performance.rst).
+        ``depth <= FACTOR_DEPTH_MAX`` (10), else ``"svd"`` (the fastest, docs/performance.rst).
         The default ``"svd"`` keeps this flow independent of the upstairs code, so that
         comparisons with :func:`learning_flow` ([G] Thm 2) test something. ``"factors"``
         needs a finite depth.
