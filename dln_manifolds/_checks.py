@@ -39,6 +39,7 @@ __all__ = [
     "check_full_rank",
     "check_count",
     "check_real_scalar",
+    "check_nonnegative",
     "as_array",
     "as_arrays",
     "check_widths",
@@ -225,6 +226,14 @@ def check_count(value, name: str, minimum: int = 1) -> int:
     value = int(value)
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def check_nonnegative(value, name: str) -> float:
+    """Validate a finite real scalar >= 0 (a tolerance that may be zero)."""
+    value = check_real_scalar(value, name)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
     return value
 
 

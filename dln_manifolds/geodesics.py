@@ -83,7 +83,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_matrix, as_matrix_batch, check_depth, check_full_rank, check_positive
+from ._checks import (
+    as_matrix,
+    as_matrix_batch,
+    check_count,
+    check_depth,
+    check_full_rank,
+    check_positive,
+)
 from .depth_metric import DepthFrame
 
 __all__ = [
@@ -148,16 +155,8 @@ def _check_points_full_rank(X: np.ndarray, name: str) -> None:
         check_full_rank(s[np.argmax(bad)], name)
 
 
-def _check_tol(value, name: str) -> float:
-    return check_positive(value, name)
-
-
 def _check_n_steps(n_steps) -> int | None:
-    if n_steps is None:
-        return None
-    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive integer or None, got {n_steps!r}")
-    return int(n_steps)
+    return None if n_steps is None else check_count(n_steps, "n_steps")
 
 
 # ---------------------------------------------------------------------------
@@ -546,8 +545,8 @@ def depth_exp(
     GL(d). Cost per step: 6 evaluations of one SVD and O(d^3) contractions.
     """
     depth = check_depth(depth)
-    rtol, atol = _check_tol(rtol, "rtol"), _check_tol(atol, "atol")
-    singular_tol = _check_tol(singular_tol, "singular_tol")
+    rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
+    singular_tol = check_positive(singular_tol, "singular_tol")
     n_steps = _check_n_steps(n_steps)
     Xf, Vf, batch, d = _broadcast_pair(X, V, names)
     _check_points_full_rank(Xf, names[0])
@@ -884,9 +883,9 @@ def depth_log(
     one; the map has no uniqueness guarantee where geodesics are not unique.
     """
     depth = check_depth(depth)
-    tol = _check_tol(tol, "tol")
-    rtol, atol = _check_tol(rtol, "rtol"), _check_tol(atol, "atol")
-    singular_tol = _check_tol(singular_tol, "singular_tol")
+    tol = check_positive(tol, "tol")
+    rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
+    singular_tol = check_positive(singular_tol, "singular_tol")
     n_steps = _check_n_steps(n_steps)
     Xf, Yf, batch, d = _broadcast_pair(X, Y, names)
     _check_points_full_rank(Xf, names[0])

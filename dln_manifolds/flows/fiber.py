@@ -99,6 +99,9 @@ def regularizing_flow(
     method: str = "rk4",
     projection: str = "auto",
     adaptive: bool = False,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    stop_when: Callable | None = None,
     save_every: int = 1,
     monitors: Mapping[str, Callable] | None = None,
     progress: bool = False,
@@ -123,6 +126,10 @@ def regularizing_flow(
         Solver of the normal system.
     adaptive : bool
         Error-controlled steps (dopri5).
+    rtol, atol : float
+        Tolerances of the adaptive mode (:func:`~dln_manifolds.flows.integrate_flow`).
+    stop_when : callable ``(t, W) -> bool``, optional
+        Stop after the first accepted step where it returns True.
     save_every : int
     monitors : mapping, optional
         Extra monitored quantities ``name -> f(t, W)``, added to the defaults
@@ -148,6 +155,9 @@ def regularizing_flow(
         dt=dt,
         method=method,
         adaptive=adaptive,
+        rtol=rtol,
+        atol=atol,
+        stop_when=stop_when,
         save_every=save_every,
         monitors=monitors,
         progress=progress,
@@ -163,6 +173,9 @@ def ness_flow(
     dt: float | None = None,
     method: str = "rk4",
     adaptive: bool = False,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    stop_when: Callable | None = None,
     save_every: int = 1,
     monitors: Mapping[str, Callable] | None = None,
     progress: bool = False,
@@ -183,7 +196,7 @@ def ness_flow(
     W0 : array_like, shape (N, d, d)
     t_final : float
     scaling : {"gradient", "paper"}
-    dt, method, adaptive, save_every, progress
+    dt, method, adaptive, rtol, atol, stop_when, save_every, progress
         As in :func:`regularizing_flow`.
     monitors : mapping, optional
         Extra monitors; defaults: ``moments``, ``norm_sq``, ``product_error``,
@@ -217,6 +230,9 @@ def ness_flow(
         dt=dt,
         method=method,
         adaptive=adaptive,
+        rtol=rtol,
+        atol=atol,
+        stop_when=stop_when,
         save_every=save_every,
         monitors=monitors,
         progress=progress,
@@ -233,6 +249,9 @@ def regularized_gradient_flow(
     dt: float | None = None,
     method: str = "rk4",
     adaptive: bool = False,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    stop_when: Callable | None = None,
     save_every: int = 1,
     monitors: Mapping[str, Callable] | None = None,
     progress: bool = False,
@@ -256,7 +275,7 @@ def regularized_gradient_flow(
     kappa : float
         Regularization strength, > 0.
     t_final : float
-    dt, method, adaptive, save_every, progress
+    dt, method, adaptive, rtol, atol, stop_when, save_every, progress
         As in :func:`regularizing_flow`.
     monitors : mapping, optional
         Extra monitors; defaults: ``moments``, ``norm_sq``, ``end_to_end``
@@ -285,6 +304,9 @@ def regularized_gradient_flow(
         dt=dt,
         method=method,
         adaptive=adaptive,
+        rtol=rtol,
+        atol=atol,
+        stop_when=stop_when,
         save_every=save_every,
         monitors=monitors,
         progress=progress,

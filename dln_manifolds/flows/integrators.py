@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._checks import as_array, check_count, check_positive
+from .._checks import as_array, check_count, check_nonnegative, check_positive
 
-__all__ = ["FlowResult", "integrate_flow", "TABLEAUS"]
+__all__ = ["FlowResult", "integrate_flow", "TABLEAUS", "rkc_coefficients", "rkc_stages"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ TABLEAUS: dict[str, _Tableau] = {
         c=(0.0, 0.5, 0.5, 1.0),
         order=4,
     ),
-    # Dormand-Prince 5(4), used for adaptive steps (FSAL not exploited).
+    # Dormand-Prince 5(4), used for adaptive steps; the last row of a is b (FSAL).
     "dopri5": _Tableau(
         a=(
             (),
@@ -144,21 +144,143 @@ class FlowResult:
         return load_result(cls, path)
 
 
-def _rk_step(velocity, t, y, h, tab: _Tableau):
-    ks = []
+def _rk_step(velocity, t, y, h, tab: _Tableau, k1=None):
+    """One explicit Runge-Kutta step; ``k1``: the first stage if known (FSAL, rejected step).
+
+    Returns ``(y_new, err, k_first, k_last)``: ``err`` is the embedded error estimate (or
+    None), ``k_first`` the velocity at y and ``k_last`` the last stage (the velocity at
+    ``y_new`` for dopri5, whose last row of ``a`` is ``b``).
+    """
+    K = None  # stages stacked along axis 0: one pass over memory per combination
     for i, ci in enumerate(tab.c):
-        yi = y
-        for aij, kj in zip(tab.a[i], ks, strict=False):
-            if aij != 0.0:
-                yi = yi + (h * aij) * kj
-        ks.append(np.asarray(velocity(t + ci * h, yi)))
-    incr = sum((h * bi) * k for bi, k in zip(tab.b, ks, strict=True) if bi != 0.0)
+        if i == 0 and k1 is not None:
+            k = np.asarray(k1)
+        else:
+            yi = y if i == 0 else y + np.tensordot(h * np.asarray(tab.a[i]), K[:i], axes=1)
+            k = np.asarray(velocity(t + ci * h, yi))
+        if K is None:
+            K = np.empty((len(tab.c), *k.shape), dtype=np.result_type(k, y))
+        K[i] = k
+    incr = np.tensordot(h * np.asarray(tab.b), K, axes=1)
     err = None
     if tab.b_low is not None:
-        err = sum(
-            (h * (bi - bl)) * k for bi, bl, k in zip(tab.b, tab.b_low, ks, strict=True) if bi != bl
+        err = np.tensordot(h * (np.asarray(tab.b) - np.asarray(tab.b_low)), K, axes=1)
+    return y + incr, err, K[0], K[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Runge-Kutta-Chebyshev (RKC, second order; Sommeijer, Shampine & Verwer 1997)
+# ---------------------------------------------------------------------------------------------
+
+_RKC_DAMPING = 2.0 / 13.0
+_RKC_MAX_STAGES = 400
+_RKC_RHO_EVERY = 5  # accepted steps between spectral radius estimates
+
+
+def rkc_coefficients(s: int) -> tuple[np.ndarray, ...]:
+    r"""Coefficients of the s-stage damped second-order Runge-Kutta-Chebyshev method.
+
+    With :math:`w_0 = 1 + \epsilon/s^2` (:math:`\epsilon = 2/13`),
+    :math:`w_1 = T_s'(w_0)/T_s''(w_0)` and :math:`b_j = T_j''(w_0)/T_j'(w_0)^2`
+    (:math:`b_0 = b_1 = b_2`), the stages are
+
+    .. math::
+
+        Y_1 = y + \tilde\mu_1 h F_0,\qquad
+        Y_j = (1-\mu_j-\nu_j) y + \mu_j Y_{j-1} + \nu_j Y_{j-2}
+              + \tilde\mu_j h F(Y_{j-1}) + \tilde\gamma_j h F_0,
+
+    :math:`\mu_j = 2b_jw_0/b_{j-1}`, :math:`\nu_j = -b_j/b_{j-2}`,
+    :math:`\tilde\mu_j = 2b_jw_1/b_{j-1}`, :math:`\tilde\gamma_j = -(1-b_{j-1}T_{j-1}(w_0))
+    \tilde\mu_j`, :math:`\tilde\mu_1 = b_1w_1`. The stability polynomial is bounded by 1 on
+    :math:`[-\beta_s, 0]`, :math:`\beta_s \approx 0.653 s^2`.
+
+    Returns
+    -------
+    mu, nu, mu_t, gamma_t, c : ndarray, shape (s + 1,)
+        Index j = 1..s (entries 0, and 1 for mu/nu/gamma_t, unused); c_j the stage times.
+    """
+    if s < 2:
+        raise ValueError(f"RKC needs s >= 2 stages, got {s}")
+    w0 = 1.0 + _RKC_DAMPING / s**2
+    T = np.zeros(s + 1)
+    dT = np.zeros(s + 1)
+    ddT = np.zeros(s + 1)
+    T[0], T[1], dT[1] = 1.0, w0, 1.0
+    for j in range(2, s + 1):
+        T[j] = 2 * w0 * T[j - 1] - T[j - 2]
+        dT[j] = 2 * T[j - 1] + 2 * w0 * dT[j - 1] - dT[j - 2]
+        ddT[j] = 4 * dT[j - 1] + 2 * w0 * ddT[j - 1] - ddT[j - 2]
+    w1 = dT[s] / ddT[s]
+    b = np.zeros(s + 1)
+    b[2:] = ddT[2:] / dT[2:] ** 2
+    b[0] = b[1] = b[2]
+    a = 1.0 - b * T
+    mu, nu, mu_t, gamma_t, c = (np.zeros(s + 1) for _ in range(5))
+    mu_t[1] = b[1] * w1
+    c[1] = mu_t[1]
+    for j in range(2, s + 1):
+        mu[j] = 2 * b[j] * w0 / b[j - 1]
+        nu[j] = -b[j] / b[j - 2]
+        mu_t[j] = 2 * b[j] * w1 / b[j - 1]
+        gamma_t[j] = -a[j - 1] * mu_t[j]
+        c[j] = mu[j] * c[j - 1] + nu[j] * c[j - 2] + mu_t[j] + gamma_t[j]
+    return mu, nu, mu_t, gamma_t, c
+
+
+def rkc_stages(h_rho: float) -> int:
+    """Fewest RKC stages s (>= 2) with ``h * rho < (s^2 - 1) / 1.54``, inside the stability
+    interval (about ``0.653 s^2``) for a step h and spectral radius rho."""
+    return max(2, 1 + int(np.sqrt(1.0 + 1.54 * h_rho)))
+
+
+def _rkc_step(velocity, t, y, h, f0, s):
+    mu, nu, mu_t, gamma_t, c = rkc_coefficients(s)
+    hf0 = h * f0
+    y_prev2 = y
+    y_prev = y + mu_t[1] * hf0
+    for j in range(2, s + 1):
+        fj = np.asarray(velocity(t + c[j - 1] * h, y_prev))
+        y_j = (
+            (1.0 - mu[j] - nu[j]) * y
+            + mu[j] * y_prev
+            + nu[j] * y_prev2
+            + (mu_t[j] * h) * fj
+            + gamma_t[j] * hf0
         )
-    return y + incr, err
+        y_prev2, y_prev = y_prev, y_j
+    return y_prev
+
+
+def _spectral_radius(velocity, t, y, f0, direction, max_iter: int = 30):
+    """Nonlinear power method for the spectral radius of dv/dy at y (Sommeijer et al. 1997).
+
+    Returns ``(rho, direction, n_evaluations)``; ``rho`` carries a 1.2 safety factor.
+    """
+    ynorm = float(np.linalg.norm(y))
+    eps = np.sqrt(np.finfo(float).eps)
+    dy = eps * ynorm if ynorm > 0 else eps
+    v = np.asarray(direction, dtype=float)
+    vnorm = float(np.linalg.norm(v))
+    if not np.isfinite(vnorm) or vnorm == 0.0:
+        v = np.random.default_rng(0).standard_normal(y.shape)
+        vnorm = float(np.linalg.norm(v))
+    v = v * (dy / vnorm)
+    sigma = 0.0
+    n = 0
+    for it in range(max_iter):
+        dv = np.asarray(velocity(t, y + v)) - f0
+        n += 1
+        dvnorm = float(np.linalg.norm(dv))
+        sigma_old, sigma = sigma, dvnorm / dy
+        if not np.isfinite(sigma):
+            raise FloatingPointError(f"the velocity is not finite near the state at t={t:.6g}")
+        if dvnorm == 0.0:
+            break
+        v = dv * (dy / dvnorm)
+        if it >= 2 and abs(sigma - sigma_old) <= 0.01 * sigma:
+            break
+    return 1.2 * sigma, v, n
 
 
 def integrate_flow(
@@ -172,8 +294,11 @@ def integrate_flow(
     adaptive: bool = False,
     rtol: float = 1e-8,
     atol: float = 1e-10,
+    stop_when: Callable[[float, np.ndarray], bool] | None = None,
+    error_scale: str = "entrywise",
     max_steps: int = 1_000_000,
     save_every: int = 1,
+    save_as: Callable[[np.ndarray], np.ndarray] | None = None,
     monitors: Mapping[str, Callable[[float, np.ndarray], object]] | None = None,
     progress: bool = False,
     desc: str | None = None,
@@ -192,21 +317,46 @@ def integrate_flow(
         Step size (fixed mode) or initial step size (adaptive mode). Default
         ``t_final / 100``. In fixed mode the last step is shortened to land on
         ``t_final``.
-    method : {"euler", "heun", "rk4", "dopri5"}
-        Runge-Kutta tableau. Adaptive mode requires ``"dopri5"`` (the default
-        switches to it when ``adaptive=True``).
+    method : {"euler", "heun", "rk4", "dopri5", "rkc"}
+        ``"euler"``, ``"heun"``, ``"rk4"``, ``"dopri5"``: explicit Runge-Kutta tableaus
+        (:data:`TABLEAUS`). Adaptive mode with a tableau requires ``"dopri5"`` (the default
+        switches to it when ``adaptive=True``); its last stage is the first stage of the
+        next step (FSAL), and a rejected step reuses its first stage, so an accepted step
+        costs 6 velocity evaluations. ``"rkc"``: the damped second-order
+        Runge-Kutta-Chebyshev method (:func:`rkc_coefficients`) for stiff flows whose
+        Jacobian has (nearly) real negative eigenvalues, such as gradient flows near a
+        minimum: s stages are stable for :math:`h\rho \lesssim 0.65 s^2` (:math:`\rho` the
+        spectral radius of the Jacobian, estimated by a nonlinear power method every 5
+        steps and after each rejection), so the cost per unit time grows like
+        :math:`\sqrt{\rho}` instead of :math:`\rho`. Its error estimate
+        :math:`\tfrac{1}{15}(12(y_n - y_{n+1}) + 6h(F_n + F_{n+1}))` controls the step in
+        adaptive mode; in fixed mode it only picks the stages.
     restore : callable ``y -> y``, optional
         Smooth map onto the manifold that fixes its points, applied after each
-        step (standard projection method). ``None`` for flows in flat space.
+        step (standard projection method). ``None`` for flows in flat space. A restore
+        that returns its argument itself (``restore(y) is y``) lets the next step reuse the
+        velocity at y (dopri5, rkc).
     adaptive : bool
-        Error-controlled step size with the embedded 4th-order solution
-        (mixed tolerance ``atol + rtol |y|`` in the max norm).
+        Error-controlled step size (mixed tolerance ``atol + rtol |y|`` in the max norm),
+        with the embedded 4th-order solution of dopri5 or the estimate of rkc.
     rtol, atol : float
-        Tolerances of the adaptive mode.
+        Tolerances of the adaptive mode (>= 0, not both 0).
+    error_scale : {"entrywise", "norm"}
+        Adaptive mode: the error of entry i is compared with ``atol + rtol |y_i|``
+        (``"entrywise"``) or with ``atol + rtol max_j |y_j|`` (``"norm"``: relative to the size of
+        the whole state, for a path error relative to ``|y|``; entries near 0, such as the
+        off-diagonal entries of a start ``c I``, then need no absolute tolerance).
+    stop_when : callable ``(t, y) -> bool``, optional
+        Checked after every accepted step (after ``restore``); when it returns True the
+        integration stops there and that state is the last one saved, so
+        ``result.times[-1]`` is the stopping time (``< t_final`` when it fired).
     max_steps : int
         Safety bound on the number of attempted steps.
     save_every : int
         Save every k-th accepted step (the final state is always saved).
+    save_as : callable ``y -> ndarray``, optional
+        What is stored for a saved state (default: a copy of y); for instance the
+        end-to-end matrix of a stack of layers.
     monitors : mapping of name to callable ``(t, y) -> array_like``, optional
         Quantities recorded at every saved state.
     progress : bool
@@ -217,6 +367,13 @@ def integrate_flow(
     Returns
     -------
     FlowResult
+
+    Raises
+    ------
+    RuntimeError
+        More than ``max_steps`` attempted steps.
+    FloatingPointError
+        The flow produced NaN or Inf.
     """
     t_final = check_positive(t_final, "t_final")
     dt = None if dt is None else check_positive(dt, "dt")
@@ -224,27 +381,41 @@ def integrate_flow(
     y0 = as_array(y0, "y0", batch=True, real=False)
     if adaptive and method == "rk4":
         method = "dopri5"
-    if method not in TABLEAUS:
-        raise ValueError(f"method must be one of {sorted(TABLEAUS)}, got {method!r}")
-    tab = TABLEAUS[method]
-    if adaptive and tab.b_low is None:
+    if method not in TABLEAUS and method != "rkc":
+        raise ValueError(f"method must be one of {sorted([*TABLEAUS, 'rkc'])}, got {method!r}")
+    tab = TABLEAUS.get(method)
+    if adaptive and tab is not None and tab.b_low is None:
         raise ValueError(
             f"adaptive stepping needs an embedded method such as 'dopri5', not {method!r}"
         )
     h = t_final / 100 if dt is None else float(dt)
     if not np.isfinite(h) or h <= 0:
         raise ValueError(f"dt must be positive and finite, got {dt}")
+    rtol = check_nonnegative(rtol, "rtol")
+    atol = check_nonnegative(atol, "atol")
+    if adaptive and rtol == 0 and atol == 0:
+        raise ValueError("rtol and atol must not both be 0")
+    if error_scale not in ("entrywise", "norm"):
+        raise ValueError(f"error_scale must be 'entrywise' or 'norm', got {error_scale!r}")
+    if stop_when is not None and not callable(stop_when):
+        raise TypeError(f"stop_when must be callable (t, y) -> bool, got {type(stop_when)}")
     if int(save_every) < 1:
         raise ValueError(f"save_every must be >= 1, got {save_every}")
+    if save_as is None:
+        save_as = np.copy
+    elif not callable(save_as):
+        raise TypeError(f"save_as must be callable y -> ndarray, got {type(save_as)}")
     monitors = dict(monitors or {})
 
     y = np.array(y0, copy=True)
     if not np.all(np.isfinite(y)):
         raise ValueError("y0 contains NaN or Inf entries")
-    times, states = [0.0], [y.copy()]
+    times, states = [0.0], [np.array(save_as(y), copy=True)]
     records = {name: [np.asarray(f(0.0, y))] for name, f in monitors.items()}
 
     t, n_steps, n_rejected, attempts = 0.0, 0, 0, 0
+    f0 = None  # velocity at (t, y) when known (FSAL, rejected steps, rkc)
+    rho, rho_dir, rho_age = None, None, 0  # rkc: spectral radius, its direction and age
     bar = tqdm(
         total=t_final,
         desc=desc or method,
@@ -258,29 +429,63 @@ def integrate_flow(
             if attempts > max_steps:
                 raise RuntimeError(f"integrate_flow exceeded max_steps={max_steps} at t={t:.6g}")
             step = min(h, t_final - t)
-            y_new, err = _rk_step(velocity, t, y, step, tab)
+            f_new = None
+            use_rkc = method == "rkc"
+            if use_rkc:
+                if f0 is None:
+                    f0 = np.asarray(velocity(t, y))
+                if rho is None or rho_age >= _RKC_RHO_EVERY:
+                    rho, rho_dir, _ = _spectral_radius(
+                        velocity, t, y, f0, f0 if rho_dir is None else rho_dir
+                    )
+                    rho_age = 0
+                if rho * step > (_RKC_MAX_STAGES**2 - 1) / 1.54:
+                    step = (_RKC_MAX_STAGES**2 - 1) / 1.54 / rho
+                y_new = _rkc_step(velocity, t, y, step, f0, rkc_stages(step * rho))
+                f_new = np.asarray(velocity(t + step, y_new))
+                err = (12.0 * (y - y_new) + (6.0 * step) * (f0 + f_new)) / 15.0
+            else:
+                fsal = tab.b_low is not None
+                y_new, err, k_first, k_last = _rk_step(
+                    velocity, t, y, step, tab, k1=f0 if fsal else None
+                )
+                if fsal:
+                    f0, f_new = k_first, k_last
             if adaptive:
                 scale = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
-                err_norm = float(np.max(np.abs(err) / scale))
+                if error_scale == "norm":
+                    scale = scale.max()
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    err_norm = float(np.max(np.abs(err) / scale))
+                expo = -1.0 / 3.0 if use_rkc else -0.2
                 if not np.isfinite(err_norm) or err_norm > 1.0:
                     n_rejected += 1
-                    h = step * max(0.2, 0.9 * (err_norm if np.isfinite(err_norm) else 1e6) ** -0.2)
+                    h = step * max(0.2, 0.9 * (err_norm if np.isfinite(err_norm) else 1e6) ** expo)
+                    rho_age = _RKC_RHO_EVERY  # rkc: re-estimate the spectral radius
                     continue
-                h = step * min(5.0, 0.9 * max(err_norm, 1e-10) ** -0.2)
+                h = step * min(5.0, 0.9 * max(err_norm, 1e-10) ** expo)
             if restore is not None:
-                y_new = restore(y_new)
+                y_restored = restore(y_new)
+                if y_restored is not y_new:
+                    f_new = None
+                y_new = y_restored
             if not np.all(np.isfinite(y_new)):
                 raise FloatingPointError(f"the flow produced NaN/Inf at t={t + step:.6g}")
             t += step
             y = y_new
+            f0 = f_new
+            rho_age += 1
             n_steps += 1
             bar.update(step)
-            last = t >= t_final * (1 - 1e-14)
+            stop = stop_when is not None and bool(stop_when(t, y))
+            last = stop or t >= t_final * (1 - 1e-14)
             if n_steps % int(save_every) == 0 or last:
                 times.append(t)
-                states.append(y.copy())
+                states.append(np.array(save_as(y), copy=True))
                 for name, f in monitors.items():
                     records[name].append(np.asarray(f(t, y)))
+            if stop:
+                break
     finally:
         bar.close()
     return FlowResult(

@@ -21,6 +21,12 @@ and with entropy the free energy flow :math:`\dot X = -\mathrm{grad}_{g^N} F_\be
 of the upstairs flow *is* the downstairs flow; the downstairs step costs one SVD
 (O(d^3), independent of N) against O(N d^3) upstairs.
 
+:func:`end_to_end_flow` can also evaluate its velocity through the balanced lift
+(``evaluation="factors"`` or ``"auto"``): the lifted gradient in 3N - 1 matrix products
+(:func:`factor_velocity`, [G] eq. 3.6), whose end-to-end image is
+:math:`-\mathcal{A}_{N,X}(E'(X))` at balanced points ([G] Thm 2), is cheaper than the SVD
+for small N (docs/performance.rst, "Flow solvers").
+
 All three drivers call :func:`~dln_manifolds.flows.integrators.integrate_flow`;
 the upstairs one uses :func:`~dln_manifolds.balanced.balanced_restore` as the
 projection step, so the iterates are balanced to rounding and the Runge-Kutta
@@ -62,13 +68,15 @@ from .._checks import as_matrix, as_stack, check_depth, check_full_rank, check_p
 from ..balanced import balance_error, balanced_restore, check_balanced
 from ..depth_metric import depth_operator
 from ..entropy import _check_energy, free_energy_gradient, orbit_entropy
-from ..network import end_to_end, lifted_gradient
-from .integrators import FlowResult, integrate_with_defaults
+from ..network import balanced_point, end_to_end, lifted_gradient
+from .integrators import FlowResult, integrate_flow, integrate_with_defaults
 
 __all__ = [
     "learning_velocity",
     "learning_flow",
     "end_to_end_flow",
+    "factor_velocity",
+    "FACTOR_DEPTH_MAX",
     "free_energy_flow",
 ]
 
@@ -111,6 +119,9 @@ def learning_flow(
     dt: float | None = None,
     method: str = "rk4",
     adaptive: bool = False,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    stop_when: Callable[[float, np.ndarray], bool] | None = None,
     save_every: int = 1,
     monitors: Mapping[str, Monitor] | None = None,
     tol: float = 1e-8,
@@ -134,9 +145,15 @@ def learning_flow(
         Final time, > 0.
     dt : float, optional
         Step size (default ``t_final / 100``); initial step if ``adaptive``.
-    method : {"rk4", "euler", "heun", "dopri5"}
+    method : {"rk4", "euler", "heun", "dopri5", "rkc"}
+        See :func:`~dln_manifolds.flows.integrate_flow`.
     adaptive : bool
-        Error-controlled steps (dopri5).
+        Error-controlled steps (dopri5, or rkc with ``method="rkc"``).
+    rtol, atol : float
+        Tolerances of the adaptive mode.
+    stop_when : callable ``(t, W) -> bool``, optional
+        Stop after the first accepted step where it returns True (e.g. when the loss is
+        reached); ``result.times[-1]`` is then the stopping time.
     save_every : int
         Save every k-th step.
     monitors : mapping, optional
@@ -176,6 +193,9 @@ def learning_flow(
         method=method,
         restore=balanced_restore,
         adaptive=adaptive,
+        rtol=rtol,
+        atol=atol,
+        stop_when=stop_when,
         save_every=save_every,
         progress=progress,
         desc="learning flow on M",
@@ -220,7 +240,8 @@ def _downstairs_flow(
 ) -> FlowResult:
     """Integrate a flow on GL(d) (guarded by :class:`_StayInGL` for depth >= 2) with the
     default monitors ``"energy"``, ``extra_monitors`` and ``"singular_values"``;
-    ``options`` are dt, method, adaptive, save_every, monitors (user extras), progress."""
+    ``options`` are dt, method, adaptive, rtol, atol, stop_when, save_every, monitors (user
+    extras), progress."""
     defaults = {
         "energy": lambda t, X: float(energy.value(X)),
         **extra_monitors,
@@ -232,6 +253,77 @@ def _downstairs_flow(
     )
 
 
+#: ``evaluation="auto"`` of :func:`end_to_end_flow` integrates the balanced factors up to this
+#: depth: their velocity costs 3N - 1 products of d x d matrices, against one SVD for
+#: :math:`\mathcal{A}_{N,X}`; measured at d = 100 the two break even near N = 13, and the
+#: integrator's state grows with N (docs/performance.rst, "Flow solvers").
+FACTOR_DEPTH_MAX = 10
+
+
+def factor_velocity(W: np.ndarray, gradient: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    r"""Upstairs learning velocity :math:`-\nabla_W E(\phi(W))` in 3N - 1 matrix products.
+
+    Forward products :math:`B_p = W_p\cdots W_1` (N - 1 products), then one backward sweep
+    :math:`G \leftarrow W_p^T G` from :math:`G = E'(X)`: layer p receives
+    :math:`-G_p B_{p-1}^T` with :math:`G_p = W_N^T\cdots W_{p+1}^T E'(X)` ([G] eq. 3.6).
+    At a balanced W its end-to-end image is :math:`-\mathcal{A}_{N,X}(E'(X))` ([G] Thm 2),
+    with no SVD. No input checks (internal to the flows).
+
+    Parameters
+    ----------
+    W : ndarray, shape (N, d, d)
+    gradient : callable ``X -> E'(X)``
+
+    Returns
+    -------
+    ndarray, shape (N, d, d)
+    """
+    N = W.shape[0]
+    B = [W[0]]
+    for p in range(1, N):
+        B.append(W[p] @ B[-1])
+    G = np.asarray(gradient(B[-1]))
+    out = np.empty(W.shape, dtype=np.result_type(W, G))
+    for p in range(N - 1, 0, -1):
+        out[p] = -(G @ B[p - 1].T)
+        G = W[p].T @ G
+    out[0] = -G
+    return out
+
+
+class _LayersStayInGL:
+    """Restore hook of the factor path: raises when a layer's det changes sign (rank drop)."""
+
+    def __init__(self, W0: np.ndarray):
+        self.signs = np.linalg.slogdet(W0)[0]
+
+    def __call__(self, W: np.ndarray) -> np.ndarray:
+        if np.any(np.linalg.slogdet(W)[0] != self.signs):
+            raise RuntimeError(
+                "the step left GL(d): a layer's determinant changed sign or vanished, which "
+                "the exact flow never does (see dln_manifolds.flows.learning, 'Rank drop'); "
+                "reduce dt, rtol or atol"
+            )
+        return W
+
+
+class _EndToEndCache:
+    """``W -> end_to_end(W)``, computed once per state object (monitors, stop_when, saving)."""
+
+    def __init__(self):
+        self._W = None
+        self._X = None
+
+    def __call__(self, W: np.ndarray) -> np.ndarray:
+        if W is not self._W:
+            self._W, self._X = W, end_to_end(W)
+        return self._X
+
+
+def _on_end_to_end(f, cache: _EndToEndCache):
+    return None if f is None else (lambda t, W: f(t, cache(W)))
+
+
 def end_to_end_flow(
     X0,
     energy,
@@ -241,6 +333,11 @@ def end_to_end_flow(
     dt: float | None = None,
     method: str = "rk4",
     adaptive: bool = False,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    stop_when: Callable[[float, np.ndarray], bool] | None = None,
+    error_scale: str = "entrywise",
+    evaluation: str = "svd",
     save_every: int = 1,
     monitors: Mapping[str, Monitor] | None = None,
     progress: bool = False,
@@ -250,8 +347,14 @@ def end_to_end_flow(
     The Riemannian gradient flow of E for the depth metric ([G] Thm 2-3, eq. 4.19).
 
     With the same energy, it is the end-to-end trajectory of
-    :func:`learning_flow` started at any balanced lift of ``X0``. One step costs
-    one SVD per stage, independent of N.
+    :func:`learning_flow` started at any balanced lift of ``X0``. Two evaluations of the
+    velocity, both exact: ``"svd"`` applies :math:`\mathcal{A}_{N,X}` through one SVD per
+    stage (cost independent of N); ``"factors"`` integrates the balanced lift
+    :math:`W_0` = :func:`~dln_manifolds.balanced_point` ``(X0, N)`` upstairs with
+    :func:`factor_velocity` (3N - 1 matrix products per stage, no SVD) and returns its
+    end-to-end matrices, which is the same flow by [G] Thm 2. The lift is not projected
+    back onto :math:`\mathcal{M}` after each step: its balancedness is conserved by the
+    exact flow and drifts only at the level of the local error, like the path itself.
 
     Parameters
     ----------
@@ -261,8 +364,22 @@ def end_to_end_flow(
     depth : int or numpy.inf
         ``inf`` uses :math:`\mathcal{A}_\infty = \lim \mathcal{A}_N/N` (time rescaled by N).
     t_final : float
-    dt, method, adaptive, save_every, progress
-        As in :func:`learning_flow`.
+    dt, method, adaptive, rtol, atol, save_every, progress
+        As in :func:`learning_flow`. For fast training use ``adaptive=True`` with a loose
+        ``rtol`` and ``stop_when`` (docs/performance.rst, "Flow solvers").
+    stop_when : callable ``(t, X) -> bool``, optional
+        Stop after the first accepted step where it returns True, e.g.
+        ``lambda t, X: energy.value(X) < target``.
+    error_scale : {"entrywise", "norm"}
+        How the adaptive mode weighs the error (:func:`~dln_manifolds.flows.integrate_flow`);
+        ``"norm"`` makes ``rtol`` relative to the size of the state (X, or the layers),
+        which suits a small start such as ``1e-3 * I``.
+    evaluation : {"svd", "auto", "factors"}
+        How the velocity is evaluated; ``"auto"``: ``"factors"`` for finite
+        ``depth <= FACTOR_DEPTH_MAX`` (10), else ``"svd"`` (the fastest, docs/performance.rst).
+        The default ``"svd"`` keeps this flow independent of the upstairs code, so that
+        comparisons with :func:`learning_flow` ([G] Thm 2) test something. ``"factors"``
+        needs a finite depth.
     monitors : mapping, optional
         Extra monitors ``name -> f(t, X)``, added to the defaults ``"energy"`` and
         ``"singular_values"`` (shape (d,)).
@@ -270,28 +387,61 @@ def end_to_end_flow(
     Returns
     -------
     FlowResult
-        ``states`` has shape (n_saved, d, d).
+        ``states`` has shape (n_saved, d, d) (end-to-end matrices in both evaluations).
 
     Raises
     ------
     RuntimeError
         If a step leaves GL(d) (module docstring, 'Rank drop'); depth >= 2 only.
     """
+    if evaluation not in ("auto", "svd", "factors"):
+        raise ValueError(f"evaluation must be 'auto', 'svd' or 'factors', got {evaluation!r}")
     X0, depth, energy = _downstairs_start(X0, depth, energy)
-    return _downstairs_flow(
-        lambda t, X: -depth_operator(X, depth, energy.gradient(X)),
-        X0,
-        depth,
-        energy,
-        t_final,
-        {},
-        f"end-to-end flow (N={depth})",
+    if evaluation == "factors" and np.isinf(depth):
+        raise ValueError("evaluation='factors' needs a finite depth")
+    if evaluation == "auto":
+        evaluation = "factors" if depth <= FACTOR_DEPTH_MAX else "svd"
+    options = dict(
         dt=dt,
         method=method,
         adaptive=adaptive,
+        rtol=rtol,
+        atol=atol,
+        error_scale=error_scale,
         save_every=save_every,
-        monitors=monitors,
         progress=progress,
+    )
+    if evaluation == "svd":
+        return _downstairs_flow(
+            lambda t, X: -depth_operator(X, depth, energy.gradient(X)),
+            X0,
+            depth,
+            energy,
+            t_final,
+            {},
+            f"end-to-end flow (N={depth})",
+            stop_when=stop_when,
+            monitors=monitors,
+            **options,
+        )
+    N = int(depth)
+    W0 = balanced_point(X0, N)
+    cache = _EndToEndCache()
+    defaults = {
+        "energy": lambda t, X: float(energy.value(X)),
+        "singular_values": lambda t, X: np.linalg.svd(X, compute_uv=False),
+    }
+    defaults.update(monitors or {})
+    return integrate_flow(
+        lambda t, W: factor_velocity(W, energy.gradient),
+        W0,
+        t_final,
+        restore=None if N == 1 else _LayersStayInGL(W0),
+        stop_when=_on_end_to_end(stop_when, cache),
+        monitors={name: _on_end_to_end(f, cache) for name, f in defaults.items()},
+        save_as=cache,
+        desc=f"end-to-end flow (N={depth}, balanced factors)",
+        **options,
     )
 
 
@@ -305,6 +455,9 @@ def free_energy_flow(
     dt: float | None = None,
     method: str = "rk4",
     adaptive: bool = False,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    stop_when: Callable[[float, np.ndarray], bool] | None = None,
     save_every: int = 1,
     monitors: Mapping[str, Monitor] | None = None,
     progress: bool = False,
@@ -324,8 +477,8 @@ def free_energy_flow(
     beta : float
         Inverse temperature, > 0.
     t_final : float
-    dt, method, adaptive, save_every, progress
-        As in :func:`learning_flow`.
+    dt, method, adaptive, rtol, atol, stop_when, save_every, progress
+        As in :func:`learning_flow` (``stop_when`` receives ``(t, X)``).
     monitors : mapping, optional
         Extra monitors, added to the defaults ``"energy"``, ``"entropy"``,
         ``"free_energy"`` and ``"singular_values"``.
@@ -357,6 +510,9 @@ def free_energy_flow(
         dt=dt,
         method=method,
         adaptive=adaptive,
+        rtol=rtol,
+        atol=atol,
+        stop_when=stop_when,
         save_every=save_every,
         monitors=monitors,
         progress=progress,
