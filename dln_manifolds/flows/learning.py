@@ -61,7 +61,8 @@ import numpy as np
 from .._checks import as_matrix, as_stack, check_depth, check_full_rank, check_positive
 from ..balanced import balance_error, balanced_restore, check_balanced
 from ..depth_metric import depth_operator
-from ..entropy import _check_energy, free_energy_gradient, orbit_entropy
+from ..entropy import check_energy_like as _check_energy
+from ..entropy import free_energy_gradient, orbit_entropy
 from ..network import end_to_end, lifted_gradient
 from .integrators import FlowResult, integrate_with_defaults
 

@@ -12,10 +12,7 @@ import numbers
 
 import numpy as np
 
-from .._checks import as_array, as_matrix_batch
-from ..network import _as_layers
-
-_EPS = np.finfo(np.float64).eps
+from .._checks import as_array, as_layer_stack, as_matrix_batch
 
 
 def as_real_points(X, name: str = "X") -> np.ndarray:
@@ -29,18 +26,6 @@ def as_real_points(X, name: str = "X") -> np.ndarray:
     if arr.shape[-1] == 0:
         raise ValueError(f"{name} must have d >= 1")
     return arr
-
-
-def check_full_rank_batch(s: np.ndarray, name: str = "X") -> None:
-    """Raise ValueError if any matrix of the stack (singular values ``s``, (..., d)) is singular."""
-    smax, smin = s.max(axis=-1), s.min(axis=-1)
-    bad = (smin <= 0) | (smax > smin / (s.shape[-1] * _EPS))
-    if np.any(bad):
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"{name} is rank-deficient or too ill-conditioned at index {idx} "
-            f"(smallest singular value {smin[idx]:.3g})"
-        )
 
 
 def check_real(value, name: str, *, positive: bool = False, allow_zero: bool = False) -> float:
@@ -97,7 +82,7 @@ def as_real_stacks(W, name: str = "W") -> np.ndarray:
     arr = as_array(W, name, batch=True, real=True)
     if arr.ndim < 3:
         raise ValueError(f"{name} must have shape (..., N, d, d), got {arr.shape}")
-    arr = _as_layers(arr, name)
+    arr = as_layer_stack(arr, name)
     if np.iscomplexobj(arr):
         raise TypeError(f"{name} must be real")
     return arr
