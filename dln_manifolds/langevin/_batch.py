@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from .._checks import as_array, as_layer_stack, as_matrix_batch
+from .._checks import as_array, as_layer_stack, as_matrix_batch, check_count
 
 
 def as_real_points(X, name: str = "X") -> np.ndarray:
@@ -41,24 +41,15 @@ def check_real(value, name: str, *, positive: bool = False, allow_zero: bool = F
     return value
 
 
-def check_count(value, name: str, minimum: int = 1) -> int:
-    """Validate an integer count >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def ensemble(X0, n_paths, core_ndim: int, name: str) -> np.ndarray:
     """Broadcast one starting point (core shape) to ``n_paths`` copies, or validate a batch."""
     X0 = np.asarray(X0)
     X0 = X0.astype(np.result_type(X0.dtype, np.float64), copy=False)
     if X0.ndim == core_ndim:
-        n = 1 if n_paths is None else check_count(n_paths, "n_paths")
+        n = 1 if n_paths is None else check_count(n_paths, "n_paths", integral=True)
         return np.repeat(X0[None], n, axis=0)
     if X0.ndim == core_ndim + 1:
-        if n_paths is not None and check_count(n_paths, "n_paths") != X0.shape[0]:
+        if n_paths is not None and check_count(n_paths, "n_paths", integral=True) != X0.shape[0]:
             raise ValueError(
                 f"n_paths={n_paths} does not match the {X0.shape[0]} starting points in {name}"
             )

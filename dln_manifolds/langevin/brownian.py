@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_depth, check_full_rank_batch
+from .._checks import check_count, check_depth, check_full_rank_batch
 from ..depth_metric import DepthFrame
-from ._batch import as_real_points, check_count, check_real, ensemble
+from ._batch import as_real_points, check_real, ensemble
 from ._stepping import DEFAULT_CHUNK_SIZE, SampleResult, rank_preserving, run_sampler
 
 __all__ = ["brownian_drift", "brownian_increment", "brownian_motion"]
@@ -87,7 +87,7 @@ def matrix_sampler(
     """
     x0 = ensemble(as_real_points(X0, "X0"), n_paths, 2, "X0")
     chunk = options.get("chunk_size")
-    chunk = DEFAULT_CHUNK_SIZE if chunk is None else check_count(chunk, "chunk_size")
+    chunk = DEFAULT_CHUNK_SIZE if chunk is None else check_count(chunk, "chunk_size", integral=True)
     s0 = np.empty(x0.shape[:-1])  # singular values only, chunk by chunk (bounded memory)
     for lo in range(0, x0.shape[0], chunk):
         s0[lo : lo + chunk] = np.linalg.svd(x0[lo : lo + chunk], compute_uv=False)
