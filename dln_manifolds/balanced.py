@@ -83,6 +83,7 @@ from ._checks import (
 )
 from ._linalg import conj_transpose as _h
 from ._linalg import haar_orthogonal, polar_factor
+from .depth_metric import depth_q_and_scale, log_multiplier_from_alpha
 from .network import end_to_end_differential
 
 __all__ = [
@@ -680,13 +681,6 @@ def balanced_riemannian_hessian(
 # ---------------------------------------------------------------------------
 
 
-def _log_geometric_sum(delta: np.ndarray, N: int) -> np.ndarray:
-    r""":math:`\log\sum_{q=0}^{N-1} e^{q\delta}` for :math:`\delta \le 0`, no cancellation."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.expm1(N * delta) / np.expm1(delta)
-    return np.log(np.where(delta == 0, float(N), ratio))
-
-
 def _lift_coefficients(lam: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
     r"""Normalized lift coefficients and :math:`\log m`.
 
@@ -697,8 +691,8 @@ def _lift_coefficients(lam: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]
     """
     ll = np.log(lam)
     lk, lj = ll[..., :, None], ll[..., None, :]
-    hi = np.maximum(lk, lj)
-    log_m = 2 * (N - 1) * hi + _log_geometric_sum(2 * (np.minimum(lk, lj) - hi), N)
+    q, scale = depth_q_and_scale(N)  # m_kl in the end-to-end log singular values 2N log(lam)
+    log_m = log_multiplier_from_alpha(2 * N * lk, 2 * N * lj, q, scale)
     p = np.arange(1, N + 1)[:, None, None]
     c = np.exp(
         (N - p) * lk[..., None, :, :] + (p - 1) * lj[..., None, :, :] - 0.5 * log_m[..., None, :, :]

@@ -177,6 +177,18 @@ def multiplier_from_alpha(a: np.ndarray, c: np.ndarray, q: float, scale: float) 
     return np.where(np.isneginf(hi), 0.0, m)
 
 
+def log_multiplier_from_alpha(a: np.ndarray, c: np.ndarray, q: float, scale: float) -> np.ndarray:
+    r""":math:`\log f(a, c)` of :func:`multiplier_from_alpha`, without overflow for any depth.
+
+    Internal (not exported), for log-singular values a, c > -inf (full rank):
+    :math:`\log f = \log c_N + (1-q)\max(a, c) + \log R(\min - \max)`, [G] eq. 7.13-7.14.
+    Used where :math:`e^{(1-q)a}` itself would overflow (the balanced manifold's lift
+    coefficients at large depth).
+    """
+    hi = np.maximum(a, c)
+    return np.log(scale) + (1.0 - q) * hi + np.log(_ratio(np.minimum(a, c) - hi, q))
+
+
 def multiplier_d_alpha(a: np.ndarray, c: np.ndarray, q: float, scale: float) -> np.ndarray:
     """Partial derivative of f(a, c) in its first log-variable a, evaluated stably."""
     # With delta = -|a - c| (= a - c if a <= c, c - a otherwise, exactly) and hi = max(a, c):
