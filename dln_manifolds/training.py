@@ -62,6 +62,7 @@ from ._checks import (
     check_finite_depth,
     check_positive,
 )
+from ._linalg import haar_orthogonal
 from .depth_metric import depth_operator
 from .energies import RegressionEnergy, energy_functions
 from .flows.integrators import FlowResult
@@ -664,5 +665,4 @@ def init_weights(
         return std * rng.standard_normal((N, d, d))
     if method == "balanced":
         return balanced_point(std * rng.standard_normal((d, d)), N)
-    Q, R = np.linalg.qr(rng.standard_normal((N, d, d)))
-    return scale * (Q * np.sign(np.diagonal(R, axis1=-2, axis2=-1))[:, None, :])
+    return scale * haar_orthogonal(rng, d, (N,))
