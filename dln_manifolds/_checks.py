@@ -199,7 +199,7 @@ def check_full_rank_batch(
     if max_condition is None:
         max_condition = 1.0 / (s.shape[-1] * np.finfo(np.float64).eps)
     smax, smin = flat.max(axis=-1), flat.min(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         bad = ~((smin > 0) & (smax / smin <= max_condition))
     if np.any(bad):
         check_full_rank(flat[np.argmax(bad)], name, max_condition)
