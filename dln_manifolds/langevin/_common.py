@@ -37,6 +37,7 @@ def energy_gradient(energy, X):
 
 
 def check_energy(energy):
+    """Validate ``energy`` at a sampler's door (None, an Energy or a gradient callable)."""
     if energy is not None:
         energy_functions(energy)  # raises TypeError naming the problem
     return energy
