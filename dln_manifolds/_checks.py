@@ -44,6 +44,8 @@ __all__ = [
     "as_arrays",
     "check_widths",
     "as_layer_sequence",
+    "as_layer_stack",
+    "check_full_rank_batch",
 ]
 
 
@@ -185,6 +187,25 @@ def check_full_rank(
         )
 
 
+def check_full_rank_batch(
+    singular_values: np.ndarray, name: str = "X", max_condition: float | None = None
+) -> None:
+    """:func:`check_full_rank` for a stack of singular values (..., d): raises at the first bad one.
+
+    Singular values in any order; a zero smallest value (also 0/0 at a zero
+    matrix) counts as rank-deficient. ``max_condition`` defaults to ``1 / (d * eps)``.
+    """
+    s = np.asarray(singular_values)
+    flat = s.reshape(-1, s.shape[-1])
+    if max_condition is None:
+        max_condition = 1.0 / (s.shape[-1] * np.finfo(np.float64).eps)
+    smax, smin = flat.max(axis=-1), flat.min(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        bad = ~((smin > 0) & (smax / smin <= max_condition))
+    if np.any(bad):
+        check_full_rank(flat[np.argmax(bad)], name, max_condition)
+
+
 def as_array(
     value,
     name: str,
@@ -217,9 +238,14 @@ def as_arrays(
     return tuple(as_array(v, name, shape, real=real, batch=batch) for name, v in arrays.items())
 
 
-def check_count(value, name: str, minimum: int = 1) -> int:
-    """Validate an integer count >= ``minimum`` (integral floats such as 3.0 are accepted)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+def check_count(value, name: str, minimum: int = 1, *, integral: bool = False) -> int:
+    """Validate an integer count >= ``minimum``.
+
+    Integral floats such as 3.0 are accepted unless ``integral`` (then only
+    :class:`numbers.Integral` values, bool excluded, pass).
+    """
+    kinds = numbers.Integral if integral else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kinds):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {type(value).__name__}")
     if not isinstance(value, numbers.Integral) and not (np.isfinite(value) and value == int(value)):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -331,3 +357,24 @@ def as_layer_sequence(
     if any(layer.dtype == np.complex128 for layer in layers):
         layers = [layer.astype(np.complex128, copy=False) for layer in layers]
     return layers
+
+
+def as_layer_stack(
+    W, name: str = "W", depth: int | None = None, d: int | None = None
+) -> np.ndarray:
+    """Validate one network (N, d, d) (by :func:`as_stack`) or a batch (..., N, d, d)."""
+    if isinstance(W, (str, bytes)) or W is None or np.ndim(W) <= 3:
+        return as_stack(W, name, depth, d)
+    shape = np.shape(W)
+    if shape[-1] != shape[-2]:
+        raise ValueError(
+            f"{name} must be a stack of square layers of shape (..., N, d, d), got shape {shape}"
+        )
+    arr = as_matrix_batch(W, shape[-1], name)  # dtype and finiteness
+    if shape[-3] < 1 or shape[-1] < 1:
+        raise ValueError(f"{name} must have N >= 1 layers and d >= 1, got shape {shape}")
+    if depth is not None and shape[-3] != depth:
+        raise ValueError(f"{name} must have {depth} layers, got {shape[-3]}")
+    if d is not None and shape[-1] != d:
+        raise ValueError(f"{name} must have layers of size {d} x {d}, got {shape[-2:]}")
+    return arr

@@ -78,8 +78,12 @@ from ._checks import (
     check_count,
     check_finite_depth,
     check_full_rank,
+    check_full_rank_batch,
     check_positive,
 )
+from ._linalg import conj_transpose as _h
+from ._linalg import haar_orthogonal, polar_factor
+from .depth_metric import depth_q_and_scale, log_multiplier_from_alpha
 from .network import end_to_end_differential
 
 __all__ = [
@@ -102,11 +106,6 @@ __all__ = [
 ]
 
 _CLUSTER_GAP = 1e-3  # relative gap below which singular values share a frame block
-_EPS = np.finfo(np.float64).eps
-
-
-def _h(A: np.ndarray) -> np.ndarray:
-    return np.conj(np.swapaxes(A, -1, -2)) if np.iscomplexobj(A) else np.swapaxes(A, -1, -2)
 
 
 def _stack(
@@ -212,18 +211,21 @@ def balanced_retraction(W, V, order: int = 1) -> np.ndarray:
         raise ValueError(f"order must be 1 or 2, got {order!r}")
     if order == 2 and (np.iscomplexobj(W) or np.iscomplexobj(V)):
         raise TypeError("W must be real for order=2; the balanced-manifold geometry is real only")
-    return _retract(W, V, order)
+    return retract_unchecked(W, V, order)
 
 
-def _retract(W: np.ndarray, V: np.ndarray, order: int, check: bool = True) -> np.ndarray:
-    """:func:`balanced_retraction` on validated stacks; ``check=False`` as in :func:`_frames`."""
+def retract_unchecked(W: np.ndarray, V: np.ndarray, order: int, check: bool = True) -> np.ndarray:
+    """:func:`balanced_retraction` on validated stacks (internal, for the samplers).
+
+    ``check=False`` as in :func:`frames_unchecked`.
+    """
     Y = W + V
     W1 = balanced_restore(Y)
     if order == 1 or W.shape[-3] == 1:
         return W1
-    Q, lam = _frames(W1, check=check)
-    Th, _ = _project_hat(_to_frame(Q, Y - W1), lam)
-    return balanced_restore(W1 + _from_frame(Q, Th))
+    Q, lam = frames_unchecked(W1, check=check)
+    Th, _ = project_in_frame(to_frame(Q, Y - W1), lam)
+    return balanced_restore(W1 + from_frame(Q, Th))
 
 
 def balance_error(W) -> float:
@@ -280,11 +282,6 @@ def check_balanced(W, tol: float = 1e-8, name: str = "W") -> np.ndarray:
     return W
 
 
-def _haar(rng: np.random.Generator, d: int, count: int) -> np.ndarray:
-    Q, R = np.linalg.qr(rng.standard_normal((count, d, d)))
-    return Q * np.sign(np.diagonal(R, axis1=-2, axis2=-1))[:, None, :]
-
-
 def random_balanced_point(
     d: int, depth: int, rng=None, spread: float = 4.0, singular_values=None
 ) -> np.ndarray:
@@ -322,7 +319,7 @@ def random_balanced_point(
         lam = np.asarray(singular_values, dtype=np.float64)
         if lam.shape != (d,) or np.any(~np.isfinite(lam)) or np.any(lam <= 0):
             raise ValueError(f"singular_values must be {d} positive finite numbers, got {lam!r}")
-    Q = _haar(rng, int(d), N + 1)
+    Q = haar_orthogonal(rng, int(d), (N + 1,))
     return (Q[1:] * lam) @ _h(Q[:-1])
 
 
@@ -339,11 +336,6 @@ class BalancedFrames(NamedTuple):
 
     Q: np.ndarray
     lam: np.ndarray
-
-
-def _polar(M: np.ndarray) -> np.ndarray:
-    u, _, vh = np.linalg.svd(M)
-    return u @ vh
 
 
 def balanced_frames(W, *, tol: float = 1e-6) -> BalancedFrames:
@@ -389,10 +381,10 @@ def balanced_frames(W, *, tol: float = 1e-6) -> BalancedFrames:
     -----
     Cost: one batched SVD of the N layers and N matrix products, O(N d^3).
     """
-    return _frames(_stack(W, batch=True), tol)
+    return frames_unchecked(_stack(W, batch=True), tol)
 
 
-def _frames(W: np.ndarray, tol: float = 1e-6, check: bool = True) -> BalancedFrames:
+def frames_unchecked(W: np.ndarray, tol: float = 1e-6, check: bool = True) -> BalancedFrames:
     """:func:`balanced_frames` of validated real layers (..., N, d, d).
 
     ``check=False`` skips the rank and balance checks (for the samplers, whose
@@ -402,9 +394,7 @@ def _frames(W: np.ndarray, tol: float = 1e-6, check: bool = True) -> BalancedFra
     U, S, Vh = np.linalg.svd(W)
     lam = S[..., 0, :]
     if check:
-        flat = lam.reshape(-1, d)
-        for b in np.flatnonzero(flat.min(axis=-1) <= 2.0 * d * _EPS * flat.max(axis=-1)):
-            check_full_rank(flat[b], "W (layer 1)")  # raises at the first bad point
+        check_full_rank_batch(lam, "W (layer 1)")
         spread = np.max(np.abs(S - lam[..., None, :]), axis=(-2, -1)) / lam[..., 0]
         if np.max(spread) > tol:
             raise ValueError(
@@ -433,7 +423,7 @@ def _frames(W: np.ndarray, tol: float = 1e-6, check: bool = True) -> BalancedFra
         with np.errstate(divide="ignore", invalid="ignore"):
             B = (Sc[:, p - 1, :, None] * (Vhc[:, p - 1] @ Qc[:, p - 1])) / lc[:, None, :]
         B = np.where(block & np.isfinite(B), B, 0.0)
-        Qc[:, p] = Uc[:, p - 1] @ _polar(B)
+        Qc[:, p] = Uc[:, p - 1] @ polar_factor(B)
     Q = Q.reshape((-1, N + 1, d, d))
     Q[idx] = Qc
     return BalancedFrames(Q.reshape(W.shape[:-3] + (N + 1, d, d)), lam)
@@ -441,7 +431,7 @@ def _frames(W: np.ndarray, tol: float = 1e-6, check: bool = True) -> BalancedFra
 
 def _frames_for(W, frames) -> BalancedFrames:
     if frames is None:
-        return _frames(W)
+        return frames_unchecked(W)
     Q, lam = frames
     N, d = W.shape[-3], W.shape[-1]
     batch = W.shape[:-3]
@@ -453,12 +443,12 @@ def _frames_for(W, frames) -> BalancedFrames:
     return BalancedFrames(np.asarray(Q, dtype=np.float64), np.asarray(lam, dtype=np.float64))
 
 
-def _to_frame(Q: np.ndarray, Z: np.ndarray) -> np.ndarray:
+def to_frame(Q: np.ndarray, Z: np.ndarray) -> np.ndarray:
     """:math:`\\hat Z_p = Q_p^T Z_p Q_{p-1}` (leading batch axes allowed)."""
     return _h(Q[..., 1:, :, :]) @ Z @ Q[..., :-1, :, :]
 
 
-def _from_frame(Q: np.ndarray, Zh: np.ndarray) -> np.ndarray:
+def from_frame(Q: np.ndarray, Zh: np.ndarray) -> np.ndarray:
     return Q[..., 1:, :, :] @ Zh @ _h(Q[..., :-1, :, :])
 
 
@@ -544,10 +534,10 @@ def _in_frames(W, Z, frames) -> tuple[BalancedFrames, np.ndarray]:
     W = _stack(W, batch=True)
     Z = _like(W, Z, "Z")
     Q, lam = _frames_for(W, frames)
-    return BalancedFrames(Q, lam), _to_frame(Q, Z)
+    return BalancedFrames(Q, lam), to_frame(Q, Z)
 
 
-def _project_hat(Zh: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def project_in_frame(Zh: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Tangent part and multipliers of frame components Zh (..., N, d, d)."""
     if Zh.shape[-3] == 1:
         return Zh.copy(), np.zeros(Zh.shape[:-3] + (0,) + Zh.shape[-2:])
@@ -586,7 +576,7 @@ def balanced_tangent_projection(W, Z, *, frames: BalancedFrames | None = None) -
     so the per-entry systems have condition number O(N^2) at worst.
     """
     (Q, lam), Zh = _in_frames(W, Z, frames)
-    return _from_frame(Q, _project_hat(Zh, lam)[0])
+    return from_frame(Q, project_in_frame(Zh, lam)[0])
 
 
 def balanced_normal_multipliers(W, Z, *, frames: BalancedFrames | None = None) -> np.ndarray:
@@ -605,7 +595,7 @@ def balanced_normal_multipliers(W, Z, *, frames: BalancedFrames | None = None) -
         Symmetric matrices :math:`S_1, \dots, S_{N-1}`.
     """
     (Q, lam), Zh = _in_frames(W, Z, frames)
-    Sh = _project_hat(Zh, lam)[1]
+    Sh = project_in_frame(Zh, lam)[1]
     return Q[..., 1:-1, :, :] @ Sh @ _h(Q[..., 1:-1, :, :])
 
 
@@ -614,7 +604,7 @@ def _weingarten_hat(Vh: np.ndarray, Sh: np.ndarray, lam: np.ndarray) -> np.ndarr
     Sp = np.zeros((N + 1, d, d))
     Sp[1:N] = Sh
     wS = Sp[1:] @ Vh - Vh @ Sp[:-1]  # frame components of w_S(V)
-    return -_project_hat(wS, lam)[0]
+    return -project_in_frame(wS, lam)[0]
 
 
 def balanced_weingarten(W, V, normal, *, frames: BalancedFrames | None = None) -> np.ndarray:
@@ -647,8 +637,8 @@ def balanced_weingarten(W, V, normal, *, frames: BalancedFrames | None = None) -
     Q, lam = _frames_for(W, frames)
     if W.shape[0] == 1:
         return np.zeros_like(W)
-    _, Sh = _project_hat(_to_frame(Q, normal), lam)
-    return _from_frame(Q, _weingarten_hat(_to_frame(Q, V), Sh, lam))
+    _, Sh = project_in_frame(to_frame(Q, normal), lam)
+    return from_frame(Q, _weingarten_hat(to_frame(Q, V), Sh, lam))
 
 
 def balanced_riemannian_hessian(
@@ -679,23 +669,16 @@ def balanced_riemannian_hessian(
     ehess = _stack(ehess, "ehess", **shape)
     V = _stack(V, "V", **shape)
     Q, lam = _frames_for(W, frames)
-    Hh, _ = _project_hat(_to_frame(Q, ehess), lam)
+    Hh, _ = project_in_frame(to_frame(Q, ehess), lam)
     if W.shape[0] > 1:
-        _, Sh = _project_hat(_to_frame(Q, egrad), lam)
-        Hh = Hh + _weingarten_hat(_to_frame(Q, V), Sh, lam)
-    return _from_frame(Q, Hh)
+        _, Sh = project_in_frame(to_frame(Q, egrad), lam)
+        Hh = Hh + _weingarten_hat(to_frame(Q, V), Sh, lam)
+    return from_frame(Q, Hh)
 
 
 # ---------------------------------------------------------------------------
 # The Riemannian submersion phi : M -> (M_d, g^N)
 # ---------------------------------------------------------------------------
-
-
-def _log_geometric_sum(delta: np.ndarray, N: int) -> np.ndarray:
-    r""":math:`\log\sum_{q=0}^{N-1} e^{q\delta}` for :math:`\delta \le 0`, no cancellation."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.expm1(N * delta) / np.expm1(delta)
-    return np.log(np.where(delta == 0, float(N), ratio))
 
 
 def _lift_coefficients(lam: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
@@ -708,8 +691,8 @@ def _lift_coefficients(lam: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]
     """
     ll = np.log(lam)
     lk, lj = ll[..., :, None], ll[..., None, :]
-    hi = np.maximum(lk, lj)
-    log_m = 2 * (N - 1) * hi + _log_geometric_sum(2 * (np.minimum(lk, lj) - hi), N)
+    q, scale = depth_q_and_scale(N)  # m_kl in the end-to-end log singular values 2N log(lam)
+    log_m = log_multiplier_from_alpha(2 * N * lk, 2 * N * lj, q, scale)
     p = np.arange(1, N + 1)[:, None, None]
     c = np.exp(
         (N - p) * lk[..., None, :, :] + (p - 1) * lj[..., None, :, :] - 0.5 * log_m[..., None, :, :]
@@ -717,7 +700,7 @@ def _lift_coefficients(lam: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]
     return c, log_m
 
 
-def _horizontal_hat(Zh: np.ndarray, lam: np.ndarray) -> np.ndarray:
+def horizontal_in_frame(Zh: np.ndarray, lam: np.ndarray) -> np.ndarray:
     r"""Frame components of the horizontal part: :math:`c_p \circ \sum_q c_q \circ \hat Z_q`."""
     c, _ = _lift_coefficients(lam, Zh.shape[-3])
     return c * np.sum(c * Zh, axis=-3, keepdims=True)
@@ -762,7 +745,7 @@ def horizontal_projection(W, Z, *, frames: BalancedFrames | None = None) -> np.n
     ndarray, same shape as W
     """
     (Q, lam), Zh = _in_frames(W, Z, frames)
-    return _from_frame(Q, _horizontal_hat(Zh, lam))
+    return from_frame(Q, horizontal_in_frame(Zh, lam))
 
 
 def vertical_projection(W, Z, *, frames: BalancedFrames | None = None) -> np.ndarray:
@@ -782,7 +765,7 @@ def vertical_projection(W, Z, *, frames: BalancedFrames | None = None) -> np.nda
     ndarray, same shape as W
     """
     (Q, lam), Zh = _in_frames(W, Z, frames)
-    return _from_frame(Q, _project_hat(Zh, lam)[0] - _horizontal_hat(Zh, lam))
+    return from_frame(Q, project_in_frame(Zh, lam)[0] - horizontal_in_frame(Zh, lam))
 
 
 def horizontal_lift(W, Z, *, frames: BalancedFrames | None = None) -> np.ndarray:
@@ -814,7 +797,7 @@ def horizontal_lift(W, Z, *, frames: BalancedFrames | None = None) -> np.ndarray
     Q, lam = _frames_for(W, frames)
     c, log_m = _lift_coefficients(lam, W.shape[0])
     Zh = Q[-1].T @ Z @ Q[0]
-    return _from_frame(Q, c * (Zh * np.exp(-0.5 * log_m)))
+    return from_frame(Q, c * (Zh * np.exp(-0.5 * log_m)))
 
 
 def orthonormal_basis(W, *, frames: BalancedFrames | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -75,7 +75,14 @@ import numbers
 
 import numpy as np
 
-from ._checks import as_array, as_matrix, as_matrix_batch, check_depth, check_full_rank
+from ._checks import (
+    as_array,
+    as_matrix,
+    as_matrix_batch,
+    check_depth,
+    check_full_rank_batch,
+)
+from ._linalg import conj_transpose
 
 __all__ = [
     "DepthFrame",
@@ -93,10 +100,6 @@ __all__ = [
 
 _SERIES_CUTOFF = 1e-4  # |delta| below which R'(delta) uses its Taylor series
 _DIVDIFF_CUTOFF = 1e-6  # relative gap below which a divided difference is a derivative
-
-
-def _h(A: np.ndarray) -> np.ndarray:
-    return np.conj(np.swapaxes(A, -1, -2)) if np.iscomplexobj(A) else np.swapaxes(A, -1, -2)
 
 
 def svd_frame(X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -117,7 +120,7 @@ def svd_frame(X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.linalg.svd(X)
 
 
-def _q_and_scale(depth) -> tuple[float, float]:
+def depth_q_and_scale(depth) -> tuple[float, float]:
     """Return q = 1/N and the factor c_N (N for finite depth, 1 for inf)."""
     if np.isinf(depth):
         return 0.0, 1.0
@@ -164,7 +167,7 @@ def _log_sq(s: np.ndarray) -> np.ndarray:
         return 2.0 * np.log(s)
 
 
-def _multiplier_from_alpha(a: np.ndarray, c: np.ndarray, q: float, scale: float) -> np.ndarray:
+def multiplier_from_alpha(a: np.ndarray, c: np.ndarray, q: float, scale: float) -> np.ndarray:
     """Symmetric multiplier f(a, c) for log-squared singular values a, c (broadcasting)."""
     hi = np.maximum(a, c)
     lo = np.minimum(a, c)
@@ -174,7 +177,19 @@ def _multiplier_from_alpha(a: np.ndarray, c: np.ndarray, q: float, scale: float)
     return np.where(np.isneginf(hi), 0.0, m)
 
 
-def _multiplier_d_alpha(a: np.ndarray, c: np.ndarray, q: float, scale: float) -> np.ndarray:
+def log_multiplier_from_alpha(a: np.ndarray, c: np.ndarray, q: float, scale: float) -> np.ndarray:
+    r""":math:`\log f(a, c)` of :func:`multiplier_from_alpha`, without overflow for any depth.
+
+    Internal (not exported), for log-singular values a, c > -inf (full rank):
+    :math:`\log f = \log c_N + (1-q)\max(a, c) + \log R(\min - \max)`, [G] eq. 7.13-7.14.
+    Used where :math:`e^{(1-q)a}` itself would overflow (the balanced manifold's lift
+    coefficients at large depth).
+    """
+    hi = np.maximum(a, c)
+    return np.log(scale) + (1.0 - q) * hi + np.log(_ratio(np.minimum(a, c) - hi, q))
+
+
+def multiplier_d_alpha(a: np.ndarray, c: np.ndarray, q: float, scale: float) -> np.ndarray:
     """Partial derivative of f(a, c) in its first log-variable a, evaluated stably."""
     # With delta = -|a - c| (= a - c if a <= c, c - a otherwise, exactly) and hi = max(a, c):
     # a <= c: f = scale e^{(1-q) c} R(a - c)  ->  df/da = scale e^{(1-q)c} R'(a - c)
@@ -191,9 +206,9 @@ def _multipliers(s: np.ndarray, depth) -> np.ndarray:
     """Multipliers ``M[..., k, l] = f(s_k, s_l)`` for validated singular values (..., d)."""
     if depth == 1:
         return np.ones(s.shape + s.shape[-1:])
-    q, scale = _q_and_scale(depth)
+    q, scale = depth_q_and_scale(depth)
     alpha = _log_sq(s)
-    return _multiplier_from_alpha(alpha[..., :, None], alpha[..., None, :], q, scale)
+    return multiplier_from_alpha(alpha[..., :, None], alpha[..., None, :], q, scale)
 
 
 def depth_multipliers(s, depth) -> np.ndarray:
@@ -229,10 +244,10 @@ def _divided_differences(s: np.ndarray, M: np.ndarray, depth) -> np.ndarray:
     :math:`l = s^2` and ``M[..., i, j] = f(l_i, l_j)``; where
     :math:`|\log l_i - \log l_m| <` ``_DIVDIFF_CUTOFF`` (always for i = m) it is
     the partial derivative :math:`\partial_1 f` at the midpoint of the log
-    variables, evaluated stably by :func:`_multiplier_d_alpha`. Batched over
+    variables, evaluated stably by :func:`multiplier_d_alpha`. Batched over
     leading axes of ``s`` (shape (..., d)); O(d^3) memory and time.
     """
-    q, scale = _q_and_scale(depth)
+    q, scale = depth_q_and_scale(depth)
     alpha = _log_sq(s)
     lam = s**2
     d = s.shape[-1]
@@ -243,7 +258,7 @@ def _divided_differences(s: np.ndarray, M: np.ndarray, depth) -> np.ndarray:
     # Diagonal i = m: the derivative at a_i itself (O(d^2) evaluations).
     a, c = np.broadcast_arrays(alpha[..., :, None], alpha[..., None, :])
     idx = np.arange(d)
-    T[..., idx, idx, :] = _multiplier_d_alpha(a, c, q, scale) * np.exp(-a)
+    T[..., idx, idx, :] = multiplier_d_alpha(a, c, q, scale) * np.exp(-a)
     # Off-diagonal near-ties: the derivative at the midpoint of the log variables.
     close = (np.abs(alpha[..., :, None] - alpha[..., None, :]) < _DIVDIFF_CUTOFF) & ~eye
     if np.any(close):
@@ -251,7 +266,7 @@ def _divided_differences(s: np.ndarray, M: np.ndarray, depth) -> np.ndarray:
         batch, i, m = where[:-2], where[-2], where[-1]
         mid = 0.5 * (alpha[batch + (i,)] + alpha[batch + (m,)])
         mid, aj = np.broadcast_arrays(mid[:, None], alpha[batch] if batch else alpha)
-        T[where] = _multiplier_d_alpha(mid, aj, q, scale) * np.exp(-mid)
+        T[where] = multiplier_d_alpha(mid, aj, q, scale) * np.exp(-mid)
     return T
 
 
@@ -296,7 +311,7 @@ def _complement_divided_differences(
 
     Full rank (s > 0) is assumed; O(r^2) for s of shape (..., r).
     """
-    q, _ = _q_and_scale(depth)
+    q, _ = depth_q_and_scale(depth)
     alpha = _log_sq(s)
     ai, aj = alpha[..., :, None], alpha[..., None, :]
     if q == 0.0:
@@ -448,7 +463,8 @@ class DepthFrame:
         self.U, self.s, self.Vh = np.linalg.svd(X, full_matrices=False)
         self.d = self.s.shape[-1]
         self._flip = self.shape[0] < self.shape[1]
-        self._L, self._R = (_h(self.Vh), self.U) if self._flip else (self.U, _h(self.Vh))
+        V = conj_transpose(self.Vh)
+        self._L, self._R = (V, self.U) if self._flip else (self.U, V)
         self.M = _multipliers(self.s, self.depth)
         self.c = _complement_multipliers(self.s, self.depth)
         self._EG = None
@@ -458,16 +474,8 @@ class DepthFrame:
     def _require_full_rank(self) -> None:
         if self._full_rank_checked:
             return
-        s = self.s.reshape(-1, self.d)
-        smin = s[:, -1]
-        if self._check:
-            limit = 1.0 / (max(self.shape) * np.finfo(np.float64).eps)
-            with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 at X = 0 is bad too
-                bad = ~(s[:, 0] / smin <= limit)
-        else:
-            bad = ~(smin > 0)
-        if np.any(bad):
-            check_full_rank(s[np.argmax(bad)], "X", limit if self._check else np.inf)
+        limit = 1.0 / (max(self.shape) * np.finfo(np.float64).eps) if self._check else np.inf
+        check_full_rank_batch(self.s, "X", limit)
         self._full_rank_checked = True
 
     def _arg(self, Z, name: str) -> np.ndarray:
@@ -508,7 +516,7 @@ class DepthFrame:
 
     # unchecked versions for the methods below, which validate their own arguments once
     def _to(self, Z: np.ndarray) -> np.ndarray:
-        return _h(self.U) @ Z @ _h(self.Vh)
+        return conj_transpose(self.U) @ Z @ conj_transpose(self.Vh)
 
     def _from(self, Zh: np.ndarray) -> np.ndarray:
         return self.U @ Zh @ self.Vh
@@ -572,8 +580,8 @@ class DepthFrame:
     def _dA_hat(self, Vh: np.ndarray, Zh: np.ndarray) -> np.ndarray:
         """(DA[V] Z)^ from V^ and Z^ (Daleckii-Krein, see depth_operator_derivative)."""
         row, col = self.s[..., None, :], self.s[..., :, None]
-        dP = Vh * row + col * _h(Vh)  # U^*(V X^* + X V^*)U
-        dQ = _h(Vh) * row + col * Vh  # V^*(V^* X + X^* V)V
+        dP = Vh * row + col * conj_transpose(Vh)  # U^*(V X^* + X V^*)U
+        dQ = conj_transpose(Vh) * row + col * Vh  # V^*(V^* X + X^* V)V
         T = self.divided_differences
         return np.einsum("...imj,...im,...mj->...ij", T, dP, Zh) + np.einsum(
             "...mji,...im,...mj->...ij", T, Zh, dQ
@@ -667,24 +675,24 @@ class DepthFrame:
             )
 
     def _tall(self, Z: np.ndarray) -> np.ndarray:
-        return _h(Z) if self._flip else Z
+        return conj_transpose(Z) if self._flip else Z
 
     def _split(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r"""``(Zh, Zc)``: :math:`\hat Z = L^* Z' R` and :math:`Z_c = (I - LL^*) Z' R`, Z' tall."""
         ZR = self._tall(Z) @ self._R
-        Zh = _h(self._L) @ ZR
+        Zh = conj_transpose(self._L) @ ZR
         return Zh, ZR - self._L @ Zh
 
     def _join(self, Zh: np.ndarray, Zc: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`_split` (``Zc`` in the range of the complement)."""
-        return self._tall((self._L @ Zh + Zc) @ _h(self._R))
+        return self._tall((self._L @ Zh + Zc) @ conj_transpose(self._R))
 
     def _rect_scale(self, Z: np.ndarray, M: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Multiply the block L^*Z'R by M and the complement block by c (column-wise)."""
         ZR = self._tall(Z) @ self._R
-        Zh = _h(self._L) @ ZR
+        Zh = conj_transpose(self._L) @ ZR
         c = c[..., None, :]
-        return self._tall((self._L @ (M * Zh - Zh * c) + ZR * c) @ _h(self._R))
+        return self._tall((self._L @ (M * Zh - Zh * c) + ZR * c) @ conj_transpose(self._R))
 
     @property
     def _complement_dd(self) -> tuple[np.ndarray, np.ndarray]:
@@ -697,8 +705,8 @@ class DepthFrame:
         """Split coordinates of DA[W](Z) (Daleckii-Krein with the eigenvalue 0 of XX^*)."""
         E, G = self._complement_dd
         row, col = self.s[..., None, :], self.s[..., :, None]
-        Dh = self._dA_hat(Wh, Zh) + E * col * (_h(Wc) @ Zc)
-        dQ = _h(Wh) * row + col * Wh
+        Dh = self._dA_hat(Wh, Zh) + E * col * (conj_transpose(Wc) @ Zc)
+        dQ = conj_transpose(Wh) * row + col * Wh
         Dc = Wc @ (col * E * Zh) + Zc @ (G * dQ)
         return Dh, Dc
 
@@ -706,9 +714,9 @@ class DepthFrame:
         """Split coordinates of K with <K, W> = <Y, DA[W](Z)>."""
         E, G = self._complement_dd
         row, col = self.s[..., None, :], self.s[..., :, None]
-        C2 = G * (_h(Zc) @ Yc)
-        Kh = self._dA_adjoint_hat(Zh, Yh) + col * (C2 + _h(C2))
-        Kc = (Zc @ _h(Yh * E)) * row + Yc @ _h(col * E * Zh)
+        C2 = G * (conj_transpose(Zc) @ Yc)
+        Kh = self._dA_adjoint_hat(Zh, Yh) + col * (C2 + conj_transpose(C2))
+        Kc = (Zc @ conj_transpose(Yh * E)) * row + Yc @ conj_transpose(col * E * Zh)
         return Kh, Kc
 
     def _rect_christoffel(self, U_vec: np.ndarray, V_vec: np.ndarray) -> np.ndarray:
@@ -733,10 +741,10 @@ class DepthFrame:
         return self._Lfull
 
     def _rect_to(self, Z: np.ndarray) -> np.ndarray:
-        return self._tall(_h(self._full_left()) @ self._tall(Z) @ self._R)
+        return self._tall(conj_transpose(self._full_left()) @ self._tall(Z) @ self._R)
 
     def _rect_from(self, Zh: np.ndarray) -> np.ndarray:
-        return self._tall(self._full_left() @ self._tall(Zh) @ _h(self._R))
+        return self._tall(self._full_left() @ self._tall(Zh) @ conj_transpose(self._R))
 
 
 def _size(frame: DepthFrame) -> int | tuple[int, int]:

@@ -66,16 +66,21 @@ import math
 
 import numpy as np
 
-from ._checks import as_matrix, as_matrix_batch, check_depth, check_full_rank, check_positive
+from ._checks import (
+    as_matrix,
+    as_matrix_batch,
+    check_count,
+    check_depth,
+    check_full_rank_batch,
+    check_positive,
+)
 from .depth_metric import (
-    _multiplier_d_alpha,
-    _multiplier_from_alpha,
-    _q_and_scale,
     depth_multipliers,
     depth_operator,
+    depth_q_and_scale,
+    multiplier_d_alpha,
+    multiplier_from_alpha,
 )
-
-_EPS = np.finfo(np.float64).eps
 
 __all__ = [
     "orthogonal_group_volume",
@@ -95,17 +100,9 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 
-def _check_dimension(d) -> int:
-    if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
-        raise TypeError(f"d must be a positive integer, got {type(d).__name__}")
-    if d < 1:
-        raise ValueError(f"d must be a positive integer, got {d}")
-    return int(d)
-
-
 def log_orthogonal_group_volume(d: int) -> float:
     r"""Logarithm of :func:`orthogonal_group_volume` (no overflow for large d)."""
-    d = _check_dimension(d)
+    d = check_count(d, "d", integral=True)
     # log vol(S^k) = log 2 + (k+1)/2 log pi - lgamma((k+1)/2)
     log_spheres = sum(
         math.log(2.0) + 0.5 * (k + 1) * math.log(math.pi) - math.lgamma(0.5 * (k + 1))
@@ -179,15 +176,13 @@ def _real_matrix(X, name: str = "X", batch: bool = False) -> np.ndarray:
 def _full_rank_svd(X, batch: bool = False):
     X = _real_matrix(X, batch=batch)
     U, s, Vh = np.linalg.svd(X)
-    flat = s.reshape(-1, s.shape[-1])
-    for b in np.flatnonzero(flat.min(axis=-1) <= 2.0 * flat.shape[-1] * _EPS * flat.max(axis=-1)):
-        check_full_rank(flat[b], "X")  # raises at the first (nearly) singular matrix
+    check_full_rank_batch(s, "X")
     return X, U, s, Vh
 
 
 def _log_offdiag(s: np.ndarray, depth) -> np.ndarray:
     """log m_kl (all k, l; the diagonal holds log m_kk) for full-rank singular values s."""
-    q, _ = _q_and_scale(depth)
+    q, _ = depth_q_and_scale(depth)
     smax = float(np.max(s))
     # m is homogeneous of degree (1 - q) in s^2: m(s) = smax^{2(1-q)} m(s / smax)
     with np.errstate(divide="ignore"):
@@ -211,18 +206,18 @@ def _entropy_alpha_gradient(s: np.ndarray, depth) -> np.ndarray:
     d = s.shape[-1]
     if depth == 1 or d == 1:
         return np.zeros(s.shape)
-    q, scale = _q_and_scale(depth)
+    q, scale = depth_q_and_scale(depth)
     alpha = 2.0 * np.log(s)
     a, c = alpha[..., :, None], alpha[..., None, :]
     hi = np.maximum(a, c)  # the log-derivative is shift-invariant: centre each pair at 0
-    ratio = _multiplier_d_alpha(a - hi, c - hi, q, scale) / _multiplier_from_alpha(
+    ratio = multiplier_d_alpha(a - hi, c - hi, q, scale) / multiplier_from_alpha(
         a - hi, c - hi, q, scale
     )
     ratio[..., np.arange(d), np.arange(d)] = 0.0
     return 0.5 * ratio.sum(axis=-1)
 
 
-def _entropy_sigma_gradient(s: np.ndarray, depth, metric: str = "depth") -> np.ndarray:
+def entropy_sigma_gradient(s: np.ndarray, depth, metric: str = "depth") -> np.ndarray:
     r"""Diagonal of the entropy gradient in the singular frame, shape (..., d).
 
     ``"euclidean"``: :math:`\partial S/\partial\sigma_k
@@ -233,9 +228,9 @@ def _entropy_sigma_gradient(s: np.ndarray, depth, metric: str = "depth") -> np.n
     """
     grad = 2.0 * _entropy_alpha_gradient(s, depth) / s
     if metric == "depth" and depth != 1:
-        q, scale = _q_and_scale(depth)
+        q, scale = depth_q_and_scale(depth)
         alpha = 2.0 * np.log(s)
-        grad = grad * _multiplier_from_alpha(alpha, alpha, q, scale)  # diag of depth_multipliers
+        grad = grad * multiplier_from_alpha(alpha, alpha, q, scale)  # diag of depth_multipliers
     return grad
 
 
@@ -345,7 +340,7 @@ def entropy_gradient(X, depth, metric: str = "depth") -> np.ndarray:
     depth = check_depth(depth)
     metric = _check_metric(metric)
     _, U, s, Vh = _full_rank_svd(X, batch=True)
-    return (U * _entropy_sigma_gradient(s, depth, metric)[..., None, :]) @ Vh
+    return (U * entropy_sigma_gradient(s, depth, metric)[..., None, :]) @ Vh
 
 
 # ---------------------------------------------------------------------------
@@ -353,7 +348,7 @@ def entropy_gradient(X, depth, metric: str = "depth") -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def _check_energy(energy, d: int | None = None):
+def check_energy_like(energy, d: int | None = None):
     """Validate an Energy-like object (``value`` and ``gradient``), optionally its size d."""
     has_value = callable(getattr(energy, "value", None))
     if not (has_value and callable(getattr(energy, "gradient", None))):
@@ -387,7 +382,7 @@ def free_energy(X, depth, beta, energy) -> float:
     """
     beta = check_positive(beta, "beta")
     X = _real_matrix(X)
-    energy = _check_energy(energy, X.shape[0])
+    energy = check_energy_like(energy, X.shape[0])
     S = orbit_entropy(X, depth)
     return float(energy.value(X)) - S / beta
 
@@ -418,7 +413,7 @@ def free_energy_gradient(X, depth, beta, energy, metric: str = "depth") -> np.nd
     depth = check_depth(depth)
     metric = _check_metric(metric)
     X = _real_matrix(X)
-    energy = _check_energy(energy, X.shape[0])
+    energy = check_energy_like(energy, X.shape[0])
     grad_S = entropy_gradient(X, depth, metric=metric)
     dE = np.asarray(energy.gradient(X), dtype=np.float64)
     if metric == "depth":
@@ -436,7 +431,7 @@ def log_volume_density(X, depth) -> float:
     depth = check_depth(depth)
     _, _, s, _ = _full_rank_svd(X)
     d = s.size
-    q, _ = _q_and_scale(depth)
+    q, _ = depth_q_and_scale(depth)
     log_diag = np.log(np.diag(depth_multipliers(s, depth)))
     alpha = 2.0 * np.log(s)
     iu = np.triu_indices(d, k=1)

@@ -87,6 +87,8 @@ import scipy.linalg
 from numpy.typing import ArrayLike
 
 from ._checks import as_matrix, as_stack, check_finite_depth, check_full_rank
+from ._linalg import conj_transpose as _h
+from ._linalg import solve_right
 from .depth_metric import depth_multipliers
 from .network import balanced_point, end_to_end, end_to_end_velocity, moments, partial_products
 
@@ -122,15 +124,6 @@ CHOLESKY_MAX_CONDITION = 1e10
 
 #: Largest upper bound of cond(K) accepted by the ``"cg"`` solver (ValueError beyond).
 CG_MAX_CONDITION = 1e12
-
-
-def _h(A: np.ndarray) -> np.ndarray:
-    return np.conj(np.swapaxes(A, -1, -2)) if np.iscomplexobj(A) else np.swapaxes(A, -1, -2)
-
-
-def _rdiv(Y: np.ndarray, M: np.ndarray) -> np.ndarray:
-    """Y @ inv(M) for stacks, through a solve."""
-    return np.swapaxes(np.linalg.solve(np.swapaxes(M, -1, -2), np.swapaxes(Y, -1, -2)), -1, -2)
 
 
 def _inner(U: np.ndarray, V: np.ndarray) -> float:
@@ -614,7 +607,7 @@ def _layerwise_action(W: np.ndarray, a: np.ndarray, a_inv: np.ndarray | None = N
     dtype = np.result_type(a, W)
     left, right = _pad_left_right(a.astype(dtype), N, d, dtype)
     if a_inv is None:
-        return _rdiv(left @ W, right)
+        return solve_right(left @ W, right)
     _, right_inv = _pad_left_right(a_inv, N, d, dtype)
     return left @ W @ right_inv
 
@@ -740,7 +733,7 @@ def _generator_of(W: np.ndarray, V: np.ndarray) -> np.ndarray:
     prev = None
     for k in range(N - 1):
         rhs = V[k] if prev is None else V[k] + W[k] @ prev
-        prev = _rdiv(rhs, W[k])
+        prev = solve_right(rhs, W[k])
         a[k] = prev
     return a
 
@@ -777,7 +770,7 @@ def fiber_group_element(W: ArrayLike, W_target: ArrayLike) -> np.ndarray:
     a = np.zeros((N - 1, d, d), dtype=np.result_type(W, W2))
     prev = np.eye(d)
     for k in range(N - 1):
-        prev = _rdiv(W2[k] @ prev, W[k])
+        prev = solve_right(W2[k] @ prev, W[k])
         a[k] = prev
     return a
 
@@ -912,7 +905,7 @@ def fiber_retraction(
         layers, "the step V is too large for the retraction at W (W + V leaves its domain)"
     )
     target = end_to_end(W) if X is None else X
-    out = np.concatenate([layers, _rdiv(target, prod)[None]], axis=0)
+    out = np.concatenate([layers, solve_right(target, prod)[None]], axis=0)
     if not np.all(np.isfinite(out)):
         raise ValueError("the step V is too large for the retraction at W: the result overflows")
     return out
@@ -952,7 +945,7 @@ def fiber_restore(W: ArrayLike, X: ArrayLike) -> np.ndarray:
         out[0] = X
         return out
     prod = _check_invertible_layers(W[:-1], "W cannot be restored onto the fiber")
-    out[-1] = _rdiv(X, prod)
+    out[-1] = solve_right(X, prod)
     return out
 
 
@@ -1062,8 +1055,11 @@ def fiber_weingarten(
     return -solver._project(_dphi_adjoint_derivative(W, V, y))
 
 
-def _check_fiber_depth(depth: int) -> int:
-    """Validate the depth of a fiber: N >= 2 (for N = 1 the fiber is the single point X)."""
+def check_fiber_depth(depth: int) -> int:
+    """Validate the depth of a fiber: N >= 2 (for N = 1 the fiber is the single point X).
+
+    Internal (not exported): shared with the adapters, which validate at their door.
+    """
     N = check_finite_depth(depth)
     if N == 1:
         raise ValueError(
@@ -1071,3 +1067,8 @@ def _check_fiber_depth(depth: int) -> int:
             "(dimension 0), with no tangent vectors to optimize or flow along"
         )
     return N
+
+
+# Transitional alias: dln_manifolds/pymanopt/fiber.py still imports the old private name;
+# remove once it imports check_fiber_depth.
+_check_fiber_depth = check_fiber_depth

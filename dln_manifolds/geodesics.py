@@ -88,7 +88,7 @@ from ._checks import (
     as_matrix_batch,
     check_count,
     check_depth,
-    check_full_rank,
+    check_full_rank_batch,
     check_positive,
 )
 from .depth_metric import DepthFrame
@@ -146,13 +146,6 @@ def _as_real_points(X, name: str) -> np.ndarray:
     return arr
 
 
-def _check_points_full_rank(X: np.ndarray, name: str) -> None:
-    s = np.linalg.svd(X, compute_uv=False).reshape(-1, X.shape[-1])
-    limit = 1.0 / (X.shape[-1] * np.finfo(np.float64).eps)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bad = ~(s[:, 0] / s[:, -1] <= limit)
-    if np.any(bad):
-        check_full_rank(s[np.argmax(bad)], name)
 
 
 def _check_n_steps(n_steps) -> int | None:
@@ -549,7 +542,7 @@ def depth_exp(
     singular_tol = check_positive(singular_tol, "singular_tol")
     n_steps = _check_n_steps(n_steps)
     Xf, Vf, batch, d = _broadcast_pair(X, V, names)
-    _check_points_full_rank(Xf, names[0])
+    check_full_rank_batch(np.linalg.svd(Xf, compute_uv=False), names[0])
     Y, ok, t = _exp_flat(Xf, Vf, depth, rtol, atol, n_steps, int(max_steps), singular_tol)
     if not np.all(ok):
         i = int(np.argmin(ok))
@@ -888,8 +881,8 @@ def depth_log(
     singular_tol = check_positive(singular_tol, "singular_tol")
     n_steps = _check_n_steps(n_steps)
     Xf, Yf, batch, d = _broadcast_pair(X, Y, names)
-    _check_points_full_rank(Xf, names[0])
-    _check_points_full_rank(Yf, names[1])
+    check_full_rank_batch(np.linalg.svd(Xf, compute_uv=False), names[0])
+    check_full_rank_batch(np.linalg.svd(Yf, compute_uv=False), names[1])
     other = _component_signs(Xf) != _component_signs(Yf)
     if np.any(other):
         i = int(np.argmax(other))
@@ -949,8 +942,8 @@ def depth_distance(
     """
     depth = check_depth(depth)
     Xf, Yf, batch, d = _broadcast_pair(X, Y, ("X", "Y"))
-    _check_points_full_rank(Xf, "X")
-    _check_points_full_rank(Yf, "Y")
+    check_full_rank_batch(np.linalg.svd(Xf, compute_uv=False), "X")
+    check_full_rank_batch(np.linalg.svd(Yf, compute_uv=False), "Y")
     same = _component_signs(Xf) == _component_signs(Yf)
     out = np.full(Xf.shape[0], np.inf)
     if np.any(same):

@@ -52,6 +52,7 @@ import numpy as np
 from ._checks import (
     as_array,
     as_layer_sequence,
+    as_layer_stack,
     as_matrix,
     as_matrix_batch,
     as_stack,
@@ -76,30 +77,6 @@ __all__ = [
     "end_to_end_velocity",
     "balanced_point",
 ]
-
-
-def _h(A: np.ndarray) -> np.ndarray:
-    """Conjugate transpose of the last two axes."""
-    return np.conj(np.swapaxes(A, -1, -2)) if np.iscomplexobj(A) else np.swapaxes(A, -1, -2)
-
-
-def _as_layers(W, name: str = "W", depth: int | None = None, d: int | None = None) -> np.ndarray:
-    """Validate one network (N, d, d) (by :func:`as_stack`) or a batch (..., N, d, d)."""
-    if isinstance(W, (str, bytes)) or W is None or np.ndim(W) <= 3:
-        return as_stack(W, name, depth, d)
-    shape = np.shape(W)
-    if shape[-1] != shape[-2]:
-        raise ValueError(
-            f"{name} must be a stack of square layers of shape (..., N, d, d), got shape {shape}"
-        )
-    arr = as_matrix_batch(W, shape[-1], name)  # dtype and finiteness
-    if shape[-3] < 1 or shape[-1] < 1:
-        raise ValueError(f"{name} must have N >= 1 layers and d >= 1, got shape {shape}")
-    if depth is not None and shape[-3] != depth:
-        raise ValueError(f"{name} must have {depth} layers, got {shape[-3]}")
-    if d is not None and shape[-1] != d:
-        raise ValueError(f"{name} must have layers of size {d} x {d}, got {shape[-2:]}")
-    return arr
 
 
 def _as_gradient(dE, W: np.ndarray, name: str = "dE") -> np.ndarray:
@@ -180,7 +157,7 @@ def end_to_end(W: Layers, *, widths: Sequence[int] | None = None) -> np.ndarray:
         layers = as_layer_sequence(W, "W", widths=widths)
         X = chain_product(layers)
         return X.copy() if len(layers) == 1 else X
-    W = _as_layers(W)
+    W = as_layer_stack(W)
     if widths is not None:
         _check_stack_widths(W, widths)
     return _end_to_end(W).copy()
@@ -218,7 +195,7 @@ def partial_products(W: Layers, *, widths: Sequence[int] | None = None) -> tuple
     """
     if isinstance(W, _SEQUENCE):
         return chain_partial_products(as_layer_sequence(W, "W", widths=widths))
-    W = _as_layers(W)
+    W = as_layer_stack(W)
     if widths is not None:
         _check_stack_widths(W, widths)
     return _partial_products(W)
@@ -254,11 +231,11 @@ def moments(W: Layers, *, widths: Sequence[int] | None = None) -> Layers:
             lower @ conj_transpose(lower) - conj_transpose(upper) @ upper
             for lower, upper in zip(layers[:-1], layers[1:], strict=True)
         ]
-    W = _as_layers(W)
+    W = as_layer_stack(W)
     if widths is not None:
         _check_stack_widths(W, widths)
     lower, upper = W[..., :-1, :, :], W[..., 1:, :, :]
-    return lower @ _h(lower) - _h(upper) @ upper
+    return lower @ conj_transpose(lower) - conj_transpose(upper) @ upper
 
 
 def lifted_gradient(W: Layers, dE, *, widths: Sequence[int] | None = None) -> Layers:
@@ -284,16 +261,20 @@ def lifted_gradient(W: Layers, dE, *, widths: Sequence[int] | None = None) -> La
     if isinstance(W, _SEQUENCE):
         layers = as_layer_sequence(W, "W", widths=widths)
         return _chain_adjoint(layers, _as_sequence_target(dE, layers, "dE"))
-    W = _as_layers(W)
+    W = as_layer_stack(W)
     if widths is not None:
         _check_stack_widths(W, widths)
-    return _lifted_gradient(W, _as_gradient(dE, W))
+    return lifted_gradient_unchecked(W, _as_gradient(dE, W))
 
 
-def _lifted_gradient(W: np.ndarray, dE: np.ndarray) -> np.ndarray:
-    """:func:`lifted_gradient` without input checks (W (..., N, d, d), dE (..., d, d))."""
+def lifted_gradient_unchecked(W: np.ndarray, dE: np.ndarray) -> np.ndarray:
+    """:func:`lifted_gradient` without input checks (W (..., N, d, d), dE (..., d, d)).
+
+    Internal (not exported): for callers that validated at their own door (the samplers).
+    """
     A, B = _partial_products(W)
-    return _h(A[..., 1:, :, :]) @ dE[..., None, :, :] @ _h(B[..., :-1, :, :])
+    A_h, B_h = conj_transpose(A[..., 1:, :, :]), conj_transpose(B[..., :-1, :, :])
+    return A_h @ dE[..., None, :, :] @ B_h
 
 
 def _chain_adjoint(layers: list[np.ndarray], Y: np.ndarray) -> list[np.ndarray]:
@@ -337,10 +318,10 @@ def end_to_end_differential(
         for p in range(1, len(layers)):
             out = out + A[p + 1] @ V[p] @ B[p]
         return out
-    W = _as_layers(W)
+    W = as_layer_stack(W)
     if widths is not None:
         _check_stack_widths(W, widths)
-    V = _as_layers(V, "V", depth=W.shape[-3], d=W.shape[-1])
+    V = as_layer_stack(V, "V", depth=W.shape[-3], d=W.shape[-1])
     A, B = _partial_products(W)
     return np.sum(A[..., 1:, :, :] @ V @ B[..., :-1, :, :], axis=-3)
 
@@ -363,10 +344,10 @@ def end_to_end_differential_adjoint(W: Layers, Y, *, widths: Sequence[int] | Non
     if isinstance(W, _SEQUENCE):
         layers = as_layer_sequence(W, "W", widths=widths)
         return _chain_adjoint(layers, _as_sequence_target(Y, layers, "Y"))
-    W = _as_layers(W)
+    W = as_layer_stack(W)
     if widths is not None:
         _check_stack_widths(W, widths)
-    return _lifted_gradient(W, _as_gradient(Y, W, "Y"))
+    return lifted_gradient_unchecked(W, _as_gradient(Y, W, "Y"))
 
 
 def end_to_end_velocity(W: Layers, dE, *, widths: Sequence[int] | None = None) -> np.ndarray:
@@ -396,13 +377,13 @@ def end_to_end_velocity(W: Layers, dE, *, widths: Sequence[int] | None = None) -
             a, b = A[p + 1], B[p]
             out = out + a @ conj_transpose(a) @ dE @ conj_transpose(b) @ b
         return -out
-    W = _as_layers(W)
+    W = as_layer_stack(W)
     if widths is not None:
         _check_stack_widths(W, widths)
     dE = _as_gradient(dE, W)
     A, B = _partial_products(W)
     A, B = A[..., 1:, :, :], B[..., :-1, :, :]
-    return -np.sum(A @ _h(A) @ dE[..., None, :, :] @ _h(B) @ B, axis=-3)
+    return -np.sum(A @ conj_transpose(A) @ dE[..., None, :, :] @ conj_transpose(B) @ B, axis=-3)
 
 
 def balanced_point(X, depth: int, rotations=None, *, widths: Sequence[int] | None = None) -> Layers:
@@ -468,11 +449,12 @@ def balanced_point(X, depth: int, rotations=None, *, widths: Sequence[int] | Non
         Q = as_stack(rotations, "rotations", d=d) if N > 1 else np.zeros((0, d, d))
         if Q.shape[0] != N - 1:
             raise ValueError(f"rotations must have shape ({N - 1}, {d}, {d}), got {Q.shape}")
-        err = np.max(np.abs(_h(Q) @ Q - np.eye(d)), initial=0.0)
+        err = np.max(np.abs(conj_transpose(Q) @ Q - np.eye(d)), initial=0.0)
         if err > 1e-8:
             raise ValueError(f"rotations must be orthogonal (unitary); deviation {err:.2e}")
-    frames = np.concatenate([_h(Vh)[None], np.asarray(Q), U[None]], axis=0)  # Q_0 .. Q_N
-    W = (frames[1:] * lam[None, None, :]) @ _h(frames[:-1])
+    # Q_0 .. Q_N
+    frames = np.concatenate([conj_transpose(Vh)[None], np.asarray(Q), U[None]], axis=0)
+    W = (frames[1:] * lam[None, None, :]) @ conj_transpose(frames[:-1])
     return W.astype(np.result_type(X.dtype, Q.dtype), copy=False)
 
 

@@ -62,6 +62,7 @@ from ._checks import (
     check_finite_depth,
     check_positive,
 )
+from ._linalg import haar_orthogonal
 from .depth_metric import depth_operator
 from .energies import RegressionEnergy, energy_functions
 from .flows.integrators import FlowResult
@@ -130,14 +131,6 @@ def _check_lr(lr) -> float:
     return check_positive(lr, "lr")
 
 
-def _check_count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= 1, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
 def _check_weights(W0, name: str = "W0") -> np.ndarray:
     """A real stack (N, d, d); a sequence of layers is accepted if they are all d x d."""
     if isinstance(W0, Sequence) and not isinstance(W0, (str, bytes)):
@@ -175,7 +168,7 @@ def _check_options(stop_when, save_every, max_steps, monitors, progress):
     if save_every is None:
         save_every = max(1, max_steps // 100)
     else:
-        save_every = _check_count(save_every, "save_every")
+        save_every = check_count(save_every, "save_every", integral=True)
     if monitors is not None:
         if not isinstance(monitors, Mapping):
             raise TypeError(f"monitors must be a mapping name -> f(t, state), got {monitors!r}")
@@ -422,7 +415,7 @@ def gradient_descent(
     W0 = _check_weights(W0, "W0")
     gradient, value = _check_energy_size(energy, W0.shape[1], "W0")
     lr = _check_lr(lr)
-    max_steps = _check_count(max_steps, "max_steps")
+    max_steps = check_count(max_steps, "max_steps", integral=True)
     save_every, extra, progress = _check_options(
         stop_when, save_every, max_steps, monitors, progress
     )
@@ -493,7 +486,7 @@ def end_to_end_gradient_descent(
     depth = check_depth(depth)
     gradient, value = _check_energy_size(energy, X0.shape[0], "X0")
     lr = _check_lr(lr)
-    max_steps = _check_count(max_steps, "max_steps")
+    max_steps = check_count(max_steps, "max_steps", integral=True)
     save_every, extra, progress = _check_options(
         stop_when, save_every, max_steps, monitors, progress
     )
@@ -581,9 +574,9 @@ def sgd(
             f"inputs and outputs have d = {energy.d} rows but the layers of W0 are {d} x {d}"
         )
     lr = _check_lr(lr)
-    max_steps = _check_count(max_steps, "max_steps")
+    max_steps = check_count(max_steps, "max_steps", integral=True)
     n = energy.n_samples
-    batch_size = _check_count(batch_size, "batch_size")
+    batch_size = check_count(batch_size, "batch_size", integral=True)
     if batch_size > n:
         raise ValueError(f"batch_size must be <= the number of samples {n}, got {batch_size}")
     rng = _make_rng(seed)
@@ -672,5 +665,4 @@ def init_weights(
         return std * rng.standard_normal((N, d, d))
     if method == "balanced":
         return balanced_point(std * rng.standard_normal((d, d)), N)
-    Q, R = np.linalg.qr(rng.standard_normal((N, d, d)))
-    return scale * (Q * np.sign(np.diagonal(R, axis1=-2, axis2=-1))[:, None, :])
+    return scale * haar_orthogonal(rng, d, (N,))

@@ -34,10 +34,10 @@ from dln_manifolds.depth_metric import (
     _DIVDIFF_CUTOFF,
     _divided_differences,
     _log_sq,
-    _multiplier_d_alpha,
-    _multiplier_from_alpha,
-    _q_and_scale,
 )
+from dln_manifolds.depth_metric import depth_q_and_scale as _q_and_scale
+from dln_manifolds.depth_metric import multiplier_d_alpha as _multiplier_d_alpha
+from dln_manifolds.depth_metric import multiplier_from_alpha as _multiplier_from_alpha
 
 mpmath.mp.dps = 50
 

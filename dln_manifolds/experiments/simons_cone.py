@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._linalg import haar_orthogonal
 from ..depth_metric import depth_inner_product
 from ..network import balanced_point, moments
 from ._base import ExperimentResult, FigureSpec, check_size, make_claim
@@ -37,11 +38,6 @@ PARAMS = {
     "quick": {"n_points": 400, "n_spd": 60, "depths": (1, 2, 3, 4, 6, 10)},
     "full": {"n_points": 4000, "n_spd": 400, "depths": (1, 2, 3, 4, 6, 10, 20)},
 }
-
-
-def _haar(rng: np.random.Generator, d: int) -> np.ndarray:
-    q, r = np.linalg.qr(rng.standard_normal((d, d)))
-    return q * np.sign(np.diag(r))
 
 
 def _moment_jacobian(W: np.ndarray) -> np.ndarray:
@@ -77,7 +73,7 @@ def run(size: str = "quick", seed: int = 0, progress: bool = False) -> Experimen
     norms_bal, norms_rand, resid, ranks = [], [], [], []
     for _ in range(n):
         X = rng.standard_normal((2, 2))
-        W = balanced_point(X, 2, rotations=_haar(rng, 2)[None])
+        W = balanced_point(X, 2, rotations=haar_orthogonal(rng, 2)[None])
         x = W.reshape(2, 4)  # x_1..x_4 = W_1 row-major, x_5..x_8 = W_2 ([G] eq. 4.24)
         x1, x2, x3, x4 = x[0]
         x5, x6, x7, x8 = x[1]

@@ -67,7 +67,8 @@ import numpy as np
 from .._checks import as_matrix, as_stack, check_depth, check_full_rank, check_positive
 from ..balanced import balance_error, balanced_restore, check_balanced
 from ..depth_metric import depth_operator
-from ..entropy import _check_energy, free_energy_gradient, orbit_entropy
+from ..entropy import check_energy_like
+from ..entropy import free_energy_gradient, orbit_entropy
 from ..network import balanced_point, end_to_end, lifted_gradient
 from .integrators import FlowResult, integrate_flow, integrate_with_defaults
 
@@ -107,7 +108,7 @@ def learning_velocity(W, energy) -> np.ndarray:
     """
     W = as_stack(W, "W", real=True)
     X = end_to_end(W)
-    energy = _check_energy(energy, X.shape[0])
+    energy = check_energy_like(energy, X.shape[0])
     return -lifted_gradient(W, energy.gradient(X))
 
 
@@ -177,7 +178,7 @@ def learning_flow(
         has the wrong size.
     """
     W0 = check_balanced(W0, tol=tol, name="W0")
-    energy = _check_energy(energy, W0.shape[1])
+    energy = check_energy_like(energy, W0.shape[1])
     defaults = {
         "end_to_end": lambda t, W: end_to_end(W),
         "energy": lambda t, W: float(energy.value(end_to_end(W))),
@@ -222,7 +223,7 @@ class _StayInGL:
 def _downstairs_start(X0, depth, energy):
     X0 = _real(X0, "X0")
     depth = check_depth(depth)
-    energy = _check_energy(energy, X0.shape[0])
+    energy = check_energy_like(energy, X0.shape[0])
     if depth != 1:
         check_full_rank(np.linalg.svd(X0, compute_uv=False), "X0")
     return X0, depth, energy

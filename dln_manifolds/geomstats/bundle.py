@@ -25,6 +25,7 @@ import numpy as np
 from geomstats.geometry.fiber_bundle import FiberBundle
 
 from .._checks import as_arrays, as_stack
+from .._linalg import polar_factor
 from ..balanced import (
     balanced_frames,
     horizontal_lift,
@@ -44,11 +45,6 @@ def _norm3(V: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sum(V * V, axis=(-3, -2, -1)))
 
 
-def _polar(C: np.ndarray) -> np.ndarray:
-    u, _, vh = np.linalg.svd(C)
-    return u @ vh
-
-
 def _sweeps(Wp, W, R, max_sweeps, tol):
     """Block coordinate ascent of sum_p tr(W_p^T R_p W'_p R_{p-1}^T) over R_1..R_{N-1}.
 
@@ -62,7 +58,7 @@ def _sweeps(Wp, W, R, max_sweeps, tol):
         for k in range(1, N):
             # terms with R_k: <R_k, W_k R_{k-1} W'_k^T + W_{k+1}^T R_{k+1} W'_{k+1}>
             C = W[k - 1] @ R[k - 1] @ Wp[k - 1].T + W[k].T @ R[k + 1] @ Wp[k]
-            new = _polar(C)
+            new = polar_factor(C)
             change = max(change, float(np.max(np.abs(new - R[k]))))
             R[k] = new
         if change <= tol:

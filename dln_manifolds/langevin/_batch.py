@@ -12,10 +12,7 @@ import numbers
 
 import numpy as np
 
-from .._checks import as_array, as_matrix_batch
-from ..network import _as_layers
-
-_EPS = np.finfo(np.float64).eps
+from .._checks import as_array, as_layer_stack, as_matrix_batch, check_count
 
 
 def as_real_points(X, name: str = "X") -> np.ndarray:
@@ -31,18 +28,6 @@ def as_real_points(X, name: str = "X") -> np.ndarray:
     return arr
 
 
-def check_full_rank_batch(s: np.ndarray, name: str = "X") -> None:
-    """Raise ValueError if any matrix of the stack (singular values ``s``, (..., d)) is singular."""
-    smax, smin = s.max(axis=-1), s.min(axis=-1)
-    bad = (smin <= 0) | (smax > smin / (s.shape[-1] * _EPS))
-    if np.any(bad):
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"{name} is rank-deficient or too ill-conditioned at index {idx} "
-            f"(smallest singular value {smin[idx]:.3g})"
-        )
-
-
 def check_real(value, name: str, *, positive: bool = False, allow_zero: bool = False) -> float:
     """Validate a finite real scalar (positive, or non-negative when ``allow_zero``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -56,24 +41,15 @@ def check_real(value, name: str, *, positive: bool = False, allow_zero: bool = F
     return value
 
 
-def check_count(value, name: str, minimum: int = 1) -> int:
-    """Validate an integer count >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def ensemble(X0, n_paths, core_ndim: int, name: str) -> np.ndarray:
     """Broadcast one starting point (core shape) to ``n_paths`` copies, or validate a batch."""
     X0 = np.asarray(X0)
     X0 = X0.astype(np.result_type(X0.dtype, np.float64), copy=False)
     if X0.ndim == core_ndim:
-        n = 1 if n_paths is None else check_count(n_paths, "n_paths")
+        n = 1 if n_paths is None else check_count(n_paths, "n_paths", integral=True)
         return np.repeat(X0[None], n, axis=0)
     if X0.ndim == core_ndim + 1:
-        if n_paths is not None and check_count(n_paths, "n_paths") != X0.shape[0]:
+        if n_paths is not None and check_count(n_paths, "n_paths", integral=True) != X0.shape[0]:
             raise ValueError(
                 f"n_paths={n_paths} does not match the {X0.shape[0]} starting points in {name}"
             )
@@ -97,7 +73,7 @@ def as_real_stacks(W, name: str = "W") -> np.ndarray:
     arr = as_array(W, name, batch=True, real=True)
     if arr.ndim < 3:
         raise ValueError(f"{name} must have shape (..., N, d, d), got {arr.shape}")
-    arr = _as_layers(arr, name)
+    arr = as_layer_stack(arr, name)
     if np.iscomplexobj(arr):
         raise TypeError(f"{name} must be real")
     return arr

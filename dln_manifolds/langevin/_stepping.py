@@ -89,7 +89,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._batch import check_count, check_real
+from .._checks import check_count
+from ._batch import check_real
 
 __all__ = ["SampleResult", "make_rng", "run_sampler", "rank_preserving", "order_preserving"]
 
@@ -476,13 +477,13 @@ def run_sampler(
     """
     t_final = check_real(t_final, "t_final", positive=True)
     dt = check_real(dt, "dt", positive=True)
-    max_halvings = check_count(max_halvings, "max_halvings", minimum=0)
+    max_halvings = check_count(max_halvings, "max_halvings", minimum=0, integral=True)
     if on_boundary not in ("stop", "raise"):
         raise ValueError(f"on_boundary must be 'stop' or 'raise', got {on_boundary!r}")
     if save_every is not None:
-        save_every = check_count(save_every, "save_every")
+        save_every = check_count(save_every, "save_every", integral=True)
     if chunk_size is not None:
-        chunk_size = check_count(chunk_size, "chunk_size")
+        chunk_size = check_count(chunk_size, "chunk_size", integral=True)
     if on_save is not None and not callable(on_save):
         raise TypeError(f"on_save must be callable, got {type(on_save).__name__}")
     if out is not None and not isinstance(out, (str, os.PathLike)):

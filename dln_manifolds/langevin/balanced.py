@@ -62,27 +62,27 @@ from __future__ import annotations
 import numpy as np
 
 from ..balanced import (
-    _frames,
-    _from_frame,
-    _horizontal_hat,
-    _project_hat,
-    _retract,
-    _to_frame,
     balance_error,
+    frames_unchecked,
+    from_frame,
+    horizontal_in_frame,
+    project_in_frame,
+    retract_unchecked,
+    to_frame,
 )
 from ._batch import as_real_stacks, check_real, ensemble
+from ._common import check_energy, lifted_energy_gradient
 from ._stepping import SampleResult, rank_preserving, run_sampler
-from .end_to_end import _check_energy, _lifted_energy_gradient
 
 __all__ = ["balanced_langevin", "balanced_noise"]
 
 
 def _anisotropic_noise(W: np.ndarray, xi: np.ndarray, root_kappa: float) -> np.ndarray:
     """P^ver xi + sqrt(kappa) P^hor xi for stacks (..., N, d, d), in the frames of W."""
-    Q, lam = _frames(W, check=False)
-    Zh = _to_frame(Q, xi)
-    hor = _horizontal_hat(Zh, lam)
-    return _from_frame(Q, (_project_hat(Zh, lam)[0] - hor) + root_kappa * hor)
+    Q, lam = frames_unchecked(W, check=False)
+    Zh = to_frame(Q, xi)
+    hor = horizontal_in_frame(Zh, lam)
+    return from_frame(Q, (project_in_frame(Zh, lam)[0] - hor) + root_kappa * hor)
 
 
 def balanced_noise(W, xi, kappa: float = 1.0) -> np.ndarray:
@@ -170,7 +170,7 @@ def balanced_langevin(
     kappa = check_real(kappa, "kappa", positive=True, allow_zero=True)
     max_log_change = check_real(max_log_change, "max_log_change", positive=True)
     balance_tol = check_real(balance_tol, "balance_tol", positive=True)
-    energy = _check_energy(energy)
+    energy = check_energy(energy)
     W0 = as_real_stacks(W0, "W0")
     w0 = ensemble(W0, n_paths, 3, "W0")
     if balance_error(w0) > balance_tol:
@@ -183,10 +183,10 @@ def balanced_langevin(
 
     def step(W, dW, h):
         v = noise_scale * _anisotropic_noise(W, dW, root_kappa)
-        grad = _lifted_energy_gradient(energy, W)
+        grad = lifted_energy_gradient(energy, W)
         if grad is not None:
             v = v - h * grad
-        return _retract(W, v, 2, check=False)
+        return retract_unchecked(W, v, 2, check=False)
 
     return run_sampler(
         w0,

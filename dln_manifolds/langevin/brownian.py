@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_depth
+from .._checks import check_count, check_depth, check_full_rank_batch
 from ..depth_metric import DepthFrame
-from ._batch import as_real_points, check_count, check_full_rank_batch, check_real, ensemble
+from ._batch import as_real_points, check_real, ensemble
 from ._stepping import DEFAULT_CHUNK_SIZE, SampleResult, rank_preserving, run_sampler
 
 __all__ = ["brownian_drift", "brownian_increment", "brownian_motion"]
@@ -53,26 +53,26 @@ def _drift_diagonal(s: np.ndarray, depth) -> np.ndarray:
     return (depth - 1) * np.exp((1.0 - 2.0 / depth) * np.log(s))
 
 
-def _frame(X: np.ndarray, depth, name: str = "X") -> DepthFrame:
+def full_rank_frame(X: np.ndarray, depth, name: str = "X") -> DepthFrame:
     """Singular frame and multipliers of validated full-rank matrices (..., d, d)."""
     frame = DepthFrame(X, depth, check=False)
     check_full_rank_batch(frame.s, name)
     return frame
 
 
-def _diagonal_in_frame(frame: DepthFrame, diagonal: np.ndarray) -> np.ndarray:
+def diagonal_in_frame(frame: DepthFrame, diagonal: np.ndarray) -> np.ndarray:
     r""":math:`U\,\mathrm{diag}(\cdot)\,V^T` for diagonal entries (..., d) in the frame."""
     return (frame.U * diagonal[..., None, :]) @ frame.Vh
 
 
-def _drift_from_frame(frame: DepthFrame, beta: float) -> np.ndarray:
-    return _diagonal_in_frame(frame, _drift_diagonal(frame.s, frame.depth) / beta)
+def brownian_drift_in_frame(frame: DepthFrame, beta: float) -> np.ndarray:
+    return diagonal_in_frame(frame, _drift_diagonal(frame.s, frame.depth) / beta)
 
 
-_SPLIT_FRACTION = 0.25  # see _matrix_sampler and the docstring of ._stepping
+_SPLIT_FRACTION = 0.25  # see matrix_sampler and the docstring of ._stepping
 
 
-def _matrix_sampler(
+def matrix_sampler(
     X0, n_paths, depth, drift, noise_scale: float, t_final, dt, max_log_change, **options
 ) -> SampleResult:
     """Euler-Maruyama in the singular frame for the samplers on full-rank matrices.
@@ -87,7 +87,7 @@ def _matrix_sampler(
     """
     x0 = ensemble(as_real_points(X0, "X0"), n_paths, 2, "X0")
     chunk = options.get("chunk_size")
-    chunk = DEFAULT_CHUNK_SIZE if chunk is None else check_count(chunk, "chunk_size")
+    chunk = DEFAULT_CHUNK_SIZE if chunk is None else check_count(chunk, "chunk_size", integral=True)
     s0 = np.empty(x0.shape[:-1])  # singular values only, chunk by chunk (bounded memory)
     for lo in range(0, x0.shape[0], chunk):
         s0[lo : lo + chunk] = np.linalg.svd(x0[lo : lo + chunk], compute_uv=False)
@@ -152,7 +152,7 @@ def brownian_drift(X, depth, beta: float = 1.0) -> np.ndarray:
     X = as_real_points(X)
     depth = check_depth(depth)
     beta = check_real(beta, "beta", positive=True)
-    return _drift_from_frame(_frame(X, depth), beta)
+    return brownian_drift_in_frame(full_rank_frame(X, depth), beta)
 
 
 def brownian_increment(X, depth, beta: float, dt: float, noise) -> np.ndarray:
@@ -194,8 +194,8 @@ def brownian_increment(X, depth, beta: float, dt: float, noise) -> np.ndarray:
     noise = as_real_points(noise, "noise")
     if noise.shape[-1] != X.shape[-1]:
         raise ValueError(f"noise must have shape (..., {X.shape[-1]}, {X.shape[-1]})")
-    frame = _frame(X, depth)
-    drift = _drift_from_frame(frame, beta)
+    frame = full_rank_frame(X, depth)
+    drift = brownian_drift_in_frame(frame, beta)
     return drift * dt + np.sqrt(2.0 / beta) * frame.power(np.sqrt(dt) * noise, 0.5)
 
 
@@ -263,11 +263,11 @@ def brownian_motion(
     depth = check_depth(depth)
     beta = check_real(beta, "beta", positive=True)
     max_log_change = check_real(max_log_change, "max_log_change", positive=True)
-    return _matrix_sampler(
+    return matrix_sampler(
         X0,
         n_paths,
         depth,
-        lambda x, frame: _drift_from_frame(frame, beta),
+        lambda x, frame: brownian_drift_in_frame(frame, beta),
         np.sqrt(2.0 / beta),
         t_final,
         dt,

@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import as_array
-from ..network import _h
+from .._linalg import conj_transpose
 from ._batch import check_real, ensemble, real_vector_ensemble
 from ._stepping import SampleResult, order_preserving, run_sampler
 
@@ -220,9 +220,10 @@ def dyson_lift(
     if M0.ndim not in (2, 3) or M0.shape[-1] != M0.shape[-2]:
         raise ValueError(f"M0 must have shape (d, d) or (B, d, d), got {M0.shape}")
     M0 = M0.astype(np.complex128)
-    if not np.all(np.isfinite(M0)) or not np.allclose(M0, _h(M0), atol=1e-12, rtol=1e-12):
+    hermitian = np.allclose(M0, conj_transpose(M0), atol=1e-12, rtol=1e-12)
+    if not np.all(np.isfinite(M0)) or not hermitian:
         raise ValueError("M0 must be finite and Hermitian")
-    M0 = ensemble(0.5 * (M0 + _h(M0)), n_paths, 2, "M0").astype(np.complex128)
+    M0 = ensemble(0.5 * (M0 + conj_transpose(M0)), n_paths, 2, "M0").astype(np.complex128)
     if np.any(np.diff(np.linalg.eigvalsh(M0), axis=-1) <= 0):
         raise ValueError("M0 must have distinct eigenvalues")
     d = M0.shape[-1]
@@ -230,9 +231,9 @@ def dyson_lift(
 
     def step(M, xi, h):
         _, U = np.linalg.eigh(M)
-        Hh = _h(U) @ hermitian_noise(xi) @ U
+        Hh = conj_transpose(U) @ hermitian_noise(xi) @ U
         dM = np.where(eye, normal * Hh, Hh)
-        return M + U @ dM @ _h(U)
+        return M + U @ dM @ conj_transpose(U)
 
     def accept(M, Mn):
         ok = np.isfinite(Mn).all(axis=(-2, -1))

@@ -26,61 +26,21 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_depth
-from ..energies import energy_functions
-from ..entropy import _entropy_sigma_gradient
-from ..network import _end_to_end, _lifted_gradient
+from ..entropy import entropy_sigma_gradient as _entropy_sigma_gradient
 from ._batch import as_real_points, check_real
+from ._common import check_energy, energy_gradient
 from ._stepping import SampleResult
-from .brownian import _diagonal_in_frame, _drift_from_frame, _frame, _matrix_sampler
+from .brownian import brownian_drift_in_frame, diagonal_in_frame, full_rank_frame, matrix_sampler
 
 __all__ = ["end_to_end_langevin", "free_energy_drift"]
 
 
-def _energy_gradient(energy, X):
-    """E'(X) as float64; FloatingPointError when it is not finite (never a silent NaN drift).
-
-    The samplers evaluate it only at accepted (finite, full-rank) states, so a NaN/Inf
-    here is a defect of the energy, not a boundary hit; the sampler adds the step index.
-    """
-    if energy is None:
-        return None
-    gradient, _ = energy_functions(energy)
-    dE = np.asarray(gradient(X), dtype=np.float64)
-    finite = np.isfinite(dE)
-    if not finite.all():
-        where = ""
-        if dE.ndim >= 2:
-            per_matrix = finite.reshape((-1,) + finite.shape[-2:]).all(axis=(-2, -1))
-            where = f" at {int(np.sum(~per_matrix))} of {per_matrix.size} point(s)"
-        raise FloatingPointError(f"the energy gradient returned NaN/Inf{where}")
-    return dE
-
-
-def _check_energy(energy):
-    if energy is not None:
-        energy_functions(energy)  # raises TypeError naming the problem
-    return energy
-
-
-def _lifted_energy_gradient(energy, W):
-    r"""Euclidean gradient of :math:`E(\phi(W))` for stacks (..., N, d, d) ([G] eq. 3.6).
-
-    No input checks (a sampler step on validated states); a non-finite E'(X) raises
-    FloatingPointError (see :func:`_energy_gradient`).
-
-    None when ``energy`` is None (E = 0).
-    """
-    if energy is None:
-        return None
-    return _lifted_gradient(W, _energy_gradient(energy, _end_to_end(W)))
-
-
 def _drift(X, frame, beta, kappa, energy):
     entropic = _entropy_sigma_gradient(frame.s, frame.depth) / beta  # [G] eq. 12.8
-    drift = _diagonal_in_frame(frame, entropic)
+    drift = diagonal_in_frame(frame, entropic)
     if kappa > 0:
-        drift = drift + _drift_from_frame(frame, beta / kappa)
-    dE = _energy_gradient(energy, X)
+        drift = drift + brownian_drift_in_frame(frame, beta / kappa)
+    dE = energy_gradient(energy, X)
     if dE is not None:
         drift = drift - frame.operator(dE)
     return drift
@@ -123,7 +83,7 @@ def free_energy_drift(X, depth, beta: float, kappa: float = 1.0, energy=None) ->
     depth = check_depth(depth, allow_inf=False)
     beta = check_real(beta, "beta", positive=True)
     kappa = check_real(kappa, "kappa", positive=True, allow_zero=True)
-    return _drift(X, _frame(X, depth), beta, kappa, _check_energy(energy))
+    return _drift(X, full_rank_frame(X, depth), beta, kappa, check_energy(energy))
 
 
 def end_to_end_langevin(
@@ -206,8 +166,8 @@ def end_to_end_langevin(
     beta = check_real(beta, "beta", positive=True)
     kappa = check_real(kappa, "kappa", positive=True, allow_zero=True)
     max_log_change = check_real(max_log_change, "max_log_change", positive=True)
-    energy = _check_energy(energy)
-    return _matrix_sampler(
+    energy = check_energy(energy)
+    return matrix_sampler(
         X0,
         n_paths,
         depth,

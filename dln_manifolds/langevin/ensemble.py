@@ -703,6 +703,7 @@ def langevin_task(
         ``t_final`` and ``exit_times`` (n_paths,).
     """
     from .._checks import check_count
+    from .._linalg import haar_orthogonal
     from ..network import balanced_point
     from .balanced import balanced_langevin
     from .brownian import brownian_motion
@@ -710,8 +711,7 @@ def langevin_task(
 
     d = check_count(d, "d")
     start_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
-    q, r = np.linalg.qr(np.random.default_rng(start_seed).standard_normal((d, d)))
-    X0 = scale * q * np.sign(np.diag(r))
+    X0 = scale * haar_orthogonal(np.random.default_rng(start_seed), d)
     common = dict(t_final=t_final, dt=dt, n_paths=n_paths, seed=noise_seed)
     if sampler == "end_to_end":
         res = end_to_end_langevin(X0, depth, beta, kappa, **common)

@@ -28,8 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._batch import as_real_stacks, check_real, ensemble
+from ._common import check_energy, lifted_energy_gradient
 from ._stepping import SampleResult, run_sampler
-from .end_to_end import _check_energy, _lifted_energy_gradient
 
 __all__ = ["weight_langevin"]
 
@@ -73,13 +73,13 @@ def weight_langevin(
     """
     beta = check_real(beta, "beta", positive=True)
     kappa = check_real(kappa, "kappa", positive=True, allow_zero=True)
-    energy = _check_energy(energy)
+    energy = check_energy(energy)
     w0 = ensemble(as_real_stacks(W0, "W0"), n_paths, 3, "W0")
     noise_scale = np.sqrt(2.0 / beta)
 
     def step(W, dW, h):
         force = kappa * W
-        grad = _lifted_energy_gradient(energy, W)
+        grad = lifted_energy_gradient(energy, W)
         if grad is not None:
             force = force + grad
         return W - h * force + noise_scale * dW
