@@ -325,8 +325,8 @@ def balanced_exp(
     return (W1, V1) if velocity else W1
 
 
-def _fiber_field(W: np.ndarray, V: np.ndarray) -> np.ndarray:
-    """(G) on the fiber through W, with a dense LU solve of K (RK4 stages)."""
+def _fiber_factors(W: np.ndarray):
+    """Partial products A_{p+1}, B_{p-1}, their adjoints and the dense K of the fiber at W."""
     N, d, _ = W.shape
     A = [np.eye(d, dtype=W.dtype)]  # A[j] = W_N ... W_{N-j+1}
     for k in range(N - 1, 0, -1):
@@ -338,6 +338,13 @@ def _fiber_field(W: np.ndarray, V: np.ndarray) -> np.ndarray:
     Bb = np.stack(Bl)  # layer p: B_{p-1}
     Ah, Bh = np.conj(np.swapaxes(Aa, -1, -2)), np.conj(np.swapaxes(Bb, -1, -2))
     K = np.einsum("pac,peb->abce", Aa @ Ah, Bh @ Bb).reshape(d * d, d * d)
+    return Aa, Bb, Ah, Bh, K
+
+
+def _fiber_field(W: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """(G) on the fiber through W, with a dense LU solve of K (RK4 stages)."""
+    d = W.shape[-1]
+    _, _, Ah, Bh, K = _fiber_factors(W)
     r = -_second_derivative_of_product(W, V)
     y = np.linalg.solve(K, r.reshape(-1)).reshape(d, d)
     return Ah @ y @ Bh
@@ -345,8 +352,15 @@ def _fiber_field(W: np.ndarray, V: np.ndarray) -> np.ndarray:
 
 def _fiber_settler(X: np.ndarray):
     def settle(W: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # restore onto X, then project V with one refined dense solve (semi-normal
+        # equations corrected once, as in FiberNormalSolver's Cholesky path)
         W = fiber_restore(W, X)
-        return W, FiberNormalSolver(W).project(V)
+        d = W.shape[-1]
+        Aa, Bb, Ah, Bh, K = _fiber_factors(W)
+        for _ in range(2):
+            y = np.linalg.solve(K, np.sum(Aa @ V @ Bb, axis=0).reshape(-1)).reshape(d, d)
+            V = V - Ah @ y @ Bh
+        return W, V
 
     return settle
 
@@ -473,7 +487,10 @@ def _gauss_newton(
         if not accepted:
             if fresh:
                 return None
-            J, fresh = _fd_jacobian(residual, c, r), True
+            try:
+                J, fresh = _fd_jacobian(residual, c, r), True
+            except ValueError:
+                return None
             continue
         step = c_new - c
         slow = np.linalg.norm(r_new) > 0.25 * nr
@@ -529,7 +546,11 @@ def _shoot(
     for pieces in (2, 4, 8):
         c, s_prev = None, 0.0
         for s in np.arange(1, pieces + 1) / pieces:
-            target = T if s == 1.0 else path(float(s))
+            try:
+                target = T if s == 1.0 else path(float(s))
+            except ValueError:  # the chord leaves the full-rank points
+                c = None
+                break
             guess = basis.T @ _to_real(target - W) if c is None else c * (s / s_prev)
             c = solve(target, guess)
             if c is None:
@@ -538,9 +559,9 @@ def _shoot(
         if c is not None:
             return vector(c)
     raise ValueError(
-        "log did not converge: no geodesic from base_point to point was found by shooting "
-        f"(Gauss-Newton/Broyden with continuation, tol {tol:.1e}); the points may be too far "
-        "apart or separated by a singular layer"
+        "log did not converge: no geodesic from the base point to the target point was found "
+        f"by shooting (Gauss-Newton/Broyden with continuation, tol {tol:.1e}); the points may be "
+        "too far apart or separated by a singular layer"
     )
 
 
@@ -557,7 +578,7 @@ def _check_same_component(W: np.ndarray, T: np.ndarray) -> None:
     bad = np.flatnonzero(sw != st)
     if bad.size:
         raise ValueError(
-            f"point and base_point lie in different connected components (layer {bad[0] + 1} "
+            f"the two points lie in different connected components (layer {bad[0] + 1} "
             "has determinants of opposite signs): no geodesic joins them"
         )
 

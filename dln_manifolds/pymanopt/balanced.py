@@ -126,12 +126,7 @@ class BalancedManifold(InducedSubmanifold):
         (NelderMead, ParticleSwarm).
         """
         W = _bal.random_balanced_point(self._d, self._depth, self._rng, spread=self._spread)
-        for p in range(self._depth):
-            if np.linalg.det(W[p]) < 0:
-                W[p, 0, :] = -W[p, 0, :]  # D_p on the left
-                if p + 1 < self._depth:
-                    W[p + 1, :, 0] = -W[p + 1, :, 0]  # D_p on the right of the next layer
-        return W
+        return _with_determinant_signs(W, np.ones(self._depth))
 
     def random_tangent_vector(self, point):
         """Projected Gaussian vector of unit norm."""
@@ -167,8 +162,17 @@ class BalancedManifold(InducedSubmanifold):
         )
 
     def retraction(self, point, tangent_vector):
+        """Polar retraction, kept in the connected component of ``point``.
+
+        :func:`~dln_manifolds.balanced_retraction`; a step so large that a
+        layer's determinant changes sign (a jump to another component, which
+        a small step never makes) is followed by the reflections of
+        :meth:`random_point` restoring the signs of ``point``, so that
+        :meth:`log` and :meth:`dist` stay defined along an optimizer's iterates.
+        """
         point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
-        return _bal.balanced_retraction(point, tangent_vector, order=self._order)
+        out = _bal.balanced_retraction(point, tangent_vector, order=self._order)
+        return _with_determinant_signs(out, np.linalg.slogdet(point)[0])
 
     # -- geodesics of the induced metric ----------------------------------------
 
@@ -225,3 +229,22 @@ class BalancedManifold(InducedSubmanifold):
         """([G] Thm 14, corrected) horizontal (d^2, N, d, d) and vertical parts."""
         (point,) = self._arrays(point=point)
         return _bal.orthonormal_basis(point, frames=self._frames(point))
+
+
+def _with_determinant_signs(W: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    r"""Give layer p of a balanced W the determinant sign ``signs[p]`` by reflections.
+
+    :math:`W_p \mapsto D_pW_pD_{p-1}` with :math:`D_p = \mathrm{diag}(\pm1, 1, \dots)`
+    keeps W balanced; layer p is fixed by :math:`D_p`, which also flips layer p+1,
+    processed next. Returns W itself when no sign differs.
+    """
+    current = np.linalg.slogdet(W)[0]
+    if np.array_equal(current, signs):
+        return W
+    W = W.copy()
+    for p in range(W.shape[0]):
+        if np.linalg.det(W[p]) * signs[p] < 0:
+            W[p, 0, :] = -W[p, 0, :]  # D_p on the left of layer p
+            if p + 1 < W.shape[0]:
+                W[p + 1, :, 0] = -W[p + 1, :, 0]  # and on the right of layer p + 1
+    return W
