@@ -62,11 +62,20 @@ determinants of different signs lie in different connected components:
 ``dist`` is the norm of ``log``; the
 geodesic midpoint is ``exp(W, log(W, T)/2)``.
 
+Accuracy: the map is RK4's, with global error :math:`O(n^{-4})`; with the
+default 20 steps and :math:`|V| = 0.4|W|` at d, N = (2, 3), (3, 2) the endpoint
+agrees with a tight adaptive integration of the dense constrained equation
+to ~1e-8 :math:`|V|`, and ``dist(W, T)`` and ``dist(T, W)`` agree to that
+error (1e-10 to 2e-7 relative measured up to :math:`|V| = 0.8|W|`).
+
 Cost: one ``exp`` is 4 ``n_steps`` evaluations of (G), O(N d^3) each
-(fiber: plus a d^2 x d^2 Cholesky factorization, O(N d^4 + d^6)). One
-``log`` takes a few ``exp`` near convergence and ``dim + 1`` per
-finite-difference Jacobian, dim = :math:`(N-1)d^2` (fiber) or
-:math:`d^2 + (N-1)d(d-1)/2` (balanced): meant for small d.
+(fiber: plus a dense d^2 x d^2 LU solve of K, O(N d^4 + d^6); the velocity
+projection after each step uses one refined dense solve of K, so ``exp``
+assumes a moderately conditioned K, as along geodesics near balanced
+points). One ``log`` takes a few ``exp`` near convergence and ``dim + 1``
+per finite-difference Jacobian, dim = :math:`(N-1)d^2` (fiber) or
+:math:`d^2 + (N-1)d(d-1)/2` (balanced): meant for small d (measured, d = 2,
+3: 0.1-0.7 s per ``log``).
 
 References
 ----------
