@@ -538,8 +538,7 @@ def test_manifold_basics():
     hor, ver = M.orthonormal_basis(W)
     assert hor.shape[0] + ver.shape[0] == M.dim
     assert rel(M.end_to_end_differential(W, M.horizontal_lift(W, np.eye(3))), np.eye(3)) < 1e-13
-    with pytest.raises(NotImplementedError):
-        M.exp(W, V)
+    assert M.dist(W, M.exp(W, 0.1 * V)) == pytest.approx(0.1 * M.norm(W, V), rel=1e-6)
     with pytest.raises(ValueError, match="d must be"):
         BalancedManifold(0, 3)
 

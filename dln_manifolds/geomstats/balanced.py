@@ -32,12 +32,19 @@ from ..balanced import (
     random_balanced_point,
 )
 from ..fiber import group_action
+from ..submanifold_geodesics import (
+    balanced_dist,
+    balanced_exp,
+    balanced_geodesic_acceleration,
+    balanced_log,
+)
 from .end_to_end import EndToEndMatrices
 from .induced import InducedFrobeniusMetric, InducedSubmanifold, _batched
 
 __all__ = [
     "BalancedManifold",
     "BalancedMetric",
+    "BalancedQuotientMetric",
     "orthogonal_group_action",
     "second_fundamental_form",
 ]
@@ -47,17 +54,13 @@ def second_fundamental_form(W, V) -> np.ndarray:
     r"""Second fundamental form :math:`\mathrm{II}_W(V, V)` of :math:`\mathcal{M}` (embedded).
 
     :math:`\mathcal{M}` sits in :math:`\mathbb{R}^{Nd^2}` with the Frobenius product.
-
     Every curve on :math:`\mathcal{M}` keeps the moments :math:`G(W) = 0`; G
     is quadratic, so differentiating twice gives
     :math:`dG_W(\ddot W) = -2\,Q(\dot W)` with
-    :math:`Q(V)_k = V_kV_k^T - V_{k+1}^TV_{k+1}`. The geodesic acceleration
-    :math:`\mathrm{II}_W(V, V)` is the normal vector with that image: take any
-    Z with :math:`dG_W(Z) = -2Q(V)` and remove its tangent part. Z is built by
-    back substitution, :math:`Z_N = 0` and
-    :math:`Z_k = \tfrac12 M_k W_k^{-T}` with
-    :math:`M_k = -2Q(V)_k + Z_{k+1}^TW_{k+1} + W_{k+1}^TZ_{k+1}` (symmetric), so that
-    :math:`Z_kW_k^T + W_kZ_k^T = M_k`. Cost O(N d^3).
+    :math:`Q(V)_k = V_kV_k^T - V_{k+1}^TV_{k+1}`, and
+    :math:`\mathrm{II}_W(V, V)` is the normal vector with that image: thin
+    wrapper of :func:`~dln_manifolds.submanifold_geodesics.balanced_geodesic_acceleration`
+    (one sine-transform solve along depth in the SVD frames, O(N d^3)).
 
     Parameters
     ----------
@@ -74,17 +77,7 @@ def second_fundamental_form(W, V) -> np.ndarray:
     """
     W = as_stack(W, "W", real=True)
     V = as_stack(V, "V", depth=W.shape[0], d=W.shape[1], real=True)
-    W = np.asarray(W, dtype=float)
-    V = np.asarray(V, dtype=float)
-    N = W.shape[0]
-    if N == 1:
-        return np.zeros_like(V)
-    R = -2.0 * (V[:-1] @ np.swapaxes(V[:-1], -1, -2) - np.swapaxes(V[1:], -1, -2) @ V[1:])
-    Z = np.zeros_like(W)
-    for k in range(N - 2, -1, -1):
-        M = R[k] + Z[k + 1].T @ W[k + 1] + W[k + 1].T @ Z[k + 1]
-        Z[k] = 0.5 * np.linalg.solve(W[k], M).T  # (1/2) M W_k^{-T}, M symmetric
-    return Z - balanced_tangent_projection(W, Z)
+    return balanced_geodesic_acceleration(W, V)
 
 
 class BalancedMetric(InducedFrobeniusMetric):
@@ -95,8 +88,10 @@ class BalancedMetric(InducedFrobeniusMetric):
     by RK4 with ``n_steps`` steps in the ambient space; the vector field is
     evaluated at the restored point (:func:`~dln_manifolds.balanced.balanced_restore`)
     with the projected velocity, and each step ends with restore and
-    projection (standard projection method, order 4 kept). ``log`` and
-    ``dist`` are not provided (no boundary-value solver upstairs). Through
+    projection (standard projection method, order 4 kept). ``log`` inverts it
+    by shooting and ``dist`` is the norm of ``log``
+    (:func:`~dln_manifolds.submanifold_geodesics.balanced_exp`,
+    :func:`~dln_manifolds.submanifold_geodesics.balanced_log`). Through
     geomstats' ``QuotientMetric`` (``BalancedManifold.equip_with_quotient``),
     horizontal geodesics give geodesics of :math:`(\mathfrak{M}_d, g^N)`
     (O'Neill): an independent check of :class:`~dln_manifolds.geomstats.DepthMetric`.
@@ -105,40 +100,31 @@ class BalancedMetric(InducedFrobeniusMetric):
     ----------
     space : BalancedManifold
     n_steps : int, default 20
+    tol : float, default 1e-10
+        Relative shooting residual of ``log``.
+    max_iter : int, default 30
     """
 
-    def __init__(self, space, n_steps: int = 20, signature=None):
-        super().__init__(space=space, signature=signature)
-        if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
-            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-        self.n_steps = int(n_steps)
 
-    @staticmethod
-    def _field(W, V):
-        Wr = balanced_restore(W)
-        Vt = balanced_tangent_projection(Wr, V)
-        return V, second_fundamental_form(Wr, Vt)
+class BalancedQuotientMetric(QuotientMetric):
+    r"""geomstats' ``QuotientMetric`` of :math:`\mathcal{M} \to (\mathfrak{M}_d, g^N)`, exp only.
 
-    def _exp_single(self, V, W):
-        h = 1.0 / self.n_steps
-        V = balanced_tangent_projection(W, V)
-        for _ in range(self.n_steps):
-            k1 = self._field(W, V)
-            k2 = self._field(W + 0.5 * h * k1[0], V + 0.5 * h * k1[1])
-            k3 = self._field(W + 0.5 * h * k2[0], V + 0.5 * h * k2[1])
-            k4 = self._field(W + h * k3[0], V + h * k3[1])
-            W = W + h / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0])
-            V = V + h / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])
-            W = balanced_restore(W)
-            V = balanced_tangent_projection(W, V)
-        return W
+    ``exp`` lifts horizontally and follows the geodesic upstairs (exact by
+    O'Neill). ``log``, ``squared_dist`` and ``dist`` raise NotImplementedError:
+    geomstats computes them upstairs after aligning the lifts with
+    ``BalancedBundle.align``, which minimizes the *Euclidean* distance along
+    the :math:`O(d)^{N-1}` orbit (and may cross to another connected component),
+    not the geodesic one, so the result would not be the logarithm of
+    :math:`(\mathfrak{M}_d, g^N)`. Use :class:`~dln_manifolds.geomstats.DepthMetric`.
+    """
 
-    def exp(self, tangent_vec, base_point):
-        """Riemannian exponential of the induced metric (RK4 on the geodesic equation)."""
-        tangent_vec, base_point = self._space._arrays(
-            tangent_vec=tangent_vec, base_point=base_point
+    def _no_log(self, *args, **kwargs):
+        raise NotImplementedError(
+            "log and dist of the quotient metric are not implemented: the orbit alignment "
+            "is Euclidean, not geodesic; use EndToEndMatrices with its DepthMetric"
         )
-        return _batched(self._exp_single, tangent_vec, base_point)
+
+    log = squared_dist = dist = _no_log
 
 
 def orthogonal_group_action(rotations, point) -> np.ndarray:
@@ -189,7 +175,7 @@ class BalancedManifold(InducedSubmanifold):
       fixes :math:`\mathcal{M}`; *not* the nearest point).
     - ``retraction``: second-order polar retraction (cheap, not a geodesic).
     - metric: :class:`BalancedMetric`, whose ``exp`` integrates the geodesic
-      equation numerically; ``log`` and ``dist`` raise.
+      equation numerically, ``log`` shoots and ``dist`` is the norm of ``log``.
     - ``group_action``: :func:`orthogonal_group_action` of :math:`O(d)^{N-1}`,
       whose orbits are the fibers of the submersion.
     """
@@ -230,6 +216,18 @@ class BalancedManifold(InducedSubmanifold):
         # second-order polar retraction
         return balanced_retraction(W, V, order=2)
 
+    @staticmethod
+    def _geodesic_exp(W, V, n_steps):
+        return balanced_exp(W, V, n_steps)
+
+    @staticmethod
+    def _geodesic_log(W, T, n_steps, tol, max_iter):
+        return balanced_log(W, T, n_steps, tol=tol, max_iter=max_iter)
+
+    @staticmethod
+    def _geodesic_dist(W, T, n_steps, tol, max_iter):
+        return balanced_dist(W, T, n_steps, tol=tol, max_iter=max_iter)
+
     def random_point(self, n_samples: int = 1, bound: float = 1.0):
         r"""Random balanced points :math:`W_p = Q_p\Lambda Q_{p-1}^T` with Haar frames.
 
@@ -258,8 +256,10 @@ class BalancedManifold(InducedSubmanifold):
 
         Sets ``self.fiber_bundle`` to a :class:`~dln_manifolds.geomstats.BalancedBundle`
         and ``self.quotient`` to an :class:`~dln_manifolds.geomstats.EndToEndMatrices`
-        equipped with geomstats' ``QuotientMetric`` (inner products through
-        horizontal lifts; [G] Thm 13 says it equals :math:`g^N`).
+        equipped with :class:`BalancedQuotientMetric`, geomstats' ``QuotientMetric``
+        (inner products through horizontal lifts; [G] Thm 13 says it equals
+        :math:`g^N`; exp through the horizontal geodesic upstairs) without
+        ``log`` and ``dist``.
 
         Returns
         -------
@@ -270,5 +270,5 @@ class BalancedManifold(InducedSubmanifold):
 
         self.fiber_bundle = BalancedBundle(self)
         self.quotient = EndToEndMatrices(self.d, self.depth, equip=False)
-        self.quotient.equip_with_metric(QuotientMetric, total_space=self)
+        self.quotient.equip_with_metric(BalancedQuotientMetric, total_space=self)
         return self.quotient

@@ -34,7 +34,8 @@ from ..fiber import (
     group_action_exp,
 )
 from ..network import end_to_end
-from .induced import InducedSubmanifold
+from ..submanifold_geodesics import fiber_dist, fiber_exp, fiber_log
+from .induced import InducedSubmanifold, _batched
 
 __all__ = ["Fiber"]
 
@@ -65,8 +66,12 @@ class Fiber(InducedSubmanifold):
     - ``retraction``: the second-order retraction
       :func:`~dln_manifolds.fiber.fiber_retraction` with ``X`` (layers
       1..N-1 step, the output layer is solved from X, so the product is X
-      to the rounding of one solve after every step). There is no
-      closed-form exponential map; the metric's ``exp`` raises.
+      to the rounding of one solve after every step).
+    - metric: :class:`~dln_manifolds.geomstats.induced.InducedFrobeniusMetric`;
+      ``exp`` integrates the geodesic equation (RK4, restored onto X after
+      every step), ``log`` shoots, ``dist`` is the norm of ``log``
+      (:func:`~dln_manifolds.submanifold_geodesics.fiber_exp`,
+      :func:`~dln_manifolds.submanifold_geodesics.fiber_log`).
     """
 
     def __init__(self, X, depth: int, equip: bool = True):
@@ -104,6 +109,19 @@ class Fiber(InducedSubmanifold):
 
     def _retract(self, W, V):
         return fiber_retraction(W, V, X=self.X)
+
+    def _geodesic_exp(self, W, V, n_steps):
+        return _batched(lambda V1, W1: fiber_exp(W1, V1, self.X, n_steps), V, W)
+
+    def _geodesic_log(self, W, T, n_steps, tol, max_iter):
+        return _batched(
+            lambda T1, W1: fiber_log(W1, T1, self.X, n_steps, tol=tol, max_iter=max_iter), T, W
+        )
+
+    def _geodesic_dist(self, W, T, n_steps, tol, max_iter):
+        return _batched(
+            lambda T1, W1: fiber_dist(W1, T1, self.X, n_steps, tol=tol, max_iter=max_iter), T, W
+        )
 
     def random_point(self, n_samples: int = 1, bound: float = 1.0):
         r"""Random points :math:`e^{a}\cdot C`: C the center, a Gaussian of scale 0.3 ``bound``.

@@ -15,7 +15,7 @@ import numpy as np
 from geomstats.geometry.manifold import Manifold
 from geomstats.geometry.riemannian_metric import RiemannianMetric
 
-from .._checks import as_arrays
+from .._checks import as_arrays, check_count, check_positive
 
 __all__ = ["InducedFrobeniusMetric", "InducedSubmanifold"]
 
@@ -32,17 +32,34 @@ def _batched(fun, *arrays, point_ndim: int = 3):
 
 
 class InducedFrobeniusMetric(RiemannianMetric):
-    r"""Metric induced on submanifolds by :math:`\sum_p \mathrm{tr}(V_p^T Z_p)`.
+    r"""Metric induced on submanifolds by :math:`\sum_p \mathrm{tr}(V_p^T Z_p)`, with geodesics.
 
     Used by :class:`~dln_manifolds.geomstats.Fiber` and
     :class:`~dln_manifolds.geomstats.BalancedManifold` (points and tangent
-    vectors of shape (N, d, d)). Only the inner product (and the norms derived
-    from it) is provided: neither space has closed-form geodesics, so
-    ``exp``, ``log`` and ``dist`` raise ``NotImplementedError``. The spaces
-    offer a ``retraction`` instead, which is *not* the exponential map
-    (:class:`~dln_manifolds.geomstats.balanced.BalancedMetric` adds a numerical
-    ``exp`` on the balanced manifold).
+    vectors of shape (..., N, d, d)). ``exp`` integrates the geodesic equation
+    of the embedded submanifold by RK4 with ``n_steps`` steps and the space's
+    restore map; ``log`` inverts it by shooting, ``dist`` is the norm of
+    ``log`` (:mod:`dln_manifolds.submanifold_geodesics`). ``log`` raises
+    ValueError when shooting does not converge (never an unconverged vector).
+
+    Parameters
+    ----------
+    space : InducedSubmanifold
+    n_steps : int, default 20
+        RK4 steps of ``exp`` (and of the ``exp`` that ``log`` inverts).
+    tol : float, default 1e-10
+        Relative residual of the shooting in ``log``.
+    max_iter : int, default 30
+        Gauss-Newton iterations per shooting attempt.
     """
+
+    def __init__(
+        self, space, n_steps: int = 20, tol: float = 1e-10, max_iter: int = 30, signature=None
+    ):
+        super().__init__(space=space, signature=signature)
+        self.n_steps = check_count(n_steps, "n_steps")
+        self.tol = check_positive(tol, "tol")
+        self.max_iter = check_count(max_iter, "max_iter")
 
     def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
         """Frobenius inner product summed over layers; shapes (..., N, d, d) -> (...,)."""
@@ -53,14 +70,35 @@ class InducedFrobeniusMetric(RiemannianMetric):
             out = np.broadcast_to(out, np.broadcast_shapes(out.shape, base_point.shape[:-3]))
         return out
 
-    def _no_geodesics(self, *args, **kwargs):
-        raise NotImplementedError(
-            f"geodesics of the induced metric on {type(self._space).__name__} are not "
-            "implemented here; use space.retraction(tangent_vec, base_point) (a retraction, "
-            "not exp), or dln_manifolds.geomstats.EndToEndMatrices for (M_d, g^N)"
-        )
+    def _geodesics(self):
+        if not hasattr(self._space, "_geodesic_exp"):
+            raise NotImplementedError(
+                f"geodesics of the induced metric on {type(self._space).__name__} are not "
+                "implemented; use space.retraction(tangent_vec, base_point) (not exp)"
+            )
+        return self._space
 
-    exp = log = squared_dist = dist = _no_geodesics
+    def exp(self, tangent_vec, base_point):
+        """Riemannian exponential (RK4 on the geodesic equation); shape (..., N, d, d)."""
+        space = self._geodesics()
+        tangent_vec, base_point = space._arrays(tangent_vec=tangent_vec, base_point=base_point)
+        return space._geodesic_exp(base_point, tangent_vec, self.n_steps)
+
+    def log(self, point, base_point):
+        """Riemannian logarithm (shooting); shape (..., N, d, d); ValueError if not found."""
+        space = self._geodesics()
+        point, base_point = space._arrays(point=point, base_point=base_point)
+        return space._geodesic_log(base_point, point, self.n_steps, self.tol, self.max_iter)
+
+    def squared_dist(self, point_a, point_b):
+        """Squared geodesic distance; shape (...,)."""
+        return self.dist(point_a, point_b) ** 2
+
+    def dist(self, point_a, point_b):
+        """Geodesic distance, the norm of ``log(point_b, point_a)`` (inf across components)."""
+        space = self._geodesics()
+        point_a, point_b = space._arrays(point_a=point_a, point_b=point_b)
+        return space._geodesic_dist(point_a, point_b, self.n_steps, self.tol, self.max_iter)
 
 
 class InducedSubmanifold(Manifold):
@@ -75,7 +113,12 @@ class InducedSubmanifold(Manifold):
     - ``_tangent_projection(W, V)``: orthogonal projection onto :math:`T_W`;
     - ``_restore(W)``: smooth map of nearby points onto the manifold fixing it;
     - ``_retract(W, V)``: the retraction;
-    - ``_belongs_one(W, atol)``: membership test.
+    - ``_belongs_one(W, atol)``: membership test;
+    - optionally ``_geodesic_exp(W, V, n_steps)`` and
+      ``_geodesic_log(W, T, n_steps, tol, max_iter)``, ``_geodesic_dist`` (same
+      arguments) on batches (..., N, d, d),
+      used by :class:`InducedFrobeniusMetric` (without them its geodesic
+      methods raise NotImplementedError).
     """
 
     @staticmethod

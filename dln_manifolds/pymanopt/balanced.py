@@ -18,6 +18,12 @@ import numpy as np
 from .. import balanced as _bal
 from .._checks import as_matrix, check_count, check_finite_depth
 from ..network import end_to_end
+from ..submanifold_geodesics import (
+    DEFAULT_GEODESIC_STEPS,
+    balanced_dist,
+    balanced_exp,
+    balanced_log,
+)
 from ._submanifold import InducedSubmanifold
 
 __all__ = ["BalancedManifold"]
@@ -59,10 +65,20 @@ class BalancedManifold(InducedSubmanifold):
     - Riemannian Hessian: :math:`P(H[V]) + \mathfrak{W}_V(P^\perp g)` through the
       Weingarten map :func:`~dln_manifolds.balanced_weingarten`.
     - transport: projection onto the new tangent space.
-    - exp, log and dist are not available (NotImplementedError).
+    - exp: RK4 on the geodesic equation of the induced metric with
+      ``geodesic_steps`` steps (:func:`~dln_manifolds.submanifold_geodesics.balanced_exp`);
+      log: shooting to relative residual ``geodesic_tol``, ValueError when it
+      does not converge (:func:`~dln_manifolds.submanifold_geodesics.balanced_log`);
+      dist: norm of log; pair_mean: geodesic midpoint. These make the
+      derivative-free solvers (NelderMead, ParticleSwarm) run; each log costs
+      tens of exps, so they are slow beyond small d.
     """
 
     _space_name = "balanced manifold"
+    #: RK4 steps of :meth:`exp` (and of the exp inverted by :meth:`log`).
+    geodesic_steps: int = DEFAULT_GEODESIC_STEPS
+    #: Relative shooting residual of :meth:`log`.
+    geodesic_tol: float = 1e-10
 
     def __init__(self, d: int, depth: int, seed=None, spread: float = 4.0, second_order=True):
         self._d = check_count(d, "d")
@@ -101,8 +117,16 @@ class BalancedManifold(InducedSubmanifold):
         return point
 
     def random_point(self):
-        """Haar frames, layer singular values log-uniform in [spread^-1/2, spread^1/2]."""
-        return _bal.random_balanced_point(self._d, self._depth, self._rng, spread=self._spread)
+        r"""Haar frames, layer singular values log-uniform in [spread^-1/2, spread^1/2].
+
+        Every layer is then given a positive determinant by reflections
+        :math:`W_p \mapsto D_pW_pD_{p-1}` (:math:`D = \mathrm{diag}(\pm 1, 1, \dots)`,
+        which keep the point balanced), so that random points lie in one
+        connected component and :meth:`log` joins any two of them
+        (NelderMead, ParticleSwarm).
+        """
+        W = _bal.random_balanced_point(self._d, self._depth, self._rng, spread=self._spread)
+        return _with_determinant_signs(W, np.ones(self._depth))
 
     def random_tangent_vector(self, point):
         """Projected Gaussian vector of unit norm."""
@@ -138,8 +162,40 @@ class BalancedManifold(InducedSubmanifold):
         )
 
     def retraction(self, point, tangent_vector):
+        """Polar retraction, kept in the connected component of ``point``.
+
+        :func:`~dln_manifolds.balanced_retraction`; a step so large that a
+        layer's determinant changes sign (a jump to another component, which
+        a small step never makes) is followed by the reflections of
+        :meth:`random_point` restoring the signs of ``point``, so that
+        :meth:`log` and :meth:`dist` stay defined along an optimizer's iterates.
+        """
         point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
-        return _bal.balanced_retraction(point, tangent_vector, order=self._order)
+        out = _bal.balanced_retraction(point, tangent_vector, order=self._order)
+        return _with_determinant_signs(out, np.linalg.slogdet(point)[0])
+
+    # -- geodesics of the induced metric ----------------------------------------
+
+    def exp(self, point, tangent_vector):
+        """Riemannian exponential (RK4 on the geodesic equation, ``geodesic_steps`` steps)."""
+        point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
+        return balanced_exp(point, tangent_vector, self.geodesic_steps)
+
+    def log(self, point_a, point_b):
+        """Riemannian logarithm at ``point_a`` of ``point_b`` (shooting; ValueError if none)."""
+        point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
+        return balanced_log(
+            point_a, point_b, self.geodesic_steps, tol=self.geodesic_tol, max_iter=30
+        )
+
+    def dist(self, point_a, point_b) -> float:
+        """Geodesic distance, the norm of :meth:`log` (inf across connected components)."""
+        point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
+        return float(balanced_dist(point_a, point_b, self.geodesic_steps, tol=self.geodesic_tol))
+
+    def pair_mean(self, point_a, point_b):
+        """Geodesic midpoint :math:`\\exp_a(\\log_a(b)/2)`."""
+        return self.exp(point_a, 0.5 * self.log(point_a, point_b))
 
     # -- the submersion phi onto (M_d, g^N) -------------------------------------
 
@@ -173,3 +229,22 @@ class BalancedManifold(InducedSubmanifold):
         """([G] Thm 14, corrected) horizontal (d^2, N, d, d) and vertical parts."""
         (point,) = self._arrays(point=point)
         return _bal.orthonormal_basis(point, frames=self._frames(point))
+
+
+def _with_determinant_signs(W: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    r"""Give layer p of a balanced W the determinant sign ``signs[p]`` by reflections.
+
+    :math:`W_p \mapsto D_pW_pD_{p-1}` with :math:`D_p = \mathrm{diag}(\pm1, 1, \dots)`
+    keeps W balanced; layer p is fixed by :math:`D_p`, which also flips layer p+1,
+    processed next. Returns W itself when no sign differs.
+    """
+    current = np.linalg.slogdet(W)[0]
+    if np.array_equal(current, signs):
+        return W
+    W = W.copy()
+    for p in range(W.shape[0]):
+        if np.linalg.det(W[p]) * signs[p] < 0:
+            W[p, 0, :] = -W[p, 0, :]  # D_p on the left of layer p
+            if p + 1 < W.shape[0]:
+                W[p + 1, :, 0] = -W[p + 1, :, 0]  # and on the right of layer p + 1
+    return W

@@ -34,6 +34,7 @@ from ..fiber import (
     tangent_to_generator,
 )
 from ..network import moments
+from ..submanifold_geodesics import DEFAULT_GEODESIC_STEPS, fiber_dist, fiber_exp, fiber_log
 from ._submanifold import InducedSubmanifold
 from .line_search import RoundingTolerantLineSearcher  # noqa: F401  (old import path)
 
@@ -92,10 +93,21 @@ class Fiber(InducedSubmanifold):
     - Hessian: :math:`P(\nabla^2 f[V]) + \mathfrak{W}(V, \nabla f)` with the
       Weingarten map :func:`~dln_manifolds.fiber.fiber_weingarten`.
     - Transport: projection onto the new tangent space.
-    - ``exp``, ``log``, ``dist``: not available (NotImplementedError).
+    - ``exp``: RK4 on the geodesic equation of the induced metric with
+      ``geodesic_steps`` steps, restored onto X after every step
+      (:func:`~dln_manifolds.submanifold_geodesics.fiber_exp`); ``log``:
+      shooting to relative residual ``geodesic_tol``, ValueError when it does
+      not converge (:func:`~dln_manifolds.submanifold_geodesics.fiber_log`);
+      ``dist``: norm of log; ``pair_mean``: geodesic midpoint. These make the
+      derivative-free solvers (NelderMead, ParticleSwarm) run; each log costs
+      tens of exps, so they are slow beyond small d.
     """
 
     _space_name = "fiber"
+    #: RK4 steps of :meth:`exp` (and of the exp inverted by :meth:`log`).
+    geodesic_steps: int = DEFAULT_GEODESIC_STEPS
+    #: Relative shooting residual of :meth:`log`.
+    geodesic_tol: float = 1e-10
 
     def __init__(
         self,
@@ -205,13 +217,19 @@ class Fiber(InducedSubmanifold):
         r"""The center acted on by a random group element ([R] Lemma 1).
 
         Each :math:`A_k = U \,\mathrm{diag}(s)\, V^*` with Haar (orthogonal or
-        unitary) U, V and s log-uniform in [1/2, 2], so cond(A_k) <= 4.
+        unitary) U, V and s log-uniform in [1/2, 2], so cond(A_k) <= 4. For
+        real X, :math:`\det A_k > 0`: the points lie in the connected
+        component of the center (every layer keeps its determinant sign), so
+        that :meth:`log` joins any two of them (NelderMead, ParticleSwarm).
         """
         d = self._d
         a = np.empty((self._depth - 1, d, d), dtype=self._X.dtype)
         for k in range(self._depth - 1):
             s = np.exp(self._rng.uniform(np.log(0.5), np.log(2.0), size=d))
-            a[k] = (_haar(self._rng, d, self._complex) * s) @ _haar(self._rng, d, self._complex)
+            U, Vh = _haar(self._rng, d, self._complex), _haar(self._rng, d, self._complex)
+            if not self._complex and np.linalg.det(U) * np.linalg.det(Vh) < 0:
+                U[:, 0] = -U[:, 0]  # stay in the component of the center (det A_k > 0)
+            a[k] = (U * s) @ Vh
         return fiber_restore(group_action(a, self._center), self._X)
 
     def random_tangent_vector(self, point):
@@ -222,6 +240,31 @@ class Fiber(InducedSubmanifold):
             Z = Z + 1j * self._rng.standard_normal(shape)
         V = self.projection(point, Z)
         return V / np.linalg.norm(V)
+
+    # -- geodesics of the induced metric ----------------------------------------
+
+    def exp(self, point, tangent_vector):
+        """Riemannian exponential (RK4 on the geodesic equation, ``geodesic_steps`` steps)."""
+        point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
+        return fiber_exp(point, tangent_vector, self._X, self.geodesic_steps)
+
+    def log(self, point_a, point_b):
+        """Riemannian logarithm at ``point_a`` of ``point_b`` (shooting; ValueError if none)."""
+        point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
+        return fiber_log(
+            point_a, point_b, self._X, self.geodesic_steps, tol=self.geodesic_tol, max_iter=30
+        )
+
+    def dist(self, point_a, point_b) -> float:
+        """Geodesic distance, the norm of :meth:`log` (inf across connected components)."""
+        point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
+        return float(
+            fiber_dist(point_a, point_b, self._X, self.geodesic_steps, tol=self.geodesic_tol)
+        )
+
+    def pair_mean(self, point_a, point_b):
+        """Geodesic midpoint :math:`\\exp_a(\\log_a(b)/2)`."""
+        return self.exp(point_a, 0.5 * self.log(point_a, point_b))
 
     # -- fiber-specific methods -----------------------------------------------
     def center(self) -> np.ndarray:
