@@ -67,8 +67,7 @@ import numpy as np
 from .._checks import as_matrix, as_stack, check_depth, check_full_rank, check_positive
 from ..balanced import balance_error, balanced_restore, check_balanced
 from ..depth_metric import depth_operator
-from ..entropy import check_energy_like
-from ..entropy import free_energy_gradient, orbit_entropy
+from ..entropy import check_energy_like, free_energy_gradient, orbit_entropy
 from ..network import balanced_point, end_to_end, lifted_gradient
 from .integrators import FlowResult, integrate_flow, integrate_with_defaults
 
