@@ -1067,8 +1067,3 @@ def check_fiber_depth(depth: int) -> int:
             "(dimension 0), with no tangent vectors to optimize or flow along"
         )
     return N
-
-
-# Transitional alias: dln_manifolds/pymanopt/fiber.py still imports the old private name;
-# remove once it imports check_fiber_depth.
-_check_fiber_depth = check_fiber_depth

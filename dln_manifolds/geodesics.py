@@ -146,8 +146,6 @@ def _as_real_points(X, name: str) -> np.ndarray:
     return arr
 
 
-
-
 def _check_n_steps(n_steps) -> int | None:
     return None if n_steps is None else check_count(n_steps, "n_steps")
 

@@ -19,13 +19,8 @@ from dln_manifolds.depth_metric import (
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "dln_manifolds"
 
-# Imports of private names that remain in files other helpers own (issue 14, item 6):
-# the lead removes these; the list must only shrink.
-KNOWN = {
-    ("geomstats/balanced.py", "_batched"),
-    ("geomstats/bundle.py", "_batched"),
-    ("pymanopt/fiber.py", "_check_fiber_depth"),
-}
+# Imports of private names across modules (issue 14, item 6): none left.
+KNOWN: set[tuple[str, str]] = set()
 
 
 def _private_imports(root: pathlib.Path) -> set[tuple[str, str]]:

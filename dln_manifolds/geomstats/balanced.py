@@ -39,7 +39,7 @@ from ..submanifold_geodesics import (
     balanced_log,
 )
 from .end_to_end import EndToEndMatrices
-from .induced import InducedFrobeniusMetric, InducedSubmanifold, _batched
+from .induced import InducedFrobeniusMetric, InducedSubmanifold, batched_over_points
 
 __all__ = [
     "BalancedManifold",
@@ -147,7 +147,7 @@ def orthogonal_group_action(rotations, point) -> np.ndarray:
     if N == 1:  # the group is trivial
         return point.copy()
     rotations = as_array(rotations, "rotations", (N - 1, d, d), batch=True, real=True)
-    return _batched(group_action, rotations, point)
+    return batched_over_points(group_action, rotations, point)
 
 
 class BalancedManifold(InducedSubmanifold):

@@ -36,7 +36,7 @@ from ..balanced import (
 from ..network import balanced_point, end_to_end
 from .balanced import BalancedManifold
 from .end_to_end import matrix_to_vector, vector_to_matrix
-from .induced import _batched
+from .induced import batched_over_points
 
 __all__ = ["BalancedBundle", "align_orbit"]
 
@@ -155,7 +155,7 @@ class BalancedBundle(FiberBundle):
     def riemannian_submersion(self, point):
         """End-to-end matrix, as a vector of shape (..., d*d)."""
         (point,) = self._total_space._arrays(point=point)
-        return matrix_to_vector(_batched(end_to_end, point))
+        return matrix_to_vector(batched_over_points(end_to_end, point))
 
     def tangent_riemannian_submersion(self, tangent_vec, base_point):
         r""":math:`d\phi_W(V)` as a vector of shape (..., d*d)."""
@@ -163,28 +163,30 @@ class BalancedBundle(FiberBundle):
             tangent_vec=tangent_vec, base_point=base_point
         )
         return matrix_to_vector(
-            _batched(lambda V, W: submersion_differential(W, V), tangent_vec, base_point)
+            batched_over_points(lambda V, W: submersion_differential(W, V), tangent_vec, base_point)
         )
 
     def lift(self, point):
         """Balanced point over X (the center of [R]); shape (..., N, d, d)."""
         (point,) = self._flat(point=point)
         X = vector_to_matrix(point, self.d)
-        return _batched(lambda M: balanced_point(M, self.depth), X, point_ndim=2)
+        return batched_over_points(lambda M: balanced_point(M, self.depth), X, point_ndim=2)
 
     def vertical_projection(self, tangent_vec, base_point):
         r"""Projection onto :math:`\ker d\phi \cap T_W\mathcal{M}` (tangent to the orbit)."""
         tangent_vec, base_point = self._total_space._arrays(
             tangent_vec=tangent_vec, base_point=base_point
         )
-        return _batched(lambda V, W: vertical_projection(W, V), tangent_vec, base_point)
+        return batched_over_points(lambda V, W: vertical_projection(W, V), tangent_vec, base_point)
 
     def horizontal_projection(self, tangent_vec, base_point):
         r"""Projection onto the horizontal space :math:`(\ker d\phi)^\perp` (range of dphi^*)."""
         tangent_vec, base_point = self._total_space._arrays(
             tangent_vec=tangent_vec, base_point=base_point
         )
-        return _batched(lambda V, W: horizontal_projection(W, V), tangent_vec, base_point)
+        return batched_over_points(
+            lambda V, W: horizontal_projection(W, V), tangent_vec, base_point
+        )
 
     def horizontal_lift(self, tangent_vec, base_point=None, fiber_point=None):
         r"""The horizontal H at ``fiber_point`` with :math:`d\phi(H) = Z` ([G] eq. 8.20-8.24).
@@ -215,7 +217,7 @@ class BalancedBundle(FiberBundle):
     def align(self, point, base_point):
         """Align ``point`` to ``base_point`` along the O(d)^{N-1} orbit (:func:`align_orbit`)."""
         point, base_point = self._total_space._arrays(point=point, base_point=base_point)
-        return _batched(align_orbit, point, base_point)
+        return batched_over_points(align_orbit, point, base_point)
 
     def is_horizontal(self, tangent_vec, base_point, atol: float = 1e-9):
         """True where the vector equals its horizontal projection (to ``atol``, relative)."""

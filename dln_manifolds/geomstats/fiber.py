@@ -35,7 +35,7 @@ from ..fiber import (
 )
 from ..network import end_to_end
 from ..submanifold_geodesics import fiber_dist, fiber_exp, fiber_log
-from .induced import InducedSubmanifold, _batched
+from .induced import InducedSubmanifold, batched_over_points
 
 __all__ = ["Fiber"]
 
@@ -111,15 +111,15 @@ class Fiber(InducedSubmanifold):
         return fiber_retraction(W, V, X=self.X)
 
     def _geodesic_exp(self, W, V, n_steps):
-        return _batched(lambda V1, W1: fiber_exp(W1, V1, self.X, n_steps), V, W)
+        return batched_over_points(lambda V1, W1: fiber_exp(W1, V1, self.X, n_steps), V, W)
 
     def _geodesic_log(self, W, T, n_steps, tol, max_iter):
-        return _batched(
+        return batched_over_points(
             lambda T1, W1: fiber_log(W1, T1, self.X, n_steps, tol=tol, max_iter=max_iter), T, W
         )
 
     def _geodesic_dist(self, W, T, n_steps, tol, max_iter):
-        return _batched(
+        return batched_over_points(
             lambda T1, W1: fiber_dist(W1, T1, self.X, n_steps, tol=tol, max_iter=max_iter), T, W
         )
 

@@ -20,7 +20,7 @@ from .._checks import as_arrays, check_count, check_positive
 __all__ = ["InducedFrobeniusMetric", "InducedSubmanifold"]
 
 
-def _batched(fun, *arrays, point_ndim: int = 3):
+def batched_over_points(fun, *arrays, point_ndim: int = 3):
     """Apply fun to broadcast batches of (N, d, d) arrays; returns the stacked results."""
     arrays = [np.asarray(a, dtype=float) for a in arrays]
     batch = np.broadcast_shapes(*(a.shape[: a.ndim - point_ndim] for a in arrays))
@@ -135,14 +135,14 @@ class InducedSubmanifold(Manifold):
         point = np.asarray(point, dtype=float)
         if point.shape[-3:] != self.shape:
             return np.zeros(point.shape[: max(point.ndim - 3, 0)], dtype=bool)
-        return _batched(lambda W: self._belongs_one(W, atol), point).astype(bool)
+        return batched_over_points(lambda W: self._belongs_one(W, atol), point).astype(bool)
 
     def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
         r"""True where :math:`|V - P_W V| \le` ``atol`` :math:`\max(1, |V|)`."""
         if base_point is None:
             raise TypeError("base_point is required: the tangent space depends on it")
         vector, base_point = self._arrays(vector=vector, base_point=base_point)
-        return _batched(
+        return batched_over_points(
             lambda V, W: (
                 np.linalg.norm(V - self._tangent_projection(W, V))
                 <= atol * max(1.0, float(np.linalg.norm(V)))
@@ -156,14 +156,14 @@ class InducedSubmanifold(Manifold):
         if base_point is None:
             raise TypeError("base_point is required: the tangent space depends on it")
         vector, base_point = self._arrays(vector=vector, base_point=base_point)
-        return _batched(lambda V, W: self._tangent_projection(W, V), vector, base_point)
+        return batched_over_points(lambda V, W: self._tangent_projection(W, V), vector, base_point)
 
     def projection(self, point):
         """Map nearby points onto the manifold by its restore map (not the nearest point)."""
         (point,) = self._arrays(point=point)
-        return _batched(self._restore, point)
+        return batched_over_points(self._restore, point)
 
     def retraction(self, tangent_vec, base_point):
         """The space's second-order retraction (not the exponential map)."""
         tangent_vec, base_point = self._arrays(tangent_vec=tangent_vec, base_point=base_point)
-        return _batched(lambda V, W: self._retract(W, V), tangent_vec, base_point)
+        return batched_over_points(lambda V, W: self._retract(W, V), tangent_vec, base_point)

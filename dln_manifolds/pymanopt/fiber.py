@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 from .._checks import as_matrix, as_stack, check_full_rank
 from ..fiber import (
     FiberNormalSolver,
-    _check_fiber_depth,
+    check_fiber_depth,
     fiber_center,
     fiber_restore,
     fiber_retraction,
@@ -120,7 +120,7 @@ class Fiber(InducedSubmanifold):
         tol: float = 1e-13,
     ):
         X = as_matrix(X)
-        N = _check_fiber_depth(depth)
+        N = check_fiber_depth(depth)
         s = np.linalg.svd(X, compute_uv=False)
         check_full_rank(s, "X", max_condition=float(max_condition))
         if method not in ("auto", "cholesky", "qr", "cg"):
