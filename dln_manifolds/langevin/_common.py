@@ -3,6 +3,13 @@
 The samplers validate their arguments at their own door and call these on
 validated states: :func:`check_energy` once at the door, the gradients at every
 step (no input checks there). The lifted gradient is [G] eq. 3.6.
+
+References
+----------
+- [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
+  (2024).
+
+Full entries: docs/mathematics.rst, :ref:`math-bibliography`.
 """
 
 from __future__ import annotations
