@@ -50,9 +50,9 @@ class EndToEndMatrices(Manifold):
     d : int or (int, int)
         Matrix size d, or the shape (m, n) of non-square matrices.
     depth : int or numpy.inf
-        Depth N >= 1 (finite for non-square shapes). ``numpy.inf`` gives :math:`g^\infty` built from the
-        rescaled operator :math:`\mathcal{A}_{\infty,X}` ([G] eq. 14.7). Depth 1
-        is the Euclidean metric.
+        Depth N >= 1 (finite for non-square shapes). ``numpy.inf`` gives
+        :math:`g^\infty` built from the rescaled operator :math:`\mathcal{A}_{\infty,X}`
+        ([G] eq. 14.7). Depth 1 is the Euclidean metric.
     seed : int or numpy.random.Generator, optional
         Source of randomness for :meth:`random_point` and :meth:`random_tangent_vector`.
 
