@@ -163,3 +163,93 @@ def test_interface(shape):
     with pytest.raises(ValueError, match="pair"):
         EndToEndMatrices((2, 3, 4), 2)
     assert EndToEndMatrices((3, 3), 2).d == 3  # a square shape is the square space
+
+
+# --- geomstats adapter -------------------------------------------------------------------
+
+
+def _geomstats_space(shape, depth):
+    gs_e2e = pytest.importorskip("dln_manifolds.geomstats")
+    return gs_e2e.EndToEndMatrices(shape, depth)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_geomstats_metric_is_inverse_kronecker_operator(shape, depth):
+    rng = np.random.default_rng(41)
+    space = _geomstats_space(shape, depth)
+    X = EndToEndMatrices(shape, depth, seed=41).random_point()
+    x = X.ravel()
+    A = _dense_operator(X, depth)
+    G = space.metric.metric_matrix(x)
+    assert G.shape == (space.dim, space.dim)
+    np.testing.assert_allclose(G @ A, np.eye(space.dim), atol=1e-10)
+    np.testing.assert_allclose(space.metric.cometric_matrix(x), A, atol=1e-10 * np.abs(A).max())
+    Z1, Z2 = rng.standard_normal((2, space.dim))
+    assert space.metric.inner_product(Z1, Z2, x) == pytest.approx(Z1 @ G @ Z2, rel=1e-10)
+    # batched base points
+    xs = np.stack([x, 2 * x])
+    ip = space.metric.inner_product(Z1, Z2, xs)
+    assert ip.shape == (2,)
+    assert ip[1] == pytest.approx(Z1 @ space.metric.metric_matrix(2 * x) @ Z2, rel=1e-10)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("depth", [2, 3])
+def test_geomstats_christoffels_match_finite_differences_of_metric(shape, depth):
+    """Koszul formula with central differences of metric_matrix (h = 1e-4)."""
+    space = _geomstats_space(shape, depth)
+    n = space.dim
+    x = EndToEndMatrices(shape, depth, seed=42).random_point().ravel()
+    h = 1e-4
+    dg = np.stack(
+        [
+            (space.metric.metric_matrix(x + h * e) - space.metric.metric_matrix(x - h * e))
+            / (2 * h)
+            for e in np.eye(n)
+        ],
+        axis=-1,
+    )  # dg[i, j, l] = d_l g_ij
+    ginv = np.linalg.inv(space.metric.metric_matrix(x))
+    koszul = 0.5 * (
+        np.einsum("kl,jli->kij", ginv, dg)
+        + np.einsum("kl,ilj->kij", ginv, dg)
+        - np.einsum("kl,ijl->kij", ginv, dg)
+    )
+    G = space.metric.christoffels(x)
+    assert G.shape == (n, n, n)
+    np.testing.assert_allclose(G, koszul, atol=1e-6 * np.abs(G).max())
+    # batch of two base points, and christoffel_term against the tensor
+    G2 = space.metric.christoffels(np.stack([x, 1.5 * x]))
+    np.testing.assert_allclose(G2[0], G, atol=1e-13 * np.abs(G).max())
+    u, v = np.random.default_rng(3).standard_normal((2, n))
+    np.testing.assert_allclose(
+        space.metric.christoffel_term(u, v, x),
+        np.einsum("kij,i,j->k", G, u, v),
+        atol=1e-12 * np.abs(G).max() * n,
+    )
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_geomstats_space_interface(shape):
+    m, n = shape
+    space = _geomstats_space(shape, 2)
+    assert space.dim == m * n and space.matrix_shape == shape and space.shape == (m * n,)
+    xs = space.random_point(4)
+    assert xs.shape == (4, m * n)
+    s = np.linalg.svd(space.to_matrix(xs), compute_uv=False)
+    assert s.shape == (4, min(m, n)) and np.all(s >= 0.5 - 1e-12) and np.all(s <= 2 + 1e-12)
+    assert np.all(space.belongs(xs))
+    low_rank = np.outer(np.arange(1.0, m + 1), np.ones(n)).ravel()
+    assert not space.belongs(low_rank)
+    assert np.all(space.belongs(space.projection(low_rank)))
+    np.testing.assert_array_equal(space.to_vector(space.to_matrix(xs)), xs)
+    for call in [
+        lambda: space.metric.exp(xs[1], xs[0]),
+        lambda: space.metric.log(xs[1], xs[0]),
+        lambda: space.metric.dist(xs[1], xs[0]),
+    ]:
+        with pytest.raises(NotImplementedError, match="non-square"):
+            call()
+    with pytest.raises(ValueError, match="depth must be finite"):
+        _geomstats_space(shape, np.inf)
