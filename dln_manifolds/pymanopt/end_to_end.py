@@ -70,9 +70,12 @@ class EndToEndMatrices(Manifold):
       Newton shooting; a ``log`` of a random 2 x 2 pair takes ~0.1-1 s).
       ``dist`` is ``inf`` between the two components of GL(d); ``log`` and
       ``pair_mean`` raise DifferentComponentsError there. pymanopt's
-      NelderMead and ParticleSwarm call ``log``/``dist`` many times per
-      iteration (and draw :meth:`random_point` from both components): they
-      run, but are impractically slow here.
+      NelderMead and ParticleSwarm draw :meth:`random_point` from both
+      components (give them points of one component) and call ``log`` or
+      ``dist`` many times per iteration: NelderMead runs but is slow (about
+      25 s per iteration for d = 2), and ParticleSwarm's random velocities
+      can carry a particle close to the boundary, where ``log`` raises
+      LogConvergenceError.
     - Non-square points ``d = (m, n)``: full-rank m x n matrices (rank
       min(m, n), a connected open set), finite depth only; the retraction is
       :math:`X + Z - \tfrac12\Gamma_X(Z, Z)` (damped, kept of full rank), and
