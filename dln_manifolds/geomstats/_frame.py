@@ -41,6 +41,16 @@ class DepthFrame(_CoreDepthFrame):
             raise TypeError("X must be real for the geomstats adapters")
         super().__init__(X, depth, check=check, full_rank=True)
 
+    def _dense(self, apply) -> np.ndarray:
+        """Row-major matrix of a linear map on (m, n) matrices, column by column."""
+        m, n = self.shape
+        batch = self.s.shape[:-1]
+        cols = [
+            apply(np.broadcast_to(e, batch + (m, n))).reshape(batch + (m * n,))
+            for e in np.eye(m * n).reshape(m * n, m, n)
+        ]
+        return np.stack(cols, axis=-1)
+
     @property
     def rotation(self) -> np.ndarray:
         """The orthogonal ``kron(U, V)``, shape (..., d^2, d^2): vec(U Zh V^T) = R vec(Zh)."""
@@ -54,13 +64,19 @@ class DepthFrame(_CoreDepthFrame):
     def metric_matrix(self) -> np.ndarray:
         r"""Matrix of :math:`g^N_X` in the row-major basis, shape (..., d^2, d^2).
 
-        :math:`R\,\mathrm{diag}(1/m)\,R^T` with :math:`R` = :attr:`rotation`.
+        :math:`R\,\mathrm{diag}(1/m)\,R^T` with :math:`R` = :attr:`rotation`; for
+        non-square X (shape (m, n), size mn x mn) the inverse operator applied to
+        the basis matrices.
         """
+        if self.shape[0] != self.shape[1]:
+            return self._dense(self.inverse)
         R = self.rotation
         return (R / self._flat_M()[..., None, :]) @ _t(R)
 
     def cometric_matrix(self) -> np.ndarray:
         r"""Inverse of :meth:`metric_matrix` (the operator :math:`\mathcal{A}_{N,X}` itself)."""
+        if self.shape[0] != self.shape[1]:
+            return self._dense(self.operator)
         R = self.rotation
         return (R * self._flat_M()[..., None, :]) @ _t(R)
 

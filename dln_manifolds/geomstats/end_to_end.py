@@ -149,12 +149,37 @@ class EndToEndMatrices(VectorSpaceOpenSet):
     are global coordinates of the open set, as ``BrownianMotion`` requires.
     """
 
-    def __init__(self, d: int, depth=2, equip: bool = True):
-        self.d = check_count(d, "d")
+    def __init__(self, d: int | tuple[int, int], depth=2, equip: bool = True):
+        if isinstance(d, (tuple, list)):
+            if len(d) != 2:
+                raise ValueError(f"d must be an integer or a pair (m, n), got {d!r}")
+            m, n = check_count(d[0], "d[0]"), check_count(d[1], "d[1]")
+        else:
+            m = n = check_count(d, "d")
         self.depth = check_depth(depth)
-        super().__init__(
-            dim=self.d * self.d, embedding_space=Euclidean(self.d * self.d), equip=equip
-        )
+        #: Shape (m, n) of the matrices ((d, d) if square).
+        self.matrix_shape = (m, n)
+        #: The matrix size d (square), or the shape (m, n) (non-square).
+        self.d = m if m == n else (m, n)
+        if m != n and np.isinf(self.depth):
+            raise ValueError(
+                f"depth must be finite for non-square matrices (shape ({m}, {n})): the rescaled "
+                "operator A_inf vanishes on the complement block, so g^inf is not defined there"
+            )
+        super().__init__(dim=m * n, embedding_space=Euclidean(m * n), equip=equip)
+
+    @property
+    def is_square(self) -> bool:
+        """True for d x d matrices (geodesics are available only there)."""
+        return self.matrix_shape[0] == self.matrix_shape[1]
+
+    def _square_only(self, what: str) -> None:
+        if not self.is_square:
+            m, n = self.matrix_shape
+            raise NotImplementedError(
+                f"{what} is not implemented for non-square points (shape ({m}, {n})): the "
+                "geodesic solvers of dln_manifolds.geodesics handle square matrices only"
+            )
 
     @staticmethod
     def default_metric():
@@ -162,14 +187,14 @@ class EndToEndMatrices(VectorSpaceOpenSet):
         return DepthMetric
 
     def to_matrix(self, point) -> np.ndarray:
-        """Matrix form (..., d, d) of points or tangent vectors of shape (..., d * d)."""
+        """Matrix form (..., m, n) of points or tangent vectors of shape (..., m * n)."""
         (point,) = as_arrays((self.dim,), batch=True, point=point)
-        return vector_to_matrix(point, self.d)
+        return point.reshape(point.shape[:-1] + self.matrix_shape)
 
     def to_vector(self, matrix) -> np.ndarray:
-        """Vector form (..., d * d) of matrices of shape (..., d, d)."""
-        matrix = as_array(matrix, "matrix", (self.d, self.d), batch=True, real=True)
-        return matrix_to_vector(matrix)
+        """Vector form (..., m * n) of matrices of shape (..., m, n) (row-major)."""
+        matrix = as_array(matrix, "matrix", self.matrix_shape, batch=True, real=True)
+        return matrix.reshape(matrix.shape[:-2] + (self.dim,))
 
     def to_tangent(self, vector, base_point=None):
         """Tangent spaces are all of R^(d*d): a validated copy of ``vector``."""
@@ -190,7 +215,7 @@ class EndToEndMatrices(VectorSpaceOpenSet):
             return gs.zeros(point.shape[:-1], dtype=bool)
         s = np.linalg.svd(self.to_matrix(point), compute_uv=False)
         smax, smin = s[..., 0], s[..., -1]
-        return (smin > atol) & (smax * self.d * np.finfo(float).eps < smin)
+        return (smin > atol) & (smax * max(self.matrix_shape) * np.finfo(float).eps < smin)
 
     def projection(self, point, atol: float = 1e-6):
         r"""Nearest point whose singular values are at least ``atol * max(1, s_max)``.
@@ -200,7 +225,7 @@ class EndToEndMatrices(VectorSpaceOpenSet):
         of the closed set of matrices with :math:`\sigma_{\min} \ge` floor).
         """
         (point,) = as_arrays((self.dim,), batch=True, point=point)
-        U, s, Vh = np.linalg.svd(self.to_matrix(point))
+        U, s, Vh = np.linalg.svd(self.to_matrix(point), full_matrices=False)
         floor = atol * np.maximum(1.0, s[..., :1])
         if np.all(s >= floor):
             return gs.copy(point)
@@ -219,10 +244,11 @@ class EndToEndMatrices(VectorSpaceOpenSet):
         n_samples = check_count(n_samples, "n_samples")
         check_positive(bound, "bound")
         shape = () if n_samples == 1 else (n_samples,)
-        d = self.d
-        U = _haar(shape, d)
-        V = _haar(shape, d)
-        s = bound * np.exp(gs.random.uniform(np.log(0.5), np.log(2.0), size=shape + (d,)))
+        m, n = self.matrix_shape
+        r = min(m, n)
+        U = _haar(shape, m)[..., :r]
+        V = _haar(shape, n)[..., :r]
+        s = bound * np.exp(gs.random.uniform(np.log(0.5), np.log(2.0), size=shape + (r,)))
         return self.to_vector((U * s[..., None, :]) @ np.swapaxes(V, -1, -2))
 
 
@@ -272,6 +298,7 @@ class DepthExpSolver(ExpSolver):
     def exp(self, tangent_vec, base_point):
         """Exponential map; shapes (..., d * d), broadcast against each other."""
         space = self._metric._space
+        space._square_only("exp")
         tangent_vec, base_point = as_arrays(
             (space.dim,), batch=True, tangent_vec=tangent_vec, base_point=base_point
         )
@@ -319,6 +346,7 @@ class DepthLogShootingSolver(LogSolver):
     def log(self, point, base_point):
         """Logarithm map; shapes (..., d * d), broadcasting point against base_point."""
         space = self._metric._space
+        space._square_only("log")
         point, base_point = as_arrays((space.dim,), batch=True, point=point, base_point=base_point)
         V = depth_log(
             space.to_matrix(base_point),
@@ -462,6 +490,7 @@ class DepthMetric(RiemannianMetric):
         log fails (never a wrong distance).
         """
         space = self._space
+        space._square_only("dist")
         a, b = np.broadcast_arrays(
             *as_arrays((space.dim,), batch=True, point_a=point_a, point_b=point_b)
         )
@@ -478,16 +507,16 @@ class DepthMetric(RiemannianMetric):
     # -- helpers ----------------------------------------------------------------
     def _frames_apply(self, fun, base_point, *vectors, out_shape=()):
         """Evaluate fun(frame, *matrices) over a broadcast batch of base points."""
-        d = self._space.d
-        n = d * d
+        shape = self._space.matrix_shape
+        n = self._space.dim
         base_point = np.asarray(base_point, dtype=float)
         vectors = [np.asarray(v, dtype=float) for v in vectors]
         for name, arr in [("base_point", base_point)] + [("tangent_vec", v) for v in vectors]:
             if arr.shape[-1:] != (n,):
                 raise ValueError(f"{name} must have shape (..., {n}), got {arr.shape}")
         batch = _batch_shape(1, base_point, *vectors)
-        bp = np.broadcast_to(base_point, batch + (n,)).reshape(batch + (d, d))
-        vs = [np.broadcast_to(v, batch + (n,)).reshape(batch + (d, d)) for v in vectors]
+        bp = np.broadcast_to(base_point, batch + (n,)).reshape(batch + shape)
+        vs = [np.broadcast_to(v, batch + (n,)).reshape(batch + shape) for v in vectors]
         out = fun(DepthFrame(bp, self.depth), *vs)
         return np.asarray(out).reshape(batch + out_shape)
 
@@ -523,12 +552,18 @@ class DepthMetric(RiemannianMetric):
 
         One batched frame for all base points (no Python loop); O(d^7) per point.
         """
-        d = self._space.d
-        n = d * d
+        shape = self._space.matrix_shape
+        n = self._space.dim
         (base_point,) = as_arrays((n,), batch=True, base_point=base_point)
         batch = base_point.shape[:-1]
-        X = base_point.reshape((-1, 1, 1, d, d))
+        X = base_point.reshape((-1, 1, 1) + shape)
         frame = DepthFrame(X, self.depth)
+        if not self._space.is_square:
+            E = np.eye(n).reshape((n,) + shape)
+            G = frame.christoffel(E[:, None], E[None, :])  # (b, n, n, m, n'): Gamma(e_i, e_j)
+            G = np.moveaxis(G.reshape(-1, n, n, n), -1, 1)
+            return G.reshape(batch + (n, n, n))
+        d = shape[0]
         # frame coordinates of the standard basis: the rows of R = kron(U, V), reshaped
         E = frame.rotation[:, 0, 0].reshape(-1, n, d, d)
         G = frame.from_frame(frame.christoffel_hat(E[:, :, None], E[:, None, :]))
@@ -566,12 +601,12 @@ class DepthMetric(RiemannianMetric):
         ndarray, shape (..., 2, d^2)
         """
         state = np.asarray(state, dtype=float)
-        d = self._space.d
+        shape = self._space.matrix_shape
         batch = state.shape[:-2]
-        pos = state[..., 0, :].reshape(batch + (d, d))
-        vel = state[..., 1, :].reshape(batch + (d, d))
+        pos = state[..., 0, :].reshape(batch + shape)
+        vel = state[..., 1, :].reshape(batch + shape)
         acc = DepthFrame(pos, self.depth, check=False).geodesic_acceleration(vel)
-        return np.stack([state[..., 1, :], acc.reshape(batch + (d * d,))], axis=-2)
+        return np.stack([state[..., 1, :], acc.reshape(batch + (self._space.dim,))], axis=-2)
 
     def jacobian_christoffels(self, base_point):
         r"""Derivatives ``J[..., k, i, j, l]`` of the Christoffel symbols in coordinate l.

@@ -25,6 +25,7 @@ from pymanopt.manifolds.manifold import Manifold
 from .._checks import as_array, check_count, check_depth, check_full_rank
 from .._linalg import haar_orthogonal
 from ..depth_metric import DepthFrame
+from ..geodesics import DifferentComponentsError, depth_exp, depth_log
 
 __all__ = ["EndToEndMatrices", "BoundaryWarning", "WARN_CONDITION"]
 
@@ -46,12 +47,12 @@ class EndToEndMatrices(Manifold):
 
     Parameters
     ----------
-    d : int
-        Matrix size.
+    d : int or (int, int)
+        Matrix size d, or the shape (m, n) of non-square matrices.
     depth : int or numpy.inf
-        Depth N >= 1. ``numpy.inf`` gives :math:`g^\infty` built from the
-        rescaled operator :math:`\mathcal{A}_{\infty,X}` ([G] eq. 14.7). Depth 1
-        is the Euclidean metric.
+        Depth N >= 1 (finite for non-square shapes). ``numpy.inf`` gives
+        :math:`g^\infty` built from the rescaled operator :math:`\mathcal{A}_{\infty,X}`
+        ([G] eq. 14.7). Depth 1 is the Euclidean metric.
     seed : int or numpy.random.Generator, optional
         Source of randomness for :meth:`random_point` and :meth:`random_tangent_vector`.
 
@@ -64,8 +65,21 @@ class EndToEndMatrices(Manifold):
       derivatives of the SVD-frame operator, O(d^3) whatever N).
     - Retraction: a second-order correction of :math:`X \exp(X^{-1} Z)`, which
       never leaves GL(d) (see :meth:`retraction`).
-    - Geodesics have no closed form: ``exp``, ``log`` and ``dist`` raise
-      NotImplementedError; use :class:`dln_manifolds.geomstats.EndToEndMatrices`.
+    - Geodesics (square points only): ``exp``, ``log``, ``dist`` and
+      ``pair_mean`` by :mod:`dln_manifolds.geodesics` (ODE integration and
+      Newton shooting; a ``log`` of a random 2 x 2 pair takes ~0.1-1 s).
+      ``dist`` is ``inf`` between the two components of GL(d); ``log`` and
+      ``pair_mean`` raise DifferentComponentsError there. pymanopt's
+      NelderMead and ParticleSwarm draw :meth:`random_point` from both
+      components (give them points of one component) and call ``log`` or
+      ``dist`` many times per iteration: NelderMead runs but is slow (about
+      25 s per iteration for d = 2), and ParticleSwarm's random velocities
+      can carry a particle close to the boundary, where ``log`` raises
+      LogConvergenceError.
+    - Non-square points ``d = (m, n)``: full-rank m x n matrices (rank
+      min(m, n), a connected open set), finite depth only; the retraction is
+      :math:`X + Z - \tfrac12\Gamma_X(Z, Z)` (damped, kept of full rank), and
+      ``exp``, ``log``, ``dist``, ``pair_mean`` raise NotImplementedError.
     - GL(d) has two components (sign of det), and a solver never crosses
       det = 0. :meth:`random_point` draws from both, so start a solver in the
       component of the minimizer (flip a column of the start if needed);
@@ -92,16 +106,35 @@ class EndToEndMatrices(Manifold):
       TrustRegions rejects that step and shrinks its radius instead of crashing.
     """
 
-    def __init__(self, d: int, depth=2, seed=None):
-        self._d = check_count(d, "d")
+    def __init__(self, d: int | tuple[int, int], depth=2, seed=None):
+        if isinstance(d, (tuple, list)):
+            if len(d) != 2:
+                raise ValueError(f"d must be an integer or a pair (m, n), got {d!r}")
+            m, n = check_count(d[0], "d[0]"), check_count(d[1], "d[1]")
+        else:
+            m = n = check_count(d, "d")
         self._depth = check_depth(depth)
+        self._shape = (m, n)
+        self._rect = m != n
+        self._d = m if not self._rect else (m, n)
+        if self._rect and np.isinf(self._depth):
+            raise ValueError(
+                f"depth must be finite for non-square matrices (shape ({m}, {n})): the rescaled "
+                "operator A_inf vanishes on the complement block, so g^inf is not defined there"
+            )
         self._rng = np.random.default_rng(seed)
-        name = f"End-to-end matrices ({d}x{d}) with the depth metric g^{self._depth}"
-        super().__init__(name, self._d * self._d)
+        name = f"End-to-end matrices ({m}x{n}) with the depth metric g^{self._depth}"
+        super().__init__(name, m * n)
 
     @property
-    def d(self) -> int:
+    def d(self) -> int | tuple[int, int]:
+        """The matrix size d (square), or the shape (m, n) (non-square)."""
         return self._d
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Shape (m, n) of points and tangent vectors ((d, d) if square)."""
+        return self._shape
 
     @property
     def depth(self):
@@ -113,8 +146,8 @@ class EndToEndMatrices(Manifold):
 
     # -- argument checks (pymanopt's argument names) ---------------------------
     def _vector(self, value, name: str, *, finite: bool = True) -> np.ndarray:
-        """A real (d, d) float64 array; non-finite entries are refused if ``finite``."""
-        return as_array(value, name, (self._d, self._d), real=True, finite=finite)
+        """A real (m, n) float64 array; non-finite entries are refused if ``finite``."""
+        return as_array(value, name, self._shape, real=True, finite=finite)
 
     def _check(self, point, name: str = "point") -> np.ndarray:
         return self._vector(point, name)
@@ -141,7 +174,8 @@ class EndToEndMatrices(Manifold):
         frame = DepthFrame(point, self._depth, check=False)
         s = frame.s
         with np.errstate(divide="ignore", invalid="ignore"):
-            cond = max(_condition(s), float(np.max(frame.M) / np.min(frame.M)))
+            mult = np.concatenate([frame.M.ravel(), frame.c]) if self._rect else frame.M
+            cond = max(_condition(s), float(np.max(mult) / np.min(mult)))
         if self._depth != 1:
             check_full_rank(s, "point")
         if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
@@ -261,12 +295,14 @@ class EndToEndMatrices(Manifold):
         frame = DepthFrame(point, self._depth, check=False)
         s = frame.s
         kappa = _condition(s)
-        cond_max = _retraction_condition_limit(self._d)
+        cond_max = _retraction_condition_limit(max(self._shape))
         if not kappa <= cond_max:
             raise ValueError(
                 f"point is too close to the rank-deficient boundary of GL(d) for a step "
                 f"that stays in GL(d) (condition number {kappa:.3g} > {cond_max:.3g})"
             )
+        if self._rect:
+            return _rect_retraction(frame, point, Z, cond_max)
         budget = 0.5 * np.log(cond_max / kappa)
         # Work with the unit direction Zh = Z / zeta: K = zeta K1h + coef K2h, where
         # coef = zeta^2 / (1 + zeta^4 |K2h|^2) is written so that it cannot overflow.
@@ -312,29 +348,98 @@ class EndToEndMatrices(Manifold):
 
     def random_point(self):
         """A well-conditioned point: Haar frames and log-uniform singular values in [1/2, 2]."""
-        d = self._d
-        U = haar_orthogonal(self._rng, d)
-        V = haar_orthogonal(self._rng, d)
-        s = np.exp(self._rng.uniform(np.log(0.5), np.log(2.0), size=d))
+        m, n = self._shape
+        r = min(m, n)
+        U = haar_orthogonal(self._rng, m)[:, :r]
+        V = haar_orthogonal(self._rng, n)[:, :r]
+        s = np.exp(self._rng.uniform(np.log(0.5), np.log(2.0), size=r))
         return (U * s) @ V.T
 
     def random_tangent_vector(self, point):
         """A Gaussian tangent vector normalized to unit g^N norm."""
         self._check(point)
-        Z = self._rng.standard_normal((self._d, self._d))
+        Z = self._rng.standard_normal(self._shape)
         return Z / self.norm(point, Z)
 
     def zero_vector(self, point) -> np.ndarray:
         self._check(point)
-        return np.zeros((self._d, self._d))
+        return np.zeros(self._shape)
 
-    def _no_geodesics(self, *args, **kwargs):
-        raise NotImplementedError(
-            "geodesics of g^N have no closed form; use "
-            "dln_manifolds.geomstats.EndToEndMatrices (ODE-based exp, log and dist)"
-        )
+    # -- geodesics (dln_manifolds.geodesics) ------------------------------------
+    def exp(self, point, tangent_vector) -> np.ndarray:
+        r"""Riemannian exponential :math:`\exp_X(Z)` by :func:`~dln_manifolds.geodesics.depth_exp`.
 
-    exp = log = dist = _no_geodesics
+        Raises
+        ------
+        SingularGeodesicError
+            (a ValueError) If the geodesic reaches det X = 0 before t = 1.
+        NotImplementedError
+            For non-square points (geodesics are implemented for square X only).
+        """
+        self._square_only("exp")
+        point = self._check(point)
+        Z = self._vector(tangent_vector, "tangent_vector")
+        return depth_exp(point, Z, self._depth, names=("point", "tangent_vector"))
+
+    def log(self, point_a, point_b) -> np.ndarray:
+        r"""Riemannian logarithm :math:`\log_X(Y)` by :func:`~dln_manifolds.geodesics.depth_log`.
+
+        Raises
+        ------
+        DifferentComponentsError
+            (a ValueError) If det X and det Y have different signs: no curve in
+            GL(d) joins them.
+        LogConvergenceError
+            If no geodesic is found (never a wrong vector).
+        NotImplementedError
+            For non-square points.
+        """
+        self._square_only("log")
+        a, b = self._check(point_a, "point_a"), self._check(point_b, "point_b")
+        check_full_rank(np.linalg.svd(a, compute_uv=False), "point_a")
+        check_full_rank(np.linalg.svd(b, compute_uv=False), "point_b")
+        if np.linalg.det(a) * np.linalg.det(b) < 0:
+            raise DifferentComponentsError(
+                f"point_a and point_b lie in different components of GL({self._shape[0]}) "
+                "(det point_a and det point_b have different signs): no geodesic of g^N "
+                "joins them"
+            )
+        return depth_log(a, b, self._depth, names=("point_a", "point_b"))
+
+    def dist(self, point_a, point_b) -> float:
+        r"""Geodesic distance :math:`|\log_X(Y)|_{g^N_X}`; ``inf`` between the components of GL(d).
+
+        As geomstats' :meth:`dln_manifolds.geomstats.DepthMetric.dist`. Raises
+        LogConvergenceError where the log fails (never a wrong distance).
+        """
+        self._square_only("dist")
+        a, b = self._check(point_a, "point_a"), self._check(point_b, "point_b")
+        frame = DepthFrame(a, self._depth, check=False)
+        check_full_rank(frame.s, "point_a")
+        check_full_rank(np.linalg.svd(b, compute_uv=False), "point_b")
+        if np.linalg.det(a) * np.linalg.det(b) < 0:
+            return float(np.inf)
+        V = depth_log(a, b, self._depth, names=("point_a", "point_b"))
+        return float(np.sqrt(max(float(frame.inner(V, V)), 0.0)))
+
+    def pair_mean(self, point_a, point_b) -> np.ndarray:
+        r"""Geodesic midpoint :math:`\exp_X(\tfrac12 \log_X(Y))` (used by NelderMead).
+
+        Raises DifferentComponentsError (a ValueError) for points in different
+        components of GL(d), which have no midpoint.
+        """
+        self._square_only("pair_mean")
+        a = self._check(point_a, "point_a")
+        V = self.log(a, point_b)
+        return depth_exp(a, 0.5 * V, self._depth, names=("point_a", "tangent_vector"))
+
+    def _square_only(self, what: str) -> None:
+        if self._rect:
+            m, n = self._shape
+            raise NotImplementedError(
+                f"{what} is not implemented for non-square points (shape ({m}, {n})): the "
+                "geodesic solvers of dln_manifolds.geodesics handle square matrices only"
+            )
 
 
 def _condition(s: np.ndarray) -> float:
@@ -348,3 +453,28 @@ def _retraction_condition_limit(d: int) -> float:
     A hundred times below the full-rank tolerance 1 / (d eps) of :meth:`norm`.
     """
     return 1e-2 / (d * np.finfo(np.float64).eps)
+
+
+def _rect_retraction(frame: DepthFrame, point: np.ndarray, Z: np.ndarray, cond_max: float):
+    r"""Second-order retraction for non-square X: :math:`X + Z + \theta Q`, full rank.
+
+    :math:`Q = -\tfrac12 \Gamma_X(Z, Z)` and :math:`\theta = 1 / (1 + (|Q|_F/|X|_F)^2)`,
+    so :math:`R_X(Z) = X + Z - \tfrac12\Gamma_X(Z, Z) + O(|Z|^6)` agrees with the
+    exponential map to second order (:math:`|Q| = O(|Z|^2/|X|)`); the damping
+    keeps long steps from being dominated by the quadratic term. Where the
+    result has condition number above ``cond_max`` (close to rank deficiency)
+    the step is halved (Z by 2, Q by 4) until it is below, so every result has
+    full rank min(m, n).
+    """
+    Q = -0.5 * frame.christoffel(Z, Z)
+    scale = float(np.linalg.norm(point))
+    with np.errstate(over="ignore"):
+        theta = 1.0 / (1.0 + (float(np.linalg.norm(Q)) / scale) ** 2)
+    for _ in range(64):
+        out = point + Z + theta * Q
+        if np.all(np.isfinite(out)) and _condition(np.linalg.svd(out, compute_uv=False)) <= (
+            cond_max
+        ):
+            return out
+        Z, Q = 0.5 * Z, 0.25 * Q
+    return point.copy()  # the step has underflowed below rounding: it is 0
