@@ -327,3 +327,36 @@ def test_balanced_exp_is_a_geodesic_of_the_embedding():
     Vm = (space.metric.exp((0.5 + h) * V, W) - space.metric.exp((0.5 - h) * V, W)) / (2 * h)
     assert np.linalg.norm(Vm) == pytest.approx(np.linalg.norm(V), rel=1e-6)
     np.testing.assert_allclose(space.metric.exp(0.5 * Vm, Wm), W1, atol=1e-7)
+
+
+def test_batched_methods_equal_the_loop_over_points(bundle_setup, rng):
+    """One call on a stack (broadcast against one base point too) = the per-point results."""
+    total, _, bundle = bundle_setup
+    W = total.random_point(4)
+    V = rng.standard_normal((2,) + W.shape)
+    T = total.to_tangent(V, W)
+    cases = {
+        "to_tangent": (total.to_tangent, (V, W)),
+        "projection": (lambda Y: total.projection(Y), (W + 1e-2 * V,)),
+        "retraction": (total.retraction, (0.1 * T, W)),
+        "is_tangent": (
+            total.is_tangent,
+            (T + 1e-3 * V * (np.arange(4) % 2)[:, None, None, None], W),
+        ),
+        "horizontal_projection": (bundle.horizontal_projection, (V, W)),
+        "vertical_projection": (bundle.vertical_projection, (V, W)),
+        "riemannian_submersion": (bundle.riemannian_submersion, (V,)),
+    }
+    for name, (fun, args) in cases.items():
+        got = fun(*args)
+        args = np.broadcast_arrays(*args)
+        loop = np.array([[fun(*(a[i, j] for a in args)) for j in range(4)] for i in range(2)])
+        assert got.shape == loop.shape, name
+        np.testing.assert_allclose(got, loop, rtol=1e-13, atol=1e-13, err_msg=name)
+    assert list(
+        total.is_tangent(T[0] + 1e-3 * V[0] * (np.arange(4) % 2)[:, None, None, None], W)
+    ) == [True, False, True, False]
+    # one base point against a batch of vectors
+    np.testing.assert_allclose(
+        total.to_tangent(V[:, 0], W[0]), np.array([total.to_tangent(v, W[0]) for v in V[:, 0]])
+    )

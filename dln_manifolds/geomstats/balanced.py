@@ -192,6 +192,9 @@ class BalancedManifold(InducedSubmanifold):
         )
         self.group_action = orthogonal_group_action
 
+    # balanced_tangent_projection, balanced_restore and balanced_retraction take stacks
+    core_takes_stacks = True
+
     @staticmethod
     def default_metric():
         """Metric to equip the space with if equip is True."""

@@ -36,7 +36,7 @@ from ..balanced import (
 from ..network import balanced_point, end_to_end
 from .balanced import BalancedManifold
 from .end_to_end import matrix_to_vector, vector_to_matrix
-from .induced import batched_over_points
+from .induced import batched_over_points, stacked_over_points
 
 __all__ = ["BalancedBundle", "align_orbit"]
 
@@ -155,7 +155,7 @@ class BalancedBundle(FiberBundle):
     def riemannian_submersion(self, point):
         """End-to-end matrix, as a vector of shape (..., d*d)."""
         (point,) = self._total_space._arrays(point=point)
-        return matrix_to_vector(batched_over_points(end_to_end, point))
+        return matrix_to_vector(stacked_over_points(end_to_end, point))
 
     def tangent_riemannian_submersion(self, tangent_vec, base_point):
         r""":math:`d\phi_W(V)` as a vector of shape (..., d*d)."""
@@ -177,14 +177,14 @@ class BalancedBundle(FiberBundle):
         tangent_vec, base_point = self._total_space._arrays(
             tangent_vec=tangent_vec, base_point=base_point
         )
-        return batched_over_points(lambda V, W: vertical_projection(W, V), tangent_vec, base_point)
+        return stacked_over_points(lambda V, W: vertical_projection(W, V), tangent_vec, base_point)
 
     def horizontal_projection(self, tangent_vec, base_point):
         r"""Projection onto the horizontal space :math:`(\ker d\phi)^\perp` (range of dphi^*)."""
         tangent_vec, base_point = self._total_space._arrays(
             tangent_vec=tangent_vec, base_point=base_point
         )
-        return batched_over_points(
+        return stacked_over_points(
             lambda V, W: horizontal_projection(W, V), tangent_vec, base_point
         )
 
