@@ -360,3 +360,20 @@ def test_batched_methods_equal_the_loop_over_points(bundle_setup, rng):
     np.testing.assert_allclose(
         total.to_tangent(V[:, 0], W[0]), np.array([total.to_tangent(v, W[0]) for v in V[:, 0]])
     )
+
+
+def test_bundle_aligns_through_a_geomstats_aligner(bundle_setup, rng):
+    """bundle.aligner is an AlignerAlgorithm; FiberBundle.align delegates to it, batched."""
+    from geomstats.geometry.fiber_bundle import AlignerAlgorithm
+
+    from dln_manifolds.geomstats import OrbitAligner
+
+    total, _, bundle = bundle_setup
+    assert isinstance(bundle.aligner, OrbitAligner)
+    assert isinstance(bundle.aligner, AlignerAlgorithm)
+    W = total.random_point(3)
+    W2 = orthogonal_group_action(_rotations(rng, 2, 3), W)
+    np.testing.assert_allclose(bundle.align(W2, W), W, atol=1e-10)
+    np.testing.assert_allclose(bundle.aligner.align(W2[1], W[1]), W[1], atol=1e-10)
+    with pytest.raises(ValueError, match="max_sweeps"):
+        OrbitAligner(total, max_sweeps=0)

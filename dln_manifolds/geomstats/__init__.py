@@ -27,10 +27,9 @@ Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the
 from .balanced import (
     BalancedManifold,
     BalancedMetric,
-    orthogonal_group_action,
     second_fundamental_form,
 )
-from .bundle import BalancedBundle, align_orbit
+from .bundle import BalancedBundle, OrbitAligner, align_orbit, orthogonal_group_action
 from .end_to_end import (
     AutodiffDepthMetric,
     DepthLogShootingSolver,
@@ -53,6 +52,7 @@ __all__ = [
     "EndToEndMatrices",
     "Fiber",
     "InducedFrobeniusMetric",
+    "OrbitAligner",
     "align_orbit",
     "direction_geodesic",
     "matrix_to_vector",

@@ -22,7 +22,7 @@ import geomstats.backend as gs
 import numpy as np
 from geomstats.geometry.quotient_metric import QuotientMetric
 
-from .._checks import as_array, as_stack, check_count, check_finite_depth, check_positive
+from .._checks import as_stack, check_count, check_finite_depth, check_positive
 from ..balanced import (
     balance_error,
     balanced_restore,
@@ -31,21 +31,20 @@ from ..balanced import (
     orthonormal_basis,
     random_balanced_point,
 )
-from ..fiber import group_action
 from ..submanifold_geodesics import (
     balanced_dist,
     balanced_exp,
     balanced_geodesic_acceleration,
     balanced_log,
 )
+from .bundle import BalancedBundle, orthogonal_group_action
 from .end_to_end import EndToEndMatrices
-from .induced import InducedFrobeniusMetric, InducedSubmanifold, batched_over_points
+from .induced import InducedFrobeniusMetric, InducedSubmanifold
 
 __all__ = [
     "BalancedManifold",
     "BalancedMetric",
     "BalancedQuotientMetric",
-    "orthogonal_group_action",
     "second_fundamental_form",
 ]
 
@@ -125,29 +124,6 @@ class BalancedQuotientMetric(QuotientMetric):
         )
 
     log = squared_dist = dist = _no_log
-
-
-def orthogonal_group_action(rotations, point) -> np.ndarray:
-    r"""Action of :math:`O(d)^{N-1}`: layer p becomes :math:`R_p W_p R_{p-1}^T` ([R] eq. 1.5).
-
-    Parameters
-    ----------
-    rotations : array_like, shape (..., N-1, d, d)
-        Orthogonal matrices :math:`R_1, \dots, R_{N-1}` (:math:`R_0 = R_N = I`).
-    point : array_like, shape (..., N, d, d)
-
-    Returns
-    -------
-    ndarray, shape (..., N, d, d)
-    """
-    point = as_array(point, "point", batch=True, real=True)
-    if point.ndim < 3 or point.shape[-1] != point.shape[-2]:
-        raise ValueError(f"point must have shape (..., N, d, d), got shape {point.shape}")
-    N, d = point.shape[-3], point.shape[-1]
-    if N == 1:  # the group is trivial
-        return point.copy()
-    rotations = as_array(rotations, "rotations", (N - 1, d, d), batch=True, real=True)
-    return batched_over_points(group_action, rotations, point)
 
 
 class BalancedManifold(InducedSubmanifold):
@@ -269,8 +245,6 @@ class BalancedManifold(InducedSubmanifold):
         EndToEndMatrices
             The quotient space.
         """
-        from .bundle import BalancedBundle
-
         self.fiber_bundle = BalancedBundle(self)
         self.quotient = EndToEndMatrices(self.d, self.depth, equip=False)
         self.quotient.equip_with_metric(BalancedQuotientMetric, total_space=self)
