@@ -377,3 +377,41 @@ def test_bundle_aligns_through_a_geomstats_aligner(bundle_setup, rng):
     np.testing.assert_allclose(bundle.aligner.align(W2[1], W[1]), W[1], atol=1e-10)
     with pytest.raises(ValueError, match="max_sweeps"):
         OrbitAligner(total, max_sweeps=0)
+
+
+def test_fiber_adapters_agree_on_depth_rule_and_center(rng):
+    """Both Fiber adapters refuse depth 1 with the same error; both have a center property."""
+    from dln_manifolds.pymanopt import Fiber as PymanoptFiber
+
+    messages = []
+    for cls in (Fiber, PymanoptFiber):
+        with pytest.raises(ValueError, match="depth must be >= 2") as info:
+            cls(np.eye(2), 1)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    X = _full_rank(rng, 2)
+    C = Fiber(X, 3).center
+    assert isinstance(C, np.ndarray) and C.shape == (3, 2, 2)
+    np.testing.assert_allclose(PymanoptFiber(X, 3).center, C, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(end_to_end(C), X, atol=1e-12)
+
+
+def test_balanced_random_point_spread_matches_pymanopt_option():
+    """spread bounds the layer condition numbers as in pymanopt; bound scales the points."""
+    from dln_manifolds.pymanopt import BalancedManifold as PymanoptBalanced
+
+    gs.random.seed(3)
+    for spread, bound in ((1.0, 2.0), (9.0, 1.0), (9.0, 0.5)):
+        W = BalancedManifold(3, 3, spread=spread).random_point(5, bound=bound)
+        s = np.linalg.svd(W, compute_uv=False)
+        assert np.all(s >= bound / np.sqrt(spread) * (1 - 1e-12))
+        assert np.all(s <= bound * np.sqrt(spread) * (1 + 1e-12))
+        if spread == 1.0:
+            np.testing.assert_allclose(s, bound, rtol=1e-12)  # Lambda = bound * I
+        else:
+            assert np.ptp(s) > 0.1 * bound  # a genuine spread, not a fixed value
+        Wp = PymanoptBalanced(3, 3, seed=0, spread=spread).random_point()
+        sp = np.linalg.svd(Wp, compute_uv=False)
+        assert np.all((sp >= 1 / np.sqrt(spread) - 1e-12) & (sp <= np.sqrt(spread) + 1e-12))
+    with pytest.raises(ValueError, match="spread"):
+        BalancedManifold(2, 2, spread=0.5)

@@ -141,6 +141,11 @@ class BalancedManifold(InducedSubmanifold):
     depth : int
         Number of layers N >= 1.
     equip : bool, default True
+    spread : float, default 4
+        Layer condition-number bound of :meth:`random_point`, as the
+        constructor option of :class:`dln_manifolds.pymanopt.BalancedManifold`
+        (:func:`~dln_manifolds.balanced.random_balanced_point`); ``random_point``'s
+        ``bound`` scales the points, in geomstats' convention.
 
     Notes
     -----
@@ -156,9 +161,13 @@ class BalancedManifold(InducedSubmanifold):
       whose orbits are the fibers of the submersion.
     """
 
-    def __init__(self, d: int, depth: int, equip: bool = True):
+    def __init__(self, d: int, depth: int, equip: bool = True, spread: float = 4.0):
         self.d = check_count(d, "d")
         self.depth = check_finite_depth(depth)
+        spread = float(spread)
+        if not np.isfinite(spread) or spread < 1:
+            raise ValueError(f"spread must be a finite number >= 1, got {spread}")
+        self.spread = spread
         N = self.depth
         super().__init__(
             dim=self.d**2 + (N - 1) * self.d * (self.d - 1) // 2,
@@ -210,7 +219,10 @@ class BalancedManifold(InducedSubmanifold):
     def random_point(self, n_samples: int = 1, bound: float = 1.0):
         r"""Random balanced points :math:`W_p = Q_p\Lambda Q_{p-1}^T` with Haar frames.
 
-        Layer singular values are log-uniform in [bound/2, 2 bound].
+        Layer singular values are log-uniform in ``bound`` times
+        [spread^-1/2, spread^1/2] ([bound/2, 2 bound] with the default spread 4):
+        the law of :class:`dln_manifolds.pymanopt.BalancedManifold` with the same
+        ``spread``, scaled by ``bound``.
 
         Returns
         -------
@@ -221,7 +233,10 @@ class BalancedManifold(InducedSubmanifold):
         # seeds from geomstats' generator, so that gs.random.seed makes this reproducible
         seeds = (gs.random.rand(n_samples) * (2**31 - 1)).astype(np.int64).reshape(-1)
         pts = np.stack(
-            [bound * random_balanced_point(self.d, self.depth, rng=int(s)) for s in seeds]
+            [
+                bound * random_balanced_point(self.d, self.depth, rng=int(s), spread=self.spread)
+                for s in seeds
+            ]
         )
         return pts[0] if n_samples == 1 else pts
 
