@@ -61,7 +61,7 @@ def schatten_problem(M: Fiber, p: float) -> pymanopt.Problem:
 
 
 def orbit_defect(M: Fiber, W: np.ndarray) -> float:
-    A = fiber_group_element(M.center(), W)
+    A = fiber_group_element(M.center, W)
     return float(np.max(np.abs(np.swapaxes(A, 1, 2) @ A - np.eye(M.d))))
 
 
@@ -96,7 +96,7 @@ def minimize(M: Fiber, p: float, W0: np.ndarray, max_iterations: int) -> dict:
 def hessian_at_center(M: Fiber, p: float, t: float = 1e-4) -> np.ndarray:
     """Eigenvalues of the Riemannian Hessian at the center, by differences of the gradient."""
     problem = schatten_problem(M, p)
-    C = M.center()
+    C = M.center
     J = np.stack(
         [end_to_end_differential(C, e.reshape(C.shape)).ravel() for e in np.eye(C.size)], axis=1
     )

@@ -831,6 +831,13 @@ def _geomstats_entries():
             point=g.orthogonal_group_action(ROT, WB),
             base_point=WB,
         ),
+        E(
+            "geomstats.OrbitAligner.align",
+            g.OrbitAligner(g.BalancedManifold(D, N)).align,
+            {"point": "arr", "base_point": "arr"},
+            point=g.orthogonal_group_action(ROT, WB),
+            base_point=WB,
+        ),
         # (M_d, g^N)
         E("geomstats.EndToEndMatrices.to_matrix", M.to_matrix, {"point": "arr"}, point=XV),
         E("geomstats.EndToEndMatrices.to_vector", M.to_vector, {"matrix": "arr"}, matrix=X),

@@ -317,7 +317,7 @@ def test_fiber_manifold_basics(rng, cplx):
     assert M.inner_product(W, U, V) == pytest.approx(np.real(np.vdot(U, V)))
     assert isinstance(M.inner_product(W, U, V), float)
     assert not np.any(M.zero_vector(W))
-    C = M.center()
+    C = M.center
     assert _rel(C, fiber_center(X, N)) == 0
     assert np.sum(np.abs(C) ** 2) == pytest.approx(M.minimum_norm_sq(), rel=1e-13)
     assert np.sum(np.abs(W) ** 2) > M.minimum_norm_sq()
@@ -353,7 +353,7 @@ def test_fiber_input_errors():
         Fiber(np.eye(2), 2.5)
     M = Fiber(np.eye(2), 3)
     with pytest.raises(ValueError, match="vector"):
-        M.projection(M.center(), np.zeros((3, 3, 3)))
+        M.projection(M.center, np.zeros((3, 3, 3)))
     with pytest.raises(ValueError, match="point"):
         M.projection(np.zeros((2, 2, 2)), np.zeros((3, 2, 2)))
 

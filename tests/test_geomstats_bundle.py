@@ -327,3 +327,91 @@ def test_balanced_exp_is_a_geodesic_of_the_embedding():
     Vm = (space.metric.exp((0.5 + h) * V, W) - space.metric.exp((0.5 - h) * V, W)) / (2 * h)
     assert np.linalg.norm(Vm) == pytest.approx(np.linalg.norm(V), rel=1e-6)
     np.testing.assert_allclose(space.metric.exp(0.5 * Vm, Wm), W1, atol=1e-7)
+
+
+def test_batched_methods_equal_the_loop_over_points(bundle_setup, rng):
+    """One call on a stack (broadcast against one base point too) = the per-point results."""
+    total, _, bundle = bundle_setup
+    W = total.random_point(4)
+    V = rng.standard_normal((2,) + W.shape)
+    T = total.to_tangent(V, W)
+    cases = {
+        "to_tangent": (total.to_tangent, (V, W)),
+        "projection": (lambda Y: total.projection(Y), (W + 1e-2 * V,)),
+        "retraction": (total.retraction, (0.1 * T, W)),
+        "is_tangent": (
+            total.is_tangent,
+            (T + 1e-3 * V * (np.arange(4) % 2)[:, None, None, None], W),
+        ),
+        "horizontal_projection": (bundle.horizontal_projection, (V, W)),
+        "vertical_projection": (bundle.vertical_projection, (V, W)),
+        "riemannian_submersion": (bundle.riemannian_submersion, (V,)),
+    }
+    for name, (fun, args) in cases.items():
+        got = fun(*args)
+        args = np.broadcast_arrays(*args)
+        loop = np.array([[fun(*(a[i, j] for a in args)) for j in range(4)] for i in range(2)])
+        assert got.shape == loop.shape, name
+        np.testing.assert_allclose(got, loop, rtol=1e-13, atol=1e-13, err_msg=name)
+    assert list(
+        total.is_tangent(T[0] + 1e-3 * V[0] * (np.arange(4) % 2)[:, None, None, None], W)
+    ) == [True, False, True, False]
+    # one base point against a batch of vectors
+    np.testing.assert_allclose(
+        total.to_tangent(V[:, 0], W[0]), np.array([total.to_tangent(v, W[0]) for v in V[:, 0]])
+    )
+
+
+def test_bundle_aligns_through_a_geomstats_aligner(bundle_setup, rng):
+    """bundle.aligner is an AlignerAlgorithm; FiberBundle.align delegates to it, batched."""
+    from geomstats.geometry.fiber_bundle import AlignerAlgorithm
+
+    from dln_manifolds.geomstats import OrbitAligner
+
+    total, _, bundle = bundle_setup
+    assert isinstance(bundle.aligner, OrbitAligner)
+    assert isinstance(bundle.aligner, AlignerAlgorithm)
+    W = total.random_point(3)
+    W2 = orthogonal_group_action(_rotations(rng, 2, 3), W)
+    np.testing.assert_allclose(bundle.align(W2, W), W, atol=1e-10)
+    np.testing.assert_allclose(bundle.aligner.align(W2[1], W[1]), W[1], atol=1e-10)
+    with pytest.raises(ValueError, match="max_sweeps"):
+        OrbitAligner(total, max_sweeps=0)
+
+
+def test_fiber_adapters_agree_on_depth_rule_and_center(rng):
+    """Both Fiber adapters refuse depth 1 with the same error; both have a center property."""
+    from dln_manifolds.pymanopt import Fiber as PymanoptFiber
+
+    messages = []
+    for cls in (Fiber, PymanoptFiber):
+        with pytest.raises(ValueError, match="depth must be >= 2") as info:
+            cls(np.eye(2), 1)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    X = _full_rank(rng, 2)
+    C = Fiber(X, 3).center
+    assert isinstance(C, np.ndarray) and C.shape == (3, 2, 2)
+    np.testing.assert_allclose(PymanoptFiber(X, 3).center, C, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(end_to_end(C), X, atol=1e-12)
+
+
+def test_balanced_random_point_spread_matches_pymanopt_option():
+    """spread bounds the layer condition numbers as in pymanopt; bound scales the points."""
+    from dln_manifolds.pymanopt import BalancedManifold as PymanoptBalanced
+
+    gs.random.seed(3)
+    for spread, bound in ((1.0, 2.0), (9.0, 1.0), (9.0, 0.5)):
+        W = BalancedManifold(3, 3, spread=spread).random_point(5, bound=bound)
+        s = np.linalg.svd(W, compute_uv=False)
+        assert np.all(s >= bound / np.sqrt(spread) * (1 - 1e-12))
+        assert np.all(s <= bound * np.sqrt(spread) * (1 + 1e-12))
+        if spread == 1.0:
+            np.testing.assert_allclose(s, bound, rtol=1e-12)  # Lambda = bound * I
+        else:
+            assert np.ptp(s) > 0.1 * bound  # a genuine spread, not a fixed value
+        Wp = PymanoptBalanced(3, 3, seed=0, spread=spread).random_point()
+        sp = np.linalg.svd(Wp, compute_uv=False)
+        assert np.all((sp >= 1 / np.sqrt(spread) - 1e-12) & (sp <= np.sqrt(spread) + 1e-12))
+    with pytest.raises(ValueError, match="spread"):
+        BalancedManifold(2, 2, spread=0.5)

@@ -59,7 +59,7 @@ def _optimizer(name, problem):
 
 def _orbit_defect(M, W):
     """max |A_k^* A_k - I| for the group element with A . C = W (0 iff W is in the orbit O_X)."""
-    A = fiber_group_element(M.center(), W)
+    A = fiber_group_element(M.center, W)
     return float(np.max(np.abs(np.conj(np.swapaxes(A, 1, 2)) @ A - np.eye(M.d))))
 
 

@@ -11,7 +11,12 @@ everything here works under the default numpy backend and under autograd.
   (:class:`BalancedMetric` adds numerical geodesics of M).
 - :class:`BalancedBundle`: the submersion M -> (M_d, g^N) as a geomstats
   ``FiberBundle``; ``BalancedManifold.equip_with_quotient()`` builds geomstats'
-  ``QuotientMetric`` on (M_d, g^N) from it ([G] Thm 13).
+  ``QuotientMetric`` on (M_d, g^N) from it ([G] Thm 13). Its ``align`` goes
+  through :class:`OrbitAligner`, a geomstats ``AlignerAlgorithm``
+  (:func:`align_orbit` along the orbits of :func:`orthogonal_group_action`).
+
+Batches (..., N, d, d) go to the core functions in one call where they take
+stacks; the rest loop over the points.
 
 References
 ----------
@@ -27,10 +32,9 @@ Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the
 from .balanced import (
     BalancedManifold,
     BalancedMetric,
-    orthogonal_group_action,
     second_fundamental_form,
 )
-from .bundle import BalancedBundle, align_orbit
+from .bundle import BalancedBundle, OrbitAligner, align_orbit, orthogonal_group_action
 from .end_to_end import (
     AutodiffDepthMetric,
     DepthLogShootingSolver,
@@ -53,6 +57,7 @@ __all__ = [
     "EndToEndMatrices",
     "Fiber",
     "InducedFrobeniusMetric",
+    "OrbitAligner",
     "align_orbit",
     "direction_geodesic",
     "matrix_to_vector",

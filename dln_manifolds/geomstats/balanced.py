@@ -22,7 +22,7 @@ import geomstats.backend as gs
 import numpy as np
 from geomstats.geometry.quotient_metric import QuotientMetric
 
-from .._checks import as_array, as_stack, check_count, check_finite_depth, check_positive
+from .._checks import as_stack, check_count, check_finite_depth, check_positive
 from ..balanced import (
     balance_error,
     balanced_restore,
@@ -31,21 +31,20 @@ from ..balanced import (
     orthonormal_basis,
     random_balanced_point,
 )
-from ..fiber import group_action
 from ..submanifold_geodesics import (
     balanced_dist,
     balanced_exp,
     balanced_geodesic_acceleration,
     balanced_log,
 )
+from .bundle import BalancedBundle, orthogonal_group_action
 from .end_to_end import EndToEndMatrices
-from .induced import InducedFrobeniusMetric, InducedSubmanifold, batched_over_points
+from .induced import InducedFrobeniusMetric, InducedSubmanifold
 
 __all__ = [
     "BalancedManifold",
     "BalancedMetric",
     "BalancedQuotientMetric",
-    "orthogonal_group_action",
     "second_fundamental_form",
 ]
 
@@ -127,29 +126,6 @@ class BalancedQuotientMetric(QuotientMetric):
     log = squared_dist = dist = _no_log
 
 
-def orthogonal_group_action(rotations, point) -> np.ndarray:
-    r"""Action of :math:`O(d)^{N-1}`: layer p becomes :math:`R_p W_p R_{p-1}^T` ([R] eq. 1.5).
-
-    Parameters
-    ----------
-    rotations : array_like, shape (..., N-1, d, d)
-        Orthogonal matrices :math:`R_1, \dots, R_{N-1}` (:math:`R_0 = R_N = I`).
-    point : array_like, shape (..., N, d, d)
-
-    Returns
-    -------
-    ndarray, shape (..., N, d, d)
-    """
-    point = as_array(point, "point", batch=True, real=True)
-    if point.ndim < 3 or point.shape[-1] != point.shape[-2]:
-        raise ValueError(f"point must have shape (..., N, d, d), got shape {point.shape}")
-    N, d = point.shape[-3], point.shape[-1]
-    if N == 1:  # the group is trivial
-        return point.copy()
-    rotations = as_array(rotations, "rotations", (N - 1, d, d), batch=True, real=True)
-    return batched_over_points(group_action, rotations, point)
-
-
 class BalancedManifold(InducedSubmanifold):
     r"""Full-rank balanced weights :math:`\mathcal{M}` with the induced Frobenius metric.
 
@@ -165,6 +141,11 @@ class BalancedManifold(InducedSubmanifold):
     depth : int
         Number of layers N >= 1.
     equip : bool, default True
+    spread : float, default 4
+        Layer condition-number bound of :meth:`random_point`, as the
+        constructor option of :class:`dln_manifolds.pymanopt.BalancedManifold`
+        (:func:`~dln_manifolds.balanced.random_balanced_point`); ``random_point``'s
+        ``bound`` scales the points, in geomstats' convention.
 
     Notes
     -----
@@ -180,9 +161,13 @@ class BalancedManifold(InducedSubmanifold):
       whose orbits are the fibers of the submersion.
     """
 
-    def __init__(self, d: int, depth: int, equip: bool = True):
+    def __init__(self, d: int, depth: int, equip: bool = True, spread: float = 4.0):
         self.d = check_count(d, "d")
         self.depth = check_finite_depth(depth)
+        spread = float(spread)
+        if not np.isfinite(spread) or spread < 1:
+            raise ValueError(f"spread must be a finite number >= 1, got {spread}")
+        self.spread = spread
         N = self.depth
         super().__init__(
             dim=self.d**2 + (N - 1) * self.d * (self.d - 1) // 2,
@@ -191,6 +176,9 @@ class BalancedManifold(InducedSubmanifold):
             equip=equip,
         )
         self.group_action = orthogonal_group_action
+
+    # balanced_tangent_projection, balanced_restore and balanced_retraction take stacks
+    core_takes_stacks = True
 
     @staticmethod
     def default_metric():
@@ -231,7 +219,10 @@ class BalancedManifold(InducedSubmanifold):
     def random_point(self, n_samples: int = 1, bound: float = 1.0):
         r"""Random balanced points :math:`W_p = Q_p\Lambda Q_{p-1}^T` with Haar frames.
 
-        Layer singular values are log-uniform in [bound/2, 2 bound].
+        Layer singular values are log-uniform in ``bound`` times
+        [spread^-1/2, spread^1/2] ([bound/2, 2 bound] with the default spread 4):
+        the law of :class:`dln_manifolds.pymanopt.BalancedManifold` with the same
+        ``spread``, scaled by ``bound``.
 
         Returns
         -------
@@ -242,7 +233,10 @@ class BalancedManifold(InducedSubmanifold):
         # seeds from geomstats' generator, so that gs.random.seed makes this reproducible
         seeds = (gs.random.rand(n_samples) * (2**31 - 1)).astype(np.int64).reshape(-1)
         pts = np.stack(
-            [bound * random_balanced_point(self.d, self.depth, rng=int(s)) for s in seeds]
+            [
+                bound * random_balanced_point(self.d, self.depth, rng=int(s), spread=self.spread)
+                for s in seeds
+            ]
         )
         return pts[0] if n_samples == 1 else pts
 
@@ -266,8 +260,6 @@ class BalancedManifold(InducedSubmanifold):
         EndToEndMatrices
             The quotient space.
         """
-        from .bundle import BalancedBundle
-
         self.fiber_bundle = BalancedBundle(self)
         self.quotient = EndToEndMatrices(self.d, self.depth, equip=False)
         self.quotient.equip_with_metric(BalancedQuotientMetric, total_space=self)

@@ -22,9 +22,9 @@ Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the
 from __future__ import annotations
 
 import numpy as np
-from geomstats.geometry.fiber_bundle import FiberBundle
+from geomstats.geometry.fiber_bundle import AlignerAlgorithm, FiberBundle
 
-from .._checks import as_arrays, as_stack
+from .._checks import as_array, as_arrays, as_stack, check_count, check_positive
 from .._linalg import polar_factor
 from ..balanced import (
     balanced_frames,
@@ -33,12 +33,38 @@ from ..balanced import (
     submersion_differential,
     vertical_projection,
 )
+from ..fiber import group_action
 from ..network import balanced_point, end_to_end
-from .balanced import BalancedManifold
 from .end_to_end import matrix_to_vector, vector_to_matrix
-from .induced import batched_over_points
+from .induced import InducedSubmanifold, batched_over_points, stacked_over_points
 
-__all__ = ["BalancedBundle", "align_orbit"]
+__all__ = ["BalancedBundle", "OrbitAligner", "align_orbit", "orthogonal_group_action"]
+
+
+def orthogonal_group_action(rotations, point) -> np.ndarray:
+    r"""Action of :math:`O(d)^{N-1}`: layer p becomes :math:`R_p W_p R_{p-1}^T` ([R] eq. 1.5).
+
+    Its orbits in :math:`\mathcal{M}` are the fibers of :class:`BalancedBundle`.
+
+    Parameters
+    ----------
+    rotations : array_like, shape (..., N-1, d, d)
+        Orthogonal matrices :math:`R_1, \dots, R_{N-1}` (:math:`R_0 = R_N = I`).
+    point : array_like, shape (..., N, d, d)
+
+    Returns
+    -------
+    ndarray, shape (..., N, d, d)
+    """
+    point = as_array(point, "point", batch=True, real=True)
+    if point.ndim < 3 or point.shape[-1] != point.shape[-2]:
+        raise ValueError(f"point must have shape (..., N, d, d), got shape {point.shape}")
+    N, d = point.shape[-3], point.shape[-1]
+    if N == 1:  # the group is trivial
+        return point.copy()
+    rotations = as_array(rotations, "rotations", (N - 1, d, d), batch=True, real=True)
+    # dln_manifolds.fiber.group_action takes one point
+    return batched_over_points(group_action, rotations, point)
 
 
 def _norm3(V: np.ndarray) -> np.ndarray:
@@ -115,13 +141,46 @@ def align_orbit(point, base_point, max_sweeps: int = 500, tol: float = 1e-13) ->
     return left @ Wp @ np.swapaxes(right, -1, -2)
 
 
+class OrbitAligner(AlignerAlgorithm):
+    r"""geomstats aligner along the :math:`O(d)^{N-1}` orbits (:func:`align_orbit`).
+
+    ``align(point, base_point)`` returns the point of the orbit of ``point``
+    nearest ``base_point`` in the Frobenius norm, for batches (..., N, d, d)
+    (broadcast). Used by :class:`BalancedBundle` (``bundle.aligner``).
+
+    Parameters
+    ----------
+    total_space : BalancedManifold
+    max_sweeps : int, default 500
+        Sweeps of block coordinate ascent per start.
+    tol : float, default 1e-13
+        Stop when no rotation moves by more than ``tol`` in a sweep.
+    """
+
+    def __init__(self, total_space, max_sweeps: int = 500, tol: float = 1e-13):
+        super().__init__(total_space=total_space)
+        self.max_sweeps = check_count(max_sweeps, "max_sweeps")
+        self.tol = check_positive(tol, "tol")
+
+    def align(self, point, base_point):
+        """Align ``point`` to ``base_point``; shape (..., N, d, d)."""
+        point, base_point = self._total_space._arrays(point=point, base_point=base_point)
+        # the sweeps are per point (their number varies): a loop over the batch
+        return batched_over_points(
+            lambda Wp, W: align_orbit(Wp, W, max_sweeps=self.max_sweeps, tol=self.tol),
+            point,
+            base_point,
+        )
+
+
 class BalancedBundle(FiberBundle):
     r"""The end-to-end map :math:`\mathcal{M} \to (\mathfrak{M}_d, g^N)` as a fiber bundle.
 
     Parameters
     ----------
     total_space : BalancedManifold
-        Upstairs space (points of shape (N, d, d)).
+        Upstairs space (points of shape (N, d, d)), acted on by
+        :func:`orthogonal_group_action`.
 
     Notes
     -----
@@ -131,7 +190,9 @@ class BalancedBundle(FiberBundle):
       :math:`Q_1 = \dots = Q_{N-1} = I` (the center of [R]).
     - ``vertical_projection``, ``horizontal_projection``, ``horizontal_lift``:
       :mod:`dln_manifolds.balanced` (SVD frames, O(N d^3)).
-    - ``align``: :func:`align_orbit` along the :math:`O(d)^{N-1}` orbit.
+    - ``align``: geomstats' ``FiberBundle.align`` through ``self.aligner``,
+      an :class:`OrbitAligner` (:func:`align_orbit` along the
+      :math:`O(d)^{N-1}` orbit).
 
     With ``total_space.equip_with_quotient()``, geomstats' ``QuotientMetric``
     computes :math:`g^N` inner products through horizontal lifts ([G] Thm 13).
@@ -139,12 +200,17 @@ class BalancedBundle(FiberBundle):
     induced metric does not provide; use :class:`~dln_manifolds.geomstats.DepthMetric`.
     """
 
-    def __init__(self, total_space: BalancedManifold):
-        if not isinstance(total_space, BalancedManifold):
+    def __init__(self, total_space):
+        # the bundle is the quotient by orthogonal_group_action: checked without importing
+        # BalancedManifold (geomstats/balanced.py imports this module)
+        if not (
+            isinstance(total_space, InducedSubmanifold)
+            and getattr(total_space, "group_action", None) is orthogonal_group_action
+        ):
             raise TypeError(
                 f"total_space must be a BalancedManifold, got {type(total_space).__name__}"
             )
-        super().__init__(total_space=total_space, aligner=None)
+        super().__init__(total_space=total_space, aligner=OrbitAligner(total_space))
         self.d = total_space.d
         self.depth = total_space.depth
 
@@ -155,7 +221,7 @@ class BalancedBundle(FiberBundle):
     def riemannian_submersion(self, point):
         """End-to-end matrix, as a vector of shape (..., d*d)."""
         (point,) = self._total_space._arrays(point=point)
-        return matrix_to_vector(batched_over_points(end_to_end, point))
+        return matrix_to_vector(stacked_over_points(end_to_end, point))
 
     def tangent_riemannian_submersion(self, tangent_vec, base_point):
         r""":math:`d\phi_W(V)` as a vector of shape (..., d*d)."""
@@ -177,14 +243,14 @@ class BalancedBundle(FiberBundle):
         tangent_vec, base_point = self._total_space._arrays(
             tangent_vec=tangent_vec, base_point=base_point
         )
-        return batched_over_points(lambda V, W: vertical_projection(W, V), tangent_vec, base_point)
+        return stacked_over_points(lambda V, W: vertical_projection(W, V), tangent_vec, base_point)
 
     def horizontal_projection(self, tangent_vec, base_point):
         r"""Projection onto the horizontal space :math:`(\ker d\phi)^\perp` (range of dphi^*)."""
         tangent_vec, base_point = self._total_space._arrays(
             tangent_vec=tangent_vec, base_point=base_point
         )
-        return batched_over_points(
+        return stacked_over_points(
             lambda V, W: horizontal_projection(W, V), tangent_vec, base_point
         )
 
@@ -213,11 +279,6 @@ class BalancedBundle(FiberBundle):
         F = F.reshape((-1,) + fiber_point.shape[-3:])
         out = np.stack([horizontal_lift(w, z) for w, z in zip(F, Z, strict=True)])
         return out.reshape(batch + fiber_point.shape[-3:])
-
-    def align(self, point, base_point):
-        """Align ``point`` to ``base_point`` along the O(d)^{N-1} orbit (:func:`align_orbit`)."""
-        point, base_point = self._total_space._arrays(point=point, base_point=base_point)
-        return batched_over_points(align_orbit, point, base_point)
 
     def is_horizontal(self, tangent_vec, base_point, atol: float = 1e-9):
         """True where the vector equals its horizontal projection (to ``atol``, relative)."""

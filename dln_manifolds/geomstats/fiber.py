@@ -22,11 +22,11 @@ from .._checks import (
     as_matrix,
     as_stack,
     check_count,
-    check_finite_depth,
     check_full_rank,
     check_positive,
 )
 from ..fiber import (
+    check_fiber_depth,
     fiber_center,
     fiber_restore,
     fiber_retraction,
@@ -52,7 +52,9 @@ class Fiber(InducedSubmanifold):
     X : array_like, shape (d, d)
         Full-rank real end-to-end matrix.
     depth : int
-        Number of layers N >= 1.
+        Number of layers N >= 2: for N = 1 the fiber is the single point X,
+        refused with the same ValueError as
+        :class:`dln_manifolds.pymanopt.Fiber` (:func:`~dln_manifolds.fiber.check_fiber_depth`).
     equip : bool, default True
         Equip with :class:`~dln_manifolds.geomstats.induced.InducedFrobeniusMetric`.
 
@@ -78,9 +80,10 @@ class Fiber(InducedSubmanifold):
         X = as_matrix(X)
         if np.iscomplexobj(X):
             raise TypeError("X must be a real matrix")
+        depth = check_fiber_depth(depth)
         check_full_rank(np.linalg.svd(X, compute_uv=False), "X")
         self.X = X.copy()
-        self.depth = check_finite_depth(depth)
+        self.depth = depth
         self.d = X.shape[0]
         super().__init__(
             dim=(self.depth - 1) * self.d**2,

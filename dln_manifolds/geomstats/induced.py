@@ -20,8 +20,29 @@ from .._checks import as_arrays, check_count, check_positive
 __all__ = ["InducedFrobeniusMetric", "InducedSubmanifold"]
 
 
+def stacked_over_points(fun, *arrays, point_ndim: int = 3):
+    """Broadcast the batches of (N, d, d) arrays and call fun once on the flat stacks.
+
+    For core functions that take stacks (B, N, d, d): no Python loop. Without
+    batch dimensions fun gets the single points.
+    """
+    arrays = [np.asarray(a, dtype=float) for a in arrays]
+    batch = np.broadcast_shapes(*(a.shape[: a.ndim - point_ndim] for a in arrays))
+    if not batch:
+        return fun(*arrays)
+    flat = [np.broadcast_to(a, batch + a.shape[a.ndim - point_ndim :]) for a in arrays]
+    flat = [a.reshape((-1,) + a.shape[len(batch) :]) for a in flat]
+    if flat[0].shape[0] == 0:
+        return np.empty(batch + flat[0].shape[1:])
+    out = np.asarray(fun(*flat))
+    return out.reshape(batch + out.shape[1:])
+
+
 def batched_over_points(fun, *arrays, point_ndim: int = 3):
-    """Apply fun to broadcast batches of (N, d, d) arrays; returns the stacked results."""
+    """Apply fun to broadcast batches of (N, d, d) arrays one point at a time (Python loop).
+
+    Only for core functions that take a single point; see :func:`stacked_over_points`.
+    """
     arrays = [np.asarray(a, dtype=float) for a in arrays]
     batch = np.broadcast_shapes(*(a.shape[: a.ndim - point_ndim] for a in arrays))
     flat = [np.broadcast_to(a, batch + a.shape[a.ndim - point_ndim :]) for a in arrays]
@@ -108,7 +129,9 @@ class InducedSubmanifold(Manifold):
     :class:`~dln_manifolds.geomstats.BalancedManifold`: points and tangent
     vectors have shape (..., N, d, d) and every method maps the single-point
     functions below over the batch. A subclass sets ``self.shape`` (through
-    ``Manifold.__init__``) and provides, for one point W of shape (N, d, d):
+    ``Manifold.__init__``) and provides, for one point W of shape (N, d, d)
+    (or, where the class attribute ``core_takes_stacks`` is True, for
+    stacks W, V of shape (B, N, d, d), passed in one call without a loop):
 
     - ``_tangent_projection(W, V)``: orthogonal projection onto :math:`T_W`;
     - ``_restore(W)``: smooth map of nearby points onto the manifold fixing it;
@@ -121,10 +144,19 @@ class InducedSubmanifold(Manifold):
       methods raise NotImplementedError).
     """
 
+    #: True if ``_tangent_projection``, ``_restore`` and ``_retract`` take stacks (B, N, d, d).
+    core_takes_stacks: bool = False
+
     @staticmethod
     def default_metric():
         """Metric to equip the space with if equip is True."""
         return InducedFrobeniusMetric
+
+    def _over(self, fun, *arrays):
+        """Map fun over the batch: one call on the stack if the core takes stacks, else a loop."""
+        if self.core_takes_stacks:
+            return stacked_over_points(fun, *arrays)
+        return batched_over_points(fun, *arrays)
 
     def _arrays(self, **arrays) -> tuple[np.ndarray, ...]:
         """Validate real points and vectors of shape (..., N, d, d), named by their keywords."""
@@ -142,28 +174,25 @@ class InducedSubmanifold(Manifold):
         if base_point is None:
             raise TypeError("base_point is required: the tangent space depends on it")
         vector, base_point = self._arrays(vector=vector, base_point=base_point)
-        return batched_over_points(
-            lambda V, W: (
-                np.linalg.norm(V - self._tangent_projection(W, V))
-                <= atol * max(1.0, float(np.linalg.norm(V)))
-            ),
-            vector,
-            base_point,
-        ).astype(bool)
+        residual = vector - self.to_tangent(vector, base_point)
+        norm = np.sqrt(np.sum(vector * vector, axis=(-3, -2, -1)))
+        return np.sqrt(np.sum(residual * residual, axis=(-3, -2, -1))) <= atol * np.maximum(
+            1.0, norm
+        )
 
     def to_tangent(self, vector, base_point=None):
         r"""Orthogonal projection :math:`P_W V` onto the tangent space at ``base_point``."""
         if base_point is None:
             raise TypeError("base_point is required: the tangent space depends on it")
         vector, base_point = self._arrays(vector=vector, base_point=base_point)
-        return batched_over_points(lambda V, W: self._tangent_projection(W, V), vector, base_point)
+        return self._over(lambda V, W: self._tangent_projection(W, V), vector, base_point)
 
     def projection(self, point):
         """Map nearby points onto the manifold by its restore map (not the nearest point)."""
         (point,) = self._arrays(point=point)
-        return batched_over_points(self._restore, point)
+        return self._over(self._restore, point)
 
     def retraction(self, tangent_vec, base_point):
         """The space's second-order retraction (not the exponential map)."""
         tangent_vec, base_point = self._arrays(tangent_vec=tangent_vec, base_point=base_point)
-        return batched_over_points(lambda V, W: self._retract(W, V), tangent_vec, base_point)
+        return self._over(lambda V, W: self._retract(W, V), tangent_vec, base_point)

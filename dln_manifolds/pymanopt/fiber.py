@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._checks import as_matrix, as_stack, check_full_rank
+from .._linalg import haar_orthogonal, haar_unitary
 from ..fiber import (
     FiberNormalSolver,
     check_fiber_depth,
@@ -226,7 +227,8 @@ class Fiber(InducedSubmanifold):
         a = np.empty((self._depth - 1, d, d), dtype=self._X.dtype)
         for k in range(self._depth - 1):
             s = np.exp(self._rng.uniform(np.log(0.5), np.log(2.0), size=d))
-            U, Vh = _haar(self._rng, d, self._complex), _haar(self._rng, d, self._complex)
+            haar = haar_unitary if self._complex else haar_orthogonal
+            U, Vh = haar(self._rng, d), haar(self._rng, d)
             if not self._complex and np.linalg.det(U) * np.linalg.det(Vh) < 0:
                 U[:, 0] = -U[:, 0]  # stay in the component of the center (det A_k > 0)
             a[k] = (U * s) @ Vh
@@ -267,8 +269,12 @@ class Fiber(InducedSubmanifold):
         return self.exp(point_a, 0.5 * self.log(point_a, point_b))
 
     # -- fiber-specific methods -----------------------------------------------
+    @property
     def center(self) -> np.ndarray:
-        r"""The center :math:`C` of [R] section 1.2, the minimizer of :math:`|W|^2` (a copy)."""
+        r"""The center :math:`C` of [R] section 1.2, the minimizer of :math:`|W|^2` (a copy).
+
+        A property, as in :class:`dln_manifolds.geomstats.Fiber`.
+        """
         return self._center.copy()
 
     def moments(self, point) -> np.ndarray:
@@ -308,12 +314,3 @@ class Fiber(InducedSubmanifold):
         """
         s = np.linalg.svd(self._X, compute_uv=False)
         return float(self._depth * np.sum(s ** (2.0 / self._depth)))
-
-
-def _haar(rng: np.random.Generator, d: int, complex_: bool) -> np.ndarray:
-    Z = rng.standard_normal((d, d))
-    if complex_:
-        Z = Z + 1j * rng.standard_normal((d, d))
-    Q, R = np.linalg.qr(Z)
-    ph = np.diag(R) / np.abs(np.diag(R))
-    return Q * ph
