@@ -12,7 +12,6 @@ are thin adapters over them.
 from .depth_metric import (
     DepthFrame,
     depth_christoffel,
-    depth_frame,
     depth_inner_product,
     depth_multipliers,
     depth_operator,
@@ -20,13 +19,11 @@ from .depth_metric import (
     depth_operator_derivative_adjoint,
     depth_operator_power,
     inverse_depth_operator,
-    svd_frame,
 )
 from .network import (
     balanced_point,
     end_to_end,
     end_to_end_differential,
-    end_to_end_differential_adjoint,
     end_to_end_velocity,
     lifted_gradient,
     moments,
@@ -39,7 +36,6 @@ __all__ = [
     "DepthFrame",
     "balanced_point",
     "depth_christoffel",
-    "depth_frame",
     "depth_inner_product",
     "depth_multipliers",
     "depth_operator",
@@ -48,13 +44,11 @@ __all__ = [
     "depth_operator_power",
     "end_to_end",
     "end_to_end_differential",
-    "end_to_end_differential_adjoint",
     "end_to_end_velocity",
     "inverse_depth_operator",
     "lifted_gradient",
     "moments",
     "partial_products",
-    "svd_frame",
 ]
 
 # Each module below adds its own import block and extends __all__ (keep one
@@ -62,7 +56,6 @@ __all__ = [
 # --- fiber (fiber.py) ---
 from .fiber import (  # noqa: E402
     FiberNormalSolver,
-    fiber_center,
     fiber_group_element,
     fiber_normal_matrix,
     fiber_normal_operator,
@@ -80,7 +73,6 @@ from .fiber import (  # noqa: E402
 
 __all__ += [
     "FiberNormalSolver",
-    "fiber_center",
     "fiber_group_element",
     "fiber_normal_matrix",
     "fiber_normal_operator",
@@ -112,7 +104,6 @@ from .balanced import (  # noqa: E402
     horizontal_projection,
     orthonormal_basis,
     random_balanced_point,
-    submersion_differential,
     vertical_projection,
 )
 
@@ -131,7 +122,6 @@ __all__ += [
     "horizontal_projection",
     "orthonormal_basis",
     "random_balanced_point",
-    "submersion_differential",
     "vertical_projection",
 ]
 

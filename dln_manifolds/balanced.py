@@ -98,7 +98,6 @@ __all__ = [
     "balanced_normal_multipliers",
     "balanced_weingarten",
     "balanced_riemannian_hessian",
-    "submersion_differential",
     "horizontal_projection",
     "vertical_projection",
     "horizontal_lift",
@@ -709,7 +708,8 @@ def horizontal_in_frame(Zh: np.ndarray, lam: np.ndarray) -> np.ndarray:
 def submersion_differential(W, V) -> np.ndarray:
     r"""The differential :math:`d\phi_W(V) = \sum_p A_{p+1}V_pB_{p-1}` ([G] eq. 4.10).
 
-    Same as :func:`dln_manifolds.end_to_end_differential`; on :math:`\mathcal{M}`
+    Not exported: :func:`dln_manifolds.end_to_end_differential` is the public
+    name (kept here only for the adapters that still import it). On :math:`\mathcal{M}`
     it maps horizontal vectors isometrically onto :math:`(T_X\mathfrak{M}_d, g^N)`
     ([G] Thm 13) and kills vertical ones.
 

@@ -97,7 +97,6 @@ __all__ = [
     "CHOLESKY_MAX_CONDITION",
     "CG_MAX_CONDITION",
     "FiberNormalSolver",
-    "fiber_center",
     "fiber_normal_operator",
     "fiber_normal_matrix",
     "fiber_tangent_projection",
@@ -166,6 +165,11 @@ def fiber_center(X: ArrayLike, depth: int) -> np.ndarray:
     Returns
     -------
     ndarray, shape (N, d, d)
+
+    Notes
+    -----
+    Not exported: :func:`dln_manifolds.balanced_point` is the public name. Kept
+    here only for the adapters that still import it.
     """
     return balanced_point(X, depth)
 

@@ -157,8 +157,6 @@ def _core_entries():
     any_shape = {"X": "cvec", "depth": "depth"}  # X of any shape (m, n): no shape mutation
     out = [
         E("DepthFrame", dm.DepthFrame, any_shape, X=X, depth=N),
-        E("depth_frame", dm.depth_frame, any_shape, X=X, depth=N),
-        E("svd_frame", dm.svd_frame, {"X": "cvec"}, X=X),
         E(
             "depth_multipliers",
             dm.depth_multipliers,
@@ -239,7 +237,6 @@ def _core_entries():
         out.append(E(name, getattr(dm, name), {"W": "carr"}, W=WF))
     for name, arg, val in [
         ("end_to_end_differential", "V", V3),
-        ("end_to_end_differential_adjoint", "Y", Z),
         ("end_to_end_velocity", "dE", Z),
         ("lifted_gradient", "dE", Z),
     ]:
@@ -247,7 +244,6 @@ def _core_entries():
     # fiber (real or complex)
     out += [
         E("FiberNormalSolver", dm.FiberNormalSolver, {"W": "carr"}, W=WF),
-        E("fiber_center", dm.fiber_center, d_frame, X=X, depth=N),
         E(
             "fiber_group_element",
             dm.fiber_group_element,
@@ -339,13 +335,6 @@ def _core_entries():
             normal=V3,
         ),
         E("horizontal_lift", dm.horizontal_lift, {"W": "arr", "Z": "arr"}, W=WB, Z=Z),
-        E(
-            "submersion_differential",
-            dm.submersion_differential,
-            {"W": "arr", "V": "arr"},
-            W=WB,
-            V=V3,
-        ),
     ]
     for name in (
         "balanced_normal_multipliers",

@@ -38,7 +38,6 @@ from dln_manifolds import (
     moments,
     orthonormal_basis,
     random_balanced_point,
-    submersion_differential,
     vertical_projection,
 )
 from dln_manifolds.pymanopt import BalancedManifold, EndToEndMatrices
@@ -473,7 +472,7 @@ def test_orthonormal_basis(kind, d, N):
         # same subspace: projectors agree
         assert np.linalg.norm(Vb.T @ Vb - Kv @ Kv.T) < 1e-12
     X = end_to_end(W)
-    images = np.array([submersion_differential(W, h) for h in hor])
+    images = np.array([end_to_end_differential(W, h) for h in hor])
     gram = np.array([[depth_inner_product(X, N, a, b) for b in images] for a in images])
     np.testing.assert_allclose(gram, np.eye(d * d), atol=1e-12)  # [G] Thm 13
 
