@@ -157,6 +157,7 @@ from .energies import (  # noqa: E402
     MatrixSensingEnergy,
     QuadraticEnergy,
     completion_energy_2x2,
+    energy_functions,
 )
 
 __all__ += [
@@ -165,6 +166,7 @@ __all__ += [
     "MatrixSensingEnergy",
     "QuadraticEnergy",
     "completion_energy_2x2",
+    "energy_functions",
 ]
 
 # --- training: gradient descent, SGD, initializers, regression loss (training.py) ---

@@ -282,7 +282,7 @@ def check_balanced(W, tol: float = 1e-8, name: str = "W") -> np.ndarray:
 
 
 def random_balanced_point(
-    d: int, depth: int, rng=None, spread: float = 4.0, singular_values=None
+    d: int, depth: int, seed=None, spread: float = 4.0, singular_values=None, *, rng=None
 ) -> np.ndarray:
     r"""A random full-rank balanced point :math:`W_p = Q_p\Lambda Q_{p-1}^T` ([G] eq. 5.16).
 
@@ -290,7 +290,9 @@ def random_balanced_point(
     ----------
     d, depth : int
         Layer size and number of layers N.
-    rng : int or numpy.random.Generator, optional
+    seed : int, numpy.random.SeedSequence or numpy.random.Generator, optional
+        Randomness, as everywhere in the package (``numpy.random.default_rng(seed)``;
+        the global ``numpy.random.seed`` has no effect).
     spread : float, default 4
         Condition number bound of each layer: the singular values
         :math:`\lambda_k` are log-uniform in
@@ -304,10 +306,20 @@ def random_balanced_point(
     -------
     W : ndarray, shape (N, d, d)
         The frames :math:`Q_0, \dots, Q_N` are independent and Haar distributed.
+
+    Other Parameters
+    ----------------
+    rng : int or numpy.random.Generator, optional
+        Old name of ``seed``, kept only while the geomstats adapter still passes it;
+        giving both raises TypeError.
     """
+    if rng is not None:
+        if seed is not None:
+            raise TypeError("give seed or its old name rng, not both")
+        seed = rng
     d = check_count(d, "d")
     N = check_finite_depth(depth)
-    rng = np.random.default_rng(rng)
+    rng = np.random.default_rng(seed)
     if singular_values is None:
         spread = float(spread)
         if not np.isfinite(spread) or spread < 1:

@@ -315,7 +315,7 @@ def _core_entries():
             {"d": "count", "depth": "depth"},
             d=D,
             depth=N,
-            rng=0,
+            seed=0,
         ),
         E(
             "balanced_riemannian_hessian",
@@ -1335,6 +1335,7 @@ def test_table_covers_public_api():
         "TABLEAUS",
         "SampleResult",
         "completion_energy_2x2",
+        "energy_functions",
         "run_ensemble",
         "sweep_grid",
         "task_name",
