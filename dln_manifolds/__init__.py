@@ -94,6 +94,7 @@ from .balanced import (  # noqa: E402
     balance_error,
     balanced_frames,
     balanced_normal_multipliers,
+    balanced_orthonormal_basis,
     balanced_restore,
     balanced_retraction,
     balanced_riemannian_hessian,
@@ -102,7 +103,6 @@ from .balanced import (  # noqa: E402
     check_balanced,
     horizontal_lift,
     horizontal_projection,
-    orthonormal_basis,
     random_balanced_point,
     vertical_projection,
 )
@@ -112,6 +112,7 @@ __all__ += [
     "balance_error",
     "balanced_frames",
     "balanced_normal_multipliers",
+    "balanced_orthonormal_basis",
     "balanced_restore",
     "balanced_retraction",
     "balanced_riemannian_hessian",
@@ -120,7 +121,6 @@ __all__ += [
     "check_balanced",
     "horizontal_lift",
     "horizontal_projection",
-    "orthonormal_basis",
     "random_balanced_point",
     "vertical_projection",
 ]

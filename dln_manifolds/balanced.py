@@ -101,7 +101,7 @@ __all__ = [
     "horizontal_projection",
     "vertical_projection",
     "horizontal_lift",
-    "orthonormal_basis",
+    "balanced_orthonormal_basis",
 ]
 
 _CLUSTER_GAP = 1e-3  # relative gap below which singular values share a frame block
@@ -812,7 +812,9 @@ def horizontal_lift(W, Z, *, frames: BalancedFrames | None = None) -> np.ndarray
     return from_frame(Q, c * (Zh * np.exp(-0.5 * log_m)))
 
 
-def orthonormal_basis(W, *, frames: BalancedFrames | None = None) -> tuple[np.ndarray, np.ndarray]:
+def balanced_orthonormal_basis(
+    W, *, frames: BalancedFrames | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     r"""Orthonormal basis of :math:`T_W\mathcal{M}`, [G] Thm 14 with the sign of eq. 8.21 fixed.
 
     Horizontal part (:math:`d^2` vectors, [G] eq. 8.20, 8.23, 8.24): vector
@@ -870,3 +872,8 @@ def orthonormal_basis(W, *, frames: BalancedFrames | None = None) -> tuple[np.nd
     A = np.einsum("cps,csa,csb->cpsab", a_kl, qk_s, ql_s1)
     A -= np.einsum("cps,csa,csb->cpsab", a_lk, ql_s, qk_s1)
     return hor, A.reshape(-1, N, d, d)
+
+
+#: Old name of :func:`balanced_orthonormal_basis`, not exported; kept only while the
+#: geomstats adapter still imports it.
+orthonormal_basis = balanced_orthonormal_basis

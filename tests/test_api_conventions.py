@@ -22,6 +22,7 @@ def test_aliases_are_gone():
         "fiber_center",
         "submersion_differential",
         "svd_frame",
+        "orthonormal_basis",
     ):
         assert name not in dm.__all__
         assert not hasattr(dm, name), name

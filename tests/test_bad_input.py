@@ -308,7 +308,7 @@ def _core_entries():
         E("balanced_retraction", dm.balanced_retraction, {"W": "carr", "V": "carr"}, W=WB, V=V3B),
         E("check_balanced", dm.check_balanced, {"W": "arr"}, W=WB),
         E("balanced_frames", dm.balanced_frames, {"W": "arr"}, W=WB),
-        E("orthonormal_basis", dm.orthonormal_basis, {"W": "arr"}, W=WB),
+        E("balanced_orthonormal_basis", dm.balanced_orthonormal_basis, {"W": "arr"}, W=WB),
         E(
             "random_balanced_point",
             dm.random_balanced_point,
