@@ -116,6 +116,9 @@ def test_seed_everywhere():
             if not callable(obj) or isinstance(obj, type):
                 continue
             params = inspect.signature(obj).parameters
+            if "seed" in params and name != "random_balanced_point":
+                # keyword-only, so that no positional scalar is read as a seed
+                assert params["seed"].kind is inspect.Parameter.KEYWORD_ONLY, name
             if "rng" in params:
                 # only the keyword-only old name of random_balanced_point survives
                 assert name == "random_balanced_point", name
