@@ -39,8 +39,8 @@ import scipy.linalg  # noqa: E402
 
 from dln_manifolds import (  # noqa: E402
     FiberNormalSolver,
+    balanced_point,
     end_to_end_differential,
-    fiber_center,
     fiber_tangent_projection,
     generator_to_tangent,
     group_action,
@@ -56,12 +56,12 @@ def random_fiber_point(rng, d: int, N: int) -> np.ndarray:
         U = np.linalg.qr(rng.standard_normal((d, d)))[0]
         V = np.linalg.qr(rng.standard_normal((d, d)))[0]
         a[k] = (U * np.exp(rng.uniform(np.log(0.5), np.log(2.0), d))) @ V
-    return group_action(a, fiber_center(X, N))
+    return group_action(a, balanced_point(X, N))
 
 
 def nearly_balanced_point(rng, d: int, N: int, eps: float = 1e-2) -> np.ndarray:
     X = rng.standard_normal((d, d)) + np.sqrt(d) * np.eye(d)
-    return group_action_exp(eps * rng.standard_normal((N - 1, d, d)), fiber_center(X, N))
+    return group_action_exp(eps * rng.standard_normal((N - 1, d, d)), balanced_point(X, N))
 
 
 def dense_gram_projection(W: np.ndarray, Z: np.ndarray) -> np.ndarray:

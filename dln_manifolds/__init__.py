@@ -12,7 +12,6 @@ are thin adapters over them.
 from .depth_metric import (
     DepthFrame,
     depth_christoffel,
-    depth_frame,
     depth_inner_product,
     depth_multipliers,
     depth_operator,
@@ -20,13 +19,11 @@ from .depth_metric import (
     depth_operator_derivative_adjoint,
     depth_operator_power,
     inverse_depth_operator,
-    svd_frame,
 )
 from .network import (
     balanced_point,
     end_to_end,
     end_to_end_differential,
-    end_to_end_differential_adjoint,
     end_to_end_velocity,
     lifted_gradient,
     moments,
@@ -39,7 +36,6 @@ __all__ = [
     "DepthFrame",
     "balanced_point",
     "depth_christoffel",
-    "depth_frame",
     "depth_inner_product",
     "depth_multipliers",
     "depth_operator",
@@ -48,13 +44,11 @@ __all__ = [
     "depth_operator_power",
     "end_to_end",
     "end_to_end_differential",
-    "end_to_end_differential_adjoint",
     "end_to_end_velocity",
     "inverse_depth_operator",
     "lifted_gradient",
     "moments",
     "partial_products",
-    "svd_frame",
 ]
 
 # Each module below adds its own import block and extends __all__ (keep one
@@ -62,7 +56,6 @@ __all__ = [
 # --- fiber (fiber.py) ---
 from .fiber import (  # noqa: E402
     FiberNormalSolver,
-    fiber_center,
     fiber_group_element,
     fiber_normal_matrix,
     fiber_normal_operator,
@@ -80,7 +73,6 @@ from .fiber import (  # noqa: E402
 
 __all__ += [
     "FiberNormalSolver",
-    "fiber_center",
     "fiber_group_element",
     "fiber_normal_matrix",
     "fiber_normal_operator",
@@ -102,6 +94,7 @@ from .balanced import (  # noqa: E402
     balance_error,
     balanced_frames,
     balanced_normal_multipliers,
+    balanced_orthonormal_basis,
     balanced_restore,
     balanced_retraction,
     balanced_riemannian_hessian,
@@ -110,9 +103,7 @@ from .balanced import (  # noqa: E402
     check_balanced,
     horizontal_lift,
     horizontal_projection,
-    orthonormal_basis,
     random_balanced_point,
-    submersion_differential,
     vertical_projection,
 )
 
@@ -121,6 +112,7 @@ __all__ += [
     "balance_error",
     "balanced_frames",
     "balanced_normal_multipliers",
+    "balanced_orthonormal_basis",
     "balanced_restore",
     "balanced_retraction",
     "balanced_riemannian_hessian",
@@ -129,9 +121,7 @@ __all__ += [
     "check_balanced",
     "horizontal_lift",
     "horizontal_projection",
-    "orthonormal_basis",
     "random_balanced_point",
-    "submersion_differential",
     "vertical_projection",
 ]
 
@@ -167,6 +157,7 @@ from .energies import (  # noqa: E402
     MatrixSensingEnergy,
     QuadraticEnergy,
     completion_energy_2x2,
+    energy_functions,
 )
 
 __all__ += [
@@ -175,6 +166,7 @@ __all__ += [
     "MatrixSensingEnergy",
     "QuadraticEnergy",
     "completion_energy_2x2",
+    "energy_functions",
 ]
 
 # --- training: gradient descent, SGD, initializers, regression loss (training.py) ---

@@ -84,7 +84,6 @@ from ._checks import (
 from ._linalg import conj_transpose as _h
 from ._linalg import haar_orthogonal, polar_factor
 from .depth_metric import depth_q_and_scale, log_multiplier_from_alpha
-from .network import end_to_end_differential
 
 __all__ = [
     "BalancedFrames",
@@ -98,11 +97,10 @@ __all__ = [
     "balanced_normal_multipliers",
     "balanced_weingarten",
     "balanced_riemannian_hessian",
-    "submersion_differential",
     "horizontal_projection",
     "vertical_projection",
     "horizontal_lift",
-    "orthonormal_basis",
+    "balanced_orthonormal_basis",
 ]
 
 _CLUSTER_GAP = 1e-3  # relative gap below which singular values share a frame block
@@ -283,7 +281,7 @@ def check_balanced(W, tol: float = 1e-8, name: str = "W") -> np.ndarray:
 
 
 def random_balanced_point(
-    d: int, depth: int, rng=None, spread: float = 4.0, singular_values=None
+    d: int, depth: int, seed=None, spread: float = 4.0, singular_values=None
 ) -> np.ndarray:
     r"""A random full-rank balanced point :math:`W_p = Q_p\Lambda Q_{p-1}^T` ([G] eq. 5.16).
 
@@ -291,7 +289,9 @@ def random_balanced_point(
     ----------
     d, depth : int
         Layer size and number of layers N.
-    rng : int or numpy.random.Generator, optional
+    seed : int, numpy.random.SeedSequence or numpy.random.Generator, optional
+        Randomness, as everywhere in the package (``numpy.random.default_rng(seed)``;
+        the global ``numpy.random.seed`` has no effect).
     spread : float, default 4
         Condition number bound of each layer: the singular values
         :math:`\lambda_k` are log-uniform in
@@ -308,7 +308,7 @@ def random_balanced_point(
     """
     d = check_count(d, "d")
     N = check_finite_depth(depth)
-    rng = np.random.default_rng(rng)
+    rng = np.random.default_rng(seed)
     if singular_values is None:
         spread = float(spread)
         if not np.isfinite(spread) or spread < 1:
@@ -706,25 +706,6 @@ def horizontal_in_frame(Zh: np.ndarray, lam: np.ndarray) -> np.ndarray:
     return c * np.sum(c * Zh, axis=-3, keepdims=True)
 
 
-def submersion_differential(W, V) -> np.ndarray:
-    r"""The differential :math:`d\phi_W(V) = \sum_p A_{p+1}V_pB_{p-1}` ([G] eq. 4.10).
-
-    Same as :func:`dln_manifolds.end_to_end_differential`; on :math:`\mathcal{M}`
-    it maps horizontal vectors isometrically onto :math:`(T_X\mathfrak{M}_d, g^N)`
-    ([G] Thm 13) and kills vertical ones.
-
-    Parameters
-    ----------
-    W, V : array_like, shape (N, d, d)
-
-    Returns
-    -------
-    ndarray, shape (d, d)
-    """
-    W = _stack(W)
-    return end_to_end_differential(W, _like(W, V, "V"))
-
-
 def horizontal_projection(W, Z, *, frames: BalancedFrames | None = None) -> np.ndarray:
     r"""Orthogonal projection onto the horizontal space :math:`(\ker d\phi)^\perp`.
 
@@ -800,7 +781,9 @@ def horizontal_lift(W, Z, *, frames: BalancedFrames | None = None) -> np.ndarray
     return from_frame(Q, c * (Zh * np.exp(-0.5 * log_m)))
 
 
-def orthonormal_basis(W, *, frames: BalancedFrames | None = None) -> tuple[np.ndarray, np.ndarray]:
+def balanced_orthonormal_basis(
+    W, *, frames: BalancedFrames | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     r"""Orthonormal basis of :math:`T_W\mathcal{M}`, [G] Thm 14 with the sign of eq. 8.21 fixed.
 
     Horizontal part (:math:`d^2` vectors, [G] eq. 8.20, 8.23, 8.24): vector
@@ -858,3 +841,7 @@ def orthonormal_basis(W, *, frames: BalancedFrames | None = None) -> tuple[np.nd
     A = np.einsum("cps,csa,csb->cpsab", a_kl, qk_s, ql_s1)
     A -= np.einsum("cps,csa,csb->cpsab", a_lk, ql_s, qk_s1)
     return hor, A.reshape(-1, N, d, d)
+
+
+#: Old name of :func:`balanced_orthonormal_basis`, not exported; kept only while the
+#: geomstats adapter still imports it.

@@ -86,8 +86,6 @@ from ._linalg import conj_transpose
 
 __all__ = [
     "DepthFrame",
-    "depth_frame",
-    "svd_frame",
     "depth_multipliers",
     "depth_operator",
     "inverse_depth_operator",
@@ -750,11 +748,6 @@ class DepthFrame:
 def _size(frame: DepthFrame) -> int | tuple[int, int]:
     """What :func:`_as_single` checks against: d (square X) or the shape (m, n)."""
     return frame.shape if frame._rect else frame.d
-
-
-def depth_frame(X, depth) -> DepthFrame:
-    """The :class:`DepthFrame` of X (shape (..., d, d) or (..., m, n)) for depth N (int or inf)."""
-    return DepthFrame(X, depth)
 
 
 def depth_operator(X, depth, Z) -> np.ndarray:

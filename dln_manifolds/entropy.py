@@ -81,6 +81,7 @@ from .depth_metric import (
     multiplier_d_alpha,
     multiplier_from_alpha,
 )
+from .energies import energy_functions
 
 __all__ = [
     "orthogonal_group_volume",
@@ -348,33 +349,90 @@ def entropy_gradient(X, depth, metric: str = "depth") -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def check_energy_like(energy, d: int | None = None):
-    """Validate an Energy-like object (``value`` and ``gradient``), optionally its size d."""
-    has_value = callable(getattr(energy, "value", None))
-    if not (has_value and callable(getattr(energy, "gradient", None))):
+class GradientOnlyEnergy:
+    """A plain gradient callable ``X -> E'(X)`` seen as an energy without a value.
+
+    Internal (public name, not exported): what :func:`check_energy_like` returns for a
+    callable, so that callers use ``energy.gradient`` either way; ``value`` is None.
+    """
+
+    value = None
+
+    def __init__(self, gradient, d: int | None = None):
+        self.gradient = gradient
+        if d is not None:
+            self.d = d
+
+
+def check_energy_like(energy, d: int | None = None, *, X=None, need_value: bool = False):
+    """Validate an energy argument: an Energy-like object or a gradient callable X -> E'(X).
+
+    Parameters
+    ----------
+    energy : Energy or callable
+        An object with ``gradient(X)`` (and ``value(X)``; required with ``need_value``),
+        or a plain callable returning E'(X), as the Langevin samplers accept
+        (:func:`dln_manifolds.energy_functions`).
+    d : int, optional
+        Size of the matrices; checked against ``energy.d`` when the energy has one.
+    X : ndarray, shape (d, d), optional
+        A validated point: a plain callable is evaluated there once, and must return a
+        finite array of the shape of X (checked before any work).
+    need_value : bool
+        The caller needs E(X) itself (a free energy, not its gradient).
+
+    Returns
+    -------
+    Energy-like
+        ``energy`` itself, or a :class:`GradientOnlyEnergy` (``value`` None) wrapping a
+        callable.
+
+    Raises
+    ------
+    TypeError
+        If ``energy`` is neither, or has no ``value`` where one is needed.
+    ValueError
+        If its size is not d, or the callable returns the wrong shape or a non-finite
+        gradient at X.
+    """
+    gradient, value = energy_functions(energy)  # TypeError naming the problem
+    if need_value and value is None:
         raise TypeError(
-            "energy must be an Energy-like object with value(X) and gradient(X) methods, "
-            f"got {type(energy).__name__}"
+            "energy must have a value(X) method here (E(X) itself is needed, not only "
+            f"its gradient), got {type(energy).__name__}"
         )
+    if getattr(energy, "gradient", None) is None:
+        energy = GradientOnlyEnergy(gradient, d)
+        if X is not None:
+            dE = np.asarray(gradient(X))
+            if dE.shape != X.shape:
+                raise ValueError(
+                    f"energy must return E'(X) of shape {X.shape}, got shape {dE.shape}"
+                )
+            if not np.all(np.isfinite(dE)):
+                raise ValueError("energy returned a non-finite gradient E'(X) at the start")
+        return energy
     ed = getattr(energy, "d", d)
     if d is not None and ed != d:
         raise ValueError(f"energy acts on {ed} x {ed} matrices but the point has d = {d}")
     return energy
 
 
-def free_energy(X, depth, beta, energy) -> float:
+def free_energy(X, energy, *, depth, beta) -> float:
     r"""Free energy :math:`F_\beta(X) = E(X) - S(X)/\beta` ([G] eq. 6.6).
 
     Parameters
     ----------
     X : array_like, shape (d, d)
         Full-rank real matrix.
-    depth : int or numpy.inf
-    beta : float
-        Inverse temperature, > 0.
     energy : Energy
         Any object with ``value(X)`` and ``gradient(X)`` (e.g.
-        :class:`dln_manifolds.QuadraticEnergy`).
+        :class:`dln_manifolds.QuadraticEnergy`); a plain gradient callable is not
+        enough here (TypeError).
+    depth : int or numpy.inf
+        Keyword-only.
+    beta : float
+        Inverse temperature, > 0; keyword-only.
 
     Returns
     -------
@@ -382,12 +440,12 @@ def free_energy(X, depth, beta, energy) -> float:
     """
     beta = check_positive(beta, "beta")
     X = _real_matrix(X)
-    energy = check_energy_like(energy, X.shape[0])
+    energy = check_energy_like(energy, X.shape[0], need_value=True)
     S = orbit_entropy(X, depth)
     return float(energy.value(X)) - S / beta
 
 
-def free_energy_gradient(X, depth, beta, energy, metric: str = "depth") -> np.ndarray:
+def free_energy_gradient(X, energy, *, depth, beta, metric: str = "depth") -> np.ndarray:
     r"""Gradient of the free energy, :math:`\mathcal{A}_{N,X}(E'(X)) - \beta^{-1}U\Sigma'V^T`.
 
     [G] eq. 12.13 (with :func:`entropy_gradient` for :math:`U\Sigma'V^T`).
@@ -396,11 +454,13 @@ def free_energy_gradient(X, depth, beta, energy, metric: str = "depth") -> np.nd
     ----------
     X : array_like, shape (d, d)
         Full-rank real matrix.
+    energy : Energy or callable
+        Object with ``gradient(X)`` returning the Euclidean gradient E'(X), or a
+        plain callable ``X -> E'(X)``.
     depth : int or numpy.inf
+        Keyword-only.
     beta : float
-        Inverse temperature, > 0.
-    energy : Energy
-        Object with ``gradient(X)`` returning the Euclidean gradient E'(X).
+        Inverse temperature, > 0; keyword-only.
     metric : {"depth", "euclidean"}
         ``"depth"`` (default) gives the :math:`g^N` gradient; ``"euclidean"``
         gives :math:`E'(X) - \beta^{-1}\nabla S`.
@@ -416,6 +476,8 @@ def free_energy_gradient(X, depth, beta, energy, metric: str = "depth") -> np.nd
     energy = check_energy_like(energy, X.shape[0])
     grad_S = entropy_gradient(X, depth, metric=metric)
     dE = np.asarray(energy.gradient(X), dtype=np.float64)
+    if dE.shape != X.shape:
+        raise ValueError(f"energy must return E'(X) of shape {X.shape}, got shape {dE.shape}")
     if metric == "depth":
         dE = depth_operator(X, depth, dE)
     return dE - grad_S / beta

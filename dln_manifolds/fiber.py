@@ -90,14 +90,13 @@ from ._checks import as_matrix, as_stack, check_finite_depth, check_full_rank
 from ._linalg import conj_transpose as _h
 from ._linalg import solve_right
 from .depth_metric import depth_multipliers
-from .network import balanced_point, end_to_end, end_to_end_velocity, moments, partial_products
+from .network import end_to_end, end_to_end_velocity, moments, partial_products
 
 __all__ = [
     "CHOLESKY_MAX_D",
     "CHOLESKY_MAX_CONDITION",
     "CG_MAX_CONDITION",
     "FiberNormalSolver",
-    "fiber_center",
     "fiber_normal_operator",
     "fiber_normal_matrix",
     "fiber_tangent_projection",
@@ -149,25 +148,6 @@ def _stack_and_generator(W, a, name: str = "a") -> tuple[np.ndarray, np.ndarray]
 # ---------------------------------------------------------------------------
 # Normal system
 # ---------------------------------------------------------------------------
-
-
-def fiber_center(X: ArrayLike, depth: int) -> np.ndarray:
-    r"""The center :math:`C = (Q_N\Lambda, \Lambda, \dots, \Lambda Q_0^*)` of :math:`\mathcal{F}_X`.
-
-    [R] section 1.2 and Lemma 1, :math:`X = Q_N \Sigma Q_0^*`,
-    :math:`\Lambda = \Sigma^{1/N}`. It minimizes :math:`|W|^2` on the fiber
-    (Kempf-Ness, [R] Thm 1), with minimum :math:`N\,\mathrm{tr}\,\Sigma^{2/N}`.
-
-    Parameters
-    ----------
-    X : array_like, shape (d, d)
-    depth : int
-
-    Returns
-    -------
-    ndarray, shape (N, d, d)
-    """
-    return balanced_point(X, depth)
 
 
 class FiberNormalSolver:
@@ -744,7 +724,8 @@ def fiber_group_element(W: ArrayLike, W_target: ArrayLike) -> np.ndarray:
     :math:`A_1 = W'_1 W_1^{-1}`, :math:`A_k = W'_k A_{k-1} W_k^{-1}`. It exists
     (and is unique) iff both points lie on the same fiber of a full-rank X;
     layer N is then :math:`W'_N = W_N A_{N-1}^{-1}` automatically. With
-    ``W = fiber_center(X, N)`` this gives the orbit coordinates of W', and
+    ``W = balanced_point(X, N)`` (the center of the fiber) this gives the orbit
+    coordinates of W', and
     W' lies in the orbit :math:`\mathcal{O}_X` of the center iff every
     :math:`A_k` is orthogonal (unitary).
 

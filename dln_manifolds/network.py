@@ -11,7 +11,7 @@ Partial products ([G] eq. 4.10) are
 All functions accept real and complex weights; for complex input the
 transpose ``^T`` of the papers becomes the conjugate transpose ``^*``.
 :func:`end_to_end`, :func:`partial_products`, :func:`moments`,
-:func:`lifted_gradient` (and its alias :func:`end_to_end_differential_adjoint`),
+:func:`lifted_gradient` (the adjoint of :math:`d\phi_W`),
 :func:`end_to_end_differential` and :func:`end_to_end_velocity` also take a batch
 of networks, shape (..., N, d, d), vectorized over the leading axes.
 
@@ -73,7 +73,6 @@ __all__ = [
     "moments",
     "lifted_gradient",
     "end_to_end_differential",
-    "end_to_end_differential_adjoint",
     "end_to_end_velocity",
     "balanced_point",
 ]
@@ -324,30 +323,6 @@ def end_to_end_differential(
     V = as_layer_stack(V, "V", depth=W.shape[-3], d=W.shape[-1])
     A, B = _partial_products(W)
     return np.sum(A[..., 1:, :, :] @ V @ B[..., :-1, :, :], axis=-3)
-
-
-def end_to_end_differential_adjoint(W: Layers, Y, *, widths: Sequence[int] | None = None) -> Layers:
-    r"""Adjoint of :math:`d\phi_W` in the Frobenius product: layer p gets
-    :math:`A_{p+1}^* Y B_{p-1}^*`.
-
-    Parameters
-    ----------
-    W : array_like, shape (..., N, d, d), or sequence of N arrays
-    Y : array_like, shape (d, d) or (..., d, d); (d_N, d_0) or (..., d_N, d_0) for a sequence
-    widths : sequence of int, optional
-        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
-
-    Returns
-    -------
-    ndarray, shape (..., N, d, d), or list of N arrays shaped like the layers
-    """
-    if isinstance(W, _SEQUENCE):
-        layers = as_layer_sequence(W, "W", widths=widths)
-        return _chain_adjoint(layers, _as_sequence_target(Y, layers, "Y"))
-    W = as_layer_stack(W)
-    if widths is not None:
-        _check_stack_widths(W, widths)
-    return lifted_gradient_unchecked(W, _as_gradient(Y, W, "Y"))
 
 
 def end_to_end_velocity(W: Layers, dE, *, widths: Sequence[int] | None = None) -> np.ndarray:

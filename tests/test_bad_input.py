@@ -157,8 +157,6 @@ def _core_entries():
     any_shape = {"X": "cvec", "depth": "depth"}  # X of any shape (m, n): no shape mutation
     out = [
         E("DepthFrame", dm.DepthFrame, any_shape, X=X, depth=N),
-        E("depth_frame", dm.depth_frame, any_shape, X=X, depth=N),
-        E("svd_frame", dm.svd_frame, {"X": "cvec"}, X=X),
         E(
             "depth_multipliers",
             dm.depth_multipliers,
@@ -239,7 +237,6 @@ def _core_entries():
         out.append(E(name, getattr(dm, name), {"W": "carr"}, W=WF))
     for name, arg, val in [
         ("end_to_end_differential", "V", V3),
-        ("end_to_end_differential_adjoint", "Y", Z),
         ("end_to_end_velocity", "dE", Z),
         ("lifted_gradient", "dE", Z),
     ]:
@@ -247,7 +244,6 @@ def _core_entries():
     # fiber (real or complex)
     out += [
         E("FiberNormalSolver", dm.FiberNormalSolver, {"W": "carr"}, W=WF),
-        E("fiber_center", dm.fiber_center, d_frame, X=X, depth=N),
         E(
             "fiber_group_element",
             dm.fiber_group_element,
@@ -312,14 +308,14 @@ def _core_entries():
         E("balanced_retraction", dm.balanced_retraction, {"W": "carr", "V": "carr"}, W=WB, V=V3B),
         E("check_balanced", dm.check_balanced, {"W": "arr"}, W=WB),
         E("balanced_frames", dm.balanced_frames, {"W": "arr"}, W=WB),
-        E("orthonormal_basis", dm.orthonormal_basis, {"W": "arr"}, W=WB),
+        E("balanced_orthonormal_basis", dm.balanced_orthonormal_basis, {"W": "arr"}, W=WB),
         E(
             "random_balanced_point",
             dm.random_balanced_point,
             {"d": "count", "depth": "depth"},
             d=D,
             depth=N,
-            rng=0,
+            seed=0,
         ),
         E(
             "balanced_riemannian_hessian",
@@ -339,13 +335,6 @@ def _core_entries():
             normal=V3,
         ),
         E("horizontal_lift", dm.horizontal_lift, {"W": "arr", "Z": "arr"}, W=WB, Z=Z),
-        E(
-            "submersion_differential",
-            dm.submersion_differential,
-            {"W": "arr", "V": "arr"},
-            W=WB,
-            V=V3,
-        ),
     ]
     for name in (
         "balanced_normal_multipliers",
@@ -1353,6 +1342,7 @@ def test_table_covers_public_api():
         "TABLEAUS",
         "SampleResult",
         "completion_energy_2x2",
+        "energy_functions",
         "run_ensemble",
         "sweep_grid",
         "task_name",

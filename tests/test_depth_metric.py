@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 from dln_manifolds import (
     DepthFrame,
     depth_christoffel,
-    depth_frame,
     depth_inner_product,
     depth_multipliers,
     depth_operator,
@@ -487,7 +486,7 @@ def test_frame_computes_the_svd_once(rng):
     X = _well_conditioned(rng, 4)
     U, V, Z = rng.standard_normal((3, 4, 4))
     with mock.patch.object(np.linalg, "svd", wraps=np.linalg.svd) as svd:
-        f = depth_frame(X, 3)
+        f = DepthFrame(X, 3)
         f.operator(Z), f.inverse(Z), f.power(Z, 0.5), f.inner(U, V)
         f.derivative(U, Z), f.derivative_adjoint(Z, V), f.christoffel(U, V)
         f.geodesic_acceleration(V)

@@ -292,16 +292,17 @@ def test_free_energy_and_gradient(rng, depth):
     d, beta = 3, 0.7
     X = _matrix(rng, d)
     energy = QuadraticEnergy(rng.standard_normal((d, d)))
-    F = free_energy(X, depth, beta, energy)
+    F = free_energy(X, energy, depth=depth, beta=beta)
     assert F == pytest.approx(energy.value(X) - orbit_entropy(X, depth) / beta, rel=1e-14)
     Z = rng.standard_normal((d, d))
     h = 1e-5
     fd = (
-        free_energy(X + h * Z, depth, beta, energy) - free_energy(X - h * Z, depth, beta, energy)
+        free_energy(X + h * Z, energy, depth=depth, beta=beta)
+        - free_energy(X - h * Z, energy, depth=depth, beta=beta)
     ) / (2 * h)
-    grad = free_energy_gradient(X, depth, beta, energy)
+    grad = free_energy_gradient(X, energy, depth=depth, beta=beta)
     assert depth_inner_product(X, depth, grad, Z) == pytest.approx(fd, rel=1e-6)
-    egrad = free_energy_gradient(X, depth, beta, energy, metric="euclidean")
+    egrad = free_energy_gradient(X, energy, depth=depth, beta=beta, metric="euclidean")
     assert float(np.vdot(egrad, Z)) == pytest.approx(fd, rel=1e-6)
 
 
@@ -405,13 +406,13 @@ def test_input_errors():
         entropy_gradient(X, 2, metric="frobenius")
     energy = completion_energy_2x2()
     with pytest.raises(ValueError, match="beta"):
-        free_energy(X, 2, 0.0, energy)
+        free_energy(X, energy, depth=2, beta=0.0)
     with pytest.raises(TypeError, match="beta"):
-        free_energy_gradient(X, 2, "hot", energy)
+        free_energy_gradient(X, energy, depth=2, beta="hot")
     with pytest.raises(TypeError, match="energy"):
-        free_energy(X, 2, 1.0, lambda Y: 0.0)
+        free_energy(X, lambda Y: 0.0, depth=2, beta=1.0)
     with pytest.raises(ValueError, match="energy acts on 3 x 3"):
-        free_energy_gradient(X, 2, 1.0, QuadraticEnergy(np.eye(3)))
+        free_energy_gradient(X, QuadraticEnergy(np.eye(3)), depth=2, beta=1.0)
     with pytest.raises(TypeError, match="d must"):
         orthogonal_group_volume(2.0)
     with pytest.raises(ValueError, match="d must"):

@@ -12,9 +12,9 @@ from slopes import taylor_slopes
 
 from dln_manifolds import (
     FiberNormalSolver,
+    balanced_point,
     end_to_end,
     end_to_end_differential,
-    fiber_center,
     fiber_group_element,
     fiber_normal_matrix,
     fiber_normal_operator,
@@ -41,7 +41,7 @@ def _randn(rng, shape, cplx):
 def _point(rng, d, N, cplx, spread=0.4):
     """A point of F_X away from the center: exp(a).C for a random generator a."""
     X = _randn(rng, (d, d), cplx) + 2.0 * np.eye(d)
-    W = group_action_exp(spread * _randn(rng, (N - 1, d, d), cplx), fiber_center(X, N))
+    W = group_action_exp(spread * _randn(rng, (N - 1, d, d), cplx), balanced_point(X, N))
     return X, W
 
 
@@ -125,7 +125,7 @@ def test_cholesky_and_cg_agree(rng, d, cplx):
 def test_cg_preconditioner_is_exact_at_balanced_points(rng):
     # at balanced points K equals the depth operator A_{N,X}: one CG step suffices
     X = rng.standard_normal((5, 5))
-    C = fiber_center(X, 6)
+    C = balanced_point(X, 6)
     solver = FiberNormalSolver(C, method="cg")
     solver.project(rng.standard_normal(C.shape))
     assert solver.last_iterations <= 1
@@ -134,7 +134,7 @@ def test_cg_preconditioner_is_exact_at_balanced_points(rng):
 
 
 def test_projection_input_errors(rng):
-    W = fiber_center(rng.standard_normal((3, 3)), 3)
+    W = balanced_point(rng.standard_normal((3, 3)), 3)
     with pytest.raises(ValueError, match="Z"):
         fiber_tangent_projection(W, np.zeros((2, 3, 3)))
     with pytest.raises(ValueError, match="method"):
@@ -178,13 +178,13 @@ def test_group_action_and_generators(rng, cplx):
     # orbit coordinates
     assert _rel(fiber_group_element(W, by_hand), A) <= 1e-12
     assert (
-        _rel(group_action(fiber_group_element(fiber_center(X, N), W), fiber_center(X, N)), W)
+        _rel(group_action(fiber_group_element(balanced_point(X, N), W), balanced_point(X, N)), W)
         < 1e-12
     )
 
 
 def test_group_action_input_errors(rng):
-    W = fiber_center(rng.standard_normal((2, 2)), 3)
+    W = balanced_point(rng.standard_normal((2, 2)), 3)
     with pytest.raises(ValueError, match="a"):
         group_action(np.zeros((3, 2, 2)), W)
     with pytest.raises(ValueError, match="rank-deficient"):
@@ -218,7 +218,7 @@ def test_retraction_keeps_product_after_many_steps():
     rng = np.random.default_rng(7)
     d, N = 2, 3
     X = rng.standard_normal((d, d)) + 2 * np.eye(d)
-    W = fiber_center(X, N)
+    W = balanced_point(X, N)
     for _ in range(10_000):
         V = generator_to_tangent(W, rng.standard_normal((N - 1, d, d)))
         W = fiber_retraction(W, 0.01 * V / np.linalg.norm(V), second_order=False)
@@ -318,7 +318,7 @@ def test_fiber_manifold_basics(rng, cplx):
     assert isinstance(M.inner_product(W, U, V), float)
     assert not np.any(M.zero_vector(W))
     C = M.center
-    assert _rel(C, fiber_center(X, N)) == 0
+    assert _rel(C, balanced_point(X, N)) == 0
     assert np.sum(np.abs(C) ** 2) == pytest.approx(M.minimum_norm_sq(), rel=1e-13)
     assert np.sum(np.abs(W) ** 2) > M.minimum_norm_sq()
     assert M.typical_dist == pytest.approx(np.linalg.norm(C))

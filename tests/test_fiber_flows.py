@@ -7,8 +7,8 @@ import pytest
 
 from dln_manifolds import (
     QuadraticEnergy,
+    balanced_point,
     end_to_end,
-    fiber_center,
     fiber_tangent_projection,
     group_action_exp,
     lifted_gradient,
@@ -31,7 +31,7 @@ def _randn(rng, shape, cplx):
 def _start(seed, d, N, cplx, spread=0.4):
     rng = np.random.default_rng(seed)
     X = _randn(rng, (d, d), cplx) + 2 * np.eye(d)
-    W0 = group_action_exp(spread * _randn(rng, (N - 1, d, d), cplx), fiber_center(X, N))
+    W0 = group_action_exp(spread * _randn(rng, (N - 1, d, d), cplx), balanced_point(X, N))
     return X, W0
 
 

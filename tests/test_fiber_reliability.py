@@ -24,9 +24,9 @@ import scipy.linalg
 
 from dln_manifolds import (
     FiberNormalSolver,
+    balanced_point,
     end_to_end,
     end_to_end_differential,
-    fiber_center,
     fiber_group_element,
     fiber_restore,
     fiber_retraction,
@@ -59,7 +59,7 @@ def _unbalanced(rng, X, N, k):
     d = X.shape[0]
     D = np.diag(np.geomspace(k, 1.0 / k, d))
     a = np.stack([D] + [_haar(rng, d) @ D for _ in range(N - 2)])
-    return group_action(a, fiber_center(X, N))
+    return group_action(a, balanced_point(X, N))
 
 
 def _floor(W):
@@ -150,7 +150,7 @@ def test_walk_core_default():
     # no X: phi(W) of the input is kept, so per-step rounding accumulates like a random walk
     rng = np.random.default_rng(1)
     X = _matrix(rng, 3, 1e6)
-    res = _walk(_core, fiber_center(X, 3), X, 1000, 0.5, seed=2)
+    res = _walk(_core, balanced_point(X, 3), X, 1000, 0.5, seed=2)
     assert res["rel"] <= 1e-10  # measured 1e-13
     assert res["step"] <= 10  # measured 0.3
 
@@ -196,7 +196,7 @@ def _start(N, start, seed):
     rng = np.random.default_rng(seed)
     if start == "cond1e6":
         X = _matrix(rng, 3, 1e6)
-        return X, fiber_center(X, N)
+        return X, balanced_point(X, N)
     X = _matrix(rng, 3, 10.0)
     return X, _unbalanced(rng, X, N, {"g1e3": 1e3, "g1e6": 1e6}[start])
 
@@ -226,7 +226,7 @@ def test_walk_10000_steps_core(N, start, norm):
 
 def test_retraction_domain_errors(rng):
     X = _matrix(rng, 3, 10.0)
-    W = fiber_center(X, 3)
+    W = balanced_point(X, 3)
     # a tangent step that makes layer 1 singular: w_a with a_1 = -I, so W_1 + V_1 = 0
     a = np.stack([-np.eye(3), np.zeros((3, 3))])
     V = generator_to_tangent(W, a)
@@ -246,12 +246,12 @@ def test_retraction_domain_errors(rng):
 def test_restore_singular_layers(rng, smallest):
     # the old restore returned |W| ~ 1e16 or raised LinAlgError
     X = _matrix(rng, 3, 10.0)
-    W = fiber_center(X, 3)
+    W = balanced_point(X, 3)
     W[1] = _haar(rng, 3) @ np.diag([1.0, 0.5, smallest]) @ _haar(rng, 3)
     with pytest.raises(ValueError, match=r"^W cannot be restored.*layer 2 is singular"):
         fiber_restore(W, X)
     # the product of well-conditioned layers can still be singular in float64
-    W = fiber_center(X, 4)
+    W = balanced_point(X, 4)
     D = np.diag([1e6, 1.0, 1e-6])  # cond 1e12 each, 1e36 for the product
     W[0], W[1], W[2] = D, D, D
     with pytest.raises(ValueError, match="product of these layers"):
@@ -278,7 +278,7 @@ def _svd_projection(W, Z):
 def _ill_point(N, smin, unbalanced, seed):
     rng = np.random.default_rng(seed)
     X = _haar(rng, 3) @ np.diag([1.0, np.sqrt(smin), smin]) @ _haar(rng, 3)
-    W = fiber_center(X, N)
+    W = balanced_point(X, N)
     if unbalanced:
         a = np.stack([_haar(rng, 3) @ np.diag([3.0, 1.0, 1.0 / 3.0]) for _ in range(N - 1)])
         W = group_action(a, W)
@@ -340,7 +340,7 @@ def test_cholesky_switches_to_qr_by_condition():
 
 def test_group_action_exp_overflow_and_group_element_singular(rng):
     X = _matrix(rng, 3, 10.0)
-    W = fiber_center(X, 3)
+    W = balanced_point(X, 3)
     with pytest.raises(ValueError, match="^a is too large"):
         group_action_exp(np.stack([800.0 * np.eye(3), np.zeros((3, 3))]), W)
     singular = W.copy()
@@ -357,7 +357,7 @@ def test_qr_solver_complex_and_weingarten():
         return np.linalg.qr(rng.standard_normal((d, d)) + 1j * rng.standard_normal((d, d)))[0]
 
     X = unitary() @ np.diag([1.0, 1e-6, 1e-12]) @ unitary()
-    W = fiber_center(X, N)
+    W = balanced_point(X, N)
     Z = rng.standard_normal(W.shape) + 1j * rng.standard_normal(W.shape)
     J = _dense_jacobian(W)  # complex-linear: the complex null space is the real tangent space
     s = np.linalg.svd(J, compute_uv=False)
@@ -367,7 +367,7 @@ def test_qr_solver_complex_and_weingarten():
     assert np.linalg.norm(fiber_tangent_projection(W, Z) - ref) <= bound
     # the QR solver's normal coordinates agree with Cholesky's at a benign point
     X = unitary() @ np.diag([1.0, 0.7, 0.5]) @ unitary()
-    W = fiber_center(X, N)
+    W = balanced_point(X, N)
     V = fiber_tangent_projection(W, Z)
     chol, qr = FiberNormalSolver(W), FiberNormalSolver(W, method="qr")
     assert (chol.method, qr.method) == ("cholesky", "qr")

@@ -104,6 +104,6 @@ def test_log_multiplier_does_not_overflow_at_large_depth():
 def test_balanced_lift_at_large_depth_is_finite():
     from dln_manifolds.balanced import horizontal_lift
 
-    W = random_balanced_point(2, 400, rng=0, spread=4.0)
+    W = random_balanced_point(2, 400, seed=0, spread=4.0)
     H = horizontal_lift(W, np.eye(2))
     assert np.all(np.isfinite(H))

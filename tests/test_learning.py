@@ -183,11 +183,11 @@ def test_free_energy_flow():
     run = free_energy_flow(X0, energy, N, beta, 5.0, dt=0.01, save_every=10)
     F = run.monitors["free_energy"]
     assert np.all(np.diff(F) <= 1e-14)  # gradient flow of F
-    assert F[-1] == pytest.approx(free_energy(run.final, N, beta, energy), rel=1e-14)
+    assert F[-1] == pytest.approx(free_energy(run.final, energy, depth=N, beta=beta), rel=1e-14)
     # converged (rate ~ 2/s here) to a critical point of F, aligned with the target and
     # with singular values pushed apart and up by the entropy: (1.175, 0.686) vs (1, 0.5)
-    g = free_energy_gradient(run.final, N, beta, energy)
-    g0 = free_energy_gradient(X0, N, beta, energy)
+    g = free_energy_gradient(run.final, energy, depth=N, beta=beta)
+    g0 = free_energy_gradient(X0, energy, depth=N, beta=beta)
     assert np.linalg.norm(g) < 1e-4 * np.linalg.norm(g0)
     sv = run.monitors["singular_values"][-1]
     assert sv[0] > 1.1 and sv[1] > 0.6
@@ -222,7 +222,9 @@ def test_inputs_are_validated_and_not_modified(rng):
     with pytest.raises(ValueError, match="W0"):
         learning_flow(unbalanced, energy, 1.0)
     with pytest.raises(TypeError, match="energy"):
-        learning_flow(W0, lambda X: 0.0, 1.0)
+        learning_flow(W0, "quadratic", 1.0)
+    with pytest.raises(ValueError, match=r"energy must return E'\(X\) of shape \(2, 2\)"):
+        learning_flow(W0, lambda X: 0.0, 1.0)  # a gradient callable of the wrong shape
     with pytest.raises(ValueError, match="energy"):
         learning_flow(W0, QuadraticEnergy(np.eye(3)), 1.0)
     with pytest.raises(ValueError, match="t_final"):

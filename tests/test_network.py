@@ -14,7 +14,6 @@ from dln_manifolds import (
     balanced_point,
     end_to_end,
     end_to_end_differential,
-    end_to_end_differential_adjoint,
     end_to_end_velocity,
     lifted_gradient,
     moments,
@@ -125,7 +124,7 @@ def test_differential_finite_differences_and_adjoint(rng, N):
     np.testing.assert_allclose(dX, fd, rtol=1e-7, atol=1e-8 * np.abs(fd).max())
     Y = rng.standard_normal((d, d))
     lhs = np.vdot(Y, dX)
-    rhs = np.vdot(end_to_end_differential_adjoint(W, Y), V)
+    rhs = np.vdot(lifted_gradient(W, Y), V)
     assert abs(lhs - rhs) <= 1e-12 * (abs(lhs) + 1)
 
 
@@ -134,7 +133,7 @@ def test_adjoint_complex(rng):
     W, V = _complex(rng, (N, d, d)), _complex(rng, (N, d, d))
     Y = _complex(rng, (d, d))
     lhs = np.vdot(Y, end_to_end_differential(W, V))
-    rhs = np.vdot(end_to_end_differential_adjoint(W, Y), V)
+    rhs = np.vdot(lifted_gradient(W, Y), V)
     assert abs(lhs - rhs) <= 1e-12 * abs(lhs)
 
 
@@ -271,7 +270,7 @@ def test_batched_functions_equal_per_network(batch, N, d, seed, cplx):
         "partial_products": np.stack(partial_products(W), axis=-4),
         "moments": moments(W),
         "lifted_gradient": lifted_gradient(W, Y),
-        "adjoint": end_to_end_differential_adjoint(W, Y),
+        "adjoint": lifted_gradient(W, Y),
         "differential": end_to_end_differential(W, V),
         "velocity": end_to_end_velocity(W, Y),
         "shared_dE": lifted_gradient(W, Y[(0,) * len(batch)]),
@@ -282,7 +281,7 @@ def test_batched_functions_equal_per_network(batch, N, d, seed, cplx):
             "partial_products": np.stack(partial_products(W[idx]), axis=-4),
             "moments": moments(W[idx]),
             "lifted_gradient": lifted_gradient(W[idx], Y[idx]),
-            "adjoint": end_to_end_differential_adjoint(W[idx], Y[idx]),
+            "adjoint": lifted_gradient(W[idx], Y[idx]),
             "differential": end_to_end_differential(W[idx], V[idx]),
             "velocity": end_to_end_velocity(W[idx], Y[idx]),
             "shared_dE": lifted_gradient(W[idx], Y[(0,) * len(batch)]),

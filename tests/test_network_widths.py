@@ -21,7 +21,6 @@ from dln_manifolds import (
     balanced_point,
     end_to_end,
     end_to_end_differential,
-    end_to_end_differential_adjoint,
     end_to_end_velocity,
     lifted_gradient,
     moments,
@@ -203,7 +202,7 @@ def test_differential_adjoint_velocity_against_dense_jacobian(rng, widths):
     np.testing.assert_allclose((J @ flat_V).reshape(fd.shape), fd, rtol=1e-7, atol=1e-8)
     # adjoint = J^T, velocity = -J J^T vec(dE) = -dphi(lifted gradient)
     dE = rng.standard_normal((widths[-1], widths[0]))
-    adj = np.concatenate([a.ravel() for a in end_to_end_differential_adjoint(W, dE)])
+    adj = np.concatenate([a.ravel() for a in lifted_gradient(W, dE)])
     np.testing.assert_allclose(adj, J.T @ dE.ravel(), rtol=1e-12, atol=1e-12)
     vel = end_to_end_velocity(W, dE)
     assert vel.shape == (widths[-1], widths[0])
@@ -218,7 +217,7 @@ def test_adjoint_complex_general_widths(rng):
     W, V = _layers(rng, widths, cplx=True), _layers(rng, widths, cplx=True)
     Y = _draw(rng, (4, 3), cplx=True)
     lhs = np.vdot(Y, end_to_end_differential(W, V))
-    rhs = sum(np.vdot(a, v) for a, v in zip(end_to_end_differential_adjoint(W, Y), V, strict=True))
+    rhs = sum(np.vdot(a, v) for a, v in zip(lifted_gradient(W, Y), V, strict=True))
     assert abs(lhs - rhs) <= 1e-12 * abs(lhs)
 
 
@@ -245,7 +244,7 @@ def test_batches_equal_per_network(widths, batch, seed, cplx):
         "moments": moments(W),
         "lifted_gradient": lifted_gradient(W, Y),
         "shared": lifted_gradient(W, Y[(0,) * len(batch)]),
-        "adjoint": end_to_end_differential_adjoint(W, Y),
+        "adjoint": lifted_gradient(W, Y),
         "differential": end_to_end_differential(W, V),
         "velocity": end_to_end_velocity(W, Y),
     }
@@ -258,7 +257,7 @@ def test_batches_equal_per_network(widths, batch, seed, cplx):
             "moments": moments(Wi),
             "lifted_gradient": lifted_gradient(Wi, Y[idx]),
             "shared": lifted_gradient(Wi, Y[(0,) * len(batch)]),
-            "adjoint": end_to_end_differential_adjoint(Wi, Y[idx]),
+            "adjoint": lifted_gradient(Wi, Y[idx]),
             "differential": end_to_end_differential(Wi, Vi),
             "velocity": end_to_end_velocity(Wi, Y[idx]),
         }
@@ -290,7 +289,7 @@ def test_list_of_square_layers_equals_stack(N, d, seed):
         (np.stack(partial_products(L)[0]), partial_products(W)[0]),
         (np.stack(partial_products(L)[1]), partial_products(W)[1]),
         (np.stack(lifted_gradient(L, Y)), lifted_gradient(W, Y)),
-        (np.stack(end_to_end_differential_adjoint(L, Y)), end_to_end_differential_adjoint(W, Y)),
+        (np.stack(lifted_gradient(L, Y)), lifted_gradient(W, Y)),
         (end_to_end_differential(L, LV), end_to_end_differential(W, V)),
         (end_to_end_velocity(L, Y), end_to_end_velocity(W, Y)),
     ]
@@ -324,7 +323,7 @@ def test_stacked_path_matches_stored_outputs_of_the_old_code():
             "moments": moments(W),
             "lifted_gradient": lifted_gradient(W, dE),
             "differential": end_to_end_differential(W, V),
-            "adjoint": end_to_end_differential_adjoint(W, dE),
+            "adjoint": lifted_gradient(W, dE),
             "velocity": end_to_end_velocity(W, dE),
         }
         for name, value in got.items():
@@ -444,8 +443,8 @@ def test_sequence_bad_input(rng):
         lifted_gradient(W, np.zeros((4, 3)))
     with pytest.raises(ValueError, match=r"dE must .* \(3, 4\).*got shape \(2, 3, 4\)"):
         end_to_end_velocity(W, np.zeros((2, 3, 4)))  # one network takes one dE
-    with pytest.raises(ValueError, match=r"Y must have the shape .* \(3, 4\)"):
-        end_to_end_differential_adjoint(W, np.zeros((3, 3)))
+    with pytest.raises(ValueError, match=r"dE must have the shape .* \(3, 4\)"):
+        lifted_gradient(W, np.zeros((3, 3)))
     with pytest.raises(ValueError, match=r"V\[0\] has shape \(6, 3\) but widths \(4, 6, 5, 3\)"):
         end_to_end_differential(W, _layers(rng, (3, 6, 5, 3)))
     with pytest.raises(ValueError, match=r"V must be a stack of square layers"):

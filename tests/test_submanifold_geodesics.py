@@ -14,8 +14,8 @@ from dln_manifolds.balanced import (
     balanced_tangent_projection,
     random_balanced_point,
 )
-from dln_manifolds.fiber import fiber_center, fiber_retraction, fiber_tangent_projection
-from dln_manifolds.network import end_to_end, moments
+from dln_manifolds.fiber import fiber_retraction, fiber_tangent_projection
+from dln_manifolds.network import balanced_point, end_to_end, moments
 from dln_manifolds.submanifold_geodesics import (
     balanced_dist,
     balanced_exp,
@@ -42,7 +42,7 @@ def _balanced_pair(d, N, seed, size):
 def _fiber_pair(d, N, seed, size, cplx=False):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((d, d)) + (1j * rng.standard_normal((d, d)) if cplx else 0)
-    C = fiber_center(X, N)
+    C = balanced_point(X, N)
 
     def rand():
         Z = rng.standard_normal(C.shape)

@@ -101,7 +101,7 @@ def run(size: str = "quick", seed: int = 0, progress: bool = False) -> Experimen
     ray_a = np.logspace(0.5, 6, 23)
     ray_F = np.array(
         [
-            [free_energy(np.array([[1.0, a], [0.0, 1.0]]), N, 1.0, E) for a in ray_a]
+            [free_energy(np.array([[1.0, a], [0.0, 1.0]]), E, depth=N, beta=1.0) for a in ray_a]
             for N in RAY_DEPTHS
         ]
     )
@@ -135,16 +135,19 @@ def run(size: str = "quick", seed: int = 0, progress: bool = False) -> Experimen
                             save_every=10**9,
                             progress=progress,
                         ).final
-                        if np.linalg.norm(free_energy_gradient(X, N, beta, C)) < GRAD_TOL:
+                        if (
+                            np.linalg.norm(free_energy_gradient(X, C, depth=N, beta=beta))
+                            < GRAD_TOL
+                        ):
                             break
                 except (ValueError, RuntimeError, FloatingPointError):
                     n_failed += 1  # the path reached the singular set (rank drop)
                     continue
-                F = free_energy(X, N, beta, C)
+                F = free_energy(X, C, depth=N, beta=beta)
                 if not F >= min_F[i, j]:  # also true when min_F is nan
                     min_F[i, j] = F
                     minimizers[i, j] = X
-                    grad[i, j] = np.linalg.norm(free_energy_gradient(X, N, beta, C))
+                    grad[i, j] = np.linalg.norm(free_energy_gradient(X, C, depth=N, beta=beta))
     min_sv = np.linalg.svd(np.nan_to_num(minimizers), compute_uv=False)
     X_inf = np.eye(2) / (1 + LAMBDA)
     dist = np.linalg.norm(minimizers - X_inf, axis=(-2, -1))

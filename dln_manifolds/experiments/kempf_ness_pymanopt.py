@@ -27,7 +27,7 @@ import pymanopt
 
 from ..network import moments
 from ..pymanopt import Fiber
-from ..pymanopt.fiber import RoundingTolerantLineSearcher
+from ..pymanopt.line_search import RoundingTolerantLineSearcher
 from ._base import ExperimentResult, FigureSpec, check_size, make_claim
 
 NAME = "kempf_ness_pymanopt"

@@ -97,8 +97,8 @@ def learning_velocity(W, energy) -> np.ndarray:
     ----------
     W : array_like, shape (N, d, d)
         Layers (tangent to :math:`\mathcal{M}` when W is balanced, [G] Thm 1).
-    energy : Energy
-        Object with ``value(X)`` and ``gradient(X)`` (Euclidean E'(X)).
+    energy : Energy or callable
+        Object with ``gradient(X)`` (Euclidean E'(X)), or a plain callable ``X -> E'(X)``.
 
     Returns
     -------
@@ -107,7 +107,7 @@ def learning_velocity(W, energy) -> np.ndarray:
     """
     W = as_stack(W, "W", real=True)
     X = end_to_end(W)
-    energy = check_energy_like(energy, X.shape[0])
+    energy = check_energy_like(energy, X.shape[0], X=X)
     return -lifted_gradient(W, energy.gradient(X))
 
 
@@ -139,8 +139,10 @@ def learning_flow(
     ----------
     W0 : array_like, shape (N, d, d)
         Balanced full-rank start (e.g. :func:`dln_manifolds.balanced_point`).
-    energy : Energy
-        Loss of the end-to-end matrix, with ``value`` and ``gradient``.
+    energy : Energy or callable
+        Loss of the end-to-end matrix, with ``value`` and ``gradient``, or a plain
+        callable ``X -> E'(X)`` (as the Langevin samplers accept; then there is no
+        ``"energy"`` monitor).
     t_final : float
         Final time, > 0.
     dt : float, optional
@@ -177,12 +179,14 @@ def learning_flow(
         has the wrong size.
     """
     W0 = check_balanced(W0, tol=tol, name="W0")
-    energy = check_energy_like(energy, W0.shape[1])
+    energy = check_energy_like(energy, W0.shape[1], X=end_to_end(W0))
     defaults = {
         "end_to_end": lambda t, W: end_to_end(W),
         "energy": lambda t, W: float(energy.value(end_to_end(W))),
         "balance_error": lambda t, W: balance_error(W),
     }
+    if energy.value is None:  # a plain gradient callable: no E(X) to monitor
+        del defaults["energy"]
     return integrate_with_defaults(
         lambda t, W: learning_velocity(W, energy),
         W0,
@@ -222,7 +226,7 @@ class _StayInGL:
 def _downstairs_start(X0, depth, energy):
     X0 = _real(X0, "X0")
     depth = check_depth(depth)
-    energy = check_energy_like(energy, X0.shape[0])
+    energy = check_energy_like(energy, X0.shape[0], X=X0)
     if depth != 1:
         check_full_rank(np.linalg.svd(X0, compute_uv=False), "X0")
     return X0, depth, energy
@@ -247,6 +251,8 @@ def _downstairs_flow(
         **extra_monitors,
         "singular_values": lambda t, X: np.linalg.svd(X, compute_uv=False),
     }
+    if energy.value is None:  # a plain gradient callable: no E(X) to monitor
+        del defaults["energy"]
     restore = None if depth == 1 else _StayInGL(X0)
     return integrate_with_defaults(
         velocity, X0, t_final, defaults=defaults, restore=restore, desc=desc, **options
@@ -360,7 +366,8 @@ def end_to_end_flow(
     ----------
     X0 : array_like, shape (d, d)
         Start; full rank unless ``depth == 1``.
-    energy : Energy
+    energy : Energy or callable
+        An Energy, or a plain callable ``X -> E'(X)`` (then no ``"energy"`` monitor).
     depth : int or numpy.inf
         ``inf`` uses :math:`\mathcal{A}_\infty = \lim \mathcal{A}_N/N` (time rescaled by N).
     t_final : float
@@ -431,6 +438,8 @@ def end_to_end_flow(
         "energy": lambda t, X: float(energy.value(X)),
         "singular_values": lambda t, X: np.linalg.svd(X, compute_uv=False),
     }
+    if energy.value is None:  # a plain gradient callable: no E(X) to monitor
+        del defaults["energy"]
     defaults.update(monitors or {})
     return integrate_flow(
         lambda t, W: factor_velocity(W, energy.gradient),
@@ -472,7 +481,9 @@ def free_energy_flow(
     ----------
     X0 : array_like, shape (d, d)
         Full-rank start.
-    energy : Energy
+    energy : Energy or callable
+        An Energy, or a plain callable ``X -> E'(X)`` (then no ``"energy"`` and
+        ``"free_energy"`` monitors).
     depth : int or numpy.inf
     beta : float
         Inverse temperature, > 0.
@@ -499,8 +510,10 @@ def free_energy_flow(
         "entropy": lambda t, X: orbit_entropy(X, depth),
         "free_energy": lambda t, X: float(energy.value(X)) - orbit_entropy(X, depth) / beta,
     }
+    if energy.value is None:  # a plain gradient callable: no E(X), no F(X)
+        del extra["free_energy"]
     return _downstairs_flow(
-        lambda t, X: -free_energy_gradient(X, depth, beta, energy),
+        lambda t, X: -free_energy_gradient(X, energy, depth=depth, beta=beta),
         X0,
         depth,
         energy,

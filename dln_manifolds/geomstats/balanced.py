@@ -25,10 +25,10 @@ from geomstats.geometry.quotient_metric import QuotientMetric
 from .._checks import as_stack, check_count, check_finite_depth, check_positive
 from ..balanced import (
     balance_error,
+    balanced_orthonormal_basis,
     balanced_restore,
     balanced_retraction,
     balanced_tangent_projection,
-    orthonormal_basis,
     random_balanced_point,
 )
 from ..submanifold_geodesics import (
@@ -234,7 +234,7 @@ class BalancedManifold(InducedSubmanifold):
         seeds = (gs.random.rand(n_samples) * (2**31 - 1)).astype(np.int64).reshape(-1)
         pts = np.stack(
             [
-                bound * random_balanced_point(self.d, self.depth, rng=int(s), spread=self.spread)
+                bound * random_balanced_point(self.d, self.depth, seed=int(s), spread=self.spread)
                 for s in seeds
             ]
         )
@@ -243,7 +243,7 @@ class BalancedManifold(InducedSubmanifold):
     def orthonormal_basis(self, base_point):
         """[G] Thm 14 basis (sign of eq. 8.21 fixed): (horizontal (d^2, N, d, d), vertical)."""
         (base_point,) = self._arrays(base_point=base_point)
-        return orthonormal_basis(base_point)
+        return balanced_orthonormal_basis(base_point)
 
     def equip_with_quotient(self):
         r"""Build the fiber bundle and the quotient :math:`(\mathfrak{M}_d, g^N)`.

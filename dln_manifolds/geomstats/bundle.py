@@ -30,11 +30,10 @@ from ..balanced import (
     balanced_frames,
     horizontal_lift,
     horizontal_projection,
-    submersion_differential,
     vertical_projection,
 )
 from ..fiber import group_action
-from ..network import balanced_point, end_to_end
+from ..network import balanced_point, end_to_end, end_to_end_differential
 from .end_to_end import matrix_to_vector, vector_to_matrix
 from .induced import InducedSubmanifold, batched_over_points, stacked_over_points
 
@@ -229,7 +228,7 @@ class BalancedBundle(FiberBundle):
             tangent_vec=tangent_vec, base_point=base_point
         )
         return matrix_to_vector(
-            batched_over_points(lambda V, W: submersion_differential(W, V), tangent_vec, base_point)
+            batched_over_points(lambda V, W: end_to_end_differential(W, V), tangent_vec, base_point)
         )
 
     def lift(self, point):

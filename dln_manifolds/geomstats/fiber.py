@@ -27,13 +27,12 @@ from .._checks import (
 )
 from ..fiber import (
     check_fiber_depth,
-    fiber_center,
     fiber_restore,
     fiber_retraction,
     fiber_tangent_projection,
     group_action_exp,
 )
-from ..network import end_to_end
+from ..network import balanced_point, end_to_end
 from ..submanifold_geodesics import fiber_dist, fiber_exp, fiber_log
 from .induced import InducedSubmanifold, batched_over_points
 
@@ -95,7 +94,7 @@ class Fiber(InducedSubmanifold):
     @property
     def center(self) -> np.ndarray:
         """The center of [R] (Kempf-Ness minimizer of :math:`|W|^2`), shape (N, d, d)."""
-        return fiber_center(self.X, self.depth)
+        return balanced_point(self.X, self.depth)
 
     def _belongs_one(self, W, atol):
         r"""True if :math:`|W_N\cdots W_1 - X|_F \le` ``atol`` :math:`\max(1, |X|_F)`."""

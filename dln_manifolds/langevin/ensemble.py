@@ -669,8 +669,8 @@ def langevin_task(
     depth: int,
     beta: float,
     kappa: float,
-    seed: int,
     *,
+    seed: int,
     sampler: str = "end_to_end",
     t_final: float = 1.0,
     dt: float = 0.01,
@@ -687,7 +687,8 @@ def langevin_task(
     d, depth : int
     beta, kappa : float
     seed : int
-        Seeds both the start and the noise (``SeedSequence(seed)``).
+        Keyword-only (as everywhere); seeds both the start and the noise
+        (``SeedSequence(seed)``).
     sampler : {"end_to_end", "balanced", "brownian"}
         :func:`end_to_end_langevin` ([G] eq. 12.12), :func:`balanced_langevin`
         (eq. 12.11, from the center of the fiber) or :func:`brownian_motion`

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import balanced as _bal
 from .._checks import as_matrix, check_count, check_finite_depth
-from ..network import end_to_end
+from ..network import end_to_end, end_to_end_differential
 from ..submanifold_geodesics import (
     DEFAULT_GEODESIC_STEPS,
     balanced_dist,
@@ -125,7 +125,7 @@ class BalancedManifold(InducedSubmanifold):
         connected component and :meth:`log` joins any two of them
         (NelderMead, ParticleSwarm).
         """
-        W = _bal.random_balanced_point(self._d, self._depth, self._rng, spread=self._spread)
+        W = _bal.random_balanced_point(self._d, self._depth, seed=self._rng, spread=self._spread)
         return _with_determinant_signs(W, np.ones(self._depth))
 
     def random_tangent_vector(self, point):
@@ -207,7 +207,7 @@ class BalancedManifold(InducedSubmanifold):
     def end_to_end_differential(self, point, tangent_vector):
         """:math:`d\\phi_W(V)`, shape (d, d)."""
         point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
-        return _bal.submersion_differential(point, tangent_vector)
+        return end_to_end_differential(point, tangent_vector)
 
     def vertical_projection(self, point, vector):
         """Projection onto the tangent space of the orbit :math:`O_X` (ker dphi)."""
@@ -228,7 +228,7 @@ class BalancedManifold(InducedSubmanifold):
     def orthonormal_basis(self, point):
         """([G] Thm 14, corrected) horizontal (d^2, N, d, d) and vertical parts."""
         (point,) = self._arrays(point=point)
-        return _bal.orthonormal_basis(point, frames=self._frames(point))
+        return _bal.balanced_orthonormal_basis(point, frames=self._frames(point))
 
 
 def _with_determinant_signs(W: np.ndarray, signs: np.ndarray) -> np.ndarray:

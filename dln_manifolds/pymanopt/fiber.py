@@ -25,7 +25,6 @@ from .._linalg import haar_orthogonal, haar_unitary
 from ..fiber import (
     FiberNormalSolver,
     check_fiber_depth,
-    fiber_center,
     fiber_restore,
     fiber_retraction,
     fiber_weingarten,
@@ -34,12 +33,11 @@ from ..fiber import (
     ness_gradient,
     tangent_to_generator,
 )
-from ..network import moments
+from ..network import balanced_point, moments
 from ..submanifold_geodesics import DEFAULT_GEODESIC_STEPS, fiber_dist, fiber_exp, fiber_log
 from ._submanifold import InducedSubmanifold
-from .line_search import RoundingTolerantLineSearcher  # noqa: F401  (old import path)
 
-__all__ = ["Fiber", "RoundingTolerantLineSearcher"]
+__all__ = ["Fiber"]
 
 #: Default largest accepted condition number of X (see :class:`Fiber`).
 DEFAULT_MAX_CONDITION = 1e6
@@ -136,7 +134,7 @@ class Fiber(InducedSubmanifold):
         self._tol = float(tol)
         if not self._tol > 0:
             raise ValueError(f"tol must be positive, got {tol}")
-        self._center = fiber_center(X, N)
+        self._center = balanced_point(X, N)
         self._solvers: OrderedDict[bytes, FiberNormalSolver] = OrderedDict()
         dim = (N - 1) * self._d**2 * (2 if self._complex else 1)
         field = "complex" if self._complex else "real"
