@@ -25,7 +25,7 @@ from dln_manifolds.geomstats import (  # noqa: E402
     matrix_to_vector,
     vector_to_matrix,
 )
-from dln_manifolds.geomstats._frame import DepthFrame  # noqa: E402
+from dln_manifolds.geomstats._frame import DenseDepthFrame  # noqa: E402
 from dln_manifolds.pymanopt import EndToEndMatrices as PymanoptEndToEnd  # noqa: E402
 
 DEPTHS = [1, 2, 3, np.inf]
@@ -186,17 +186,17 @@ def test_frame_fast_path_matches_core_with_equal_singular_values():
     Q, _ = np.linalg.qr(np.arange(9.0).reshape(3, 3) + np.eye(3))
     X = 2.0 * Q
     U, V = np.eye(3), np.arange(9.0).reshape(3, 3) / 9
-    got = DepthFrame(X, 3).christoffel(U, V)
+    got = DenseDepthFrame(X, 3).christoffel(U, V)
     np.testing.assert_allclose(got, depth_christoffel(X, 3, U, V), atol=1e-12)
 
 
 def test_adapter_frame_is_the_core_frame(rng):
     from dln_manifolds.depth_metric import DepthFrame as CoreFrame
 
-    assert issubclass(DepthFrame, CoreFrame)
+    assert issubclass(DenseDepthFrame, CoreFrame)
     X = _point(rng, 3)
     V = rng.standard_normal((3, 3))
-    f = DepthFrame(X, 3)
+    f = DenseDepthFrame(X, 3)
     np.testing.assert_allclose(
         f.cometric_matrix() @ V.ravel(), depth_operator(X, 3, V).ravel(), rtol=1e-12
     )
@@ -204,9 +204,9 @@ def test_adapter_frame_is_the_core_frame(rng):
         f.metric_matrix() @ f.cometric_matrix(), np.eye(9), rtol=0, atol=1e-12
     )
     with pytest.raises(TypeError, match="real"):
-        DepthFrame(X + 0j, 3)
+        DenseDepthFrame(X + 0j, 3)
     with pytest.raises(ValueError, match="rank-deficient"):  # at construction, as before
-        DepthFrame(np.diag([1.0, 0.0, 1.0]), 3)
+        DenseDepthFrame(np.diag([1.0, 0.0, 1.0]), 3)
 
 
 @pytest.mark.parametrize("depth", [2, 3, np.inf])

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..depth_metric import DepthFrame as _CoreDepthFrame
+from ..depth_metric import DepthFrame
 
-__all__ = ["DepthFrame"]
+__all__ = ["DenseDepthFrame"]
 
 
 def _t(A: np.ndarray) -> np.ndarray:
     return np.swapaxes(A, -1, -2)
 
 
-class DepthFrame(_CoreDepthFrame):
+class DenseDepthFrame(DepthFrame):
     r"""Real, full-rank :class:`~dln_manifolds.depth_metric.DepthFrame` with dense forms.
 
     Parameters

@@ -53,7 +53,7 @@ from ..geodesics import (
     depth_log,
     direction_geodesic,
 )
-from ._frame import DepthFrame
+from ._frame import DenseDepthFrame
 
 __all__ = [
     "EndToEndMatrices",
@@ -517,7 +517,7 @@ class DepthMetric(RiemannianMetric):
         batch = _batch_shape(1, base_point, *vectors)
         bp = np.broadcast_to(base_point, batch + (n,)).reshape(batch + shape)
         vs = [np.broadcast_to(v, batch + (n,)).reshape(batch + shape) for v in vectors]
-        out = fun(DepthFrame(bp, self.depth), *vs)
+        out = fun(DenseDepthFrame(bp, self.depth), *vs)
         return np.asarray(out).reshape(batch + out_shape)
 
     # -- metric tensor ------------------------------------------------------------
@@ -557,7 +557,7 @@ class DepthMetric(RiemannianMetric):
         (base_point,) = as_arrays((n,), batch=True, base_point=base_point)
         batch = base_point.shape[:-1]
         X = base_point.reshape((-1, 1, 1) + shape)
-        frame = DepthFrame(X, self.depth)
+        frame = DenseDepthFrame(X, self.depth)
         if not self._space.is_square:
             E = np.eye(n).reshape((n,) + shape)
             G = frame.christoffel(E[:, None], E[None, :])  # (b, n, n, m, n'): Gamma(e_i, e_j)
@@ -605,7 +605,7 @@ class DepthMetric(RiemannianMetric):
         batch = state.shape[:-2]
         pos = state[..., 0, :].reshape(batch + shape)
         vel = state[..., 1, :].reshape(batch + shape)
-        acc = DepthFrame(pos, self.depth, check=False).geodesic_acceleration(vel)
+        acc = DenseDepthFrame(pos, self.depth, check=False).geodesic_acceleration(vel)
         return np.stack([state[..., 1, :], acc.reshape(batch + (self._space.dim,))], axis=-2)
 
     def jacobian_christoffels(self, base_point):
