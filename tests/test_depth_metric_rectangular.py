@@ -26,9 +26,9 @@ from dln_manifolds import (
     depth_operator_derivative_adjoint,
     depth_operator_power,
     inverse_depth_operator,
-    svd_frame,
 )
 from dln_manifolds import depth_metric as dm
+from dln_manifolds.depth_metric import svd_frame
 
 SHAPES = [(5, 3), (3, 5), (6, 2)]
 DEPTHS = [1, 2, 3, 7]

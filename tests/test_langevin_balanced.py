@@ -21,7 +21,7 @@ def retraction2_batch(W, V):
 def test_batched_geometry_matches_single_point_functions(d, depth, seed):
     """The ensemble kernels (dln_manifolds.balanced on a leading batch axis) = single points."""
     rng = np.random.default_rng(seed)
-    W = np.stack([bm.random_balanced_point(d, depth, rng=rng) for _ in range(3)])
+    W = np.stack([bm.random_balanced_point(d, depth, seed=rng) for _ in range(3)])
     Z = rng.standard_normal(W.shape)
     dE = rng.standard_normal((3, d, d))
     xi_split = balanced_noise(W, Z, kappa=0.25)
