@@ -1,4 +1,4 @@
-"""Slope tests for Riemannian gradients and Hessians, shared by the test modules.
+"""Slope tests for Riemannian gradients and Hessians, and test problems, shared by the tests.
 
 Wraps :func:`pymanopt.tools.diagnostics.check_directional_derivative`, which
 fits the slope of the Taylor-model error in log-log scale along the
@@ -11,7 +11,27 @@ from __future__ import annotations
 import contextlib
 import io
 
+import numpy as np
+import pymanopt
 from pymanopt.tools.diagnostics import check_directional_derivative
+
+
+def quadratic_problem(manifold, T) -> pymanopt.Problem:
+    """E(X) = |X - T|^2 / 2 on ``manifold``, with explicit Euclidean gradient and Hessian."""
+
+    @pymanopt.function.numpy(manifold)
+    def cost(X):
+        return 0.5 * np.sum((X - T) ** 2)
+
+    @pymanopt.function.numpy(manifold)
+    def egrad(X):
+        return X - T
+
+    @pymanopt.function.numpy(manifold)
+    def ehess(X, Z):
+        return Z
+
+    return pymanopt.Problem(manifold, cost, euclidean_gradient=egrad, euclidean_hessian=ehess)
 
 
 def taylor_slopes(problem, point=None, tangent_vector=None) -> tuple[float, float]:

@@ -5,29 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pymanopt
 import pytest
-from slopes import taylor_slopes
+from slopes import quadratic_problem, taylor_slopes
 
 from dln_manifolds.pymanopt import EndToEndMatrices
 
 SHAPES = [(3, 2), (2, 4)]
 
 pytestmark = pytest.mark.filterwarnings("ignore:Conversion of an array:DeprecationWarning")
-
-
-def _quadratic_problem(manifold, T):
-    @pymanopt.function.numpy(manifold)
-    def cost(X):
-        return 0.5 * np.sum((X - T) ** 2)
-
-    @pymanopt.function.numpy(manifold)
-    def egrad(X):
-        return X - T
-
-    @pymanopt.function.numpy(manifold)
-    def ehess(X, Z):
-        return Z
-
-    return pymanopt.Problem(manifold, cost, euclidean_gradient=egrad, euclidean_hessian=ehess)
 
 
 def _quartic_problem(manifold, T):
@@ -111,7 +95,7 @@ def test_trust_regions_converges_to_target(shape, depth):
     T = M.random_point()
     x0 = M.random_point()
     result = pymanopt.optimizers.TrustRegions(verbosity=0, max_iterations=50).run(
-        _quadratic_problem(M, T), initial_point=x0
+        quadratic_problem(M, T), initial_point=x0
     )
     assert np.linalg.norm(x0 - T) > 0.5
     np.testing.assert_allclose(result.point, T, atol=1e-6)

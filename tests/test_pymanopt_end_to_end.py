@@ -9,7 +9,7 @@ import autograd.numpy as anp
 import numpy as np
 import pymanopt
 import pytest
-from slopes import taylor_slopes
+from slopes import quadratic_problem, taylor_slopes
 from threadpoolctl import threadpool_limits
 
 from dln_manifolds import depth_christoffel, depth_inner_product, depth_operator
@@ -50,24 +50,6 @@ def _quartic_problem(manifold, T):
         return anp.sum(X**4) / 4 + anp.sum((X - T) ** 2) / 2
 
     return pymanopt.Problem(manifold, cost)
-
-
-def _quadratic_problem(manifold, T):
-    """E(X) = |X - T|^2/2 with explicit Euclidean gradient and Hessian."""
-
-    @pymanopt.function.numpy(manifold)
-    def cost(X):
-        return 0.5 * np.sum((X - T) ** 2)
-
-    @pymanopt.function.numpy(manifold)
-    def egrad(X):
-        return X - T
-
-    @pymanopt.function.numpy(manifold)
-    def ehess(X, Z):
-        return Z
-
-    return pymanopt.Problem(manifold, cost, euclidean_gradient=egrad, euclidean_hessian=ehess)
 
 
 # ---------------------------------------------------------------------------
@@ -230,7 +212,7 @@ def _start_near(M, T, rng):
 def test_line_search_solvers_reach_optimum(optimizer, depth, rng):
     M = EndToEndMatrices(3, depth, seed=14)
     T = M.random_point()
-    problem = _quadratic_problem(M, T)
+    problem = quadratic_problem(M, T)
     result = optimizer(verbosity=0, max_iterations=500).run(
         problem, initial_point=_start_near(M, T, rng)
     )
@@ -244,7 +226,7 @@ def test_line_search_solvers_reach_optimum(optimizer, depth, rng):
 def test_trust_regions_reaches_optimum_fast(depth, rng):
     M = EndToEndMatrices(3, depth, seed=15)
     T = M.random_point()
-    problem = _quadratic_problem(M, T)
+    problem = quadratic_problem(M, T)
     result = pymanopt.optimizers.TrustRegions(verbosity=0, max_iterations=50).run(
         problem, initial_point=_start_near(M, T, rng)
     )
@@ -260,7 +242,7 @@ def test_trust_regions_from_far_start(depth):
     M = EndToEndMatrices(4, depth, seed=16)
     T = M.random_point()
     x0 = _same_component(M.random_point(), T)
-    problem = _quadratic_problem(M, T)
+    problem = quadratic_problem(M, T)
     result = pymanopt.optimizers.TrustRegions(verbosity=0, max_iterations=100).run(
         problem, initial_point=x0
     )
@@ -355,7 +337,7 @@ def test_nelder_mead_decreases_cost():
         return simplex[-1]
 
     M.random_point = near_start
-    problem = _quadratic_problem(M, T)
+    problem = quadratic_problem(M, T)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BoundaryWarning)
         result = pymanopt.optimizers.NelderMead(max_iterations=3, verbosity=0).run(problem)

@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 import pymanopt
 import pytest
+from slopes import quadratic_problem
 from threadpoolctl import threadpool_limits
 
 from dln_manifolds.pymanopt import BoundaryWarning, EndToEndMatrices
@@ -50,27 +51,11 @@ def _optimizer(name: str, max_iterations: int):
     return pymanopt.optimizers.ConjugateGradient(beta_rule=name[3:], **common)
 
 
-def _problem(manifold, T):
-    @pymanopt.function.numpy(manifold)
-    def cost(X):
-        return 0.5 * np.sum((X - T) ** 2)
-
-    @pymanopt.function.numpy(manifold)
-    def egrad(X):
-        return X - T
-
-    @pymanopt.function.numpy(manifold)
-    def ehess(X, Z):
-        return Z
-
-    return pymanopt.Problem(manifold, cost, euclidean_gradient=egrad, euclidean_hessian=ehess)
-
-
 def _run(manifold, T, x0, optimizer):
     """Run and return (result, BoundaryWarnings); any exception fails the test."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = optimizer.run(_problem(manifold, T), initial_point=x0)
+        result = optimizer.run(quadratic_problem(manifold, T), initial_point=x0)
     return result, [w for w in caught if issubclass(w.category, BoundaryWarning)]
 
 
