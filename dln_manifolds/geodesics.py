@@ -887,8 +887,9 @@ def depth_log(
         where = (
             f" (batch index {tuple(int(k) for k in np.unravel_index(i, batch))})" if batch else ""
         )
+        x, y = names
         raise DifferentComponentsError(
-            f"X and Y lie in different components of GL({d}) (det X and det Y have "
+            f"{x} and {y} lie in different components of GL({d}) (det {x} and det {y} have "
             f"different signs){where}: no geodesic of g^N joins them"
         )
     V, ok, err = _log_flat(
@@ -925,7 +926,7 @@ def depth_distance(
         Full-rank points, broadcast against each other.
     depth : int or numpy.inf
     **kwargs
-        Passed to :func:`depth_log`.
+        Passed to :func:`depth_log` (``names`` also names X and Y in the errors here).
 
     Returns
     -------
@@ -939,9 +940,10 @@ def depth_distance(
         As :func:`depth_log` for pairs in the same component.
     """
     depth = check_depth(depth)
-    Xf, Yf, batch, d = _broadcast_pair(X, Y, ("X", "Y"))
-    check_full_rank_batch(np.linalg.svd(Xf, compute_uv=False), "X")
-    check_full_rank_batch(np.linalg.svd(Yf, compute_uv=False), "Y")
+    names = kwargs.get("names", ("X", "Y"))
+    Xf, Yf, batch, d = _broadcast_pair(X, Y, names)
+    check_full_rank_batch(np.linalg.svd(Xf, compute_uv=False), names[0])
+    check_full_rank_batch(np.linalg.svd(Yf, compute_uv=False), names[1])
     same = _component_signs(Xf) == _component_signs(Yf)
     out = np.full(Xf.shape[0], np.inf)
     if np.any(same):

@@ -49,6 +49,7 @@ from ..geodesics import (
     DifferentComponentsError,
     LogConvergenceError,
     SingularGeodesicError,
+    depth_distance,
     depth_exp,
     depth_log,
     direction_geodesic,
@@ -494,15 +495,16 @@ class DepthMetric(RiemannianMetric):
         a, b = np.broadcast_arrays(
             *as_arrays((space.dim,), batch=True, point_a=point_a, point_b=point_b)
         )
-        A, B = space.to_matrix(a), space.to_matrix(b)
-        same = np.sign(np.linalg.det(A)) == np.sign(np.linalg.det(B))
-        out = np.full(same.shape, np.inf)
-        if np.all(same):
-            out = np.sqrt(np.maximum(self.squared_norm(self.log(b, a), a), 0.0))
-        elif np.any(same):
-            log = self.log(b[same], a[same])
-            out[same] = np.sqrt(np.maximum(self.squared_norm(log, a[same]), 0.0))
-        return out[()] if out.ndim == 0 else out
+        out = depth_distance(
+            space.to_matrix(a),
+            space.to_matrix(b),
+            self.depth,
+            names=("point_a", "point_b"),
+            tol=self.log_solver.tol,
+            max_iter=self.log_solver.max_iter,
+            **self.exp_solver.options,
+        )
+        return np.asarray(out)[()] if np.ndim(out) == 0 else out
 
     # -- helpers ----------------------------------------------------------------
     def _frames_apply(self, fun, base_point, *vectors, out_shape=()):

@@ -25,7 +25,7 @@ from pymanopt.manifolds.manifold import Manifold
 from .._checks import as_array, check_count, check_depth, check_full_rank
 from .._linalg import haar_orthogonal
 from ..depth_metric import DepthFrame
-from ..geodesics import DifferentComponentsError, depth_exp, depth_log
+from ..geodesics import depth_distance, depth_exp, depth_log
 
 __all__ = ["EndToEndMatrices", "BoundaryWarning", "WARN_CONDITION"]
 
@@ -396,31 +396,18 @@ class EndToEndMatrices(Manifold):
         """
         self._square_only("log")
         a, b = self._check(point_a, "point_a"), self._check(point_b, "point_b")
-        check_full_rank(np.linalg.svd(a, compute_uv=False), "point_a")
-        check_full_rank(np.linalg.svd(b, compute_uv=False), "point_b")
-        if np.linalg.det(a) * np.linalg.det(b) < 0:
-            raise DifferentComponentsError(
-                f"point_a and point_b lie in different components of GL({self._shape[0]}) "
-                "(det point_a and det point_b have different signs): no geodesic of g^N "
-                "joins them"
-            )
         return depth_log(a, b, self._depth, names=("point_a", "point_b"))
 
     def dist(self, point_a, point_b) -> float:
         r"""Geodesic distance :math:`|\log_X(Y)|_{g^N_X}`; ``inf`` between the components of GL(d).
 
-        As geomstats' :meth:`dln_manifolds.geomstats.DepthMetric.dist`. Raises
+        As geomstats' :meth:`dln_manifolds.geomstats.DepthMetric.dist`
+        (:func:`~dln_manifolds.geodesics.depth_distance`). Raises
         LogConvergenceError where the log fails (never a wrong distance).
         """
         self._square_only("dist")
         a, b = self._check(point_a, "point_a"), self._check(point_b, "point_b")
-        frame = DepthFrame(a, self._depth, check=False)
-        check_full_rank(frame.s, "point_a")
-        check_full_rank(np.linalg.svd(b, compute_uv=False), "point_b")
-        if np.linalg.det(a) * np.linalg.det(b) < 0:
-            return float(np.inf)
-        V = depth_log(a, b, self._depth, names=("point_a", "point_b"))
-        return float(np.sqrt(max(float(frame.inner(V, V)), 0.0)))
+        return float(depth_distance(a, b, self._depth, names=("point_a", "point_b")))
 
     def pair_mean(self, point_a, point_b) -> np.ndarray:
         r"""Geodesic midpoint :math:`\exp_X(\tfrac12 \log_X(Y))` (used by NelderMead).
