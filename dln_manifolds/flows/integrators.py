@@ -147,25 +147,41 @@ class FlowResult:
 def _rk_step(velocity, t, y, h, tab: _Tableau, k1=None):
     """One explicit Runge-Kutta step; ``k1``: the first stage if known (FSAL, rejected step).
 
-    Returns ``(y_new, err, k_first, k_last)``: ``err`` is the embedded error estimate (or
-    None), ``k_first`` the velocity at y and ``k_last`` the last stage (the velocity at
-    ``y_new`` for dopri5, whose last row of ``a`` is ``b``).
+    Returns ``(y_new, err, K, y_before_last)``: ``err`` is the embedded error estimate (or
+    None), ``K`` the stages (``K[0]`` the velocity at y, ``K[-1]`` the velocity at ``y_new``
+    for dopri5, whose last row of ``a`` is ``b``) and ``y_before_last`` the argument of the
+    second-to-last stage (for dopri5 also at time t + h: Hairer's stiffness detection
+    compares the velocities at the two points).
     """
+    n = len(tab.c)
+    fsal = tab.b_low is not None and tuple(tab.a[-1]) == tuple(tab.b)
     K = None  # stages stacked along axis 0: one pass over memory per combination
+    flat = None
+    yi = y_prev = y
     for i, ci in enumerate(tab.c):
+        if i:
+            y_prev = yi
+            # (h a_i) @ K[:i] as one matrix-vector product over the flattened stages
+            yi = (np.asarray(tab.a[i]) * h) @ flat[:i]
+            yi = yi.reshape(y.shape)
+            yi += y
         if i == 0 and k1 is not None:
             k = np.asarray(k1)
         else:
-            yi = y if i == 0 else y + np.tensordot(h * np.asarray(tab.a[i]), K[:i], axes=1)
             k = np.asarray(velocity(t + ci * h, yi))
         if K is None:
-            K = np.empty((len(tab.c), *k.shape), dtype=np.result_type(k, y))
+            K = np.empty((n, *k.shape), dtype=np.result_type(k, y))
+            flat = K.reshape(n, -1)
         K[i] = k
-    incr = np.tensordot(h * np.asarray(tab.b), K, axes=1)
+    if fsal:  # the last stage was evaluated at y_new itself
+        y_new = yi
+    else:
+        y_new = ((np.asarray(tab.b) * h) @ flat).reshape(y.shape)
+        y_new += y
     err = None
     if tab.b_low is not None:
-        err = np.tensordot(h * (np.asarray(tab.b) - np.asarray(tab.b_low)), K, axes=1)
-    return y + incr, err, K[0], K[-1]
+        err = ((h * (np.asarray(tab.b) - np.asarray(tab.b_low))) @ flat).reshape(y.shape)
+    return y_new, err, K, y_prev
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,6 +266,24 @@ def _rkc_step(velocity, t, y, h, f0, s):
         )
         y_prev2, y_prev = y_prev, y_j
     return y_prev
+
+
+#: dopri5-rkc: dopri5 hands over to RKC after this many consecutive accepted steps whose
+#: stiffness estimate h |dv/dy| (Hairer & Wanner's, from the two stages at t + h) exceeds
+#: ``_STIFF_H_RHO`` (the real stability boundary of dopri5 is 3.31): the step is held by
+#: stability, not by accuracy.
+_STIFF_H_RHO = 3.0
+_DEBUG = []
+_STIFF_STREAK = 5
+#: RKC hands back to dopri5 after this many consecutive steps with h rho below
+#: ``_NONSTIFF_H_RHO``: its accuracy then holds the step inside dopri5's stability
+#: interval, where the fifth-order method takes longer steps per evaluation.
+_NONSTIFF_H_RHO = 1.5
+_NONSTIFF_STREAK = 3
+#: dopri5-rkc: the RKC phase compares its (second-order, asymptotically correct) error
+#: estimate with this fraction of the tolerance; dopri5's estimate is that of its
+#: fourth-order embedded solution, pessimistic for the fifth-order solution it propagates.
+HYBRID_RKC_TIGHTER = 1.0
 
 
 def _spectral_radius(velocity, t, y, f0, direction, max_iter: int = 30):
@@ -381,9 +415,14 @@ def integrate_flow(
     y0 = as_array(y0, "y0", batch=True, real=False)
     if adaptive and method == "rk4":
         method = "dopri5"
-    if method not in TABLEAUS and method != "rkc":
-        raise ValueError(f"method must be one of {sorted([*TABLEAUS, 'rkc'])}, got {method!r}")
-    tab = TABLEAUS.get(method)
+    if method not in TABLEAUS and method not in ("rkc", "dopri5-rkc"):
+        raise ValueError(
+            f"method must be one of {sorted([*TABLEAUS, 'rkc', 'dopri5-rkc'])}, got {method!r}"
+        )
+    hybrid = method == "dopri5-rkc"
+    if hybrid and not adaptive:
+        raise ValueError("method='dopri5-rkc' switches on error-controlled steps: adaptive=True")
+    tab = TABLEAUS["dopri5"] if hybrid else TABLEAUS.get(method)
     if adaptive and tab is not None and tab.b_low is None:
         raise ValueError(
             f"adaptive stepping needs an embedded method such as 'dopri5', not {method!r}"
@@ -416,6 +455,7 @@ def integrate_flow(
     t, n_steps, n_rejected, attempts = 0.0, 0, 0, 0
     f0 = None  # velocity at (t, y) when known (FSAL, rejected steps, rkc)
     rho, rho_dir, rho_age = None, None, 0  # rkc: spectral radius, its direction and age
+    mode, streak = "dopri5", 0  # dopri5-rkc: the current method, and steps voting to switch
     bar = tqdm(
         total=t_final,
         desc=desc or method,
@@ -430,7 +470,7 @@ def integrate_flow(
                 raise RuntimeError(f"integrate_flow exceeded max_steps={max_steps} at t={t:.6g}")
             step = min(h, t_final - t)
             f_new = None
-            use_rkc = method == "rkc"
+            use_rkc = method == "rkc" or (hybrid and mode == "rkc")
             if use_rkc:
                 if f0 is None:
                     f0 = np.asarray(velocity(t, y))
@@ -446,17 +486,20 @@ def integrate_flow(
                 err = (12.0 * (y - y_new) + (6.0 * step) * (f0 + f_new)) / 15.0
             else:
                 fsal = tab.b_low is not None
-                y_new, err, k_first, k_last = _rk_step(
+                y_new, err, K, y_before = _rk_step(
                     velocity, t, y, step, tab, k1=f0 if fsal else None
                 )
                 if fsal:
-                    f0, f_new = k_first, k_last
+                    f0, f_new = K[0], K[-1]
             if adaptive:
-                scale = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
                 if error_scale == "norm":
-                    scale = scale.max()
+                    scale = atol + rtol * max(float(np.max(np.abs(y))), float(np.max(np.abs(y_new))))
+                else:
+                    scale = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
                 with np.errstate(divide="ignore", invalid="ignore"):
                     err_norm = float(np.max(np.abs(err) / scale))
+                if use_rkc and hybrid:
+                    err_norm /= HYBRID_RKC_TIGHTER
                 expo = -1.0 / 3.0 if use_rkc else -0.2
                 if not np.isfinite(err_norm) or err_norm > 1.0:
                     n_rejected += 1
@@ -464,6 +507,20 @@ def integrate_flow(
                     rho_age = _RKC_RHO_EVERY  # rkc: re-estimate the spectral radius
                     continue
                 h = step * min(5.0, 0.9 * max(err_norm, 1e-10) ** expo)
+                if hybrid and use_rkc:
+                    streak = streak + 1 if step * rho < _NONSTIFF_H_RHO else 0
+                    if streak >= _NONSTIFF_STREAK:
+                        mode, streak = "dopri5", 0
+                        _DEBUG.append(("->dopri5", t, step, rho))
+                elif hybrid:
+                    dy = float(np.linalg.norm(y_new - y_before))
+                    dk = K[-1] - K[-2]
+                    h_rho = step * float(np.linalg.norm(dk)) / dy if dy > 0 else 0.0
+                    streak = streak + 1 if h_rho > _STIFF_H_RHO else 0
+                    if streak >= _STIFF_STREAK:
+                        # the stiff direction seeds the power method of the RKC phase
+                        mode, streak, rho, rho_dir = "rkc", 0, None, dk
+                        _DEBUG.append(("->rkc", t, step, h_rho))
             if restore is not None:
                 y_restored = restore(y_new)
                 if y_restored is not y_new:
