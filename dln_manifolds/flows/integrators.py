@@ -273,6 +273,8 @@ def _rkc_step(velocity, t, y, h, f0, s):
 #: ``_STIFF_H_RHO`` (the real stability boundary of dopri5 is 3.31): the step is held by
 #: stability, not by accuracy.
 _STIFF_H_RHO = 3.0
+#: the methods that switch between dopri5 and a stiff solver
+HYBRIDS = ("dopri5-rkc", "dopri5-exprb")
 _DEBUG = []
 _STIFF_STREAK = 5
 #: RKC hands back to dopri5 after this many consecutive steps with h rho below
@@ -284,6 +286,7 @@ _NONSTIFF_STREAK = 3
 #: estimate with this fraction of the tolerance; dopri5's estimate is that of its
 #: fourth-order embedded solution, pessimistic for the fifth-order solution it propagates.
 HYBRID_RKC_TIGHTER = 1.0
+EXP_LOOSER = 1.0
 
 
 def _spectral_radius(velocity, t, y, f0, direction, max_iter: int = 30):
@@ -315,6 +318,133 @@ def _spectral_radius(velocity, t, y, f0, direction, max_iter: int = 30):
         if it >= 2 and abs(sigma - sigma_old) <= 0.01 * sigma:
             break
     return 1.2 * sigma, v, n
+
+
+# ---------------------------------------------------------------------------------------------
+# Exponential Rosenbrock (exprb32, Hochbruck, Ostermann & Schweitzer 2009) with Lanczos
+# ---------------------------------------------------------------------------------------------
+
+_KRYLOV_MAX = 60  # largest Krylov dimension of one step
+
+
+def phi_functions(M: np.ndarray, p: int) -> np.ndarray:
+    r"""Columns :math:`\varphi_1(M)e_1, \dots, \varphi_p(M)e_1` of a small square matrix M.
+
+    :math:`\varphi_0(z) = e^z`, :math:`\varphi_{k+1}(z) = (\varphi_k(z) - 1/k!)/z`, from one
+    exponential of the matrix M augmented by a shift block (Saad 1992; Sidje 1998, Thm 1):
+    ``expm([[M, e_1, 0], [0, 0, I_{p-1}], [0, 0, 0]])`` holds them in its last p columns.
+
+    Parameters
+    ----------
+    M : ndarray, shape (m, m)
+    p : int, >= 1
+
+    Returns
+    -------
+    ndarray, shape (m, p)
+        Column k - 1 is :math:`\varphi_k(M) e_1`.
+    """
+    import scipy.linalg
+
+    M = np.asarray(M, dtype=float)
+    m = M.shape[0]
+    A = np.zeros((m + p, m + p))
+    A[:m, :m] = M
+    A[0, m] = 1.0
+    for k in range(p - 1):
+        A[m + k, m + k + 1] = 1.0
+    return scipy.linalg.expm(A)[:m, m:]
+
+
+def _lanczos_phi(jvp, v, h, p, tol, m_max=_KRYLOV_MAX):
+    r"""Krylov approximation of :math:`\varphi_k(hJ)v`, k = 1..p, J symmetric (Lanczos).
+
+    Stops at the first m (checked every 2 steps from m = 3) where the a posteriori estimate
+    :math:`\beta\,h\,t_{m+1,m}|e_m^T\varphi_{p+1}(hT_m)e_1|` of the error is below ``tol``
+    (Saad 1992's corrected estimate). Returns ``(V, T, beta, phis, t_next, n_jvp)``: the
+    Lanczos vectors (m + 1 rows, flattened), the m x m tridiagonal T, ``beta = |v|``,
+    ``phis = phi_functions(h T, p)`` and :math:`t_{m+1,m}`.
+    """
+    shape = v.shape
+    beta = float(np.linalg.norm(v))
+    V = np.empty((m_max + 1, v.size))
+    T = np.zeros((m_max + 1, m_max))
+    if beta == 0.0:
+        return V[:1], np.zeros((1, 1)), 0.0, np.zeros((1, p)), 0.0, 0
+    V[0] = v.ravel() / beta
+    n = 0
+    m = m_max
+    for j in range(m_max):
+        w = np.asarray(jvp(V[j].reshape(shape))).ravel()
+        n += 1
+        # full reorthogonalization against the last two vectors (three-term recurrence), then
+        # once more against all of them: the finite-difference J is symmetric to O(delta)
+        if j:
+            w -= T[j - 1, j] * V[j - 1]
+        T[j, j] = float(V[j] @ w)
+        w -= T[j, j] * V[j]
+        c = V[: j + 1] @ w
+        w -= c @ V[: j + 1]
+        T[j, j] += c[j]
+        nw = float(np.linalg.norm(w))
+        T[j + 1, j] = nw
+        if j + 1 < m_max:
+            T[j, j + 1] = nw
+        if nw <= 1e-14 * beta or nw == 0.0:  # invariant subspace: the result is exact
+            m = j + 1
+            break
+        V[j + 1] = w / nw
+        if j >= 2 and j % 2 == 0:
+            phis = phi_functions(h * T[: j + 1, : j + 1], p + 1)
+            est = beta * h * nw * abs(phis[j, p])
+            if est <= tol:
+                m = j + 1
+                break
+    Tm = T[:m, :m]
+    return V[: m + 1], Tm, beta, phi_functions(h * Tm, p), float(T[m, m - 1]), n
+
+
+def _exprb32_step(velocity, t, y, h, f0, tol):
+    r"""One step of exprb32 with Lanczos approximations of the :math:`\varphi` functions.
+
+    With J the Jacobian at y (applied by finite differences of the velocity,
+    :math:`Jv \approx (v(y + \delta v) - v(y))/\delta`) and :math:`g(u) = F(u) - F(y) - J(u-y)`:
+
+    .. math::
+
+        U = y + h\varphi_1(hJ)F(y),\qquad
+        y_{1} = U + 2h\varphi_3(hJ)\,g(U),
+
+    third order, exact for linear problems whatever :math:`h\rho`; U is the second-order
+    exponential Rosenbrock-Euler solution and ``y1 - U`` the error estimate.
+
+    Returns ``(y1, err, rho, n_evaluations)``, rho the largest |eigenvalue| of the Lanczos
+    matrix (an estimate of the spectral radius of J).
+    """
+    ynorm = float(np.linalg.norm(y))
+    delta = np.sqrt(np.finfo(float).eps) * max(1.0, ynorm)
+
+    def jvp(v):  # v has unit norm
+        return (np.asarray(velocity(t, y + delta * v)) - f0) / delta
+
+    V, T, beta, phis, t_next, n1 = _lanczos_phi(jvp, f0, h, 1, tol)
+    m = T.shape[0]
+    c = beta * h * phis[:, 0]
+    u = (c @ V[:m]).reshape(y.shape)
+    U = y + u
+    # J u from the Lanczos relation J V_m = V_m T + t_{m+1,m} v_{m+1} e_m^T
+    Ju = ((T @ c) @ V[:m]).reshape(y.shape)
+    if t_next:
+        Ju += (t_next * c[-1]) * V[m].reshape(y.shape)
+    FU = np.asarray(velocity(t + h, U))
+    D = FU - f0 - Ju
+    V2, T2, beta2, phis2, _, n2 = _lanczos_phi(jvp, D, h, 3, 0.1 * tol)
+    m2 = T2.shape[0]
+    corr = ((2.0 * h * beta2) * phis2[:, 2]) @ V2[:m2]
+    corr = corr.reshape(y.shape)
+    rho = float(np.max(np.abs(np.linalg.eigvalsh(T)))) if m > 1 else abs(float(T[0, 0]))
+    _DEBUG.append(("exp", t, h, n1, n2, rho))
+    return U + corr, corr, rho, n1 + n2 + 1
 
 
 def integrate_flow(
@@ -415,13 +545,13 @@ def integrate_flow(
     y0 = as_array(y0, "y0", batch=True, real=False)
     if adaptive and method == "rk4":
         method = "dopri5"
-    if method not in TABLEAUS and method not in ("rkc", "dopri5-rkc"):
+    if method not in TABLEAUS and method not in ("rkc", *HYBRIDS):
         raise ValueError(
-            f"method must be one of {sorted([*TABLEAUS, 'rkc', 'dopri5-rkc'])}, got {method!r}"
+            f"method must be one of {sorted([*TABLEAUS, 'rkc', *HYBRIDS])}, got {method!r}"
         )
-    hybrid = method == "dopri5-rkc"
+    hybrid = method in HYBRIDS
     if hybrid and not adaptive:
-        raise ValueError("method='dopri5-rkc' switches on error-controlled steps: adaptive=True")
+        raise ValueError(f"method={method!r} switches on error-controlled steps: adaptive=True")
     tab = TABLEAUS["dopri5"] if hybrid else TABLEAUS.get(method)
     if adaptive and tab is not None and tab.b_low is None:
         raise ValueError(
@@ -470,8 +600,17 @@ def integrate_flow(
                 raise RuntimeError(f"integrate_flow exceeded max_steps={max_steps} at t={t:.6g}")
             step = min(h, t_final - t)
             f_new = None
-            use_rkc = method == "rkc" or (hybrid and mode == "rkc")
-            if use_rkc:
+            use_rkc = method == "rkc" or (method == "dopri5-rkc" and mode == "stiff")
+            use_exp = method == "dopri5-exprb" and mode == "stiff"
+            if use_exp:
+                if f0 is None:
+                    f0 = np.asarray(velocity(t, y))
+                y_new, err, rho, _ = _exprb32_step(
+                    velocity, t, y, step, f0, 0.1 * (atol + rtol * float(np.min(np.abs(y))))
+                    if error_scale == "entrywise"
+                    else 0.1 * (atol + rtol * float(np.max(np.abs(y)))),
+                )
+            elif use_rkc:
                 if f0 is None:
                     f0 = np.asarray(velocity(t, y))
                 if rho is None or rho_age >= _RKC_RHO_EVERY:
@@ -500,14 +639,16 @@ def integrate_flow(
                     err_norm = float(np.max(np.abs(err) / scale))
                 if use_rkc and hybrid:
                     err_norm /= HYBRID_RKC_TIGHTER
-                expo = -1.0 / 3.0 if use_rkc else -0.2
+                if use_exp:
+                    err_norm /= EXP_LOOSER
+                expo = -1.0 / 3.0 if (use_rkc or use_exp) else -0.2
                 if not np.isfinite(err_norm) or err_norm > 1.0:
                     n_rejected += 1
                     h = step * max(0.2, 0.9 * (err_norm if np.isfinite(err_norm) else 1e6) ** expo)
                     rho_age = _RKC_RHO_EVERY  # rkc: re-estimate the spectral radius
                     continue
                 h = step * min(5.0, 0.9 * max(err_norm, 1e-10) ** expo)
-                if hybrid and use_rkc:
+                if hybrid and mode == "stiff":
                     streak = streak + 1 if step * rho < _NONSTIFF_H_RHO else 0
                     if streak >= _NONSTIFF_STREAK:
                         mode, streak = "dopri5", 0
@@ -519,8 +660,8 @@ def integrate_flow(
                     streak = streak + 1 if h_rho > _STIFF_H_RHO else 0
                     if streak >= _STIFF_STREAK:
                         # the stiff direction seeds the power method of the RKC phase
-                        mode, streak, rho, rho_dir = "rkc", 0, None, dk
-                        _DEBUG.append(("->rkc", t, step, h_rho))
+                        mode, streak, rho, rho_dir = "stiff", 0, None, dk
+                        _DEBUG.append(("->stiff", t, step, h_rho))
             if restore is not None:
                 y_restored = restore(y_new)
                 if y_restored is not y_new:
