@@ -14,7 +14,12 @@ from dln_manifolds import (
     lifted_gradient,
 )
 from dln_manifolds.flows import end_to_end_flow, integrate_flow, learning_flow
-from dln_manifolds.flows.integrators import rkc_coefficients, rkc_stages
+from dln_manifolds.flows.integrators import (
+    ERKC_DAMPING,
+    rkc_coefficients,
+    rkc_stability_bound,
+    rkc_stages,
+)
 from dln_manifolds.flows.learning import factor_velocity
 
 
@@ -42,9 +47,9 @@ def _stiff_linear(rng, d=6, lam_max=1e3):
     return A, y0, exact
 
 
-def _rkc_polynomial(s: int, z):
+def _rkc_polynomial(s: int, z, damping: float = 2.0 / 13.0):
     """Stability polynomial of s-stage RKC: one step of y' = z y from y = 1 with h = 1."""
-    mu, nu, mu_t, gamma_t, _ = rkc_coefficients(s)
+    mu, nu, mu_t, gamma_t, _ = rkc_coefficients(s, damping=damping)
     y0 = 1.0
     z = np.asarray(z, dtype=float)
     prev2, prev = y0, y0 + mu_t[1] * z * y0
@@ -281,3 +286,109 @@ def test_error_scale_norm_is_relative_to_the_size_of_the_state():
     assert counts["norm"] < counts["entrywise"]
     with pytest.raises(ValueError, match="error_scale"):
         integrate_flow(lambda t, y: y, np.ones(2), 1.0, adaptive=True, error_scale="max")
+
+
+# --- extrapolated RKC (third order) and the dopri5 / stiff-solver switch ---------------------
+
+
+def _erkc_polynomial(s: int, z, damping: float = ERKC_DAMPING):
+    """Stability polynomial of one erkc step: (4 R_s(z/2)^2 - R_s(z)) / 3, R_s of damped RKC."""
+    r = lambda w: _rkc_polynomial(s, w, damping)  # noqa: E731
+    return (4.0 * r(np.asarray(z) / 2) ** 2 - r(z)) / 3.0
+
+
+@pytest.mark.parametrize("s", [2, 3, 4, 7, 15, 40])
+def test_erkc_stability_polynomial_is_bounded_on_the_rkc_interval(s):
+    beta = rkc_stability_bound(s, damping=ERKC_DAMPING)
+    # the interval of R_s itself, brute force: |R_s| <= 1 on [-beta, 0]
+    zs = np.linspace(-beta, 0.0, 20001)
+    assert np.abs(_rkc_polynomial(s, zs, ERKC_DAMPING)).max() <= 1.0 + 1e-12
+    # the extrapolated step is stable there too, and third order at 0
+    assert np.abs(_erkc_polynomial(s, zs)).max() <= 1.0 + 1e-12
+    z = 1e-3
+    assert abs(_erkc_polynomial(s, z) - np.exp(z)) < 10 * s**6 * z**4
+    # more stages are stable for more: the bound grows like s^2
+    assert rkc_stability_bound(s + 1, damping=ERKC_DAMPING) > beta > 0.45 * s**2 - 1
+
+
+def test_erkc_needs_its_damping_negative_control():
+    # with the light damping 2/13 of plain RKC, the extrapolation leaves the unit disc
+    worst = 0.0
+    for s in (3, 6, 10):
+        zs = np.linspace(-rkc_stability_bound(s), 0.0, 20001)
+        worst = max(worst, float(np.abs(_erkc_polynomial(s, zs, 2.0 / 13.0)).max()))
+    assert worst > 1.05
+
+
+def _logistic(n=4):
+    """y' = y (1 - y) componentwise, from y0 in (0, 1): a nonlinear problem with a closed form."""
+    y0 = np.linspace(0.1, 0.7, n)
+
+    def exact(t):
+        return 1.0 / (1.0 + (1.0 / y0 - 1.0) * np.exp(-t))
+
+    return (lambda t, y: y * (1.0 - y)), y0, exact
+
+
+def test_erkc_is_third_order_on_a_nonlinear_problem():
+    f, y0, exact = _logistic()
+    T = 2.0
+    errs = []
+    for n in (10, 20, 40):
+        res = integrate_flow(f, y0, T, dt=T / n, method="erkc")
+        errs.append(np.abs(res.final - exact(T)).max())
+    slopes = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert np.all(slopes > 2.7) and np.all(slopes < 3.5), slopes
+    # negative control: plain RKC at the same steps is second order
+    e_rkc = [
+        np.abs(integrate_flow(f, y0, T, dt=T / n, method="rkc").final - exact(T)).max()
+        for n in (20, 40)
+    ]
+    assert 1.7 < np.log2(e_rkc[0] / e_rkc[1]) < 2.3
+
+
+def test_erkc_is_stable_where_explicit_runge_kutta_blows_up(rng):
+    A, y0, exact = _stiff_linear(rng, lam_max=1e4)
+    T, dt = 2.0, 0.05  # dt * lambda_max = 500
+    res = integrate_flow(lambda t, y: A @ y, y0, T, dt=dt, method="erkc")
+    assert np.linalg.norm(res.final - exact(T)) < 1e-3 * np.linalg.norm(y0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        with pytest.raises(FloatingPointError):  # negative control
+            integrate_flow(lambda t, y: A @ y, y0, T, dt=dt, method="rk4")
+
+
+def test_adaptive_erkc_tolerance_controls_the_error(rng):
+    f, y0, exact = _logistic()
+    errs, counts = [], []
+    for rtol in (1e-4, 1e-7):
+        g = _Counter(f)
+        res = integrate_flow(g, y0, 3.0, dt=1e-2, method="erkc", adaptive=True, rtol=rtol, atol=0)
+        errs.append(np.abs(res.final - exact(3.0)).max())
+        counts.append(g.n)
+    assert errs[0] < 1e-3 and errs[1] < 1e-6 and errs[1] < errs[0] / 30
+    assert counts[0] < counts[1]
+
+
+def test_dopri5_erkc_switches_to_the_stiff_solver_only_where_the_flow_is_stiff(rng):
+    # stiff linear: after the fast transient, dopri5 is held by stability; the switch to erkc
+    # cuts the evaluations and keeps the tolerance
+    A, y0, exact = _stiff_linear(rng, lam_max=2e3)
+    T = 4.0
+    counts = {}
+    for method in ("dopri5", "dopri5-erkc"):
+        f = _Counter(lambda t, y: A @ y)
+        res = integrate_flow(f, y0, T, dt=1e-4, method=method, adaptive=True, rtol=1e-5, atol=1e-8)
+        assert np.abs(res.final - exact(T)).max() < 1e-4 * np.abs(y0).max()
+        counts[method] = f.n
+    assert counts["dopri5-erkc"] * 3 < counts["dopri5"], counts
+    # not stiff: it never switches, and is dopri5 step for step (negative control)
+    f, y0, _ = _logistic()
+    a = integrate_flow(f, y0, 5.0, method="dopri5", adaptive=True, rtol=1e-6)
+    b = integrate_flow(f, y0, 5.0, method="dopri5-erkc", adaptive=True, rtol=1e-6)
+    np.testing.assert_array_equal(a.times, b.times)
+    np.testing.assert_array_equal(a.states, b.states)
+
+
+def test_switching_methods_need_adaptive_steps():
+    with pytest.raises(ValueError, match="adaptive"):
+        integrate_flow(lambda t, y: -y, np.ones(2), 1.0, method="dopri5-erkc")

@@ -288,12 +288,12 @@ def factor_velocity(W: np.ndarray, gradient: Callable[[np.ndarray], np.ndarray])
     B = [W[0]]
     for p in range(1, N):
         B.append(W[p] @ B[-1])
-    G = np.asarray(gradient(B[-1]))
+    G = -np.asarray(gradient(B[-1]))  # the sign once, on one d x d matrix
     out = np.empty(W.shape, dtype=np.result_type(W, G))
     for p in range(N - 1, 0, -1):
-        out[p] = -(G @ B[p - 1].T)
+        np.matmul(G, B[p - 1].T, out=out[p])
         G = W[p].T @ G
-    out[0] = -G
+    out[0] = G
     return out
 
 
