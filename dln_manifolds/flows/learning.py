@@ -372,8 +372,10 @@ def end_to_end_flow(
         ``inf`` uses :math:`\mathcal{A}_\infty = \lim \mathcal{A}_N/N` (time rescaled by N).
     t_final : float
     dt, method, adaptive, rtol, atol, save_every, progress
-        As in :func:`learning_flow`. For fast training use ``adaptive=True`` with a loose
-        ``rtol`` and ``stop_when`` (docs/performance.rst, "Flow solvers").
+        As in :func:`learning_flow` (``method`` also ``"erkc"`` and ``"dopri5-erkc"``,
+        :func:`~dln_manifolds.flows.integrate_flow`). For fast training to a loss use
+        ``method="dopri5-erkc", adaptive=True, rtol=1e-3, atol=1e-8,
+        evaluation="factors"`` and ``stop_when`` (docs/performance.rst, "Flow solvers").
     stop_when : callable ``(t, X) -> bool``, optional
         Stop after the first accepted step where it returns True, e.g.
         ``lambda t, X: energy.value(X) < target``.
