@@ -60,7 +60,7 @@ D, RANK, M, SEED = 100, 5, 2000, 0
 SCALE = 1e-3  # X0 = SCALE * I
 GOAL = 1e-6  # training MSE
 DEPTHS = (3, 8, 16)
-GD_BUDGET_S = 60.0
+GD_BUDGET_S = 150.0
 T_MAX = 1e5  # flow horizon; the flow stops at the goal long before
 CHOSEN = {
     "method": "dopri5-erkc",

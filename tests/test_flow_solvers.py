@@ -312,6 +312,13 @@ def test_erkc_stability_polynomial_is_bounded_on_the_rkc_interval(s):
     assert rkc_stability_bound(s + 1, damping=ERKC_DAMPING) > beta > 0.45 * s**2 - 1
 
 
+def test_rkc_stability_bound_validates_its_arguments():
+    with pytest.raises(ValueError, match="s >= 2"):
+        rkc_stability_bound(1)
+    with pytest.raises(ValueError, match="damping"):
+        rkc_stability_bound(4, damping=0.0)
+
+
 def test_erkc_needs_its_damping_negative_control():
     # with the light damping 2/13 of plain RKC, the extrapolation leaves the unit disc
     worst = 0.0

@@ -302,7 +302,16 @@ def rkc_stability_bound(s: int, *, damping: float = _RKC_DAMPING) -> float:
 
     The stability polynomial is :math:`a_s + b_s T_s(w_0 + w_1 z)`, bounded by 1 while
     :math:`w_0 + w_1 z \ge -1`: :math:`\beta_s = (1 + w_0)/w_1`.
+
+    Raises
+    ------
+    ValueError
+        If ``s < 2`` or ``damping`` is not positive and finite.
     """
+    if int(s) != s or s < 2:
+        raise ValueError(f"RKC needs s >= 2 stages, got s={s}")
+    s = int(s)
+    damping = check_positive(damping, "damping")
     w0 = 1.0 + damping / s**2
     T = [1.0, w0]
     dT = [0.0, 1.0]
