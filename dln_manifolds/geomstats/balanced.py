@@ -37,6 +37,7 @@ from ..submanifold_geodesics import (
     balanced_geodesic_acceleration,
     balanced_log,
 )
+from ._backend import boundary, plain
 from .bundle import BalancedBundle, orthogonal_group_action
 from .end_to_end import EndToEndMatrices
 from .induced import InducedFrobeniusMetric, InducedSubmanifold
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 
+@boundary
 def second_fundamental_form(W, V) -> np.ndarray:
     r"""Second fundamental form :math:`\mathrm{II}_W(V, V)` of :math:`\mathcal{M}` (embedded).
 
@@ -216,6 +218,7 @@ class BalancedManifold(InducedSubmanifold):
     def _geodesic_dist(W, T, n_steps, tol, max_iter):
         return balanced_dist(W, T, n_steps, tol=tol, max_iter=max_iter)
 
+    @boundary
     def random_point(self, n_samples: int = 1, bound: float = 1.0):
         r"""Random balanced points :math:`W_p = Q_p\Lambda Q_{p-1}^T` with Haar frames.
 
@@ -231,7 +234,8 @@ class BalancedManifold(InducedSubmanifold):
         n_samples = check_count(n_samples, "n_samples")
         check_positive(bound, "bound")
         # seeds from geomstats' generator, so that gs.random.seed makes this reproducible
-        seeds = (gs.random.rand(n_samples) * (2**31 - 1)).astype(np.int64).reshape(-1)
+        u = np.asarray(plain(gs.random.rand(n_samples)))
+        seeds = (u * (2**31 - 1)).astype(np.int64).reshape(-1)
         pts = np.stack(
             [
                 bound * random_balanced_point(self.d, self.depth, seed=int(s), spread=self.spread)
@@ -240,6 +244,7 @@ class BalancedManifold(InducedSubmanifold):
         )
         return pts[0] if n_samples == 1 else pts
 
+    @boundary
     def orthonormal_basis(self, base_point):
         """[G] Thm 14 basis (sign of eq. 8.21 fixed): (horizontal (d^2, N, d, d), vertical)."""
         (base_point,) = self._arrays(base_point=base_point)

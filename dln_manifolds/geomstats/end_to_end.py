@@ -54,6 +54,8 @@ from ..geodesics import (
     depth_log,
     direction_geodesic,
 )
+from . import _derivatives as vjp
+from ._backend import boundary, differentiable, plain
 from ._frame import DenseDepthFrame
 
 __all__ = [
@@ -75,6 +77,7 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 
+@differentiable(vjp.reshape_vjp("X"), wrt=("X",))
 def matrix_to_vector(X) -> np.ndarray:
     """Row-major vector form of a batch of square matrices.
 
@@ -93,6 +96,7 @@ def matrix_to_vector(X) -> np.ndarray:
     return X.reshape(X.shape[:-2] + (X.shape[-1] ** 2,))
 
 
+@differentiable(vjp.reshape_vjp("x"), wrt=("x",))
 def vector_to_matrix(x, d: int | None = None) -> np.ndarray:
     """Inverse of :func:`matrix_to_vector`.
 
@@ -187,16 +191,19 @@ class EndToEndMatrices(VectorSpaceOpenSet):
         """Metric to equip the space with if equip is True."""
         return DepthMetric
 
+    @differentiable(vjp.reshape_vjp("point"), wrt=("point",))
     def to_matrix(self, point) -> np.ndarray:
         """Matrix form (..., m, n) of points or tangent vectors of shape (..., m * n)."""
         (point,) = as_arrays((self.dim,), batch=True, point=point)
         return point.reshape(point.shape[:-1] + self.matrix_shape)
 
+    @differentiable(vjp.reshape_vjp("matrix"), wrt=("matrix",))
     def to_vector(self, matrix) -> np.ndarray:
         """Vector form (..., m * n) of matrices of shape (..., m, n) (row-major)."""
         matrix = as_array(matrix, "matrix", self.matrix_shape, batch=True, real=True)
         return matrix.reshape(matrix.shape[:-2] + (self.dim,))
 
+    @differentiable(vjp.identity_vjp, wrt=("vector", "base_point"))
     def to_tangent(self, vector, base_point=None):
         """Tangent spaces are all of R^(d*d): a validated copy of ``vector``."""
         (vector,) = as_arrays((self.dim,), batch=True, vector=vector)
@@ -205,19 +212,21 @@ class EndToEndMatrices(VectorSpaceOpenSet):
             vector = np.broadcast_to(vector, np.broadcast_shapes(vector.shape, base_point.shape))
         return np.array(vector, dtype=np.float64)
 
+    @boundary
     def belongs(self, point, atol=gs.atol):
         """True where the point has shape (..., d * d) and full rank.
 
         Full rank means smallest singular value above ``atol`` and condition
         number below ``1 / (d eps)``.
         """
-        point = gs.array(point)
+        point = np.asarray(point)
         if point.shape[-1:] != self.shape:
-            return gs.zeros(point.shape[:-1], dtype=bool)
+            return np.zeros(point.shape[:-1], dtype=bool)
         s = np.linalg.svd(self.to_matrix(point), compute_uv=False)
         smax, smin = s[..., 0], s[..., -1]
         return (smin > atol) & (smax * max(self.matrix_shape) * np.finfo(float).eps < smin)
 
+    @boundary
     def projection(self, point, atol: float = 1e-6):
         r"""Nearest point whose singular values are at least ``atol * max(1, s_max)``.
 
@@ -229,10 +238,11 @@ class EndToEndMatrices(VectorSpaceOpenSet):
         U, s, Vh = np.linalg.svd(self.to_matrix(point), full_matrices=False)
         floor = atol * np.maximum(1.0, s[..., :1])
         if np.all(s >= floor):
-            return gs.copy(point)
+            return point.copy()
         s = np.maximum(s, floor)
         return self.to_vector((U * s[..., None, :]) @ Vh)
 
+    @boundary
     def random_point(self, n_samples: int = 1, bound: float = 1.0):
         r"""Well-conditioned random points.
 
@@ -249,12 +259,12 @@ class EndToEndMatrices(VectorSpaceOpenSet):
         r = min(m, n)
         U = _haar(shape, m)[..., :r]
         V = _haar(shape, n)[..., :r]
-        s = bound * np.exp(gs.random.uniform(np.log(0.5), np.log(2.0), size=shape + (r,)))
+        s = bound * np.exp(plain(gs.random.uniform(np.log(0.5), np.log(2.0), size=shape + (r,))))
         return self.to_vector((U * s[..., None, :]) @ np.swapaxes(V, -1, -2))
 
 
 def _haar(shape: tuple, d: int) -> np.ndarray:
-    Q, R = np.linalg.qr(gs.random.normal(size=shape + (d, d)))
+    Q, R = np.linalg.qr(plain(gs.random.normal(size=shape + (d, d))))
     return Q * np.sign(np.diagonal(R, axis1=-2, axis2=-1))[..., None, :]
 
 
@@ -296,6 +306,7 @@ class DepthExpSolver(ExpSolver):
         self._metric = metric
         self.options = {"rtol": rtol, "atol": atol, "n_steps": n_steps}
 
+    @boundary
     def exp(self, tangent_vec, base_point):
         """Exponential map; shapes (..., d * d), broadcast against each other."""
         space = self._metric._space
@@ -344,6 +355,7 @@ class DepthLogShootingSolver(LogSolver):
         self.tol = check_positive(tol, "tol")
         self.max_iter = int(max_iter)
 
+    @boundary
     def log(self, point, base_point):
         """Logarithm map; shapes (..., d * d), broadcasting point against base_point."""
         space = self._metric._space
@@ -456,6 +468,7 @@ class DepthMetric(RiemannianMetric):
         self.exp_solver = DepthExpSolver(self, rtol=rtol, atol=atol, n_steps=n_steps)
         return self
 
+    @boundary
     def exp(self, tangent_vec, base_point):
         r"""Riemannian exponential: integrate :math:`\ddot X = -\Gamma_X(\dot X, \dot X)` on [0, 1].
 
@@ -481,9 +494,10 @@ class DepthMetric(RiemannianMetric):
 
     def squared_norm(self, vector, base_point=None):
         """Squared g^N norm of vectors of shape (..., d^2)."""
-        (vector,) = as_arrays((self._space.dim,), batch=True, vector=vector)
+        as_arrays((self._space.dim,), batch=True, vector=plain(vector))
         return self.inner_product(vector, vector, base_point)
 
+    @differentiable(vjp.dist_vjp, wrt=("point_a", "point_b"))
     def dist(self, point_a, point_b):
         """Geodesic distance (norm of :meth:`log`); ``inf`` between components of GL(d).
 
@@ -523,18 +537,21 @@ class DepthMetric(RiemannianMetric):
         return np.asarray(out).reshape(batch + out_shape)
 
     # -- metric tensor ------------------------------------------------------------
+    @differentiable(vjp.metric_matrix_vjp, wrt=("base_point",))
     def metric_matrix(self, base_point=None):
         """Matrix of g^N in the row-major basis, shape (..., d^2, d^2)."""
         (base_point,) = as_arrays((self._space.dim,), batch=True, base_point=base_point)
         n = self._space.dim
         return self._frames_apply(lambda f: f.metric_matrix(), base_point, out_shape=(n, n))
 
+    @differentiable(vjp.cometric_matrix_vjp, wrt=("base_point",))
     def cometric_matrix(self, base_point=None):
         r"""Inverse metric matrix, i.e. :math:`\mathcal{A}_{N,X}`; shape (..., d^2, d^2)."""
         (base_point,) = as_arrays((self._space.dim,), batch=True, base_point=base_point)
         n = self._space.dim
         return self._frames_apply(lambda f: f.cometric_matrix(), base_point, out_shape=(n, n))
 
+    @differentiable(vjp.inner_product_vjp, wrt=("tangent_vec_a", "tangent_vec_b", "base_point"))
     def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
         """g^N inner product of vectors of shape (..., d^2); returns shape (...,)."""
         tangent_vec_a, tangent_vec_b, base_point = as_arrays(
@@ -549,6 +566,7 @@ class DepthMetric(RiemannianMetric):
         )
 
     # -- connection ---------------------------------------------------------------
+    @boundary
     def christoffels(self, base_point=None):
         """Christoffel symbols ``G[..., k, i, j]`` (contravariant first), shape (..., n, n, n).
 
@@ -572,6 +590,7 @@ class DepthMetric(RiemannianMetric):
         G = np.moveaxis(G.reshape(-1, n, n, n), -1, 1)
         return G.reshape(batch + (n, n, n))
 
+    @boundary
     def christoffel_term(self, tangent_vec_a, tangent_vec_b, base_point):
         r""":math:`\Gamma_X(U, V)` for vectors of shape (..., d^2) (no full tensor)."""
         tangent_vec_a, tangent_vec_b, base_point = as_arrays(
@@ -590,6 +609,7 @@ class DepthMetric(RiemannianMetric):
             out_shape=(n,),
         )
 
+    @boundary
     def geodesic_equation(self, state):
         r"""Right-hand side of the geodesic ODE: ``(velocity, -Gamma_X(velocity, velocity))``.
 
@@ -610,6 +630,7 @@ class DepthMetric(RiemannianMetric):
         acc = DenseDepthFrame(pos, self.depth, check=False).geodesic_acceleration(vel)
         return np.stack([state[..., 1, :], acc.reshape(batch + (self._space.dim,))], axis=-2)
 
+    @boundary
     def jacobian_christoffels(self, base_point):
         r"""Derivatives ``J[..., k, i, j, l]`` of the Christoffel symbols in coordinate l.
 
@@ -617,7 +638,7 @@ class DepthMetric(RiemannianMetric):
         :math:`h = 10^{-3} \max(1, |X|)`: truncation O(h^4) ~ 1e-12, rounding
         O(eps/h) ~ 1e-13 relative.
         """
-        base_point = gs.array(base_point, dtype=float)
+        base_point = np.asarray(base_point, dtype=float)
         n = self._space.dim
         batch = base_point.shape[:-1]
         flat = base_point.reshape(-1, n)

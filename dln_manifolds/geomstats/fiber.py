@@ -34,6 +34,7 @@ from ..fiber import (
 )
 from ..network import balanced_point, end_to_end
 from ..submanifold_geodesics import fiber_dist, fiber_exp, fiber_log
+from ._backend import boundary, plain
 from .induced import InducedSubmanifold, batched_over_points
 
 __all__ = ["Fiber"]
@@ -92,6 +93,7 @@ class Fiber(InducedSubmanifold):
         )
 
     @property
+    @boundary
     def center(self) -> np.ndarray:
         """The center of [R] (Kempf-Ness minimizer of :math:`|W|^2`), shape (N, d, d)."""
         return balanced_point(self.X, self.depth)
@@ -125,6 +127,7 @@ class Fiber(InducedSubmanifold):
             lambda T1, W1: fiber_dist(W1, T1, self.X, n_steps, tol=tol, max_iter=max_iter), T, W
         )
 
+    @boundary
     def random_point(self, n_samples: int = 1, bound: float = 1.0):
         r"""Random points :math:`e^{a}\cdot C`: C the center, a Gaussian of scale 0.3 ``bound``.
 
@@ -136,10 +139,11 @@ class Fiber(InducedSubmanifold):
         check_positive(bound, "bound")
         C = self.center
         N, d = self.depth, self.d
-        a = 0.3 * bound * gs.random.normal(size=(n_samples, N - 1, d, d))
+        a = 0.3 * bound * plain(gs.random.normal(size=(n_samples, N - 1, d, d)))
         pts = np.stack([self.projection(group_action_exp(ai, C)) for ai in a])
         return pts[0] if n_samples == 1 else pts
 
+    @boundary
     def check_point(self, point) -> np.ndarray:
         """Validate a single point: shape (N, d, d), finite, on the fiber."""
         W = as_stack(point, "point", depth=self.depth, d=self.d, real=True)
