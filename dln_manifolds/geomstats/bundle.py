@@ -34,8 +34,13 @@ from ..balanced import (
 )
 from ..fiber import group_action
 from ..network import balanced_point, end_to_end, end_to_end_differential
-from . import _derivatives as vjp
 from ._backend import boundary, differentiable
+from ._derivatives import (
+    horizontal_lift_vjp,
+    projection_vjp,
+    submersion_vjp,
+    tangent_submersion_vjp,
+)
 from .end_to_end import matrix_to_vector, vector_to_matrix
 from .induced import InducedSubmanifold, batched_over_points, stacked_over_points
 
@@ -222,13 +227,13 @@ class BalancedBundle(FiberBundle):
         """Validate real points and vectors downstairs, shape (..., d*d)."""
         return as_arrays((self.d * self.d,), batch=True, **arrays)
 
-    @differentiable(vjp.submersion_vjp, wrt=("point",))
+    @differentiable(submersion_vjp, wrt=("point",))
     def riemannian_submersion(self, point):
         """End-to-end matrix, as a vector of shape (..., d*d)."""
         (point,) = self._total_space._arrays(point=point)
         return matrix_to_vector(stacked_over_points(end_to_end, point))
 
-    @differentiable(vjp.tangent_submersion_vjp, wrt=("tangent_vec",))
+    @differentiable(tangent_submersion_vjp, wrt=("tangent_vec",))
     def tangent_riemannian_submersion(self, tangent_vec, base_point):
         r""":math:`d\phi_W(V)` as a vector of shape (..., d*d)."""
         tangent_vec, base_point = self._total_space._arrays(
@@ -245,7 +250,7 @@ class BalancedBundle(FiberBundle):
         X = vector_to_matrix(point, self.d)
         return batched_over_points(lambda M: balanced_point(M, self.depth), X, point_ndim=2)
 
-    @differentiable(vjp.projection_vjp("vertical_projection", "tangent_vec"), wrt=("tangent_vec",))
+    @differentiable(projection_vjp("vertical_projection", "tangent_vec"), wrt=("tangent_vec",))
     def vertical_projection(self, tangent_vec, base_point):
         r"""Projection onto :math:`\ker d\phi \cap T_W\mathcal{M}` (tangent to the orbit)."""
         tangent_vec, base_point = self._total_space._arrays(
@@ -253,9 +258,7 @@ class BalancedBundle(FiberBundle):
         )
         return stacked_over_points(lambda V, W: vertical_projection(W, V), tangent_vec, base_point)
 
-    @differentiable(
-        vjp.projection_vjp("horizontal_projection", "tangent_vec"), wrt=("tangent_vec",)
-    )
+    @differentiable(projection_vjp("horizontal_projection", "tangent_vec"), wrt=("tangent_vec",))
     def horizontal_projection(self, tangent_vec, base_point):
         r"""Projection onto the horizontal space :math:`(\ker d\phi)^\perp` (range of dphi^*)."""
         tangent_vec, base_point = self._total_space._arrays(
@@ -265,7 +268,7 @@ class BalancedBundle(FiberBundle):
             lambda V, W: horizontal_projection(W, V), tangent_vec, base_point
         )
 
-    @differentiable(vjp.horizontal_lift_vjp, wrt=("tangent_vec",))
+    @differentiable(horizontal_lift_vjp, wrt=("tangent_vec",))
     def horizontal_lift(self, tangent_vec, base_point=None, fiber_point=None):
         r"""The horizontal H at ``fiber_point`` with :math:`d\phi(H) = Z` ([G] eq. 8.20-8.24).
 

@@ -54,8 +54,15 @@ from ..geodesics import (
     depth_log,
     direction_geodesic,
 )
-from . import _derivatives as vjp
 from ._backend import boundary, differentiable, plain
+from ._derivatives import (
+    cometric_matrix_vjp,
+    dist_vjp,
+    identity_vjp,
+    inner_product_vjp,
+    metric_matrix_vjp,
+    reshape_vjp,
+)
 from ._frame import DenseDepthFrame
 
 __all__ = [
@@ -77,7 +84,7 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 
-@differentiable(vjp.reshape_vjp("X"), wrt=("X",))
+@differentiable(reshape_vjp("X"), wrt=("X",))
 def matrix_to_vector(X) -> np.ndarray:
     """Row-major vector form of a batch of square matrices.
 
@@ -96,7 +103,7 @@ def matrix_to_vector(X) -> np.ndarray:
     return X.reshape(X.shape[:-2] + (X.shape[-1] ** 2,))
 
 
-@differentiable(vjp.reshape_vjp("x"), wrt=("x",))
+@differentiable(reshape_vjp("x"), wrt=("x",))
 def vector_to_matrix(x, d: int | None = None) -> np.ndarray:
     """Inverse of :func:`matrix_to_vector`.
 
@@ -191,19 +198,19 @@ class EndToEndMatrices(VectorSpaceOpenSet):
         """Metric to equip the space with if equip is True."""
         return DepthMetric
 
-    @differentiable(vjp.reshape_vjp("point"), wrt=("point",))
+    @differentiable(reshape_vjp("point"), wrt=("point",))
     def to_matrix(self, point) -> np.ndarray:
         """Matrix form (..., m, n) of points or tangent vectors of shape (..., m * n)."""
         (point,) = as_arrays((self.dim,), batch=True, point=point)
         return point.reshape(point.shape[:-1] + self.matrix_shape)
 
-    @differentiable(vjp.reshape_vjp("matrix"), wrt=("matrix",))
+    @differentiable(reshape_vjp("matrix"), wrt=("matrix",))
     def to_vector(self, matrix) -> np.ndarray:
         """Vector form (..., m * n) of matrices of shape (..., m, n) (row-major)."""
         matrix = as_array(matrix, "matrix", self.matrix_shape, batch=True, real=True)
         return matrix.reshape(matrix.shape[:-2] + (self.dim,))
 
-    @differentiable(vjp.identity_vjp, wrt=("vector", "base_point"))
+    @differentiable(identity_vjp, wrt=("vector", "base_point"))
     def to_tangent(self, vector, base_point=None):
         """Tangent spaces are all of R^(d*d): a validated copy of ``vector``."""
         (vector,) = as_arrays((self.dim,), batch=True, vector=vector)
@@ -497,7 +504,7 @@ class DepthMetric(RiemannianMetric):
         as_arrays((self._space.dim,), batch=True, vector=plain(vector))
         return self.inner_product(vector, vector, base_point)
 
-    @differentiable(vjp.dist_vjp, wrt=("point_a", "point_b"))
+    @differentiable(dist_vjp, wrt=("point_a", "point_b"))
     def dist(self, point_a, point_b):
         """Geodesic distance (norm of :meth:`log`); ``inf`` between components of GL(d).
 
@@ -537,21 +544,21 @@ class DepthMetric(RiemannianMetric):
         return np.asarray(out).reshape(batch + out_shape)
 
     # -- metric tensor ------------------------------------------------------------
-    @differentiable(vjp.metric_matrix_vjp, wrt=("base_point",))
+    @differentiable(metric_matrix_vjp, wrt=("base_point",))
     def metric_matrix(self, base_point=None):
         """Matrix of g^N in the row-major basis, shape (..., d^2, d^2)."""
         (base_point,) = as_arrays((self._space.dim,), batch=True, base_point=base_point)
         n = self._space.dim
         return self._frames_apply(lambda f: f.metric_matrix(), base_point, out_shape=(n, n))
 
-    @differentiable(vjp.cometric_matrix_vjp, wrt=("base_point",))
+    @differentiable(cometric_matrix_vjp, wrt=("base_point",))
     def cometric_matrix(self, base_point=None):
         r"""Inverse metric matrix, i.e. :math:`\mathcal{A}_{N,X}`; shape (..., d^2, d^2)."""
         (base_point,) = as_arrays((self._space.dim,), batch=True, base_point=base_point)
         n = self._space.dim
         return self._frames_apply(lambda f: f.cometric_matrix(), base_point, out_shape=(n, n))
 
-    @differentiable(vjp.inner_product_vjp, wrt=("tangent_vec_a", "tangent_vec_b", "base_point"))
+    @differentiable(inner_product_vjp, wrt=("tangent_vec_a", "tangent_vec_b", "base_point"))
     def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
         """g^N inner product of vectors of shape (..., d^2); returns shape (...,)."""
         tangent_vec_a, tangent_vec_b, base_point = as_arrays(

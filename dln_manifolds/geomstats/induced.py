@@ -17,8 +17,11 @@ from geomstats.geometry.manifold import Manifold
 from geomstats.geometry.riemannian_metric import RiemannianMetric
 
 from .._checks import as_arrays, check_count, check_positive
-from . import _derivatives as vjp
 from ._backend import boundary, differentiable, plain
+from ._derivatives import (
+    dist_vjp,
+    projection_vjp,
+)
 
 __all__ = ["InducedFrobeniusMetric", "InducedSubmanifold"]
 
@@ -126,7 +129,7 @@ class InducedFrobeniusMetric(RiemannianMetric):
         """Squared geodesic distance; shape (...,)."""
         return self.dist(point_a, point_b) ** 2
 
-    @differentiable(vjp.dist_vjp, wrt=("point_a", "point_b"))
+    @differentiable(dist_vjp, wrt=("point_a", "point_b"))
     def dist(self, point_a, point_b):
         """Geodesic distance, the norm of ``log(point_b, point_a)`` (inf across components)."""
         space = self._geodesics()
@@ -194,7 +197,7 @@ class InducedSubmanifold(Manifold):
             1.0, norm
         )
 
-    @differentiable(vjp.projection_vjp("to_tangent"), wrt=("vector",))
+    @differentiable(projection_vjp("to_tangent"), wrt=("vector",))
     def to_tangent(self, vector, base_point=None):
         r"""Orthogonal projection :math:`P_W V` onto the tangent space at ``base_point``."""
         if base_point is None:
