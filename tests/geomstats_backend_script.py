@@ -132,8 +132,12 @@ if "downstairs" in SECTIONS:
         out["grad_err"]["e2e.inner_product_derivative_matrix"] = float(
             np.max(np.abs(npf(jac) - ref))
         )
-        check_not_differentiable("e2e.exp", lambda u: gs.sum(m.exp(u, x)), v)
-        check_not_differentiable("e2e.log", lambda p: gs.sum(m.log(p, x)), y)
+        c4 = gs.array([0.3, -1.0, 0.7, 0.2])
+        check_grad("e2e.exp(vector)", lambda u: gs.sum(c4 * m.exp(u, x)), v)
+        check_grad("e2e.exp(point)", lambda p: gs.sum(c4 * m.exp(v, p)), x)
+        check_grad("e2e.log(point)", lambda p: gs.sum(c4 * m.log(p, x)), y)
+        check_grad("e2e.log(base_point)", lambda p: gs.sum(c4 * m.log(y, p)), x)
+        check_not_differentiable("e2e.christoffels", lambda p: gs.sum(m.christoffels(p)), x)
 
 if "upstairs" in SECTIONS:
     bal = BalancedManifold(2, 3)
@@ -229,7 +233,11 @@ if "upstairs" in SECTIONS:
             V + 0.1,
         )
         check_grad("quotient.squared_norm", lambda z: quotient.metric.squared_norm(z, X_W), v)
-        check_not_differentiable("bal.exp", lambda u: gs.sum(bal.metric.exp(u, W)), V)
+        check_grad("bal.exp(vector)", lambda u: gs.sum(G * bal.metric.exp(u, W)), V)
+        check_tangent_grad("bal.log(point)", lambda p: gs.sum(G * bal.metric.log(p, W)), T, bal)
+        check_grad("fib.exp(vector)", lambda u: gs.sum(G * fib.metric.exp(u, F)), FV)
+        check_tangent_grad("fib.log(point)", lambda p: gs.sum(G * fib.metric.log(p, F)), FT, fib)
+        check_not_differentiable("bal.exp(base_point)", lambda p: gs.sum(bal.metric.exp(V, p)), W)
         check_not_differentiable("bal.projection", lambda p: gs.sum(bal.projection(p)), W)
 
 out["seconds"] = time.time() - t0

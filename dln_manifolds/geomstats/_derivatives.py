@@ -188,3 +188,152 @@ def horizontal_lift_vjp(args, ans, g, wanted):
     frame = DenseDepthFrame(end_to_end(W), bundle.depth)
     dX = frame.inverse(end_to_end_differential(W, g))
     return {"tangent_vec": dX.reshape(g.shape[:-3] + (d * d,))}
+
+
+# -- the exponential map and the logarithm of (M_d, g^N) -------------------------------------
+
+#: RK4 steps of the flow whose Jacobian serves an adaptive ``exp`` (error O(steps^-4)).
+JACOBIAN_STEPS = 64
+_STENCIL = ((2.0, -1.0), (1.0, 8.0), (-1.0, -8.0), (-2.0, 1.0))  # 4th order, divide by 12 h
+
+
+def exp_jacobians(metric, tangent_vec, base_point, wanted=("tangent_vec", "base_point")):
+    r"""Jacobians of :math:`(V, X) \mapsto \exp_X(V)` of :math:`g^N`, shapes (..., n, n).
+
+    The linearized geodesic flow (Jacobi fields), by 4th-order central differences of
+    the batched fixed-step RK4 flow of :func:`~dln_manifolds.geodesics.depth_exp`: all
+    perturbed geodesics in one call. The metric's own RK4 if it uses fixed steps (then
+    this is the Jacobian of the computed map, to ~1e-10 relative), else RK4 with
+    :data:`JACOBIAN_STEPS` steps (the Jacobian of the exact map to its O(steps^-4)
+    discretization error). Steps: :math:`10^{-3}` times ``max(1, |V|)`` in V and times
+    :math:`\sigma_{\min}(X)` in X.
+
+    Returns
+    -------
+    dict
+        ``{"tangent_vec": J_V, "base_point": J_X}`` with ``J[..., i, j]`` the derivative
+        of output coordinate i in input coordinate j (the keys of ``wanted``).
+    """
+    from ..geodesics import depth_exp
+
+    space = metric._space
+    shape, n = space.matrix_shape, space.dim
+    v, x = np.broadcast_arrays(
+        np.asarray(tangent_vec, dtype=np.float64), np.asarray(base_point, dtype=np.float64)
+    )
+    batch = v.shape[:-1]
+    v, x = v.reshape(-1, 1, 1, n), x.reshape(-1, 1, 1, n)
+    s_min = np.linalg.svd(x.reshape(-1, *shape), compute_uv=False)[:, -1]
+    steps = {
+        "tangent_vec": 1e-3 * np.maximum(1.0, np.linalg.norm(v.reshape(-1, n), axis=-1)),
+        "base_point": 1e-3 * np.minimum(1.0, s_min),
+    }
+    offsets = np.array([o for o, _ in _STENCIL])[None, :, None, None]
+    E = np.eye(n)[None, None]
+    out = {}
+    for name in wanted:
+        h = steps[name][:, None, None, None]
+        dv, dx = (offsets * h * E, 0.0) if name == "tangent_vec" else (0.0, offsets * h * E)
+        V, X = np.broadcast_arrays(v + dv, x + dx)  # (B, 4, n, n): stencil point, direction
+        n_steps = metric.exp_solver.options["n_steps"] or JACOBIAN_STEPS
+        Y = depth_exp(
+            X.reshape(-1, *shape), V.reshape(-1, *shape), metric.depth, n_steps=n_steps
+        ).reshape(X.shape)
+        weights = np.array([w for _, w in _STENCIL])[None, :, None, None]
+        J = np.sum(weights * Y, axis=1) / (12.0 * h[:, 0])  # (B, j, i)
+        out[name] = np.swapaxes(J, -1, -2).reshape(batch + (n, n))
+    return out
+
+
+def exp_vjp(args, ans, g, wanted):
+    """VJP of ``DepthMetric.exp(tangent_vec, base_point)``: :math:`J^T g`."""
+    metric = getattr(args["self"], "_metric", args["self"])  # DepthMetric or its solver
+    J = exp_jacobians(metric, args["tangent_vec"], args["base_point"], wanted)
+    return {k: np.einsum("...i,...ij->...j", g, J[k]) for k in wanted}
+
+
+def log_vjp(args, ans, g, wanted):
+    r"""VJP of ``log(point, base_point)`` by the implicit function theorem.
+
+    :math:`V = \log_X Y` solves :math:`\exp_X(V) = Y`, so :math:`dV = J_V^{-1}(dY - J_X dX)`:
+    with :math:`\lambda = J_V^{-T} g`, the gradients are :math:`\lambda` in Y and
+    :math:`-J_X^T\lambda` in X (:func:`exp_jacobians` at V = ans).
+    """
+    solver = args["self"]
+    J = exp_jacobians(
+        solver._metric,
+        ans,
+        args["base_point"],
+        ("tangent_vec",) + (("base_point",) if "base_point" in wanted else ()),
+    )
+    lam = np.linalg.solve(np.swapaxes(J["tangent_vec"], -1, -2), g[..., None])[..., 0]
+    out = {"point": lam}
+    if "base_point" in wanted:
+        out["base_point"] = -np.einsum("...i,...ij->...j", lam, J["base_point"])
+    return out
+
+
+def _induced_exp_jacobian(metric, tangent_vec, base_point):
+    """Ambient Jacobian ``J[b, i, j]`` of V -> exp_W(V) upstairs, flattened batch b."""
+    space = metric._space
+    pshape = tuple(space.shape)
+    n = int(np.prod(pshape))
+    v, w = np.broadcast_arrays(
+        np.asarray(tangent_vec, dtype=np.float64), np.asarray(base_point, dtype=np.float64)
+    )
+    batch = v.shape[: v.ndim - len(pshape)]
+    v, w = v.reshape(-1, 1, 1, n), w.reshape(-1, 1, 1, n)
+    h = 1e-3 * np.maximum(1.0, np.linalg.norm(v.reshape(-1, n), axis=-1))[:, None, None, None]
+    offsets = np.array([o for o, _ in _STENCIL])[None, :, None, None]
+    V, W = np.broadcast_arrays(v + offsets * h * np.eye(n)[None, None], w)
+    Y = space._geodesic_exp(
+        W.reshape((-1,) + pshape), V.reshape((-1,) + pshape), metric.n_steps
+    ).reshape(V.shape)
+    weights = np.array([w for _, w in _STENCIL])[None, :, None, None]
+    J = np.sum(weights * Y, axis=1) / (12.0 * h[:, 0])  # (B, j, i)
+    return np.swapaxes(J, -1, -2), batch, pshape
+
+
+def induced_exp_vjp(args, ans, g, wanted):
+    r"""VJP in V of ``InducedFrobeniusMetric.exp(tangent_vec, base_point)``: :math:`J_V^T g`.
+
+    :math:`J_V` by 4th-order central differences of the space's batched RK4 geodesic
+    flow (step :math:`10^{-3}\max(1, |V|)`), in all ambient directions.
+    """
+    J, batch, pshape = _induced_exp_jacobian(args["self"], args["tangent_vec"], args["base_point"])
+    grad = np.einsum("bij,bi->bj", J, g.reshape(J.shape[:2]))
+    return {"tangent_vec": grad.reshape(batch + pshape)}
+
+
+def _tangent_basis(space, points):
+    """Orthonormal bases (B, n, k) of the tangent spaces at points (B, ...), k = space.dim."""
+    pshape = tuple(space.shape)
+    n = int(np.prod(pshape))
+    E = np.broadcast_to(np.eye(n).reshape((1, n) + pshape), (points.shape[0], n) + pshape)
+    P = space.to_tangent(E, points[:, None]).reshape(points.shape[0], n, n)
+    _, Q = np.linalg.eigh(0.5 * (P + np.swapaxes(P, -1, -2)))
+    return Q[..., n - space.dim :]  # eigenvalue 1 (the range), eigh sorts ascending
+
+
+def induced_log_vjp(args, ans, g, wanted):
+    r"""VJP in Y of ``InducedFrobeniusMetric.log(point, base_point)``, implicit function.
+
+    :math:`V = \log_W Y` solves :math:`\exp_W(V) = Y` on the manifold: with orthonormal
+    tangent bases :math:`B` at W and :math:`C` at Y and :math:`M = C^T J_V B`,
+    :math:`dV = B M^{-1} C^T dY`, so the gradient in Y is :math:`C M^{-T} B^T g`.
+    """
+    metric = args["self"]
+    space = metric._space
+    J, batch, pshape = _induced_exp_jacobian(metric, ans, args["base_point"])
+    n = J.shape[-1]
+    V, W, Y = np.broadcast_arrays(
+        np.asarray(ans, dtype=np.float64),
+        np.asarray(args["base_point"], dtype=np.float64),
+        np.asarray(args["point"], dtype=np.float64),
+    )
+    B = _tangent_basis(space, W.reshape((-1,) + pshape))
+    C = _tangent_basis(space, Y.reshape((-1,) + pshape))
+    M = np.swapaxes(C, -1, -2) @ J @ B
+    Bg = np.einsum("bnk,bn->bk", B, g.reshape(-1, n))
+    lam = np.linalg.solve(np.swapaxes(M, -1, -2), Bg[..., None])[..., 0]
+    return {"point": np.einsum("bnk,bk->bn", C, lam).reshape(batch + pshape)}

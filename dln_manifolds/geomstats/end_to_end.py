@@ -58,8 +58,10 @@ from ._backend import boundary, differentiable, plain
 from ._derivatives import (
     cometric_matrix_vjp,
     dist_vjp,
+    exp_vjp,
     identity_vjp,
     inner_product_vjp,
+    log_vjp,
     metric_matrix_vjp,
     reshape_vjp,
 )
@@ -313,7 +315,7 @@ class DepthExpSolver(ExpSolver):
         self._metric = metric
         self.options = {"rtol": rtol, "atol": atol, "n_steps": n_steps}
 
-    @boundary
+    @differentiable(exp_vjp, wrt=("tangent_vec", "base_point"))
     def exp(self, tangent_vec, base_point):
         """Exponential map; shapes (..., d * d), broadcast against each other."""
         space = self._metric._space
@@ -362,7 +364,7 @@ class DepthLogShootingSolver(LogSolver):
         self.tol = check_positive(tol, "tol")
         self.max_iter = int(max_iter)
 
-    @boundary
+    @differentiable(log_vjp, wrt=("point", "base_point"))
     def log(self, point, base_point):
         """Logarithm map; shapes (..., d * d), broadcasting point against base_point."""
         space = self._metric._space
@@ -475,7 +477,7 @@ class DepthMetric(RiemannianMetric):
         self.exp_solver = DepthExpSolver(self, rtol=rtol, atol=atol, n_steps=n_steps)
         return self
 
-    @boundary
+    @differentiable(exp_vjp, wrt=("tangent_vec", "base_point"))
     def exp(self, tangent_vec, base_point):
         r"""Riemannian exponential: integrate :math:`\ddot X = -\Gamma_X(\dot X, \dot X)` on [0, 1].
 

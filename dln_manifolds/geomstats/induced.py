@@ -20,6 +20,8 @@ from .._checks import as_arrays, check_count, check_positive
 from ._backend import boundary, differentiable, plain
 from ._derivatives import (
     dist_vjp,
+    induced_exp_vjp,
+    induced_log_vjp,
     projection_vjp,
 )
 
@@ -111,14 +113,14 @@ class InducedFrobeniusMetric(RiemannianMetric):
             )
         return self._space
 
-    @boundary
+    @differentiable(induced_exp_vjp, wrt=("tangent_vec",))
     def exp(self, tangent_vec, base_point):
         """Riemannian exponential (RK4 on the geodesic equation); shape (..., N, d, d)."""
         space = self._geodesics()
         tangent_vec, base_point = space._arrays(tangent_vec=tangent_vec, base_point=base_point)
         return space._geodesic_exp(base_point, tangent_vec, self.n_steps)
 
-    @boundary
+    @differentiable(induced_log_vjp, wrt=("point",))
     def log(self, point, base_point):
         """Riemannian logarithm (shooting); shape (..., N, d, d); ValueError if not found."""
         space = self._geodesics()
