@@ -586,13 +586,18 @@ class DepthFrame:
         )
 
     def _dA_adjoint_hat(self, Zh: np.ndarray, Yh: np.ndarray) -> np.ndarray:
-        """Frame coordinates of K with <K, V> = <Y, DA[V] Z>."""
+        """Frame coordinates of K with <K, V> = <Y, DA[V] Z> (Re tr(K^* V), complex X too).
+
+        T and s are real, so K^ = (C1 + C1^*) diag(s) + diag(s) (C2 + C2^*) with
+        C1, C2 the coefficients of dP, dQ contracted against conj(Z^) (for real X
+        the conjugates drop out).
+        """
         T = self.divided_differences
-        C1 = np.einsum("...ij,...imj,...mj->...im", Yh, T, Zh)  # coefficient of dP_im
-        C2 = np.einsum("...ij,...mji,...im->...mj", Yh, T, Zh)  # coefficient of dQ_mj
-        sw = np.swapaxes
-        return (C1 + sw(C1, -1, -2)) * self.s[..., None, :] + self.s[..., :, None] * (
-            C2 + sw(C2, -1, -2)
+        Zc = np.conj(Zh)
+        C1 = np.einsum("...ij,...imj,...mj->...im", Yh, T, Zc)  # coefficient of dP_im
+        C2 = np.einsum("...ij,...mji,...im->...mj", Yh, T, Zc)  # coefficient of dQ_mj
+        return (C1 + conj_transpose(C1)) * self.s[..., None, :] + self.s[..., :, None] * (
+            C2 + conj_transpose(C2)
         )
 
     def _zeros(self, *arrays) -> np.ndarray:

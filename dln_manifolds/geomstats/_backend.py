@@ -42,6 +42,7 @@ __all__ = [
     "NotDifferentiableError",
     "boundary",
     "differentiable",
+    "is_traced",
     "plain",
     "to_backend",
     "to_numpy",
@@ -109,6 +110,11 @@ def plain(x):
     if isinstance(x, (tuple, list)) and any(_is_tensor(v) for v in x):
         return type(x)(plain(v) for v in x)
     return _plain(x)
+
+
+def is_traced(x) -> bool:
+    """True for a backend array that may carry a gradient (torch tensor, autograd box)."""
+    return _is_tensor(x)
 
 
 def to_numpy(x, name: str = "argument", where: str = "this method"):

@@ -13,7 +13,9 @@ convert between the two forms, with any leading batch shape.
 All geometry comes from the numpy core (:mod:`dln_manifolds.depth_metric`,
 through its batched frame evaluator :class:`~dln_manifolds.depth_metric.DepthFrame`),
 never from geomstats' autodiff, so everything works under the default numpy
-backend as well as under ``GEOMSTATS_BACKEND=autograd``. Geodesics come from
+backend as well as under ``GEOMSTATS_BACKEND=autograd`` or ``pytorch`` (arrays
+converted at the door of every method, derivatives supplied from the core; see
+the section *Backends* of :mod:`dln_manifolds.geomstats`). Geodesics come from
 :mod:`dln_manifolds.geodesics`.
 
 References

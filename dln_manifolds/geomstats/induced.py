@@ -17,7 +17,7 @@ from geomstats.geometry.manifold import Manifold
 from geomstats.geometry.riemannian_metric import RiemannianMetric
 
 from .._checks import as_arrays, check_count, check_positive
-from ._backend import boundary, differentiable, plain
+from ._backend import boundary, differentiable, is_traced, plain, to_backend
 from ._derivatives import (
     dist_vjp,
     induced_exp_vjp,
@@ -95,8 +95,12 @@ class InducedFrobeniusMetric(RiemannianMetric):
 
         Written with backend operations: differentiable under autograd and pytorch.
         """
-        self._space._arrays(tangent_vec_a=plain(tangent_vec_a), tangent_vec_b=plain(tangent_vec_b))
-        a, b = gs.array(tangent_vec_a), gs.array(tangent_vec_b)
+        a, b = self._space._arrays(
+            tangent_vec_a=plain(tangent_vec_a), tangent_vec_b=plain(tangent_vec_b)
+        )
+        # the caller's tensors keep their gradient tape; anything else is validated numpy
+        a = tangent_vec_a if is_traced(tangent_vec_a) else to_backend(a)
+        b = tangent_vec_b if is_traced(tangent_vec_b) else to_backend(b)
         out = gs.sum(a * b, axis=(-3, -2, -1))
         if base_point is not None:
             (bp,) = self._space._arrays(base_point=plain(base_point))
