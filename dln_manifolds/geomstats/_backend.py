@@ -273,12 +273,9 @@ def differentiable(vjp, wrt: tuple[str, ...]):
 
         @functools.wraps(fun)
         def wrapper(*args, **kwargs):
-            if _INSIDE.get():
+            if BACKEND == "numpy" or _INSIDE.get():
                 return fun(*args, **kwargs)
-            arguments = bind(args, kwargs)
-            if BACKEND == "numpy":
-                return fun(**arguments)
-            return call(arguments)
+            return call(bind(args, kwargs))
 
         return wrapper
 
