@@ -58,6 +58,11 @@ SCRIPT = textwrap.dedent(
         h, E = 1e-6, np.eye(4)
         fd = [(m.squared_norm(v, x + h * e) - m.squared_norm(v, x - h * e)) / (2 * h) for e in E]
         out["squared_norm_grad"] = float(np.max(np.abs(grad - np.array(fd))))
+        c = np.array([0.3, -1.0, 0.7, 0.2])
+        f = lambda u: gs.sum(c * m.exp(u, x))  # noqa: E731
+        grad = gs.autodiff.value_and_grad(f)(v)[1]
+        fd = [(f(v + h * e) - f(v - h * e)) / (2 * h) for e in E]
+        out["exp_grad"] = float(np.max(np.abs(grad - np.array(fd))))
         try:
             gs.autodiff.value_and_grad(lambda p: gs.sum(m.christoffels(p)))(x)
             out["christoffels_grad"] = "no error"
@@ -98,6 +103,7 @@ def test_backend(backend):
     assert set(out["types"]) <= {"ndarray", "float64"}, out["types"]
     if backend == "autograd":
         assert out["squared_norm_grad"] < 1e-8
+        assert out["exp_grad"] < 1e-8  # Jacobian of the RK4 flow by 4th-order differences
         assert out["christoffels_grad"] == "NotDifferentiableError"
         assert out["autodiff"]
         assert out["christoffels_vs_autodiff"] < 1e-12
