@@ -129,15 +129,15 @@ def to_numpy(x, name: str = "argument", where: str = "this method"):
 
 def to_backend(x):
     """Convert the core's results (arrays, scalars, tuples of them) to backend arrays."""
-    if isinstance(x, tuple):
-        return tuple(to_backend(v) for v in x)
+    if isinstance(x, (tuple, list)):  # e.g. (horizontal, vertical) bases, layers of any widths
+        return type(x)(to_backend(v) for v in x)
     if isinstance(x, (np.ndarray, np.generic)):
         return _wrap(x)
     return x
 
 
 def _named(fun):
-    """The parameter names of fun and a binder to (positional values, keyword dict)."""
+    """The parameter names of fun and a binder of a call's arguments to {name: value}."""
     sig = inspect.signature(fun)
     names = list(sig.parameters)
 
@@ -266,14 +266,9 @@ def differentiable(vjp, wrt: tuple[str, ...]):
                 check(arguments)
                 return Function.apply(*[arguments[k] for k in names])
 
-        else:
-
-            def call(arguments):
-                return core(*[arguments[k] for k in names])[()]
-
         @functools.wraps(fun)
         def wrapper(*args, **kwargs):
-            if BACKEND == "numpy" or _INSIDE.get():
+            if BACKEND == "numpy" or _INSIDE.get():  # no conversion, no derivatives
                 return fun(*args, **kwargs)
             return call(bind(args, kwargs))
 
