@@ -75,9 +75,10 @@ from ._checks import (
     check_positive,
 )
 from .depth_metric import (
+    DepthFrame,
     depth_multipliers,
-    depth_operator,
     depth_q_and_scale,
+    log_multiplier_from_alpha,
     multiplier_d_alpha,
     multiplier_from_alpha,
 )
@@ -174,6 +175,19 @@ def _real_matrix(X, name: str = "X", batch: bool = False) -> np.ndarray:
     return X
 
 
+def full_rank_depth_frame(X: np.ndarray, depth) -> DepthFrame:
+    """The one factorization of a validated real X: a :class:`DepthFrame`, full rank checked.
+
+    Internal (public name, not exported). ``X`` (a real (..., d, d) array) and ``depth``
+    were validated at the caller's door: the frame re-validates neither them nor the
+    arguments of its methods (``check=False``); only the rank of X, which can change along
+    a flow, is tested (condition number <= 1/(d eps), ValueError naming ``X``).
+    """
+    frame = DepthFrame(X, depth, check=False)
+    check_full_rank_batch(frame.s, "X")
+    return frame
+
+
 def _full_rank_svd(X, batch: bool = False):
     X = _real_matrix(X, batch=batch)
     U, s, Vh = np.linalg.svd(X)
@@ -181,22 +195,32 @@ def _full_rank_svd(X, batch: bool = False):
     return X, U, s, Vh
 
 
-def _log_offdiag(s: np.ndarray, depth) -> np.ndarray:
-    """log m_kl (all k, l; the diagonal holds log m_kk) for full-rank singular values s."""
-    q, _ = depth_q_and_scale(depth)
-    smax = float(np.max(s))
-    # m is homogeneous of degree (1 - q) in s^2: m(s) = smax^{2(1-q)} m(s / smax)
-    with np.errstate(divide="ignore"):
-        return np.log(depth_multipliers(s / smax, depth)) + 2.0 * (1.0 - q) * math.log(smax)
+def entropy_from_singular_values(s: np.ndarray, depth) -> float:
+    r"""Orbit entropy from the singular values (d,) of a full-rank X: no input checks.
 
-
-def _entropy_from_s(s: np.ndarray, depth) -> float:
+    Internal (public name, not exported): the core of :func:`orbit_entropy`, for callers
+    that validated ``depth`` at their own door (the monitors of
+    :func:`dln_manifolds.flows.free_energy_flow`). The pair terms are the logarithms of
+    the multipliers of [G] eq. 7.13, :func:`~dln_manifolds.depth_metric.log_multiplier_from_alpha`.
+    """
     d = s.size
+    q, scale = depth_q_and_scale(depth)
+    alpha = 2.0 * np.log(s)
     iu = np.triu_indices(d, k=1)
-    S = 0.5 * float(np.sum(_log_offdiag(s, depth)[iu]))
+    S = 0.5 * float(np.sum(log_multiplier_from_alpha(alpha[iu[0]], alpha[iu[1]], q, scale)))
     if not np.isinf(depth):
         S += (depth - 1) * log_orthogonal_group_volume(d)
     return S
+
+
+def orbit_entropy_at(X: np.ndarray, depth) -> float:
+    """:func:`orbit_entropy` of a validated real (d, d) X and depth: only the rank is tested.
+
+    Internal (public name, not exported), for callers that validated at their own door.
+    """
+    s = np.linalg.svd(X, compute_uv=False)
+    check_full_rank_batch(s, "X")
+    return entropy_from_singular_values(s, depth)
 
 
 def _entropy_alpha_gradient(s: np.ndarray, depth) -> np.ndarray:
@@ -272,8 +296,7 @@ def orbit_entropy(X, depth) -> float:
         If X is rank-deficient (see the module docstring for why not ``-inf``).
     """
     depth = check_depth(depth)
-    _, _, s, _ = _full_rank_svd(X)
-    return _entropy_from_s(s, depth)
+    return orbit_entropy_at(_real_matrix(X), depth)
 
 
 def orbit_volume(X, depth) -> float:
@@ -341,6 +364,11 @@ def entropy_gradient(X, depth, metric: str = "depth") -> np.ndarray:
     depth = check_depth(depth)
     metric = _check_metric(metric)
     _, U, s, Vh = _full_rank_svd(X, batch=True)
+    return _entropy_gradient_in_frame(U, s, Vh, depth, metric)
+
+
+def _entropy_gradient_in_frame(U, s, Vh, depth, metric: str) -> np.ndarray:
+    r""":math:`U\,\Sigma'\,V^T` (eq. 12.8) from the singular frame of a full-rank X."""
     return (U * entropy_sigma_gradient(s, depth, metric)[..., None, :]) @ Vh
 
 
@@ -441,8 +469,8 @@ def free_energy(X, energy, *, depth, beta) -> float:
     beta = check_positive(beta, "beta")
     X = _real_matrix(X)
     energy = check_energy_like(energy, X.shape[0], need_value=True)
-    S = orbit_entropy(X, depth)
-    return float(energy.value(X)) - S / beta
+    depth = check_depth(depth)
+    return float(energy.value(X)) - orbit_entropy_at(X, depth) / beta
 
 
 def free_energy_gradient(X, energy, *, depth, beta, metric: str = "depth") -> np.ndarray:
@@ -474,12 +502,29 @@ def free_energy_gradient(X, energy, *, depth, beta, metric: str = "depth") -> np
     metric = _check_metric(metric)
     X = _real_matrix(X)
     energy = check_energy_like(energy, X.shape[0])
-    grad_S = entropy_gradient(X, depth, metric=metric)
+    frame = full_rank_depth_frame(X, depth)
     dE = np.asarray(energy.gradient(X), dtype=np.float64)
     if dE.shape != X.shape:
         raise ValueError(f"energy must return E'(X) of shape {X.shape}, got shape {dE.shape}")
+    if not np.all(np.isfinite(dE)):
+        raise ValueError("energy returned a non-finite gradient E'(X)")
+    return free_energy_gradient_in_frame(frame, dE, beta, metric)
+
+
+def free_energy_gradient_in_frame(
+    frame: DepthFrame, dE: np.ndarray, beta: float, metric: str = "depth"
+) -> np.ndarray:
+    r"""The core of :func:`free_energy_gradient`: one frame serves both terms, no input checks.
+
+    Internal (public name, not exported). ``frame`` is the :class:`DepthFrame` of a
+    full-rank X (:func:`full_rank_depth_frame`), ``dE`` = E'(X) of shape (d, d), ``beta``
+    and ``metric`` validated: the energy term :math:`\mathcal{A}_{N,X}(E'(X))` and the
+    entropy term :math:`U\Sigma'V^T` ([G] eq. 12.8, 12.13) both use the frame's one SVD.
+    The right-hand side of :func:`dln_manifolds.flows.free_energy_flow`.
+    """
+    grad_S = _entropy_gradient_in_frame(frame.U, frame.s, frame.Vh, frame.depth, metric)
     if metric == "depth":
-        dE = depth_operator(X, depth, dE)
+        dE = frame.operator(dE)
     return dE - grad_S / beta
 
 

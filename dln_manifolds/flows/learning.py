@@ -67,7 +67,12 @@ import numpy as np
 from .._checks import as_matrix, as_stack, check_depth, check_full_rank, check_positive
 from ..balanced import balance_error, balanced_restore, check_balanced
 from ..depth_metric import depth_operator
-from ..entropy import check_energy_like, free_energy_gradient, orbit_entropy
+from ..entropy import (
+    check_energy_like,
+    free_energy_gradient_in_frame,
+    full_rank_depth_frame,
+    orbit_entropy_at,
+)
 from ..network import balanced_point, end_to_end, lifted_gradient
 from .integrators import FlowResult, integrate_flow, integrate_with_defaults
 
@@ -454,6 +459,20 @@ def end_to_end_flow(
     )
 
 
+class _EntropyOfState:
+    """``X -> S(X)`` for the monitors of :func:`free_energy_flow`: once per state object."""
+
+    def __init__(self, depth):
+        self.depth = depth
+        self._X = None
+        self._S = 0.0
+
+    def __call__(self, X: np.ndarray) -> float:
+        if X is not self._X:
+            self._X, self._S = X, orbit_entropy_at(X, self.depth)
+        return self._S
+
+
 def free_energy_flow(
     X0,
     energy,
@@ -503,17 +522,25 @@ def free_energy_flow(
     RuntimeError
         If a step leaves GL(d) (depth >= 2).
     """
+    # validated here, once: the stages and monitors below use the unchecked cores
     beta = check_positive(beta, "beta")
     X0, depth, energy = _downstairs_start(X0, depth, energy)
-    check_full_rank(np.linalg.svd(X0, compute_uv=False), "X0")
+    if depth == 1:  # _downstairs_start tests full rank for depth >= 2 only
+        check_full_rank(np.linalg.svd(X0, compute_uv=False), "X0")
+    entropy = _EntropyOfState(depth)
     extra = {
-        "entropy": lambda t, X: orbit_entropy(X, depth),
-        "free_energy": lambda t, X: float(energy.value(X)) - orbit_entropy(X, depth) / beta,
+        "entropy": lambda t, X: entropy(X),
+        "free_energy": lambda t, X: float(energy.value(X)) - entropy(X) / beta,
     }
     if energy.value is None:  # a plain gradient callable: no E(X), no F(X)
         del extra["free_energy"]
+
+    def velocity(t, X):  # one DepthFrame (one SVD) serves both terms of the gradient
+        frame = full_rank_depth_frame(X, depth)
+        return -free_energy_gradient_in_frame(frame, energy.gradient(X), beta)
+
     return _downstairs_flow(
-        lambda t, X: -free_energy_gradient(X, energy, depth=depth, beta=beta),
+        velocity,
         X0,
         depth,
         energy,
