@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_array, as_matrix, check_count, check_positive
+from ._checks import as_array, as_matrix, check_count, check_positive, check_real_scalar
 
 __all__ = [
     "energy_functions",
@@ -338,11 +338,7 @@ class RegressionEnergy(Energy):
             raise ValueError("input_covariance must be symmetric")
         if np.min(np.linalg.eigvalsh(sxx)) < -1e-12 * scale * sxx.shape[0]:
             raise ValueError("input_covariance must be positive semidefinite")
-        if isinstance(constant, bool) or not np.isscalar(constant):
-            raise TypeError(f"constant must be a real number, got {type(constant).__name__}")
-        constant = float(constant)
-        if not np.isfinite(constant):
-            raise ValueError(f"constant must be finite, got {constant}")
+        constant = check_real_scalar(constant, "constant")
         obj = cls.__new__(cls)
         obj._set(None, None, sxx, syx, constant, None)
         return obj

@@ -164,15 +164,11 @@ def orthogonal_group_volume(d: int) -> float:
 # ---------------------------------------------------------------------------
 
 
-def _real_matrix(X, name: str = "X", batch: bool = False) -> np.ndarray:
-    """Validate a real (d, d) matrix, or with ``batch`` a stack (..., d, d)."""
+def _real_matrix(X, batch: bool = False) -> np.ndarray:
+    """Validate a real (d, d) matrix ``X``, or with ``batch`` a stack (..., d, d)."""
     if batch and np.ndim(X) > 2:
-        X = as_matrix_batch(X, np.shape(X)[-1], name)
-    else:
-        X = as_matrix(X, name)
-    if np.iscomplexobj(X):
-        raise TypeError(f"{name} must be real: the orbit entropy is defined for real matrices")
-    return X
+        return as_matrix_batch(X, np.shape(X)[-1], "X", real=True)
+    return as_matrix(X, "X", real=True)
 
 
 def full_rank_depth_frame(X: np.ndarray, depth) -> DepthFrame:

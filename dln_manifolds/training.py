@@ -154,10 +154,7 @@ def _check_weights(W0, name: str = "W0") -> np.ndarray:
             f"{name} has non-square layers of shape {np.shape(W0)[1:]}: only square layers "
             "(N, d, d) are supported for now (general widths are not implemented yet)"
         )
-    W = as_stack(W0, name)
-    if np.iscomplexobj(W):
-        raise TypeError(f"{name} must be real")
-    return W
+    return as_stack(W0, name, real=True)
 
 
 def _check_energy_size(energy, d: int, what: str):

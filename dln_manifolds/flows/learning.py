@@ -88,13 +88,6 @@ __all__ = [
 Monitor = Callable[[float, np.ndarray], object]
 
 
-def _real(X, name: str) -> np.ndarray:
-    X = as_matrix(X, name)
-    if np.iscomplexobj(X):
-        raise TypeError(f"{name} must be real")
-    return X
-
-
 def learning_velocity(W, energy) -> np.ndarray:
     r"""Upstairs learning velocity :math:`-\nabla_W E(\phi(W))` ([G] eq. 3.4, 3.6).
 
@@ -229,7 +222,7 @@ class _StayInGL:
 
 
 def _downstairs_start(X0, depth, energy):
-    X0 = _real(X0, "X0")
+    X0 = as_matrix(X0, "X0", real=True)
     depth = check_depth(depth)
     energy = check_energy_like(energy, X0.shape[0], X=X0)
     if depth != 1:
