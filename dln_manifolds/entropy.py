@@ -171,13 +171,13 @@ def _real_matrix(X, batch: bool = False) -> np.ndarray:
     return as_matrix(X, "X", real=True)
 
 
-def full_rank_depth_frame(X: np.ndarray, depth) -> DepthFrame:
+def _full_rank_frame(X: np.ndarray, depth) -> DepthFrame:
     """The one factorization of a validated real X: a :class:`DepthFrame`, full rank checked.
 
-    Internal (public name, not exported). ``X`` (a real (..., d, d) array) and ``depth``
-    were validated at the caller's door: the frame re-validates neither them nor the
-    arguments of its methods (``check=False``); only the rank of X, which can change along
-    a flow, is tested (condition number <= 1/(d eps), ValueError naming ``X``).
+    ``X`` (a real (..., d, d) array) and ``depth`` were validated at the caller's door: the
+    frame re-validates neither them nor the arguments of its methods (``check=False``);
+    only the rank of X, which can change along a flow, is tested (condition number
+    <= 1/(d eps), ValueError naming ``X``).
     """
     frame = DepthFrame(X, depth, check=False)
     check_full_rank_batch(frame.s, "X")
@@ -498,7 +498,7 @@ def free_energy_gradient(X, energy, *, depth, beta, metric: str = "depth") -> np
     metric = _check_metric(metric)
     X = _real_matrix(X)
     energy = check_energy_like(energy, X.shape[0])
-    frame = full_rank_depth_frame(X, depth)
+    frame = _full_rank_frame(X, depth)
     dE = np.asarray(energy.gradient(X), dtype=np.float64)
     if dE.shape != X.shape:
         raise ValueError(f"energy must return E'(X) of shape {X.shape}, got shape {dE.shape}")
@@ -513,15 +513,30 @@ def free_energy_gradient_in_frame(
     r"""The core of :func:`free_energy_gradient`: one frame serves both terms, no input checks.
 
     Internal (public name, not exported). ``frame`` is the :class:`DepthFrame` of a
-    full-rank X (:func:`full_rank_depth_frame`), ``dE`` = E'(X) of shape (d, d), ``beta``
+    full-rank X, ``dE`` = E'(X) of shape (d, d), ``beta``
     and ``metric`` validated: the energy term :math:`\mathcal{A}_{N,X}(E'(X))` and the
     entropy term :math:`U\Sigma'V^T` ([G] eq. 12.8, 12.13) both use the frame's one SVD.
-    The right-hand side of :func:`dln_manifolds.flows.free_energy_flow`.
     """
     grad_S = _entropy_gradient_in_frame(frame.U, frame.s, frame.Vh, frame.depth, metric)
     if metric == "depth":
         dE = frame.operator(dE)
     return dE - grad_S / beta
+
+
+def free_energy_velocity(energy, depth, beta: float):
+    r"""Right-hand side ``X -> -grad F_beta(X)`` of :func:`dln_manifolds.flows.free_energy_flow`.
+
+    Internal (public name, not exported). ``energy`` (as returned by
+    :func:`check_energy_like`), ``depth`` and ``beta`` were validated at the flow's door;
+    each call builds one :class:`DepthFrame` (one SVD) for both terms and tests only the
+    rank of X (it can change along a flow).
+    """
+
+    def velocity(X: np.ndarray) -> np.ndarray:
+        frame = _full_rank_frame(X, depth)
+        return -free_energy_gradient_in_frame(frame, energy.gradient(X), beta)
+
+    return velocity
 
 
 # ---------------------------------------------------------------------------

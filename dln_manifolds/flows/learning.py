@@ -67,12 +67,7 @@ import numpy as np
 from .._checks import as_matrix, as_stack, check_depth, check_full_rank, check_positive
 from ..balanced import balance_error, balanced_restore, check_balanced
 from ..depth_metric import depth_operator
-from ..entropy import (
-    check_energy_like,
-    free_energy_gradient_in_frame,
-    full_rank_depth_frame,
-    orbit_entropy_at,
-)
+from ..entropy import check_energy_like, free_energy_velocity, orbit_entropy_at
 from ..network import balanced_point, end_to_end, lifted_gradient
 from .integrators import FlowResult, integrate_flow, integrate_with_defaults
 
@@ -527,13 +522,9 @@ def free_energy_flow(
     }
     if energy.value is None:  # a plain gradient callable: no E(X), no F(X)
         del extra["free_energy"]
-
-    def velocity(t, X):  # one DepthFrame (one SVD) serves both terms of the gradient
-        frame = full_rank_depth_frame(X, depth)
-        return -free_energy_gradient_in_frame(frame, energy.gradient(X), beta)
-
+    velocity = free_energy_velocity(energy, depth, beta)  # one DepthFrame (one SVD) a stage
     return _downstairs_flow(
-        velocity,
+        lambda t, X: velocity(X),
         X0,
         depth,
         energy,
