@@ -151,10 +151,17 @@ def test_singular_value_sde(shape, depth):
     lap = np.einsum("ij,ijk->k", A, hess) + grad.T @ b
     s = sv(X)
     q = 1.0 / depth
-    pair = np.array([sum(2 * s[k] / (s[k] ** (2 * q) - s[l] ** (2 * q)) for l in range(s.size) if l != k) for k in range(s.size)])
+    pair = np.array(
+        [
+            sum(2 * s[k] / (s[k] ** (2 * q) - s[l] ** (2 * q)) for l in range(s.size) if l != k)
+            for k in range(s.size)
+        ]
+    )
     expected = (depth - 1 + abs(m - n)) * s ** (1 - 2 * q) + pair
     np.testing.assert_allclose(lap, expected, rtol=1e-5)
-    np.testing.assert_allclose(np.einsum("ik,ij,jk->k", grad, A, grad), depth * s ** (2 - 2 * q), rtol=1e-8)
+    np.testing.assert_allclose(
+        np.einsum("ik,ij,jk->k", grad, A, grad), depth * s ** (2 - 2 * q), rtol=1e-8
+    )
     square_guess = (depth - 1) * s ** (1 - 2 * q) + pair
     assert np.abs(square_guess - lap).max() > 0.1
 
@@ -202,6 +209,7 @@ def test_free_energy_drift_with_widths():
 
     def energy(Y):  # E = |Y - target|^2 / 2 as a gradient callable
         return Y - target
+
     N, beta, kappa = 3, 2.0, 0.5
     got = free_energy_drift(X, N, beta, kappa, energy, widths=widths)
     expected = (

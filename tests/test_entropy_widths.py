@@ -121,7 +121,12 @@ def test_entropy_gradient_against_finite_differences(widths, metric):
     grad = entropy_gradient(X, N, metric, widths=widths)
     if metric == "depth":
         got = depth_inner_product(X, N, grad, Z)
-        np.testing.assert_allclose(depth_operator(X, N, entropy_gradient(X, N, "euclidean", widths=widths)), grad, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            depth_operator(X, N, entropy_gradient(X, N, "euclidean", widths=widths)),
+            grad,
+            rtol=1e-12,
+            atol=1e-12,
+        )
     else:
         got = float(np.vdot(grad, Z))
     assert got == pytest.approx(fd, rel=1e-6, abs=1e-8)

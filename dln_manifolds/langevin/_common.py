@@ -22,12 +22,33 @@ from ..energies import energy_functions
 from ..network import lifted_gradient_unchecked
 
 __all__ = [
+    "RUN_OPTIONS",
     "as_real_matrices",
     "check_energy",
     "check_rectangular_depth",
     "energy_gradient",
     "lifted_energy_gradient",
+    "run_options",
 ]
+
+#: The options of every sampler that go unchanged to ``_stepping.run_sampler`` (documented
+#: once: in :func:`~dln_manifolds.langevin.brownian_motion` for the matrix samplers and in
+#: :func:`~dln_manifolds.langevin.dyson_brownian_motion` for the Dyson samplers).
+RUN_OPTIONS = (
+    "seed",
+    "save_every",
+    "max_halvings",
+    "on_boundary",
+    "progress",
+    "chunk_size",
+    "out",
+    "on_save",
+)
+
+
+def run_options(arguments: dict) -> dict:
+    """The :data:`RUN_OPTIONS` among a sampler's arguments (its ``locals()`` at the door)."""
+    return {name: arguments[name] for name in RUN_OPTIONS if name in arguments}
 
 
 def as_real_matrices(X, name: str = "X") -> np.ndarray:

@@ -63,7 +63,7 @@ import numpy as np
 from .._checks import check_count, check_depth, check_full_rank_batch
 from ..depth_metric import DepthFrame
 from ._batch import check_real, ensemble
-from ._common import as_real_matrices, check_rectangular_depth
+from ._common import as_real_matrices, check_rectangular_depth, run_options
 from ._stepping import DEFAULT_CHUNK_SIZE, SampleResult, rank_preserving, run_sampler
 
 __all__ = ["brownian_drift", "brownian_increment", "brownian_motion"]
@@ -114,11 +114,14 @@ def matrix_sampler(
     in standard deviation (the time scale of these processes is 1/N: see the
     docstring of ``_stepping``). ``options`` go to :func:`run_sampler`.
     """
+    max_log_change = check_real(max_log_change, "max_log_change", positive=True)
     x0 = ensemble(as_real_matrices(X0, "X0"), n_paths, 2, "X0")
     check_rectangular_depth(x0.shape, depth, "X0")
     chunk = options.get("chunk_size")
     chunk = DEFAULT_CHUNK_SIZE if chunk is None else check_count(chunk, "chunk_size", integral=True)
-    s0 = np.empty(x0.shape[:-2] + (min(x0.shape[-2:]),))  # singular values only, chunk by chunk (bounded memory)
+    s0 = np.empty(
+        x0.shape[:-2] + (min(x0.shape[-2:]),)
+    )  # singular values only, chunk by chunk (bounded memory)
     for lo in range(0, x0.shape[0], chunk):
         s0[lo : lo + chunk] = np.linalg.svd(x0[lo : lo + chunk], compute_uv=False)
     check_full_rank_batch(s0, "X0")
@@ -153,7 +156,7 @@ def matrix_sampler(
 
 
 def brownian_drift(X, depth, beta: float = 1.0) -> np.ndarray:
-    r"""Ito drift of Brownian motion at inverse temperature beta on :math:`(\mathfrak{M}_{m\times n}, g^N)`.
+    r"""Ito drift of Brownian motion at inverse temperature beta on :math:`(\mathfrak{M}, g^N)`.
 
     [G] Thm 18, eq. 12.9: :math:`\beta^{-1} U \,\mathrm{diag}((N-1)\lambda_k^{N-2})\, V^T`
     with :math:`X = U\Sigma V^T` (thin SVD for m != n), :math:`\lambda_k = \sigma_k^{1/N}`;
@@ -294,9 +297,9 @@ def brownian_motion(
     SampleResult
         ``states`` has shape (n_saved, B, m, n); ``.final`` is (B, m, n).
     """
+    options = run_options(locals())
     depth = check_depth(depth)
     beta = check_real(beta, "beta", positive=True)
-    max_log_change = check_real(max_log_change, "max_log_change", positive=True)
     return matrix_sampler(
         X0,
         n_paths,
@@ -306,13 +309,6 @@ def brownian_motion(
         t_final,
         dt,
         max_log_change,
-        seed=seed,
-        save_every=save_every,
-        max_halvings=max_halvings,
-        on_boundary=on_boundary,
-        progress=progress,
         desc="brownian",
-        chunk_size=chunk_size,
-        out=out,
-        on_save=on_save,
+        **options,
     )

@@ -1,4 +1,4 @@
-r"""The downstairs Riemannian Langevin equation on :math:`(\mathfrak{M}_{m\times n}, g^N)` ([G] eq. 12.12).
+r"""The downstairs Riemannian Langevin equation on :math:`(\mathfrak{M}, g^N)` ([G] eq. 12.12).
 
 .. math::
 
@@ -35,7 +35,7 @@ from .._checks import check_depth
 from ..entropy import entropy_sigma_gradient as _entropy_sigma_gradient
 from ..entropy import width_excess
 from ._batch import check_real
-from ._common import as_real_matrices, check_energy, energy_gradient
+from ._common import as_real_matrices, check_energy, energy_gradient, run_options
 from ._stepping import SampleResult
 from .brownian import brownian_drift_in_frame, diagonal_in_frame, full_rank_frame, matrix_sampler
 
@@ -145,27 +145,12 @@ def end_to_end_langevin(
         :math:`(d_0, \dots, d_N)`, keyword-only; required for a non-square X0 (see
         :func:`free_energy_drift`).
     t_final, dt : float
+        Final time and nominal step.
     n_paths : int, optional
-    seed : None, int, SeedSequence or Generator
-    save_every : int, optional
-    max_log_change : float, default 0.5
-        Largest accepted change of a log singular value in one step.
-    max_halvings : int, default 30
-    on_boundary : {"stop", "raise"}, default "stop"
-        A path still rejected after ``max_halvings`` halvings has reached the
-        singular set: stop it there (``SampleResult.exit_times``) or raise.
-    progress : bool, default False
-    chunk_size : int, optional
-        Advance at most this many paths at once (default 16384): the temporaries of a
-        step (about twenty arrays of the chunk's size) are bounded by the chunk, not by
-        B. Results are bit-identical whatever the chunk size, for the same seed.
-    out : str or os.PathLike, optional
-        Stream the saved states to this ``.npy`` file instead of holding them in
-        memory; ``states`` is then a read-only memory map of it.
-    on_save : callable, optional
-        ``on_save(t, states)`` is called at every saved time with a read-only view of
-        the ensemble (B, m, n), e.g. for running statistics; without ``out`` only the
-        first and last states are then kept in the result.
+        Number of paths B (default 1, or ``len(X0)``).
+    seed, save_every, max_log_change, max_halvings, on_boundary, progress, chunk_size, out, on_save
+        Run options, keyword-only, exactly as in :func:`brownian_motion` (the same
+        sampler: Euler-Maruyama in the singular frame with reject-and-halve).
 
     Returns
     -------
@@ -179,12 +164,13 @@ def end_to_end_langevin(
         gives the nominal step), or a proposal is still NaN/Inf after ``max_halvings``
         halvings; such paths are never reported as boundary exits.
     """
+    options = run_options(locals())
     depth = check_depth(depth, allow_inf=False)
     beta = check_real(beta, "beta", positive=True)
     kappa = check_real(kappa, "kappa", positive=True, allow_zero=True)
-    max_log_change = check_real(max_log_change, "max_log_change", positive=True)
     energy = check_energy(energy)
-    excess = width_excess(np.shape(X0), depth, widths, "X0") if np.ndim(X0) >= 2 else 0
+    X0 = as_real_matrices(X0, "X0")
+    excess = width_excess(X0.shape, depth, widths, "X0")
     return matrix_sampler(
         X0,
         n_paths,
@@ -194,13 +180,6 @@ def end_to_end_langevin(
         t_final,
         dt,
         max_log_change,
-        seed=seed,
-        save_every=save_every,
-        max_halvings=max_halvings,
-        on_boundary=on_boundary,
-        progress=progress,
         desc="langevin",
-        chunk_size=chunk_size,
-        out=out,
-        on_save=on_save,
+        **options,
     )
