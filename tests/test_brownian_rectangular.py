@@ -119,7 +119,7 @@ def test_drift_batch_and_cost_form():
 
 
 @pytest.mark.parametrize("shape", [(3, 2), (2, 4)])
-@pytest.mark.parametrize("depth", [2, 3])
+@pytest.mark.parametrize("depth", [1, 2, 3])
 def test_singular_value_sde(shape, depth):
     r"""The generator on sigma_k: Delta sigma_k = tr(A Hess sigma_k) + <grad sigma_k, b>.
 
