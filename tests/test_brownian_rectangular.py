@@ -8,6 +8,7 @@ general widths*).
 
 import numpy as np
 import pytest
+from dense import dense_cometric
 
 from dln_manifolds import depth_operator, entropy_gradient
 from dln_manifolds.langevin import (
@@ -21,35 +22,17 @@ from dln_manifolds.langevin import (
 SHAPES = [(4, 2), (2, 4), (3, 1), (1, 3), (5, 3)]
 
 
-def _psd_power(P, p):
-    """P^p for symmetric PSD P with (.)^0 = I; rounding-level eigenvalues count as 0."""
-    if p == 0:
-        return np.eye(P.shape[0])
-    w, Q = np.linalg.eigh(P)
-    w = np.where(w > 1e-12 * w.max(), w, 0.0)
-    return (Q * w**p) @ Q.T
-
-
-def _dense_cometric(X, depth):
-    """sum_k kron((XX^T)^{(N-k)/N}, (X^TX)^{(k-1)/N}): A_{N,X} on row-major vec (m n x m n)."""
-    P, Q = X @ X.T, X.T @ X
-    return sum(
-        np.kron(_psd_power(P, (depth - k) / depth), _psd_power(Q, (k - 1) / depth))
-        for k in range(1, depth + 1)
-    )
-
-
 def _lb_drift_fd(X, depth, h=1e-5):
     """|g|^{-1/2} d_j(|g|^{1/2} g^{jk}) = d_j A^{jk} - (1/2) A^{kj} d_j log det A."""
     m, n = X.shape
     size = m * n
-    A = _dense_cometric(X, depth)
+    A = dense_cometric(X, depth)
     div, dlog = np.zeros(size), np.zeros(size)
     for j in range(size):
         E = np.zeros(size)
         E[j] = h
-        Ap = _dense_cometric(X + E.reshape(m, n), depth)
-        Am = _dense_cometric(X - E.reshape(m, n), depth)
+        Ap = dense_cometric(X + E.reshape(m, n), depth)
+        Am = dense_cometric(X - E.reshape(m, n), depth)
         div += (Ap[j] - Am[j]) / (2 * h)
         dlog[j] = -0.5 * (np.linalg.slogdet(Ap)[1] - np.linalg.slogdet(Am)[1]) / (2 * h)
     return (div + A @ dlog).reshape(m, n)
@@ -132,7 +115,7 @@ def test_singular_value_sde(shape, depth):
     X = _point(rng, shape, [1.7, 0.8][: min(shape)])
     m, n = shape
     size = m * n
-    A = _dense_cometric(X, depth)
+    A = dense_cometric(X, depth)
     b = brownian_drift(X, depth).ravel()
     basis = np.eye(size).reshape(size, m, n)
     h = 1e-4
@@ -150,19 +133,11 @@ def test_singular_value_sde(shape, depth):
             )
     lap = np.einsum("ij,ijk->k", A, hess) + grad.T @ b
     s = sv(X)
-    q = 1.0 / depth
-    pair = np.array(
-        [
-            sum(2 * s[k] / (s[k] ** (2 * q) - s[l] ** (2 * q)) for l in range(s.size) if l != k)
-            for k in range(s.size)
-        ]
-    )
-    expected = (depth - 1 + abs(m - n)) * s ** (1 - 2 * q) + pair
+    expected = _singular_value_drift(s, depth, abs(m - n))
     np.testing.assert_allclose(lap, expected, rtol=1e-5)
-    np.testing.assert_allclose(
-        np.einsum("ik,ij,jk->k", grad, A, grad), depth * s ** (2 - 2 * q), rtol=1e-8
-    )
-    square_guess = (depth - 1) * s ** (1 - 2 * q) + pair
+    qv = np.einsum("ik,ij,jk->k", grad, A, grad)
+    np.testing.assert_allclose(qv, depth * s ** (2 - 2 / depth), rtol=1e-8)
+    square_guess = _singular_value_drift(s, depth, 0)
     assert np.abs(square_guess - lap).max() > 0.1
 
 
@@ -176,28 +151,43 @@ def test_increment_covariance_is_inverse_metric(shape):
     basis = np.eye(m * n).reshape(m * n, m, n)
     drift = brownian_drift(X, depth, beta) * dt
     S = (brownian_increment(X, depth, beta, dt, basis) - drift).reshape(m * n, m * n).T
-    A = _dense_cometric(X, depth)
+    A = dense_cometric(X, depth)
     np.testing.assert_allclose(S @ S.T, (2 * dt / beta) * A, atol=1e-13)
     np.testing.assert_allclose(S, S.T, atol=1e-13)
     with pytest.raises(ValueError, match="noise"):
         brownian_increment(X, depth, beta, dt, np.zeros((n, m)))
 
 
-def test_sampler_generator_and_seeding():
-    """brownian_motion on 3 x 2 matrices: same seed same paths; E|X_t|^2 follows Delta/beta."""
-    X0 = np.array([[1.0, 0.2], [0.1, 1.5], [0.3, -0.4]])
-    depth, beta, t = 3, 1.0, 0.02
-    r1 = brownian_motion(X0, depth, beta, t_final=t, dt=t / 4, n_paths=2000, seed=7)
-    r2 = brownian_motion(
-        X0, depth, beta, t_final=t, dt=t / 4, n_paths=2000, seed=np.random.SeedSequence(7)
-    )
+def _singular_value_drift(s, depth, extra):
+    """Drift of sigma_k (module docstring of langevin.brownian), beta = 1."""
+    q = 1.0 / depth
+    pair = [
+        sum(2 * s[k] / (s[k] ** (2 * q) - s[l] ** (2 * q)) for l in range(s.size) if l != k)
+        for k in range(s.size)
+    ]
+    return (depth - 1 + extra) * s ** (1 - 2 * q) + np.array(pair)
+
+
+def test_sampler_singular_values_and_seeding():
+    """brownian_motion on 5 x 2 matrices: same seed same paths; over a short time the mean
+    of sigma_1 + sigma_2 moves by the singular-value drift (5 standard errors plus O(t)).
+
+    Negative control: the square drift (no |m - n| term) is rejected by the same margin.
+    """
+    U = np.linalg.qr(np.random.default_rng(0).standard_normal((5, 2)))[0]
+    s0 = np.array([1.7, 0.8])
+    X0 = (U * s0) @ np.array([[0.6, 0.8], [-0.8, 0.6]])
+    depth, t, n = 3, 0.02, 2000
+    r1 = brownian_motion(X0, depth, t_final=t, dt=t / 2, n_paths=n, seed=7)
+    r2 = brownian_motion(X0, depth, t_final=t, dt=t / 2, n_paths=n, seed=np.random.SeedSequence(7))
     np.testing.assert_array_equal(r1.final, r2.final)
-    assert r1.states.shape == (2, 2000, 3, 2)
-    vals = ((r1.final**2).sum(axis=(-2, -1)) - (X0**2).sum()) / t
-    A = _dense_cometric(X0, depth)
-    lap = 2 * np.trace(A) + 2 * X0.ravel() @ _lb_drift_fd(X0, depth).ravel()
-    se = vals.std(ddof=1) / np.sqrt(vals.size)
-    assert abs(vals.mean() - lap / beta) < 5 * se + 0.05 * abs(lap)
+    assert r1.states.shape == (2, n, 5, 2) and r1.alive.all()
+    vals = (np.linalg.svd(r1.final, compute_uv=False).sum(axis=-1) - s0.sum()) / t
+    est, se = vals.mean(), vals.std(ddof=1) / np.sqrt(n)
+    expected = _singular_value_drift(s0, depth, 3).sum()
+    assert abs(est - expected) < 5 * se + 0.05 * abs(expected)
+    wrong = _singular_value_drift(s0, depth, 0).sum()
+    assert abs(est - wrong) > 5 * se + 0.05 * abs(wrong)
 
 
 def test_free_energy_drift_with_widths():
