@@ -145,10 +145,11 @@ class SampleResult:
 
 
 def rank_preserving(max_log_change: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """Acceptance test for matrix states (..., d, d) (last two axes; any leading batch axes).
+    """Acceptance test for matrix states (..., m, n) (last two axes; any leading batch axes).
 
     Accept when every matrix of the proposal is finite, its determinant has the
-    sign of the current one, and every (sorted) log singular value moved by at
+    sign of the current one (square matrices only: full-rank m x n matrices with
+    m != n form a connected set), and every (sorted) log singular value moved by at
     most ``max_log_change``.
     """
 
@@ -162,7 +163,10 @@ def rank_preserving(max_log_change: float) -> Callable[[np.ndarray, np.ndarray],
         sy = np.linalg.svd(ym, compute_uv=False)
         with np.errstate(divide="ignore", invalid="ignore"):
             change = np.abs(np.log(sy) - np.log(sx)).max(axis=-1)
-            same_sign = np.sign(np.linalg.det(xm)) == np.sign(np.linalg.det(ym))
+            if xm.shape[-1] == xm.shape[-2]:
+                same_sign = np.sign(np.linalg.det(xm)) == np.sign(np.linalg.det(ym))
+            else:
+                same_sign = True
         ok = finite & same_sign & (change <= max_log_change)
         return ok.reshape(batch, -1).all(axis=1)
 
