@@ -110,6 +110,20 @@ def test_gradient_descent_converges_to_the_closed_form_at_order_lr():
     assert np.all((1.7 < ratios) & (ratios < 2.3)), ratios  # first order in lr
 
 
+def _scalar_ode(N, s, u0, times):
+    """The modes u_i(t) of du/dt = N u^{2-2/N} (s - u) at ``times`` (DOP853, tight)."""
+    sol = solve_ivp(
+        lambda t, u: N * u ** (2 - 2 / N) * (s - u),
+        (0.0, times[-1]),
+        u0,
+        t_eval=times,
+        rtol=1e-12,
+        atol=1e-15,
+        method="DOP853",
+    )
+    return sol.y.T
+
+
 @pytest.mark.parametrize("N", [3, 5])
 def test_deeper_aligned_modes_follow_the_scalar_ode(N):
     """du/dt = N u^{2-2/N} (s - u) per mode, rectangular X, against solve_ivp."""
@@ -118,32 +132,14 @@ def test_deeper_aligned_modes_follow_the_scalar_ode(N):
     T = 2.5
     opts = {"adaptive": True, "rtol": 1e-10, "atol": 1e-14}
     down = end_to_end_flow(X0, energy, N, T, **opts)
-    sol = solve_ivp(
-        lambda t, u: N * u ** (2 - 2 / N) * (s - u),
-        (0, T),
-        u0,
-        t_eval=down.times,
-        rtol=1e-12,
-        atol=1e-15,
-        method="DOP853",
-    )
     diag = np.diagonal(_modes(U, down.states, V), axis1=-2, axis2=-1)
-    assert np.abs(diag - sol.y.T).max() < 1e-8
+    assert np.abs(diag - _scalar_ode(N, s, u0, down.times)).max() < 1e-8
     assert np.abs(diag[-1] - s)[:3].max() < 1e-2  # the strong modes are learned
     if N == 3:  # and upstairs, widths (7, 9, 5, 4)
         W0 = dm.balanced_point(X0, N, widths=(7, 9, 5, 4))
         up = learning_flow(W0, energy, T, **opts)
         vals = np.diagonal(_modes(U, up.monitors["end_to_end"], V), axis1=-2, axis2=-1)
-        ref = solve_ivp(
-            lambda t, u: N * u ** (2 - 2 / N) * (s - u),
-            (0, T),
-            u0,
-            t_eval=up.times,
-            rtol=1e-12,
-            atol=1e-15,
-            method="DOP853",
-        )
-        assert np.abs(vals - ref.y.T).max() < 1e-8
+        assert np.abs(vals - _scalar_ode(N, s, u0, up.times)).max() < 1e-8
     # negative control: the N = 2 law is a different curve
     assert np.abs(diag - saxe_closed_form(down.times, s, u0)).max() > 1e-2
 

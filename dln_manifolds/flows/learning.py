@@ -226,18 +226,25 @@ def _relative_moment(layers: list[np.ndarray]) -> float:
     )
 
 
+def _learning_monitors(energy, phi, imbalance) -> dict:
+    """Default monitors of :func:`learning_flow`: end-to-end matrix, E (if it has a value)
+    and the balance error, from the end-to-end map ``phi`` and ``imbalance`` of the layers."""
+    defaults = {
+        "end_to_end": lambda t, W: phi(W),
+        "energy": lambda t, W: float(energy.value(phi(W))),
+        "balance_error": lambda t, W: imbalance(W),
+    }
+    if energy.value is None:  # a plain gradient callable: no E(X) to monitor
+        del defaults["energy"]
+    return defaults
+
+
 def _learning_flow_layers(W0, energy, t_final, widths, monitors, stop_when, **options):
     """:func:`learning_flow` for a sequence of layers: the plain gradient flow, any start."""
     layers = _layers(W0, "W0", widths)
     widths = (layers[0].shape[1], *(layer.shape[0] for layer in layers))
     energy = _energy_for(energy, chain_product(layers), "W0")
-    defaults = {
-        "end_to_end": lambda t, W: chain_product(W),
-        "energy": lambda t, W: float(energy.value(chain_product(W))),
-        "balance_error": lambda t, W: _relative_moment(W),
-    }
-    if energy.value is None:  # a plain gradient callable: no E(X) to monitor
-        del defaults["energy"]
+    defaults = _learning_monitors(energy, chain_product, _relative_moment)
     defaults.update(monitors or {})
 
     def on_layers(f):
@@ -365,13 +372,7 @@ def learning_flow(
     if widths is not None:
         end_to_end(W0, widths=widths)  # a stack: widths must be (d, ..., d)
     energy = check_energy_like(energy, W0.shape[1], X=end_to_end(W0))
-    defaults = {
-        "end_to_end": lambda t, W: end_to_end(W),
-        "energy": lambda t, W: float(energy.value(end_to_end(W))),
-        "balance_error": lambda t, W: balance_error(W),
-    }
-    if energy.value is None:  # a plain gradient callable: no E(X) to monitor
-        del defaults["energy"]
+    defaults = _learning_monitors(energy, end_to_end, balance_error)
     return integrate_with_defaults(
         lambda t, W: learning_velocity(W, energy),
         W0,
