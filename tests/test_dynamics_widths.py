@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import dln_manifolds as dm
 from dln_manifolds.flows import LayersFlowResult, end_to_end_flow, learning_flow, learning_velocity
@@ -201,3 +203,31 @@ def test_rectangular_flows_bad_input():
         learning_flow(
             np.stack([np.eye(2)] * 2), dm.QuadraticEnergy(np.eye(2)), 0.1, widths=(2, 3, 2)
         )
+
+
+@settings(max_examples=15)
+@given(
+    widths=st.lists(st.integers(1, 5), min_size=2, max_size=5),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_velocity_of_layers_maps_to_the_depth_operator(widths, seed):
+    """[G] Thm 2 at the level of velocities, any widths with hidden widths >= min(d_0, d_N):
+    d phi_W(learning_velocity(W)) = -A_{N,X}(E'(X)) at balanced W; and the velocity is
+    -lifted_gradient (an independent implementation in network.py)."""
+    r = min(widths[0], widths[-1])
+    widths = (widths[0], *(max(w, r) for w in widths[1:-1]), widths[-1])
+    N = len(widths) - 1
+    rng = np.random.default_rng(seed)
+    m, n = widths[-1], widths[0]
+    U = np.linalg.qr(rng.standard_normal((m, r)))[0]
+    V = np.linalg.qr(rng.standard_normal((n, r)))[0]
+    X = (U * rng.uniform(0.5, 2.0, r)) @ V.T  # full rank, condition <= 4
+    W = dm.balanced_point(X, N, widths=widths)
+    energy = dm.QuadraticEnergy(rng.standard_normal((m, n)))
+    vel = learning_velocity(W, energy, widths=widths)
+    lifted = dm.lifted_gradient(W, energy.gradient(X))
+    for a, b in zip(vel, lifted, strict=True):
+        np.testing.assert_allclose(a, -b, atol=1e-12 * (1 + np.abs(b).max()))
+    image = dm.end_to_end_differential(W, vel)
+    expected = -dm.depth_operator(X, N, energy.gradient(X))
+    np.testing.assert_allclose(image, expected, atol=1e-11 * (1 + np.abs(expected).max()))
