@@ -152,7 +152,9 @@ def _layers_velocity(layers: list[np.ndarray], gradient) -> list[np.ndarray]:
     return out
 
 
-def learning_velocity(W, energy, *, widths: Sequence[int] | None = None):
+def learning_velocity(
+    W, energy, *, widths: Sequence[int] | None = None
+) -> np.ndarray | list[np.ndarray]:
     r"""Upstairs learning velocity :math:`-\nabla_W E(\phi(W))` ([G] eq. 3.4, 3.6).
 
     Parameters
