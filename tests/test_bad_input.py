@@ -1334,6 +1334,7 @@ def test_table_covers_public_api():
         "Energy",
         "BalancedFrames",
         "FlowResult",
+        "LayersFlowResult",
         "TrainingResult",
         "TABLEAUS",
         "SampleResult",
