@@ -313,8 +313,8 @@ def test_manifold_point_shape():
 
 
 def test_energy_inputs():
-    with _raises(ValueError, "target", "square"):
-        QuadraticEnergy(np.ones((2, 3)))
+    with _raises(ValueError, "target", "matrix"):  # rectangular targets are allowed, vectors are not
+        QuadraticEnergy(np.ones(3))
     with _raises(ValueError, "scale"):
         QuadraticEnergy(np.eye(2), scale=-1.0)
     with _raises(ValueError, "sensing"):
