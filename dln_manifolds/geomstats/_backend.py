@@ -164,7 +164,7 @@ def boundary(fun):
 
     @functools.wraps(fun)
     def wrapper(*args, **kwargs):
-        if _INSIDE.get() or BACKEND == "numpy":
+        if BACKEND == "numpy" or _INSIDE.get():
             return fun(*args, **kwargs)
         args = [
             to_numpy(v, names[i] if i < len(names) else f"argument {i}", where)
