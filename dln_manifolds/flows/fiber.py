@@ -38,6 +38,7 @@ from .._checks import as_stack, check_positive
 from ..energies import Energy, energy_functions
 from ..fiber import (
     FiberNormalSolver,
+    as_fiber_layers,
     fiber_restore,
     generator_to_tangent,
     regularizer_gradient,
@@ -48,23 +49,47 @@ from .integrators import FlowResult, integrate_with_defaults
 __all__ = ["regularizing_flow", "ness_flow", "regularized_gradient_flow", "split_velocity"]
 
 
-def _fiber_point(W0) -> tuple[np.ndarray, np.ndarray]:
-    W0 = as_stack(W0, "W0")
-    if W0.shape[0] < 2:
+def _fiber_point(W0) -> tuple[np.ndarray | list[np.ndarray], np.ndarray]:
+    W0 = as_fiber_layers(W0, "W0")
+    if len(W0) < 2:
         raise ValueError("W0 must have depth N >= 2: for N = 1 the fiber is a single point")
     X = end_to_end(W0)
     s = np.linalg.svd(X, compute_uv=False)
     if s[-1] <= s[0] * 1e-12:
         raise ValueError(
-            "the end-to-end matrix of W0 is rank-deficient; the fiber flows need it invertible"
+            f"the end-to-end matrix of W0 (shape {X.shape}) is rank-deficient (singular values "
+            f"down to {s[-1]:.3g} of {s[0]:.3g}); the fiber flows need full rank min(d_0, d_N)"
         )
     return W0, X
 
 
+def _norm_sq(W) -> float:
+    if isinstance(W, list):
+        return float(sum(np.sum(np.abs(w) ** 2) for w in W))
+    return float(np.sum(np.abs(W) ** 2))
+
+
+def _flat(layers) -> np.ndarray:
+    """A list of arrays (layers or moments), row-major, concatenated into one vector."""
+    return np.concatenate([np.reshape(a, -1) for a in layers])
+
+
+def _flat_state(W0: list[np.ndarray]) -> tuple[np.ndarray, Callable, Callable]:
+    """The flat state of a sequence of layers (the saved layout) and its (unpack, pack)."""
+    shapes = [w.shape for w in W0]
+    splits = np.cumsum([w.size for w in W0])[:-1]
+
+    def unpack(y):
+        parts = np.split(y, splits)
+        return [part.reshape(shape) for part, shape in zip(parts, shapes, strict=True)]
+
+    return _flat(W0), unpack, _flat
+
+
 def _default_monitors(X: np.ndarray | None) -> dict[str, Callable]:
     mons: dict[str, Callable] = {
-        "moments": lambda t, W: moments(W),
-        "norm_sq": lambda t, W: float(np.sum(np.abs(W) ** 2)),
+        "moments": lambda t, W: _flat(moments(W)) if isinstance(W, list) else moments(W),
+        "norm_sq": lambda t, W: _norm_sq(W),
     }
     if X is not None:
         nx = np.linalg.norm(X)
@@ -86,8 +111,25 @@ def _integrate_fiber_flow(
     after each step; ``options`` go to :func:`~dln_manifolds.flows.integrate_flow`."""
     restore = None if X is None else (lambda W: fiber_restore(W, X))
     defaults = {**_default_monitors(X), **(extra_monitors or {})}
+    if not isinstance(W0, list):
+        return integrate_with_defaults(
+            velocity, W0, t_final, defaults=defaults, restore=restore, **options
+        )
+    # general widths: the integrator's state is the flat vector of the layers
+    y0, unpack, pack = _flat_state(W0)
+    user = options.pop("monitors", None) or {}
+    defaults = {**defaults, **user}
+
+    def on_layers(f):
+        return lambda t, y: f(t, unpack(y))
+
     return integrate_with_defaults(
-        velocity, W0, t_final, defaults=defaults, restore=restore, **options
+        lambda t, y: pack(velocity(t, unpack(y))),
+        y0,
+        t_final,
+        defaults={name: on_layers(f) for name, f in defaults.items()},
+        restore=None if restore is None else (lambda y: pack(restore(unpack(y)))),
+        **options,
     )
 
 
@@ -145,7 +187,8 @@ def regularizing_flow(
     W0, X = _fiber_point(W0)
 
     def velocity(t, W):
-        return -regularizer_gradient(W, method=projection)
+        grad = regularizer_gradient(W, method=projection)
+        return [-g for g in grad] if isinstance(grad, list) else -grad
 
     return _integrate_fiber_flow(
         velocity,
@@ -213,13 +256,12 @@ def ness_flow(
     c = 4.0 if scaling == "gradient" else 2.0
 
     def velocity(t, W):
-        return -c * generator_to_tangent(W, moments(W))
+        w_G = generator_to_tangent(W, moments(W))
+        return [-c * v for v in w_G] if isinstance(w_G, list) else -c * w_G
 
     extra = {
-        "moment_norm_sq": lambda t, W: float(np.sum(np.abs(moments(W)) ** 2)),
-        "grad_norm_sq": lambda t, W: float(
-            16.0 * np.sum(np.abs(generator_to_tangent(W, moments(W))) ** 2)
-        ),
+        "moment_norm_sq": lambda t, W: _norm_sq(moments(W)),
+        "grad_norm_sq": lambda t, W: 16.0 * _norm_sq(generator_to_tangent(W, moments(W))),
     }
     return _integrate_fiber_flow(
         velocity,
@@ -334,7 +376,12 @@ def split_velocity(
     tangent, normal : ndarray, shape (N, d, d)
         Orthogonal, summing to ``velocity``.
     """
-    W = as_stack(W)
+    W = as_fiber_layers(W)
+    solver = FiberNormalSolver(W, method=method)
+    if isinstance(W, list):
+        v = solver._stack_arg(velocity, "velocity")
+        tangent = solver._project(v)
+        return tangent, [a - b for a, b in zip(v, tangent, strict=True)]
     v = as_stack(velocity, "velocity", depth=W.shape[0], d=W.shape[1])
-    tangent = FiberNormalSolver(W, method=method).project(v)
+    tangent = solver.project(v)
     return tangent, v - tangent
