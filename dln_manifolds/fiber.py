@@ -1485,3 +1485,35 @@ def check_fiber_depth(depth: int) -> int:
             "(dimension 0), with no tangent vectors to optimize or flow along"
         )
     return N
+
+
+def check_fiber_widths(X: np.ndarray, depth: int, widths, max_condition: float):
+    """Validate ``widths`` against X of shape (d_N, d_0): every hidden width at least rank X,
+    and X of full rank min(d_0, d_N) (ValueErrors naming the argument and the numbers).
+
+    Internal (not exported): shared with the adapters, which validate at their door.
+    """
+    widths = check_widths(widths, depth=depth)
+    if X.shape != (widths[-1], widths[0]):
+        raise ValueError(
+            f"X must have shape (d_N, d_0) = ({widths[-1]}, {widths[0]}) for widths {widths}, "
+            f"got shape {X.shape}"
+        )
+    s = np.linalg.svd(X, compute_uv=False)
+    rank = int(np.count_nonzero(s > max(X.shape) * np.finfo(np.float64).eps * s[0]))
+    for k in range(1, depth):
+        if widths[k] < rank:
+            raise ValueError(
+                f"widths[{k}] = {widths[k]} is below rank X = {rank}: every hidden width of a "
+                f"network with end-to-end matrix X is at least rank X (widths {widths}); "
+                "bottleneck networks are not supported"
+            )
+    r = min(X.shape)
+    if rank < r:
+        raise ValueError(
+            f"X must have full rank min(d_N, d_0) = {r}, got rank {rank} (singular values "
+            f"{np.array2string(s, precision=3)}); the fiber over a rank-deficient X is not "
+            "supported"
+        )
+    check_full_rank(s, "X", max_condition=float(max_condition))
+    return widths

@@ -28,12 +28,12 @@ from .._checks import (
     as_matrix,
     as_stack,
     check_full_rank,
-    check_widths,
 )
 from .._linalg import haar_orthogonal, haar_unitary
 from ..fiber import (
     FiberNormalSolver,
     check_fiber_depth,
+    check_fiber_widths,
     fiber_restore,
     fiber_retraction,
     fiber_weingarten,
@@ -75,35 +75,6 @@ class _LayerList(ndarraySequenceMixin, list):
 
     def __neg__(self):
         return _LayerList(-a for a in self)
-
-
-def _check_fiber_widths(X: np.ndarray, depth: int, widths, max_condition: float):
-    """Validate ``widths`` against X of shape (d_N, d_0): every hidden width at least rank X,
-    and X of full rank min(d_0, d_N) (ValueErrors naming the argument and the numbers)."""
-    widths = check_widths(widths, depth=depth)
-    if X.shape != (widths[-1], widths[0]):
-        raise ValueError(
-            f"X must have shape (d_N, d_0) = ({widths[-1]}, {widths[0]}) for widths {widths}, "
-            f"got shape {X.shape}"
-        )
-    s = np.linalg.svd(X, compute_uv=False)
-    rank = int(np.count_nonzero(s > max(X.shape) * np.finfo(np.float64).eps * s[0]))
-    for k in range(1, depth):
-        if widths[k] < rank:
-            raise ValueError(
-                f"widths[{k}] = {widths[k]} is below rank X = {rank}: every hidden width of a "
-                f"network with end-to-end matrix X is at least rank X (widths {widths}); "
-                "bottleneck networks are not supported"
-            )
-    r = min(X.shape)
-    if rank < r:
-        raise ValueError(
-            f"X must have full rank min(d_N, d_0) = {r}, got rank {rank} (singular values "
-            f"{np.array2string(s, precision=3)}); the fiber over a rank-deficient X is not "
-            "supported"
-        )
-    check_full_rank(s, "X", max_condition=float(max_condition))
-    return widths
 
 
 class Fiber(InducedSubmanifold):
@@ -211,7 +182,7 @@ class Fiber(InducedSubmanifold):
             X = as_array(X, "X", (), real=False, batch=True)
             if X.ndim != 2:
                 raise ValueError(f"X must be a matrix of shape (d_N, d_0), got shape {X.shape}")
-            widths = _check_fiber_widths(X, N, widths, max_condition)
+            widths = check_fiber_widths(X, N, widths, max_condition)
         self._widths = widths
         if method not in ("auto", "cholesky", "qr", "cg"):
             raise ValueError(f"method must be 'auto', 'cholesky', 'qr' or 'cg', got {method!r}")
