@@ -1098,8 +1098,13 @@ def _min_change_map(F: np.ndarray, side: str, message: str):
             f"or is too ill-conditioned (condition number {cond:.3g} > {limit:.3g})"
         )
     if side == "output":  # E P^+ = (E R^{-1}) Q^*
-        return lambda E: _h(scipy.linalg.solve_triangular(R, _h(E), trans="C")) @ _h(Q)
-    return lambda E: Q @ scipy.linalg.solve_triangular(R, E, trans="C")  # Q^+ E = Q R^{-*} E
+        return lambda E: _h(_solve_triangular_h(R, _h(E))) @ _h(Q)
+    return lambda E: Q @ _solve_triangular_h(R, E)  # Q^+ E = Q R^{-*} E
+
+
+def _solve_triangular_h(R: np.ndarray, E: np.ndarray) -> np.ndarray:
+    """:math:`R^{-*} E` for an upper triangular R (inputs checked finite by the caller)."""
+    return scipy.linalg.solve_triangular(R, E, trans="C", check_finite=False)
 
 
 def _chain_restore(layers: list[np.ndarray], X: np.ndarray, message: str) -> list[np.ndarray]:
@@ -1112,22 +1117,19 @@ def _chain_restore(layers: list[np.ndarray], X: np.ndarray, message: str) -> lis
     if len(layers) == 1:
         return [X.astype(np.result_type(X, layers[0]), copy=True)]
     out = list(layers)
-    if _solved_layer(layer_widths(layers)) == "output":
-        P = chain_product(layers[:-1])
-        apply = _min_change_map(P, "output", message)
-        L = layers[-1]
-        for _ in range(2):
-            L = L + apply(X - L @ P)
-        out[-1] = L
-    else:
-        Q = chain_product(layers[1:])
-        apply = _min_change_map(Q, "input", message)
-        L = layers[0]
-        for _ in range(2):
-            L = L + apply(X - Q @ L)
-        out[0] = L
-    if not all(np.all(np.isfinite(layer)) for layer in out):
+    output = _solved_layer(layer_widths(layers)) == "output"
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow raises below
+        F = chain_product(layers[:-1]) if output else chain_product(layers[1:])
+        apply = _min_change_map(F, "output" if output else "input", message)
+        L = layers[-1] if output else layers[0]
+        for _ in range(2):  # the solve and one refinement with the new residual
+            E = X - L @ F if output else X - F @ L
+            if not np.all(np.isfinite(E)):
+                raise ValueError(f"{message}: the product of the layers overflows")
+            L = L + apply(E)
+    if not np.all(np.isfinite(L)):
         raise ValueError(f"{message}: the result overflows")
+    out[-1 if output else 0] = L
     return out
 
 
