@@ -145,8 +145,10 @@ def _inner(U, V) -> float:
 
 def _check_vector(W: Layers, V, name: str) -> Layers:
     """Validate a vector at W: a stack (N, d, d) for a stack, a sequence of the same widths
-    for a sequence of layers."""
+    for a sequence of layers (or, for square layers, one stacked network (N, d, d))."""
     if isinstance(W, list):
+        if not isinstance(V, (list, tuple)):  # one stacked network (N, d, d): its layers
+            V = list(as_stack(V, name, depth=len(W)))
         return as_layer_sequence(V, name, widths=layer_widths(W), batch=False)
     return as_stack(V, name, depth=W.shape[0], d=W.shape[1])
 
@@ -397,9 +399,7 @@ class FiberNormalSolver:
 
     # -- public doors: validate, then the unchecked versions below --------------
     def _stack_arg(self, value, name: str) -> Layers:
-        if self._seq:
-            return as_layer_sequence(value, name, widths=self.widths, batch=False)
-        return as_stack(value, name, depth=self.depth, d=self.d)
+        return _check_vector(self.point, value, name)
 
     def _matrix_arg(self, value, name: str) -> np.ndarray:
         if self._seq:

@@ -379,6 +379,8 @@ def split_velocity(
     W = as_fiber_layers(W)
     solver = FiberNormalSolver(W, method=method)
     if isinstance(W, list):
+        if not isinstance(velocity, (list, tuple)):  # one stacked network (N, d, d)
+            velocity = list(as_stack(velocity, "velocity", depth=len(W)))
         v = solver._stack_arg(velocity, "velocity")
         tangent = solver._project(v)
         return tangent, [a - b for a, b in zip(v, tangent, strict=True)]
