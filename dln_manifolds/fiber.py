@@ -53,6 +53,47 @@ at unbalanced points. Three solvers (:class:`FiberNormalSolver`):
   (each term of K is positive semi-definite; the first and last form a
   Kronecker sum), O(N d^3).
 
+General widths
+--------------
+Every function here also takes a network of widths :math:`(d_0, \dots, d_N)`
+given as a list (or tuple) of N arrays, ``W[k]`` of shape :math:`(d_{k+1}, d_k)`,
+with every hidden width at least :math:`r = \min(d_0, d_N)` and X of shape
+:math:`(m, n) = (d_N, d_0)` and rank r; vectors are then lists of the same shapes,
+and results are lists (a stacked ndarray stays the fast path for square networks, and
+a list of d x d layers gives the stack's results). The keyword ``widths`` checks the
+shapes. Then:
+
+- :math:`d\phi_W` is onto at every point of the fiber: with :math:`m \le n`,
+  :math:`A_2 = W_N\cdots W_2` has rank m and
+  :math:`K \succeq A_2A_2^* \otimes I_n \succ 0`; with :math:`m \ge n`, symmetrically
+  :math:`K \succeq I_m \otimes B_{N-1}^*B_{N-1} \succ 0`. So
+  :math:`\mathcal{F}_X` is a manifold of dimension
+  :math:`\sum_k d_k d_{k+1} - d_0 d_N`.
+- K is the (m n) x (m n) operator
+  :math:`\sum_p (A_{p+1}A_{p+1}^*)\,Y\,(B_{p-1}^*B_{p-1})`; its factors are m x m and
+  n x n for every p, so the three solvers above apply unchanged (Cholesky with the
+  corrected semi-normal refinement; QR of the dense
+  :math:`(\sum_k d_k d_{k+1}) \times mn` adjoint; CG preconditioned by the rectangular
+  depth operator :math:`\mathcal{A}_{N,X}^{-1}` of
+  :class:`~dln_manifolds.depth_metric.DepthFrame`, equal to K at balanced points).
+  ``"auto"`` picks Cholesky for m n <= :data:`CHOLESKY_MAX_D` ** 2.
+- The group is :math:`GL(d_1) \times \dots \times GL(d_{N-1})` with the same action.
+  When a hidden width exceeds r the fiber is a union of orbits (a hidden layer's rank
+  can change along it), so :func:`tangent_to_generator` and :func:`fiber_group_element`
+  are defined for square layers only (NotImplementedError otherwise).
+- The retraction solves one end layer from X by the *minimum-change* solution: the
+  output layer, :math:`W_N \leftarrow W_N + (X - W_N P)P^+` with
+  :math:`P = W_{N-1}\cdots W_1` of full column rank :math:`n = d_0` when
+  :math:`d_0 \le d_N`; the input layer, :math:`W_1 \leftarrow W_1 + Q^+(X - QW_1)` with
+  :math:`Q = W_N\cdots W_2` of full row rank m otherwise (a thin QR of P or
+  :math:`Q^*`, one refinement step). Its second-order correction is the tangent part of
+  the end-layer term :math:`D^2\phi[V,V]\,P^+` (or :math:`Q^+D^2\phi[V,V]`), see
+  :func:`fiber_retraction`.
+- Along the regularizing flow the moments still obey :math:`G(t) = G_0e^{-4t}`
+  ([R] Thm 2): the normal directions :math:`d\phi_W^*(y)` change
+  :math:`W_kW_k^*` and :math:`W_{k+1}^*W_{k+1}` by the same
+  :math:`A_{k+1}^*yB_k^*`.
+
 Group action and generators
 ---------------------------
 :math:`\mathbf{A}\cdot W` of [R] eq. 1.5 with generators
@@ -1206,6 +1247,20 @@ def fiber_retraction(
     translate :math:`\mathbf{A}\cdot W` of [R] eq. 1.5 with
     :math:`A_k = R_k A_{k-1} W_k^{-1}`.
 
+    **General widths** (a list of layers that are not all d x d): all layers take the
+    step :math:`W + V + \tfrac12 w`, then one end layer is replaced by the
+    minimum-change solution of the product equation (module docstring: the output
+    layer :math:`L \leftarrow L + (X - LP)P^+` when :math:`d_0 \le d_N`, the input layer
+    :math:`L \leftarrow L + Q^+(X - QL)` otherwise). This restore map T has
+    :math:`dT = ` the oblique projection onto :math:`\ker d\phi_W` along the end-layer
+    directions :math:`(0, \dots, 0, YP^+)`, so :math:`t \mapsto T(W + tV)` has
+    acceleration :math:`-E`, :math:`E = (0, \dots, 0, D^2\phi_W[V, V]\,P^+)` (or
+    :math:`(Q^+D^2\phi_W[V,V], 0, \dots, 0)`), and the second-order term
+    :math:`w = P(E)` cancels its tangent part (O(N d^3) for :math:`D^2\phi` and one
+    projection). The product is X to the rounding of one refined least-squares
+    solve at every step; a step after which P (or Q) loses rank raises a
+    ValueError naming V. A list of d x d layers is retracted as the stack.
+
     Domain and accuracy: :math:`R_W(V)` is defined iff the new layers
     1..N-1 and their product are invertible; numerically, a ValueError naming
     V is raised when one of them has condition number above 1/(d eps)
@@ -1224,21 +1279,24 @@ def fiber_retraction(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-        Layers 1..N-1 must be invertible.
-    V : array_like, shape (N, d, d)
+    W : array_like, shape (N, d, d), or sequence of N arrays
+        Layers 1..N-1 must be invertible (stack); a sequence holds layers of
+        general widths, ``W[k]`` of shape (d_{k+1}, d_k).
+    V : array_like, shaped like W
         Tangent vector at W.
     second_order : bool
         Add the second-order correction (one projection, O(N d^3) with a
         factored solver).
-    X : array_like, shape (d, d), optional
+    X : array_like, shape (d, d) or (d_N, d_0), optional
         The end-to-end matrix to keep (default: the computed product of W).
     solver : FiberNormalSolver, optional
         A solver built at W (reused for the correction).
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, shape (N, d, d), or list of N arrays shaped like W
 
     Raises
     ------
@@ -1295,15 +1353,24 @@ def fiber_restore(W: ArrayLike, X: ArrayLike, *, widths: Sequence[int] | None = 
     :func:`dln_manifolds.flows.integrate_flow` (standard projection method;
     keeps the order of the Runge-Kutta method).
 
+    For a sequence of layers of general widths the solved end layer is the
+    minimum-change solution (the output layer
+    :math:`W_N \leftarrow W_N + (X - W_N P)P^+` when :math:`d_0 \le d_N`, else the input
+    layer :math:`W_1 \leftarrow W_1 + Q^+(X - QW_1)`, module docstring), which for square
+    layers is the same map.
+
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-        Layers 1..N-1 must be invertible.
-    X : array_like, shape (d, d)
+    W : array_like, shape (N, d, d), or sequence of N arrays
+        Layers 1..N-1 must be invertible (stack); for a sequence, the product of
+        the other layers must have rank min(d_0, d_N).
+    X : array_like, shape (d, d), or (d_N, d_0) for a sequence
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, shape (N, d, d), or list of N arrays shaped like W
 
     Raises
     ------
@@ -1452,17 +1519,20 @@ def fiber_weingarten(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-    V : array_like, shape (N, d, d)
+    W : array_like, shape (N, d, d), or sequence of N arrays
+        A sequence holds layers of general widths, ``W[k]`` of shape (d_{k+1}, d_k).
+    V : array_like, shaped like W
         Tangent vector.
-    normal : array_like, shape (N, d, d)
+    normal : array_like, shaped like W
         Normal vector (its tangent part is ignored).
     solver : FiberNormalSolver, optional
         A solver built at W.
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, shape (N, d, d), or list of N arrays shaped like W
         A tangent vector.
     """
     W = as_fiber_layers(W, widths=widths)
