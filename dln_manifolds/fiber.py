@@ -178,9 +178,7 @@ CHOLESKY_MAX_CONDITION = 1e10
 CG_MAX_CONDITION = 1e12
 
 
-def _inner(U, V) -> float:
-    if isinstance(U, list):
-        return float(sum(np.real(np.vdot(u, v)) for u, v in zip(U, V, strict=True)))
+def _inner(U: np.ndarray, V: np.ndarray) -> float:
     return float(np.real(np.vdot(U, V)))
 
 

@@ -471,6 +471,33 @@ def test_kempf_ness_general_widths_with_pymanopt(widths):
     assert np.linalg.norm(_flat(moments(B))) < 1e-12 * minimum
 
 
+def test_kempf_ness_complex_general_widths():
+    """The complex fiber of general widths (real dimension 2 (sum d_k d_{k+1} - d_0 d_N))."""
+    rng = np.random.default_rng(20)
+    X = rng.standard_normal((2, 3)) + 1j * rng.standard_normal((2, 3))
+    F = Fiber(X, 3, seed=0, widths=(3, 5, 4, 2))
+    assert F.dim == 2 * (15 + 20 + 8 - 6)
+
+    @pymanopt.function.numpy(F)
+    def cost(*W):
+        return float(sum(np.sum(np.abs(w) ** 2) for w in W))
+
+    @pymanopt.function.numpy(F)
+    def egrad(*W):
+        return tuple(2 * w for w in W)
+
+    @pymanopt.function.numpy(F)
+    def ehess(*args):
+        return tuple(2 * v for v in args[3:])
+
+    problem = pymanopt.Problem(F, cost, euclidean_gradient=egrad, euclidean_hessian=ehess)
+    tr = pymanopt.optimizers.TrustRegions(verbosity=0, min_gradient_norm=1e-11)
+    res = tr.run(problem, initial_point=F.random_point())
+    minimum = 3 * np.sum(np.linalg.svd(X, compute_uv=False) ** (2 / 3))
+    assert abs(res.cost - minimum) < 1e-10 * minimum
+    assert np.linalg.norm(end_to_end(list(res.point)) - X) < 1e-12 * np.linalg.norm(X)
+
+
 @pytest.mark.parametrize("widths", [(3, 5, 4, 2), (4, 3, 2)])
 def test_pymanopt_fiber_slopes(widths):
     """Gradient slope 2 and Hessian slope 3 (second-order retraction) on a non-quadratic
