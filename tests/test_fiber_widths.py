@@ -39,6 +39,13 @@ from dln_manifolds.flows import ness_flow, regularizing_flow, split_velocity
 from dln_manifolds.geomstats import Fiber as GeomstatsFiber
 from dln_manifolds.pymanopt import Fiber
 from dln_manifolds.pymanopt.line_search import RoundingTolerantLineSearcher
+from dln_manifolds.submanifold_geodesics import (
+    fiber_dist,
+    fiber_exp,
+    fiber_geodesic_acceleration,
+    fiber_geodesic_midpoint,
+    fiber_log,
+)
 
 WIDTHS = [(3, 5, 4, 2), (2, 4, 3, 5), (4, 3, 2), (2, 3, 3, 2)]
 
@@ -626,6 +633,21 @@ def test_bad_input_names_argument_and_numbers(make, match):
     W = _layers(np.random.default_rng(18), (3, 5, 4, 2))
     with pytest.raises(ValueError, match=match):
         make(W)
+
+
+def test_fiber_geodesics_are_square_only():
+    W = _layers(np.random.default_rng(21), (3, 5, 4, 2))
+    X = end_to_end(W)
+    calls = [
+        lambda: fiber_exp(W, W, X),
+        lambda: fiber_log(W, W, X),
+        lambda: fiber_dist(W, W, X),
+        lambda: fiber_geodesic_midpoint(W, W, X),
+        lambda: fiber_geodesic_acceleration(W, W),
+    ]
+    for call in calls:
+        with pytest.raises(NotImplementedError, match="general widths"):
+            call()
 
 
 def test_bottleneck_network_is_refused():
