@@ -46,6 +46,8 @@ __all__ = [
     "as_layer_sequence",
     "as_layer_stack",
     "check_full_rank_batch",
+    "check_matrix_space",
+    "as_generator",
 ]
 
 
@@ -253,6 +255,41 @@ def check_count(value, name: str, minimum: int = 1, *, integral: bool = False) -
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
     return value
+
+
+def check_matrix_space(d, depth) -> tuple[tuple[int, int], int | float]:
+    r"""Validate the size and depth of :math:`(\mathfrak{M}_d, g^N)` (the manifold adapters).
+
+    ``d`` is an integer >= 1 (square matrices (d, d)) or a pair (m, n) of them; ``depth``
+    as in :func:`check_depth`, finite for m != n (the rescaled operator
+    :math:`\mathcal{A}_\infty` vanishes on the complement block). Returns ``((m, n), depth)``.
+    """
+    if isinstance(d, (tuple, list)):
+        if len(d) != 2:
+            raise ValueError(f"d must be an integer or a pair (m, n), got {d!r}")
+        m, n = check_count(d[0], "d[0]"), check_count(d[1], "d[1]")
+    else:
+        m = n = check_count(d, "d")
+    depth = check_depth(depth)
+    if m != n and np.isinf(depth):
+        raise ValueError(
+            f"depth must be finite for non-square matrices (shape ({m}, {n})): the rescaled "
+            "operator A_inf vanishes on the complement block, so g^inf is not defined there"
+        )
+    return (m, n), depth
+
+
+def as_generator(seed, name: str = "seed") -> np.random.Generator:
+    """A numpy Generator from None, an int, a SeedSequence or a Generator (returned as is)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or (
+        isinstance(seed, (numbers.Integral, np.random.SeedSequence)) and not isinstance(seed, bool)
+    ):
+        return np.random.default_rng(seed)
+    raise TypeError(
+        f"{name} must be None, an int, a numpy SeedSequence or Generator, got {type(seed).__name__}"
+    )
 
 
 def check_nonnegative(value, name: str) -> float:

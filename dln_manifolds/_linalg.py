@@ -16,6 +16,7 @@ __all__ = [
     "conj_transpose",
     "solve_right",
     "polar_factor",
+    "haar_from_gaussian",
     "haar_orthogonal",
     "haar_unitary",
     "stack_product",
@@ -42,23 +43,30 @@ def polar_factor(M: np.ndarray) -> np.ndarray:
     return u @ vh
 
 
-def haar_orthogonal(rng: np.random.Generator, d: int, shape: tuple[int, ...] = ()) -> np.ndarray:
-    """Haar-distributed orthogonal matrices of shape ``shape + (d, d)``.
+def haar_from_gaussian(Z: np.ndarray) -> np.ndarray:
+    """Haar orthogonal (unitary) matrices from a stack ``Z`` (..., d, d) of standard Gaussians.
 
-    QR of a Gaussian matrix with the signs of R's diagonal moved into Q
-    (Mezzadri 2007), so that the law is exactly Haar.
+    QR of Z with the phases of R's diagonal moved into Q (Mezzadri 2007), so that
+    the law is exactly Haar: real Z gives O(d), complex Z (i.i.d. standard complex
+    normal entries) gives U(d). Takes the Gaussians from any source (a numpy
+    Generator, geomstats' global generator).
     """
-    Q, R = np.linalg.qr(rng.standard_normal(tuple(shape) + (d, d)))
-    return Q * np.sign(np.diagonal(R, axis1=-2, axis2=-1))[..., None, :]
+    Q, R = np.linalg.qr(Z)
+    diag = np.diagonal(R, axis1=-2, axis2=-1)
+    return Q * (diag / np.abs(diag))[..., None, :]
+
+
+def haar_orthogonal(rng: np.random.Generator, d: int, shape: tuple[int, ...] = ()) -> np.ndarray:
+    """Haar-distributed orthogonal matrices of shape ``shape + (d, d)``."""
+    return haar_from_gaussian(rng.standard_normal(tuple(shape) + (d, d)))
 
 
 def haar_unitary(rng: np.random.Generator, d: int, shape: tuple[int, ...] = ()) -> np.ndarray:
     """Haar-distributed unitary matrices of shape ``shape + (d, d)`` (Mezzadri 2007)."""
     size = tuple(shape) + (d, d)
-    Z = (rng.standard_normal(size) + 1j * rng.standard_normal(size)) / np.sqrt(2.0)
-    Q, R = np.linalg.qr(Z)
-    diag = np.diagonal(R, axis1=-2, axis2=-1)
-    return Q * (diag / np.abs(diag))[..., None, :]
+    return haar_from_gaussian(
+        (rng.standard_normal(size) + 1j * rng.standard_normal(size)) / np.sqrt(2.0)
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -46,7 +46,6 @@ Full entries: docs/mathematics.rst, :ref:`math-bibliography`.
 from __future__ import annotations
 
 import math
-import numbers
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._checks import (
+    as_generator,
     as_matrix,
     as_stack,
     check_count,
@@ -127,8 +127,14 @@ class TrainingDivergedError(ValueError):
 # --------------------------------------------------------------------------- checks
 
 
-def _check_lr(lr) -> float:
-    return check_positive(lr, "lr")
+def _check_run(lr, max_steps, stop_when, save_every, monitors, progress):
+    """The options every driver shares: ``(lr, max_steps, save_every, monitors, progress)``."""
+    lr = check_positive(lr, "lr")
+    max_steps = check_count(max_steps, "max_steps", integral=True)
+    save_every, extra, progress = _check_options(
+        stop_when, save_every, max_steps, monitors, progress
+    )
+    return lr, max_steps, save_every, extra, progress
 
 
 def _check_weights(W0, name: str = "W0") -> np.ndarray:
@@ -148,10 +154,7 @@ def _check_weights(W0, name: str = "W0") -> np.ndarray:
             f"{name} has non-square layers of shape {np.shape(W0)[1:]}: only square layers "
             "(N, d, d) are supported for now (general widths are not implemented yet)"
         )
-    W = as_stack(W0, name)
-    if np.iscomplexobj(W):
-        raise TypeError(f"{name} must be real")
-    return W
+    return as_stack(W0, name, real=True)
 
 
 def _check_energy_size(energy, d: int, what: str):
@@ -178,18 +181,6 @@ def _check_options(stop_when, save_every, max_steps, monitors, progress):
     if progress is None:
         progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
     return save_every, dict(monitors or {}), bool(progress)
-
-
-def _make_rng(seed) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None or (
-        isinstance(seed, (numbers.Integral, np.random.SeedSequence)) and not isinstance(seed, bool)
-    ):
-        return np.random.default_rng(seed)
-    raise TypeError(
-        f"seed must be None, an int, a numpy SeedSequence or Generator, got {type(seed).__name__}"
-    )
 
 
 # --------------------------------------------------------------------------- driver
@@ -414,10 +405,8 @@ def gradient_descent(
     """
     W0 = _check_weights(W0, "W0")
     gradient, value = _check_energy_size(energy, W0.shape[1], "W0")
-    lr = _check_lr(lr)
-    max_steps = check_count(max_steps, "max_steps", integral=True)
-    save_every, extra, progress = _check_options(
-        stop_when, save_every, max_steps, monitors, progress
+    lr, max_steps, save_every, extra, progress = _check_run(
+        lr, max_steps, stop_when, save_every, monitors, progress
     )
     merged = _gd_monitors(value, moments(W0))
     merged.update(extra)
@@ -480,15 +469,11 @@ def end_to_end_gradient_descent(
     TrainingDivergedError
         As in :func:`gradient_descent`.
     """
-    X0 = as_matrix(X0, "X0")
-    if np.iscomplexobj(X0):
-        raise TypeError("X0 must be real")
+    X0 = as_matrix(X0, "X0", real=True)
     depth = check_depth(depth)
     gradient, value = _check_energy_size(energy, X0.shape[0], "X0")
-    lr = _check_lr(lr)
-    max_steps = check_count(max_steps, "max_steps", integral=True)
-    save_every, extra, progress = _check_options(
-        stop_when, save_every, max_steps, monitors, progress
+    lr, max_steps, save_every, extra, progress = _check_run(
+        lr, max_steps, stop_when, save_every, monitors, progress
     )
     merged: dict[str, Monitor] = {}
     if value is not None:
@@ -573,16 +558,14 @@ def sgd(
         raise ValueError(
             f"inputs and outputs have d = {energy.d} rows but the layers of W0 are {d} x {d}"
         )
-    lr = _check_lr(lr)
-    max_steps = check_count(max_steps, "max_steps", integral=True)
+    lr, max_steps, save_every, extra, progress = _check_run(
+        lr, max_steps, stop_when, save_every, monitors, progress
+    )
     n = energy.n_samples
     batch_size = check_count(batch_size, "batch_size", integral=True)
     if batch_size > n:
         raise ValueError(f"batch_size must be <= the number of samples {n}, got {batch_size}")
-    rng = _make_rng(seed)
-    save_every, extra, progress = _check_options(
-        stop_when, save_every, max_steps, monitors, progress
-    )
+    rng = as_generator(seed)
     merged = _gd_monitors(energy.value, moments(W0))
     merged.update(extra)
 
@@ -659,7 +642,7 @@ def init_weights(
     methods = ("gaussian", "orthogonal", "balanced")
     if method not in methods:
         raise ValueError(f"method must be one of {methods}, got {method!r}")
-    rng = _make_rng(seed)
+    rng = as_generator(seed)
     std = scale / math.sqrt(d)
     if method == "gaussian":
         return std * rng.standard_normal((N, d, d))

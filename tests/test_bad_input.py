@@ -344,14 +344,10 @@ def _core_entries():
     ):
         out.append(E(name, getattr(dm, name), {"W": "arr", "Z": "arr"}, W=WB, Z=V3))
     # entropy (real)
-    for name in (
-        "orbit_entropy",
-        "orbit_volume",
-        "log_volume_density",
-        "volume_density",
-        "entropy_gradient",
-    ):
+    for name in ("orbit_entropy", "orbit_volume", "entropy_gradient"):
         out.append(E(name, getattr(dm, name), {"X": "arr", "depth": "depth"}, X=X, depth=N))
+    for name in ("log_volume_density", "volume_density"):  # X of any shape (m, n)
+        out.append(E(name, getattr(dm, name), {"X": "vec", "depth": "depth"}, X=X, depth=N))
     for name in ("log_orthogonal_group_volume", "orthogonal_group_volume"):
         out.append(E(name, getattr(dm, name), {"d": "count"}, d=D))
     for name in ("free_energy", "free_energy_gradient"):
@@ -560,7 +556,7 @@ def _langevin_entries():
         E(
             "brownian_drift",
             lv.brownian_drift,
-            {"X": "arr", "depth": "depth", "beta": "pos"},
+            {"X": "vec", "depth": "depth", "beta": "pos"},  # X of any shape (m, n)
             X=X,
             depth=N,
             beta=2.0,
@@ -578,7 +574,7 @@ def _langevin_entries():
         E(
             "brownian_motion",
             lv.brownian_motion,
-            {"X0": "arr", "depth": "depth", **S},
+            {"X0": "vec", "depth": "depth", **S},  # X0 of any shape (m, n)
             X0=X,
             depth=N,
             **s,
@@ -1338,6 +1334,7 @@ def test_table_covers_public_api():
         "Energy",
         "BalancedFrames",
         "FlowResult",
+        "LayersFlowResult",
         "TrainingResult",
         "TABLEAUS",
         "SampleResult",

@@ -99,7 +99,7 @@ def test_upstairs_law_matches_downstairs():
     assert min(pvals) > 1e-3, pvals
     original = e2e_module._entropy_sigma_gradient
     try:
-        e2e_module._entropy_sigma_gradient = lambda s, depth: np.zeros_like(s)
+        e2e_module._entropy_sigma_gradient = lambda s, depth, **_: np.zeros_like(s)
         wrong = end_to_end_langevin(X0, N, beta, kappa, energy, seed=2, **kw)
     finally:
         e2e_module._entropy_sigma_gradient = original

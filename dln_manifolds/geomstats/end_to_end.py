@@ -43,8 +43,10 @@ from .._checks import (
     as_arrays,
     check_count,
     check_depth,
+    check_matrix_space,
     check_positive,
 )
+from .._linalg import haar_from_gaussian
 from ..geodesics import (
     DifferentComponentsError,
     LogConvergenceError,
@@ -151,22 +153,11 @@ class EndToEndMatrices(VectorSpaceOpenSet):
     """
 
     def __init__(self, d: int | tuple[int, int], depth=2, equip: bool = True):
-        if isinstance(d, (tuple, list)):
-            if len(d) != 2:
-                raise ValueError(f"d must be an integer or a pair (m, n), got {d!r}")
-            m, n = check_count(d[0], "d[0]"), check_count(d[1], "d[1]")
-        else:
-            m = n = check_count(d, "d")
-        self.depth = check_depth(depth)
+        (m, n), self.depth = check_matrix_space(d, depth)
         #: Shape (m, n) of the matrices ((d, d) if square).
         self.matrix_shape = (m, n)
         #: The matrix size d (square), or the shape (m, n) (non-square).
         self.d = m if m == n else (m, n)
-        if m != n and np.isinf(self.depth):
-            raise ValueError(
-                f"depth must be finite for non-square matrices (shape ({m}, {n})): the rescaled "
-                "operator A_inf vanishes on the complement block, so g^inf is not defined there"
-            )
         super().__init__(dim=m * n, embedding_space=Euclidean(m * n), equip=equip)
 
     @property
@@ -254,8 +245,8 @@ class EndToEndMatrices(VectorSpaceOpenSet):
 
 
 def _haar(shape: tuple, d: int) -> np.ndarray:
-    Q, R = np.linalg.qr(gs.random.normal(size=shape + (d, d)))
-    return Q * np.sign(np.diagonal(R, axis1=-2, axis2=-1))[..., None, :]
+    """Haar orthogonal matrices from geomstats' global generator (``gs.random.seed``)."""
+    return haar_from_gaussian(gs.random.normal(size=shape + (d, d)))
 
 
 # ---------------------------------------------------------------------------
@@ -535,14 +526,20 @@ class DepthMetric(RiemannianMetric):
         n = self._space.dim
         return self._frames_apply(lambda f: f.cometric_matrix(), base_point, out_shape=(n, n))
 
-    def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
-        """g^N inner product of vectors of shape (..., d^2); returns shape (...,)."""
-        tangent_vec_a, tangent_vec_b, base_point = as_arrays(
+    def _pair_at(self, tangent_vec_a, tangent_vec_b, base_point):
+        """Validate two tangent vectors and a base point, all of shape (..., d^2)."""
+        return as_arrays(
             (self._space.dim,),
             batch=True,
             tangent_vec_a=tangent_vec_a,
             tangent_vec_b=tangent_vec_b,
             base_point=base_point,
+        )
+
+    def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
+        """g^N inner product of vectors of shape (..., d^2); returns shape (...,)."""
+        tangent_vec_a, tangent_vec_b, base_point = self._pair_at(
+            tangent_vec_a, tangent_vec_b, base_point
         )
         return self._frames_apply(
             lambda f, a, b: f.inner(a, b), base_point, tangent_vec_a, tangent_vec_b
@@ -574,12 +571,8 @@ class DepthMetric(RiemannianMetric):
 
     def christoffel_term(self, tangent_vec_a, tangent_vec_b, base_point):
         r""":math:`\Gamma_X(U, V)` for vectors of shape (..., d^2) (no full tensor)."""
-        tangent_vec_a, tangent_vec_b, base_point = as_arrays(
-            (self._space.dim,),
-            batch=True,
-            tangent_vec_a=tangent_vec_a,
-            tangent_vec_b=tangent_vec_b,
-            base_point=base_point,
+        tangent_vec_a, tangent_vec_b, base_point = self._pair_at(
+            tangent_vec_a, tangent_vec_b, base_point
         )
         n = self._space.dim
         return self._frames_apply(
