@@ -35,7 +35,7 @@ from dln_manifolds import (
     regularizer_gradient,
     tangent_to_generator,
 )
-from dln_manifolds.flows import ness_flow, regularizing_flow, split_velocity
+from dln_manifolds.flows import LayersFlowResult, ness_flow, regularizing_flow, split_velocity
 from dln_manifolds.geomstats import Fiber as GeomstatsFiber
 from dln_manifolds.pymanopt import Fiber
 from dln_manifolds.pymanopt.line_search import RoundingTolerantLineSearcher
@@ -402,9 +402,16 @@ def test_regularizing_flow_rate_general_widths():
     # product does not see and that decays only with the moments
     late = t > 1.5
     assert abs(_fit_rate(t[late], excess[late]) - 4.0) < 0.05
-    # the saved states are the layers, flat and concatenated
-    final = _unflat(res.states[-1], W0)
-    assert np.allclose(end_to_end(final), X, atol=1e-13)
+    # the saved states are the layers, flat and concatenated (LayersFlowResult)
+    assert isinstance(res, LayersFlowResult) and tuple(res.widths) == widths
+    assert all(
+        np.array_equal(a, b) for a, b in zip(res.final, _unflat(res.states[-1], W0), strict=True)
+    )
+    assert np.allclose(end_to_end(res.final), X, atol=1e-13)
+    stopped = regularizing_flow(
+        W0, 3.0, dt=0.02, stop_when=lambda t, W: isinstance(W, list) and t > 0.1
+    )
+    assert stopped.times[-1] < 0.2
     # negative control: the Ness flow balances too, but not at the uniform rate 4
     ness = ness_flow(W0, 0.2, dt=0.002)
     Gn = np.sqrt(ness.monitors["moment_norm_sq"])

@@ -45,6 +45,7 @@ from ..fiber import (
 )
 from ..network import end_to_end, lifted_gradient, moments
 from .integrators import FlowResult, integrate_with_defaults
+from .learning import LayersFlowResult
 
 __all__ = ["regularizing_flow", "ness_flow", "regularized_gradient_flow", "split_velocity"]
 
@@ -115,22 +116,27 @@ def _integrate_fiber_flow(
         return integrate_with_defaults(
             velocity, W0, t_final, defaults=defaults, restore=restore, **options
         )
-    # general widths: the integrator's state is the flat vector of the layers
+    # general widths: the integrator's state is the flat vector of the layers (the layout
+    # of LayersFlowResult); monitors and stop_when see the layers
     y0, unpack, pack = _flat_state(W0)
     user = options.pop("monitors", None) or {}
     defaults = {**defaults, **user}
+    stop_when = options.pop("stop_when", None)
 
     def on_layers(f):
         return lambda t, y: f(t, unpack(y))
 
-    return integrate_with_defaults(
+    result = integrate_with_defaults(
         lambda t, y: pack(velocity(t, unpack(y))),
         y0,
         t_final,
         defaults={name: on_layers(f) for name, f in defaults.items()},
         restore=None if restore is None else (lambda y: pack(restore(unpack(y)))),
+        stop_when=None if stop_when is None else on_layers(stop_when),
         **options,
     )
+    widths = (W0[0].shape[1], *(layer.shape[0] for layer in W0))
+    return LayersFlowResult(**vars(result), widths=np.array(widths, dtype=np.int64))
 
 
 def regularizing_flow(
@@ -165,11 +171,11 @@ def regularizing_flow(
     interior layer :math:`W_k` (:math:`2 \le k \le N-1`) joins two hidden widths above r,
     as in (3, 5, 4, 2) or (2, 3, 3, 3) (measured: fitted late-time rates 8.000 and 4.00;
     such a layer has a block between the complements of the rank-r images that the
-    product does not see, and that block only decays with the moments). For a list, the
-    integrator's state, hence ``FlowResult.states``, is the flat vector of the layers
-    (each row-major, input layer first, concatenated), shape (n_saved, sum_k d_k d_{k+1}),
-    and the ``moments`` monitor is the flat vector of the N-1 moments; monitors passed by
-    the caller receive the list of layers.
+    product does not see, and that block only decays with the moments). For a list the result is a
+    :class:`~dln_manifolds.flows.LayersFlowResult`: ``states`` holds the layers raveled and
+    concatenated (input layer first), shape (n_saved, sum_k d_k d_{k+1}), ``layers(i)`` and
+    ``final`` unpack them; the ``moments`` monitor is the flat vector of the N-1 moments;
+    monitors and ``stop_when`` passed by the caller receive the list of layers.
 
     Parameters
     ----------
@@ -198,7 +204,7 @@ def regularizing_flow(
 
     Returns
     -------
-    FlowResult
+    FlowResult, or LayersFlowResult for a list of layers
     """
     W0, X = _fiber_point(W0)
 
