@@ -304,6 +304,12 @@ class FiberNormalSolver:
         bound of cond(K) of the module docstring.
     last_iterations : int
         CG iterations of the last solve (0 otherwise).
+    shape : tuple of int
+        (m, n), the shape of the end-to-end matrix.
+    widths : tuple of int
+        :math:`(d_0, \dots, d_N)` (``(d,) * (N + 1)`` for a stack).
+    d : int or None
+        The layer size d of a stack (None for a sequence of layers).
 
     Raises
     ------
