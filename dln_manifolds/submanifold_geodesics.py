@@ -236,6 +236,7 @@ def fiber_geodesic_acceleration(
     ndarray, shape (N, d, d)
         A normal vector.
     """
+    _square_fiber_only(W, "fiber_geodesic_acceleration")
     W = as_stack(W)
     V = as_stack(V, "V", depth=W.shape[0], d=W.shape[1])
     if solver is None:
@@ -334,6 +335,16 @@ def balanced_exp(
     return (W1, V1) if velocity else W1
 
 
+def _square_fiber_only(W, name: str) -> None:
+    """NotImplementedError for a network given as a list of layers (general widths)."""
+    if isinstance(W, (list, tuple)):
+        raise NotImplementedError(
+            f"{name} is implemented for square networks given as a stack (N, d, d) only, "
+            "not for a list of layers (general widths): the fiber geodesics of general "
+            "widths are not implemented; use fiber_retraction (second order)"
+        )
+
+
 def _fiber_factors(W: np.ndarray):
     """Partial products A_{p+1}, B_{p-1}, their adjoints and the dense K of the fiber at W."""
     N, d, _ = W.shape
@@ -422,6 +433,7 @@ def fiber_exp(
         (the tangent vector is too large).
     """
     n_steps = _checked_steps(n_steps)
+    _square_fiber_only(W, "fiber_exp")
     W = as_stack(W)
     V = as_stack(V, "V", depth=W.shape[0], d=W.shape[1])
     X = _fiber_target(W, X)
@@ -704,6 +716,7 @@ def fiber_log(
         If T is not on the fiber of W, or no geodesic is found.
     """
     n_steps, tol, max_iter = _check_log_options(n_steps, tol, max_iter)
+    _square_fiber_only(W, "fiber_log")
     W = as_stack(W)
     N, d = W.shape[0], W.shape[1]
     T = as_stack(T, "T", depth=N, d=d)
@@ -769,6 +782,7 @@ def fiber_dist(
     ``inf`` between points of different connected components (for real
     points: a layer's determinant has opposite signs).
     """
+    _square_fiber_only(W, "fiber_dist")
     W = as_stack(W)
     T = as_stack(T, "T", depth=W.shape[0], d=W.shape[1])
     if _different_components(W, T):
@@ -787,4 +801,5 @@ def fiber_geodesic_midpoint(
     W: ArrayLike, T: ArrayLike, X: ArrayLike | None = None, n_steps=DEFAULT_GEODESIC_STEPS, **kw
 ) -> np.ndarray:
     """Geodesic midpoint :math:`\\exp_W(\\log_W(T)/2)` on :math:`\\mathcal{F}_X`."""
+    _square_fiber_only(W, "fiber_geodesic_midpoint")
     return fiber_exp(W, 0.5 * fiber_log(W, T, X, n_steps, **kw), X, n_steps)
