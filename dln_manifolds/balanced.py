@@ -211,6 +211,14 @@ def _layers(W, name: str = "W", widths=None, *, real: bool = True) -> list[np.nd
     return layers
 
 
+def _layers_like(Z, name: str, widths: tuple[int, ...]) -> list[np.ndarray]:
+    """A vector for a network of general widths: a list of layers, or (square layers) a
+    stacked (N, d, d) array, as :func:`~dln_manifolds.end_to_end_differential` accepts."""
+    if not _is_layers(Z) and not isinstance(Z, (str, bytes)) and Z is not None:
+        Z = list(_stack(Z, name))
+    return as_layer_sequence(Z, name, widths=widths, real=True, batch=False)
+
+
 def _check_no_widths(W: np.ndarray, widths, name: str = "W") -> None:
     """``widths`` given with a stacked W (..., N, d, d) must be (d, ..., d)."""
     if widths is None:
@@ -347,7 +355,7 @@ def balanced_retraction(W, V, order: int = 1, *, widths: Sequence[int] | None = 
         raise ValueError(f"order must be 1 or 2, got {order!r}")
     if _is_layers(W):
         layers = _layers(W, "W", widths)
-        V = _layers(V, "V", _widths_of(layers))
+        V = _layers_like(V, "V", _widths_of(layers))
         return retract_unchecked(layers, V, order)
     W = _stack(W, real=False, batch=True)
     _check_no_widths(W, widths)
@@ -507,8 +515,6 @@ def random_balanced_point(
             widths = check_widths(widths, depth=check_finite_depth(depth))
         r = _check_hidden_widths(widths)
     else:
-        if d is None or depth is None:
-            raise TypeError("random_balanced_point needs d and depth, or widths=(d_0, ..., d_N)")
         d = check_count(d, "d")
         N = check_finite_depth(depth)
         r = d
@@ -895,7 +901,7 @@ class BalancedFrame:
         if not self._check:
             return Z if self._general else np.asarray(Z)
         if self._general:
-            return as_layer_sequence(Z, name, widths=self.widths, real=True, batch=False)
+            return _layers_like(Z, name, self.widths)
         Z = _stack(Z, name, depth=self.depth, d=self.r, batch=True)
         if Z.shape != self._shape:
             raise ValueError(
@@ -1229,7 +1235,7 @@ def _frame_at(W, frame: BalancedFrame | None, widths=None) -> tuple[Layers, Bala
 def _arg(frame: BalancedFrame, Z, name: str) -> Layers:
     """Validate a vector with the layout of the frame's point (the public door)."""
     if frame._general:
-        return as_layer_sequence(Z, name, widths=frame.widths, real=True, batch=False)
+        return _layers_like(Z, name, frame.widths)
     Z = _stack(Z, name, depth=frame.depth, d=frame.r, batch=True)
     if Z.shape != frame._shape:
         raise ValueError(f"{name} must have shape {frame._shape}, got {Z.shape}")

@@ -65,7 +65,7 @@ class BalancedManifold(InducedSubmanifold):
         :math:`(d_0, \dots, d_N)` for layers of general widths, every hidden width at
         least r = min(d_0, d_N) (then leave d out; depth, if given, must be
         len(widths) - 1). Points and tangent vectors are then
-        :class:`~dln_manifolds.pymanopt.LayerList` s (lists of N arrays
+        ``LayerList`` s (lists of N arrays
         ``W[k-1]`` of shape (d_k, d_{k-1}) with the vector-space operations), the
         dimension is :func:`~dln_manifolds.balanced_dimension`, and ``exp``, ``log``,
         ``dist`` and ``pair_mean`` raise NotImplementedError (the geodesics are
@@ -121,8 +121,6 @@ class BalancedManifold(InducedSubmanifold):
             self._d = min(widths[0], widths[-1])
             name = f"Balanced manifold of {self._depth} layers of widths {widths}"
         else:
-            if d is None or depth is None:
-                raise TypeError("BalancedManifold needs d and depth, or widths=(d_0, ..., d_N)")
             self._d = check_count(d, "d")
             self._depth = check_finite_depth(depth)
             self._widths = None
@@ -217,7 +215,9 @@ class BalancedManifold(InducedSubmanifold):
         """Raise ValueError (naming the problem) unless ``point`` is a full-rank balanced point."""
         if self._widths is not None:
             return LayerList(_bal.check_balanced(point, tol=tol, name="point", widths=self._widths))
-        point = _bal.check_balanced(point, tol=tol, name="point")
+        point = _bal.check_balanced(
+            np.asarray(point) if _is_list(point) else point, tol=tol, name="point"
+        )
         if point.shape != (self._depth, self._d, self._d):
             raise ValueError(
                 f"point must have shape {(self._depth, self._d, self._d)}, got {point.shape}"
@@ -363,6 +363,10 @@ class BalancedManifold(InducedSubmanifold):
         """([G] Thm 14, corrected) horizontal (d^2, N, d, d) and vertical parts."""
         (point,) = self._arrays(point=point)
         return _bal.balanced_orthonormal_basis(point, frame=self._frames(point))
+
+
+def _is_list(value) -> bool:
+    return isinstance(value, (list, tuple))
 
 
 def _with_determinant_signs(W: np.ndarray, signs: np.ndarray) -> np.ndarray:
