@@ -478,3 +478,70 @@ def test_trust_regions_on_a_rectangular_cost():
     W = list(result.point)
     assert np.abs(end_to_end(W) - target).max() < 1e-8
     assert balance_error(W) < 1e-12
+
+
+# ---------------------------------------------------------------------------
+# adapters: pymanopt basics, geomstats
+# ---------------------------------------------------------------------------
+
+
+def test_pymanopt_adapter_for_general_widths():
+    widths = (3, 4, 5, 2)
+    M = BalancedManifold(widths=widths, seed=25)
+    assert M.dim == balanced_dimension(widths) == 6 + (8 - 3) + (10 - 3)
+    W = M.random_point()
+    assert isinstance(W, list) and [w.shape for w in W] == [(4, 3), (5, 4), (2, 5)]
+    V = M.random_tangent_vector(W)
+    assert M.norm(W, V) == pytest.approx(1.0)
+    U = 2.0 * V - V / 2 + (-V)  # the vector-space operations of pymanopt's solvers
+    np.testing.assert_allclose(flat(U), 0.5 * flat(V), atol=1e-15)
+    np.testing.assert_allclose(flat(M.projection(W, V)), flat(V), atol=1e-12)
+    R = M.retraction(W, 0.1 * V)
+    assert balance_error(R) < 1e-14 and M.check_point(R) is not None
+    H = M.horizontal_lift(W, np.ones((2, 3)))
+    np.testing.assert_allclose(M.end_to_end_differential(W, H), np.ones((2, 3)), atol=1e-12)
+    for method in ("exp", "log", "dist", "pair_mean"):
+        with pytest.raises(NotImplementedError, match="square layers only"):
+            getattr(M, method)(W, V if method == "exp" else R)
+    with pytest.raises(ValueError, match="widths"):
+        M.projection(W, [np.ones((4, 3)), np.ones((5, 4)), np.ones((3, 5))])
+    with pytest.raises(ValueError, match="widths\\[1\\] = 1 is below r"):
+        BalancedManifold(widths=(3, 1, 2))
+    with pytest.raises(TypeError, match="either d"):
+        BalancedManifold(3, widths=(3, 3))
+
+
+def test_geomstats_adapter_for_general_widths():
+    pytest.importorskip("geomstats")
+    from dln_manifolds.geomstats import BalancedManifold as GBalanced
+
+    widths = (2, 5, 4, 3)
+    space = GBalanced(widths=widths)
+    assert space.dim == balanced_dimension(widths)
+    W = space.random_point()
+    batch = space.random_point(n_samples=3)
+    assert [w.shape for w in batch] == [(3, 5, 2), (3, 4, 5), (3, 3, 4)]
+    assert space.belongs(W) and np.all(space.belongs(batch))
+    rng = np.random.default_rng(26)
+    Z = [rng.standard_normal(w.shape) for w in batch]
+    T = space.to_tangent(Z, batch)
+    assert np.all(space.is_tangent(T, batch)) and not np.any(space.is_tangent(Z, batch))
+    for i in range(3):  # the loop over the batch gives the single-point results
+        np.testing.assert_allclose(
+            flat([t[i] for t in T]),
+            flat(balanced_tangent_projection([w[i] for w in batch], [z[i] for z in Z])),
+            atol=1e-13,
+        )
+    R = space.retraction([0.1 * t for t in T], batch)
+    assert np.all(space.belongs(R))
+    inner = space.metric.inner_product(T, T)
+    assert inner.shape == (3,)
+    np.testing.assert_allclose(
+        inner, [flat([t[i] for t in T]) @ flat([t[i] for t in T]) for i in range(3)]
+    )
+    off = [w + 0.01 * z for w, z in zip(batch, Z, strict=True)]
+    assert not np.any(space.belongs(off)) and np.all(space.belongs(space.projection(off)))
+    with pytest.raises(NotImplementedError, match="square layers only"):
+        space.metric.exp(T, batch)
+    with pytest.raises(NotImplementedError, match="square layers only"):
+        space.equip_with_quotient()
