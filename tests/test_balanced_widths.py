@@ -238,11 +238,9 @@ def retraction_walk(widths, steps, seed, singular_values=None):
     return worst
 
 
-@pytest.mark.parametrize(
-    "singular_values", [None, np.array([1.0, 1e-3])], ids=["random", "ill-conditioned"]
-)
-def test_retraction_keeps_balance_over_1000_steps(singular_values):
-    assert retraction_walk((2, 5, 4, 3), 1000, 9, singular_values) < 1e-10
+def test_retraction_keeps_balance_over_1000_steps():
+    """At an ill-conditioned point (layer condition number 1e3, end-to-end 1e9)."""
+    assert retraction_walk((2, 5, 4, 3), 1000, 9, np.array([1.0, 1e-3])) < 1e-10
 
 
 @pytest.mark.slow
@@ -366,15 +364,31 @@ def test_weingarten_against_finite_differences(widths):
     assert np.linalg.norm(got) > 1e-2  # not trivially zero
 
 
+def lifted_hessian(W, V, R):
+    """Euclidean Hessian of E(phi(W)) along V for E'(X) = R(X) = X - T (product rule)."""
+    N = len(W)
+    out = lifted_gradient(W, end_to_end_differential(W, V))  # E''(X)[dphi(V)] lifted
+    for p in range(N):  # derivative of A_{p+1}^T R B_{p-1}^T with R fixed
+        for q in range(N):
+            if q == p:
+                continue
+            layers = [V[i] if i == q else W[i] for i in range(N)]
+            left = np.eye(W[-1].shape[0])
+            for i in range(N - 1, p, -1):
+                left = left @ layers[i]
+            right = np.eye(W[p].shape[1])
+            for i in range(p - 1, -1, -1):
+                right = right @ layers[i]
+            out[p] = out[p] + left.T @ R @ right.T
+    return out
+
+
 def rectangular_problem(manifold, widths, seed):
     """A cost that is not lifted: E(W) = 1/2 |X - T|^2 + 1/2 sum_k <W_k, C_k W_k> - <B, W>,
     so its gradient has normal parts of every kind (the rank-raising blocks included)."""
     rng = np.random.default_rng(seed)
     T = rng.standard_normal((widths[-1], widths[0]))
-    C = [
-        (lambda a: a @ a.T)(rng.standard_normal((widths[k], widths[k])))
-        for k in range(1, len(widths))
-    ]
+    C = [(lambda a: a @ a.T)(rng.standard_normal((w, w))) for w in widths[1:]]
     Bs = [rng.standard_normal((widths[k], widths[k - 1])) for k in range(1, len(widths))]
 
     @pymanopt.function.numpy(manifold)
@@ -392,25 +406,7 @@ def rectangular_problem(manifold, widths, seed):
     @pymanopt.function.numpy(manifold)
     def ehess(W, V):
         W, V = list(W), list(V)
-        X = end_to_end(W)
-        dX = end_to_end_differential(W, V)
-        out = lifted_gradient(W, dX)
-        # derivative of A_{p+1}^T (X - T) B_{p-1}^T along V: finite-free product rule
-        N = len(W)
-        for p in range(N):
-            for q in range(N):
-                if q == p:
-                    continue
-                Vq = [V[i] if i == q else W[i] for i in range(N)]
-                Aq = [np.eye(widths[-1])]
-                left = np.eye(widths[-1])
-                for i in range(N - 1, p, -1):
-                    left = left @ Vq[i]
-                right = np.eye(widths[p])
-                for i in range(p - 1, -1, -1):
-                    right = right @ Vq[i]
-                del Aq
-                out[p] = out[p] + left.T @ (X - T) @ right.T
+        out = lifted_hessian(W, V, end_to_end(W) - T)
         return [o + c @ v for o, c, v in zip(out, C, V, strict=True)]
 
     return pymanopt.Problem(manifold, cost, euclidean_gradient=egrad, euclidean_hessian=ehess)
@@ -456,22 +452,7 @@ def test_trust_regions_on_a_rectangular_cost():
 
     @pymanopt.function.numpy(M)
     def ehess(W, V):
-        W, V = list(W), list(V)
-        N = len(W)
-        R = end_to_end(W) - target
-        out = lifted_gradient(W, end_to_end_differential(W, V))
-        for p in range(N):
-            for q in range(N):
-                if q != p:
-                    Vq = [V[i] if i == q else W[i] for i in range(N)]
-                    left = np.eye(widths[-1])
-                    for i in range(N - 1, p, -1):
-                        left = left @ Vq[i]
-                    right = np.eye(widths[p])
-                    for i in range(p - 1, -1, -1):
-                        right = right @ Vq[i]
-                    out[p] = out[p] + left.T @ R @ right.T
-        return out
+        return lifted_hessian(list(W), list(V), end_to_end(list(W)) - target)
 
     problem = pymanopt.Problem(M, cost, euclidean_gradient=egrad, euclidean_hessian=ehess)
     result = TrustRegions(verbosity=0, max_iterations=200, min_gradient_norm=1e-12).run(problem)
