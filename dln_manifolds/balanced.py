@@ -116,11 +116,10 @@ from ._checks import (
     as_layer_sequence,
     as_matrix,
     as_stack,
-    check_count,
-    check_finite_depth,
     check_full_rank,
     check_full_rank_batch,
     check_positive,
+    check_square_or_widths,
     check_widths,
 )
 from ._linalg import conj_transpose as _h
@@ -504,20 +503,8 @@ def random_balanced_point(
     W : ndarray, shape (N, d, d), or list of N arrays (d_k, d_{k-1}) with ``widths``
         The frames :math:`Q_0, \dots, Q_N` are independent and Haar distributed.
     """
-    if widths is not None:
-        if d is not None:
-            raise TypeError(
-                "pass either d (square layers) or widths=(d_0, ..., d_N), not both; got "
-                f"d = {d!r} and widths = {widths!r}"
-            )
-        widths = check_widths(widths)
-        if depth is not None:
-            widths = check_widths(widths, depth=check_finite_depth(depth))
-        r = _check_hidden_widths(widths)
-    else:
-        d = check_count(d, "d")
-        N = check_finite_depth(depth)
-        r = d
+    d, N, widths = check_square_or_widths(d, depth, widths)
+    r = d if widths is None else _check_hidden_widths(widths)
     rng = np.random.default_rng(seed)
     if singular_values is None:
         spread = float(spread)

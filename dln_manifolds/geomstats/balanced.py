@@ -26,9 +26,8 @@ from .._checks import (
     as_layer_sequence,
     as_stack,
     check_count,
-    check_finite_depth,
     check_positive,
-    check_widths,
+    check_square_or_widths,
 )
 from ..balanced import (
     balance_error,
@@ -214,15 +213,8 @@ class BalancedManifold(InducedSubmanifold):
         if not np.isfinite(spread) or spread < 1:
             raise ValueError(f"spread must be a finite number >= 1, got {spread}")
         self.spread = spread
+        d, depth, widths = check_square_or_widths(d, depth, widths)
         if widths is not None:
-            if d is not None:
-                raise TypeError(
-                    f"pass either d (square layers) or widths=(d_0, ..., d_N), not both; got "
-                    f"d = {d!r} and widths = {widths!r}"
-                )
-            widths = check_widths(widths)
-            if depth is not None:
-                widths = check_widths(widths, depth=check_finite_depth(depth))
             self.widths = widths
             self.depth = len(widths) - 1
             self.d = None
@@ -231,9 +223,7 @@ class BalancedManifold(InducedSubmanifold):
                 dim=balanced_dimension(widths), shape=(size,), intrinsic=False, equip=equip
             )
             return
-        self.widths = None
-        self.d = check_count(d, "d")
-        self.depth = check_finite_depth(depth)
+        self.widths, self.d, self.depth = None, d, depth
         N = self.depth
         super().__init__(
             dim=self.d**2 + (N - 1) * self.d * (self.d - 1) // 2,

@@ -16,14 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import balanced as _bal
-from .._checks import (
-    as_array,
-    as_layer_sequence,
-    as_matrix,
-    check_count,
-    check_finite_depth,
-    check_widths,
-)
+from .._checks import as_array, as_layer_sequence, as_matrix, check_square_or_widths
 from ..network import end_to_end, end_to_end_differential
 from ..submanifold_geodesics import (
     DEFAULT_GEODESIC_STEPS,
@@ -106,24 +99,15 @@ class BalancedManifold(InducedSubmanifold):
         *,
         widths=None,
     ):
+        d, depth, widths = check_square_or_widths(d, depth, widths)
         if widths is not None:
-            if d is not None:
-                raise TypeError(
-                    f"pass either d (square layers) or widths=(d_0, ..., d_N), not both; got "
-                    f"d = {d!r} and widths = {widths!r}"
-                )
-            widths = check_widths(widths)
-            if depth is not None:
-                widths = check_widths(widths, depth=check_finite_depth(depth))
             dim = _bal.balanced_dimension(widths)
             self._widths = widths
             self._depth = len(widths) - 1
             self._d = min(widths[0], widths[-1])
             name = f"Balanced manifold of {self._depth} layers of widths {widths}"
         else:
-            self._d = check_count(d, "d")
-            self._depth = check_finite_depth(depth)
-            self._widths = None
+            self._d, self._depth, self._widths = d, depth, None
             dim = self._d**2 + (self._depth - 1) * self._d * (self._d - 1) // 2
             name = f"Balanced manifold of {self._depth} layers of size {d}x{d}"
         self._rng = np.random.default_rng(seed)
