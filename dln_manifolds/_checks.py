@@ -49,6 +49,7 @@ __all__ = [
     "check_matrix_space",
     "as_generator",
     "check_square_or_widths",
+    "check_stack_widths",
 ]
 
 
@@ -436,3 +437,15 @@ def check_square_or_widths(d, depth, widths) -> tuple[int | None, int, tuple[int
     if depth is not None:
         widths = check_widths(widths, depth=check_finite_depth(depth))
     return None, len(widths) - 1, widths
+
+
+def check_stack_widths(W: np.ndarray, widths, name: str = "W") -> None:
+    """``widths`` must be (d, ..., d) (N + 1 entries) for a stack W (..., N, d, d)."""
+    widths = check_widths(widths)
+    N, d = W.shape[-3], W.shape[-1]
+    if widths != (d,) * (N + 1):
+        raise ValueError(
+            f"widths must be (d, ..., d) = {(d,) * (N + 1)} for {name} of shape {W.shape} "
+            f"(N = {N} square layers of size d = {d}), got {widths}; pass a list of layers "
+            "for general widths"
+        )

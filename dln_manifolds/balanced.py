@@ -120,6 +120,7 @@ from ._checks import (
     check_full_rank_batch,
     check_positive,
     check_square_or_widths,
+    check_stack_widths,
     check_widths,
 )
 from ._linalg import conj_transpose as _h
@@ -220,15 +221,8 @@ def _layers_like(Z, name: str, widths: tuple[int, ...]) -> list[np.ndarray]:
 
 def _check_no_widths(W: np.ndarray, widths, name: str = "W") -> None:
     """``widths`` given with a stacked W (..., N, d, d) must be (d, ..., d)."""
-    if widths is None:
-        return
-    widths = check_widths(widths)
-    N, d = W.shape[-3], W.shape[-1]
-    if widths != (d,) * (N + 1):
-        raise ValueError(
-            f"widths must be (d, ..., d) = {(d,) * (N + 1)} for {name} of shape {W.shape}, got "
-            f"{widths}; pass a list of layers for general widths"
-        )
+    if widths is not None:
+        check_stack_widths(W, widths, name)
 
 
 def balanced_dimension(widths: Sequence[int]) -> int:
