@@ -90,9 +90,9 @@ __all__ += [
 
 # --- balanced manifold (balanced.py) ---
 from .balanced import (  # noqa: E402
-    BalancedFrames,
+    BalancedFrame,
     balance_error,
-    balanced_frames,
+    balanced_dimension,
     balanced_normal_multipliers,
     balanced_orthonormal_basis,
     balanced_restore,
@@ -108,9 +108,9 @@ from .balanced import (  # noqa: E402
 )
 
 __all__ += [
-    "BalancedFrames",
+    "BalancedFrame",
     "balance_error",
-    "balanced_frames",
+    "balanced_dimension",
     "balanced_normal_multipliers",
     "balanced_orthonormal_basis",
     "balanced_restore",

@@ -48,6 +48,8 @@ __all__ = [
     "check_full_rank_batch",
     "check_matrix_space",
     "as_generator",
+    "check_square_or_widths",
+    "check_stack_widths",
 ]
 
 
@@ -415,3 +417,35 @@ def as_layer_stack(
     if d is not None and shape[-1] != d:
         raise ValueError(f"{name} must have layers of size {d} x {d}, got {shape[-2:]}")
     return arr
+
+
+def check_square_or_widths(d, depth, widths) -> tuple[int | None, int, tuple[int, ...] | None]:
+    """Resolve a shape given as ``d`` and ``depth`` (square layers) or as ``widths``.
+
+    Returns ``(d, N, None)`` for square layers and ``(None, N, widths)`` for general widths
+    (``depth``, if given with ``widths``, must be ``len(widths) - 1``); passing both ``d``
+    and ``widths`` is a TypeError.
+    """
+    if widths is None:
+        return check_count(d, "d"), check_finite_depth(depth), None
+    if d is not None:
+        raise TypeError(
+            "pass either d (square layers) or widths=(d_0, ..., d_N), not both; got "
+            f"d = {d!r} and widths = {widths!r}"
+        )
+    widths = check_widths(widths)
+    if depth is not None:
+        widths = check_widths(widths, depth=check_finite_depth(depth))
+    return None, len(widths) - 1, widths
+
+
+def check_stack_widths(W: np.ndarray, widths, name: str = "W") -> None:
+    """``widths`` must be (d, ..., d) (N + 1 entries) for a stack W (..., N, d, d)."""
+    widths = check_widths(widths)
+    N, d = W.shape[-3], W.shape[-1]
+    if widths != (d,) * (N + 1):
+        raise ValueError(
+            f"widths must be (d, ..., d) = {(d,) * (N + 1)} for {name} of shape {W.shape} "
+            f"(N = {N} square layers of size d = {d}), got {widths}; pass a list of layers "
+            "for general widths"
+        )

@@ -38,8 +38,11 @@ def solve_right(Y: np.ndarray, M: np.ndarray) -> np.ndarray:
 
 
 def polar_factor(M: np.ndarray) -> np.ndarray:
-    """The orthogonal (unitary) polar factor ``U V^*`` of ``M = U S V^*``, for stacks."""
-    u, _, vh = np.linalg.svd(M)
+    """The orthogonal (unitary) polar factor ``U V^*`` of ``M = U S V^*``, for stacks.
+
+    For a non-square M the thin factor (orthonormal columns of a tall M, rows of a wide one).
+    """
+    u, _, vh = np.linalg.svd(M, full_matrices=False)
     return u @ vh
 
 

@@ -127,7 +127,17 @@ KINDS = {
         ("None", lambda v: None, TypeError),
     ],
     "count?": [("0", lambda v: 0, ValueError), ("1.5", lambda v: 1.5, TypeError)],
+    # widths (d_0, ..., d_N) of a network whose hidden widths are at least min(d_0, d_N)
+    "widths": [
+        ("0", lambda v: (0, *v[1:]), ValueError),
+        ("1.5", lambda v: (1.5, *v[1:]), TypeError),
+        ("short", lambda v: tuple(v[:1]), ValueError),
+        ("bottleneck", lambda v: (3, 1, 3), ValueError),
+        ("matrix", lambda v: np.ones((2, 2)), TypeError),
+        ("None", lambda v: None, TypeError),
+    ],
 }
+KINDS["widths?"] = [m for m in KINDS["widths"] if m[0] != "None"]  # None: square layers
 
 
 @dataclass
@@ -307,7 +317,8 @@ def _core_entries():
         E("balanced_restore", dm.balanced_restore, {"Y": "carr"}, Y=WB),
         E("balanced_retraction", dm.balanced_retraction, {"W": "carr", "V": "carr"}, W=WB, V=V3B),
         E("check_balanced", dm.check_balanced, {"W": "arr"}, W=WB),
-        E("balanced_frames", dm.balanced_frames, {"W": "arr"}, W=WB),
+        E("BalancedFrame", dm.BalancedFrame, {"W": "arr"}, W=WB),
+        E("balanced_dimension", dm.balanced_dimension, {"widths": "widths"}, widths=(2, 3, 2)),
         E("balanced_orthonormal_basis", dm.balanced_orthonormal_basis, {"W": "arr"}, W=WB),
         E(
             "random_balanced_point",
@@ -686,6 +697,12 @@ def _pymanopt_entries():
             {"d": "count", "depth": "depth"},
             d=D,
             depth=N,
+        ),
+        E(
+            "pymanopt.BalancedManifold[widths]",
+            pm.BalancedManifold,
+            {"widths": "widths?"},
+            widths=(2, 3, 2),
         ),
     ]
 
@@ -1332,7 +1349,6 @@ def test_table_covers_public_api():
     }
     skip = {  # no array/depth arguments to break, or not an entry point
         "Energy",
-        "BalancedFrames",
         "FlowResult",
         "LayersFlowResult",
         "TrainingResult",

@@ -93,7 +93,7 @@ from .._linalg import chain_product
 from ..balanced import balance_error, balanced_restore, check_balanced
 from ..depth_metric import depth_operator
 from ..entropy import check_energy_like, free_energy_velocity, orbit_entropy_at
-from ..network import balanced_point, end_to_end, lifted_gradient, moments
+from ..network import balanced_point, end_to_end, lifted_gradient
 from .integrators import FlowResult, integrate_flow, integrate_with_defaults
 
 __all__ = [
@@ -219,15 +219,6 @@ def _unpack(y: np.ndarray, widths: tuple[int, ...]) -> list[np.ndarray]:
     return [part.reshape(widths[k + 1], widths[k]) for k, part in enumerate(parts)]
 
 
-def _relative_moment(layers: list[np.ndarray]) -> float:
-    """:func:`~dln_manifolds.balanced.balance_error` of a sequence of layers."""
-    sq = [float(np.sum(layer * layer)) for layer in layers]
-    G = moments(layers)
-    return max(
-        (np.linalg.norm(G[k]) / ((sq[k] + sq[k + 1]) or 1.0) for k in range(len(G))), default=0.0
-    )
-
-
 def _learning_monitors(energy, phi, imbalance) -> dict:
     """Default monitors of :func:`learning_flow`: end-to-end matrix, E (if it has a value)
     and the balance error, from the end-to-end map ``phi`` and ``imbalance`` of the layers."""
@@ -246,7 +237,7 @@ def _learning_flow_layers(W0, energy, t_final, widths, monitors, stop_when, **op
     layers = _layers(W0, "W0", widths)
     widths = (layers[0].shape[1], *(layer.shape[0] for layer in layers))
     energy = _energy_for(energy, chain_product(layers), "W0")
-    defaults = _learning_monitors(energy, chain_product, _relative_moment)
+    defaults = _learning_monitors(energy, chain_product, balance_error)  # lists of layers
     defaults.update(monitors or {})
 
     def on_layers(f):

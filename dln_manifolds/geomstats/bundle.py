@@ -27,7 +27,7 @@ from geomstats.geometry.fiber_bundle import AlignerAlgorithm, FiberBundle
 from .._checks import as_array, as_arrays, as_stack, check_count, check_positive
 from .._linalg import polar_factor
 from ..balanced import (
-    balanced_frames,
+    BalancedFrame,
     horizontal_lift,
     horizontal_projection,
     vertical_projection,
@@ -129,8 +129,8 @@ def align_orbit(point, base_point, max_sweeps: int = 500, tol: float = 1e-13) ->
         return Wp.copy()
     starts = []
     try:
-        Q, _ = balanced_frames(W)
-        Qp, _ = balanced_frames(Wp)
+        Q = BalancedFrame(W).Q
+        Qp = BalancedFrame(Wp).Q
         # frames are defined up to one sign per singular value, shared by all layers
         S = np.sign(np.sum(Q[-1] * Qp[-1], axis=0) + np.sum(Q[0] * Qp[0], axis=0))
         S[S == 0] = 1.0
