@@ -1335,6 +1335,7 @@ def test_table_covers_public_api():
         "BalancedFrames",
         "FlowResult",
         "LayersFlowResult",
+        "LayersTrainingResult",
         "TrainingResult",
         "TABLEAUS",
         "SampleResult",
