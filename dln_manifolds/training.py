@@ -851,13 +851,13 @@ def _init_layers(d, depth, method: str, scale: float, seed, widths) -> list[np.n
             else scale * haar_from_gaussian(rng.standard_normal((n, m))).T
             for m, n in pairs
         ]
-    r = min(widths[0], widths[-1])
-    for k in range(1, N):
-        if widths[k] < r:
-            raise ValueError(
-                f"a balanced start needs every hidden width at least min(d_0, d_N) = {r} "
-                f"(the rank of its end-to-end matrix), but widths {widths} has "
-                f"widths[{k}] = d_{k} = {widths[k]}"
-            )
+    r = min(widths[0], widths[-1])  # the rank of A (almost surely)
+    narrow = [k for k in range(1, N) if widths[k] < r]
+    if narrow:
+        raise ValueError(
+            f"a balanced start needs every hidden width at least min(d_0, d_N) = {r} (the "
+            f"rank of its end-to-end matrix), but widths {widths} has widths[{narrow[0]}] = "
+            f"d_{narrow[0]} = {widths[narrow[0]]}"
+        )
     A = (scale / math.sqrt(widths[0])) * rng.standard_normal((widths[-1], widths[0]))
     return balanced_point(A, N, widths=widths)
