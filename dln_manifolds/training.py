@@ -29,6 +29,20 @@ and memory is proportional to the number of saved states, not to ``max_steps``.
 Divergence (weights or loss not finite) raises :class:`TrainingDivergedError`,
 which names the step and keeps the trajectory so far in ``.result``.
 
+General widths
+--------------
+A network of widths :math:`(d_0, \dots, d_N)` is given as a list (or tuple) of N layers,
+``W[k-1]`` of shape :math:`(d_k, d_{k-1})` (``widths=`` checks them), and trains on an energy
+of :math:`(d_N, d_0)` matrices; a stacked array (N, d, d) stays the fast path for square
+networks. The result is then a :class:`LayersTrainingResult`, which stores each saved network
+packed (the layers raveled and concatenated) like
+:class:`~dln_manifolds.flows.LayersFlowResult`, and whose ``final`` and ``layers(i)`` return
+lists. The moments :math:`G_k` have the sizes :math:`d_k \times d_k`; their drift is
+monitored as one Frobenius norm :math:`|G_k(t) - G_k(0)|` per moment, shape (N - 1,) per
+saved step, as for square networks. :func:`end_to_end_gradient_descent` takes a rectangular
+X0 with the rectangular :math:`\mathcal{A}_{N,X}` (docs/mathematics.rst, :ref:`math-widths`),
+which a balanced network follows to :math:`O(\eta^2)` per step ([ACH] Thm 1).
+
 References
 ----------
 - [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear

@@ -482,6 +482,26 @@ def _training_entries():
             scale=1.0,
             seed=0,
         ),
+        # general widths: a list of layers (their own shape checks: tests/test_training_widths.py)
+        E(
+            "gradient_descent[widths]",
+            dm.gradient_descent,
+            {**steps, "save_every": "count?"},
+            W0=[np.eye(3, 2), np.eye(4, 3)],
+            energy=dm.QuadraticEnergy(np.ones((4, 2))),
+            lr=0.01,
+            max_steps=2,
+            save_every=1,
+            widths=(2, 3, 4),
+        ),
+        E(
+            "init_weights[widths]",
+            dm.init_weights,
+            {"scale": "pos"},
+            widths=(2, 3, 4),
+            scale=1.0,
+            seed=0,
+        ),
         E(
             "RegressionEnergy",
             dm.RegressionEnergy,
