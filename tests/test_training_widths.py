@@ -3,7 +3,8 @@
 Brute-force references: explicit loops over the layers with ``lifted_gradient``, the
 upstairs learning flow integrated by RK4 on the list of layers, the exact second-order
 change of the moments under one GD step, the rectangular depth operator as a dense
-Kronecker matrix (tests/dense.py), and the seeded permutations of SGD replayed by hand. Each scaling test has a negative control.
+Kronecker matrix (tests/dense.py), and the seeded permutations of SGD replayed by hand.
+Each scaling test has a negative control.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from dense import dense_cometric
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dln_manifolds import (
     LayersTrainingResult,
@@ -75,6 +78,29 @@ def test_gd_steps_are_the_explicit_loop_and_the_result_holds_lists(rng):
     assert _max_layer_error(gradient_descent(tuple(W0), E, 0.05, 6).final, res.final) == 0.0
     # negative control: another learning rate gives visibly different layers
     assert _max_layer_error(_explicit_gd(W0, E, 0.051, 6), res.final) > 1e-6
+
+
+@settings(max_examples=15)
+@given(
+    widths=st.lists(st.integers(1, 4), min_size=2, max_size=5).map(tuple),
+    seed=st.integers(0, 2**16),
+)
+def test_one_step_on_any_widths_is_the_lifted_gradient_step(widths, seed):
+    """Any widths (bottlenecks, N = 1 included): one step is W - lr grad, and the moments
+    change by exactly lr^2 (g_k g_k^T - g_{k+1}^T g_{k+1})."""
+    rng = np.random.default_rng(seed)
+    E = QuadraticEnergy(rng.standard_normal((widths[-1], widths[0])))
+    W0 = init_weights(widths=widths, seed=rng)
+    lr = 0.01
+    res = gradient_descent(W0, E, lr, 1)
+    g = lifted_gradient(W0, E.gradient(end_to_end(W0)))
+    ref = [w - lr * gk for w, gk in zip(W0, g, strict=True)]
+    assert _max_layer_error(res.final, ref) <= 1e-13
+    G0, G1 = moments(W0), moments(res.final)
+    for k in range(len(widths) - 2):
+        exact = lr**2 * (g[k] @ g[k].T - g[k + 1].T @ g[k + 1])
+        np.testing.assert_allclose(G1[k] - G0[k], exact, rtol=1e-6, atol=1e-13)
+    assert res.monitors["moment_drift"].shape == (2, len(widths) - 2)
 
 
 def test_gd_tracks_the_upstairs_learning_flow_to_first_order(rng):
