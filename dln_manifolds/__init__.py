@@ -172,6 +172,7 @@ __all__ += [
 # --- training: gradient descent, SGD, initializers, regression loss (training.py) ---
 from .energies import RegressionEnergy  # noqa: E402
 from .training import (  # noqa: E402
+    LayersTrainingResult,
     TrainingDivergedError,
     TrainingResult,
     end_to_end_gradient_descent,
@@ -181,6 +182,7 @@ from .training import (  # noqa: E402
 )
 
 __all__ += [
+    "LayersTrainingResult",
     "RegressionEnergy",
     "TrainingDivergedError",
     "TrainingResult",

@@ -23,6 +23,8 @@ __all__ = [
     "stack_partial_products",
     "chain_product",
     "chain_partial_products",
+    "pack_layers",
+    "unpack_layers",
 ]
 
 
@@ -133,3 +135,24 @@ def chain_partial_products(layers) -> tuple[list[np.ndarray], list[np.ndarray]]:
         B[p + 1] = layers[p] @ B[p]
         A[N - 1 - p] = A[N - p] @ layers[N - 1 - p]
     return A, B
+
+
+def pack_layers(layers) -> np.ndarray:
+    """The layers (d_{k+1}, d_k) of one network raveled and concatenated, input layer first.
+
+    The packed layout of a network of general widths as one vector of
+    P = sum_k d_{k+1} d_k entries (a fresh array); :func:`unpack_layers` inverts it.
+    """
+    return np.concatenate([np.ravel(layer) for layer in layers])
+
+
+def unpack_layers(y: np.ndarray, widths) -> list[np.ndarray]:
+    """Split a packed network (:func:`pack_layers`) of widths (d_0, ..., d_N) into its N
+    layers (d_{k+1}, d_k): views of ``y``, so writing into them writes into ``y``."""
+    out = []
+    start = 0
+    for k in range(len(widths) - 1):
+        stop = start + widths[k + 1] * widths[k]
+        out.append(y[start:stop].reshape(widths[k + 1], widths[k]))
+        start = stop
+    return out

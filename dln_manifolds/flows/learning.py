@@ -89,7 +89,7 @@ from .._checks import (
     check_full_rank,
     check_positive,
 )
-from .._linalg import chain_product
+from .._linalg import chain_product, pack_layers, unpack_layers
 from ..balanced import balance_error, balanced_restore, check_balanced
 from ..depth_metric import depth_operator
 from ..entropy import check_energy_like, free_energy_velocity, orbit_entropy_at
@@ -204,7 +204,7 @@ class LayersFlowResult(FlowResult):
 
     def layers(self, index: int = -1) -> list[np.ndarray]:
         """The layers of saved state ``index`` (default: the last), ``W[k-1]`` (d_k, d_{k-1})."""
-        return _unpack(self.states[index], tuple(int(w) for w in self.widths))
+        return unpack_layers(self.states[index], tuple(int(w) for w in self.widths))
 
     @property
     def final(self) -> list[np.ndarray]:
@@ -212,11 +212,6 @@ class LayersFlowResult(FlowResult):
         return self.layers(-1)
 
 
-def _unpack(y: np.ndarray, widths: tuple[int, ...]) -> list[np.ndarray]:
-    """Split a packed state (the raveled layers, concatenated) into the layers (views)."""
-    sizes = [widths[k + 1] * widths[k] for k in range(len(widths) - 1)]
-    parts = np.split(y, np.cumsum(sizes)[:-1])
-    return [part.reshape(widths[k + 1], widths[k]) for k, part in enumerate(parts)]
 
 
 def _learning_monitors(energy, phi, imbalance) -> dict:
@@ -241,16 +236,14 @@ def _learning_flow_layers(W0, energy, t_final, widths, monitors, stop_when, **op
     defaults.update(monitors or {})
 
     def on_layers(f):
-        return lambda t, y: f(t, _unpack(y, widths))
+        return lambda t, y: f(t, unpack_layers(y, widths))
 
     def velocity(t, y):
-        return np.concatenate(
-            [v.ravel() for v in _layers_velocity(_unpack(y, widths), energy.gradient)]
-        )
+        return pack_layers(_layers_velocity(unpack_layers(y, widths), energy.gradient))
 
     result = integrate_flow(
         velocity,
-        np.concatenate([layer.ravel() for layer in layers]),
+        pack_layers(layers),
         t_final,
         monitors={name: on_layers(f) for name, f in defaults.items()},
         stop_when=None if stop_when is None else on_layers(stop_when),
