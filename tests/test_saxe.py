@@ -96,10 +96,10 @@ def test_unbalanced_or_misaligned_start_breaks_the_closed_form():
 
 
 def test_gradient_descent_converges_to_the_closed_form_at_order_lr():
-    """Square S (gradient_descent takes square layers): error O(lr) at t = k lr."""
-    U, V, s, u0, S, X0 = _problem(m=5, n=5, seed=2)
+    """Rectangular S, widths (8, 10, 6): error O(lr) at t = k lr."""
+    U, V, s, u0, S, X0 = _problem(m=6, n=8, seed=2)
     energy = dm.QuadraticEnergy(S)
-    W0 = dm.balanced_point(X0, 2)
+    W0 = dm.balanced_point(X0, 2, widths=(8, 10, 6))
     T, errors = 3.0, []
     for lr in (4e-3, 2e-3, 1e-3):
         res = dm.gradient_descent(W0, energy, lr, round(T / lr), save_every=round(0.25 / lr))
