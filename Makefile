@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test docs lint bench clean
+.PHONY: demo test test-backends docs lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,20 @@ demo: $(STAMP)
 test: $(STAMP)
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q
 
+# The geomstats backends end to end (numpy, autograd, pytorch), in a separate
+# virtual environment with the optional extra "backends" (PyTorch is large).
+BACKENDS_VENV ?= .venv-backends
+BACKENDS_STAMP := $(BACKENDS_VENV)/.installed
+
+$(BACKENDS_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BACKENDS_VENV)
+	$(BACKENDS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BACKENDS_VENV)/bin/python -m pip install --quiet -e ".[test,backends]"
+	touch $(BACKENDS_STAMP)
+
+test-backends: $(BACKENDS_STAMP)
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BACKENDS_VENV)/bin/python -m pytest -n 0 -q -m backends tests/test_geomstats_backends.py
+
 docs: $(STAMP)
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
@@ -34,4 +48,4 @@ bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) docs/_build results .pytest_cache
+	rm -rf $(VENV) $(BACKENDS_VENV) docs/_build results .pytest_cache

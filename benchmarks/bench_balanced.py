@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import scipy.linalg  # noqa: E402
 
 from dln_manifolds import (  # noqa: E402
-    balanced_frames,
+    BalancedFrame,
     balanced_tangent_projection,
     random_balanced_point,
 )
@@ -67,8 +67,8 @@ def main() -> dict:
     Z = rng.standard_normal(W.shape)
     err = np.linalg.norm(balanced_tangent_projection(W, Z) - dense_projection(W, Z))
     t_fast = best_time(lambda: balanced_tangent_projection(W, Z), repeat=5)
-    frames = balanced_frames(W)
-    t_cached = best_time(lambda: balanced_tangent_projection(W, Z, frames=frames), repeat=5)
+    frames = BalancedFrame(W)
+    t_cached = best_time(lambda: balanced_tangent_projection(W, Z, frame=frames), repeat=5)
     t_dense = best_time(lambda: dense_projection(W, Z), repeat=3)
     results["dense_comparison"] = {
         "d": d,
@@ -98,7 +98,7 @@ def main() -> dict:
         for N in (8, 64):
             W = random_balanced_point(d, N, rng)
             Z = rng.standard_normal(W.shape)
-            frames = balanced_frames(W)
+            frames = BalancedFrame(W)
             A = rng.standard_normal((N, d, d))
             B = rng.standard_normal((N, d, d))
 
@@ -109,7 +109,7 @@ def main() -> dict:
             t_ref = best_time(products, repeat=5)
             t_proj = best_time(lambda W=W, Z=Z: balanced_tangent_projection(W, Z), repeat=5)
             t_cached = best_time(
-                lambda W=W, Z=Z, F=frames: balanced_tangent_projection(W, Z, frames=F), repeat=5
+                lambda W=W, Z=Z, F=frames: balanced_tangent_projection(W, Z, frame=F), repeat=5
             )
             row = {
                 "d": d,

@@ -90,9 +90,9 @@ __all__ += [
 
 # --- balanced manifold (balanced.py) ---
 from .balanced import (  # noqa: E402
-    BalancedFrames,
+    BalancedFrame,
     balance_error,
-    balanced_frames,
+    balanced_dimension,
     balanced_normal_multipliers,
     balanced_orthonormal_basis,
     balanced_restore,
@@ -108,9 +108,9 @@ from .balanced import (  # noqa: E402
 )
 
 __all__ += [
-    "BalancedFrames",
+    "BalancedFrame",
     "balance_error",
-    "balanced_frames",
+    "balanced_dimension",
     "balanced_normal_multipliers",
     "balanced_orthonormal_basis",
     "balanced_restore",
@@ -172,6 +172,7 @@ __all__ += [
 # --- training: gradient descent, SGD, initializers, regression loss (training.py) ---
 from .energies import RegressionEnergy  # noqa: E402
 from .training import (  # noqa: E402
+    LayersTrainingResult,
     TrainingDivergedError,
     TrainingResult,
     end_to_end_gradient_descent,
@@ -181,6 +182,7 @@ from .training import (  # noqa: E402
 )
 
 __all__ += [
+    "LayersTrainingResult",
     "RegressionEnergy",
     "TrainingDivergedError",
     "TrainingResult",

@@ -46,6 +46,10 @@ __all__ = [
     "as_layer_sequence",
     "as_layer_stack",
     "check_full_rank_batch",
+    "check_matrix_space",
+    "as_generator",
+    "check_square_or_widths",
+    "check_stack_widths",
 ]
 
 
@@ -255,6 +259,41 @@ def check_count(value, name: str, minimum: int = 1, *, integral: bool = False) -
     return value
 
 
+def check_matrix_space(d, depth) -> tuple[tuple[int, int], int | float]:
+    r"""Validate the size and depth of :math:`(\mathfrak{M}_d, g^N)` (the manifold adapters).
+
+    ``d`` is an integer >= 1 (square matrices (d, d)) or a pair (m, n) of them; ``depth``
+    as in :func:`check_depth`, finite for m != n (the rescaled operator
+    :math:`\mathcal{A}_\infty` vanishes on the complement block). Returns ``((m, n), depth)``.
+    """
+    if isinstance(d, (tuple, list)):
+        if len(d) != 2:
+            raise ValueError(f"d must be an integer or a pair (m, n), got {d!r}")
+        m, n = check_count(d[0], "d[0]"), check_count(d[1], "d[1]")
+    else:
+        m = n = check_count(d, "d")
+    depth = check_depth(depth)
+    if m != n and np.isinf(depth):
+        raise ValueError(
+            f"depth must be finite for non-square matrices (shape ({m}, {n})): the rescaled "
+            "operator A_inf vanishes on the complement block, so g^inf is not defined there"
+        )
+    return (m, n), depth
+
+
+def as_generator(seed, name: str = "seed") -> np.random.Generator:
+    """A numpy Generator from None, an int, a SeedSequence or a Generator (returned as is)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or (
+        isinstance(seed, (numbers.Integral, np.random.SeedSequence)) and not isinstance(seed, bool)
+    ):
+        return np.random.default_rng(seed)
+    raise TypeError(
+        f"{name} must be None, an int, a numpy SeedSequence or Generator, got {type(seed).__name__}"
+    )
+
+
 def check_nonnegative(value, name: str) -> float:
     """Validate a finite real scalar >= 0 (a tolerance that may be zero)."""
     value = check_real_scalar(value, name)
@@ -378,3 +417,35 @@ def as_layer_stack(
     if d is not None and shape[-1] != d:
         raise ValueError(f"{name} must have layers of size {d} x {d}, got {shape[-2:]}")
     return arr
+
+
+def check_square_or_widths(d, depth, widths) -> tuple[int | None, int, tuple[int, ...] | None]:
+    """Resolve a shape given as ``d`` and ``depth`` (square layers) or as ``widths``.
+
+    Returns ``(d, N, None)`` for square layers and ``(None, N, widths)`` for general widths
+    (``depth``, if given with ``widths``, must be ``len(widths) - 1``); passing both ``d``
+    and ``widths`` is a TypeError.
+    """
+    if widths is None:
+        return check_count(d, "d"), check_finite_depth(depth), None
+    if d is not None:
+        raise TypeError(
+            "pass either d (square layers) or widths=(d_0, ..., d_N), not both; got "
+            f"d = {d!r} and widths = {widths!r}"
+        )
+    widths = check_widths(widths)
+    if depth is not None:
+        widths = check_widths(widths, depth=check_finite_depth(depth))
+    return None, len(widths) - 1, widths
+
+
+def check_stack_widths(W: np.ndarray, widths, name: str = "W") -> None:
+    """``widths`` must be (d, ..., d) (N + 1 entries) for a stack W (..., N, d, d)."""
+    widths = check_widths(widths)
+    N, d = W.shape[-3], W.shape[-1]
+    if widths != (d,) * (N + 1):
+        raise ValueError(
+            f"widths must be (d, ..., d) = {(d,) * (N + 1)} for {name} of shape {W.shape} "
+            f"(N = {N} square layers of size d = {d}), got {widths}; pass a list of layers "
+            "for general widths"
+        )

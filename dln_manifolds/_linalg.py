@@ -16,12 +16,15 @@ __all__ = [
     "conj_transpose",
     "solve_right",
     "polar_factor",
+    "haar_from_gaussian",
     "haar_orthogonal",
     "haar_unitary",
     "stack_product",
     "stack_partial_products",
     "chain_product",
     "chain_partial_products",
+    "pack_layers",
+    "unpack_layers",
 ]
 
 
@@ -37,28 +40,38 @@ def solve_right(Y: np.ndarray, M: np.ndarray) -> np.ndarray:
 
 
 def polar_factor(M: np.ndarray) -> np.ndarray:
-    """The orthogonal (unitary) polar factor ``U V^*`` of ``M = U S V^*``, for stacks."""
-    u, _, vh = np.linalg.svd(M)
+    """The orthogonal (unitary) polar factor ``U V^*`` of ``M = U S V^*``, for stacks.
+
+    For a non-square M the thin factor (orthonormal columns of a tall M, rows of a wide one).
+    """
+    u, _, vh = np.linalg.svd(M, full_matrices=False)
     return u @ vh
 
 
-def haar_orthogonal(rng: np.random.Generator, d: int, shape: tuple[int, ...] = ()) -> np.ndarray:
-    """Haar-distributed orthogonal matrices of shape ``shape + (d, d)``.
+def haar_from_gaussian(Z: np.ndarray) -> np.ndarray:
+    """Haar orthogonal (unitary) matrices from a stack ``Z`` (..., d, d) of standard Gaussians.
 
-    QR of a Gaussian matrix with the signs of R's diagonal moved into Q
-    (Mezzadri 2007), so that the law is exactly Haar.
+    QR of Z with the phases of R's diagonal moved into Q (Mezzadri 2007), so that
+    the law is exactly Haar: real Z gives O(d), complex Z (i.i.d. standard complex
+    normal entries) gives U(d). Takes the Gaussians from any source (a numpy
+    Generator, geomstats' global generator).
     """
-    Q, R = np.linalg.qr(rng.standard_normal(tuple(shape) + (d, d)))
-    return Q * np.sign(np.diagonal(R, axis1=-2, axis2=-1))[..., None, :]
+    Q, R = np.linalg.qr(Z)
+    diag = np.diagonal(R, axis1=-2, axis2=-1)
+    return Q * (diag / np.abs(diag))[..., None, :]
+
+
+def haar_orthogonal(rng: np.random.Generator, d: int, shape: tuple[int, ...] = ()) -> np.ndarray:
+    """Haar-distributed orthogonal matrices of shape ``shape + (d, d)``."""
+    return haar_from_gaussian(rng.standard_normal(tuple(shape) + (d, d)))
 
 
 def haar_unitary(rng: np.random.Generator, d: int, shape: tuple[int, ...] = ()) -> np.ndarray:
     """Haar-distributed unitary matrices of shape ``shape + (d, d)`` (Mezzadri 2007)."""
     size = tuple(shape) + (d, d)
-    Z = (rng.standard_normal(size) + 1j * rng.standard_normal(size)) / np.sqrt(2.0)
-    Q, R = np.linalg.qr(Z)
-    diag = np.diagonal(R, axis1=-2, axis2=-1)
-    return Q * (diag / np.abs(diag))[..., None, :]
+    return haar_from_gaussian(
+        (rng.standard_normal(size) + 1j * rng.standard_normal(size)) / np.sqrt(2.0)
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -122,3 +135,24 @@ def chain_partial_products(layers) -> tuple[list[np.ndarray], list[np.ndarray]]:
         B[p + 1] = layers[p] @ B[p]
         A[N - 1 - p] = A[N - p] @ layers[N - 1 - p]
     return A, B
+
+
+def pack_layers(layers) -> np.ndarray:
+    """The layers (d_{k+1}, d_k) of one network raveled and concatenated, input layer first.
+
+    The packed layout of a network of general widths as one vector of
+    P = sum_k d_{k+1} d_k entries (a fresh array); :func:`unpack_layers` inverts it.
+    """
+    return np.concatenate([np.ravel(layer) for layer in layers])
+
+
+def unpack_layers(y: np.ndarray, widths) -> list[np.ndarray]:
+    """Split a packed network (:func:`pack_layers`) of widths (d_0, ..., d_N) into its N
+    layers (d_{k+1}, d_k): views of ``y``, so writing into them writes into ``y``."""
+    out = []
+    start = 0
+    for k in range(len(widths) - 1):
+        stop = start + widths[k + 1] * widths[k]
+        out.append(y[start:stop].reshape(widths[k + 1], widths[k]))
+        start = stop
+    return out

@@ -586,13 +586,18 @@ class DepthFrame:
         )
 
     def _dA_adjoint_hat(self, Zh: np.ndarray, Yh: np.ndarray) -> np.ndarray:
-        """Frame coordinates of K with <K, V> = <Y, DA[V] Z>."""
+        """Frame coordinates of K with <K, V> = <Y, DA[V] Z> (Re tr(K^* V), complex X too).
+
+        T and s are real, so K^ = (C1 + C1^*) diag(s) + diag(s) (C2 + C2^*) with
+        C1, C2 the coefficients of dP, dQ contracted against conj(Z^) (for real X
+        the conjugates drop out).
+        """
         T = self.divided_differences
-        C1 = np.einsum("...ij,...imj,...mj->...im", Yh, T, Zh)  # coefficient of dP_im
-        C2 = np.einsum("...ij,...mji,...im->...mj", Yh, T, Zh)  # coefficient of dQ_mj
-        sw = np.swapaxes
-        return (C1 + sw(C1, -1, -2)) * self.s[..., None, :] + self.s[..., :, None] * (
-            C2 + sw(C2, -1, -2)
+        Zc = np.conj(Zh)
+        C1 = np.einsum("...ij,...imj,...mj->...im", Yh, T, Zc)  # coefficient of dP_im
+        C2 = np.einsum("...ij,...mji,...im->...mj", Yh, T, Zc)  # coefficient of dQ_mj
+        return (C1 + conj_transpose(C1)) * self.s[..., None, :] + self.s[..., :, None] * (
+            C2 + conj_transpose(C2)
         )
 
     def _zeros(self, *arrays) -> np.ndarray:
@@ -600,25 +605,24 @@ class DepthFrame:
         shape = np.broadcast_shapes(own, *(np.shape(a) for a in arrays))
         return np.zeros(shape, dtype=np.result_type(*arrays, np.float64))
 
-    def derivative(self, V, Z) -> np.ndarray:
-        r""":math:`D\mathcal{A}_{N,X}[V](Z)` (:func:`depth_operator_derivative`)."""
-        V, Z = self._arg(V, "V"), self._arg(Z, "Z")
+    def _bilinear(self, A, B, names: tuple[str, str], square, rect) -> np.ndarray:
+        """Validate A, B and apply a bilinear map given in frame coordinates (``square``,
+        on the hats) and in split coordinates (``rect``, non-square X); 0 at depth 1."""
+        A, B = self._arg(A, names[0]), self._arg(B, names[1])
         self._require_full_rank()
         if self.depth == 1:
-            return self._zeros(V, Z)
+            return self._zeros(A, B)
         if self._rect:
-            return self._join(*self._rect_dA(*self._split(V), *self._split(Z)))
-        return self._from(self._dA_hat(self._to(V), self._to(Z)))
+            return self._join(*rect(*self._split(A), *self._split(B)))
+        return self._from(square(self._to(A), self._to(B)))
+
+    def derivative(self, V, Z) -> np.ndarray:
+        r""":math:`D\mathcal{A}_{N,X}[V](Z)` (:func:`depth_operator_derivative`)."""
+        return self._bilinear(V, Z, ("V", "Z"), self._dA_hat, self._rect_dA)
 
     def derivative_adjoint(self, Z, Y) -> np.ndarray:
         r"""K with :math:`\langle K, V\rangle = \langle Y, D\mathcal{A}[V](Z)\rangle` for all V."""
-        Z, Y = self._arg(Z, "Z"), self._arg(Y, "Y")
-        self._require_full_rank()
-        if self.depth == 1:
-            return self._zeros(Z, Y)
-        if self._rect:
-            return self._join(*self._rect_dA_adjoint(*self._split(Z), *self._split(Y)))
-        return self._from(self._dA_adjoint_hat(self._to(Z), self._to(Y)))
+        return self._bilinear(Z, Y, ("Z", "Y"), self._dA_adjoint_hat, self._rect_dA_adjoint)
 
     def christoffel_hat(self, Uh, Vh) -> np.ndarray:
         r"""Frame coordinates of :math:`\Gamma_X(U, V)` from those of U and V, (..., d, d)."""

@@ -3,7 +3,11 @@ r"""Loss functions E(X) on end-to-end matrices, with Euclidean gradient and Hess
 Each energy is an immutable object with ``value(X)``, ``gradient(X)`` (the
 Euclidean gradient :math:`E'(X)`, [G] eq. 3.5) and ``hessian(X, Z)`` (the
 Euclidean Hessian applied to Z). All three accept a batch ``X`` of shape
-(..., d, d); ``value`` then returns shape (...). The formulas use only
+(..., d, d); ``value`` then returns shape (...). :class:`QuadraticEnergy` and
+:class:`RegressionEnergy` also act on rectangular end-to-end matrices of shape
+(m, n) = (d_N, d_0), for networks of general widths: their ``shape`` is (m, n) and
+their ``d`` is the int d when m = n and the tuple (m, n) otherwise (the convention of
+:class:`dln_manifolds.pymanopt.EndToEndMatrices`). The formulas use only
 elementwise products and sums, so they can also be differentiated by
 autograd when ``X`` is an autograd box.
 
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_array, as_matrix, check_count, check_positive
+from ._checks import as_array, as_matrix, check_count, check_positive, check_real_scalar
 
 __all__ = [
     "energy_functions",
@@ -44,6 +48,12 @@ class Energy:
 
     d: int
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Shape (m, n) of the matrices X the energy acts on ((d, d) unless rectangular)."""
+        d = self.d
+        return tuple(d) if isinstance(d, tuple) else (d, d)
+
     def value(self, X):
         raise NotImplementedError
 
@@ -57,10 +67,23 @@ class Energy:
         return self.value(X)
 
     def _check(self, X, name: str = "X") -> np.ndarray:
-        """Validate a real matrix, or a batch of them, of shape (..., d, d)."""
+        """Validate a real matrix, or a batch of them, of shape (..., m, n) (``self.shape``)."""
         if hasattr(X, "shape") and not isinstance(X, np.ndarray):
             return X  # an autodiff tracer (autograd, jax): differentiated, not validated
-        return as_array(X, name, (self.d, self.d), real=True, batch=True)
+        return as_array(X, name, self.shape, real=True, batch=True)
+
+
+def _size(shape: tuple[int, int]) -> int | tuple[int, int]:
+    """The ``d`` of an energy on matrices of ``shape``: d when square, else (m, n)."""
+    return shape[0] if shape[0] == shape[1] else tuple(shape)
+
+
+def _real_matrix(value, name: str) -> np.ndarray:
+    """A finite real float64 matrix of any shape (m, n), m, n >= 1."""
+    arr = as_array(value, name, real=True, batch=True)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a matrix of shape (m, n), got shape {arr.shape}")
+    return arr
 
 
 def energy_functions(energy) -> tuple[Callable, Callable | None]:
@@ -96,7 +119,9 @@ class QuadraticEnergy(Energy):
 
     Parameters
     ----------
-    target : ndarray, shape (d, d)
+    target : ndarray, shape (d, d) or (m, n)
+        A rectangular target makes an energy on (m, n) matrices (networks of general
+        widths, X of shape (d_N, d_0)).
     scale : float
         The constant c > 0.
     """
@@ -105,12 +130,16 @@ class QuadraticEnergy(Energy):
     scale: float = 1.0
 
     def __post_init__(self):
-        object.__setattr__(self, "target", as_matrix(self.target, "target", real=True))
+        object.__setattr__(self, "target", _real_matrix(self.target, "target"))
         object.__setattr__(self, "scale", check_positive(self.scale, "scale"))
 
     @property
-    def d(self) -> int:
-        return self.target.shape[0]
+    def d(self) -> int | tuple[int, int]:
+        return _size(self.target.shape)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.target.shape
 
     def value(self, X):
         R = self._check(X) - self.target
@@ -251,11 +280,11 @@ class RegressionEnergy(Energy):
 
     Parameters
     ----------
-    inputs : array_like, shape (d, n)
+    inputs : array_like, shape (d_0, n)
         Input vectors as columns.
-    outputs : array_like, shape (d, n)
-        Target vectors as columns (same n; square networks only for now, so the
-        same d).
+    outputs : array_like, shape (d_N, n)
+        Target vectors as columns (same n). X has shape (d_N, d_0), rectangular when
+        the widths differ (a network of general widths); ``shape`` is (d_N, d_0).
 
     Notes
     -----
@@ -271,11 +300,6 @@ class RegressionEnergy(Energy):
         if B.shape[1] != A.shape[1]:
             raise ValueError(
                 f"outputs must have as many columns (samples) as inputs ({A.shape[1]}), "
-                f"got shape {B.shape}"
-            )
-        if B.shape[0] != A.shape[0]:
-            raise ValueError(
-                f"outputs must have {A.shape[0]} rows like inputs (square networks only), "
                 f"got shape {B.shape}"
             )
         n = A.shape[1]
@@ -310,12 +334,12 @@ class RegressionEnergy(Energy):
 
         Parameters
         ----------
-        input_covariance : array_like, shape (d, d)
+        input_covariance : array_like, shape (d_0, d_0)
             :math:`\Sigma_{xx}`, symmetric positive semidefinite. The identity
             gives Saxe et al.'s whitened form
             :math:`\tfrac12|X - \Sigma_{yx}|^2 + c - \tfrac12|\Sigma_{yx}|^2`.
-        cross_covariance : array_like, shape (d, d)
-            :math:`\Sigma_{yx}`.
+        cross_covariance : array_like, shape (d_N, d_0)
+            :math:`\Sigma_{yx}`; rectangular for a network of general widths.
         constant : float
             c (e.g. :math:`|B|^2/(2n)` to match the data form exactly).
 
@@ -325,31 +349,31 @@ class RegressionEnergy(Energy):
             With ``inputs = outputs = None`` and ``n_samples = None``.
         """
         sxx = as_matrix(input_covariance, "input_covariance").copy()
-        syx = as_matrix(cross_covariance, "cross_covariance").copy()
+        syx = as_array(cross_covariance, "cross_covariance", real=False, batch=True).copy()
         if np.iscomplexobj(sxx) or np.iscomplexobj(syx):
             raise TypeError("input_covariance and cross_covariance must be real")
-        if syx.shape != sxx.shape:
+        if syx.ndim != 2 or syx.shape[1] != sxx.shape[0]:
             raise ValueError(
-                f"cross_covariance must have shape {sxx.shape} like input_covariance, "
-                f"got {syx.shape}"
+                f"cross_covariance must have shape (d_N, {sxx.shape[0]}) (as many columns "
+                f"as input_covariance, shape {sxx.shape}), got {syx.shape}"
             )
         scale = max(1.0, float(np.max(np.abs(sxx))))
         if np.max(np.abs(sxx - sxx.T)) > 1e-12 * scale:
             raise ValueError("input_covariance must be symmetric")
         if np.min(np.linalg.eigvalsh(sxx)) < -1e-12 * scale * sxx.shape[0]:
             raise ValueError("input_covariance must be positive semidefinite")
-        if isinstance(constant, bool) or not np.isscalar(constant):
-            raise TypeError(f"constant must be a real number, got {type(constant).__name__}")
-        constant = float(constant)
-        if not np.isfinite(constant):
-            raise ValueError(f"constant must be finite, got {constant}")
+        constant = check_real_scalar(constant, "constant")
         obj = cls.__new__(cls)
         obj._set(None, None, sxx, syx, constant, None)
         return obj
 
     @property
-    def d(self) -> int:
-        return self.input_covariance.shape[0]
+    def d(self) -> int | tuple[int, int]:
+        return _size(self.cross_covariance.shape)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.cross_covariance.shape
 
     def value(self, X):
         X = self._check(X)
@@ -371,13 +395,13 @@ class RegressionEnergy(Energy):
 
         Parameters
         ----------
-        X : ndarray, shape (d, d)
+        X : ndarray, shape (d_N, d_0)
         columns : ndarray of int, shape (b,)
             Sample indices (not validated: the training loop calls this).
 
         Returns
         -------
-        ndarray, shape (d, d)
+        ndarray, shape (d_N, d_0)
             :math:`(X A_S - B_S) A_S^T / b`.
         """
         A = self.inputs[:, columns]

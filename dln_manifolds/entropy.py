@@ -51,6 +51,27 @@ This is the additive-constant choice: we subtract exactly the divergent part, so
 equals :math:`2 S_\infty` here; with ours, the free energy flow at depth inf is
 the limit of the finite-depth flows with the same beta.
 
+General widths
+--------------
+For a network of widths :math:`(d_0, \dots, d_N)` and X of shape :math:`(d_N, d_0)` with full
+rank :math:`r = \min(d_0, d_N) \le d_k` (every k), the balanced networks over X are
+:math:`W_k = Q_k \Sigma^{1/N} Q_{k-1}^T` with :math:`Q_0 = V`, :math:`Q_N = U` (thin SVD) and
+:math:`Q_k \in \mathrm{St}(d_k, r)` free: the orbit is :math:`\prod_{k=1}^{N-1}\mathrm{St}(d_k, r)`.
+Writing :math:`dQ_k = Q_k\Omega_k + Q_k^\perp C_k`, the Frobenius norm of :math:`dW` splits
+into the square part in the :math:`\Omega_k` (the r x r computation of [G] Thm 10) and
+:math:`2\sum_k |C_k\Sigma^{1/N}|^2`, so
+
+.. math::
+
+    \mathrm{vol}(\mathcal{O}_X) = \prod_{k=1}^{N-1} v(d_k, r)\,
+    \big(2^{r/2}\det\Sigma^{1/N}\big)^{d_k - r}\; \prod_{i<j\le r}\sqrt{m_{ij}},
+
+with :math:`v(n, r)` the volume of the Stiefel manifold :math:`\mathrm{St}(n, r)` in the metric
+induced by the Frobenius norm (:math:`v(d, d) = c_d`). The volume density of :math:`g^N` on
+:math:`\mathfrak{M}_{m\times n}` gains the factor :math:`\prod_k\sigma_k^{|m-n|/N}`. Both are
+checked by Gram determinants in ``tests/test_entropy_widths.py``; see docs/mathematics.rst,
+:ref:`math-widths-entropy`.
+
 References
 ----------
 - [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
@@ -67,17 +88,20 @@ import math
 import numpy as np
 
 from ._checks import (
+    as_array,
     as_matrix,
     as_matrix_batch,
     check_count,
     check_depth,
     check_full_rank_batch,
     check_positive,
+    check_widths,
 )
 from .depth_metric import (
+    DepthFrame,
     depth_multipliers,
-    depth_operator,
     depth_q_and_scale,
+    log_multiplier_from_alpha,
     multiplier_d_alpha,
     multiplier_from_alpha,
 )
@@ -110,6 +134,30 @@ def log_orthogonal_group_volume(d: int) -> float:
         for k in range(1, d)
     )
     return math.log(2.0) + 0.25 * d * (d - 1) * math.log(2.0) + log_spheres
+
+
+def log_stiefel_volume(n: int, r: int) -> float:
+    r"""Log-volume of :math:`\mathrm{St}(n, r)` (orthonormal r-frames in :math:`\mathbb{R}^n`).
+
+    Internal (public name, not exported). The metric is the one induced by the Frobenius norm,
+    :math:`|dQ|^2 = |\Omega|^2 + |C|^2` for :math:`dQ = Q\Omega + Q^\perp C`. The Gaussian
+    integral over :math:`X = QR` (n x r, :math:`dX = \prod_i r_{ii}^{n-i}\,dR\,(Q^TdQ)`) gives
+
+    .. math::
+
+        v(n, r) = 2^{r(r-1)/4}\,\frac{(2\pi)^{nr/2 - r(r-1)/4}}
+        {\prod_{i=1}^{r} 2^{(n-i-1)/2}\,\Gamma(\tfrac{n-i+1}{2})},
+
+    where :math:`2^{r(r-1)/4}` converts :math:`(Q^TdQ)` (the metric :math:`|\Omega|^2/2 + |C|^2`)
+    to the Frobenius metric. :math:`v(d, d) = c_d` (:func:`orthogonal_group_volume`) and
+    :math:`v(n, 1) = \mathrm{vol}(S^{n-1})`; the tests compare it with the fibration
+    :math:`O(n-r) \to O(n) \to \mathrm{St}(n, r)`: :math:`v(n, r) = c_n / (c_{n-r} 2^{r(n-r)/2})`.
+    """
+    log_2pi = math.log(2.0 * math.pi)
+    out = 0.25 * r * (r - 1) * math.log(2.0) + (0.5 * n * r - 0.25 * r * (r - 1)) * log_2pi
+    for i in range(1, r + 1):
+        out -= 0.5 * (n - i - 1) * math.log(2.0) + math.lgamma(0.5 * (n - i + 1))
+    return out
 
 
 def orthogonal_group_volume(d: int) -> float:
@@ -163,15 +211,24 @@ def orthogonal_group_volume(d: int) -> float:
 # ---------------------------------------------------------------------------
 
 
-def _real_matrix(X, name: str = "X", batch: bool = False) -> np.ndarray:
-    """Validate a real (d, d) matrix, or with ``batch`` a stack (..., d, d)."""
+def _real_matrix(X, batch: bool = False) -> np.ndarray:
+    """Validate a real (d, d) matrix ``X``, or with ``batch`` a stack (..., d, d)."""
     if batch and np.ndim(X) > 2:
-        X = as_matrix_batch(X, np.shape(X)[-1], name)
-    else:
-        X = as_matrix(X, name)
-    if np.iscomplexobj(X):
-        raise TypeError(f"{name} must be real: the orbit entropy is defined for real matrices")
-    return X
+        return as_matrix_batch(X, np.shape(X)[-1], "X", real=True)
+    return as_matrix(X, "X", real=True)
+
+
+def _full_rank_frame(X: np.ndarray, depth) -> DepthFrame:
+    """The one factorization of a validated real X: a :class:`DepthFrame`, full rank checked.
+
+    ``X`` (a real (..., d, d) array) and ``depth`` were validated at the caller's door: the
+    frame re-validates neither them nor the arguments of its methods (``check=False``);
+    only the rank of X, which can change along a flow, is tested (condition number
+    <= 1/(d eps), ValueError naming ``X``).
+    """
+    frame = DepthFrame(X, depth, check=False)
+    check_full_rank_batch(frame.s, "X")
+    return frame
 
 
 def _full_rank_svd(X, batch: bool = False):
@@ -181,22 +238,99 @@ def _full_rank_svd(X, batch: bool = False):
     return X, U, s, Vh
 
 
-def _log_offdiag(s: np.ndarray, depth) -> np.ndarray:
-    """log m_kl (all k, l; the diagonal holds log m_kk) for full-rank singular values s."""
-    q, _ = depth_q_and_scale(depth)
-    smax = float(np.max(s))
-    # m is homogeneous of degree (1 - q) in s^2: m(s) = smax^{2(1-q)} m(s / smax)
-    with np.errstate(divide="ignore"):
-        return np.log(depth_multipliers(s / smax, depth)) + 2.0 * (1.0 - q) * math.log(smax)
+def _real_rect(X, batch: bool = False) -> np.ndarray:
+    """Validate a real matrix of any shape (m, n), or with ``batch`` a stack (..., m, n)."""
+    if not batch or np.ndim(X) <= 2:
+        X = as_array(X, "X", (), real=True, batch=True)
+        if X.ndim != 2:
+            raise ValueError(f"X must be a matrix of shape (m, n), got shape {X.shape}")
+        return X
+    return as_array(X, "X", (), real=True, batch=True)
 
 
-def _entropy_from_s(s: np.ndarray, depth) -> float:
+def width_excess(shape: tuple[int, ...], depth, widths, name: str = "X") -> int:
+    """Validate ``widths`` against points of shape (..., m, n); return D = sum_k (d_k - r).
+
+    Internal (public name, not exported), shared with the samplers of
+    :mod:`dln_manifolds.langevin`. ``widths`` None is allowed for square points only
+    (D = 0); otherwise ``widths`` must have N + 1 entries (finite N), d_0 = n, d_N = m, and
+    every hidden width at least r = min(m, n) (no bottleneck).
+    """
+    m, n = shape[-2:]
+    if widths is None:
+        if m != n:
+            raise ValueError(
+                f"{name} must be square without widths, got shape {tuple(shape)}: the orbit "
+                f"entropy of a non-square {name} depends on the hidden widths; pass "
+                f"widths=(d_0, ..., d_N) with d_0 = {n}, d_N = {m}"
+            )
+        return 0
+    if np.isinf(depth):
+        raise ValueError(
+            "depth must be finite with widths (there are N + 1 widths; the renormalized "
+            "depth-inf entropy is defined for square networks without widths only)"
+        )
+    widths = check_widths(widths, depth=depth)
+    if (m, n) != (widths[-1], widths[0]):
+        raise ValueError(
+            f"{name} must have shape (d_N, d_0) = ({widths[-1]}, {widths[0]}) for widths "
+            f"{widths}, got shape {tuple(shape)}"
+        )
+    r = min(m, n)
+    for k in range(1, depth):
+        if widths[k] < r:
+            raise ValueError(
+                f"widths[{k}] = {widths[k]} is below r = min(d_0, d_N) = {r}: bottleneck "
+                "networks (a hidden width below the rank) are not supported"
+            )
+    return sum(widths[1:-1]) - (depth - 1) * r
+
+
+def _orbit_frame(X, depth, widths, *, batch: bool = False):
+    """Validate (X, depth, widths); return ``(depth, U, s, Vh, D)`` (thin SVD of X)."""
+    depth = check_depth(depth)
+    if widths is None:
+        if np.ndim(X) >= 2 and np.size(X):
+            width_excess(np.shape(X), depth, None)  # square, or a ValueError naming widths
+        _, U, s, Vh = _full_rank_svd(X, batch=batch)
+        return depth, U, s, Vh, 0
+    X = _real_rect(X, batch=batch)
+    excess = width_excess(X.shape, depth, widths)
+    U, s, Vh = np.linalg.svd(X, full_matrices=False)
+    check_full_rank_batch(s, "X")
+    return depth, U, s, Vh, excess
+
+
+def entropy_from_singular_values(s: np.ndarray, depth, widths=None) -> float:
+    r"""Orbit entropy from the singular values (r,) of a full-rank X: no input checks.
+
+    Internal (public name, not exported): the core of :func:`orbit_entropy`, for callers
+    that validated ``depth`` (and ``widths``) at their own door (the monitors of
+    :func:`dln_manifolds.flows.free_energy_flow`). The pair terms are the logarithms of
+    the multipliers of [G] eq. 7.13, :func:`~dln_manifolds.depth_metric.log_multiplier_from_alpha`.
+    """
     d = s.size
+    q, scale = depth_q_and_scale(depth)
+    alpha = 2.0 * np.log(s)
     iu = np.triu_indices(d, k=1)
-    S = 0.5 * float(np.sum(_log_offdiag(s, depth)[iu]))
+    S = 0.5 * float(np.sum(log_multiplier_from_alpha(alpha[iu[0]], alpha[iu[1]], q, scale)))
+    if widths is not None:  # general widths: the Stiefel factors (module section)
+        excess = sum(widths[1:-1]) - (depth - 1) * d
+        S += sum(log_stiefel_volume(n, d) for n in widths[1:-1])
+        return S + excess * (0.5 * d * math.log(2.0) + float(np.sum(np.log(s))) / depth)
     if not np.isinf(depth):
         S += (depth - 1) * log_orthogonal_group_volume(d)
     return S
+
+
+def orbit_entropy_at(X: np.ndarray, depth) -> float:
+    """:func:`orbit_entropy` of a validated real (d, d) X and depth: only the rank is tested.
+
+    Internal (public name, not exported), for callers that validated at their own door.
+    """
+    s = np.linalg.svd(X, compute_uv=False)
+    check_full_rank_batch(s, "X")
+    return entropy_from_singular_values(s, depth)
 
 
 def _entropy_alpha_gradient(s: np.ndarray, depth) -> np.ndarray:
@@ -218,7 +352,9 @@ def _entropy_alpha_gradient(s: np.ndarray, depth) -> np.ndarray:
     return 0.5 * ratio.sum(axis=-1)
 
 
-def entropy_sigma_gradient(s: np.ndarray, depth, metric: str = "depth") -> np.ndarray:
+def entropy_sigma_gradient(
+    s: np.ndarray, depth, metric: str = "depth", excess: int = 0
+) -> np.ndarray:
     r"""Diagonal of the entropy gradient in the singular frame, shape (..., d).
 
     ``"euclidean"``: :math:`\partial S/\partial\sigma_k
@@ -226,8 +362,14 @@ def entropy_sigma_gradient(s: np.ndarray, depth, metric: str = "depth") -> np.nd
     :math:`\Sigma'_{kk} = m_{kk}\,\partial S/\partial\sigma_k` ([G] eq. 12.8), with
     :math:`m_{kk}` the diagonal multipliers of :math:`\mathcal{A}_{N,X}`. Shared by
     :func:`entropy_gradient` and the samplers of :mod:`dln_manifolds.langevin`.
+
+    ``excess`` :math:`= D = \sum_{k=1}^{N-1}(d_k - r)` for general widths (finite N) adds the
+    gradient of :math:`(D/N)\sum_k\log\sigma_k`: :math:`D/(N\sigma_k)`, or
+    :math:`D\sigma_k^{1-2/N}` in the depth metric.
     """
     grad = 2.0 * _entropy_alpha_gradient(s, depth) / s
+    if excess:
+        grad = grad + excess / (depth * s)
     if metric == "depth" and depth != 1:
         q, scale = depth_q_and_scale(depth)
         alpha = 2.0 * np.log(s)
@@ -240,7 +382,7 @@ def entropy_sigma_gradient(s: np.ndarray, depth, metric: str = "depth") -> np.nd
 # ---------------------------------------------------------------------------
 
 
-def orbit_entropy(X, depth) -> float:
+def orbit_entropy(X, depth, *, widths=None) -> float:
     r"""Boltzmann entropy :math:`S(X) = \log\mathrm{vol}(\mathcal{O}_X)` ([G] Thm 10, eq. 6.5).
 
     .. math::
@@ -248,17 +390,30 @@ def orbit_entropy(X, depth) -> float:
         S(X) = (N-1)\log c_d + \tfrac12\sum_{i<j}\log m_{ij},\qquad
         m_{ij} = \frac{\sigma_i^2-\sigma_j^2}{\sigma_i^{2/N}-\sigma_j^{2/N}},
 
-    including the constant :math:`c_d^{N-1}` (:func:`orthogonal_group_volume`).
+    including the constant :math:`c_d^{N-1}` (:func:`orthogonal_group_volume`). With
+    ``widths`` :math:`(d_0, \dots, d_N)` the orbit is a product of Stiefel manifolds and
+
+    .. math::
+
+        S(X) = \sum_{k=1}^{N-1}\Big(\log v(d_k, r) + (d_k - r)\big(\tfrac r2\log 2
+        + \tfrac1N\sum_{i\le r}\log\sigma_i\big)\Big) + \tfrac12\sum_{i<j\le r}\log m_{ij},
+
+    :math:`v(n, r)` the Frobenius volume of :math:`\mathrm{St}(n, r)` (module section
+    *General widths*, docs/mathematics.rst :ref:`math-widths-entropy`).
 
     Parameters
     ----------
-    X : array_like, shape (d, d)
-        Full-rank real matrix.
+    X : array_like, shape (d, d), or (d_N, d_0) with ``widths``
+        Full-rank real matrix (rank :math:`r = \min(d_0, d_N)`).
     depth : int or numpy.inf
         N >= 1. ``numpy.inf`` gives the renormalized limit
         :math:`S_\infty = \tfrac12\sum_{i<j}
         \log\frac{\sigma_i^2-\sigma_j^2}{2\log(\sigma_i/\sigma_j)}` (module docstring:
-        [G] eq. 14.11 up to the additive constant and a factor 2).
+        [G] eq. 14.11 up to the additive constant and a factor 2); square networks only.
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, keyword-only, every hidden width at least r. Needed for a
+        non-square X (the entropy depends on the hidden widths); all equal to d gives the
+        square formula.
 
     Returns
     -------
@@ -269,14 +424,14 @@ def orbit_entropy(X, depth) -> float:
     Raises
     ------
     ValueError
-        If X is rank-deficient (see the module docstring for why not ``-inf``).
+        If X is rank-deficient (see the module docstring for why not ``-inf``), non-square
+        without ``widths``, of a shape other than (d_N, d_0), or a hidden width is below r.
     """
-    depth = check_depth(depth)
-    _, _, s, _ = _full_rank_svd(X)
-    return _entropy_from_s(s, depth)
+    depth, _, s, _, _ = _orbit_frame(X, depth, widths)
+    return entropy_from_singular_values(s, depth, None if widths is None else check_widths(widths))
 
 
-def orbit_volume(X, depth) -> float:
+def orbit_volume(X, depth, *, widths=None) -> float:
     r"""Volume of the orbit :math:`\mathcal{O}_X` ([G] Thm 10): ``exp(orbit_entropy(X, depth))``.
 
     Overflows to ``inf`` for large depth (:math:`c_d^{N-1}` grows geometrically);
@@ -285,15 +440,17 @@ def orbit_volume(X, depth) -> float:
 
     Parameters
     ----------
-    X : array_like, shape (d, d)
+    X : array_like, shape (d, d), or (d_N, d_0) with ``widths``
         Full-rank real matrix.
     depth : int or numpy.inf
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, keyword-only (see :func:`orbit_entropy`).
 
     Returns
     -------
     float
     """
-    S = orbit_entropy(X, depth)
+    S = orbit_entropy(X, depth, widths=widths)
     with np.errstate(over="ignore"):
         return float(np.exp(S))
 
@@ -304,7 +461,7 @@ def _check_metric(metric: str) -> str:
     return metric
 
 
-def entropy_gradient(X, depth, metric: str = "depth") -> np.ndarray:
+def entropy_gradient(X, depth, metric: str = "depth", *, widths=None) -> np.ndarray:
     r"""Gradient of the orbit entropy, :math:`U\,\Sigma'\,V^T` ([G] eq. 12.8).
 
     With :math:`X = U\Sigma V^T` and :math:`\lambda = \sigma^{1/N}`,
@@ -333,15 +490,23 @@ def entropy_gradient(X, depth, metric: str = "depth") -> np.ndarray:
     metric : {"depth", "euclidean"}
         ``"depth"``: the :math:`g^N` gradient (eq. 12.8); ``"euclidean"``: the
         Frobenius gradient :math:`U\,\mathrm{diag}(\partial S/\partial\sigma_k)\,V^T`.
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, keyword-only: the entropy of :func:`orbit_entropy` with
+        ``widths`` (X of shape (d_N, d_0); thin SVD). It adds
+        :math:`D\,U\Sigma^{1-2/N}V^T` (depth metric) with :math:`D = \sum_{k=1}^{N-1}(d_k - r)`.
 
     Returns
     -------
     ndarray, same shape as X
     """
-    depth = check_depth(depth)
     metric = _check_metric(metric)
-    _, U, s, Vh = _full_rank_svd(X, batch=True)
-    return (U * entropy_sigma_gradient(s, depth, metric)[..., None, :]) @ Vh
+    depth, U, s, Vh, excess = _orbit_frame(X, depth, widths, batch=True)
+    return _entropy_gradient_in_frame(U, s, Vh, depth, metric, excess)
+
+
+def _entropy_gradient_in_frame(U, s, Vh, depth, metric: str, excess: int = 0) -> np.ndarray:
+    r""":math:`U\,\Sigma'\,V^T` (eq. 12.8) from the singular frame of a full-rank X."""
+    return (U * entropy_sigma_gradient(s, depth, metric, excess)[..., None, :]) @ Vh
 
 
 # ---------------------------------------------------------------------------
@@ -441,8 +606,8 @@ def free_energy(X, energy, *, depth, beta) -> float:
     beta = check_positive(beta, "beta")
     X = _real_matrix(X)
     energy = check_energy_like(energy, X.shape[0], need_value=True)
-    S = orbit_entropy(X, depth)
-    return float(energy.value(X)) - S / beta
+    depth = check_depth(depth)
+    return float(energy.value(X)) - orbit_entropy_at(X, depth) / beta
 
 
 def free_energy_gradient(X, energy, *, depth, beta, metric: str = "depth") -> np.ndarray:
@@ -474,13 +639,45 @@ def free_energy_gradient(X, energy, *, depth, beta, metric: str = "depth") -> np
     metric = _check_metric(metric)
     X = _real_matrix(X)
     energy = check_energy_like(energy, X.shape[0])
-    grad_S = entropy_gradient(X, depth, metric=metric)
+    frame = _full_rank_frame(X, depth)
     dE = np.asarray(energy.gradient(X), dtype=np.float64)
     if dE.shape != X.shape:
         raise ValueError(f"energy must return E'(X) of shape {X.shape}, got shape {dE.shape}")
+    if not np.all(np.isfinite(dE)):
+        raise ValueError("energy returned a non-finite gradient E'(X)")
+    return free_energy_gradient_in_frame(frame, dE, beta, metric)
+
+
+def free_energy_gradient_in_frame(
+    frame: DepthFrame, dE: np.ndarray, beta: float, metric: str = "depth"
+) -> np.ndarray:
+    r"""The core of :func:`free_energy_gradient`: one frame serves both terms, no input checks.
+
+    Internal (public name, not exported). ``frame`` is the :class:`DepthFrame` of a
+    full-rank X, ``dE`` = E'(X) of shape (d, d), ``beta``
+    and ``metric`` validated: the energy term :math:`\mathcal{A}_{N,X}(E'(X))` and the
+    entropy term :math:`U\Sigma'V^T` ([G] eq. 12.8, 12.13) both use the frame's one SVD.
+    """
+    grad_S = _entropy_gradient_in_frame(frame.U, frame.s, frame.Vh, frame.depth, metric)
     if metric == "depth":
-        dE = depth_operator(X, depth, dE)
+        dE = frame.operator(dE)
     return dE - grad_S / beta
+
+
+def free_energy_velocity(energy, depth, beta: float):
+    r"""Right-hand side ``X -> -grad F_beta(X)`` of :func:`dln_manifolds.flows.free_energy_flow`.
+
+    Internal (public name, not exported). ``energy`` (as returned by
+    :func:`check_energy_like`), ``depth`` and ``beta`` were validated at the flow's door;
+    each call builds one :class:`DepthFrame` (one SVD) for both terms and tests only the
+    rank of X (it can change along a flow).
+    """
+
+    def velocity(X: np.ndarray) -> np.ndarray:
+        frame = _full_rank_frame(X, depth)
+        return -free_energy_gradient_in_frame(frame, energy.gradient(X), beta)
+
+    return velocity
 
 
 # ---------------------------------------------------------------------------
@@ -491,8 +688,16 @@ def free_energy_gradient(X, energy, *, depth, beta, metric: str = "depth") -> np
 def log_volume_density(X, depth) -> float:
     r"""Logarithm of :func:`volume_density` (``-inf`` at repeated singular values)."""
     depth = check_depth(depth)
-    _, _, s, _ = _full_rank_svd(X)
+    X = _real_rect(X)
+    s = np.linalg.svd(X, compute_uv=False)
+    check_full_rank_batch(s, "X")
     d = s.size
+    extra = abs(X.shape[0] - X.shape[1])  # complement block: sigma_k / sqrt(c_k) per entry
+    if extra and np.isinf(depth):
+        raise ValueError(
+            f"depth must be finite for a non-square X (shape {X.shape}): g^inf is not "
+            "defined on the complement block (docs/mathematics.rst, section on general widths)"
+        )
     q, _ = depth_q_and_scale(depth)
     log_diag = np.log(np.diag(depth_multipliers(s, depth)))
     alpha = 2.0 * np.log(s)
@@ -504,7 +709,8 @@ def log_volume_density(X, depth) -> float:
             pair = np.log(-delta)
         else:  # |sigma_k^2 - sigma_l^2| / m_kl = |sigma_k^{2/N} - sigma_l^{2/N}|
             pair = q * hi + np.log(-np.expm1(q * delta))
-    return float(-0.5 * np.sum(log_diag) + np.sum(pair) - 0.5 * d * (d - 1) * math.log(2.0))
+    log_rho = -0.5 * np.sum(log_diag) + np.sum(pair) - 0.5 * d * (d - 1) * math.log(2.0)
+    return float(log_rho + extra * q * np.sum(np.log(s)))
 
 
 def volume_density(X, depth) -> float:
@@ -533,11 +739,19 @@ def volume_density(X, depth) -> float:
     the normalization of dQ. For ``depth = inf`` (:math:`g^\infty`, [G] eq. 14.10):
     :math:`\rho = 2^{-d(d-1)/2}\prod_k\sigma_k^{-1}\prod_{k<l}2|\log(\sigma_k/\sigma_l)|`.
 
+    For X of shape (m, n) and full rank :math:`r = \min(m, n)` (thin SVD, the frame of the
+    longer side in :math:`\mathrm{St}(\max(m, n), r)` with its Frobenius metric) the
+    complement block :math:`U_\perp^T\,dU\,\Sigma` (tall X) adds
+    :math:`|m-n|` entries per column k with weight :math:`1/c_k = \sigma_k^{-2(N-1)/N}`,
+    so :math:`\rho_{m\times n} = \rho\,\prod_k\sigma_k^{|m-n|/N}`, with :math:`\rho` the
+    formula above for the r singular values (finite N only).
+
     Parameters
     ----------
-    X : array_like, shape (d, d)
+    X : array_like, shape (d, d) or (m, n)
         Full-rank real matrix.
     depth : int or numpy.inf
+        Finite for a non-square X.
 
     Returns
     -------

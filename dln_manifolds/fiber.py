@@ -53,6 +53,47 @@ at unbalanced points. Three solvers (:class:`FiberNormalSolver`):
   (each term of K is positive semi-definite; the first and last form a
   Kronecker sum), O(N d^3).
 
+General widths
+--------------
+Every function here also takes a network of widths :math:`(d_0, \dots, d_N)`
+given as a list (or tuple) of N arrays, ``W[k]`` of shape :math:`(d_{k+1}, d_k)`,
+with every hidden width at least :math:`r = \min(d_0, d_N)` and X of shape
+:math:`(m, n) = (d_N, d_0)` and rank r; vectors are then lists of the same shapes,
+and results are lists (a stacked ndarray stays the fast path for square networks, and
+a list of d x d layers gives the stack's results). The keyword ``widths`` checks the
+shapes. Then:
+
+- :math:`d\phi_W` is onto at every point of the fiber: with :math:`m \le n`,
+  :math:`A_2 = W_N\cdots W_2` has rank m and
+  :math:`K \succeq A_2A_2^* \otimes I_n \succ 0`; with :math:`m \ge n`, symmetrically
+  :math:`K \succeq I_m \otimes B_{N-1}^*B_{N-1} \succ 0`. So
+  :math:`\mathcal{F}_X` is a manifold of dimension
+  :math:`\sum_k d_k d_{k+1} - d_0 d_N`.
+- K is the (m n) x (m n) operator
+  :math:`\sum_p (A_{p+1}A_{p+1}^*)\,Y\,(B_{p-1}^*B_{p-1})`; its factors are m x m and
+  n x n for every p, so the three solvers above apply unchanged (Cholesky with the
+  corrected semi-normal refinement; QR of the dense
+  :math:`(\sum_k d_k d_{k+1}) \times mn` adjoint; CG preconditioned by the rectangular
+  depth operator :math:`\mathcal{A}_{N,X}^{-1}` of
+  :class:`~dln_manifolds.depth_metric.DepthFrame`, equal to K at balanced points).
+  ``"auto"`` picks Cholesky for m n <= :data:`CHOLESKY_MAX_D` ** 2.
+- The group is :math:`GL(d_1) \times \dots \times GL(d_{N-1})` with the same action.
+  When a hidden width exceeds r the fiber is a union of orbits (a hidden layer's rank
+  can change along it), so :func:`tangent_to_generator` and :func:`fiber_group_element`
+  are defined for square layers only (NotImplementedError otherwise).
+- The retraction solves one end layer from X by the *minimum-change* solution: the
+  output layer, :math:`W_N \leftarrow W_N + (X - W_N P)P^+` with
+  :math:`P = W_{N-1}\cdots W_1` of full column rank :math:`n = d_0` when
+  :math:`d_0 \le d_N`; the input layer, :math:`W_1 \leftarrow W_1 + Q^+(X - QW_1)` with
+  :math:`Q = W_N\cdots W_2` of full row rank m otherwise (a thin QR of P or
+  :math:`Q^*`, one refinement step). Its second-order correction is the tangent part of
+  the end-layer term :math:`D^2\phi[V,V]\,P^+` (or :math:`Q^+D^2\phi[V,V]`), see
+  :func:`fiber_retraction`.
+- Along the regularizing flow the moments still obey :math:`G(t) = G_0e^{-4t}`
+  ([R] Thm 2): the normal directions :math:`d\phi_W^*(y)` change
+  :math:`W_kW_k^*` and :math:`W_{k+1}^*W_{k+1}` by the same
+  :math:`A_{k+1}^*yB_k^*`.
+
 Group action and generators
 ---------------------------
 :math:`\mathbf{A}\cdot W` of [R] eq. 1.5 with generators
@@ -81,15 +122,24 @@ Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.linalg
 from numpy.typing import ArrayLike
 
-from ._checks import as_matrix, as_stack, check_finite_depth, check_full_rank
+from ._checks import (
+    as_array,
+    as_layer_sequence,
+    as_matrix,
+    as_stack,
+    check_finite_depth,
+    check_full_rank,
+    check_widths,
+)
+from ._linalg import chain_partial_products, chain_product, solve_right
 from ._linalg import conj_transpose as _h
-from ._linalg import solve_right
-from .depth_metric import depth_multipliers
+from .depth_metric import DepthFrame, depth_multipliers
 from .network import end_to_end, end_to_end_velocity, moments, partial_products
 
 __all__ = [
@@ -112,6 +162,9 @@ __all__ = [
     "fiber_weingarten",
 ]
 
+#: Weights: a stacked ndarray (N, d, d) or a list of N layers of general widths.
+Layers = np.ndarray | list[np.ndarray]
+
 #: Largest d for which ``method="auto"`` uses the dense Cholesky solver.
 CHOLESKY_MAX_D = 32
 
@@ -129,8 +182,70 @@ def _inner(U: np.ndarray, V: np.ndarray) -> float:
     return float(np.real(np.vdot(U, V)))
 
 
-def _check_vector(W: np.ndarray, V, name: str) -> np.ndarray:
+def _check_vector(W: Layers, V, name: str) -> Layers:
+    """Validate a vector at W: a stack (N, d, d) for a stack, a sequence of the same widths
+    for a sequence of layers (or, for square layers, one stacked network (N, d, d))."""
+    if isinstance(W, list):
+        if not isinstance(V, (list, tuple)):  # one stacked network (N, d, d): its layers
+            V = list(as_stack(V, name, depth=len(W)))
+        return as_layer_sequence(V, name, widths=layer_widths(W), batch=False)
     return as_stack(V, name, depth=W.shape[0], d=W.shape[1])
+
+
+def layer_widths(layers: list[np.ndarray]) -> tuple[int, ...]:
+    """The widths (d_0, ..., d_N) of a validated sequence of layers (no batch axes)."""
+    return (layers[0].shape[1], *(layer.shape[0] for layer in layers))
+
+
+def as_fiber_layers(W, name: str = "W", *, widths=None) -> Layers:
+    """Validate one network: a stack (N, d, d) (the fast path) or a list or tuple of N layers
+    ``W[k]`` of shape (d_{k+1}, d_k) (general widths), checked against ``widths``.
+
+    Internal (not exported): shared with the flows and the adapters. Returns an ndarray for a
+    stack and a list of arrays for a sequence.
+    """
+    if isinstance(W, (list, tuple)):
+        return as_layer_sequence(W, name, widths=widths, batch=False)
+    W = as_stack(W, name)
+    if widths is not None:
+        widths = check_widths(widths)
+        N, d = W.shape[0], W.shape[1]
+        if widths != (d,) * (N + 1):
+            raise ValueError(
+                f"widths must be (d, ..., d) = {(d,) * (N + 1)} for {name} of shape {W.shape} "
+                f"(N = {N} square layers of size d = {d}), got {widths}; pass a list of "
+                "layers for general widths"
+            )
+    return W
+
+
+def _square_stack(layers: list[np.ndarray]) -> np.ndarray | None:
+    """The stack (N, d, d) of a sequence of square layers of one size d, else None."""
+    d = layers[0].shape[0]
+    if all(layer.shape == (d, d) for layer in layers):
+        return np.stack(layers)
+    return None
+
+
+def _flatten(layers: list[np.ndarray]) -> np.ndarray:
+    """The layers of a sequence, row-major, concatenated into one vector."""
+    return np.concatenate([layer.reshape(-1) for layer in layers])
+
+
+def _unflatten(z: np.ndarray, like: list[np.ndarray]) -> list[np.ndarray]:
+    """Inverse of :func:`_flatten` for layers shaped like ``like``."""
+    out, start = [], 0
+    for layer in like:
+        out.append(z[start : start + layer.size].reshape(layer.shape))
+        start += layer.size
+    return out
+
+
+def _min_gram_eigenvalue(s: np.ndarray, rows: int, cols: int, side: str) -> float:
+    """Smallest eigenvalue of M M^* (side "left", size rows) or M^* M (side "right", size
+    cols) for M of shape (rows, cols) with singular values ``s``."""
+    full = cols >= rows if side == "left" else rows >= cols
+    return float(s[-1] ** 2) if full else 0.0
 
 
 def _stack_and_generator(W, a, name: str = "a") -> tuple[np.ndarray, np.ndarray]:
@@ -151,27 +266,32 @@ def _stack_and_generator(W, a, name: str = "a") -> tuple[np.ndarray, np.ndarray]
 
 
 class FiberNormalSolver:
-    r"""Solver of the d^2 x d^2 normal system :math:`K y = r` at a fixed point W.
+    r"""Solver of the (m n) x (m n) normal system :math:`K y = r` at a fixed point W.
 
     :math:`K = d\phi_W\, d\phi_W^*`, see the module docstring for the three
     methods, their cost and accuracy. The factorization (or the
     preconditioner) is computed once in the constructor, so that repeated
     projections at the same point (as in trust-region inner iterations) are
-    cheap.
+    cheap. For a square stack (N, d, d), m = n = d; for a sequence of layers
+    of widths :math:`(d_0, \dots, d_N)`, :math:`(m, n) = (d_N, d_0)` and
+    vectors are sequences of layers of the same widths.
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-        Layers with a full-rank product.
+    W : array_like, shape (N, d, d), or sequence of N arrays
+        Layers with a full-rank product (rank min(m, n)); a sequence holds layers
+        of general widths, ``W[k]`` of shape (d_{k+1}, d_k).
     method : {"auto", "cholesky", "qr", "cg"}
-        ``"auto"`` uses Cholesky for d <= :data:`CHOLESKY_MAX_D` and CG beyond.
+        ``"auto"`` uses Cholesky for m n <= :data:`CHOLESKY_MAX_D` ** 2 and CG beyond.
         ``"cholesky"`` switches to ``"qr"`` when the estimated cond(K) exceeds
         :data:`CHOLESKY_MAX_CONDITION`.
     tol : float
         Relative residual :math:`|r - K y| / |r|` at which CG stops.
     maxiter : int, optional
-        CG iteration cap (default ``2 d^2 + 100``, above the exact-arithmetic
-        bound of d^2 real or 2 d^2 complex iterations).
+        CG iteration cap (default ``2 m n + 100``, above the exact-arithmetic
+        bound of m n real or 2 m n complex iterations).
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Attributes
     ----------
@@ -184,42 +304,78 @@ class FiberNormalSolver:
         bound of cond(K) of the module docstring.
     last_iterations : int
         CG iterations of the last solve (0 otherwise).
+    shape : tuple of int
+        (m, n), the shape of the end-to-end matrix.
+    widths : tuple of int
+        :math:`(d_0, \dots, d_N)` (``(d,) * (N + 1)`` for a stack).
+    d : int or None
+        The layer size d of a stack (None for a sequence of layers).
 
     Raises
     ------
     ValueError
         If the end-to-end matrix of W is rank-deficient (condition number
-        above 1/(d eps)), or, for ``"cg"``, if the bound of cond(K) exceeds
+        above 1/(min(m, n) eps)), or, for ``"cg"``, if the bound of cond(K) exceeds
         :data:`CG_MAX_CONDITION`.
     """
 
     def __init__(
-        self, W: ArrayLike, method: str = "auto", tol: float = 1e-13, maxiter: int | None = None
+        self,
+        W: ArrayLike,
+        method: str = "auto",
+        tol: float = 1e-13,
+        maxiter: int | None = None,
+        *,
+        widths: Sequence[int] | None = None,
     ):
-        W = as_stack(W)
+        W = as_fiber_layers(W, widths=widths)
         if method not in ("auto", "cholesky", "qr", "cg"):
             raise ValueError(f"method must be 'auto', 'cholesky', 'qr' or 'cg', got {method!r}")
         tol = float(tol)
         if not tol > 0:
             raise ValueError(f"tol must be positive, got {tol}")
-        N, d, _ = W.shape
+        self._seq = isinstance(W, list)
+        if self._seq:
+            N = len(W)
+            m, n = W[-1].shape[0], W[0].shape[1]
+            self.widths = layer_widths(W)
+            self.point = [layer.copy() for layer in W]
+            A, B = chain_partial_products(W)
+            self._A, self._B = A[1:], B[:-1]  # layer p: A_{p+1} (m, d_p), B_{p-1} (d_{p-1}, n)
+            self._Ah, self._Bh = [_h(a) for a in self._A], [_h(b) for b in self._B]
+            self._L = np.stack([a @ ah for a, ah in zip(self._A, self._Ah, strict=True)])
+            self._R = np.stack([bh @ b for bh, b in zip(self._Bh, self._B, strict=True)])
+            self.d = None
+        else:
+            N, m, _ = W.shape
+            n = m
+            self.widths = (m,) * (N + 1)
+            self.point = W.copy()
+            A, B = partial_products(W)
+            self._A, self._B = A[1:], B[:-1]  # layer p: A_{p+1}, B_{p-1}
+            self._Ah, self._Bh = _h(self._A), _h(self._B)
+            self._L = self._A @ self._Ah
+            self._R = self._Bh @ self._B
+            self.d = m
         if method == "auto":
-            method = "cholesky" if d <= CHOLESKY_MAX_D else "cg"
+            method = "cholesky" if m * n <= CHOLESKY_MAX_D**2 else "cg"
         self.tol = tol
-        self.maxiter = int(maxiter) if maxiter is not None else 2 * d * d + 100
-        self.point = W.copy()
-        self.depth, self.d = N, d
-        A, B = partial_products(W)
-        self._A, self._B = A[1:], B[:-1]  # layer p: A_{p+1}, B_{p-1}
-        self._Ah, self._Bh = _h(self._A), _h(self._B)
-        self._L = self._A @ self._Ah
-        self._R = self._Bh @ self._B
+        self.maxiter = int(maxiter) if maxiter is not None else 2 * m * n + 100
+        self.depth, self.shape = N, (m, n)
         self.end_to_end = A[0]
         self.last_iterations = 0
         self.condition_estimate: float | None = None
         if method == "cg":
-            U, s, Vh = np.linalg.svd(self.end_to_end)
-            check_full_rank(s, "end-to-end matrix of W")
+            if self._seq:
+                s = np.linalg.svd(self.end_to_end, compute_uv=False)
+                check_full_rank(s, "end-to-end matrix of W")
+                self._frame = DepthFrame(self.end_to_end, N)
+            else:
+                U, s, Vh = np.linalg.svd(self.end_to_end)
+                check_full_rank(s, "end-to-end matrix of W")
+                self._U, self._Vh = U, Vh
+                self._Uh, self._V = _h(U), _h(Vh)
+                self._M = depth_multipliers(s, N)
             self.condition_estimate = self._condition_bound()
             if not self.condition_estimate <= CG_MAX_CONDITION:
                 raise ValueError(
@@ -228,9 +384,6 @@ class FiberNormalSolver:
                     f"CG_MAX_CONDITION = {CG_MAX_CONDITION:.0e} (CG solves the normal "
                     "equations, whose error grows like cond(K)); use method='qr'"
                 )
-            self._U, self._Vh = U, Vh
-            self._Uh, self._V = _h(U), _h(Vh)
-            self._M = depth_multipliers(s, N)
         else:
             s = np.linalg.svd(self.end_to_end, compute_uv=False)
             check_full_rank(s, "end-to-end matrix of W")
@@ -242,13 +395,22 @@ class FiberNormalSolver:
 
     def _condition_bound(self) -> float:
         """Upper bound of cond(K) from the partial products (module docstring), O(N d^3)."""
-        sa = np.linalg.svd(self._A, compute_uv=False)
-        sb = np.linalg.svd(self._B, compute_uv=False)
-        upper = float(np.sum(sa[:, 0] ** 2 * sb[:, 0] ** 2))
-        lower = max(
-            float(np.max(sa[:, -1] ** 2 * sb[:, -1] ** 2)),
-            float(sa[0, -1] ** 2 + sb[-1, -1] ** 2),
-        )
+        if not self._seq:
+            sa = np.linalg.svd(self._A, compute_uv=False)
+            sb = np.linalg.svd(self._B, compute_uv=False)
+            upper = float(np.sum(sa[:, 0] ** 2 * sb[:, 0] ** 2))
+            lower = max(
+                float(np.max(sa[:, -1] ** 2 * sb[:, -1] ** 2)),
+                float(sa[0, -1] ** 2 + sb[-1, -1] ** 2),
+            )
+            return upper / lower if lower > 0 else np.inf
+        # general widths: lambda_min(A A^*) is 0 when A has fewer columns than rows
+        sa = [np.linalg.svd(a, compute_uv=False) for a in self._A]
+        sb = [np.linalg.svd(b, compute_uv=False) for b in self._B]
+        la = [_min_gram_eigenvalue(s, *a.shape, "left") for s, a in zip(sa, self._A, strict=True)]
+        lb = [_min_gram_eigenvalue(s, *b.shape, "right") for s, b in zip(sb, self._B, strict=True)]
+        upper = float(sum(x[0] ** 2 * y[0] ** 2 for x, y in zip(sa, sb, strict=True)))
+        lower = max(max(x * y for x, y in zip(la, lb, strict=True)), la[0] + lb[-1])
         return upper / lower if lower > 0 else np.inf
 
     def _factor_cholesky(self) -> str:
@@ -265,7 +427,7 @@ class FiberNormalSolver:
         return "cholesky" if self.condition_estimate <= CHOLESKY_MAX_CONDITION else "qr"
 
     def _factor_qr(self) -> None:
-        """Householder QR of the dense (N d^2) x d^2 matrix of the adjoint D^*."""
+        """Householder QR of the dense (sum_p d_p d_{p-1}) x (m n) matrix of the adjoint D^*."""
         # vec_row(A^* Y B^*) = (A^* kron conj(B)) vec_row(Y)
         blocks = [np.kron(Ah, np.conj(B)) for Ah, B in zip(self._Ah, self._B, strict=True)]
         Dstar = np.concatenate(blocks, axis=0)
@@ -281,21 +443,23 @@ class FiberNormalSolver:
             self.condition_estimate = 1.0 / rcond**2 if info == 0 and rcond > 0 else np.inf
 
     # -- public doors: validate, then the unchecked versions below --------------
-    def _stack_arg(self, value, name: str) -> np.ndarray:
-        return as_stack(value, name, depth=self.depth, d=self.d)
+    def _stack_arg(self, value, name: str) -> Layers:
+        return _check_vector(self.point, value, name)
 
     def _matrix_arg(self, value, name: str) -> np.ndarray:
+        if self._seq:
+            return as_array(value, name, self.shape, real=False)
         arr = as_matrix(value, name)
         if arr.shape[0] != self.d:
             raise ValueError(f"{name} must have shape ({self.d}, {self.d}), got {arr.shape}")
         return arr
 
     def differential(self, V: ArrayLike) -> np.ndarray:
-        """:math:`d\\phi_W(V)`, shape (d, d)."""
+        """:math:`d\\phi_W(V)`, shape (m, n)."""
         return self._differential(self._stack_arg(V, "V"))
 
-    def adjoint(self, Y: ArrayLike) -> np.ndarray:
-        """:math:`d\\phi_W^*(Y)`, shape (N, d, d)."""
+    def adjoint(self, Y: ArrayLike) -> Layers:
+        """:math:`d\\phi_W^*(Y)`, shaped like W."""
         return self._adjoint(self._matrix_arg(Y, "Y"))
 
     def apply(self, Y: ArrayLike) -> np.ndarray:
@@ -303,28 +467,32 @@ class FiberNormalSolver:
         return self._apply(self._matrix_arg(Y, "Y"))
 
     def solve(self, r: ArrayLike) -> np.ndarray:
-        """Return y with :math:`K(y) = r`, shape (d, d)."""
+        """Return y with :math:`K(y) = r`, shape (m, n)."""
         return self._solve(self._matrix_arg(r, "r"))
 
     def normal_coordinates(self, Z: ArrayLike) -> np.ndarray:
         r""":math:`y = K^{-1} d\phi_W(Z)`, so that the normal part of Z is :math:`d\phi_W^*(y)`."""
         return self._normal_coordinates(self._stack_arg(Z, "Z"))
 
-    def normal_part(self, Z: ArrayLike) -> np.ndarray:
-        """Orthogonal projection of Z onto the normal space, shape (N, d, d)."""
+    def normal_part(self, Z: ArrayLike) -> Layers:
+        """Orthogonal projection of Z onto the normal space, shaped like W."""
         return self._normal_part(self._stack_arg(Z, "Z"))
 
-    def project(self, Z: ArrayLike) -> np.ndarray:
+    def project(self, Z: ArrayLike) -> Layers:
         """Orthogonal projection of Z onto :math:`T_W\\mathcal{F}_X = \\ker d\\phi_W`."""
         return self._project(self._stack_arg(Z, "Z"))
 
     # -- the maps D, D^*, K ---------------------------------------------------
-    def _differential(self, V: np.ndarray) -> np.ndarray:
-        """:math:`d\\phi_W(V)`, shape (d, d)."""
+    def _differential(self, V: Layers) -> np.ndarray:
+        """:math:`d\\phi_W(V)`, shape (m, n)."""
+        if self._seq:
+            return sum(a @ v @ b for a, v, b in zip(self._A, V, self._B, strict=True))
         return np.sum(self._A @ V @ self._B, axis=0)
 
-    def _adjoint(self, Y: np.ndarray) -> np.ndarray:
-        """:math:`d\\phi_W^*(Y)`, shape (N, d, d)."""
+    def _adjoint(self, Y: np.ndarray) -> Layers:
+        """:math:`d\\phi_W^*(Y)`, shaped like W."""
+        if self._seq:
+            return [ah @ Y @ bh for ah, bh in zip(self._Ah, self._Bh, strict=True)]
         return self._Ah @ Y @ self._Bh
 
     def _apply(self, Y: np.ndarray) -> np.ndarray:
@@ -332,31 +500,33 @@ class FiberNormalSolver:
         return np.sum(self._L @ Y @ self._R, axis=0)
 
     def _precondition(self, Y: np.ndarray) -> np.ndarray:
+        if self._seq:
+            return self._frame.inverse(Y)
         return self._U @ ((self._Uh @ Y @ self._V) / self._M) @ self._Vh
 
     # -- solves ---------------------------------------------------------------
     def _solve(self, r: np.ndarray) -> np.ndarray:
-        """Return y with :math:`K(y) = r`, shape (d, d)."""
+        """Return y with :math:`K(y) = r`, shape (m, n)."""
         r = np.asarray(r)
         if not np.any(r):
             self.last_iterations = 0
-            return np.zeros_like(r, dtype=np.result_type(r, self.point))
+            return np.zeros_like(r, dtype=np.result_type(r, self._L))
         if self.method == "cholesky":
             self.last_iterations = 0
             y = self._chol_solve(r)
             return y + self._chol_solve(r - self._apply(y))  # one refinement step
         if self.method == "qr":
             self.last_iterations = 0
-            d = self.d
+            m, n = self.shape
             R = self._Rqr
-            z = scipy.linalg.solve_triangular(R, r.reshape(d * d), trans="C", check_finite=False)
-            return scipy.linalg.solve_triangular(R, z, check_finite=False).reshape(d, d)
+            z = scipy.linalg.solve_triangular(R, r.reshape(m * n), trans="C", check_finite=False)
+            return scipy.linalg.solve_triangular(R, z, check_finite=False).reshape(m, n)
         return self._cg(r)
 
     def _chol_solve(self, r: np.ndarray) -> np.ndarray:
-        d = self.d
-        return scipy.linalg.cho_solve(self._chol, r.reshape(d * d), check_finite=False).reshape(
-            d, d
+        m, n = self.shape
+        return scipy.linalg.cho_solve(self._chol, r.reshape(m * n), check_finite=False).reshape(
+            m, n
         )
 
     def _cg(self, b: np.ndarray) -> np.ndarray:
@@ -392,7 +562,7 @@ class FiberNormalSolver:
         return y
 
     # -- projections ----------------------------------------------------------
-    def _normal_coordinates(self, Z: np.ndarray) -> np.ndarray:
+    def _normal_coordinates(self, Z: Layers) -> np.ndarray:
         r""":math:`y = K^{-1} d\phi_W(Z)`, so that the normal part of Z is :math:`d\phi_W^*(y)`.
 
         The least-squares solution of :math:`\min_y |d\phi_W^*(y) - Z|`: by QR
@@ -400,51 +570,66 @@ class FiberNormalSolver:
         with the ambient residual :math:`Z - d\phi_W^*(y)`).
         """
         if self.method == "qr":
-            d = self.d
-            z = Z.reshape(-1)
+            z = _flatten(Z) if self._seq else Z.reshape(-1)
             qz = _h(self._Q) @ z
-            return scipy.linalg.solve_triangular(self._Rqr, qz, check_finite=False).reshape(d, d)
-        if self.method == "cg":
-            y = self._solve(self._differential(Z))
-            return y + self._solve(self._differential(Z - self._adjoint(y)))
-        y = self._chol_solve(self._differential(Z))
-        return y + self._chol_solve(self._differential(Z - self._adjoint(y)))
+            y = scipy.linalg.solve_triangular(self._Rqr, qz, check_finite=False)
+            return y.reshape(self.shape)
+        solve = self._solve if self.method == "cg" else self._chol_solve
+        y = solve(self._differential(Z))
+        return y + solve(self._differential(_subtract(Z, self._adjoint(y))))
 
-    def _normal_part(self, Z: np.ndarray) -> np.ndarray:
-        """Orthogonal projection of Z onto the normal space, shape (N, d, d)."""
+    def _normal_part(self, Z: Layers) -> Layers:
+        """Orthogonal projection of Z onto the normal space, shaped like W."""
         if self.method == "qr":
+            if self._seq:
+                return _unflatten(self._Q @ (_h(self._Q) @ _flatten(Z)), Z)
             return (self._Q @ (_h(self._Q) @ Z.reshape(-1))).reshape(Z.shape)
         return self._adjoint(self._normal_coordinates(Z))
 
-    def _project(self, Z: np.ndarray) -> np.ndarray:
+    def _project(self, Z: Layers) -> Layers:
         """Orthogonal projection of Z onto :math:`T_W\\mathcal{F}_X = \\ker d\\phi_W`."""
-        return Z - self._normal_part(Z)
+        return _subtract(Z, self._normal_part(Z))
+
+
+def _subtract(U: Layers, V: Layers) -> Layers:
+    """``U - V`` for stacks, layer by layer for sequences."""
+    if isinstance(U, list):
+        return [u - v for u, v in zip(U, V, strict=True)]
+    return U - V
 
 
 def _normal_matrix_from_factors(L: np.ndarray, R: np.ndarray) -> np.ndarray:
-    r"""Dense :math:`\sum_p L_p \otimes R_p^T` (row-major vectorization), O(N d^4)."""
-    N, d, _ = L.shape
-    # T[a, c, e, b] = sum_p L[p, a, c] R[p, e, b]: one (d^2 x N) @ (N x d^2) product
+    r"""Dense :math:`\sum_p L_p \otimes R_p^T` (row-major vectorization), O(N m^2 n^2)."""
+    m, n = L.shape[1], R.shape[1]
+    # T[a, c, e, b] = sum_p L[p, a, c] R[p, e, b]: one (m^2 x N) @ (N x n^2) product
     T = np.tensordot(L, R, axes=([0], [0]))
-    K = T.transpose(0, 3, 1, 2).reshape(d * d, d * d)
+    K = T.transpose(0, 3, 1, 2).reshape(m * n, m * n)
     return 0.5 * (K + _h(K))
 
 
-def fiber_normal_operator(W: ArrayLike, Y: ArrayLike) -> np.ndarray:
+def fiber_normal_operator(
+    W: ArrayLike, Y: ArrayLike, *, widths: Sequence[int] | None = None
+) -> np.ndarray:
     r"""Apply :math:`K(Y) = \sum_p A_{p+1}A_{p+1}^*\, Y\, B_{p-1}^*B_{p-1} = d\phi_W d\phi_W^*(Y)`.
 
     See :ref:`math-fiber`. Matrix-free, O(N d^3).
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-    Y : array_like, shape (d, d)
+    W : array_like, shape (N, d, d), or sequence of N arrays
+        A sequence holds layers of general widths, ``W[k]`` of shape (d_{k+1}, d_k).
+    Y : array_like, shape (d, d), or (d_N, d_0) for a sequence
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Returns
     -------
-    ndarray, shape (d, d)
+    ndarray, shape (d, d), or (d_N, d_0) for a sequence
     """
-    W = as_stack(W)
+    W = as_fiber_layers(W, widths=widths)
+    if isinstance(W, list):
+        Y = as_array(Y, "Y", (W[-1].shape[0], W[0].shape[1]), real=False)
+        return -end_to_end_velocity(W, Y)
     Y = as_matrix(Y, "Y")
     if Y.shape[0] != W.shape[1]:
         raise ValueError(f"Y must have shape {W.shape[1:]}, got {Y.shape}")
@@ -452,68 +637,83 @@ def fiber_normal_operator(W: ArrayLike, Y: ArrayLike) -> np.ndarray:
     return -end_to_end_velocity(W, Y)
 
 
-def fiber_normal_matrix(W: ArrayLike) -> np.ndarray:
-    r"""Dense d^2 x d^2 matrix of K in row-major vectorization (``Y.reshape(-1)``).
+def fiber_normal_matrix(W: ArrayLike, *, widths: Sequence[int] | None = None) -> np.ndarray:
+    r"""Dense (m n) x (m n) matrix of K in row-major vectorization (``Y.reshape(-1)``).
 
     :math:`K = \sum_p L_p \otimes R_p^T`, :math:`L_p = A_{p+1}A_{p+1}^*`,
-    :math:`R_p = B_{p-1}^*B_{p-1}`. Cost O(N d^3 + N d^4) (one GEMM with inner
-    dimension N).
+    :math:`R_p = B_{p-1}^*B_{p-1}`. Cost O(N d^3 + N m^2 n^2) (one GEMM with inner
+    dimension N); (m, n) = (d, d) for a stack, (d_N, d_0) for a sequence.
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
+    W : array_like, shape (N, d, d), or sequence of N arrays
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Returns
     -------
-    ndarray, shape (d^2, d^2)
-        Hermitian; positive definite iff the end-to-end matrix has full rank.
+    ndarray, shape (m n, m n)
+        Hermitian; positive definite iff the end-to-end matrix has full rank min(m, n).
     """
-    W = as_stack(W)
+    W = as_fiber_layers(W, widths=widths)
+    if isinstance(W, list):
+        A, B = chain_partial_products(W)
+        L = np.stack([a @ _h(a) for a in A[1:]])
+        R = np.stack([_h(b) @ b for b in B[:-1]])
+        return _normal_matrix_from_factors(L, R)
     A, B = partial_products(W)
     return _normal_matrix_from_factors(A[1:] @ _h(A[1:]), _h(B[:-1]) @ B[:-1])
 
 
 def fiber_tangent_projection(
-    W: ArrayLike, Z: ArrayLike, method: str = "auto", tol: float = 1e-13
-) -> np.ndarray:
+    W: ArrayLike,
+    Z: ArrayLike,
+    method: str = "auto",
+    tol: float = 1e-13,
+    *,
+    widths: Sequence[int] | None = None,
+) -> Layers:
     r"""Orthogonal projection onto :math:`T_W\mathcal{F}_X = \ker d\phi_W`.
 
     :math:`P(Z) = Z - d\phi_W^* K^{-1} d\phi_W(Z)` (:ref:`math-fiber`; replaces the
-    (N-1)d^2 system of [R] eq. 2.21). Real and complex.
+    (N-1)d^2 system of [R] eq. 2.21). Real and complex; square stacks or general widths.
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
+    W : array_like, shape (N, d, d), or sequence of N arrays
         Point with a full-rank end-to-end matrix (it need not lie on a given
-        fiber: the projection is onto the fiber through W).
-    Z : array_like, shape (N, d, d)
-        Ambient vector.
+        fiber: the projection is onto the fiber through W). A sequence holds
+        layers of general widths, ``W[k]`` of shape (d_{k+1}, d_k).
+    Z : array_like, shaped like W
+        Ambient vector (a sequence of the same widths for a sequence W).
     method : {"auto", "cholesky", "qr", "cg"}
-        Solver of the d^2 normal system (module docstring): dense Cholesky
-        with a corrected semi-normal refinement (O(N d^4 + d^6); switches to
-        ``"qr"`` when cond(K) > :data:`CHOLESKY_MAX_CONDITION`), QR of the
-        dense adjoint (O(N d^6), backward stable), or preconditioned
-        conjugate gradients (O(N d^3) per iteration, refused when a bound of
-        cond(K) exceeds :data:`CG_MAX_CONDITION`). ``"auto"``: Cholesky for
-        d <= 32, CG beyond. The error of ``"cholesky"`` and ``"qr"`` is
+        Solver of the (m n) x (m n) normal system (module docstring): dense Cholesky
+        with a corrected semi-normal refinement (O(N d^4 + d^6) for a square stack;
+        switches to ``"qr"`` when cond(K) > :data:`CHOLESKY_MAX_CONDITION`), QR of the
+        dense adjoint (backward stable), or preconditioned conjugate gradients
+        (O(N d^3) per iteration, refused when a bound of cond(K) exceeds
+        :data:`CG_MAX_CONDITION`). ``"auto"``: Cholesky for m n <= 32^2, CG beyond.
+        The error of ``"cholesky"`` and ``"qr"`` is
         :math:`O(\epsilon\,\mathrm{cond}(d\phi_W))`, like an SVD of the dense
         Jacobian.
     tol : float
         CG relative-residual tolerance. The residual is exactly the
         tangency defect :math:`d\phi_W(P Z)`, so ``tol`` bounds
         :math:`|d\phi_W(PZ)| / |d\phi_W(Z)|`.
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, shape (N, d, d), or list of N arrays shaped like W
 
     Raises
     ------
     ValueError
         If the end-to-end matrix of W is rank-deficient (condition number
-        above 1/(d eps)), or, for ``"cg"``, too ill-conditioned.
+        above 1/(min(m, n) eps)), or, for ``"cg"``, too ill-conditioned.
     """
-    W = as_stack(W)
+    W = as_fiber_layers(W, widths=widths)
     Z = _check_vector(W, Z, "Z")
     return FiberNormalSolver(W, method=method, tol=tol).project(Z)
 
@@ -592,30 +792,88 @@ def _layerwise_action(W: np.ndarray, a: np.ndarray, a_inv: np.ndarray | None = N
     return left @ W @ right_inv
 
 
-def group_action(a: ArrayLike, W: ArrayLike) -> np.ndarray:
+def _as_generators(layers: list[np.ndarray], a, name: str = "a") -> list[np.ndarray]:
+    """Validate generators (or group elements) for a sequence of N layers: N - 1 square
+    matrices, ``a[k-1]`` of shape (d_k, d_k)."""
+    N = len(layers)
+    hidden = [layer.shape[0] for layer in layers[:-1]]
+    if isinstance(a, np.ndarray) and a.ndim == 3:
+        a = list(a)
+    if not isinstance(a, (list, tuple)):
+        raise TypeError(
+            f"{name} must be a list of N - 1 = {N - 1} square matrices, {name}[k-1] of shape "
+            f"(d_k, d_k) for the hidden widths {tuple(hidden)}, got {type(a).__name__}"
+        )
+    if len(a) != N - 1:
+        raise ValueError(
+            f"{name} must have N - 1 = {N - 1} matrices (one per hidden layer, of sizes "
+            f"{tuple(hidden)}), got {len(a)}"
+        )
+    return [as_array(a[k], f"{name}[{k}]", (dk, dk), real=False) for k, dk in enumerate(hidden)]
+
+
+def _chain_action(
+    layers: list[np.ndarray], a: list[np.ndarray], a_inv: list[np.ndarray] | None = None
+) -> list[np.ndarray]:
+    """Layer p becomes ``a_p W_p a_{p-1}^{-1}`` (a_0 = a_N = I) for a sequence of layers."""
+    N = len(layers)
+    out = []
+    for p, layer in enumerate(layers):
+        M = a[p] @ layer if p < N - 1 else layer
+        if p > 0:
+            M = solve_right(M, a[p - 1]) if a_inv is None else M @ a_inv[p - 1]
+        out.append(M)
+    return out
+
+
+def _chain_generator_tangent(layers: list[np.ndarray], a: list[np.ndarray]) -> list[np.ndarray]:
+    """Layer p gets ``a_p W_p - W_p a_{p-1}`` (a_0 = a_N = 0) for a sequence of layers."""
+    N = len(layers)
+    out = []
+    for p, layer in enumerate(layers):
+        V = a[p] @ layer if p < N - 1 else np.zeros_like(layer, dtype=np.result_type(layer, *a))
+        if p > 0:
+            V = V - layer @ a[p - 1]
+        out.append(V)
+    return out
+
+
+def group_action(a: ArrayLike, W: ArrayLike, *, widths: Sequence[int] | None = None) -> Layers:
     r"""The :math:`GL(d)^{N-1}` action :math:`\mathbf{A}\cdot W` of [R] eq. 1.5.
 
     :math:`\mathbf{A}\cdot W = (W_N A_{N-1}^{-1},\ A_{N-1} W_{N-1} A_{N-2}^{-1},\ \dots,\ A_1 W_1)`:
     layer p becomes :math:`A_p W_p A_{p-1}^{-1}` (:math:`A_0 = A_N = I`), so the
     end-to-end matrix is unchanged.
 
+    For general widths :math:`(d_0, \dots, d_N)` the group is
+    :math:`GL(d_1) \times \dots \times GL(d_{N-1})` with the same formula.
+
     Parameters
     ----------
-    a : array_like, shape (N-1, d, d)
-        Invertible matrices, ``a[k-1]`` = :math:`A_k`.
-    W : array_like, shape (N, d, d)
+    a : array_like, shape (N-1, d, d), or sequence of N-1 arrays
+        Invertible matrices, ``a[k-1]`` = :math:`A_k`; for a sequence W,
+        ``a[k-1]`` has shape (d_k, d_k).
+    W : array_like, shape (N, d, d), or sequence of N arrays
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, shape (N, d, d), or list of N arrays shaped like W
     """
+    W = as_fiber_layers(W, widths=widths)
+    if isinstance(W, list):
+        a = _as_generators(W, a)
+        for k, Ak in enumerate(a):
+            check_full_rank(np.linalg.svd(Ak, compute_uv=False), f"a[{k}]")
+        return _chain_action(W, a)
     W, a = _stack_and_generator(W, a)
     for k, Ak in enumerate(a):
         check_full_rank(np.linalg.svd(Ak, compute_uv=False), f"a[{k}]")
     return _layerwise_action(W, a)
 
 
-def group_action_exp(a: ArrayLike, W: ArrayLike) -> np.ndarray:
+def group_action_exp(a: ArrayLike, W: ArrayLike, *, widths: Sequence[int] | None = None) -> Layers:
     r"""The group action of :math:`e^{a} = (e^{a_{N-1}}, \dots, e^{a_1})` ([R] eq. 2.1 and 1.5).
 
     Layer p becomes :math:`e^{a_p} W_p e^{-a_{p-1}}`. The curve
@@ -624,19 +882,38 @@ def group_action_exp(a: ArrayLike, W: ArrayLike) -> np.ndarray:
 
     Parameters
     ----------
-    a : array_like, shape (N-1, d, d)
-        Generators in :math:`\mathfrak{gl}(d)^{N-1}` (any matrices).
-    W : array_like, shape (N, d, d)
+    a : array_like, shape (N-1, d, d), or sequence of N-1 arrays
+        Generators in :math:`\mathfrak{gl}(d)^{N-1}` (any matrices); for a
+        sequence W, ``a[k-1]`` in :math:`\mathfrak{gl}(d_k)`.
+    W : array_like, shape (N, d, d), or sequence of N arrays
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, shape (N, d, d), or list of N arrays shaped like W
 
     Raises
     ------
     ValueError
         If a has the wrong shape, or :math:`e^{\pm a}` or the result overflows.
     """
+    W = as_fiber_layers(W, widths=widths)
+    if isinstance(W, list):
+        a = _as_generators(W, a)
+        if not a:
+            return [layer.copy() for layer in W]
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow raises below
+            pairs = [_expm_pair(ak.astype(np.result_type(ak, *W))) for ak in a]
+            E, Einv = [e for e, _ in pairs], [f for _, f in pairs]
+            if not all(np.all(np.isfinite(e)) and np.all(np.isfinite(f)) for e, f in pairs):
+                raise ValueError(
+                    "a is too large: the matrix exponentials e^a, e^-a overflow float64"
+                )
+            out = _chain_action(W, E, Einv)
+        if not all(np.all(np.isfinite(layer)) for layer in out):
+            raise ValueError("a is too large: the group action e^a . W overflows float64")
+        return out
     W, a = _stack_and_generator(W, a)
     if W.shape[0] == 1:
         return W.copy()
@@ -650,21 +927,35 @@ def group_action_exp(a: ArrayLike, W: ArrayLike) -> np.ndarray:
     return out
 
 
-def generator_to_tangent(W: ArrayLike, a: ArrayLike) -> np.ndarray:
+def generator_to_tangent(
+    W: ArrayLike, a: ArrayLike, *, widths: Sequence[int] | None = None
+) -> Layers:
     r"""The tangent vector :math:`w_a` of a generator ([R] eq. 2.3).
 
     :math:`w_a = (-W_N a_{N-1},\ a_{N-1}W_{N-1} - W_{N-1}a_{N-2},\ \dots,\ a_1 W_1)`:
     layer p gets :math:`a_p W_p - W_p a_{p-1}` with :math:`a_0 = a_N = 0`.
 
+    For general widths ``a[k-1]`` has shape (d_k, d_k); :math:`w_a` is tangent to the
+    fiber for every a (the action keeps the product), but the generators need not span the
+    tangent space (the fiber is a union of orbits when a hidden width exceeds
+    min(d_0, d_N)).
+
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-    a : array_like, shape (N-1, d, d)
+    W : array_like, shape (N, d, d), or sequence of N arrays
+    a : array_like, shape (N-1, d, d), or sequence of N-1 arrays
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, shape (N, d, d), or list of N arrays shaped like W
     """
+    W = as_fiber_layers(W, widths=widths)
+    if isinstance(W, list):
+        if len(W) == 1:
+            return [np.zeros_like(W[0])]
+        return _chain_generator_tangent(W, _as_generators(W, a))
     W, a = _stack_and_generator(W, a)
     out = np.zeros(W.shape, dtype=np.result_type(W, a))
     out[:-1] += a @ W[:-1]
@@ -697,7 +988,15 @@ def tangent_to_generator(W: ArrayLike, V: ArrayLike) -> np.ndarray:
     ValueError
         If a layer 1..N-1 of W is singular or has condition number above
         1/(d eps) (the message names W).
+    NotImplementedError
+        For a sequence of layers that are not all d x d: for general widths the
+        generators need not span the tangent space (see :func:`generator_to_tangent`).
+        A sequence of square layers is handled as the stack.
     """
+    if isinstance(W, (list, tuple)):
+        layers = as_fiber_layers(W)
+        V = _check_vector(layers, V, "V")
+        return list(tangent_to_generator(_square_only(layers, "tangent_to_generator"), np.stack(V)))
     W = as_stack(W)
     V = _check_vector(W, V, "V")
     N, d, _ = W.shape
@@ -716,6 +1015,19 @@ def _generator_of(W: np.ndarray, V: np.ndarray) -> np.ndarray:
         prev = solve_right(rhs, W[k])
         a[k] = prev
     return a
+
+
+def _square_only(layers: list[np.ndarray], name: str) -> np.ndarray:
+    """The stack of a sequence of square layers of one size; NotImplementedError otherwise."""
+    stack = _square_stack(layers)
+    if stack is None:
+        raise NotImplementedError(
+            f"{name} is defined for square layers only (widths (d, ..., d)), got widths "
+            f"{layer_widths(layers)}: for general widths the fiber is a union of orbits of "
+            "GL(d_1) x ... x GL(d_{N-1}) (a layer's rank can change along it), so a tangent "
+            "vector need not come from a generator, nor two points from a group element"
+        )
+    return stack
 
 
 def fiber_group_element(W: ArrayLike, W_target: ArrayLike) -> np.ndarray:
@@ -742,7 +1054,16 @@ def fiber_group_element(W: ArrayLike, W_target: ArrayLike) -> np.ndarray:
     ValueError
         If a layer 1..N-1 of W is singular or has condition number above
         1/(d eps) (the message names W).
+    NotImplementedError
+        For a sequence of layers that are not all d x d (for general widths two
+        points of a fiber need not lie in one orbit). A sequence of square layers is
+        handled as the stack.
     """
+    if isinstance(W, (list, tuple)):
+        layers = as_fiber_layers(W)
+        W2 = _check_vector(layers, W_target, "W_target")
+        square = _square_only(layers, "fiber_group_element")
+        return list(fiber_group_element(square, np.stack(W2)))
     W = as_stack(W)
     W2 = as_stack(W_target, "W_target", depth=W.shape[0], d=W.shape[1])
     N, d, _ = W.shape
@@ -797,6 +1118,110 @@ def _check_invertible_layers(
     return prod
 
 
+def _solved_layer(widths: tuple[int, ...]) -> str:
+    r"""Which layer a sequence solves from X: the output layer when d_0 <= d_N (then
+    :math:`P = W_{N-1}\cdots W_1` has full column rank d_0 on the fiber), the input layer
+    when d_0 > d_N (then :math:`Q = W_N\cdots W_2` has full row rank d_N)."""
+    return "output" if widths[0] <= widths[-1] else "input"
+
+
+def _min_change_map(F: np.ndarray, side: str, message: str):
+    """``E -> E F^+`` (side "output", F of full column rank) or ``E -> F^+ E`` (side
+    "input", F of full row rank), through a thin QR of F (or F^*); ValueError (``message``
+    names the user's argument) when F is numerically rank-deficient."""
+    M = F if side == "output" else _h(F)
+    if not np.all(np.isfinite(M)):
+        raise ValueError(f"{message}: the product of the other layers has NaN or Inf entries")
+    Q, R = np.linalg.qr(M)
+    s = np.linalg.svd(R, compute_uv=False)
+    limit = 1.0 / (R.shape[0] * np.finfo(np.float64).eps)
+    cond = np.inf if not s[-1] > 0 else float(s[0] / s[-1])
+    if not cond <= limit:
+        which = "layers 1..N-1" if side == "output" else "layers 2..N"
+        raise ValueError(
+            f"{message}: the product of {which} has rank below min(d_0, d_N) = {R.shape[0]} "
+            f"or is too ill-conditioned (condition number {cond:.3g} > {limit:.3g})"
+        )
+    if side == "output":  # E P^+ = (E R^{-1}) Q^*
+        return lambda E: _h(_solve_triangular_h(R, _h(E))) @ _h(Q)
+    return lambda E: Q @ _solve_triangular_h(R, E)  # Q^+ E = Q R^{-*} E
+
+
+def _solve_triangular_h(R: np.ndarray, E: np.ndarray) -> np.ndarray:
+    """:math:`R^{-*} E` for an upper triangular R (inputs checked finite by the caller)."""
+    return scipy.linalg.solve_triangular(R, E, trans="C", check_finite=False)
+
+
+def _chain_restore(layers: list[np.ndarray], X: np.ndarray, message: str) -> list[np.ndarray]:
+    r"""Minimum-change solve of the end layer (:func:`_solved_layer`) so that the product is X.
+
+    Output side: :math:`W_N \leftarrow W_N + (X - W_N P) P^+`, the solution of
+    :math:`W_N P = X` nearest to :math:`W_N`; input side:
+    :math:`W_1 \leftarrow W_1 + Q^+ (X - Q W_1)`. One refinement step with the new residual.
+    """
+    if len(layers) == 1:
+        return [X.astype(np.result_type(X, layers[0]), copy=True)]
+    out = list(layers)
+    output = _solved_layer(layer_widths(layers)) == "output"
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow raises below
+        F = chain_product(layers[:-1]) if output else chain_product(layers[1:])
+        apply = _min_change_map(F, "output" if output else "input", message)
+        L = layers[-1] if output else layers[0]
+        for _ in range(2):  # the solve and one refinement with the new residual
+            E = X - L @ F if output else X - F @ L
+            if not np.all(np.isfinite(E)):
+                raise ValueError(f"{message}: the product of the layers overflows")
+            L = L + apply(E)
+    if not np.all(np.isfinite(L)):
+        raise ValueError(f"{message}: the result overflows")
+    out[-1 if output else 0] = L
+    return out
+
+
+def _product_second_derivative(layers: list[np.ndarray], V: list[np.ndarray]) -> np.ndarray:
+    """:math:`\tfrac{d^2}{dt^2}\\phi(W + tV)` at t = 0, for a sequence, O(N d^3)."""
+    c0, c1 = layers[0], V[0]
+    c2 = np.zeros_like(c0, dtype=np.result_type(c0, c1))
+    for W_p, V_p in zip(layers[1:], V[1:], strict=True):
+        c0, c1, c2 = W_p @ c0, W_p @ c1 + V_p @ c0, W_p @ c2 + V_p @ c1
+    return 2.0 * c2
+
+
+def _chain_retraction(
+    layers: list[np.ndarray],
+    V: list[np.ndarray],
+    second_order: bool,
+    X: np.ndarray | None,
+    solver: FiberNormalSolver | None,
+) -> list[np.ndarray]:
+    """:func:`fiber_retraction` for a validated sequence of layers that are not all square."""
+    if len(layers) == 1 or not any(np.any(v) for v in V):
+        return (
+            [layer.copy() for layer in layers]
+            if X is None
+            else _chain_restore(layers, X, "W cannot be restored onto the fiber")
+        )
+    step = V
+    if second_order:
+        side = _solved_layer(layer_widths(layers))
+        message = "W is outside the domain of the retraction"
+        D2 = _product_second_derivative(layers, V)
+        E = [np.zeros_like(layer, dtype=np.result_type(layer, D2)) for layer in layers]
+        if side == "output":
+            E[-1] = _min_change_map(chain_product(layers[:-1]), side, message)(D2)
+        else:
+            E[0] = _min_change_map(chain_product(layers[1:]), side, message)(D2)
+        if solver is None:
+            solver = FiberNormalSolver(layers)
+        w = solver._project(E)
+        step = [v + 0.5 * w_p for v, w_p in zip(V, w, strict=True)]
+    moved = [layer + s for layer, s in zip(layers, step, strict=True)]
+    target = chain_product(layers) if X is None else X
+    return _chain_restore(
+        moved, target, "the step V is too large for the retraction at W (W + V leaves its domain)"
+    )
+
+
 def fiber_retraction(
     W: ArrayLike,
     V: ArrayLike,
@@ -804,7 +1229,8 @@ def fiber_retraction(
     second_order: bool = True,
     X: ArrayLike | None = None,
     solver: FiberNormalSolver | None = None,
-) -> np.ndarray:
+    widths: Sequence[int] | None = None,
+) -> Layers:
     r"""Retraction on :math:`\mathcal{F}_X`: a step in layers 1..N-1, the output layer solved for.
 
     .. math::
@@ -825,6 +1251,20 @@ def fiber_retraction(
     translate :math:`\mathbf{A}\cdot W` of [R] eq. 1.5 with
     :math:`A_k = R_k A_{k-1} W_k^{-1}`.
 
+    **General widths** (a list of layers that are not all d x d): all layers take the
+    step :math:`W + V + \tfrac12 w`, then one end layer is replaced by the
+    minimum-change solution of the product equation (module docstring: the output
+    layer :math:`L \leftarrow L + (X - LP)P^+` when :math:`d_0 \le d_N`, the input layer
+    :math:`L \leftarrow L + Q^+(X - QL)` otherwise). This restore map T has
+    :math:`dT = ` the oblique projection onto :math:`\ker d\phi_W` along the end-layer
+    directions :math:`(0, \dots, 0, YP^+)`, so :math:`t \mapsto T(W + tV)` has
+    acceleration :math:`-E`, :math:`E = (0, \dots, 0, D^2\phi_W[V, V]\,P^+)` (or
+    :math:`(Q^+D^2\phi_W[V,V], 0, \dots, 0)`), and the second-order term
+    :math:`w = P(E)` cancels its tangent part (O(N d^3) for :math:`D^2\phi` and one
+    projection). The product is X to the rounding of one refined least-squares
+    solve at every step; a step after which P (or Q) loses rank raises a
+    ValueError naming V. A list of d x d layers is retracted as the stack.
+
     Domain and accuracy: :math:`R_W(V)` is defined iff the new layers
     1..N-1 and their product are invertible; numerically, a ValueError naming
     V is raised when one of them has condition number above 1/(d eps)
@@ -843,21 +1283,24 @@ def fiber_retraction(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-        Layers 1..N-1 must be invertible.
-    V : array_like, shape (N, d, d)
+    W : array_like, shape (N, d, d), or sequence of N arrays
+        Layers 1..N-1 must be invertible (stack); a sequence holds layers of
+        general widths, ``W[k]`` of shape (d_{k+1}, d_k).
+    V : array_like, shaped like W
         Tangent vector at W.
     second_order : bool
         Add the second-order correction (one projection, O(N d^3) with a
         factored solver).
-    X : array_like, shape (d, d), optional
+    X : array_like, shape (d, d) or (d_N, d_0), optional
         The end-to-end matrix to keep (default: the computed product of W).
     solver : FiberNormalSolver, optional
         A solver built at W (reused for the correction).
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, shape (N, d, d), or list of N arrays shaped like W
 
     Raises
     ------
@@ -865,7 +1308,20 @@ def fiber_retraction(
         If a layer 1..N-1 of W, or of the step, is singular or too
         ill-conditioned (the message names W or V), or on bad shapes.
     """
-    W = as_stack(W)
+    if isinstance(W, (list, tuple)):
+        layers = as_fiber_layers(W, widths=widths)
+        V = _check_vector(layers, V, "V")
+        if X is not None:
+            X = as_array(X, "X", (layers[-1].shape[0], layers[0].shape[1]), real=False)
+        stack = _square_stack(layers)
+        if stack is not None:  # square layers: the stack's retraction, layer by layer
+            if solver is not None and solver._seq:
+                solver = None
+            return list(
+                fiber_retraction(stack, np.stack(V), second_order=second_order, X=X, solver=solver)
+            )
+        return _chain_retraction(layers, V, bool(second_order), X, solver)
+    W = as_fiber_layers(W, widths=widths)
     V = _check_vector(W, V, "V")
     if X is not None:
         X = as_matrix(X)
@@ -892,7 +1348,7 @@ def fiber_retraction(
     return out
 
 
-def fiber_restore(W: ArrayLike, X: ArrayLike) -> np.ndarray:
+def fiber_restore(W: ArrayLike, X: ArrayLike, *, widths: Sequence[int] | None = None) -> Layers:
     r"""Smooth map from a neighbourhood of :math:`\mathcal{F}_X` onto it, fixing the fiber.
 
     Recomputes the output layer, :math:`W_N \leftarrow X (W_{N-1}\cdots W_1)^{-1}`
@@ -901,15 +1357,24 @@ def fiber_restore(W: ArrayLike, X: ArrayLike) -> np.ndarray:
     :func:`dln_manifolds.flows.integrate_flow` (standard projection method;
     keeps the order of the Runge-Kutta method).
 
+    For a sequence of layers of general widths the solved end layer is the
+    minimum-change solution (the output layer
+    :math:`W_N \leftarrow W_N + (X - W_N P)P^+` when :math:`d_0 \le d_N`, else the input
+    layer :math:`W_1 \leftarrow W_1 + Q^+(X - QW_1)`, module docstring), which for square
+    layers is the same map.
+
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-        Layers 1..N-1 must be invertible.
-    X : array_like, shape (d, d)
+    W : array_like, shape (N, d, d), or sequence of N arrays
+        Layers 1..N-1 must be invertible (stack); for a sequence, the product of
+        the other layers must have rank min(d_0, d_N).
+    X : array_like, shape (d, d), or (d_N, d_0) for a sequence
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, shape (N, d, d), or list of N arrays shaped like W
 
     Raises
     ------
@@ -917,7 +1382,11 @@ def fiber_restore(W: ArrayLike, X: ArrayLike) -> np.ndarray:
         If X has the wrong shape, or a layer 1..N-1 of W (or their product)
         is singular or has condition number above 1/(d eps).
     """
-    W = as_stack(W)
+    if isinstance(W, (list, tuple)):
+        layers = as_fiber_layers(W, widths=widths)
+        X = as_array(X, "X", (layers[-1].shape[0], layers[0].shape[1]), real=False)
+        return _chain_restore(layers, X, "W cannot be restored onto the fiber")
+    W = as_fiber_layers(W, widths=widths)
     X = as_matrix(X)
     if X.shape[0] != W.shape[1]:
         raise ValueError(f"X must have shape {W.shape[1:]}, got {X.shape}")
@@ -935,28 +1404,41 @@ def fiber_restore(W: ArrayLike, X: ArrayLike) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def regularizer_gradient(W: ArrayLike, method: str = "auto", tol: float = 1e-13) -> np.ndarray:
+def regularizer_gradient(
+    W: ArrayLike,
+    method: str = "auto",
+    tol: float = 1e-13,
+    *,
+    widths: Sequence[int] | None = None,
+) -> Layers:
     r"""Riemannian gradient of :math:`|W|^2` on :math:`\mathcal{F}_X`: :math:`P(2W)`.
 
     This is :math:`w_b` of [R] Lemma 5 (eq. 2.19-2.21), computed through the
     d^2 normal system instead. Along :math:`\dot W = -\mathrm{grad}|W|^2`
     ([R] eq. 1.13) the moments obey :math:`G(t) = G_0 e^{-4t}` ([R] Thm 2).
 
+    The same holds for general widths (the normal directions
+    :math:`d\phi_W^*(y)` keep every moment, :ref:`math-fiber`).
+
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
+    W : array_like, shape (N, d, d), or sequence of N arrays
     method, tol
         As in :func:`fiber_tangent_projection`.
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, shape (N, d, d), or list of N arrays shaped like W
     """
-    W = as_stack(W)
+    W = as_fiber_layers(W, widths=widths)
+    if isinstance(W, list):
+        return FiberNormalSolver(W, method=method, tol=tol)._project([2.0 * w for w in W])
     return FiberNormalSolver(W, method=method, tol=tol).project(2.0 * W)
 
 
-def ness_gradient(W: ArrayLike) -> np.ndarray:
+def ness_gradient(W: ArrayLike, *, widths: Sequence[int] | None = None) -> Layers:
     r"""Riemannian gradient of :math:`|G|^2 = \sum_k \mathrm{tr}(G_k^2)` on :math:`\mathcal{F}_X`.
 
     Equals :math:`4 w_G` (generator :math:`a_k = G_k`), which is also its
@@ -964,22 +1446,44 @@ def ness_gradient(W: ArrayLike) -> np.ndarray:
     (:ref:`math-corrections`). Scaling: [R] Thm 10 writes :math:`2 w_G`, which is the
     gradient of :math:`\tfrac12|G|^2`; here the function is :math:`|G|^2` itself.
 
+    For general widths the same formula holds, with :math:`G_k` of size
+    :math:`d_k \times d_k`.
+
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
+    W : array_like, shape (N, d, d), or sequence of N arrays
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, shape (N, d, d), or list of N arrays shaped like W
     """
-    W = as_stack(W)
+    W = as_fiber_layers(W, widths=widths)
+    if isinstance(W, list):
+        if len(W) == 1:
+            return [np.zeros_like(W[0])]
+        return [4.0 * v for v in _chain_generator_tangent(W, moments(W))]
     if W.shape[0] == 1:
         return np.zeros_like(W)
     return 4.0 * generator_to_tangent(W, moments(W))
 
 
-def _dphi_adjoint_derivative(W: np.ndarray, U: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _dphi_adjoint_derivative(W: Layers, U: Layers, y: np.ndarray) -> Layers:
     r"""Directional derivative :math:`\frac{d}{dt} d\phi_{W+tU}^*(y)` at t = 0, O(N d^3)."""
+    if isinstance(W, list):
+        N = len(W)
+        A, B = chain_partial_products(W)
+        dtype = np.result_type(y, *W, *U)
+        dA: list = [None] * (N + 1)  # dA[i] = D(W_N ... W_{i+1})[U], shape (m, d_i)
+        dB: list = [None] * (N + 1)  # dB[i] = D(W_i ... W_1)[U], shape (d_i, n)
+        dA[N] = np.zeros_like(A[N], dtype=dtype)
+        dB[0] = np.zeros_like(B[0], dtype=dtype)
+        for i in range(N - 1, -1, -1):
+            dA[i] = dA[i + 1] @ W[i] + A[i + 1] @ U[i]
+        for i in range(N):
+            dB[i + 1] = U[i] @ B[i] + W[i] @ dB[i]
+        return [_h(dA[p + 1]) @ y @ _h(B[p]) + _h(A[p + 1]) @ y @ _h(dB[p]) for p in range(N)]
     N, d, _ = W.shape
     A, B = partial_products(W)
     dtype = np.result_type(W, U, y)
@@ -993,8 +1497,13 @@ def _dphi_adjoint_derivative(W: np.ndarray, U: np.ndarray, y: np.ndarray) -> np.
 
 
 def fiber_weingarten(
-    W: ArrayLike, V: ArrayLike, normal: ArrayLike, solver: FiberNormalSolver | None = None
-) -> np.ndarray:
+    W: ArrayLike,
+    V: ArrayLike,
+    normal: ArrayLike,
+    solver: FiberNormalSolver | None = None,
+    *,
+    widths: Sequence[int] | None = None,
+) -> Layers:
     r"""Weingarten map of :math:`\mathcal{F}_X` (Absil-Mahony-Trumpf; pymanopt convention).
 
     For a tangent vector V and a normal vector :math:`n = d\phi_W^*(y)`
@@ -1014,26 +1523,30 @@ def fiber_weingarten(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-    V : array_like, shape (N, d, d)
+    W : array_like, shape (N, d, d), or sequence of N arrays
+        A sequence holds layers of general widths, ``W[k]`` of shape (d_{k+1}, d_k).
+    V : array_like, shaped like W
         Tangent vector.
-    normal : array_like, shape (N, d, d)
+    normal : array_like, shaped like W
         Normal vector (its tangent part is ignored).
     solver : FiberNormalSolver, optional
         A solver built at W.
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, shape (N, d, d), or list of N arrays shaped like W
         A tangent vector.
     """
-    W = as_stack(W)
+    W = as_fiber_layers(W, widths=widths)
     V = _check_vector(W, V, "V")
     normal = _check_vector(W, normal, "normal")
     if solver is None:
         solver = FiberNormalSolver(W)
     y = solver._normal_coordinates(normal)
-    return -solver._project(_dphi_adjoint_derivative(W, V, y))
+    out = solver._project(_dphi_adjoint_derivative(W, V, y))
+    return [-v for v in out] if isinstance(out, list) else -out
 
 
 def check_fiber_depth(depth: int) -> int:
@@ -1048,3 +1561,35 @@ def check_fiber_depth(depth: int) -> int:
             "(dimension 0), with no tangent vectors to optimize or flow along"
         )
     return N
+
+
+def check_fiber_widths(X: np.ndarray, depth: int, widths, max_condition: float):
+    """Validate ``widths`` against X of shape (d_N, d_0): every hidden width at least rank X,
+    and X of full rank min(d_0, d_N) (ValueErrors naming the argument and the numbers).
+
+    Internal (not exported): shared with the adapters, which validate at their door.
+    """
+    widths = check_widths(widths, depth=depth)
+    if X.shape != (widths[-1], widths[0]):
+        raise ValueError(
+            f"X must have shape (d_N, d_0) = ({widths[-1]}, {widths[0]}) for widths {widths}, "
+            f"got shape {X.shape}"
+        )
+    s = np.linalg.svd(X, compute_uv=False)
+    rank = int(np.count_nonzero(s > max(X.shape) * np.finfo(np.float64).eps * s[0]))
+    for k in range(1, depth):
+        if widths[k] < rank:
+            raise ValueError(
+                f"widths[{k}] = {widths[k]} is below rank X = {rank}: every hidden width of a "
+                f"network with end-to-end matrix X is at least rank X (widths {widths}); "
+                "bottleneck networks are not supported"
+            )
+    r = min(X.shape)
+    if rank < r:
+        raise ValueError(
+            f"X must have full rank min(d_N, d_0) = {r}, got rank {rank} (singular values "
+            f"{np.array2string(s, precision=3)}); the fiber over a rank-deficient X is not "
+            "supported"
+        )
+    check_full_rank(s, "X", max_condition=float(max_condition))
+    return widths

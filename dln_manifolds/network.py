@@ -57,6 +57,7 @@ from ._checks import (
     as_matrix_batch,
     as_stack,
     check_finite_depth,
+    check_stack_widths,
     check_widths,
 )
 from ._linalg import (
@@ -109,17 +110,6 @@ def _widths(layers: list[np.ndarray]) -> tuple[int, ...]:
     return (layers[0].shape[-1], *(layer.shape[-2] for layer in layers))
 
 
-def _check_stack_widths(W: np.ndarray, widths, name: str = "W") -> None:
-    """``widths`` must be (d, ..., d) (N + 1 entries) for a stack W (..., N, d, d)."""
-    widths = check_widths(widths)
-    N, d = W.shape[-3], W.shape[-1]
-    if widths != (d,) * (N + 1):
-        raise ValueError(
-            f"widths must be (d, ..., d) = {(d,) * (N + 1)} for {name} of shape {W.shape} "
-            f"(N = {N} square layers of size d = {d}), got {widths}"
-        )
-
-
 def _as_sequence_target(Y, layers: list[np.ndarray], name: str) -> np.ndarray:
     """Validate E'(X) (or Y) for a sequence of layers: (d_N, d_0), or one per network."""
     Y = as_array(Y, name, (), real=False, batch=True)
@@ -158,7 +148,7 @@ def end_to_end(W: Layers, *, widths: Sequence[int] | None = None) -> np.ndarray:
         return X.copy() if len(layers) == 1 else X
     W = as_layer_stack(W)
     if widths is not None:
-        _check_stack_widths(W, widths)
+        check_stack_widths(W, widths)
     return _end_to_end(W).copy()
 
 
@@ -196,7 +186,7 @@ def partial_products(W: Layers, *, widths: Sequence[int] | None = None) -> tuple
         return chain_partial_products(as_layer_sequence(W, "W", widths=widths))
     W = as_layer_stack(W)
     if widths is not None:
-        _check_stack_widths(W, widths)
+        check_stack_widths(W, widths)
     return _partial_products(W)
 
 
@@ -232,7 +222,7 @@ def moments(W: Layers, *, widths: Sequence[int] | None = None) -> Layers:
         ]
     W = as_layer_stack(W)
     if widths is not None:
-        _check_stack_widths(W, widths)
+        check_stack_widths(W, widths)
     lower, upper = W[..., :-1, :, :], W[..., 1:, :, :]
     return lower @ conj_transpose(lower) - conj_transpose(upper) @ upper
 
@@ -262,7 +252,7 @@ def lifted_gradient(W: Layers, dE, *, widths: Sequence[int] | None = None) -> La
         return _chain_adjoint(layers, _as_sequence_target(dE, layers, "dE"))
     W = as_layer_stack(W)
     if widths is not None:
-        _check_stack_widths(W, widths)
+        check_stack_widths(W, widths)
     return lifted_gradient_unchecked(W, _as_gradient(dE, W))
 
 
@@ -319,7 +309,7 @@ def end_to_end_differential(
         return out
     W = as_layer_stack(W)
     if widths is not None:
-        _check_stack_widths(W, widths)
+        check_stack_widths(W, widths)
     V = as_layer_stack(V, "V", depth=W.shape[-3], d=W.shape[-1])
     A, B = _partial_products(W)
     return np.sum(A[..., 1:, :, :] @ V @ B[..., :-1, :, :], axis=-3)
@@ -354,7 +344,7 @@ def end_to_end_velocity(W: Layers, dE, *, widths: Sequence[int] | None = None) -
         return -out
     W = as_layer_stack(W)
     if widths is not None:
-        _check_stack_widths(W, widths)
+        check_stack_widths(W, widths)
     dE = _as_gradient(dE, W)
     A, B = _partial_products(W)
     A, B = A[..., 1:, :, :], B[..., :-1, :, :]

@@ -29,7 +29,7 @@ normal coordinates per evaluation.
   (quadratic): :math:`D^2G[V, V] = 2\,Q(V)`,
   :math:`Q(V)_k = V_kV_k^T - V_{k+1}^TV_{k+1}`, :math:`dG^*(S) = 2 w_S`
   with :math:`(w_S)_p = S_pW_p - W_pS_{p-1}` (:math:`S_0 = S_N = 0`). In the
-  SVD frames :math:`W_p = Q_p\Lambda Q_{p-1}^T` (:func:`~dln_manifolds.balanced_frames`)
+  SVD frames :math:`W_p = Q_p\Lambda Q_{p-1}^T` (:class:`~dln_manifolds.BalancedFrame`)
   the equation :math:`dG(w_S) = -2Q(V)` decouples into one symmetric
   tridiagonal Toeplitz system along depth per entry (i, j),
   :math:`2(\lambda_i^2 + \lambda_j^2)s_k - 2\lambda_i\lambda_j(s_{k-1} + s_{k+1}) = r_k`,
@@ -99,8 +99,7 @@ from numpy.typing import ArrayLike
 
 from ._checks import as_array, as_matrix, as_stack, check_count, check_positive
 from .balanced import (
-    BalancedFrames,
-    balanced_frames,
+    BalancedFrame,
     balanced_restore,
     balanced_tangent_projection,
     check_balanced,
@@ -137,35 +136,13 @@ def _checked_steps(n_steps) -> int:
 # ---------------------------------------------------------------------------
 
 
-def _sine_basis(N: int) -> tuple[np.ndarray, np.ndarray]:
-    """Orthogonal sine transform of size N-1 and cos(m pi / N), m = 1..N-1."""
-    k = np.arange(1, N)
-    U = np.sqrt(2.0 / N) * np.sin(np.outer(k, k) * np.pi / N)
-    return U, np.cos(k * np.pi / N)
-
-
-def _balanced_acceleration(W: np.ndarray, V: np.ndarray, frames: BalancedFrames) -> np.ndarray:
-    """(G) on M for validated real (..., N, d, d) arrays and the frames of W."""
-    N = W.shape[-3]
-    if N == 1:
-        return np.zeros_like(W)
-    Q, lam = frames
-    QT = np.swapaxes(Q, -1, -2)
-    Vh = QT[..., 1:, :, :] @ V @ Q[..., :-1, :, :]
-    VhT = np.swapaxes(Vh, -1, -2)
-    R = -2.0 * (Vh[..., :-1, :, :] @ VhT[..., :-1, :, :] - VhT[..., 1:, :, :] @ Vh[..., 1:, :, :])
-    U, cos = _sine_basis(N)
-    li, lj = lam[..., None, :, None], lam[..., None, None, :]
-    mu = 2.0 * (li**2 + lj**2) - 4.0 * li * lj * cos[:, None, None]  # (..., N-1, d, d)
-    Sh = np.einsum("km,...mij->...kij", U, np.einsum("km,...kij->...mij", U, R) / mu)
-    pad = [(0, 0)] * (Sh.ndim - 3) + [(1, 1), (0, 0), (0, 0)]
-    Sp = np.pad(Sh, pad)
-    Ah = Sp[..., 1:, :, :] * lam[..., None, None, :] - lam[..., None, :, None] * Sp[..., :-1, :, :]
-    return Q[..., 1:, :, :] @ Ah @ QT[..., :-1, :, :]
+def _balanced_acceleration(V: np.ndarray, frame: BalancedFrame) -> np.ndarray:
+    """(G) on M for a validated real (..., N, d, d) tangent vector and the frame of W."""
+    return BalancedFrame.geodesic_acceleration(frame, V)
 
 
 def balanced_geodesic_acceleration(
-    W: ArrayLike, V: ArrayLike, *, frames: BalancedFrames | None = None
+    W: ArrayLike, V: ArrayLike, *, frame: BalancedFrame | None = None
 ) -> np.ndarray:
     r"""Acceleration of the geodesic of :math:`\mathcal{M}` through W with velocity V.
 
@@ -180,8 +157,8 @@ def balanced_geodesic_acceleration(
         Full-rank balanced point (or a stack of points, vectorized).
     V : array_like, same shape as W
         Tangent vector at W.
-    frames : BalancedFrames, optional
-        Precomputed :func:`~dln_manifolds.balanced_frames` of W.
+    frame : BalancedFrame, optional
+        The :class:`~dln_manifolds.BalancedFrame` of W.
 
     Returns
     -------
@@ -194,9 +171,11 @@ def balanced_geodesic_acceleration(
     V = as_array(V, "V", W.shape[-3:], batch=True)
     if V.shape != W.shape:
         raise ValueError(f"V must have the shape of W, {W.shape}, got {V.shape}")
-    if frames is None:
-        frames = balanced_frames(W)
-    return _balanced_acceleration(W, V, BalancedFrames(*frames))
+    if frame is None:
+        frame = BalancedFrame.from_valid(W)
+    elif not isinstance(frame, BalancedFrame) or not frame.matches(W):
+        raise ValueError("frame must be the BalancedFrame of W")
+    return _balanced_acceleration(V, frame)
 
 
 def _second_derivative_of_product(W: np.ndarray, V: np.ndarray) -> np.ndarray:
@@ -236,6 +215,7 @@ def fiber_geodesic_acceleration(
     ndarray, shape (N, d, d)
         A normal vector.
     """
+    _square_fiber_only(W, "fiber_geodesic_acceleration")
     W = as_stack(W)
     V = as_stack(V, "V", depth=W.shape[0], d=W.shape[1])
     if solver is None:
@@ -275,8 +255,8 @@ def _rk4(
 
 def _balanced_field(W: np.ndarray, V: np.ndarray) -> np.ndarray:
     Wr = balanced_restore(W)
-    fr = balanced_frames(Wr)
-    return _balanced_acceleration(Wr, balanced_tangent_projection(Wr, V, frames=fr), fr)
+    fr = BalancedFrame.from_valid(Wr)
+    return _balanced_acceleration(fr.tangent_projection_unchecked(V), fr)
 
 
 def _balanced_settle(W: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -332,6 +312,16 @@ def balanced_exp(
     V = balanced_tangent_projection(W, V)
     W1, V1 = _rk4(W, V, _balanced_field, _balanced_settle, n_steps)
     return (W1, V1) if velocity else W1
+
+
+def _square_fiber_only(W, name: str) -> None:
+    """NotImplementedError for a network given as a list of layers (general widths)."""
+    if isinstance(W, (list, tuple)):
+        raise NotImplementedError(
+            f"{name} is implemented for square networks given as a stack (N, d, d) only, "
+            "not for a list of layers (general widths): the fiber geodesics of general "
+            "widths are not implemented; use fiber_retraction (second order)"
+        )
 
 
 def _fiber_factors(W: np.ndarray):
@@ -422,6 +412,7 @@ def fiber_exp(
         (the tangent vector is too large).
     """
     n_steps = _checked_steps(n_steps)
+    _square_fiber_only(W, "fiber_exp")
     W = as_stack(W)
     V = as_stack(V, "V", depth=W.shape[0], d=W.shape[1])
     X = _fiber_target(W, X)
@@ -644,13 +635,11 @@ def balanced_log(
         Wb = check_balanced(Wb, tol=1e-6, name="W")
         Tb = check_balanced(Tb, tol=1e-6, name="T")
         _check_same_component(Wb, Tb)
-        frames = balanced_frames(Wb)
+        frame = BalancedFrame.from_valid(Wb)
 
-        def project_all(E, Wb=Wb, frames=frames):
+        def project_all(E, frame=frame):
             Z = E.reshape((-1, N, d, d))
-            fr = BalancedFrames(*(np.broadcast_to(f, (Z.shape[0],) + f.shape) for f in frames))
-            Wbb = np.broadcast_to(Wb, Z.shape)
-            return balanced_tangent_projection(Wbb, Z, frames=fr).reshape(Z.shape[0], -1)
+            return frame.tangent_projection_unchecked(Z).reshape(Z.shape[0], -1)
 
         basis = _tangent_basis(project_all, m, dim)
 
@@ -704,6 +693,7 @@ def fiber_log(
         If T is not on the fiber of W, or no geodesic is found.
     """
     n_steps, tol, max_iter = _check_log_options(n_steps, tol, max_iter)
+    _square_fiber_only(W, "fiber_log")
     W = as_stack(W)
     N, d = W.shape[0], W.shape[1]
     T = as_stack(T, "T", depth=N, d=d)
@@ -769,6 +759,7 @@ def fiber_dist(
     ``inf`` between points of different connected components (for real
     points: a layer's determinant has opposite signs).
     """
+    _square_fiber_only(W, "fiber_dist")
     W = as_stack(W)
     T = as_stack(T, "T", depth=W.shape[0], d=W.shape[1])
     if _different_components(W, T):
@@ -787,4 +778,5 @@ def fiber_geodesic_midpoint(
     W: ArrayLike, T: ArrayLike, X: ArrayLike | None = None, n_steps=DEFAULT_GEODESIC_STEPS, **kw
 ) -> np.ndarray:
     """Geodesic midpoint :math:`\\exp_W(\\log_W(T)/2)` on :math:`\\mathcal{F}_X`."""
+    _square_fiber_only(W, "fiber_geodesic_midpoint")
     return fiber_exp(W, 0.5 * fiber_log(W, T, X, n_steps, **kw), X, n_steps)

@@ -127,7 +127,17 @@ KINDS = {
         ("None", lambda v: None, TypeError),
     ],
     "count?": [("0", lambda v: 0, ValueError), ("1.5", lambda v: 1.5, TypeError)],
+    # widths (d_0, ..., d_N) of a network whose hidden widths are at least min(d_0, d_N)
+    "widths": [
+        ("0", lambda v: (0, *v[1:]), ValueError),
+        ("1.5", lambda v: (1.5, *v[1:]), TypeError),
+        ("short", lambda v: tuple(v[:1]), ValueError),
+        ("bottleneck", lambda v: (3, 1, 3), ValueError),
+        ("matrix", lambda v: np.ones((2, 2)), TypeError),
+        ("None", lambda v: None, TypeError),
+    ],
 }
+KINDS["widths?"] = [m for m in KINDS["widths"] if m[0] != "None"]  # None: square layers
 
 
 @dataclass
@@ -307,7 +317,8 @@ def _core_entries():
         E("balanced_restore", dm.balanced_restore, {"Y": "carr"}, Y=WB),
         E("balanced_retraction", dm.balanced_retraction, {"W": "carr", "V": "carr"}, W=WB, V=V3B),
         E("check_balanced", dm.check_balanced, {"W": "arr"}, W=WB),
-        E("balanced_frames", dm.balanced_frames, {"W": "arr"}, W=WB),
+        E("BalancedFrame", dm.BalancedFrame, {"W": "arr"}, W=WB),
+        E("balanced_dimension", dm.balanced_dimension, {"widths": "widths"}, widths=(2, 3, 2)),
         E("balanced_orthonormal_basis", dm.balanced_orthonormal_basis, {"W": "arr"}, W=WB),
         E(
             "random_balanced_point",
@@ -344,14 +355,10 @@ def _core_entries():
     ):
         out.append(E(name, getattr(dm, name), {"W": "arr", "Z": "arr"}, W=WB, Z=V3))
     # entropy (real)
-    for name in (
-        "orbit_entropy",
-        "orbit_volume",
-        "log_volume_density",
-        "volume_density",
-        "entropy_gradient",
-    ):
+    for name in ("orbit_entropy", "orbit_volume", "entropy_gradient"):
         out.append(E(name, getattr(dm, name), {"X": "arr", "depth": "depth"}, X=X, depth=N))
+    for name in ("log_volume_density", "volume_density"):  # X of any shape (m, n)
+        out.append(E(name, getattr(dm, name), {"X": "vec", "depth": "depth"}, X=X, depth=N))
     for name in ("log_orthogonal_group_volume", "orthogonal_group_volume"):
         out.append(E(name, getattr(dm, name), {"d": "count"}, d=D))
     for name in ("free_energy", "free_energy_gradient"):
@@ -486,6 +493,26 @@ def _training_entries():
             scale=1.0,
             seed=0,
         ),
+        # general widths: a list of layers (their own shape checks: tests/test_training_widths.py)
+        E(
+            "gradient_descent[widths]",
+            dm.gradient_descent,
+            {**steps, "save_every": "count?"},
+            W0=[np.eye(3, 2), np.eye(4, 3)],
+            energy=dm.QuadraticEnergy(np.ones((4, 2))),
+            lr=0.01,
+            max_steps=2,
+            save_every=1,
+            widths=(2, 3, 4),
+        ),
+        E(
+            "init_weights[widths]",
+            dm.init_weights,
+            {"scale": "pos"},
+            widths=(2, 3, 4),
+            scale=1.0,
+            seed=0,
+        ),
         E(
             "RegressionEnergy",
             dm.RegressionEnergy,
@@ -560,7 +587,7 @@ def _langevin_entries():
         E(
             "brownian_drift",
             lv.brownian_drift,
-            {"X": "arr", "depth": "depth", "beta": "pos"},
+            {"X": "vec", "depth": "depth", "beta": "pos"},  # X of any shape (m, n)
             X=X,
             depth=N,
             beta=2.0,
@@ -578,7 +605,7 @@ def _langevin_entries():
         E(
             "brownian_motion",
             lv.brownian_motion,
-            {"X0": "arr", "depth": "depth", **S},
+            {"X0": "vec", "depth": "depth", **S},  # X0 of any shape (m, n)
             X0=X,
             depth=N,
             **s,
@@ -690,6 +717,12 @@ def _pymanopt_entries():
             {"d": "count", "depth": "depth"},
             d=D,
             depth=N,
+        ),
+        E(
+            "pymanopt.BalancedManifold[widths]",
+            pm.BalancedManifold,
+            {"widths": "widths?"},
+            widths=(2, 3, 2),
         ),
     ]
 
@@ -1336,8 +1369,9 @@ def test_table_covers_public_api():
     }
     skip = {  # no array/depth arguments to break, or not an entry point
         "Energy",
-        "BalancedFrames",
         "FlowResult",
+        "LayersFlowResult",
+        "LayersTrainingResult",
         "TrainingResult",
         "TABLEAUS",
         "SampleResult",

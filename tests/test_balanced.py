@@ -20,8 +20,8 @@ from pymanopt.optimizers import ConjugateGradient, SteepestDescent, TrustRegions
 from slopes import taylor_slopes
 
 from dln_manifolds import (
+    BalancedFrame,
     balance_error,
-    balanced_frames,
     balanced_normal_multipliers,
     balanced_orthonormal_basis,
     balanced_restore,
@@ -125,7 +125,8 @@ def rel(a, b):
 def test_random_point_and_frames(kind):
     W = point(4, 5, 1, kind)
     assert balance_error(W) < 1e-14
-    Q, lam = balanced_frames(W)
+    frame = BalancedFrame(W)
+    Q, lam = frame.Q, frame.lam
     assert np.all(np.diff(lam) <= 0) and lam[-1] > 0
     np.testing.assert_allclose(
         np.swapaxes(Q, 1, 2) @ Q, np.broadcast_to(np.eye(4), Q.shape), atol=TOL
@@ -139,7 +140,8 @@ def test_frames_stay_accurate_along_depth(kind):
     geometrically in N (reconstruction error 4e-9 at d = 8, N = 64); the clustered
     per-layer SVD keeps W_p = Q_p Lambda Q_{p-1}^T to rounding at N = 300."""
     W = point(5, 300, 21, kind)
-    Q, lam = balanced_frames(W)
+    frame = BalancedFrame(W)
+    Q, lam = frame.Q, frame.lam
     # no drift along depth; isolated layers reach ~1e-13 (eps / relative gap ~ 0.03)
     assert np.max(np.abs((Q[1:] * lam) @ np.swapaxes(Q[:-1], 1, 2) - W)) < 1e-12
     Z = np.random.default_rng(22).standard_normal(W.shape)
@@ -151,7 +153,7 @@ def test_frames_reject_unbalanced_points(rng):
     W = random_balanced_point(3, 3, rng)
     W[2] *= 1.1
     with pytest.raises(ValueError, match="not balanced"):
-        balanced_frames(W)
+        BalancedFrame(W)
     with pytest.raises(ValueError, match="not balanced"):
         balanced_tangent_projection(W, W)
 
@@ -189,7 +191,7 @@ def test_check_point_errors(rng):
     with pytest.raises(TypeError):
         check_balanced("W")
     with pytest.raises(ValueError, match="rank-deficient"):
-        balanced_frames(singular)
+        BalancedFrame(singular)
 
 
 def test_inputs_not_mutated(rng):
@@ -214,13 +216,14 @@ def test_leading_batch_axis_matches_single_points(depth_solver_max, monkeypatch)
     W = np.stack([point(3, 4, 40 + i, kind) for i, kind in enumerate(KINDS)])
     Z = np.random.default_rng(41).standard_normal(W.shape)
     Wb, Zb = W.reshape((2, 2) + W.shape[1:]), Z.reshape((2, 2) + W.shape[1:])  # two batch axes
-    Q, lam = balanced_frames(Wb)
+    frame = BalancedFrame(Wb)
+    Q, lam = frame.Q, frame.lam
     assert Q.shape == (2, 2, 5, 3, 3) and lam.shape == (2, 2, 3)
     batched = {
         "tangent": balanced_tangent_projection(Wb, Zb),
         "multipliers": balanced_normal_multipliers(Wb, Zb),
         "horizontal": horizontal_projection(Wb, Zb),
-        "vertical": vertical_projection(Wb, Zb, frames=(Q, lam)),
+        "vertical": vertical_projection(Wb, Zb, frame=frame),
         "restore": balanced_restore(Wb + 0.1 * Zb),
         "retraction": balanced_retraction(Wb, 0.1 * Zb, order=2),
     }

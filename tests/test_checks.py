@@ -313,8 +313,8 @@ def test_manifold_point_shape():
 
 
 def test_energy_inputs():
-    with _raises(ValueError, "target", "square"):
-        QuadraticEnergy(np.ones((2, 3)))
+    with _raises(ValueError, "target", "matrix"):  # rectangular targets are allowed, vectors are not
+        QuadraticEnergy(np.ones(3))
     with _raises(ValueError, "scale"):
         QuadraticEnergy(np.eye(2), scale=-1.0)
     with _raises(ValueError, "sensing"):
@@ -354,3 +354,31 @@ def test_integrator_inputs():
 def test_check_positive(value, exc):
     with _raises(exc, "beta"):
         check_positive(value, "beta")
+
+
+def test_check_matrix_space():
+    from dln_manifolds._checks import check_matrix_space
+
+    assert check_matrix_space(3, 2.0) == ((3, 3), 2)
+    assert check_matrix_space((2, 5), 4) == ((2, 5), 4)
+    assert check_matrix_space(3, np.inf) == ((3, 3), np.inf)
+    with pytest.raises(ValueError, match="pair"):
+        check_matrix_space((2, 3, 4), 2)
+    with pytest.raises(TypeError, match=r"d\[1\]"):
+        check_matrix_space((2, 1.5), 2)
+    with pytest.raises(ValueError, match="depth must be finite for non-square"):
+        check_matrix_space((2, 3), np.inf)
+
+
+def test_as_generator():
+    from dln_manifolds._checks import as_generator
+
+    g = np.random.default_rng(0)
+    assert as_generator(g) is g
+    assert as_generator(7).random() == np.random.default_rng(7).random()
+    seq = np.random.SeedSequence(3)
+    assert as_generator(seq).random() == np.random.default_rng(seq).random()
+    assert isinstance(as_generator(None), np.random.Generator)
+    for bad in (True, 1.5, "0"):
+        with pytest.raises(TypeError, match="seed must be None"):
+            as_generator(bad)

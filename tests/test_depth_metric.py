@@ -427,6 +427,25 @@ def _old_adjoint(X, depth, Z, Y):
     return U @ ((C1 + C1.T) * s[None, :] + s[:, None] * (C2 + C2.T)) @ Vh
 
 
+@pytest.mark.parametrize("shape", [(3, 3), (4, 2), (2, 4)])
+def test_derivative_adjoint_complex(rng, shape):
+    # <K, V> = Re tr(K^* V) = Re <Y, DA[V] Z> for complex X, V, Z, Y (the adjoint once
+    # lacked the conjugate of Z: right only for real arguments).
+    X, V, Z, Y = rng.standard_normal((4,) + shape) + 1j * rng.standard_normal((4,) + shape)
+    f = DepthFrame(X, 3)
+    lhs = np.real(np.vdot(f.derivative_adjoint(Z, Y), V))
+    rhs = np.real(np.vdot(Y, f.derivative(V, Z)))
+    assert abs(lhs - rhs) <= 1e-12 * (1 + abs(rhs))
+    if shape[0] == shape[1]:  # negative control: the unconjugated formula fails here
+        U, s, Vh = np.linalg.svd(X)
+        T = f.divided_differences
+        Zt, Yt = U.conj().T @ Z @ Vh.conj().T, U.conj().T @ Y @ Vh.conj().T
+        C1 = np.einsum("ij,imj,mj->im", Yt, T, Zt)
+        C2 = np.einsum("ij,mji,im->mj", Yt, T, Zt)
+        old = U @ ((C1 + C1.T) * s[None, :] + s[:, None] * (C2 + C2.T)) @ Vh
+        assert abs(np.real(np.vdot(old, V)) - rhs) > 1e-3 * abs(rhs)
+
+
 def _old_christoffel(X, depth, U, V):
     """``depth_christoffel`` before DepthFrame: seven SVDs, Koszul formula."""
     BU, BV = _old_apply(X, depth, U, -1.0), _old_apply(X, depth, V, -1.0)

@@ -76,6 +76,7 @@ def test_registry_order_and_lookup():
         (8, "large_d_spectrum"),
         (9, "simons_cone"),
         (10, "dyson_sphere"),
+        (11, "saxe_hierarchy"),
     ]
     assert UNAVAILABLE == {}
     with pytest.raises(KeyError, match="unknown experiment"):

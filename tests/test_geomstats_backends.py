@@ -1,10 +1,19 @@
-"""The geomstats adapters under both geomstats backends (numpy and autograd).
+"""The geomstats adapters under the geomstats backends (numpy, autograd, pytorch).
 
 geomstats reads GEOMSTATS_BACKEND once, at its first import, so each backend
-runs a small script in its own subprocess. Under autograd the script also
+runs a script in its own subprocess. Under autograd the quick script also
 cross-checks our closed-form Christoffel symbols and curvature against
 geomstats' generic autodiff ones (AutodiffDepthMetric, [G] eq. 4.14 written
-with backend operations): an independent computation of the same tensors.
+with backend operations): an independent computation of the same tensors, and
+a gradient through ``squared_norm`` against finite differences.
+
+The tests marked ``backends`` (excluded from the default run; ``make
+test-backends``) run tests/geomstats_backend_script.py end to end under all
+three backends (pytorch where installed): types of every returned array, exp/log,
+dist, FrechetMean on (M_d, g^N), on the balanced manifold and on a fiber, and every
+custom derivative against finite differences. The vector-Jacobian products
+themselves are checked in process against finite differences, with a negative
+control.
 """
 
 import json
@@ -13,6 +22,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 pytest.importorskip("geomstats")
@@ -41,7 +51,23 @@ SCRIPT = textwrap.dedent(
     mean = fm.fit(pts).estimate_
     out["frechet_grad"] = float(m.norm(m.log(pts, mean).sum(axis=0), mean))
     out["belongs"] = bool(space.belongs(mean))
+    outs = [x, y, m.log(y, x), m.dist(x, y), m.inner_product(v, v, x), mean, m.metric_matrix(x)]
+    out["types"] = [type(a).__name__ for a in outs]
     if gs.has_autodiff():
+        value, grad = gs.autodiff.value_and_grad(lambda p: m.squared_norm(v, p))(x)
+        h, E = 1e-6, np.eye(4)
+        fd = [(m.squared_norm(v, x + h * e) - m.squared_norm(v, x - h * e)) / (2 * h) for e in E]
+        out["squared_norm_grad"] = float(np.max(np.abs(grad - np.array(fd))))
+        c = np.array([0.3, -1.0, 0.7, 0.2])
+        f = lambda u: gs.sum(c * m.exp(u, x))  # noqa: E731
+        grad = gs.autodiff.value_and_grad(f)(v)[1]
+        fd = [(f(v + h * e) - f(v - h * e)) / (2 * h) for e in E]
+        out["exp_grad"] = float(np.max(np.abs(grad - np.array(fd))))
+        try:
+            gs.autodiff.value_and_grad(lambda p: gs.sum(m.christoffels(p)))(x)
+            out["christoffels_grad"] = "no error"
+        except NotImplementedError as exc:
+            out["christoffels_grad"] = type(exc).__name__
         ref = EndToEndMatrices(2, 3, equip=False)
         ref.equip_with_metric(AutodiffDepthMetric, n_steps=10)
         out["christoffels_vs_autodiff"] = float(
@@ -74,7 +100,11 @@ def test_backend(backend):
     assert out["radial"] < 1e-6  # RK4, 10 steps, |v| ~ 1: error ~1e-7 (see the exp tests)
     assert out["frechet_grad"] < 1e-6
     assert out["belongs"]
+    assert set(out["types"]) <= {"ndarray", "float64"}, out["types"]
     if backend == "autograd":
+        assert out["squared_norm_grad"] < 1e-8
+        assert out["exp_grad"] < 1e-8  # Jacobian of the RK4 flow by 4th-order differences
+        assert out["christoffels_grad"] == "NotDifferentiableError"
         assert out["autodiff"]
         assert out["christoffels_vs_autodiff"] < 1e-12
         # ours: 4th-order finite differences of closed-form symbols (~1e-10 relative)
@@ -89,3 +119,166 @@ def test_top_level_import_does_not_import_geomstats():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+# ---------------------------------------------------------------------------
+# The vector-Jacobian products, in process (numpy backend), against finite differences
+# ---------------------------------------------------------------------------
+
+
+def _fd(f, p, h=1e-6):
+    g = np.zeros_like(p)
+    for i in np.ndindex(p.shape):
+        e = np.zeros_like(p)
+        e[i] = h
+        g[i] = (f(p + e) - f(p - e)) / (2 * h)
+    return g
+
+
+def _vjp_setup(depth):
+    from dln_manifolds.geomstats import EndToEndMatrices
+
+    rng = np.random.default_rng(5)
+    space = EndToEndMatrices(3, depth)
+    x = (np.eye(3) + 0.3 * rng.normal(size=(3, 3))).reshape(9)
+    return space.metric, x, rng
+
+
+@pytest.mark.parametrize("depth", [1, 3, np.inf])
+def test_inner_product_vjp_matches_finite_differences(depth):
+    from dln_manifolds.geomstats import _derivatives
+
+    metric, x, rng = _vjp_setup(depth)
+    a, b = rng.normal(size=(2, 9))
+    args = {"self": metric, "tangent_vec_a": a, "tangent_vec_b": b, "base_point": x}
+    ans = metric.inner_product(a, b, x)
+    grads = _derivatives.inner_product_vjp(args, ans, np.array(1.7), tuple(args)[1:])
+    refs = {
+        "tangent_vec_a": _fd(lambda p: metric.inner_product(p, b, x), a),
+        "tangent_vec_b": _fd(lambda p: metric.inner_product(a, p, x), b),
+        "base_point": _fd(lambda p: metric.inner_product(a, b, p), x),
+    }
+    for name, ref in refs.items():
+        assert np.max(np.abs(grads[name] - 1.7 * ref)) < 1e-7 * max(1.0, np.max(np.abs(ref)))
+    if depth != 1:  # negative control: the sign of the derivative of A^{-1} matters
+        assert np.max(np.abs(grads["base_point"] + 1.7 * refs["base_point"])) > 1e-3
+
+
+@pytest.mark.parametrize("which", ["metric_matrix", "cometric_matrix"])
+def test_metric_matrix_vjp_matches_finite_differences(which):
+    from dln_manifolds.geomstats import _derivatives
+
+    metric, x, rng = _vjp_setup(3)
+    C = rng.normal(size=(9, 9))
+    f = lambda p: np.sum(C * getattr(metric, which)(p))  # noqa: E731
+    vjp = getattr(_derivatives, f"{which}_vjp")
+    grad = vjp({"self": metric, "base_point": x}, None, C, ("base_point",))["base_point"]
+    ref = _fd(f, x)
+    assert np.max(np.abs(grad - ref)) < 1e-7 * np.max(np.abs(ref))
+    # negative control: the VJP of the other matrix (A instead of A^{-1}, or back) fails
+    other = {
+        "metric_matrix": _derivatives.cometric_matrix_vjp,
+        "cometric_matrix": _derivatives.metric_matrix_vjp,
+    }[which]
+    wrong = other({"self": metric, "base_point": x}, None, C, ("base_point",))["base_point"]
+    assert np.max(np.abs(wrong - ref)) > 1e-3 * np.max(np.abs(ref))
+
+
+def test_dist_vjp_is_the_first_variation():
+    from dln_manifolds.geomstats import EndToEndMatrices, _derivatives
+
+    space = EndToEndMatrices(2, 2)
+    rng = np.random.default_rng(2)
+    a = (np.eye(2) + 0.2 * rng.normal(size=(2, 2))).reshape(4)
+    b = a + 0.1 * rng.normal(size=4)
+    args = {"self": space.metric, "point_a": a, "point_b": b}
+    ans = space.metric.dist(a, b)
+    grads = _derivatives.dist_vjp(args, ans, np.array(1.0), ("point_a", "point_b"))
+    ref = _fd(lambda p: space.metric.dist(p, b), a, h=1e-5)
+    assert np.max(np.abs(grads["point_a"] - ref)) < 1e-6
+    assert np.max(np.abs(grads["point_b"] - ref)) > 1e-2  # negative control: not symmetric
+    # at coincident points the distance has no gradient: 0, not NaN
+    args["point_b"] = a
+    zero = _derivatives.dist_vjp(args, np.array(0.0), np.array(1.0), ("point_a",))["point_a"]
+    assert np.array_equal(zero, np.zeros(4))
+
+
+# ---------------------------------------------------------------------------
+# End to end under every backend (make test-backends)
+# ---------------------------------------------------------------------------
+
+BACKEND_SCRIPT = os.path.join(os.path.dirname(__file__), "geomstats_backend_script.py")
+_RUNS: dict = {}
+
+
+def _full_run(backend: str) -> dict:
+    if backend == "pytorch":
+        pytest.importorskip("torch")
+    if backend not in _RUNS:
+        env = dict(os.environ, GEOMSTATS_BACKEND=backend)
+        proc = subprocess.run(
+            [sys.executable, BACKEND_SCRIPT, "downstairs", "upstairs"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        _RUNS[backend] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = _RUNS[backend]
+    assert out["backend"] == backend
+    return out
+
+
+BACKENDS = ["numpy", "autograd", "pytorch"]
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_result_has_the_backend_type(backend):
+    out = _full_run(backend)
+    assert len(out["types"]) >= 50
+    assert [k for k, ok in out["types"].items() if not ok] == []
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exp_log_round_trips(backend):
+    out = _full_run(backend)
+    for space in ("e2e", "bal", "fib"):
+        assert out[f"{space}.round_trip"] < 1e-8, space
+    assert out["quotient_vs_depth"] < 1e-12  # [G] Thm 13 through geomstats' QuotientMetric
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_frechet_means(backend):
+    out = _full_run(backend)
+    # the Frechet mean is a critical point of the sum of squared distances: sum of logs ~ 0
+    assert out["e2e.frechet_grad"] < 1e-6
+    assert out["bal.frechet_grad"] < 1e-4
+    assert out["fib.frechet_grad"] < 1e-3
+    assert out["bal.frechet_belongs"]
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("backend", ["autograd", "pytorch"])
+def test_gradients_match_finite_differences(backend):
+    out = _full_run(backend)
+    errors = out["grad_err"]
+    assert len(errors) == 29
+    # dist and log shoot to 1e-10, exp and log VJPs difference the RK4 flow (step 1e-3):
+    # ~1e-7 against finite differences; the closed-form VJPs to ~1e-10
+    loose = {k: e for k, e in errors.items() if any(s in k for s in ("dist", "exp", "log"))}
+    tight = {k: e for k, e in errors.items() if k not in loose}
+    assert max(tight.values()) < 1e-8, tight
+    assert max(loose.values()) < 1e-5, loose
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("backend", ["autograd", "pytorch"])
+def test_methods_without_derivatives_raise(backend):
+    out = _full_run(backend)
+    assert set(out["not_diff"]) == {"e2e.christoffels", "bal.exp(base_point)", "bal.projection"}
+    for name, message in out["not_diff"].items():
+        assert "is not differentiable in" in message, name

@@ -47,7 +47,8 @@ def test_batched_geometry_matches_single_point_functions(d, depth, seed):
             lifted_gradient(W, dE)[b], lifted_gradient(W[b], dE[b]), atol=1e-12
         )
         np.testing.assert_allclose(end_to_end(W)[b], end_to_end(W[b]), atol=1e-12)
-    Q, lam = bm.balanced_frames(W)
+    frame = bm.BalancedFrame(W)
+    Q, lam = frame.Q, frame.lam
     np.testing.assert_allclose(
         (Q[:, 1:] * lam[:, None, None, :]) @ np.swapaxes(Q[:, :-1], -1, -2), W, atol=1e-12
     )
@@ -99,7 +100,7 @@ def test_upstairs_law_matches_downstairs():
     assert min(pvals) > 1e-3, pvals
     original = e2e_module._entropy_sigma_gradient
     try:
-        e2e_module._entropy_sigma_gradient = lambda s, depth: np.zeros_like(s)
+        e2e_module._entropy_sigma_gradient = lambda s, depth, **_: np.zeros_like(s)
         wrong = end_to_end_langevin(X0, N, beta, kappa, energy, seed=2, **kw)
     finally:
         e2e_module._entropy_sigma_gradient = original

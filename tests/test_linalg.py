@@ -7,6 +7,7 @@ import pytest
 
 from dln_manifolds._linalg import (
     conj_transpose,
+    haar_from_gaussian,
     haar_orthogonal,
     haar_unitary,
     polar_factor,
@@ -48,3 +49,25 @@ def test_haar_samplers_are_orthogonal_and_unbiased():
     np.testing.assert_allclose(np.conj(np.swapaxes(U, -1, -2)) @ U,
                                np.broadcast_to(np.eye(3), U.shape), atol=1e-12)  # fmt: skip
     assert abs(U[:, 0, 0].mean()) < 0.03
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+def test_haar_from_gaussian_is_the_qr_factor_with_positive_diagonal(complex_):
+    # Q^* Z = R upper triangular with a positive real diagonal: the unique QR factor that
+    # makes the law Haar (Mezzadri 2007); the raw numpy factor is not (negative control)
+    rng = np.random.default_rng(2)
+    Z = rng.standard_normal((50, 4, 4))
+    if complex_:
+        Z = (Z + 1j * rng.standard_normal(Z.shape)) / np.sqrt(2.0)
+    Q = haar_from_gaussian(Z)
+    R = conj_transpose(Q) @ Z
+    np.testing.assert_allclose(np.tril(R, -1), 0.0, atol=1e-12)
+    diag = np.diagonal(R, axis1=-2, axis2=-1)
+    assert np.all(diag.real > 0) and np.allclose(diag.imag, 0.0, atol=1e-12)
+    raw = np.diagonal(np.linalg.qr(Z)[1], axis1=-2, axis2=-1)
+    assert np.any(raw.real < 0) or np.any(np.abs(raw.imag) > 1e-3)
+    if not complex_:  # the real case is the sign fix, to the bit
+        Qr, Rr = np.linalg.qr(Z)
+        np.testing.assert_array_equal(
+            Q, Qr * np.sign(np.diagonal(Rr, axis1=-2, axis2=-1))[..., None, :]
+        )

@@ -109,7 +109,6 @@ def test_immutable_and_copies(rng):
     ("inputs", "outputs", "exc", "word"),
     [
         (np.ones((3, 5)), np.ones((3, 4)), ValueError, "outputs"),
-        (np.ones((3, 5)), np.ones((2, 5)), ValueError, "outputs"),
         (np.ones(5), np.ones((3, 5)), ValueError, "inputs"),
         (np.ones((3, 0)), np.ones((3, 0)), ValueError, "inputs"),
         (np.full((3, 5), np.nan), np.ones((3, 5)), ValueError, "inputs"),

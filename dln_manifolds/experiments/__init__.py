@@ -68,6 +68,7 @@ _MODULES = (
     "large_d_spectrum",
     "simons_cone",
     "dyson_sphere",
+    "saxe_hierarchy",
 )
 
 

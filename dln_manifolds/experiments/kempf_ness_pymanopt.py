@@ -4,7 +4,11 @@ On :math:`\mathcal{F}_X` (the pymanopt manifold :class:`~dln_manifolds.pymanopt.
 minimum of :math:`|W|^2` is :math:`N\operatorname{tr}(\Sigma^{2/N})`, attained exactly on the
 balanced points (Kempf-Ness, [R] Thm 1). We track :math:`|G|` and the excess
 :math:`|W|^2 - N\operatorname{tr}(\Sigma^{2/N})` per iteration of SteepestDescent,
-ConjugateGradient and TrustRegions. [R] Thm 19 extends this to the sums of Schatten p-norms
+ConjugateGradient and TrustRegions, and with TrustRegions on the fiber of a network of general
+widths :math:`(d_0, \dots, d_N)` (every hidden width at least min(d_0, d_N), X of shape
+(d_N, d_0)), where the minimum is the same expression over the min(d_0, d_N) singular values
+and is attained at the balanced points of the fiber. [R] Thm 19 extends this to the sums of
+Schatten p-norms
 :math:`\sum_k |W_k|_p` for 1 < p < infinity, whose minimum on the fiber is
 :math:`N(\sum_i\sigma_i^{p/N})^{1/p}`; p = 1 (not strictly plurisubharmonic) is explored,
 without a claim.
@@ -35,14 +39,29 @@ NUMBER = 3
 TITLE = "[R] Thm 1 and 19: minimizing |W|^2 and Schatten norms on the fiber with pymanopt"
 
 PARAMS = {
-    "tiny": {"d": 2, "depth": 3, "schatten": (1.5, 3.0), "max_iter": 300, "n_explore": 2},
-    "quick": {"d": 4, "depth": 4, "schatten": (1.5, 3.0), "max_iter": 2000, "n_explore": 5},
+    "tiny": {
+        "d": 2,
+        "depth": 3,
+        "schatten": (1.5, 3.0),
+        "max_iter": 300,
+        "n_explore": 2,
+        "widths": (2, 3, 3, 1),
+    },
+    "quick": {
+        "d": 4,
+        "depth": 4,
+        "schatten": (1.5, 3.0),
+        "max_iter": 2000,
+        "n_explore": 5,
+        "widths": (3, 5, 4, 2),
+    },
     "full": {
         "d": 6,
         "depth": 5,
         "schatten": (1.25, 1.5, 3.0, 6.0),
         "max_iter": 5000,
         "n_explore": 20,
+        "widths": (4, 7, 6, 5, 3),
     },
 }
 
@@ -60,6 +79,27 @@ def _problem(manifold: Fiber, p: float, record: list | None = None) -> pymanopt.
 
     With ``record``, every evaluated point that lowers the cost is appended as (cost, W).
     """
+    if p == 2 and manifold.widths is not None:  # list points: the N layers as N arguments
+        N = manifold.depth
+
+        @pymanopt.function.numpy(manifold)
+        def cost_w(*W):
+            val = float(sum(np.sum(w * w) for w in W))
+            if record is not None and (not record or val < record[-1][0]):
+                record.append((val, [w.copy() for w in W]))
+            return val
+
+        @pymanopt.function.numpy(manifold)
+        def egrad_w(*W):
+            return tuple(2.0 * w for w in W)
+
+        @pymanopt.function.numpy(manifold)
+        def ehess_w(*args):
+            return tuple(2.0 * v for v in args[N:])
+
+        return pymanopt.Problem(
+            manifold, cost_w, euclidean_gradient=egrad_w, euclidean_hessian=ehess_w
+        )
     if p == 2:
 
         @pymanopt.function.numpy(manifold)
@@ -111,6 +151,11 @@ def _trace(points, p, sigma, N):
     best = N * np.sum(sigma ** (p / N)) ** (1.0 / p) if p != 2 else N * np.sum(sigma ** (2 / N))
     G, excess = [], []
     for W in points:
+        if isinstance(W, list):  # general widths
+            norm_sq = float(sum(np.sum(w * w) for w in W))
+            G.append(np.sqrt(sum(np.sum(g * g) for g in moments(W))) / norm_sq)
+            excess.append((norm_sq - best) / best)
+            continue
         G.append(np.linalg.norm(moments(W)) / np.sum(W * W))
         val = np.sum(W * W) if p == 2 else _schatten(W, p)[0]
         excess.append((val - best) / best)
@@ -150,6 +195,19 @@ def run(size: str = "quick", seed: int = 0, progress: bool = False) -> Experimen
     )
     runs["TrustRegions, |W|^2"] = _trace([w for _, w in seen] + [res.point], 2, sigma, N)
 
+    # general widths: X of shape (d_N, d_0), list points, from a point off the center's orbit
+    widths = p_["widths"]
+    Nw = len(widths) - 1
+    Xw = rng.standard_normal((widths[-1], widths[0]))
+    sigma_w = np.linalg.svd(Xw, compute_uv=False)
+    fiber_w = Fiber(Xw, Nw, seed=seed, widths=widths)
+    seen_w: list = []
+    res = pymanopt.optimizers.TrustRegions(verbosity=0, min_gradient_norm=1e-11).run(
+        _problem(fiber_w, 2, record=seen_w), initial_point=fiber_w.random_point()
+    )
+    label_w = f"TrustRegions, |W|^2, widths {widths}"
+    runs[label_w] = _trace([w for _, w in seen_w] + [list(res.point)], 2, sigma_w, Nw)
+
     for p in p_["schatten"]:
         prob = _problem(manifold, p)
         res = _first_order("ConjugateGradient", prob, p_["max_iter"]).run(prob, initial_point=x0)
@@ -187,6 +245,25 @@ def run(size: str = "quick", seed: int = 0, progress: bool = False) -> Experimen
                 1e-5,
             )
         )
+    G, ex = runs[label_w]
+    claims.append(
+        make_claim(
+            f"[R] Thm 1, widths {widths}: min |W|^2 on F_X = N sum_i sigma_i^(2/N) (TrustRegions)",
+            "final (|W|^2 - N sum sigma^(2/N)) / N sum sigma^(2/N)",
+            0.0,
+            float(ex[-1]),
+            1e-10,
+        )
+    )
+    claims.append(
+        make_claim(
+            f"[R] Thm 1, widths {widths}: the minimizer is balanced (TrustRegions)",
+            "final |G| / |W|^2",
+            0.0,
+            float(G[-1]),
+            1e-5,
+        )
+    )
     for p in p_["schatten"]:
         G, ex = runs[f"ConjugateGradient, Schatten p={p:g}"]
         claims.append(
@@ -211,6 +288,7 @@ def run(size: str = "quick", seed: int = 0, progress: bool = False) -> Experimen
         "runs": {k: {"G": v[0], "excess": v[1]} for k, v in runs.items()},
         "explore_p1": {"G": explore[0], "excess": explore[1]},
         "sigma": sigma,
+        "widths": np.asarray(widths),
         "d": d,
         "depth": N,
     }

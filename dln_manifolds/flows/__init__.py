@@ -20,10 +20,17 @@ __all__ += ["ness_flow", "regularized_gradient_flow", "regularizing_flow", "spli
 
 # --- learning flows (upstairs on M, downstairs on (M_d, g^N)): flows/learning.py ---
 from .learning import (  # noqa: E402
+    LayersFlowResult,
     end_to_end_flow,
     free_energy_flow,
     learning_flow,
     learning_velocity,
 )
 
-__all__ += ["end_to_end_flow", "free_energy_flow", "learning_flow", "learning_velocity"]
+__all__ += [
+    "LayersFlowResult",
+    "end_to_end_flow",
+    "free_energy_flow",
+    "learning_flow",
+    "learning_velocity",
+]

@@ -49,10 +49,25 @@ GL(d) through discretization error: :func:`end_to_end_flow` and
 not guarded. Upstairs the same holds layer by layer (balanced layers share their
 singular values :math:`\sigma^{1/N}`).
 
+General widths
+--------------
+Networks of general widths (layers given as a list, end-to-end matrix of shape
+(d_N, d_0)) follow the same flows: :func:`learning_flow` integrates the plain gradient flow
+from any start, :func:`end_to_end_flow` the rectangular :math:`\mathcal{A}_{N,X}`, and the two
+agree from a balanced start ([G] Thm 2, [ACH] Thm 1; tests/test_dynamics_widths.py, and the
+closed forms of [SMG] in tests/test_saxe.py). The full-rank (m, n) matrices with m != n form
+one connected set: :func:`end_to_end_flow` raises :class:`RuntimeError` when a step makes X
+rank-deficient to rounding. The upstairs flow of a list of layers is not projected and not
+guarded.
+
 References
 ----------
 - [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
   (2024).
+- [ACH] S. Arora, N. Cohen and E. Hazan, *On the optimization of deep networks: implicit
+  acceleration by overparameterization*, ICML 2018.
+- [SMG] A. M. Saxe, J. L. McClelland and S. Ganguli, *Exact solutions to the nonlinear
+  dynamics of learning in deep linear neural networks*, arXiv:1312.6120 (2013).
 
 Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the papers:
 :ref:`math-corrections`.
@@ -60,20 +75,31 @@ Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._checks import as_matrix, as_stack, check_depth, check_full_rank, check_positive
+from .._checks import (
+    as_array,
+    as_layer_sequence,
+    as_matrix,
+    as_stack,
+    check_depth,
+    check_full_rank,
+    check_positive,
+)
+from .._linalg import chain_product, pack_layers, unpack_layers
 from ..balanced import balance_error, balanced_restore, check_balanced
 from ..depth_metric import depth_operator
-from ..entropy import check_energy_like, free_energy_gradient, orbit_entropy
+from ..entropy import check_energy_like, free_energy_velocity, orbit_entropy_at
 from ..network import balanced_point, end_to_end, lifted_gradient
 from .integrators import FlowResult, integrate_flow, integrate_with_defaults
 
 __all__ = [
     "learning_velocity",
     "learning_flow",
+    "LayersFlowResult",
     "end_to_end_flow",
     "factor_velocity",
     "FACTOR_DEPTH_MAX",
@@ -83,32 +109,148 @@ __all__ = [
 Monitor = Callable[[float, np.ndarray], object]
 
 
-def _real(X, name: str) -> np.ndarray:
-    X = as_matrix(X, name)
+def _real(X, name: str, *, rectangular: bool = False) -> np.ndarray:
+    if rectangular and np.ndim(X) == 2 and np.shape(X)[0] != np.shape(X)[1]:
+        X = as_array(X, name, real=False, batch=True)  # any (m, n), m, n >= 1
+    else:
+        X = as_matrix(X, name)
     if np.iscomplexobj(X):
         raise TypeError(f"{name} must be real")
     return X
 
 
-def learning_velocity(W, energy) -> np.ndarray:
+def _energy_for(energy, X: np.ndarray, name: str):
+    """:func:`check_energy_like` for an end-to-end matrix X of shape (d, d) or (m, n)."""
+    shape = getattr(energy, "shape", None)
+    if shape is not None and tuple(shape) != X.shape:
+        raise ValueError(
+            f"energy acts on {shape[0]} x {shape[1]} matrices but the end-to-end matrix of "
+            f"{name} has shape {X.shape}"
+        )
+    m, n = X.shape
+    return check_energy_like(energy, m if m == n else (m, n), X=X)
+
+
+def _layers(W, name: str, widths) -> list[np.ndarray]:
+    """A real network of general widths, given as a sequence of layers (no batch axes)."""
+    return as_layer_sequence(W, name, widths=widths, real=True, batch=False)
+
+
+def _layers_velocity(layers: list[np.ndarray], gradient) -> list[np.ndarray]:
+    r""":math:`-\nabla_W E(\phi(W))` for a validated sequence of layers: forward products
+    :math:`B_p = W_p\cdots W_1`, then one backward sweep :math:`G \leftarrow W_p^T G` from
+    :math:`G = E'(X)` ([G] eq. 3.6); 3N - 2 matrix products."""
+    B = [layers[0]]
+    for layer in layers[1:]:
+        B.append(layer @ B[-1])
+    G = np.asarray(gradient(B[-1]))
+    out = [None] * len(layers)
+    for p in range(len(layers) - 1, 0, -1):
+        out[p] = -(G @ B[p - 1].T)
+        G = layers[p].T @ G
+    out[0] = -G
+    return out
+
+
+def learning_velocity(
+    W, energy, *, widths: Sequence[int] | None = None
+) -> np.ndarray | list[np.ndarray]:
     r"""Upstairs learning velocity :math:`-\nabla_W E(\phi(W))` ([G] eq. 3.4, 3.6).
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-        Layers (tangent to :math:`\mathcal{M}` when W is balanced, [G] Thm 1).
+    W : array_like, shape (N, d, d), or sequence of N arrays
+        Layers (tangent to :math:`\mathcal{M}` when W is balanced, [G] Thm 1). A list or
+        tuple holds layers of general widths, ``W[k-1]`` of shape (d_k, d_{k-1}).
     energy : Energy or callable
-        Object with ``gradient(X)`` (Euclidean E'(X)), or a plain callable ``X -> E'(X)``.
+        Object with ``gradient(X)`` (Euclidean E'(X)), or a plain callable ``X -> E'(X)``;
+        it acts on matrices of the shape (d_N, d_0) of the end-to-end matrix.
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, shape (N, d, d), or list of N arrays shaped like the layers
         Layer p is :math:`-A_{p+1}^T E'(X) B_{p-1}^T`.
     """
+    if isinstance(W, (list, tuple)):
+        layers = _layers(W, "W", widths)
+        energy = _energy_for(energy, chain_product(layers), "W")
+        return _layers_velocity(layers, energy.gradient)
     W = as_stack(W, "W", real=True)
-    X = end_to_end(W)
+    X = end_to_end(W, widths=widths)
     energy = check_energy_like(energy, X.shape[0], X=X)
     return -lifted_gradient(W, energy.gradient(X))
+
+
+@dataclass
+class LayersFlowResult(FlowResult):
+    r""":class:`~dln_manifolds.flows.FlowResult` of a network of general widths.
+
+    What :func:`learning_flow` returns for layers given as a sequence. The layers of a
+    saved state are raveled and concatenated, input layer first, so that the states stack
+    into one array (and :meth:`save` / :meth:`load` work as for any result);
+    :meth:`layers` unpacks them.
+
+    Attributes
+    ----------
+    states : ndarray, shape (n_saved, P)
+        P = :math:`\sum_k d_k d_{k-1}` parameters per state.
+    widths : ndarray of int, shape (N + 1,)
+        :math:`(d_0, \dots, d_N)`.
+    """
+
+    widths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def layers(self, index: int = -1) -> list[np.ndarray]:
+        """The layers of saved state ``index`` (default: the last), ``W[k-1]`` (d_k, d_{k-1})."""
+        return unpack_layers(self.states[index], tuple(int(w) for w in self.widths))
+
+    @property
+    def final(self) -> list[np.ndarray]:
+        """The layers at ``t_final`` (or at the stopping time)."""
+        return self.layers(-1)
+
+
+
+
+def _learning_monitors(energy, phi, imbalance) -> dict:
+    """Default monitors of :func:`learning_flow`: end-to-end matrix, E (if it has a value)
+    and the balance error, from the end-to-end map ``phi`` and ``imbalance`` of the layers."""
+    defaults = {
+        "end_to_end": lambda t, W: phi(W),
+        "energy": lambda t, W: float(energy.value(phi(W))),
+        "balance_error": lambda t, W: imbalance(W),
+    }
+    if energy.value is None:  # a plain gradient callable: no E(X) to monitor
+        del defaults["energy"]
+    return defaults
+
+
+def _learning_flow_layers(W0, energy, t_final, widths, monitors, stop_when, **options):
+    """:func:`learning_flow` for a sequence of layers: the plain gradient flow, any start."""
+    layers = _layers(W0, "W0", widths)
+    widths = (layers[0].shape[1], *(layer.shape[0] for layer in layers))
+    energy = _energy_for(energy, chain_product(layers), "W0")
+    defaults = _learning_monitors(energy, chain_product, balance_error)  # lists of layers
+    defaults.update(monitors or {})
+
+    def on_layers(f):
+        return lambda t, y: f(t, unpack_layers(y, widths))
+
+    def velocity(t, y):
+        return pack_layers(_layers_velocity(unpack_layers(y, widths), energy.gradient))
+
+    result = integrate_flow(
+        velocity,
+        pack_layers(layers),
+        t_final,
+        monitors={name: on_layers(f) for name, f in defaults.items()},
+        stop_when=None if stop_when is None else on_layers(stop_when),
+        desc=f"learning flow, widths {widths}",
+        **options,
+    )
+    return LayersFlowResult(**vars(result), widths=np.array(widths, dtype=np.int64))
 
 
 def learning_flow(
@@ -126,6 +268,7 @@ def learning_flow(
     monitors: Mapping[str, Monitor] | None = None,
     tol: float = 1e-8,
     progress: bool = False,
+    widths: Sequence[int] | None = None,
 ) -> FlowResult:
     r"""Gradient flow of :math:`E(\phi(W))` on the balanced manifold ([G] eq. 3.4, Thm 1).
 
@@ -135,10 +278,21 @@ def learning_flow(
     velocity is tangent to :math:`\mathcal{M}`, so the projection only removes
     the discretization drift and the method keeps its order).
 
+    **General widths.** For ``W0`` given as a list or tuple of layers (``W0[k-1]`` of
+    shape (d_k, d_{k-1})) this is the plain gradient flow of :math:`E(\phi(W))` from
+    *any* start, balanced or not, with no projection: the exact flow conserves the
+    moments :math:`W_kW_k^T - W_{k+1}^TW_{k+1}` ([G] eq. 4.2-4.3; the
+    ``"balance_error"`` monitor shows them), and from a balanced start the end-to-end
+    matrix follows :func:`end_to_end_flow` for the rectangular :math:`\mathcal{A}_{N,X}`
+    ([G] Thm 2, whose proof uses only balancedness; [ACH] Thm 1). The energy acts on
+    (d_N, d_0) matrices (e.g. a :class:`~dln_manifolds.QuadraticEnergy` with a rectangular
+    target). The result is a :class:`LayersFlowResult`.
+
     Parameters
     ----------
-    W0 : array_like, shape (N, d, d)
-        Balanced full-rank start (e.g. :func:`dln_manifolds.balanced_point`).
+    W0 : array_like, shape (N, d, d), or sequence of N arrays
+        Balanced full-rank start (e.g. :func:`dln_manifolds.balanced_point`); as a
+        sequence of layers of general widths, any start.
     energy : Energy or callable
         Loss of the end-to-end matrix, with ``value`` and ``gradient``, or a plain
         callable ``X -> E'(X)`` (as the Langevin samplers accept; then there is no
@@ -163,30 +317,48 @@ def learning_flow(
         ``"end_to_end"`` (shape (d, d)), ``"energy"`` and ``"balance_error"``
         (:func:`~dln_manifolds.balanced.balance_error`).
     tol : float
-        Largest accepted balance error of ``W0``.
+        Largest accepted balance error of ``W0`` (stacked layers only).
     progress : bool
         tqdm progress bar.
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, checked against the layers' shapes.
 
     Returns
     -------
     FlowResult
-        ``states`` has shape (n_saved, N, d, d).
+        ``states`` has shape (n_saved, N, d, d); for a sequence of layers a
+        :class:`LayersFlowResult` (``states`` (n_saved, P) packed, ``final`` and
+        ``layers(i)`` the lists of layers, monitor ``"end_to_end"`` of shape
+        (n_saved, d_N, d_0)).
 
     Raises
     ------
     ValueError
-        If ``W0`` is not balanced to ``tol`` or rank-deficient, or the energy
-        has the wrong size.
+        If ``W0`` is not balanced to ``tol`` or rank-deficient (stacked layers), or the
+        energy has the wrong size.
     """
+    if isinstance(W0, (list, tuple)):
+        tol = check_positive(tol, "tol")
+        return _learning_flow_layers(
+            W0,
+            energy,
+            t_final,
+            widths,
+            monitors,
+            stop_when,
+            dt=dt,
+            method=method,
+            adaptive=adaptive,
+            rtol=rtol,
+            atol=atol,
+            save_every=save_every,
+            progress=progress,
+        )
     W0 = check_balanced(W0, tol=tol, name="W0")
+    if widths is not None:
+        end_to_end(W0, widths=widths)  # a stack: widths must be (d, ..., d)
     energy = check_energy_like(energy, W0.shape[1], X=end_to_end(W0))
-    defaults = {
-        "end_to_end": lambda t, W: end_to_end(W),
-        "energy": lambda t, W: float(energy.value(end_to_end(W))),
-        "balance_error": lambda t, W: balance_error(W),
-    }
-    if energy.value is None:  # a plain gradient callable: no E(X) to monitor
-        del defaults["energy"]
+    defaults = _learning_monitors(energy, end_to_end, balance_error)
     return integrate_with_defaults(
         lambda t, W: learning_velocity(W, energy),
         W0,
@@ -207,13 +379,22 @@ def learning_flow(
 
 
 class _StayInGL:
-    """Restore hook that raises when a step changes the sign of det X (leaves GL(d))."""
+    """Restore hook that raises when a step changes the sign of det X (leaves GL(d)).
+
+    For a non-square X (m, n) the full-rank matrices are connected: it raises when the
+    step makes X rank-deficient to rounding (smallest singular value below
+    max(m, n) eps times the largest)."""
 
     def __init__(self, X0: np.ndarray):
-        self.sign = np.linalg.slogdet(X0)[0]
+        self.square = X0.shape[0] == X0.shape[1]
+        self.sign = np.linalg.slogdet(X0)[0] if self.square else 1.0
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
-        sign = np.linalg.slogdet(X)[0]
+        if self.square:
+            sign = np.linalg.slogdet(X)[0]
+        else:
+            s = np.linalg.svd(X, compute_uv=False)
+            sign = float(s[-1] > max(X.shape) * np.finfo(np.float64).eps * s[0])
         if sign != self.sign:
             raise RuntimeError(
                 "the step left GL(d): det X changed sign or vanished, which the exact flow "
@@ -223,10 +404,10 @@ class _StayInGL:
         return X
 
 
-def _downstairs_start(X0, depth, energy):
-    X0 = _real(X0, "X0")
+def _downstairs_start(X0, depth, energy, *, rectangular: bool = False):
+    X0 = _real(X0, "X0", rectangular=rectangular)
     depth = check_depth(depth)
-    energy = check_energy_like(energy, X0.shape[0], X=X0)
+    energy = _energy_for(energy, X0, "X0")
     if depth != 1:
         check_full_rank(np.linalg.svd(X0, compute_uv=False), "X0")
     return X0, depth, energy
@@ -362,12 +543,21 @@ def end_to_end_flow(
     back onto :math:`\mathcal{M}` after each step: its balancedness is conserved by the
     exact flow and drifts only at the level of the local error, like the path itself.
 
+    For X0 of shape (m, n) (a network of widths :math:`(n, d_1, \dots, d_{N-1}, m)`,
+    every hidden width at least min(m, n)) the flow lives on the full-rank (m, n)
+    matrices with the rectangular :math:`\mathcal{A}_{N,X}`
+    (:class:`~dln_manifolds.DepthFrame`, docs/mathematics.rst, :ref:`math-widths`), and
+    it is the end-to-end trajectory of :func:`learning_flow` from any balanced lift
+    ``balanced_point(X0, N, widths=...)`` given as a list of layers. The velocity is
+    then evaluated by ``"svd"`` (also for ``evaluation="auto"``).
+
     Parameters
     ----------
-    X0 : array_like, shape (d, d)
+    X0 : array_like, shape (d, d) or (m, n)
         Start; full rank unless ``depth == 1``.
     energy : Energy or callable
-        An Energy, or a plain callable ``X -> E'(X)`` (then no ``"energy"`` monitor).
+        An Energy, or a plain callable ``X -> E'(X)`` (then no ``"energy"`` monitor),
+        acting on matrices of the shape of ``X0``.
     depth : int or numpy.inf
         ``inf`` uses :math:`\mathcal{A}_\infty = \lim \mathcal{A}_N/N` (time rescaled by N).
     t_final : float
@@ -385,31 +575,39 @@ def end_to_end_flow(
         which suits a small start such as ``1e-3 * I``.
     evaluation : {"svd", "auto", "factors"}
         How the velocity is evaluated; ``"auto"``: ``"factors"`` for finite
-        ``depth <= FACTOR_DEPTH_MAX`` (10), else ``"svd"`` (the fastest, docs/performance.rst).
+        ``depth <= FACTOR_DEPTH_MAX`` (10) and a square ``X0``, else ``"svd"`` (the fastest,
+        docs/performance.rst).
         The default ``"svd"`` keeps this flow independent of the upstairs code, so that
         comparisons with :func:`learning_flow` ([G] Thm 2) test something. ``"factors"``
-        needs a finite depth.
+        needs a finite depth and a square ``X0``.
     monitors : mapping, optional
         Extra monitors ``name -> f(t, X)``, added to the defaults ``"energy"`` and
-        ``"singular_values"`` (shape (d,)).
+        ``"singular_values"`` (shape (min(m, n),)).
 
     Returns
     -------
     FlowResult
-        ``states`` has shape (n_saved, d, d) (end-to-end matrices in both evaluations).
+        ``states`` has shape (n_saved, d, d), or (n_saved, m, n) (end-to-end matrices in
+        both evaluations).
 
     Raises
     ------
     RuntimeError
-        If a step leaves GL(d) (module docstring, 'Rank drop'); depth >= 2 only.
+        If a step leaves GL(d) (module docstring, 'Rank drop'), or makes a non-square X
+        rank-deficient; depth >= 2 only.
     """
     if evaluation not in ("auto", "svd", "factors"):
         raise ValueError(f"evaluation must be 'auto', 'svd' or 'factors', got {evaluation!r}")
-    X0, depth, energy = _downstairs_start(X0, depth, energy)
+    X0, depth, energy = _downstairs_start(X0, depth, energy, rectangular=True)
     if evaluation == "factors" and np.isinf(depth):
         raise ValueError("evaluation='factors' needs a finite depth")
+    square = X0.shape[0] == X0.shape[1]
+    if evaluation == "factors" and not square:
+        raise ValueError(
+            f"evaluation='factors' needs a square X0, got shape {X0.shape}; use 'svd' or 'auto'"
+        )
     if evaluation == "auto":
-        evaluation = "factors" if depth <= FACTOR_DEPTH_MAX else "svd"
+        evaluation = "factors" if square and depth <= FACTOR_DEPTH_MAX else "svd"
     options = dict(
         dt=dt,
         method=method,
@@ -454,6 +652,20 @@ def end_to_end_flow(
         desc=f"end-to-end flow (N={depth}, balanced factors)",
         **options,
     )
+
+
+class _EntropyOfState:
+    """``X -> S(X)`` for the monitors of :func:`free_energy_flow`: once per state object."""
+
+    def __init__(self, depth):
+        self.depth = depth
+        self._X = None
+        self._S = 0.0
+
+    def __call__(self, X: np.ndarray) -> float:
+        if X is not self._X:
+            self._X, self._S = X, orbit_entropy_at(X, self.depth)
+        return self._S
 
 
 def free_energy_flow(
@@ -505,17 +717,21 @@ def free_energy_flow(
     RuntimeError
         If a step leaves GL(d) (depth >= 2).
     """
+    # validated here, once: the stages and monitors below use the unchecked cores
     beta = check_positive(beta, "beta")
     X0, depth, energy = _downstairs_start(X0, depth, energy)
-    check_full_rank(np.linalg.svd(X0, compute_uv=False), "X0")
+    if depth == 1:  # _downstairs_start tests full rank for depth >= 2 only
+        check_full_rank(np.linalg.svd(X0, compute_uv=False), "X0")
+    entropy = _EntropyOfState(depth)
     extra = {
-        "entropy": lambda t, X: orbit_entropy(X, depth),
-        "free_energy": lambda t, X: float(energy.value(X)) - orbit_entropy(X, depth) / beta,
+        "entropy": lambda t, X: entropy(X),
+        "free_energy": lambda t, X: float(energy.value(X)) - entropy(X) / beta,
     }
     if energy.value is None:  # a plain gradient callable: no E(X), no F(X)
         del extra["free_energy"]
+    velocity = free_energy_velocity(energy, depth, beta)  # one DepthFrame (one SVD) a stage
     return _downstairs_flow(
-        lambda t, X: -free_energy_gradient(X, energy, depth=depth, beta=beta),
+        lambda t, X: velocity(X),
         X0,
         depth,
         energy,

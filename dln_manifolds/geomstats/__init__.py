@@ -2,7 +2,8 @@
 
 Importing this subpackage imports geomstats (the top-level ``dln_manifolds``
 does not). geomstats reads ``GEOMSTATS_BACKEND`` once, at its first import;
-everything here works under the default numpy backend and under autograd.
+everything here works under its numpy, autograd and pytorch backends (section
+*Backends* below).
 
 - :class:`EndToEndMatrices`, :class:`DepthMetric`: (M_d, g^N), points of
   shape (d * d,) (row-major; :func:`matrix_to_vector`, :func:`vector_to_matrix`).
@@ -17,6 +18,39 @@ everything here works under the default numpy backend and under autograd.
 
 Batches (..., N, d, d) go to the core functions in one call where they take
 stacks; the rest loop over the points.
+
+Backends
+--------
+Every method takes and returns the arrays of geomstats' active backend
+(``GEOMSTATS_BACKEND`` = numpy, autograd or pytorch): the numpy core runs behind
+a conversion boundary. Under autograd and pytorch these are differentiable (first
+order), with derivatives from the core:
+
+- :class:`DepthMetric`: ``inner_product``, ``squared_norm``, ``norm``,
+  ``metric_matrix``, ``cometric_matrix`` (hence geomstats'
+  ``inner_product_derivative_matrix``), ``dist``, ``squared_dist`` (in every
+  argument, closed form: [G] eq. 4.16-4.17 and the derivative of the depth
+  operator); ``exp`` in the tangent vector and the base point and ``log`` in both
+  points, by the Jacobian of the geodesic flow (4th-order central differences of
+  the batched RK4 flow, relative error ~1e-9; ``log`` by the implicit function
+  theorem); ``EndToEndMatrices.to_tangent``, ``to_matrix``, ``to_vector``,
+  :func:`matrix_to_vector`, :func:`vector_to_matrix`.
+- :class:`Fiber`, :class:`BalancedManifold` and their metrics: ``inner_product``,
+  ``squared_norm``, ``norm`` (backend operations), ``to_tangent`` in the vector,
+  ``dist``, ``squared_dist``, ``exp`` in the tangent vector, ``log`` in the point
+  (tangent directions).
+- :class:`BalancedBundle`: ``riemannian_submersion``;
+  ``tangent_riemannian_submersion``, ``vertical_projection``,
+  ``horizontal_projection`` and ``horizontal_lift`` in the tangent vector; hence
+  the quotient metric's ``inner_product`` and ``squared_norm`` in the tangent
+  vectors.
+
+The rest (``random_point``, ``belongs``, ``projection``, ``retraction``,
+Christoffel symbols and curvature, ``exp``/``log`` upstairs in the base point,
+``lift``, ``align``, ...) converts types but has no derivatives: an input that
+carries a gradient (an autograd box, a torch tensor with ``requires_grad``) raises
+``NotDifferentiableError``, a ``NotImplementedError``, instead of being silently
+cut from the graph.
 
 References
 ----------

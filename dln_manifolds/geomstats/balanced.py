@@ -22,9 +22,16 @@ import geomstats.backend as gs
 import numpy as np
 from geomstats.geometry.quotient_metric import QuotientMetric
 
-from .._checks import as_stack, check_count, check_finite_depth, check_positive
+from .._checks import (
+    as_layer_sequence,
+    as_stack,
+    check_count,
+    check_positive,
+    check_square_or_widths,
+)
 from ..balanced import (
     balance_error,
+    balanced_dimension,
     balanced_orthonormal_basis,
     balanced_restore,
     balanced_retraction,
@@ -37,6 +44,7 @@ from ..submanifold_geodesics import (
     balanced_geodesic_acceleration,
     balanced_log,
 )
+from ._backend import boundary, plain
 from .bundle import BalancedBundle, orthogonal_group_action
 from .end_to_end import EndToEndMatrices
 from .induced import InducedFrobeniusMetric, InducedSubmanifold
@@ -49,6 +57,7 @@ __all__ = [
 ]
 
 
+@boundary
 def second_fundamental_form(W, V) -> np.ndarray:
     r"""Second fundamental form :math:`\mathrm{II}_W(V, V)` of :math:`\mathcal{M}` (embedded).
 
@@ -95,6 +104,10 @@ class BalancedMetric(InducedFrobeniusMetric):
     horizontal geodesics give geodesics of :math:`(\mathfrak{M}_d, g^N)`
     (O'Neill): an independent check of :class:`~dln_manifolds.geomstats.DepthMetric`.
 
+    For a space of general widths (``BalancedManifold(widths=...)``) tangent vectors are
+    lists of layers and only ``inner_product`` is available: ``exp``, ``log`` and
+    ``dist`` raise NotImplementedError (geodesics are implemented for square layers only).
+
     Parameters
     ----------
     space : BalancedManifold
@@ -103,6 +116,24 @@ class BalancedMetric(InducedFrobeniusMetric):
         Relative shooting residual of ``log``.
     max_iter : int, default 30
     """
+
+    def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
+        """Frobenius inner product summed over layers; lists of layers for general widths."""
+        space = self._space
+        if getattr(space, "widths", None) is None:
+            return super().inner_product(tangent_vec_a, tangent_vec_b, base_point)
+        a = space._layers(tangent_vec_a, "tangent_vec_a")
+        b = space._layers(tangent_vec_b, "tangent_vec_b")
+        return sum(np.sum(x * y, axis=(-2, -1)) for x, y in zip(a, b, strict=True))
+
+    def _geodesics(self):
+        if getattr(self._space, "widths", None) is not None:
+            raise NotImplementedError(
+                "geodesics (exp, log, dist) of the balanced manifold are implemented for "
+                f"square layers only, not for widths {self._space.widths}; use "
+                "space.retraction(tangent_vec, base_point)"
+            )
+        return super()._geodesics()
 
 
 class BalancedQuotientMetric(QuotientMetric):
@@ -146,6 +177,16 @@ class BalancedManifold(InducedSubmanifold):
         constructor option of :class:`dln_manifolds.pymanopt.BalancedManifold`
         (:func:`~dln_manifolds.balanced.random_balanced_point`); ``random_point``'s
         ``bound`` scales the points, in geomstats' convention.
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)` for layers of general widths, every hidden width at
+        least min(d_0, d_N) (then leave d out). Points and tangent vectors are lists of
+        N arrays ``W[k-1]`` of shape (..., d_k, d_{k-1}), the same leading batch axes on
+        every layer (the package's layout for general widths); ``shape`` is the
+        nominal flat size ``(sum_k d_k d_{k-1},)`` and ``dim`` is
+        :func:`~dln_manifolds.balanced_dimension`. ``belongs``, ``is_tangent``,
+        ``to_tangent``, ``projection``, ``retraction``, ``random_point``,
+        ``orthonormal_basis`` and the metric's ``inner_product`` take such lists;
+        geodesics and :meth:`equip_with_quotient` raise NotImplementedError.
 
     Notes
     -----
@@ -161,13 +202,30 @@ class BalancedManifold(InducedSubmanifold):
       whose orbits are the fibers of the submersion.
     """
 
-    def __init__(self, d: int, depth: int, equip: bool = True, spread: float = 4.0):
-        self.d = check_count(d, "d")
-        self.depth = check_finite_depth(depth)
+    def __init__(
+        self,
+        d: int | None = None,
+        depth: int | None = None,
+        equip: bool = True,
+        spread: float = 4.0,
+        *,
+        widths=None,
+    ):
         spread = float(spread)
         if not np.isfinite(spread) or spread < 1:
             raise ValueError(f"spread must be a finite number >= 1, got {spread}")
         self.spread = spread
+        d, depth, widths = check_square_or_widths(d, depth, widths)
+        if widths is not None:
+            self.widths = widths
+            self.depth = len(widths) - 1
+            self.d = None
+            size = sum(widths[k] * widths[k - 1] for k in range(1, len(widths)))
+            super().__init__(
+                dim=balanced_dimension(widths), shape=(size,), intrinsic=False, equip=equip
+            )
+            return
+        self.widths, self.d, self.depth = None, d, depth
         N = self.depth
         super().__init__(
             dim=self.d**2 + (N - 1) * self.d * (self.d - 1) // 2,
@@ -176,6 +234,94 @@ class BalancedManifold(InducedSubmanifold):
             equip=equip,
         )
         self.group_action = orthogonal_group_action
+
+    # -- general widths: lists of layers, a loop over the batch -----------------------
+
+    def _layers(self, value, name: str) -> list[np.ndarray]:
+        return as_layer_sequence(value, name, widths=self.widths, real=True)
+
+    def _over_layers(self, fun, *args):
+        """Apply fun to the single networks of batches of layers (same leading axes)."""
+        lead = np.broadcast_shapes(*(a[0].shape[:-2] for a in args))
+        args = [[np.broadcast_to(x, lead + x.shape[-2:]) for x in a] for a in args]
+        if not lead:
+            return fun(*args)
+        out = [fun(*[[x[i] for x in a] for a in args]) for i in np.ndindex(lead)]
+        if not isinstance(out[0], list):
+            return np.array(out).reshape(lead)
+        return [
+            np.stack([o[k] for o in out]).reshape(lead + out[0][k].shape)
+            for k in range(len(out[0]))
+        ]
+
+    def _widths_only(self, what: str):
+        raise NotImplementedError(
+            f"{what} of the balanced manifold is implemented for square layers only, not for "
+            f"widths {self.widths}"
+        )
+
+    def belongs(self, point, atol: float = 1e-9):
+        """True where the point is balanced (relative moments <= ``atol``) with full rank."""
+        if self.widths is None:
+            return super().belongs(point, atol)
+        return self._over_layers(
+            lambda W: self._belongs_layers(W, atol), self._layers(point, "point")
+        )
+
+    def _belongs_layers(self, W, atol):
+        r = min(self.widths[0], self.widths[-1])
+        s = np.linalg.svd(W[0], compute_uv=False)
+        return bool(
+            balance_error(W) <= atol and s[r - 1] > s[0] * max(W[0].shape) * np.finfo(float).eps
+        )
+
+    def to_tangent(self, vector, base_point=None):
+        r"""Orthogonal projection :math:`P_W V` onto the tangent space at ``base_point``."""
+        if self.widths is None:
+            return super().to_tangent(vector, base_point)
+        if base_point is None:
+            raise TypeError("base_point is required: the tangent space depends on it")
+        V, W = self._layers(vector, "vector"), self._layers(base_point, "base_point")
+        return self._over_layers(lambda v, w: balanced_tangent_projection(w, v), V, W)
+
+    def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
+        r"""True where :math:`|V - P_W V| \le` ``atol`` :math:`\max(1, |V|)`."""
+        if self.widths is None:
+            return super().is_tangent(vector, base_point, atol)
+        if base_point is None:
+            raise TypeError("base_point is required: the tangent space depends on it")
+        V, W = self._layers(vector, "vector"), self._layers(base_point, "base_point")
+
+        def one(v, w):
+            p = balanced_tangent_projection(w, v)
+            res = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(v, p, strict=True)))
+            return bool(res <= atol * max(1.0, np.sqrt(sum(np.sum(a * a) for a in v))))
+
+        return self._over_layers(one, V, W)
+
+    def projection(self, point):
+        """Map nearby points onto the manifold by the restore map (not the nearest point)."""
+        if self.widths is None:
+            return super().projection(point)
+        return self._over_layers(balanced_restore, self._layers(point, "point"))
+
+    def retraction(self, tangent_vec, base_point):
+        """Second-order polar retraction (not the exponential map)."""
+        if self.widths is None:
+            return super().retraction(tangent_vec, base_point)
+        V = self._layers(tangent_vec, "tangent_vec")
+        W = self._layers(base_point, "base_point")
+        return self._over_layers(lambda v, w: balanced_retraction(w, v, order=2), V, W)
+
+    def random_tangent_vec(self, base_point=None, n_samples: int = 1):
+        """Projected standard Gaussian vectors at ``base_point``."""
+        if self.widths is None:
+            return super().random_tangent_vec(base_point, n_samples)
+        W = self._layers(base_point, "base_point")
+        n_samples = check_count(n_samples, "n_samples")
+        lead = W[0].shape[:-2] or ((n_samples,) if n_samples > 1 else ())
+        V = [gs.random.normal(size=lead + w.shape[-2:]) for w in W]
+        return self.to_tangent(V, W)
 
     # balanced_tangent_projection, balanced_restore and balanced_retraction take stacks
     core_takes_stacks = True
@@ -216,6 +362,7 @@ class BalancedManifold(InducedSubmanifold):
     def _geodesic_dist(W, T, n_steps, tol, max_iter):
         return balanced_dist(W, T, n_steps, tol=tol, max_iter=max_iter)
 
+    @boundary
     def random_point(self, n_samples: int = 1, bound: float = 1.0):
         r"""Random balanced points :math:`W_p = Q_p\Lambda Q_{p-1}^T` with Haar frames.
 
@@ -231,7 +378,16 @@ class BalancedManifold(InducedSubmanifold):
         n_samples = check_count(n_samples, "n_samples")
         check_positive(bound, "bound")
         # seeds from geomstats' generator, so that gs.random.seed makes this reproducible
-        seeds = (gs.random.rand(n_samples) * (2**31 - 1)).astype(np.int64).reshape(-1)
+        u = np.asarray(plain(gs.random.rand(n_samples)))
+        seeds = (u * (2**31 - 1)).astype(np.int64).reshape(-1)
+        if self.widths is not None:
+            nets = [
+                random_balanced_point(widths=self.widths, seed=int(s), spread=self.spread)
+                for s in seeds
+            ]
+            if n_samples == 1:
+                return [bound * w for w in nets[0]]
+            return [bound * np.stack([n[k] for n in nets]) for k in range(self.depth)]
         pts = np.stack(
             [
                 bound * random_balanced_point(self.d, self.depth, seed=int(s), spread=self.spread)
@@ -240,8 +396,11 @@ class BalancedManifold(InducedSubmanifold):
         )
         return pts[0] if n_samples == 1 else pts
 
+    @boundary
     def orthonormal_basis(self, base_point):
         """[G] Thm 14 basis (sign of eq. 8.21 fixed): (horizontal (d^2, N, d, d), vertical)."""
+        if self.widths is not None:
+            return balanced_orthonormal_basis(self._layers(base_point, "base_point"))
         (base_point,) = self._arrays(base_point=base_point)
         return balanced_orthonormal_basis(base_point)
 
@@ -260,6 +419,8 @@ class BalancedManifold(InducedSubmanifold):
         EndToEndMatrices
             The quotient space.
         """
+        if self.widths is not None:
+            self._widths_only("equip_with_quotient (the fiber bundle onto M_{d_N x d_0})")
         self.fiber_bundle = BalancedBundle(self)
         self.quotient = EndToEndMatrices(self.d, self.depth, equip=False)
         self.quotient.equip_with_metric(BalancedQuotientMetric, total_space=self)

@@ -27,19 +27,27 @@ from geomstats.geometry.fiber_bundle import AlignerAlgorithm, FiberBundle
 from .._checks import as_array, as_arrays, as_stack, check_count, check_positive
 from .._linalg import polar_factor
 from ..balanced import (
-    balanced_frames,
+    BalancedFrame,
     horizontal_lift,
     horizontal_projection,
     vertical_projection,
 )
 from ..fiber import group_action
 from ..network import balanced_point, end_to_end, end_to_end_differential
+from ._backend import boundary, differentiable
+from ._derivatives import (
+    horizontal_lift_vjp,
+    projection_vjp,
+    submersion_vjp,
+    tangent_submersion_vjp,
+)
 from .end_to_end import matrix_to_vector, vector_to_matrix
 from .induced import InducedSubmanifold, batched_over_points, stacked_over_points
 
 __all__ = ["BalancedBundle", "OrbitAligner", "align_orbit", "orthogonal_group_action"]
 
 
+@boundary
 def orthogonal_group_action(rotations, point) -> np.ndarray:
     r"""Action of :math:`O(d)^{N-1}`: layer p becomes :math:`R_p W_p R_{p-1}^T` ([R] eq. 1.5).
 
@@ -92,6 +100,7 @@ def _sweeps(Wp, W, R, max_sweeps, tol):
     return np.array(R[1:-1]), value
 
 
+@boundary
 def align_orbit(point, base_point, max_sweeps: int = 500, tol: float = 1e-13) -> np.ndarray:
     r"""The point of the :math:`O(d)^{N-1}` orbit of ``point`` nearest ``base_point`` (Frobenius).
 
@@ -120,8 +129,8 @@ def align_orbit(point, base_point, max_sweeps: int = 500, tol: float = 1e-13) ->
         return Wp.copy()
     starts = []
     try:
-        Q, _ = balanced_frames(W)
-        Qp, _ = balanced_frames(Wp)
+        Q = BalancedFrame(W).Q
+        Qp = BalancedFrame(Wp).Q
         # frames are defined up to one sign per singular value, shared by all layers
         S = np.sign(np.sum(Q[-1] * Qp[-1], axis=0) + np.sum(Q[0] * Qp[0], axis=0))
         S[S == 0] = 1.0
@@ -161,6 +170,7 @@ class OrbitAligner(AlignerAlgorithm):
         self.max_sweeps = check_count(max_sweeps, "max_sweeps")
         self.tol = check_positive(tol, "tol")
 
+    @boundary
     def align(self, point, base_point):
         """Align ``point`` to ``base_point``; shape (..., N, d, d)."""
         point, base_point = self._total_space._arrays(point=point, base_point=base_point)
@@ -217,11 +227,13 @@ class BalancedBundle(FiberBundle):
         """Validate real points and vectors downstairs, shape (..., d*d)."""
         return as_arrays((self.d * self.d,), batch=True, **arrays)
 
+    @differentiable(submersion_vjp, wrt=("point",))
     def riemannian_submersion(self, point):
         """End-to-end matrix, as a vector of shape (..., d*d)."""
         (point,) = self._total_space._arrays(point=point)
         return matrix_to_vector(stacked_over_points(end_to_end, point))
 
+    @differentiable(tangent_submersion_vjp, wrt=("tangent_vec",))
     def tangent_riemannian_submersion(self, tangent_vec, base_point):
         r""":math:`d\phi_W(V)` as a vector of shape (..., d*d)."""
         tangent_vec, base_point = self._total_space._arrays(
@@ -231,12 +243,14 @@ class BalancedBundle(FiberBundle):
             batched_over_points(lambda V, W: end_to_end_differential(W, V), tangent_vec, base_point)
         )
 
+    @boundary
     def lift(self, point):
         """Balanced point over X (the center of [R]); shape (..., N, d, d)."""
         (point,) = self._flat(point=point)
         X = vector_to_matrix(point, self.d)
         return batched_over_points(lambda M: balanced_point(M, self.depth), X, point_ndim=2)
 
+    @differentiable(projection_vjp("vertical_projection", "tangent_vec"), wrt=("tangent_vec",))
     def vertical_projection(self, tangent_vec, base_point):
         r"""Projection onto :math:`\ker d\phi \cap T_W\mathcal{M}` (tangent to the orbit)."""
         tangent_vec, base_point = self._total_space._arrays(
@@ -244,6 +258,7 @@ class BalancedBundle(FiberBundle):
         )
         return stacked_over_points(lambda V, W: vertical_projection(W, V), tangent_vec, base_point)
 
+    @differentiable(projection_vjp("horizontal_projection", "tangent_vec"), wrt=("tangent_vec",))
     def horizontal_projection(self, tangent_vec, base_point):
         r"""Projection onto the horizontal space :math:`(\ker d\phi)^\perp` (range of dphi^*)."""
         tangent_vec, base_point = self._total_space._arrays(
@@ -253,6 +268,7 @@ class BalancedBundle(FiberBundle):
             lambda V, W: horizontal_projection(W, V), tangent_vec, base_point
         )
 
+    @differentiable(horizontal_lift_vjp, wrt=("tangent_vec",))
     def horizontal_lift(self, tangent_vec, base_point=None, fiber_point=None):
         r"""The horizontal H at ``fiber_point`` with :math:`d\phi(H) = Z` ([G] eq. 8.20-8.24).
 
@@ -279,6 +295,7 @@ class BalancedBundle(FiberBundle):
         out = np.stack([horizontal_lift(w, z) for w, z in zip(F, Z, strict=True)])
         return out.reshape(batch + fiber_point.shape[-3:])
 
+    @boundary
     def is_horizontal(self, tangent_vec, base_point, atol: float = 1e-9):
         """True where the vector equals its horizontal projection (to ``atol``, relative)."""
         V = np.asarray(tangent_vec, dtype=float)
@@ -286,6 +303,7 @@ class BalancedBundle(FiberBundle):
         scale = np.maximum(1.0, _norm3(V))
         return _norm3(V - H) <= atol * scale
 
+    @boundary
     def is_vertical(self, tangent_vec, base_point, atol: float = 1e-9):
         """True where the submersion kills the vector (to ``atol``, relative)."""
         V = np.asarray(tangent_vec, dtype=float)

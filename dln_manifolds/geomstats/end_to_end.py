@@ -13,7 +13,9 @@ convert between the two forms, with any leading batch shape.
 All geometry comes from the numpy core (:mod:`dln_manifolds.depth_metric`,
 through its batched frame evaluator :class:`~dln_manifolds.depth_metric.DepthFrame`),
 never from geomstats' autodiff, so everything works under the default numpy
-backend as well as under ``GEOMSTATS_BACKEND=autograd``. Geodesics come from
+backend as well as under ``GEOMSTATS_BACKEND=autograd`` or ``pytorch`` (arrays
+converted at the door of every method, derivatives supplied from the core; see
+the section *Backends* of :mod:`dln_manifolds.geomstats`). Geodesics come from
 :mod:`dln_manifolds.geodesics`.
 
 References
@@ -43,8 +45,10 @@ from .._checks import (
     as_arrays,
     check_count,
     check_depth,
+    check_matrix_space,
     check_positive,
 )
+from .._linalg import haar_from_gaussian
 from ..geodesics import (
     DifferentComponentsError,
     LogConvergenceError,
@@ -53,6 +57,17 @@ from ..geodesics import (
     depth_exp,
     depth_log,
     direction_geodesic,
+)
+from ._backend import boundary, differentiable, plain
+from ._derivatives import (
+    cometric_matrix_vjp,
+    dist_vjp,
+    exp_vjp,
+    identity_vjp,
+    inner_product_vjp,
+    log_vjp,
+    metric_matrix_vjp,
+    reshape_vjp,
 )
 from ._frame import DenseDepthFrame
 
@@ -75,6 +90,7 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 
+@differentiable(reshape_vjp("X"), wrt=("X",))
 def matrix_to_vector(X) -> np.ndarray:
     """Row-major vector form of a batch of square matrices.
 
@@ -93,6 +109,7 @@ def matrix_to_vector(X) -> np.ndarray:
     return X.reshape(X.shape[:-2] + (X.shape[-1] ** 2,))
 
 
+@differentiable(reshape_vjp("x"), wrt=("x",))
 def vector_to_matrix(x, d: int | None = None) -> np.ndarray:
     """Inverse of :func:`matrix_to_vector`.
 
@@ -151,22 +168,11 @@ class EndToEndMatrices(VectorSpaceOpenSet):
     """
 
     def __init__(self, d: int | tuple[int, int], depth=2, equip: bool = True):
-        if isinstance(d, (tuple, list)):
-            if len(d) != 2:
-                raise ValueError(f"d must be an integer or a pair (m, n), got {d!r}")
-            m, n = check_count(d[0], "d[0]"), check_count(d[1], "d[1]")
-        else:
-            m = n = check_count(d, "d")
-        self.depth = check_depth(depth)
+        (m, n), self.depth = check_matrix_space(d, depth)
         #: Shape (m, n) of the matrices ((d, d) if square).
         self.matrix_shape = (m, n)
         #: The matrix size d (square), or the shape (m, n) (non-square).
         self.d = m if m == n else (m, n)
-        if m != n and np.isinf(self.depth):
-            raise ValueError(
-                f"depth must be finite for non-square matrices (shape ({m}, {n})): the rescaled "
-                "operator A_inf vanishes on the complement block, so g^inf is not defined there"
-            )
         super().__init__(dim=m * n, embedding_space=Euclidean(m * n), equip=equip)
 
     @property
@@ -187,16 +193,19 @@ class EndToEndMatrices(VectorSpaceOpenSet):
         """Metric to equip the space with if equip is True."""
         return DepthMetric
 
+    @differentiable(reshape_vjp("point"), wrt=("point",))
     def to_matrix(self, point) -> np.ndarray:
         """Matrix form (..., m, n) of points or tangent vectors of shape (..., m * n)."""
         (point,) = as_arrays((self.dim,), batch=True, point=point)
         return point.reshape(point.shape[:-1] + self.matrix_shape)
 
+    @differentiable(reshape_vjp("matrix"), wrt=("matrix",))
     def to_vector(self, matrix) -> np.ndarray:
         """Vector form (..., m * n) of matrices of shape (..., m, n) (row-major)."""
         matrix = as_array(matrix, "matrix", self.matrix_shape, batch=True, real=True)
         return matrix.reshape(matrix.shape[:-2] + (self.dim,))
 
+    @differentiable(identity_vjp, wrt=("vector", "base_point"))
     def to_tangent(self, vector, base_point=None):
         """Tangent spaces are all of R^(d*d): a validated copy of ``vector``."""
         (vector,) = as_arrays((self.dim,), batch=True, vector=vector)
@@ -205,19 +214,21 @@ class EndToEndMatrices(VectorSpaceOpenSet):
             vector = np.broadcast_to(vector, np.broadcast_shapes(vector.shape, base_point.shape))
         return np.array(vector, dtype=np.float64)
 
+    @boundary
     def belongs(self, point, atol=gs.atol):
         """True where the point has shape (..., d * d) and full rank.
 
         Full rank means smallest singular value above ``atol`` and condition
         number below ``1 / (d eps)``.
         """
-        point = gs.array(point)
+        point = np.asarray(point)
         if point.shape[-1:] != self.shape:
-            return gs.zeros(point.shape[:-1], dtype=bool)
+            return np.zeros(point.shape[:-1], dtype=bool)
         s = np.linalg.svd(self.to_matrix(point), compute_uv=False)
         smax, smin = s[..., 0], s[..., -1]
         return (smin > atol) & (smax * max(self.matrix_shape) * np.finfo(float).eps < smin)
 
+    @boundary
     def projection(self, point, atol: float = 1e-6):
         r"""Nearest point whose singular values are at least ``atol * max(1, s_max)``.
 
@@ -229,10 +240,11 @@ class EndToEndMatrices(VectorSpaceOpenSet):
         U, s, Vh = np.linalg.svd(self.to_matrix(point), full_matrices=False)
         floor = atol * np.maximum(1.0, s[..., :1])
         if np.all(s >= floor):
-            return gs.copy(point)
+            return point.copy()
         s = np.maximum(s, floor)
         return self.to_vector((U * s[..., None, :]) @ Vh)
 
+    @boundary
     def random_point(self, n_samples: int = 1, bound: float = 1.0):
         r"""Well-conditioned random points.
 
@@ -249,13 +261,13 @@ class EndToEndMatrices(VectorSpaceOpenSet):
         r = min(m, n)
         U = _haar(shape, m)[..., :r]
         V = _haar(shape, n)[..., :r]
-        s = bound * np.exp(gs.random.uniform(np.log(0.5), np.log(2.0), size=shape + (r,)))
+        s = bound * np.exp(plain(gs.random.uniform(np.log(0.5), np.log(2.0), size=shape + (r,))))
         return self.to_vector((U * s[..., None, :]) @ np.swapaxes(V, -1, -2))
 
 
 def _haar(shape: tuple, d: int) -> np.ndarray:
-    Q, R = np.linalg.qr(gs.random.normal(size=shape + (d, d)))
-    return Q * np.sign(np.diagonal(R, axis1=-2, axis2=-1))[..., None, :]
+    """Haar orthogonal matrices from geomstats' global generator (``gs.random.seed``)."""
+    return haar_from_gaussian(plain(gs.random.normal(size=shape + (d, d))))
 
 
 # ---------------------------------------------------------------------------
@@ -296,6 +308,7 @@ class DepthExpSolver(ExpSolver):
         self._metric = metric
         self.options = {"rtol": rtol, "atol": atol, "n_steps": n_steps}
 
+    @differentiable(exp_vjp, wrt=("tangent_vec", "base_point"))
     def exp(self, tangent_vec, base_point):
         """Exponential map; shapes (..., d * d), broadcast against each other."""
         space = self._metric._space
@@ -344,6 +357,7 @@ class DepthLogShootingSolver(LogSolver):
         self.tol = check_positive(tol, "tol")
         self.max_iter = int(max_iter)
 
+    @differentiable(log_vjp, wrt=("point", "base_point"))
     def log(self, point, base_point):
         """Logarithm map; shapes (..., d * d), broadcasting point against base_point."""
         space = self._metric._space
@@ -456,6 +470,7 @@ class DepthMetric(RiemannianMetric):
         self.exp_solver = DepthExpSolver(self, rtol=rtol, atol=atol, n_steps=n_steps)
         return self
 
+    @differentiable(exp_vjp, wrt=("tangent_vec", "base_point"))
     def exp(self, tangent_vec, base_point):
         r"""Riemannian exponential: integrate :math:`\ddot X = -\Gamma_X(\dot X, \dot X)` on [0, 1].
 
@@ -481,9 +496,10 @@ class DepthMetric(RiemannianMetric):
 
     def squared_norm(self, vector, base_point=None):
         """Squared g^N norm of vectors of shape (..., d^2)."""
-        (vector,) = as_arrays((self._space.dim,), batch=True, vector=vector)
+        as_arrays((self._space.dim,), batch=True, vector=plain(vector))
         return self.inner_product(vector, vector, base_point)
 
+    @differentiable(dist_vjp, wrt=("point_a", "point_b"))
     def dist(self, point_a, point_b):
         """Geodesic distance (norm of :meth:`log`); ``inf`` between components of GL(d).
 
@@ -523,32 +539,42 @@ class DepthMetric(RiemannianMetric):
         return np.asarray(out).reshape(batch + out_shape)
 
     # -- metric tensor ------------------------------------------------------------
+    @differentiable(metric_matrix_vjp, wrt=("base_point",))
     def metric_matrix(self, base_point=None):
         """Matrix of g^N in the row-major basis, shape (..., d^2, d^2)."""
         (base_point,) = as_arrays((self._space.dim,), batch=True, base_point=base_point)
         n = self._space.dim
         return self._frames_apply(lambda f: f.metric_matrix(), base_point, out_shape=(n, n))
 
+    @differentiable(cometric_matrix_vjp, wrt=("base_point",))
     def cometric_matrix(self, base_point=None):
         r"""Inverse metric matrix, i.e. :math:`\mathcal{A}_{N,X}`; shape (..., d^2, d^2)."""
         (base_point,) = as_arrays((self._space.dim,), batch=True, base_point=base_point)
         n = self._space.dim
         return self._frames_apply(lambda f: f.cometric_matrix(), base_point, out_shape=(n, n))
 
-    def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
-        """g^N inner product of vectors of shape (..., d^2); returns shape (...,)."""
-        tangent_vec_a, tangent_vec_b, base_point = as_arrays(
+    def _pair_at(self, tangent_vec_a, tangent_vec_b, base_point):
+        """Validate two tangent vectors and a base point, all of shape (..., d^2)."""
+        return as_arrays(
             (self._space.dim,),
             batch=True,
             tangent_vec_a=tangent_vec_a,
             tangent_vec_b=tangent_vec_b,
             base_point=base_point,
         )
+
+    @differentiable(inner_product_vjp, wrt=("tangent_vec_a", "tangent_vec_b", "base_point"))
+    def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
+        """g^N inner product of vectors of shape (..., d^2); returns shape (...,)."""
+        tangent_vec_a, tangent_vec_b, base_point = self._pair_at(
+            tangent_vec_a, tangent_vec_b, base_point
+        )
         return self._frames_apply(
             lambda f, a, b: f.inner(a, b), base_point, tangent_vec_a, tangent_vec_b
         )
 
     # -- connection ---------------------------------------------------------------
+    @boundary
     def christoffels(self, base_point=None):
         """Christoffel symbols ``G[..., k, i, j]`` (contravariant first), shape (..., n, n, n).
 
@@ -572,14 +598,11 @@ class DepthMetric(RiemannianMetric):
         G = np.moveaxis(G.reshape(-1, n, n, n), -1, 1)
         return G.reshape(batch + (n, n, n))
 
+    @boundary
     def christoffel_term(self, tangent_vec_a, tangent_vec_b, base_point):
         r""":math:`\Gamma_X(U, V)` for vectors of shape (..., d^2) (no full tensor)."""
-        tangent_vec_a, tangent_vec_b, base_point = as_arrays(
-            (self._space.dim,),
-            batch=True,
-            tangent_vec_a=tangent_vec_a,
-            tangent_vec_b=tangent_vec_b,
-            base_point=base_point,
+        tangent_vec_a, tangent_vec_b, base_point = self._pair_at(
+            tangent_vec_a, tangent_vec_b, base_point
         )
         n = self._space.dim
         return self._frames_apply(
@@ -590,6 +613,7 @@ class DepthMetric(RiemannianMetric):
             out_shape=(n,),
         )
 
+    @boundary
     def geodesic_equation(self, state):
         r"""Right-hand side of the geodesic ODE: ``(velocity, -Gamma_X(velocity, velocity))``.
 
@@ -610,6 +634,7 @@ class DepthMetric(RiemannianMetric):
         acc = DenseDepthFrame(pos, self.depth, check=False).geodesic_acceleration(vel)
         return np.stack([state[..., 1, :], acc.reshape(batch + (self._space.dim,))], axis=-2)
 
+    @boundary
     def jacobian_christoffels(self, base_point):
         r"""Derivatives ``J[..., k, i, j, l]`` of the Christoffel symbols in coordinate l.
 
@@ -617,7 +642,7 @@ class DepthMetric(RiemannianMetric):
         :math:`h = 10^{-3} \max(1, |X|)`: truncation O(h^4) ~ 1e-12, rounding
         O(eps/h) ~ 1e-13 relative.
         """
-        base_point = gs.array(base_point, dtype=float)
+        base_point = np.asarray(base_point, dtype=float)
         n = self._space.dim
         batch = base_point.shape[:-1]
         flat = base_point.reshape(-1, n)

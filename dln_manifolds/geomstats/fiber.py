@@ -15,10 +15,15 @@ Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import geomstats.backend as gs
 import numpy as np
 
 from .._checks import (
+    as_array,
+    as_arrays,
+    as_layer_sequence,
     as_matrix,
     as_stack,
     check_count,
@@ -27,6 +32,7 @@ from .._checks import (
 )
 from ..fiber import (
     check_fiber_depth,
+    check_fiber_widths,
     fiber_restore,
     fiber_retraction,
     fiber_tangent_projection,
@@ -34,9 +40,29 @@ from ..fiber import (
 )
 from ..network import balanced_point, end_to_end
 from ..submanifold_geodesics import fiber_dist, fiber_exp, fiber_log
-from .induced import InducedSubmanifold, batched_over_points
+from ._backend import boundary, plain
+from .induced import InducedFrobeniusMetric, InducedSubmanifold, batched_over_points
 
 __all__ = ["Fiber"]
+
+
+class _FlatFrobeniusMetric(InducedFrobeniusMetric):
+    """The Frobenius metric on flat points (..., D) of a :class:`Fiber` of general widths."""
+
+    def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
+        """Euclidean inner product of the flat vectors; shapes (..., D) -> (...,)."""
+        a, b = self._space._arrays(tangent_vec_a=tangent_vec_a, tangent_vec_b=tangent_vec_b)
+        out = np.sum(a * b, axis=-1)
+        if base_point is not None:
+            (base_point,) = self._space._arrays(base_point=base_point)
+            out = np.broadcast_to(out, np.broadcast_shapes(out.shape, base_point.shape[:-1]))
+        return out
+
+    def _geodesics(self):
+        raise NotImplementedError(
+            f"geodesics of the fiber are implemented for square layers only, not for widths "
+            f"{self._space.widths}; use space.retraction(tangent_vec, base_point) (not exp)"
+        )
 
 
 class Fiber(InducedSubmanifold):
@@ -46,9 +72,18 @@ class Fiber(InducedSubmanifold):
     arrays of shape (N, d, d), input layer first. Thin layer over
     :mod:`dln_manifolds.fiber`.
 
+    **General widths.** With ``widths`` :math:`(d_0, \dots, d_N)` (every hidden width
+    at least :math:`r = \min(d_0, d_N)`, X of shape :math:`(d_N, d_0)` and rank r), points
+    and tangent vectors are flat vectors of shape (..., D),
+    :math:`D = \sum_k d_k d_{k+1}`: the layers ``W[k]`` of shape :math:`(d_{k+1}, d_k)`,
+    input layer first, each row-major, concatenated (geomstats needs one array shape per
+    space). :meth:`to_layers` and :meth:`from_layers` convert. The dimension is
+    :math:`D - d_0 d_N`. Geodesics (``metric.exp``, ``log``, ``dist``) are implemented
+    for square layers only (NotImplementedError).
+
     Parameters
     ----------
-    X : array_like, shape (d, d)
+    X : array_like, shape (d, d), or (d_N, d_0) with ``widths``
         Full-rank real end-to-end matrix.
     depth : int
         Number of layers N >= 2: for N = 1 the fiber is the single point X,
@@ -56,6 +91,15 @@ class Fiber(InducedSubmanifold):
         :class:`dln_manifolds.pymanopt.Fiber` (:func:`~dln_manifolds.fiber.check_fiber_depth`).
     equip : bool, default True
         Equip with :class:`~dln_manifolds.geomstats.induced.InducedFrobeniusMetric`.
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`: a fiber of general widths, with flat points.
+
+    Raises
+    ------
+    ValueError
+        If X is rank-deficient, if a hidden width is below rank X, or if ``widths``
+        disagrees with the shape of X or the depth (each naming the argument and the
+        numbers).
 
     Notes
     -----
@@ -75,11 +119,29 @@ class Fiber(InducedSubmanifold):
       :func:`~dln_manifolds.submanifold_geodesics.fiber_log`).
     """
 
-    def __init__(self, X, depth: int, equip: bool = True):
+    def __init__(self, X, depth: int, equip: bool = True, *, widths: Sequence[int] | None = None):
+        depth = check_fiber_depth(depth)
+        self.widths = None
+        if widths is not None:
+            X = as_array(X, "X", (), real=True, batch=True)
+            if X.ndim != 2:
+                raise ValueError(f"X must be a matrix of shape (d_N, d_0), got shape {X.shape}")
+            widths = check_fiber_widths(
+                X, depth, widths, 1.0 / (min(X.shape) * np.finfo(float).eps)
+            )
+            self.X = X.copy()
+            self.depth = depth
+            self.d = None
+            self.widths = widths
+            self._layer_shapes = [(widths[k + 1], widths[k]) for k in range(depth)]
+            size = sum(a * b for a, b in self._layer_shapes)
+            super().__init__(dim=size - X.size, shape=(size,), intrinsic=False, equip=False)
+            if equip:
+                self.equip_with_metric(_FlatFrobeniusMetric)
+            return
         X = as_matrix(X)
         if np.iscomplexobj(X):
             raise TypeError("X must be a real matrix")
-        depth = check_fiber_depth(depth)
         check_full_rank(np.linalg.svd(X, compute_uv=False), "X")
         self.X = X.copy()
         self.depth = depth
@@ -92,9 +154,100 @@ class Fiber(InducedSubmanifold):
         )
 
     @property
+    @boundary
     def center(self) -> np.ndarray:
-        """The center of [R] (Kempf-Ness minimizer of :math:`|W|^2`), shape (N, d, d)."""
+        """The center of [R] (Kempf-Ness minimizer of :math:`|W|^2`), shape (N, d, d).
+
+        With ``widths``: ``balanced_point(X, N, widths=widths)`` as a flat vector (D,).
+        """
+        if self.widths is not None:
+            return self.from_layers(balanced_point(self.X, self.depth, widths=self.widths))
         return balanced_point(self.X, self.depth)
+
+    # -- general widths: flat points ----------------------------------------------------
+    def to_layers(self, point) -> list[np.ndarray]:
+        """The layers of a flat point (D,) of a fiber of general widths: N arrays
+        ``W[k]`` of shape (d_{k+1}, d_k) (views into a validated copy)."""
+        self._require_widths("to_layers")
+        (point,) = as_arrays(self.shape, point=point)
+        return self._split(point)
+
+    def from_layers(self, layers) -> np.ndarray:
+        """The flat point (D,) of a list of N layers ``W[k]`` of shape (d_{k+1}, d_k)."""
+        self._require_widths("from_layers")
+        layers = as_layer_sequence(layers, "layers", widths=self.widths, batch=False, real=True)
+        return np.concatenate([layer.reshape(-1) for layer in layers])
+
+    def _require_widths(self, name: str) -> None:
+        if self.widths is None:
+            raise ValueError(
+                f"{name} is for a fiber of general widths (built with widths=...); this "
+                "fiber's points are already stacks of layers (N, d, d)"
+            )
+
+    def _split(self, flat: np.ndarray) -> list[np.ndarray]:
+        out, start = [], 0
+        for rows, cols in self._layer_shapes:
+            out.append(flat[start : start + rows * cols].reshape(rows, cols))
+            start += rows * cols
+        return out
+
+    def _flat_over(self, fun, *arrays):
+        """Apply ``fun`` (on lists of layers, returning a list) over batches of flat points."""
+        return batched_over_points(
+            lambda *flat: np.concatenate(
+                [layer.reshape(-1) for layer in fun(*(self._split(f) for f in flat))]
+            ),
+            *arrays,
+            point_ndim=1,
+        )
+
+    def belongs(self, point, atol: float = 1e-9):
+        """True where the point has the space's shape and lies on the fiber (to ``atol``)."""
+        if self.widths is None:
+            return super().belongs(point, atol)
+        point = np.asarray(point, dtype=float)
+        if point.shape[-1:] != self.shape:
+            return np.zeros(point.shape[: max(point.ndim - 1, 0)], dtype=bool)
+        return batched_over_points(
+            lambda W: self._belongs_one(self._split(W), atol), point, point_ndim=1
+        ).astype(bool)
+
+    def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
+        r"""True where :math:`|V - P_W V| \le` ``atol`` :math:`\max(1, |V|)`."""
+        if self.widths is None:
+            return super().is_tangent(vector, base_point, atol)
+        if base_point is None:
+            raise TypeError("base_point is required: the tangent space depends on it")
+        vector, base_point = self._arrays(vector=vector, base_point=base_point)
+        residual = vector - self.to_tangent(vector, base_point)
+        norm = np.linalg.norm(vector, axis=-1)
+        return np.linalg.norm(residual, axis=-1) <= atol * np.maximum(1.0, norm)
+
+    def to_tangent(self, vector, base_point=None):
+        r"""Orthogonal projection :math:`P_W V` onto the tangent space at ``base_point``."""
+        if self.widths is None:
+            return super().to_tangent(vector, base_point)
+        if base_point is None:
+            raise TypeError("base_point is required: the tangent space depends on it")
+        vector, base_point = self._arrays(vector=vector, base_point=base_point)
+        return self._flat_over(lambda V, W: fiber_tangent_projection(W, V), vector, base_point)
+
+    def projection(self, point):
+        """Map nearby points onto the fiber by its restore map (not the nearest point)."""
+        if self.widths is None:
+            return super().projection(point)
+        (point,) = self._arrays(point=point)
+        return self._flat_over(lambda W: fiber_restore(W, self.X), point)
+
+    def retraction(self, tangent_vec, base_point):
+        """The second-order retraction (not the exponential map)."""
+        if self.widths is None:
+            return super().retraction(tangent_vec, base_point)
+        tangent_vec, base_point = self._arrays(tangent_vec=tangent_vec, base_point=base_point)
+        return self._flat_over(
+            lambda V, W: fiber_retraction(W, V, X=self.X), tangent_vec, base_point
+        )
 
     def _belongs_one(self, W, atol):
         r"""True if :math:`|W_N\cdots W_1 - X|_F \le` ``atol`` :math:`\max(1, |X|_F)`."""
@@ -125,6 +278,7 @@ class Fiber(InducedSubmanifold):
             lambda T1, W1: fiber_dist(W1, T1, self.X, n_steps, tol=tol, max_iter=max_iter), T, W
         )
 
+    @boundary
     def random_point(self, n_samples: int = 1, bound: float = 1.0):
         r"""Random points :math:`e^{a}\cdot C`: C the center, a Gaussian of scale 0.3 ``bound``.
 
@@ -134,14 +288,31 @@ class Fiber(InducedSubmanifold):
         """
         n_samples = check_count(n_samples, "n_samples")
         check_positive(bound, "bound")
+        if self.widths is not None:
+            C = balanced_point(self.X, self.depth, widths=self.widths)
+            hidden = self.widths[1:-1]
+            pts = []
+            for _ in range(n_samples):
+                a = [0.3 * bound * plain(gs.random.normal(size=(dk, dk))) for dk in hidden]
+                pts.append(self.from_layers(fiber_restore(group_action_exp(a, C), self.X)))
+            pts = np.stack(pts)
+            return pts[0] if n_samples == 1 else pts
         C = self.center
         N, d = self.depth, self.d
-        a = 0.3 * bound * gs.random.normal(size=(n_samples, N - 1, d, d))
+        a = 0.3 * bound * plain(gs.random.normal(size=(n_samples, N - 1, d, d)))
         pts = np.stack([self.projection(group_action_exp(ai, C)) for ai in a])
         return pts[0] if n_samples == 1 else pts
 
+    @boundary
     def check_point(self, point) -> np.ndarray:
-        """Validate a single point: shape (N, d, d), finite, on the fiber."""
+        """Validate a single point: shape (N, d, d) (or (D,) with widths), finite, on the fiber."""
+        if self.widths is not None:
+            (W,) = as_arrays(self.shape, point=point)
+            if not self.belongs(W, atol=1e-6):
+                raise ValueError(
+                    "point is not on the fiber F_X (end-to-end product differs from X)"
+                )
+            return W
         W = as_stack(point, "point", depth=self.depth, d=self.d, real=True)
         if not self.belongs(W, atol=1e-6):
             raise ValueError("point is not on the fiber F_X (end-to-end product differs from X)")

@@ -11,11 +11,19 @@ Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the
 
 from __future__ import annotations
 
+import geomstats.backend as gs
 import numpy as np
 from geomstats.geometry.manifold import Manifold
 from geomstats.geometry.riemannian_metric import RiemannianMetric
 
 from .._checks import as_arrays, check_count, check_positive
+from ._backend import boundary, differentiable, is_traced, plain, to_backend
+from ._derivatives import (
+    dist_vjp,
+    induced_exp_vjp,
+    induced_log_vjp,
+    projection_vjp,
+)
 
 __all__ = ["InducedFrobeniusMetric", "InducedSubmanifold"]
 
@@ -83,12 +91,22 @@ class InducedFrobeniusMetric(RiemannianMetric):
         self.max_iter = check_count(max_iter, "max_iter")
 
     def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
-        """Frobenius inner product summed over layers; shapes (..., N, d, d) -> (...,)."""
-        a, b = self._space._arrays(tangent_vec_a=tangent_vec_a, tangent_vec_b=tangent_vec_b)
-        out = np.sum(a * b, axis=(-3, -2, -1))
+        """Frobenius inner product summed over layers; shapes (..., N, d, d) -> (...,).
+
+        Written with backend operations: differentiable under autograd and pytorch.
+        """
+        a, b = self._space._arrays(
+            tangent_vec_a=plain(tangent_vec_a), tangent_vec_b=plain(tangent_vec_b)
+        )
+        # the caller's tensors keep their gradient tape; anything else is validated numpy
+        a = tangent_vec_a if is_traced(tangent_vec_a) else to_backend(a)
+        b = tangent_vec_b if is_traced(tangent_vec_b) else to_backend(b)
+        out = gs.sum(a * b, axis=(-3, -2, -1))
         if base_point is not None:
-            (base_point,) = self._space._arrays(base_point=base_point)
-            out = np.broadcast_to(out, np.broadcast_shapes(out.shape, base_point.shape[:-3]))
+            (bp,) = self._space._arrays(base_point=plain(base_point))
+            shape = np.broadcast_shapes(tuple(out.shape), bp.shape[:-3])
+            if shape != tuple(out.shape):
+                out = gs.broadcast_to(out, shape)
         return out
 
     def _geodesics(self):
@@ -99,12 +117,14 @@ class InducedFrobeniusMetric(RiemannianMetric):
             )
         return self._space
 
+    @differentiable(induced_exp_vjp, wrt=("tangent_vec",))
     def exp(self, tangent_vec, base_point):
         """Riemannian exponential (RK4 on the geodesic equation); shape (..., N, d, d)."""
         space = self._geodesics()
         tangent_vec, base_point = space._arrays(tangent_vec=tangent_vec, base_point=base_point)
         return space._geodesic_exp(base_point, tangent_vec, self.n_steps)
 
+    @differentiable(induced_log_vjp, wrt=("point",))
     def log(self, point, base_point):
         """Riemannian logarithm (shooting); shape (..., N, d, d); ValueError if not found."""
         space = self._geodesics()
@@ -115,6 +135,7 @@ class InducedFrobeniusMetric(RiemannianMetric):
         """Squared geodesic distance; shape (...,)."""
         return self.dist(point_a, point_b) ** 2
 
+    @differentiable(dist_vjp, wrt=("point_a", "point_b"))
     def dist(self, point_a, point_b):
         """Geodesic distance, the norm of ``log(point_b, point_a)`` (inf across components)."""
         space = self._geodesics()
@@ -162,6 +183,7 @@ class InducedSubmanifold(Manifold):
         """Validate real points and vectors of shape (..., N, d, d), named by their keywords."""
         return as_arrays(tuple(self.shape), batch=True, **arrays)
 
+    @boundary
     def belongs(self, point, atol: float = 1e-9):
         """True where the point has shape (N, d, d) and passes the space's membership test."""
         point = np.asarray(point, dtype=float)
@@ -169,6 +191,7 @@ class InducedSubmanifold(Manifold):
             return np.zeros(point.shape[: max(point.ndim - 3, 0)], dtype=bool)
         return batched_over_points(lambda W: self._belongs_one(W, atol), point).astype(bool)
 
+    @boundary
     def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
         r"""True where :math:`|V - P_W V| \le` ``atol`` :math:`\max(1, |V|)`."""
         if base_point is None:
@@ -180,6 +203,7 @@ class InducedSubmanifold(Manifold):
             1.0, norm
         )
 
+    @differentiable(projection_vjp("to_tangent"), wrt=("vector",))
     def to_tangent(self, vector, base_point=None):
         r"""Orthogonal projection :math:`P_W V` onto the tangent space at ``base_point``."""
         if base_point is None:
@@ -187,11 +211,13 @@ class InducedSubmanifold(Manifold):
         vector, base_point = self._arrays(vector=vector, base_point=base_point)
         return self._over(lambda V, W: self._tangent_projection(W, V), vector, base_point)
 
+    @boundary
     def projection(self, point):
         """Map nearby points onto the manifold by its restore map (not the nearest point)."""
         (point,) = self._arrays(point=point)
         return self._over(self._restore, point)
 
+    @boundary
     def retraction(self, tangent_vec, base_point):
         """The space's second-order retraction (not the exponential map)."""
         tangent_vec, base_point = self._arrays(tangent_vec=tangent_vec, base_point=base_point)

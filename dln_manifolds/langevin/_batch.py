@@ -8,11 +8,9 @@ loop over paths.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from .._checks import as_array, as_layer_stack, as_matrix_batch, check_count
+from .._checks import as_array, as_layer_stack, as_matrix_batch, check_count, check_real_scalar
 
 
 def as_real_points(X, name: str = "X") -> np.ndarray:
@@ -30,11 +28,7 @@ def as_real_points(X, name: str = "X") -> np.ndarray:
 
 def check_real(value, name: str, *, positive: bool = False, allow_zero: bool = False) -> float:
     """Validate a finite real scalar (positive, or non-negative when ``allow_zero``)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
+    value = check_real_scalar(value, name)
     if positive and (value < 0 or (value == 0 and not allow_zero)):
         kind = "non-negative" if allow_zero else "positive"
         raise ValueError(f"{name} must be {kind}, got {value}")

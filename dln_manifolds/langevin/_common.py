@@ -16,11 +16,61 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import as_array
 from .._linalg import stack_product
 from ..energies import energy_functions
 from ..network import lifted_gradient_unchecked
 
-__all__ = ["check_energy", "energy_gradient", "lifted_energy_gradient"]
+__all__ = [
+    "RUN_OPTIONS",
+    "as_real_matrices",
+    "check_energy",
+    "check_rectangular_depth",
+    "energy_gradient",
+    "lifted_energy_gradient",
+    "run_options",
+]
+
+#: The options of every sampler that go unchanged to ``_stepping.run_sampler`` (documented
+#: once: in :func:`~dln_manifolds.langevin.brownian_motion` for the matrix samplers and in
+#: :func:`~dln_manifolds.langevin.dyson_brownian_motion` for the Dyson samplers).
+RUN_OPTIONS = (
+    "seed",
+    "save_every",
+    "max_halvings",
+    "on_boundary",
+    "progress",
+    "chunk_size",
+    "out",
+    "on_save",
+)
+
+
+def run_options(arguments: dict) -> dict:
+    """The :data:`RUN_OPTIONS` among a sampler's arguments (its ``locals()`` at the door)."""
+    return {name: arguments[name] for name in RUN_OPTIONS if name in arguments}
+
+
+def as_real_matrices(X, name: str = "X") -> np.ndarray:
+    """Validate a real matrix or stack of matrices of shape (..., m, n), m, n >= 1; float64."""
+    arr = as_array(X, name, (), real=True, batch=True)
+    if arr.ndim < 2:
+        raise ValueError(f"{name} must have shape (..., m, n), got {arr.shape}")
+    return arr
+
+
+def check_rectangular_depth(shape: tuple[int, ...], depth, name: str = "X") -> None:
+    r"""Reject ``depth = inf`` for non-square points: g^inf is not a metric there.
+
+    The rescaled operator :math:`\mathcal{A}_\infty = \lim\mathcal{A}_N/N` vanishes on the
+    complement block of an m x n matrix (m != n), so neither its inverse (the metric) nor a
+    diffusion with covariance :math:`\mathcal{A}_\infty` on all of the space exists.
+    """
+    if np.isinf(depth) and shape[-1] != shape[-2]:
+        raise ValueError(
+            f"depth must be finite for non-square {name} (shape (..., {shape[-2]}, "
+            f"{shape[-1]})): the limit metric g^inf is not defined on the complement block"
+        )
 
 
 def energy_gradient(energy, X):

@@ -89,10 +89,10 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._checks import check_count
+from .._checks import as_generator, check_count
 from ._batch import check_real
 
-__all__ = ["SampleResult", "make_rng", "run_sampler", "rank_preserving", "order_preserving"]
+__all__ = ["SampleResult", "run_sampler", "rank_preserving", "order_preserving"]
 
 #: Paths advanced at once by default (bounds the temporaries of a step; results do not
 #: depend on it).
@@ -144,22 +144,12 @@ class SampleResult:
         return self.states[-1]
 
 
-def make_rng(seed) -> np.random.Generator:
-    """A numpy Generator from None, an int, a SeedSequence or a Generator."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None or isinstance(seed, (int, np.integer, np.random.SeedSequence)):
-        return np.random.default_rng(seed)
-    raise TypeError(
-        f"seed must be None, an int, a numpy SeedSequence or Generator, got {type(seed).__name__}"
-    )
-
-
 def rank_preserving(max_log_change: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """Acceptance test for matrix states (..., d, d) (last two axes; any leading batch axes).
+    """Acceptance test for matrix states (..., m, n) (last two axes; any leading batch axes).
 
     Accept when every matrix of the proposal is finite, its determinant has the
-    sign of the current one, and every (sorted) log singular value moved by at
+    sign of the current one (square matrices only: full-rank m x n matrices with
+    m != n form a connected set), and every (sorted) log singular value moved by at
     most ``max_log_change``.
     """
 
@@ -173,7 +163,10 @@ def rank_preserving(max_log_change: float) -> Callable[[np.ndarray, np.ndarray],
         sy = np.linalg.svd(ym, compute_uv=False)
         with np.errstate(divide="ignore", invalid="ignore"):
             change = np.abs(np.log(sy) - np.log(sx)).max(axis=-1)
-            same_sign = np.sign(np.linalg.det(xm)) == np.sign(np.linalg.det(ym))
+            if xm.shape[-1] == xm.shape[-2]:
+                same_sign = np.sign(np.linalg.det(xm)) == np.sign(np.linalg.det(ym))
+            else:
+                same_sign = True
         ok = finite & same_sign & (change <= max_log_change)
         return ok.reshape(batch, -1).all(axis=1)
 
@@ -488,7 +481,7 @@ def run_sampler(
         raise TypeError(f"on_save must be callable, got {type(on_save).__name__}")
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"out must be a file path (str or os.PathLike), got {type(out).__name__}")
-    rng = make_rng(seed)
+    rng = as_generator(seed)
     n_steps = max(1, int(np.ceil(t_final / dt - 1e-9)))
     x = np.array(x0, dtype=np.result_type(x0, np.float64), copy=True if copy else None)
     B = x.shape[0]

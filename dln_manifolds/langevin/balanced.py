@@ -61,15 +61,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..balanced import (
-    balance_error,
-    frames_unchecked,
-    from_frame,
-    horizontal_in_frame,
-    project_in_frame,
-    retract_unchecked,
-    to_frame,
-)
+from ..balanced import BalancedFrame, balance_error, retract_unchecked
 from ._batch import as_real_stacks, check_real, ensemble
 from ._common import check_energy, lifted_energy_gradient
 from ._stepping import SampleResult, rank_preserving, run_sampler
@@ -79,10 +71,10 @@ __all__ = ["balanced_langevin", "balanced_noise"]
 
 def _anisotropic_noise(W: np.ndarray, xi: np.ndarray, root_kappa: float) -> np.ndarray:
     """P^ver xi + sqrt(kappa) P^hor xi for stacks (..., N, d, d), in the frames of W."""
-    Q, lam = frames_unchecked(W, check=False)
-    Zh = to_frame(Q, xi)
-    hor = horizontal_in_frame(Zh, lam)
-    return from_frame(Q, (project_in_frame(Zh, lam)[0] - hor) + root_kappa * hor)
+    frame = BalancedFrame(W, check=False)
+    Zh = frame.to_frame(xi)
+    hor = frame.horizontal_hat(Zh)
+    return frame.from_frame((frame.tangent_hat(Zh) - hor) + root_kappa * hor)
 
 
 def balanced_noise(W, xi, kappa: float = 1.0) -> np.ndarray:

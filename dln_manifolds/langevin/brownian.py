@@ -1,8 +1,8 @@
-r"""Brownian motion on :math:`(\mathfrak{M}_d, g^N)` ([G] Thm 18, eq. 12.9-12.10).
+r"""Brownian motion on :math:`(\mathfrak{M}_{m\times n}, g^N)` ([G] Thm 18, eq. 12.9-12.10).
 
 Brownian motion at inverse temperature :math:`\beta` on a Riemannian manifold
 is the diffusion with generator :math:`\beta^{-1}\Delta_{g}` ([G] section 10.3,
-eq. 10.4). On full-rank d x d matrices with the depth metric
+eq. 10.4). On full-rank m x n matrices with the depth metric
 :math:`g^N_X(Z_1,Z_2) = \mathrm{tr}(Z_1^T\mathcal{A}_{N,X}^{-1}Z_2)` it is the Ito SDE
 
 .. math::
@@ -11,17 +11,41 @@ eq. 10.4). On full-rank d x d matrices with the depth metric
          + \sqrt{\frac{2}{\beta}}\;\mathcal{A}_{N,X}^{1/2}(dB), \qquad
     \Sigma''_{kk} = (N-1)\lambda_k^{N-2},\quad \lambda_k = \sigma_k^{1/N},
 
-where :math:`X = U\Sigma V^T` and B is a standard Brownian motion in
-:math:`\mathbb{M}_d`. :math:`\mathcal{A}^{1/2}` acts entrywise in the singular
-frame with the square roots of the multipliers of [G] eq. 7.13-7.14, which is
-the matrix of noise coefficients written in [G] eq. 12.10. The drift is exactly
-:math:`\beta^{-1}` times the Laplace-Beltrami drift
-:math:`|g|^{-1/2}\partial_j(|g|^{1/2}g^{jk})` (the off-diagonal contributions
-cancel; checked by finite differences of the metric in the tests).
+where :math:`X = U\Sigma V^T` (the thin SVD for m != n) and B is a standard Brownian
+motion in :math:`\mathbb{R}^{m\times n}`. :math:`\mathcal{A}^{1/2}` acts entrywise in the
+singular frame with the square roots of the multipliers of [G] eq. 7.13-7.14 (and of the
+complement multipliers :math:`c_k = \sigma_k^{2(N-1)/N}` for m != n), which is the matrix of
+noise coefficients written in [G] eq. 12.10. The drift is exactly :math:`\beta^{-1}` times
+the Laplace-Beltrami drift :math:`|g|^{-1/2}\partial_j(|g|^{1/2}g^{jk}) = -g^{ij}\Gamma^k_{ij}`
+(checked by finite differences of the dense metric in the tests).
+
+Non-square X
+------------
+The drift has the same form for m != n: the complement block contributes nothing.
+Derivation (docs/mathematics.rst, :ref:`math-widths-brownian`): :math:`X \mapsto PXQ^T`
+(P, Q orthogonal) is an isometry, so the drift is equivariant; the stabilizer of
+:math:`\Sigma` (signs, and :math:`O(|m-n|)` on the complement) forces it to be
+:math:`U\,\mathrm{diag}(b_k)\,V^T`. Then :math:`b_k` follows from the radial part of the
+Laplacian, :math:`\Delta\sigma_k = \rho^{-1}\partial_k(\rho\, m_{kk})` with :math:`\rho` the
+volume density in singular-value coordinates, and Ito's formula for :math:`\sigma_k`:
+the complement adds :math:`|m-n|\,\sigma_k^{1/N}` to the density per k (a term
+:math:`|m-n|\,m_{kk}/(N\sigma_k)` in :math:`\Delta\sigma_k`) and :math:`|m-n|\,c_k/\sigma_k`
+to the Ito correction of :math:`\sigma_k`; both equal :math:`|m-n|\,\sigma_k^{1-2/N}` and
+cancel. So the singular values follow
+
+.. math::
+
+    d\sigma_k = \frac1\beta\Big((N - 1 + |m-n|)\,\sigma_k^{1-2/N}
+    + \sum_{l\ne k}\frac{2\sigma_k}{\sigma_k^{2/N} - \sigma_l^{2/N}}\Big)dt
+    + \sqrt{\frac{2N}{\beta}}\,\sigma_k^{1-1/N}\,dW_k,
+
+the square case's SDE plus the term :math:`|m-n|\,\sigma_k^{1-2/N}/\beta`.
 
 For ``depth = numpy.inf`` (the rescaled metric :math:`\mathcal{A}_\infty = \lim
 \mathcal{A}_N/N`, [G] eq. 14.7) the drift is the limit of
-:math:`\Sigma''/N`, i.e. :math:`\beta^{-1}X`.
+:math:`\Sigma''/N`, i.e. :math:`\beta^{-1}X`; square X only (for m != n,
+:math:`\mathcal{A}_\infty` vanishes on the complement block and :math:`g^\infty` is not a
+metric: ValueError).
 
 References
 ----------
@@ -38,7 +62,8 @@ import numpy as np
 
 from .._checks import check_count, check_depth, check_full_rank_batch
 from ..depth_metric import DepthFrame
-from ._batch import as_real_points, check_real, ensemble
+from ._batch import check_real, ensemble
+from ._common import as_real_matrices, check_rectangular_depth, run_options
 from ._stepping import DEFAULT_CHUNK_SIZE, SampleResult, rank_preserving, run_sampler
 
 __all__ = ["brownian_drift", "brownian_increment", "brownian_motion"]
@@ -54,14 +79,18 @@ def _drift_diagonal(s: np.ndarray, depth) -> np.ndarray:
 
 
 def full_rank_frame(X: np.ndarray, depth, name: str = "X") -> DepthFrame:
-    """Singular frame and multipliers of validated full-rank matrices (..., d, d)."""
+    """Singular frame and multipliers of validated full-rank matrices (..., m, n).
+
+    ``depth = inf`` with m != n raises ValueError (see :func:`check_rectangular_depth`).
+    """
+    check_rectangular_depth(X.shape, depth, name)
     frame = DepthFrame(X, depth, check=False)
     check_full_rank_batch(frame.s, name)
     return frame
 
 
 def diagonal_in_frame(frame: DepthFrame, diagonal: np.ndarray) -> np.ndarray:
-    r""":math:`U\,\mathrm{diag}(\cdot)\,V^T` for diagonal entries (..., d) in the frame."""
+    r""":math:`U\,\mathrm{diag}(\cdot)\,V^T` for diagonal entries (..., r) (thin SVD if m != n)."""
     return (frame.U * diagonal[..., None, :]) @ frame.Vh
 
 
@@ -85,10 +114,14 @@ def matrix_sampler(
     in standard deviation (the time scale of these processes is 1/N: see the
     docstring of ``_stepping``). ``options`` go to :func:`run_sampler`.
     """
-    x0 = ensemble(as_real_points(X0, "X0"), n_paths, 2, "X0")
+    max_log_change = check_real(max_log_change, "max_log_change", positive=True)
+    x0 = ensemble(as_real_matrices(X0, "X0"), n_paths, 2, "X0")
+    check_rectangular_depth(x0.shape, depth, "X0")
     chunk = options.get("chunk_size")
     chunk = DEFAULT_CHUNK_SIZE if chunk is None else check_count(chunk, "chunk_size", integral=True)
-    s0 = np.empty(x0.shape[:-1])  # singular values only, chunk by chunk (bounded memory)
+    s0 = np.empty(
+        x0.shape[:-2] + (min(x0.shape[-2:]),)
+    )  # singular values only, chunk by chunk (bounded memory)
     for lo in range(0, x0.shape[0], chunk):
         s0[lo : lo + chunk] = np.linalg.svd(x0[lo : lo + chunk], compute_uv=False)
     check_full_rank_batch(s0, "X0")
@@ -123,40 +156,41 @@ def matrix_sampler(
 
 
 def brownian_drift(X, depth, beta: float = 1.0) -> np.ndarray:
-    r"""Ito drift of Brownian motion at inverse temperature beta on :math:`(\mathfrak{M}_d, g^N)`.
+    r"""Ito drift of Brownian motion at inverse temperature beta on :math:`(\mathfrak{M}, g^N)`.
 
     [G] Thm 18, eq. 12.9: :math:`\beta^{-1} U \,\mathrm{diag}((N-1)\lambda_k^{N-2})\, V^T`
-    with :math:`X = U\Sigma V^T`, :math:`\lambda_k = \sigma_k^{1/N}`; this is
-    :math:`\beta^{-1}` times the Laplace-Beltrami drift
-    :math:`|g|^{-1/2}\partial_j(|g|^{1/2} g^{jk})` of :math:`g^N`.
+    with :math:`X = U\Sigma V^T` (thin SVD for m != n), :math:`\lambda_k = \sigma_k^{1/N}`;
+    this is :math:`\beta^{-1}` times the Laplace-Beltrami drift
+    :math:`|g|^{-1/2}\partial_j(|g|^{1/2} g^{jk})` of :math:`g^N`, for square and non-square X
+    alike (module section *Non-square X*). Cost O(m n min(m, n)), one thin SVD.
 
     Parameters
     ----------
-    X : array_like, shape (..., d, d)
-        Full-rank real matrices (one or a stack).
+    X : array_like, shape (..., m, n)
+        Full-rank real matrices (one or a stack; rank min(m, n)).
     depth : int or numpy.inf
         N >= 1 (depth 1 is the flat metric: zero drift); ``inf`` gives the
-        rescaled limit metric, with drift :math:`\beta^{-1} X`.
+        rescaled limit metric, with drift :math:`\beta^{-1} X` (square X only).
     beta : float, default 1
         Inverse temperature (> 0).
 
     Returns
     -------
-    ndarray, shape (..., d, d)
+    ndarray, shape (..., m, n)
 
     Raises
     ------
     ValueError
-        If some X is rank-deficient, or beta is not positive.
+        If some X is rank-deficient, beta is not positive, or ``depth = inf`` with m != n.
     """
-    X = as_real_points(X)
+    X = as_real_matrices(X)
     depth = check_depth(depth)
     beta = check_real(beta, "beta", positive=True)
     return brownian_drift_in_frame(full_rank_frame(X, depth), beta)
 
 
 def brownian_increment(X, depth, beta: float, dt: float, noise) -> np.ndarray:
-    r"""One Euler-Maruyama increment of Brownian motion on :math:`(\mathfrak{M}_d, g^N)`.
+    r"""One Euler-Maruyama increment of Brownian motion on :math:`(\mathfrak{M}_{m\times n}, g^N)`.
 
     [G] eq. 12.10:
 
@@ -166,34 +200,36 @@ def brownian_increment(X, depth, beta: float, dt: float, noise) -> np.ndarray:
 
     with b the drift of :func:`brownian_drift` and :math:`\mathcal{A}^{1/2}`
     applied in the singular frame: :math:`U(\sqrt{M}\circ(U^T\xi V))V^T`, M the
-    multipliers of [G] eq. 7.13-7.14. Its covariance is
-    :math:`(2\Delta t/\beta)\mathcal{A}_{N,X}`, the inverse metric.
+    multipliers of [G] eq. 7.13-7.14 (and :math:`\sqrt{c_k}` on the complement block for
+    m != n). Its covariance is :math:`(2\Delta t/\beta)\mathcal{A}_{N,X}`, the inverse metric.
 
     Parameters
     ----------
-    X : array_like, shape (..., d, d)
+    X : array_like, shape (..., m, n)
         Full-rank real matrices.
     depth : int or numpy.inf
+        Finite for m != n.
     beta : float
         Inverse temperature (> 0).
     dt : float
         Time step (> 0).
-    noise : array_like, shape (..., d, d)
+    noise : array_like, shape (..., m, n)
         Standard Gaussian samples (mean 0, variance 1 per entry), broadcastable
         against X.
 
     Returns
     -------
-    ndarray, shape (..., d, d)
+    ndarray, shape (..., m, n)
         The increment (add it to X for the next point).
     """
-    X = as_real_points(X)
+    X = as_real_matrices(X)
     depth = check_depth(depth)
     beta = check_real(beta, "beta", positive=True)
     dt = check_real(dt, "dt", positive=True)
-    noise = as_real_points(noise, "noise")
-    if noise.shape[-1] != X.shape[-1]:
-        raise ValueError(f"noise must have shape (..., {X.shape[-1]}, {X.shape[-1]})")
+    noise = as_real_matrices(noise, "noise")
+    if noise.shape[-2:] != X.shape[-2:]:
+        m, n = X.shape[-2:]
+        raise ValueError(f"noise must have shape (..., {m}, {n}) (that of X), got {noise.shape}")
     frame = full_rank_frame(X, depth)
     drift = brownian_drift_in_frame(frame, beta)
     return drift * dt + np.sqrt(2.0 / beta) * frame.power(np.sqrt(dt) * noise, 0.5)
@@ -217,16 +253,17 @@ def brownian_motion(
     out=None,
     on_save=None,
 ) -> SampleResult:
-    r"""Sample B paths of Brownian motion on :math:`(\mathfrak{M}_d, g^N)` ([G] Thm 18).
+    r"""Sample B paths of Brownian motion on :math:`(\mathfrak{M}_{m\times n}, g^N)` ([G] Thm 18).
 
     Euler-Maruyama for [G] eq. 12.10 with Brownian-bridge reject-and-halve
     (see :mod:`dln_manifolds.langevin._stepping`): no path crosses the singular set.
 
     Parameters
     ----------
-    X0 : array_like, shape (d, d) or (B, d, d)
-        One starting point (copied to ``n_paths`` paths) or one per path.
+    X0 : array_like, shape (m, n) or (B, m, n)
+        One full-rank starting point (copied to ``n_paths`` paths) or one per path.
     depth : int or numpy.inf
+        Finite for m != n.
     beta : float, default 1
         Inverse temperature.
     t_final, dt : float
@@ -252,17 +289,17 @@ def brownian_motion(
         memory; ``states`` is then a read-only memory map of it.
     on_save : callable, optional
         ``on_save(t, states)`` is called at every saved time with a read-only view of
-        the ensemble (B, d, d), e.g. for running statistics; without ``out`` only the
+        the ensemble (B, m, n), e.g. for running statistics; without ``out`` only the
         first and last states are then kept in the result.
 
     Returns
     -------
     SampleResult
-        ``states`` has shape (n_saved, B, d, d); ``.final`` is (B, d, d).
+        ``states`` has shape (n_saved, B, m, n); ``.final`` is (B, m, n).
     """
+    options = run_options(locals())
     depth = check_depth(depth)
     beta = check_real(beta, "beta", positive=True)
-    max_log_change = check_real(max_log_change, "max_log_change", positive=True)
     return matrix_sampler(
         X0,
         n_paths,
@@ -272,13 +309,6 @@ def brownian_motion(
         t_final,
         dt,
         max_log_change,
-        seed=seed,
-        save_every=save_every,
-        max_halvings=max_halvings,
-        on_boundary=on_boundary,
-        progress=progress,
         desc="brownian",
-        chunk_size=chunk_size,
-        out=out,
-        on_save=on_save,
+        **options,
     )

@@ -40,6 +40,7 @@ import numpy as np
 from .._checks import as_array
 from .._linalg import conj_transpose
 from ._batch import check_real, ensemble, real_vector_ensemble
+from ._common import run_options
 from ._stepping import SampleResult, order_preserving, run_sampler
 
 __all__ = ["dyson_brownian_motion", "dyson_lift", "dyson_drift", "hermitian_noise"]
@@ -134,12 +135,18 @@ def dyson_brownian_motion(
     beta : float
         Inverse temperature (> 0; the solution stays in the chamber for beta >= 1).
     t_final, dt : float
+        Final time and nominal step.
     n_paths : int, optional
+        Number of paths B (default 1, or ``len(x0)``).
     seed : None, int, SeedSequence or Generator
     save_every : int, optional
+        Save every ``save_every`` steps; None keeps the start and the end only.
     min_gap_ratio : float, default 0.5
+        Smallest accepted ratio of a gap after a step to the gap before it.
     max_halvings : int, default 30
     on_boundary : {"stop", "raise"}, default "stop"
+        A path still rejected after ``max_halvings`` halvings is stopped there
+        (``SampleResult.exit_times``), or the sampler raises.
     progress : bool, default False
 
     Returns
@@ -147,26 +154,14 @@ def dyson_brownian_motion(
     SampleResult
         ``states`` of shape (n_saved, B, d).
     """
+    options = run_options(locals())
     scale, gaps_ok = _chamber_parameters(beta, min_gap_ratio)
     x0 = _check_x0(x0, n_paths)
 
     def step(x, dW, h):
         return x + h * dyson_drift(x) + scale * dW
 
-    return run_sampler(
-        x0,
-        step,
-        x0.shape[1:],
-        t_final,
-        dt,
-        accept=gaps_ok,
-        seed=seed,
-        save_every=save_every,
-        max_halvings=max_halvings,
-        on_boundary=on_boundary,
-        progress=progress,
-        desc="dyson",
-    )
+    return run_sampler(x0, step, x0.shape[1:], t_final, dt, accept=gaps_ok, desc="dyson", **options)
 
 
 def dyson_lift(
@@ -200,14 +195,8 @@ def dyson_lift(
         input is promoted to complex).
     beta : float
         Inverse temperature (> 0).
-    t_final, dt : float
-    n_paths : int, optional
-    seed : None, int, SeedSequence or Generator
-    save_every : int, optional
-    min_gap_ratio : float, default 0.5
-    max_halvings : int, default 30
-    on_boundary : {"stop", "raise"}, default "stop"
-    progress : bool, default False
+    t_final, dt, n_paths, seed, save_every, min_gap_ratio, max_halvings, on_boundary, progress
+        As in :func:`dyson_brownian_motion` (the gap test is on the eigenvalues of M).
 
     Returns
     -------
@@ -215,6 +204,7 @@ def dyson_lift(
         ``states`` of shape (n_saved, B, d, d), complex; their eigenvalues
         (``numpy.linalg.eigvalsh``) follow [G] eq. 11.1 in law ([G] Thm 15(a)).
     """
+    options = run_options(locals())
     normal, gaps_ok = _chamber_parameters(beta, min_gap_ratio)
     M0 = as_array(M0, "M0", batch=True, real=False)
     if M0.ndim not in (2, 3) or M0.shape[-1] != M0.shape[-2]:
@@ -241,16 +231,5 @@ def dyson_lift(
         return ok & gaps_ok(np.linalg.eigvalsh(M), np.linalg.eigvalsh(Mn))
 
     return run_sampler(
-        M0,
-        step,
-        (2, d, d),
-        t_final,
-        dt,
-        accept=accept,
-        seed=seed,
-        save_every=save_every,
-        max_halvings=max_halvings,
-        on_boundary=on_boundary,
-        progress=progress,
-        desc="dyson lift",
+        M0, step, (2, d, d), t_final, dt, accept=accept, desc="dyson lift", **options
     )

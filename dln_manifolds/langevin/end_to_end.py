@@ -1,4 +1,4 @@
-r"""The downstairs Riemannian Langevin equation on :math:`(\mathfrak{M}_d, g^N)` ([G] eq. 12.12).
+r"""The downstairs Riemannian Langevin equation on :math:`(\mathfrak{M}, g^N)` ([G] eq. 12.12).
 
 .. math::
 
@@ -11,6 +11,12 @@ motion at inverse temperature :math:`\beta/\kappa` (:mod:`.brownian`, [G] Thm 18
 drift :math:`(\kappa/\beta)U\Sigma''V^T`, noise :math:`\sqrt{2\kappa/\beta}\,\mathcal{A}^{1/2}dB`.
 With :math:`\kappa = 0` the equation is the deterministic gradient flow of the
 free energy ([G] eq. 6.7, 12.7).
+
+For a network of general widths :math:`(d_0, \dots, d_N)` (X of shape :math:`(d_N, d_0)`,
+``widths=``) the entropy is that of :func:`dln_manifolds.orbit_entropy` with ``widths``,
+whose :math:`g^N` gradient adds :math:`D\,U\Sigma^{1-2/N}V^T` to :math:`U\Sigma'V^T`, with
+:math:`D = \sum_{k=1}^{N-1}(d_k - r)`; the Brownian part is that of :mod:`.brownian` on
+:math:`\mathfrak{M}_{d_N\times d_0}`.
 
 References
 ----------
@@ -27,16 +33,17 @@ import numpy as np
 
 from .._checks import check_depth
 from ..entropy import entropy_sigma_gradient as _entropy_sigma_gradient
-from ._batch import as_real_points, check_real
-from ._common import check_energy, energy_gradient
+from ..entropy import width_excess
+from ._batch import check_real
+from ._common import as_real_matrices, check_energy, energy_gradient, run_options
 from ._stepping import SampleResult
 from .brownian import brownian_drift_in_frame, diagonal_in_frame, full_rank_frame, matrix_sampler
 
 __all__ = ["end_to_end_langevin", "free_energy_drift"]
 
 
-def _drift(X, frame, beta, kappa, energy):
-    entropic = _entropy_sigma_gradient(frame.s, frame.depth) / beta  # [G] eq. 12.8
+def _drift(X, frame, beta, kappa, energy, excess):
+    entropic = _entropy_sigma_gradient(frame.s, frame.depth, excess=excess) / beta  # eq. 12.8
     drift = diagonal_in_frame(frame, entropic)
     if kappa > 0:
         drift = drift + brownian_drift_in_frame(frame, beta / kappa)
@@ -46,7 +53,9 @@ def _drift(X, frame, beta, kappa, energy):
     return drift
 
 
-def free_energy_drift(X, depth, beta: float, kappa: float = 1.0, energy=None) -> np.ndarray:
+def free_energy_drift(
+    X, depth, beta: float, kappa: float = 1.0, energy=None, *, widths=None
+) -> np.ndarray:
     r"""Ito drift of the downstairs RLE [G] eq. 12.12.
 
     .. math::
@@ -58,7 +67,7 @@ def free_energy_drift(X, depth, beta: float, kappa: float = 1.0, energy=None) ->
 
     Parameters
     ----------
-    X : array_like, shape (..., d, d)
+    X : array_like, shape (..., d, d), or (..., d_N, d_0) with ``widths``
         Full-rank real matrices.
     depth : int
         Finite N >= 1.
@@ -69,21 +78,25 @@ def free_energy_drift(X, depth, beta: float, kappa: float = 1.0, energy=None) ->
     energy : Energy or callable, optional
         Loss E with ``gradient(X)`` (batch friendly), or a callable returning
         E'(X); None means E = 0.
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, keyword-only; required for a non-square X (the entropy
+        depends on the hidden widths, each at least min(d_0, d_N)).
 
     Returns
     -------
-    ndarray, shape (..., d, d)
+    ndarray, shape of X
 
     Raises
     ------
     FloatingPointError
         If the energy gradient is NaN or Inf at some X.
     """
-    X = as_real_points(X)
+    X = as_real_matrices(X)
     depth = check_depth(depth, allow_inf=False)
     beta = check_real(beta, "beta", positive=True)
     kappa = check_real(kappa, "kappa", positive=True, allow_zero=True)
-    return _drift(X, full_rank_frame(X, depth), beta, kappa, check_energy(energy))
+    excess = width_excess(X.shape, depth, widths)
+    return _drift(X, full_rank_frame(X, depth), beta, kappa, check_energy(energy), excess)
 
 
 def end_to_end_langevin(
@@ -93,6 +106,7 @@ def end_to_end_langevin(
     kappa: float = 1.0,
     energy=None,
     *,
+    widths=None,
     t_final: float,
     dt: float,
     n_paths: int | None = None,
@@ -118,7 +132,7 @@ def end_to_end_langevin(
 
     Parameters
     ----------
-    X0 : array_like, shape (d, d) or (B, d, d)
+    X0 : array_like, shape (d, d) or (B, d, d); (d_N, d_0) or (B, d_N, d_0) with ``widths``
     depth : int
         Finite N >= 1.
     beta : float
@@ -127,33 +141,21 @@ def end_to_end_langevin(
         Noise weight in the observable (>= 0).
     energy : Energy or callable, optional
         None means E = 0.
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`, keyword-only; required for a non-square X0 (see
+        :func:`free_energy_drift`).
     t_final, dt : float
+        Final time and nominal step.
     n_paths : int, optional
-    seed : None, int, SeedSequence or Generator
-    save_every : int, optional
-    max_log_change : float, default 0.5
-        Largest accepted change of a log singular value in one step.
-    max_halvings : int, default 30
-    on_boundary : {"stop", "raise"}, default "stop"
-        A path still rejected after ``max_halvings`` halvings has reached the
-        singular set: stop it there (``SampleResult.exit_times``) or raise.
-    progress : bool, default False
-    chunk_size : int, optional
-        Advance at most this many paths at once (default 16384): the temporaries of a
-        step (about twenty arrays of the chunk's size) are bounded by the chunk, not by
-        B. Results are bit-identical whatever the chunk size, for the same seed.
-    out : str or os.PathLike, optional
-        Stream the saved states to this ``.npy`` file instead of holding them in
-        memory; ``states`` is then a read-only memory map of it.
-    on_save : callable, optional
-        ``on_save(t, states)`` is called at every saved time with a read-only view of
-        the ensemble (B, d, d), e.g. for running statistics; without ``out`` only the
-        first and last states are then kept in the result.
+        Number of paths B (default 1, or ``len(X0)``).
+    seed, save_every, max_log_change, max_halvings, on_boundary, progress, chunk_size, out, on_save
+        Run options, keyword-only, exactly as in :func:`brownian_motion` (the same
+        sampler: Euler-Maruyama in the singular frame with reject-and-halve).
 
     Returns
     -------
     SampleResult
-        ``states`` of shape (n_saved, B, d, d).
+        ``states`` of shape (n_saved, B, m, n).
 
     Raises
     ------
@@ -162,27 +164,22 @@ def end_to_end_langevin(
         gives the nominal step), or a proposal is still NaN/Inf after ``max_halvings``
         halvings; such paths are never reported as boundary exits.
     """
+    options = run_options(locals())
     depth = check_depth(depth, allow_inf=False)
     beta = check_real(beta, "beta", positive=True)
     kappa = check_real(kappa, "kappa", positive=True, allow_zero=True)
-    max_log_change = check_real(max_log_change, "max_log_change", positive=True)
     energy = check_energy(energy)
+    X0 = as_real_matrices(X0, "X0")
+    excess = width_excess(X0.shape, depth, widths, "X0")
     return matrix_sampler(
         X0,
         n_paths,
         depth,
-        lambda x, frame: _drift(x, frame, beta, kappa, energy),
+        lambda x, frame: _drift(x, frame, beta, kappa, energy, excess),
         np.sqrt(2.0 * kappa / beta),
         t_final,
         dt,
         max_log_change,
-        seed=seed,
-        save_every=save_every,
-        max_halvings=max_halvings,
-        on_boundary=on_boundary,
-        progress=progress,
         desc="langevin",
-        chunk_size=chunk_size,
-        out=out,
-        on_save=on_save,
+        **options,
     )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 from pymanopt.manifolds.manifold import RiemannianSubmanifold
+from pymanopt.tools import ndarraySequenceMixin
 
 from .._checks import as_arrays
 
-__all__ = ["InducedSubmanifold"]
+__all__ = ["InducedSubmanifold", "LayerList"]
 
 
 class InducedSubmanifold(RiemannianSubmanifold):
@@ -72,3 +73,29 @@ class InducedSubmanifold(RiemannianSubmanifold):
         raise NotImplementedError(f"geodesics of the {self._space_name} have no closed form here")
 
     exp = log = dist = _no_geodesics
+
+
+class LayerList(ndarraySequenceMixin, list):
+    """A network of general widths (a list of layers) with the vector-space operations.
+
+    Points and tangent vectors of the pymanopt adapters for general widths: a ``list``
+    of N arrays (so every function of the package accepts it as layers) on which
+    pymanopt's solvers can add, subtract, negate and scale, layer by layer.
+    """
+
+    def __add__(self, other):
+        return LayerList(a + b for a, b in zip(self, other, strict=True))
+
+    def __sub__(self, other):
+        return LayerList(a - b for a, b in zip(self, other, strict=True))
+
+    def __mul__(self, scalar):
+        return LayerList(scalar * a for a in self)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, scalar):
+        return LayerList(a / scalar for a in self)
+
+    def __neg__(self):
+        return LayerList(-a for a in self)

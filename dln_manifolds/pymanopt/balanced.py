@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import balanced as _bal
-from .._checks import as_matrix, check_count, check_finite_depth
+from .._checks import as_array, as_layer_sequence, as_matrix, check_square_or_widths
 from ..network import end_to_end, end_to_end_differential
 from ..submanifold_geodesics import (
     DEFAULT_GEODESIC_STEPS,
@@ -24,7 +24,7 @@ from ..submanifold_geodesics import (
     balanced_exp,
     balanced_log,
 )
-from ._submanifold import InducedSubmanifold
+from ._submanifold import InducedSubmanifold, LayerList
 
 __all__ = ["BalancedManifold"]
 
@@ -54,6 +54,15 @@ class BalancedManifold(InducedSubmanifold):
         Use the second-order retraction (:func:`~dln_manifolds.balanced_retraction`
         with ``order=2``), so that Hessian slope tests and trust regions see
         the exact second-order model; False uses the cheaper polar restore map.
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)` for layers of general widths, every hidden width at
+        least r = min(d_0, d_N) (then leave d out; depth, if given, must be
+        len(widths) - 1). Points and tangent vectors are then
+        ``LayerList`` s (lists of N arrays
+        ``W[k-1]`` of shape (d_k, d_{k-1}) with the vector-space operations), the
+        dimension is :func:`~dln_manifolds.balanced_dimension`, and ``exp``, ``log``,
+        ``dist`` and ``pair_mean`` raise NotImplementedError (the geodesics are
+        implemented for square layers only).
 
     Notes
     -----
@@ -80,17 +89,38 @@ class BalancedManifold(InducedSubmanifold):
     #: Relative shooting residual of :meth:`log`.
     geodesic_tol: float = 1e-10
 
-    def __init__(self, d: int, depth: int, seed=None, spread: float = 4.0, second_order=True):
-        self._d = check_count(d, "d")
-        self._depth = check_finite_depth(depth)
+    def __init__(
+        self,
+        d: int | None = None,
+        depth: int | None = None,
+        seed=None,
+        spread: float = 4.0,
+        second_order=True,
+        *,
+        widths=None,
+    ):
+        d, depth, widths = check_square_or_widths(d, depth, widths)
+        if widths is not None:
+            dim = _bal.balanced_dimension(widths)
+            self._widths = widths
+            self._depth = len(widths) - 1
+            self._d = min(widths[0], widths[-1])
+            name = f"Balanced manifold of {self._depth} layers of widths {widths}"
+        else:
+            self._d, self._depth, self._widths = d, depth, None
+            dim = self._d**2 + (self._depth - 1) * self._d * (self._d - 1) // 2
+            name = f"Balanced manifold of {self._depth} layers of size {d}x{d}"
         self._rng = np.random.default_rng(seed)
         self._spread = float(spread)
         self._order = 2 if second_order else 1
-        self._cache_point: np.ndarray | None = None
-        self._cache_frames = None
-        dim = self._d**2 + (self._depth - 1) * self._d * (self._d - 1) // 2
-        name = f"Balanced manifold of {self._depth} layers of size {d}x{d}"
+        self._cache_point = None
+        self._cache_frame = None
         super().__init__(name, dim)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Widths (d_0, ..., d_N) of the layers."""
+        return self._widths or (self._d,) * (self._depth + 1)
 
     @property
     def typical_dist(self) -> float:
@@ -99,17 +129,79 @@ class BalancedManifold(InducedSubmanifold):
     # -- internal -------------------------------------------------------------
 
     def _frames(self, point):
+        """The BalancedFrame of the (validated) point, cached for the last point seen."""
+        if self._widths is not None:
+            key = [np.array(w, copy=True) for w in point]
+            same = self._cache_point is not None and all(
+                np.array_equal(a, b) for a, b in zip(point, self._cache_point, strict=True)
+            )
+            if not same:
+                self._cache_frame = _bal.BalancedFrame(list(point))
+                self._cache_point = key
+            return self._cache_frame
         point = np.asarray(point)
         if self._cache_point is None or not np.array_equal(point, self._cache_point):
-            self._cache_frames = _bal.balanced_frames(point)
+            self._cache_frame = _bal.BalancedFrame(point)
             self._cache_point = np.array(point, dtype=np.float64, copy=True)
-        return self._cache_frames
+        return self._cache_frame
+
+    def _arrays(self, **arrays):
+        """Validate points and vectors: (N, d, d), or lists of layers for general widths."""
+        if self._widths is None:
+            return super()._arrays(**arrays)
+        return tuple(
+            LayerList(as_layer_sequence(value, name, widths=self._widths, real=True, batch=False))
+            for name, value in arrays.items()
+        )
+
+    def _wrap(self, value):
+        return LayerList(value) if self._widths is not None else value
+
+    def _general_only_square(self, what: str):
+        if self._widths is not None:
+            raise NotImplementedError(
+                f"{what} of the balanced manifold is implemented for square layers only "
+                f"(widths {self._widths}); use the retraction"
+            )
+
+    def inner_product(self, point, tangent_vector_a, tangent_vector_b) -> float:
+        if self._widths is None:
+            return super().inner_product(point, tangent_vector_a, tangent_vector_b)
+        _, a, b = self._arrays(
+            point=point, tangent_vector_a=tangent_vector_a, tangent_vector_b=tangent_vector_b
+        )
+        return float(sum(np.vdot(x, y) for x, y in zip(a, b, strict=True)))
+
+    def norm(self, point, tangent_vector) -> float:
+        if self._widths is None:
+            return super().norm(point, tangent_vector)
+        return float(np.sqrt(self.inner_product(point, tangent_vector, tangent_vector)))
+
+    def zero_vector(self, point):
+        if self._widths is None:
+            return super().zero_vector(point)
+        (point,) = self._arrays(point=point)
+        return LayerList(np.zeros_like(w) for w in point)
+
+    def euclidean_to_riemannian_gradient(self, point, euclidean_gradient):
+        point, euclidean_gradient = self._arrays(point=point, euclidean_gradient=euclidean_gradient)
+        return self.projection(point, euclidean_gradient)
+
+    def transport(self, point_a, point_b, tangent_vector_a):
+        point_a, point_b, tangent_vector_a = self._arrays(
+            point_a=point_a, point_b=point_b, tangent_vector_a=tangent_vector_a
+        )
+        return self.projection(point_b, tangent_vector_a)
 
     # -- points ---------------------------------------------------------------
 
     def check_point(self, point, tol: float = 1e-8) -> np.ndarray:
         """Raise ValueError (naming the problem) unless ``point`` is a full-rank balanced point."""
-        point = _bal.check_balanced(point, tol=tol, name="point")
+        if self._widths is not None:
+            return LayerList(_bal.check_balanced(point, tol=tol, name="point", widths=self._widths))
+        point = _bal.check_balanced(
+            np.asarray(point) if _is_list(point) else point, tol=tol, name="point"
+        )
         if point.shape != (self._depth, self._d, self._d):
             raise ValueError(
                 f"point must have shape {(self._depth, self._d, self._d)}, got {point.shape}"
@@ -125,12 +217,19 @@ class BalancedManifold(InducedSubmanifold):
         connected component and :meth:`log` joins any two of them
         (NelderMead, ParticleSwarm).
         """
+        if self._widths is not None:
+            return LayerList(
+                _bal.random_balanced_point(widths=self._widths, seed=self._rng, spread=self._spread)
+            )
         W = _bal.random_balanced_point(self._d, self._depth, seed=self._rng, spread=self._spread)
         return _with_determinant_signs(W, np.ones(self._depth))
 
     def random_tangent_vector(self, point):
         """Projected Gaussian vector of unit norm."""
         (point,) = self._arrays(point=point)
+        if self._widths is not None:
+            Z = self.projection(point, [self._rng.standard_normal(w.shape) for w in point])
+            return Z / self.norm(point, Z)
         Z = self.projection(point, self._rng.standard_normal(np.shape(point)))
         return Z / np.linalg.norm(Z)
 
@@ -138,14 +237,18 @@ class BalancedManifold(InducedSubmanifold):
 
     def projection(self, point, vector):
         point, vector = self._arrays(point=point, vector=vector)
-        return _bal.balanced_tangent_projection(point, vector, frames=self._frames(point))
+        return self._wrap(
+            _bal.balanced_tangent_projection(point, vector, frame=self._frames(point))
+        )
 
     def weingarten(self, point, tangent_vector, normal_vector):
         point, tangent_vector, normal_vector = self._arrays(
             point=point, tangent_vector=tangent_vector, normal_vector=normal_vector
         )
-        return _bal.balanced_weingarten(
-            point, tangent_vector, normal_vector, frames=self._frames(point)
+        return self._wrap(
+            _bal.balanced_weingarten(
+                point, tangent_vector, normal_vector, frame=self._frames(point)
+            )
         )
 
     def euclidean_to_riemannian_hessian(
@@ -157,8 +260,14 @@ class BalancedManifold(InducedSubmanifold):
             euclidean_hessian=euclidean_hessian,
             tangent_vector=tangent_vector,
         )
-        return _bal.balanced_riemannian_hessian(
-            point, euclidean_gradient, euclidean_hessian, tangent_vector, frames=self._frames(point)
+        return self._wrap(
+            _bal.balanced_riemannian_hessian(
+                point,
+                euclidean_gradient,
+                euclidean_hessian,
+                tangent_vector,
+                frame=self._frames(point),
+            )
         )
 
     def retraction(self, point, tangent_vector):
@@ -172,17 +281,21 @@ class BalancedManifold(InducedSubmanifold):
         """
         point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
         out = _bal.balanced_retraction(point, tangent_vector, order=self._order)
+        if self._widths is not None:
+            return LayerList(out)
         return _with_determinant_signs(out, np.linalg.slogdet(point)[0])
 
     # -- geodesics of the induced metric ----------------------------------------
 
     def exp(self, point, tangent_vector):
         """Riemannian exponential (RK4 on the geodesic equation, ``geodesic_steps`` steps)."""
+        self._general_only_square("exp")
         point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
         return balanced_exp(point, tangent_vector, self.geodesic_steps)
 
     def log(self, point_a, point_b):
         """Riemannian logarithm at ``point_a`` of ``point_b`` (shooting; ValueError if none)."""
+        self._general_only_square("log")
         point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
         return balanced_log(
             point_a, point_b, self.geodesic_steps, tol=self.geodesic_tol, max_iter=30
@@ -190,6 +303,7 @@ class BalancedManifold(InducedSubmanifold):
 
     def dist(self, point_a, point_b) -> float:
         """Geodesic distance, the norm of :meth:`log` (inf across connected components)."""
+        self._general_only_square("dist")
         point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
         return float(balanced_dist(point_a, point_b, self.geodesic_steps, tol=self.geodesic_tol))
 
@@ -212,23 +326,31 @@ class BalancedManifold(InducedSubmanifold):
     def vertical_projection(self, point, vector):
         """Projection onto the tangent space of the orbit :math:`O_X` (ker dphi)."""
         point, vector = self._arrays(point=point, vector=vector)
-        return _bal.vertical_projection(point, vector, frames=self._frames(point))
+        return self._wrap(_bal.vertical_projection(point, vector, frame=self._frames(point)))
 
     def horizontal_projection(self, point, vector):
         """Projection onto the horizontal space :math:`(\\ker d\\phi)^\\perp`."""
         point, vector = self._arrays(point=point, vector=vector)
-        return _bal.horizontal_projection(point, vector, frames=self._frames(point))
+        return self._wrap(_bal.horizontal_projection(point, vector, frame=self._frames(point)))
 
     def horizontal_lift(self, point, end_to_end_vector):
         """Horizontal H with :math:`d\\phi(H) = Z` (isometric from g^N)."""
         (point,) = self._arrays(point=point)
-        end_to_end_vector = as_matrix(end_to_end_vector, "end_to_end_vector", real=True, d=self._d)
-        return _bal.horizontal_lift(point, end_to_end_vector, frames=self._frames(point))
+        if self._widths is None:
+            Z = as_matrix(end_to_end_vector, "end_to_end_vector", real=True, d=self._d)
+        else:
+            shape = (self._widths[-1], self._widths[0])
+            Z = as_array(end_to_end_vector, "end_to_end_vector", shape, real=True)
+        return self._wrap(_bal.horizontal_lift(point, Z, frame=self._frames(point)))
 
     def orthonormal_basis(self, point):
         """([G] Thm 14, corrected) horizontal (d^2, N, d, d) and vertical parts."""
         (point,) = self._arrays(point=point)
-        return _bal.balanced_orthonormal_basis(point, frames=self._frames(point))
+        return _bal.balanced_orthonormal_basis(point, frame=self._frames(point))
+
+
+def _is_list(value) -> bool:
+    return isinstance(value, (list, tuple))
 
 
 def _with_determinant_signs(W: np.ndarray, signs: np.ndarray) -> np.ndarray:

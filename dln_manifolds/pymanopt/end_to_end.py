@@ -22,7 +22,7 @@ import numpy as np
 import scipy.linalg
 from pymanopt.manifolds.manifold import Manifold
 
-from .._checks import as_array, check_count, check_depth, check_full_rank
+from .._checks import as_array, check_full_rank, check_matrix_space
 from .._linalg import haar_orthogonal
 from ..depth_metric import DepthFrame
 from ..geodesics import depth_distance, depth_exp, depth_log
@@ -107,21 +107,10 @@ class EndToEndMatrices(Manifold):
     """
 
     def __init__(self, d: int | tuple[int, int], depth=2, seed=None):
-        if isinstance(d, (tuple, list)):
-            if len(d) != 2:
-                raise ValueError(f"d must be an integer or a pair (m, n), got {d!r}")
-            m, n = check_count(d[0], "d[0]"), check_count(d[1], "d[1]")
-        else:
-            m = n = check_count(d, "d")
-        self._depth = check_depth(depth)
+        (m, n), self._depth = check_matrix_space(d, depth)
         self._shape = (m, n)
         self._rect = m != n
         self._d = m if not self._rect else (m, n)
-        if self._rect and np.isinf(self._depth):
-            raise ValueError(
-                f"depth must be finite for non-square matrices (shape ({m}, {n})): the rescaled "
-                "operator A_inf vanishes on the complement block, so g^inf is not defined there"
-            )
         self._rng = np.random.default_rng(seed)
         name = f"End-to-end matrices ({m}x{n}) with the depth metric g^{self._depth}"
         super().__init__(name, m * n)

@@ -16,15 +16,24 @@ Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
+from pymanopt.tools import ndarraySequenceMixin
 
-from .._checks import as_matrix, as_stack, check_full_rank
+from .._checks import (
+    as_array,
+    as_layer_sequence,
+    as_matrix,
+    as_stack,
+    check_full_rank,
+)
 from .._linalg import haar_orthogonal, haar_unitary
 from ..fiber import (
     FiberNormalSolver,
     check_fiber_depth,
+    check_fiber_widths,
     fiber_restore,
     fiber_retraction,
     fiber_weingarten,
@@ -43,6 +52,31 @@ __all__ = ["Fiber"]
 DEFAULT_MAX_CONDITION = 1e6
 
 
+class _LayerList(ndarraySequenceMixin, list):
+    """Points and tangent vectors of a :class:`Fiber` of general widths: a list of N layers.
+
+    Supports the vector arithmetic that pymanopt's optimizers apply to tangent vectors
+    (``+``, ``-``, scalar ``*`` and ``/``, unary ``-``), layer by layer.
+    """
+
+    def __add__(self, other):
+        return _LayerList(a + b for a, b in zip(self, other, strict=True))
+
+    def __sub__(self, other):
+        return _LayerList(a - b for a, b in zip(self, other, strict=True))
+
+    def __mul__(self, scalar):
+        return _LayerList(scalar * a for a in self)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, scalar):
+        return _LayerList(a / scalar for a in self)
+
+    def __neg__(self):
+        return _LayerList(-a for a in self)
+
+
 class Fiber(InducedSubmanifold):
     r"""The fiber :math:`\mathcal{F}_X = \{W : W_N \cdots W_1 = X\}`, X full-rank ([R] section 2).
 
@@ -52,9 +86,20 @@ class Fiber(InducedSubmanifold):
     real fiber of dimension (N-1)d^2; complex X the complex fiber of [R],
     of real dimension 2(N-1)d^2.
 
+    **General widths.** With ``widths`` :math:`(d_0, \dots, d_N)` (every hidden width at
+    least :math:`r = \min(d_0, d_N)`) and X of shape :math:`(d_N, d_0)` and rank r, points
+    and tangent vectors are lists of N arrays, ``W[k]`` of shape :math:`(d_{k+1}, d_k)`
+    (pymanopt ``point_layout = N``: a cost function takes the N layers as N arguments,
+    ``cost(*W)``, and a Euclidean gradient returns a tuple of N arrays). The dimension
+    is :math:`\sum_k d_k d_{k+1} - d_0 d_N` (twice that for complex X); :math:`d\phi_W`
+    is onto at every point of the fiber. The group is
+    :math:`GL(d_1) \times \dots \times GL(d_{N-1})`. Geodesics (``exp``, ``log``,
+    ``dist``, ``pair_mean``) and :meth:`tangent_to_generator` are implemented for
+    square layers only (NotImplementedError otherwise).
+
     Parameters
     ----------
-    X : array_like, shape (d, d)
+    X : array_like, shape (d, d), or (d_N, d_0) with ``widths``
         Full-rank end-to-end matrix, real or complex.
     depth : int
         Number of layers N >= 2 (for N = 1 the fiber is the single point X).
@@ -75,6 +120,15 @@ class Fiber(InducedSubmanifold):
         to QR when K is ill-conditioned) for d <= 32, preconditioned CG beyond.
     tol : float
         CG relative tolerance.
+    widths : sequence of int, optional
+        :math:`(d_0, \dots, d_N)`: a fiber of general widths, with list points.
+
+    Raises
+    ------
+    ValueError
+        If X is rank-deficient or too ill-conditioned, if a hidden width is below rank X,
+        or if ``widths`` disagrees with the shape of X or the depth (each naming the
+        argument and the numbers).
 
     Notes
     -----
@@ -117,11 +171,19 @@ class Fiber(InducedSubmanifold):
         max_condition: float = DEFAULT_MAX_CONDITION,
         method: str = "auto",
         tol: float = 1e-13,
+        widths: Sequence[int] | None = None,
     ):
-        X = as_matrix(X)
         N = check_fiber_depth(depth)
-        s = np.linalg.svd(X, compute_uv=False)
-        check_full_rank(s, "X", max_condition=float(max_condition))
+        if widths is None:
+            X = as_matrix(X)
+            s = np.linalg.svd(X, compute_uv=False)
+            check_full_rank(s, "X", max_condition=float(max_condition))
+        else:
+            X = as_array(X, "X", (), real=False, batch=True)
+            if X.ndim != 2:
+                raise ValueError(f"X must be a matrix of shape (d_N, d_0), got shape {X.shape}")
+            widths = check_fiber_widths(X, N, widths, max_condition)
+        self._widths = widths
         if method not in ("auto", "cholesky", "qr", "cg"):
             raise ValueError(f"method must be 'auto', 'cholesky', 'qr' or 'cg', got {method!r}")
         self._X = X.copy()
@@ -134,11 +196,20 @@ class Fiber(InducedSubmanifold):
         self._tol = float(tol)
         if not self._tol > 0:
             raise ValueError(f"tol must be positive, got {tol}")
-        self._center = balanced_point(X, N)
         self._solvers: OrderedDict[bytes, FiberNormalSolver] = OrderedDict()
-        dim = (N - 1) * self._d**2 * (2 if self._complex else 1)
         field = "complex" if self._complex else "real"
-        super().__init__(f"Fiber over a {field} {self._d}x{self._d} matrix, depth {N}", dim)
+        if widths is None:
+            self._center = balanced_point(X, N)
+            dim = (N - 1) * self._d**2 * (2 if self._complex else 1)
+            name = f"Fiber over a {field} {self._d}x{self._d} matrix, depth {N}"
+            super().__init__(name, dim)
+            return
+        self._d = None
+        self._center = _LayerList(balanced_point(X, N, widths=widths))
+        dim = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True)) - X.size
+        dim *= 2 if self._complex else 1
+        name = f"Fiber over a {field} {X.shape[0]}x{X.shape[1]} matrix, widths {widths}"
+        super().__init__(name, dim, point_layout=N)
 
     # -- properties -----------------------------------------------------------
     @property
@@ -151,21 +222,42 @@ class Fiber(InducedSubmanifold):
         return self._complex
 
     @property
+    def widths(self) -> tuple[int, ...] | None:
+        """The widths :math:`(d_0, \\dots, d_N)` (None for a square fiber without ``widths``)."""
+        return self._widths
+
+    @property
     def typical_dist(self) -> float:
         """Norm of the center, :math:`\\sqrt{N\\,\\mathrm{tr}\\,\\Sigma^{2/N}}`."""
-        return float(np.linalg.norm(self._center))
+        return float(np.sqrt(_norm_sq(self._center)))
 
     # -- helpers --------------------------------------------------------------
-    def _point(self, point) -> np.ndarray:
-        return as_stack(point, "point", depth=self._depth, d=self._d, real=not self._complex)
+    def _point(self, point):
+        return self._vector(point, "point")
 
-    def _vector(self, vector, name="tangent_vector") -> np.ndarray:
+    def _vector(self, vector, name="tangent_vector"):
+        if self._widths is not None:
+            return _LayerList(
+                as_layer_sequence(
+                    vector, name, widths=self._widths, batch=False, real=not self._complex
+                )
+            )
         return as_stack(vector, name, depth=self._depth, d=self._d, real=not self._complex)
+
+    def _arrays(self, **arrays) -> tuple:
+        """Validate points and vectors (stacks, or lists of layers with ``widths``)."""
+        if self._widths is None:
+            return super()._arrays(**arrays)
+        return tuple(self._vector(value, name) for name, value in arrays.items())
+
+    def _out(self, value):
+        """A core result as the adapter's vector type (a list of layers with ``widths``)."""
+        return _LayerList(value) if self._widths is not None else value
 
     def solver(self, point) -> FiberNormalSolver:
         """The (cached) normal-system solver at ``point``."""
         point = self._point(point)
-        key = point.tobytes()
+        key = b"".join(layer.tobytes() for layer in point) if self._widths else point.tobytes()
         solver = self._solvers.get(key)
         if solver is None:
             solver = FiberNormalSolver(point, method=self._method, tol=self._tol)
@@ -179,13 +271,31 @@ class Fiber(InducedSubmanifold):
     # -- pymanopt interface ---------------------------------------------------
     def projection(self, point, vector):
         """Orthogonal projection onto :math:`T_W\\mathcal{F}_X = \\ker d\\phi_W`."""
-        return self.solver(point).project(self._vector(vector, "vector"))
+        return self._out(self.solver(point).project(self._vector(vector, "vector")))
+
+    def inner_product(self, point, tangent_vector_a, tangent_vector_b) -> float:
+        point, tangent_vector_a, tangent_vector_b = self._arrays(
+            point=point, tangent_vector_a=tangent_vector_a, tangent_vector_b=tangent_vector_b
+        )
+        return _inner(tangent_vector_a, tangent_vector_b)
+
+    def norm(self, point, tangent_vector) -> float:
+        point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
+        return float(np.sqrt(_norm_sq(tangent_vector)))
+
+    def zero_vector(self, point):
+        (point,) = self._arrays(point=point)
+        if self._widths is None:
+            return np.zeros(point.shape, dtype=self._dtype)
+        return _LayerList(np.zeros(layer.shape, dtype=self._dtype) for layer in point)
 
     def weingarten(self, point, tangent_vector, normal_vector):
         point, tangent_vector, normal_vector = self._arrays(
             point=point, tangent_vector=tangent_vector, normal_vector=normal_vector
         )
-        return fiber_weingarten(point, tangent_vector, normal_vector, solver=self.solver(point))
+        return self._out(
+            fiber_weingarten(point, tangent_vector, normal_vector, solver=self.solver(point))
+        )
 
     def euclidean_to_riemannian_gradient(self, point, euclidean_gradient):
         point, euclidean_gradient = self._arrays(point=point, euclidean_gradient=euclidean_gradient)
@@ -201,15 +311,17 @@ class Fiber(InducedSubmanifold):
             tangent_vector=tangent_vector,
         )
         solver = self.solver(point)
-        return solver.project(self._vector(euclidean_hessian, "euclidean_hessian")) + (
-            fiber_weingarten(point, tangent_vector, euclidean_gradient, solver=solver)
+        return self._out(solver.project(self._vector(euclidean_hessian, "euclidean_hessian"))) + (
+            self._out(fiber_weingarten(point, tangent_vector, euclidean_gradient, solver=solver))
         )
 
     def retraction(self, point, tangent_vector):
         """Second-order retraction keeping the end-to-end matrix X (``fiber_retraction``)."""
         point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
-        return fiber_retraction(
-            point, tangent_vector, second_order=True, X=self._X, solver=self.solver(point)
+        return self._out(
+            fiber_retraction(
+                point, tangent_vector, second_order=True, X=self._X, solver=self.solver(point)
+            )
         )
 
     def random_point(self):
@@ -220,7 +332,14 @@ class Fiber(InducedSubmanifold):
         real X, :math:`\det A_k > 0`: the points lie in the connected
         component of the center (every layer keeps its determinant sign), so
         that :meth:`log` joins any two of them (NelderMead, ParticleSwarm).
+
+        With ``widths`` the fiber is a union of orbits (a hidden layer wider than
+        min(d_0, d_N) can change rank along it): the point of the center's orbit is
+        then moved by the retraction along a random tangent vector of norm
+        ``typical_dist / 4``, which leaves the orbit.
         """
+        if self._widths is not None:
+            return self._random_point_widths()
         d = self._d
         a = np.empty((self._depth - 1, d, d), dtype=self._X.dtype)
         for k in range(self._depth - 1):
@@ -232,24 +351,51 @@ class Fiber(InducedSubmanifold):
             a[k] = (U * s) @ Vh
         return fiber_restore(group_action(a, self._center), self._X)
 
-    def random_tangent_vector(self, point):
-        """A Gaussian vector projected onto the tangent space, unit norm."""
-        shape = (self._depth, self._d, self._d)
+    def _random_group_element(self, d: int) -> np.ndarray:
+        """U diag(s) V^* with Haar U, V and s log-uniform in [1/2, 2]."""
+        s = np.exp(self._rng.uniform(np.log(0.5), np.log(2.0), size=d))
+        haar = haar_unitary if self._complex else haar_orthogonal
+        return (haar(self._rng, d) * s) @ haar(self._rng, d)
+
+    def _random_point_widths(self):
+        a = [self._random_group_element(dk) for dk in self._widths[1:-1]]
+        W = self._out(fiber_restore(group_action(a, list(self._center)), self._X))
+        V = self.random_tangent_vector(W)
+        return self.retraction(W, (0.25 * self.typical_dist) * V)
+
+    def _gaussian(self, shape) -> np.ndarray:
         Z = self._rng.standard_normal(shape)
         if self._complex:
             Z = Z + 1j * self._rng.standard_normal(shape)
+        return Z
+
+    def random_tangent_vector(self, point):
+        """A Gaussian vector projected onto the tangent space, unit norm."""
+        if self._widths is not None:
+            (point,) = self._arrays(point=point)
+            V = self.projection(point, [self._gaussian(layer.shape) for layer in point])
+            return V / np.sqrt(_norm_sq(V))
+        Z = self._gaussian((self._depth, self._d, self._d))
         V = self.projection(point, Z)
         return V / np.linalg.norm(V)
 
     # -- geodesics of the induced metric ----------------------------------------
+    def _square_geodesics(self) -> None:
+        if self._widths is not None:
+            raise NotImplementedError(
+                f"geodesics (exp, log, dist, pair_mean) of the fiber are implemented for square "
+                f"layers only, not for widths {self._widths}; use retraction (second order)"
+            )
 
     def exp(self, point, tangent_vector):
         """Riemannian exponential (RK4 on the geodesic equation, ``geodesic_steps`` steps)."""
+        self._square_geodesics()
         point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
         return fiber_exp(point, tangent_vector, self._X, self.geodesic_steps)
 
     def log(self, point_a, point_b):
         """Riemannian logarithm at ``point_a`` of ``point_b`` (shooting; ValueError if none)."""
+        self._square_geodesics()
         point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
         return fiber_log(
             point_a, point_b, self._X, self.geodesic_steps, tol=self.geodesic_tol, max_iter=30
@@ -257,6 +403,7 @@ class Fiber(InducedSubmanifold):
 
     def dist(self, point_a, point_b) -> float:
         """Geodesic distance, the norm of :meth:`log` (inf across connected components)."""
+        self._square_geodesics()
         point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
         return float(
             fiber_dist(point_a, point_b, self._X, self.geodesic_steps, tol=self.geodesic_tol)
@@ -264,51 +411,73 @@ class Fiber(InducedSubmanifold):
 
     def pair_mean(self, point_a, point_b):
         """Geodesic midpoint :math:`\\exp_a(\\log_a(b)/2)`."""
+        self._square_geodesics()
         return self.exp(point_a, 0.5 * self.log(point_a, point_b))
 
     # -- fiber-specific methods -----------------------------------------------
     @property
-    def center(self) -> np.ndarray:
+    def center(self):
         r"""The center :math:`C` of [R] section 1.2, the minimizer of :math:`|W|^2` (a copy).
 
-        A property, as in :class:`dln_manifolds.geomstats.Fiber`.
+        A property, as in :class:`dln_manifolds.geomstats.Fiber`. With ``widths``: the
+        balanced point ``balanced_point(X, N, widths=widths)``, a list of layers.
         """
+        if self._widths is not None:
+            return _LayerList(layer.copy() for layer in self._center)
         return self._center.copy()
 
-    def moments(self, point) -> np.ndarray:
-        """Moments :math:`G_k = W_kW_k^* - W_{k+1}^*W_{k+1}`, shape (N-1, d, d) ([R] eq. 1.10)."""
+    def moments(self, point):
+        """Moments :math:`G_k = W_kW_k^* - W_{k+1}^*W_{k+1}`, shape (N-1, d, d) ([R] eq. 1.10).
+
+        With ``widths``: a list, ``G[k-1]`` of shape (d_k, d_k).
+        """
         return moments(self._point(point))
 
-    def act(self, a, point) -> np.ndarray:
+    def _generators(self, a):
+        if self._widths is not None:
+            return a  # validated by the core (list of (d_k, d_k))
+        return as_stack(a, "a", depth=self._depth - 1, d=self._d, real=not self._complex)
+
+    def act(self, a, point):
         """Group action :math:`\\mathbf{A}\\cdot W` of [R] eq. 1.5."""
         point = self._point(point)
-        a = as_stack(a, "a", depth=self._depth - 1, d=self._d, real=not self._complex)
-        return group_action(a, point)
+        return self._out(group_action(self._generators(a), point))
 
-    def generator_to_tangent(self, point, a) -> np.ndarray:
+    def generator_to_tangent(self, point, a):
         """:math:`w_a` of [R] eq. 2.3."""
         point = self._point(point)
-        a = as_stack(a, "a", depth=self._depth - 1, d=self._d, real=not self._complex)
-        return generator_to_tangent(point, a)
+        return self._out(generator_to_tangent(point, self._generators(a)))
 
-    def tangent_to_generator(self, point, tangent_vector) -> np.ndarray:
-        """The generator a with :math:`w_a` = ``tangent_vector``."""
+    def tangent_to_generator(self, point, tangent_vector):
+        """The generator a with :math:`w_a` = ``tangent_vector`` (square layers only)."""
         point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
-        return tangent_to_generator(self._point(point), tangent_vector)
+        return tangent_to_generator(point, tangent_vector)
 
-    def regularizer_gradient(self, point) -> np.ndarray:
+    def regularizer_gradient(self, point):
         """Riemannian gradient of :math:`|W|^2`, :math:`P(2W)` ([R] Lemma 5)."""
         point = self._point(point)
-        return self.solver(point).project(2.0 * point)
+        return self._out(self.solver(point).project(2.0 * point))
 
-    def ness_gradient(self, point) -> np.ndarray:
+    def ness_gradient(self, point):
         """Riemannian gradient of :math:`|G|^2`: :math:`4 w_G` ([R] Thm 10: 2 w_G; see docs)."""
-        return ness_gradient(self._point(point))
+        return self._out(ness_gradient(self._point(point)))
 
     def minimum_norm_sq(self) -> float:
         r"""Kempf-Ness minimum of :math:`|W|^2` on F_X ([R] Thm 1).
 
-        :math:`N\,\mathrm{tr}\,\Sigma^{2/N}`, attained exactly on the orbit of the center.
+        :math:`N\,\mathrm{tr}\,\Sigma^{2/N}`, attained exactly on the orbit of the center;
+        with ``widths``, the sum over the r = min(d_0, d_N) singular values of X, attained
+        exactly at the balanced points of the fiber.
         """
         s = np.linalg.svd(self._X, compute_uv=False)
         return float(self._depth * np.sum(s ** (2.0 / self._depth)))
+
+
+def _norm_sq(layers) -> float:
+    """Squared Frobenius norm of a stack or of a list of layers."""
+    return float(sum(np.sum(np.abs(layer) ** 2) for layer in layers))
+
+
+def _inner(U, V) -> float:
+    """Real part of the Frobenius product, summed over layers."""
+    return float(sum(np.real(np.vdot(u, v)) for u, v in zip(U, V, strict=True)))
