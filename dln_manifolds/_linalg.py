@@ -25,6 +25,7 @@ __all__ = [
     "chain_partial_products",
     "pack_layers",
     "unpack_layers",
+    "chain_second_derivative",
 ]
 
 
@@ -156,3 +157,17 @@ def unpack_layers(y: np.ndarray, widths) -> list[np.ndarray]:
         out.append(y[start:stop].reshape(widths[k + 1], widths[k]))
         start = stop
     return out
+
+
+def chain_second_derivative(layers, V) -> np.ndarray:
+    r""":math:`\tfrac{d^2}{dt^2}\,\phi(W + tV)` at t = 0, :math:`\phi(W) = W_N \cdots W_1`.
+
+    ``layers`` and ``V``: sequences (or stacks, iterated over their first axis) of N arrays
+    of shapes (..., d_{k+1}, d_k). :math:`D^2\phi_W[V, V] = 2\sum_{p > q} W_N \cdots V_p
+    \cdots V_q \cdots W_1`, by one recursion over the layers, O(N d^3).
+    """
+    c0, c1 = layers[0], V[0]
+    c2 = np.zeros_like(c0, dtype=np.result_type(c0, c1))
+    for W_p, V_p in zip(layers[1:], V[1:], strict=True):
+        c0, c1, c2 = W_p @ c0, W_p @ c1 + V_p @ c0, W_p @ c2 + V_p @ c1
+    return 2.0 * c2

@@ -165,13 +165,21 @@ def _log_sq(s: np.ndarray) -> np.ndarray:
         return 2.0 * np.log(s)
 
 
+def _max_and_ratio(a: np.ndarray, c: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""The factors of [G] eq. 7.13-7.14: :math:`f(a, c) = c_N e^{(1-q)\max(a, c)} R(\min - \max)`.
+
+    Returns ``max(a, c)`` and :math:`R(\min(a, c) - \max(a, c))` (R = 1 where both are -inf).
+    """
+    hi = np.maximum(a, c)
+    with np.errstate(invalid="ignore"):
+        delta = np.minimum(a, c) - hi
+    return hi, _ratio(np.where(np.isneginf(hi), 0.0, delta), q)
+
+
 def multiplier_from_alpha(a: np.ndarray, c: np.ndarray, q: float, scale: float) -> np.ndarray:
     """Symmetric multiplier f(a, c) for log-squared singular values a, c (broadcasting)."""
-    hi = np.maximum(a, c)
-    lo = np.minimum(a, c)
-    with np.errstate(invalid="ignore"):
-        delta = lo - hi
-    m = scale * np.exp((1.0 - q) * hi) * _ratio(np.where(np.isneginf(hi), 0.0, delta), q)
+    hi, ratio = _max_and_ratio(a, c, q)
+    m = scale * np.exp((1.0 - q) * hi) * ratio
     return np.where(np.isneginf(hi), 0.0, m)
 
 
@@ -183,8 +191,8 @@ def log_multiplier_from_alpha(a: np.ndarray, c: np.ndarray, q: float, scale: flo
     Used where :math:`e^{(1-q)a}` itself would overflow (the balanced manifold's lift
     coefficients at large depth).
     """
-    hi = np.maximum(a, c)
-    return np.log(scale) + (1.0 - q) * hi + np.log(_ratio(np.minimum(a, c) - hi, q))
+    hi, ratio = _max_and_ratio(a, c, q)
+    return np.log(scale) + (1.0 - q) * hi + np.log(ratio)
 
 
 def multiplier_d_alpha(a: np.ndarray, c: np.ndarray, q: float, scale: float) -> np.ndarray:
@@ -749,6 +757,13 @@ class DepthFrame:
         return self._tall(self._full_left() @ self._tall(Zh) @ conj_transpose(self._R))
 
 
+def _at_frame(method, X, depth, A, B, names: tuple[str, str]) -> np.ndarray:
+    """``method(DepthFrame(X, depth), A, B)`` for single matrices A, B of the shape of X
+    (named ``names`` in errors): one SVD, the functional API's door."""
+    f = DepthFrame(_as_point(X), depth)
+    return method(f, _as_single(A, _size(f), names[0]), _as_single(B, _size(f), names[1]))
+
+
 def _size(frame: DepthFrame) -> int | tuple[int, int]:
     """What :func:`_as_single` checks against: d (square X) or the shape (m, n)."""
     return frame.shape if frame._rect else frame.d
@@ -868,8 +883,7 @@ def depth_operator_derivative(X, depth, V, Z) -> np.ndarray:
     -------
     ndarray, shape of X
     """
-    f = DepthFrame(_as_point(X), depth)
-    return f.derivative(_as_single(V, _size(f), "V"), _as_single(Z, _size(f), "Z"))
+    return _at_frame(DepthFrame.derivative, X, depth, V, Z, ("V", "Z"))
 
 
 def depth_operator_derivative_adjoint(X, depth, Z, Y) -> np.ndarray:
@@ -889,8 +903,7 @@ def depth_operator_derivative_adjoint(X, depth, Z, Y) -> np.ndarray:
     -------
     ndarray, shape of X
     """
-    f = DepthFrame(_as_point(X), depth)
-    return f.derivative_adjoint(_as_single(Z, _size(f), "Z"), _as_single(Y, _size(f), "Y"))
+    return _at_frame(DepthFrame.derivative_adjoint, X, depth, Z, Y, ("Z", "Y"))
 
 
 def depth_christoffel(X, depth, U_vec, V_vec) -> np.ndarray:
@@ -920,5 +933,4 @@ def depth_christoffel(X, depth, U_vec, V_vec) -> np.ndarray:
     -------
     ndarray, shape of X
     """
-    f = DepthFrame(_as_point(X), depth)
-    return f.christoffel(_as_single(U_vec, _size(f), "U_vec"), _as_single(V_vec, _size(f), "V_vec"))
+    return _at_frame(DepthFrame.christoffel, X, depth, U_vec, V_vec, ("U_vec", "V_vec"))

@@ -649,16 +649,24 @@ def free_energy_gradient(X, energy, *, depth, beta, metric: str = "depth") -> np
 
 
 def free_energy_gradient_in_frame(
-    frame: DepthFrame, dE: np.ndarray, beta: float, metric: str = "depth"
+    frame: DepthFrame,
+    dE: np.ndarray | None,
+    beta: float,
+    metric: str = "depth",
+    *,
+    excess: int = 0,
 ) -> np.ndarray:
     r"""The core of :func:`free_energy_gradient`: one frame serves both terms, no input checks.
 
     Internal (public name, not exported). ``frame`` is the :class:`DepthFrame` of a
-    full-rank X, ``dE`` = E'(X) of shape (d, d), ``beta``
-    and ``metric`` validated: the energy term :math:`\mathcal{A}_{N,X}(E'(X))` and the
-    entropy term :math:`U\Sigma'V^T` ([G] eq. 12.8, 12.13) both use the frame's one SVD.
+    full-rank X (or of a batch of them), ``dE`` = E'(X) of the shape of X (None: E = 0),
+    ``beta`` and ``metric`` validated: the energy term :math:`\mathcal{A}_{N,X}(E'(X))` and
+    the entropy term :math:`U\Sigma'V^T` ([G] eq. 12.8, 12.13) both use the frame's one SVD.
+    ``excess``: the width excess D of general widths (:func:`entropy_sigma_gradient`).
     """
-    grad_S = _entropy_gradient_in_frame(frame.U, frame.s, frame.Vh, frame.depth, metric)
+    grad_S = _entropy_gradient_in_frame(frame.U, frame.s, frame.Vh, frame.depth, metric, excess)
+    if dE is None:
+        return -grad_S / beta
     if metric == "depth":
         dE = frame.operator(dE)
     return dE - grad_S / beta

@@ -137,7 +137,7 @@ from ._checks import (
     check_full_rank,
     check_widths,
 )
-from ._linalg import chain_partial_products, chain_product, solve_right
+from ._linalg import chain_partial_products, chain_product, chain_second_derivative, solve_right
 from ._linalg import conj_transpose as _h
 from .depth_metric import DepthFrame, depth_multipliers
 from .network import end_to_end, end_to_end_velocity, moments, partial_products
@@ -955,8 +955,14 @@ def generator_to_tangent(
     if isinstance(W, list):
         if len(W) == 1:
             return [np.zeros_like(W[0])]
-        return _chain_generator_tangent(W, _as_generators(W, a))
-    W, a = _stack_and_generator(W, a)
+        return _generator_tangent(W, _as_generators(W, a))
+    return _generator_tangent(*_stack_and_generator(W, a))
+
+
+def _generator_tangent(W: Layers, a: Layers) -> Layers:
+    """:func:`generator_to_tangent` without the checks (W and a validated, N >= 2 for a list)."""
+    if isinstance(W, list):
+        return _chain_generator_tangent(W, a)
     out = np.zeros(W.shape, dtype=np.result_type(W, a))
     out[:-1] += a @ W[:-1]
     out[1:] -= W[1:] @ a
@@ -1178,15 +1184,6 @@ def _chain_restore(layers: list[np.ndarray], X: np.ndarray, message: str) -> lis
     return out
 
 
-def _product_second_derivative(layers: list[np.ndarray], V: list[np.ndarray]) -> np.ndarray:
-    """:math:`\tfrac{d^2}{dt^2}\\phi(W + tV)` at t = 0, for a sequence, O(N d^3)."""
-    c0, c1 = layers[0], V[0]
-    c2 = np.zeros_like(c0, dtype=np.result_type(c0, c1))
-    for W_p, V_p in zip(layers[1:], V[1:], strict=True):
-        c0, c1, c2 = W_p @ c0, W_p @ c1 + V_p @ c0, W_p @ c2 + V_p @ c1
-    return 2.0 * c2
-
-
 def _chain_retraction(
     layers: list[np.ndarray],
     V: list[np.ndarray],
@@ -1205,7 +1202,7 @@ def _chain_retraction(
     if second_order:
         side = _solved_layer(layer_widths(layers))
         message = "W is outside the domain of the retraction"
-        D2 = _product_second_derivative(layers, V)
+        D2 = chain_second_derivative(layers, V)
         E = [np.zeros_like(layer, dtype=np.result_type(layer, D2)) for layer in layers]
         if side == "output":
             E[-1] = _min_change_map(chain_product(layers[:-1]), side, message)(D2)
@@ -1460,13 +1457,10 @@ def ness_gradient(W: ArrayLike, *, widths: Sequence[int] | None = None) -> Layer
     ndarray, shape (N, d, d), or list of N arrays shaped like W
     """
     W = as_fiber_layers(W, widths=widths)
-    if isinstance(W, list):
-        if len(W) == 1:
-            return [np.zeros_like(W[0])]
-        return [4.0 * v for v in _chain_generator_tangent(W, moments(W))]
-    if W.shape[0] == 1:
-        return np.zeros_like(W)
-    return 4.0 * generator_to_tangent(W, moments(W))
+    if len(W) == 1:
+        return [np.zeros_like(W[0])] if isinstance(W, list) else np.zeros_like(W)
+    w_G = _generator_tangent(W, moments(W))
+    return [4.0 * v for v in w_G] if isinstance(w_G, list) else 4.0 * w_G
 
 
 def _dphi_adjoint_derivative(W: Layers, U: Layers, y: np.ndarray) -> Layers:

@@ -98,6 +98,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._checks import as_array, as_matrix, as_stack, check_count, check_positive
+from ._linalg import chain_second_derivative, conj_transpose
 from .balanced import (
     BalancedFrame,
     balanced_restore,
@@ -105,6 +106,7 @@ from .balanced import (
     check_balanced,
 )
 from .fiber import FiberNormalSolver, fiber_restore
+from .flows.integrators import integrate_flow
 from .network import end_to_end
 
 __all__ = [
@@ -178,20 +180,6 @@ def balanced_geodesic_acceleration(
     return _balanced_acceleration(V, frame)
 
 
-def _second_derivative_of_product(W: np.ndarray, V: np.ndarray) -> np.ndarray:
-    r""":math:`D^2\phi_W[V, V]` by the recursion of the module docstring, O(N d^3)."""
-    d = W.shape[-1]
-    dtype = np.result_type(W, V)
-    B = np.eye(d, dtype=dtype)
-    dB = np.zeros((d, d), dtype=dtype)
-    d2B = np.zeros((d, d), dtype=dtype)
-    for Wk, Vk in zip(W, V, strict=True):
-        d2B = 2.0 * Vk @ dB + Wk @ d2B
-        dB = Vk @ B + Wk @ dB
-        B = Wk @ B
-    return d2B
-
-
 def fiber_geodesic_acceleration(
     W: ArrayLike, V: ArrayLike, *, solver: FiberNormalSolver | None = None
 ) -> np.ndarray:
@@ -220,7 +208,7 @@ def fiber_geodesic_acceleration(
     V = as_stack(V, "V", depth=W.shape[0], d=W.shape[1])
     if solver is None:
         solver = FiberNormalSolver(W)
-    return solver.adjoint(solver.solve(-_second_derivative_of_product(W, V)))
+    return solver.adjoint(solver.solve(-chain_second_derivative(W, V)))
 
 
 # ---------------------------------------------------------------------------
@@ -235,22 +223,21 @@ def _rk4(
     settle: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
     n_steps: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """RK4 on (W, V)' = (V, field(W, V)); ``settle`` restores W and projects V after a step."""
-    h = 1.0 / n_steps
-    for _ in range(n_steps):
-        a1 = field(W, V)
-        V2 = V + 0.5 * h * a1
-        a2 = field(W + 0.5 * h * V, V2)
-        V3 = V + 0.5 * h * a2
-        a3 = field(W + 0.5 * h * V2, V3)
-        V4 = V + h * a3
-        a4 = field(W + h * V3, V4)
-        W_new = W + h / 6.0 * (V + 2.0 * V2 + 2.0 * V3 + V4)
-        V_new = V + h / 6.0 * (a1 + 2.0 * a2 + 2.0 * a3 + a4)
-        if not (np.all(np.isfinite(W_new)) and np.all(np.isfinite(V_new))):
+    """RK4 on (W, V)' = (V, field(W, V)) over [0, 1]; ``settle`` restores W and projects V
+    after a step. The classical RK4 of :func:`~dln_manifolds.flows.integrate_flow` on the
+    state (W, V) stacked along a new first axis."""
+
+    def velocity(t: float, y: np.ndarray) -> np.ndarray:
+        return np.stack([y[1], field(y[0], y[1])])
+
+    def restore(y: np.ndarray) -> np.ndarray:
+        if not np.all(np.isfinite(y)):
             raise ValueError("the geodesic overflows: the tangent vector is too large")
-        W, V = settle(W_new, V_new)
-    return W, V
+        return np.stack(settle(y[0], y[1]))
+
+    y0 = np.stack([W, V])
+    y = integrate_flow(velocity, y0, 1.0, dt=1.0 / n_steps, method="rk4", restore=restore).final
+    return y[0], y[1]
 
 
 def _balanced_field(W: np.ndarray, V: np.ndarray) -> np.ndarray:
@@ -335,7 +322,7 @@ def _fiber_factors(W: np.ndarray):
     for k in range(N - 1):
         Bl.append(W[k] @ Bl[-1])
     Bb = np.stack(Bl)  # layer p: B_{p-1}
-    Ah, Bh = np.conj(np.swapaxes(Aa, -1, -2)), np.conj(np.swapaxes(Bb, -1, -2))
+    Ah, Bh = conj_transpose(Aa), conj_transpose(Bb)
     K = np.einsum("pac,peb->abce", Aa @ Ah, Bh @ Bb).reshape(d * d, d * d)
     return Aa, Bb, Ah, Bh, K
 
@@ -344,7 +331,7 @@ def _fiber_field(W: np.ndarray, V: np.ndarray) -> np.ndarray:
     """(G) on the fiber through W, with a dense LU solve of K (RK4 stages)."""
     d = W.shape[-1]
     _, _, Ah, Bh, K = _fiber_factors(W)
-    r = -_second_derivative_of_product(W, V)
+    r = -chain_second_derivative(W, V)
     y = np.linalg.solve(K, r.reshape(-1)).reshape(d, d)
     return Ah @ y @ Bh
 

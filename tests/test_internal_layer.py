@@ -107,3 +107,36 @@ def test_balanced_lift_at_large_depth_is_finite():
     W = random_balanced_point(2, 400, seed=0, spread=4.0)
     H = horizontal_lift(W, np.eye(2))
     assert np.all(np.isfinite(H))
+
+
+def _second_derivative_brute(W, V):
+    # D^2 phi_W[V, V] = 2 sum_{p > q} W_N ... V_p ... V_q ... W_1 (V in two distinct slots)
+    N = len(W)
+    total = np.zeros((W[-1].shape[0], W[0].shape[1]), dtype=np.result_type(W[0], V[0]))
+    for p in range(N):
+        for q in range(p):
+            term = np.eye(W[0].shape[1])
+            for k in range(N):
+                term = (V[k] if k in (p, q) else W[k]) @ term
+            total = total + term
+    return 2.0 * total
+
+
+@pytest.mark.parametrize("widths", [(3, 3, 3, 3), (2, 4, 3, 5), (3, 2)])
+def test_chain_second_derivative_matches_the_sum_over_pairs(rng, widths):
+    from dln_manifolds._linalg import chain_second_derivative
+
+    shapes = [(widths[k + 1], widths[k]) for k in range(len(widths) - 1)]
+    W = [rng.standard_normal(s) for s in shapes]
+    V = [rng.standard_normal(s) + 1j * rng.standard_normal(s) for s in shapes]
+    brute = _second_derivative_brute(W, V)
+    got = chain_second_derivative(W, V)
+    np.testing.assert_allclose(got, brute, rtol=1e-12, atol=1e-12)
+    if len(set(widths)) == 1:  # a stack is iterated layer by layer
+        np.testing.assert_allclose(chain_second_derivative(np.stack(W), np.stack(V)), brute)
+    if len(W) > 1:  # negative control: the first derivative (V in one slot) differs
+        first = sum(
+            np.linalg.multi_dot([(V[k] if k == p else W[k]) for k in range(len(W))][::-1])
+            for p in range(len(W))
+        )
+        assert not np.allclose(got, first)

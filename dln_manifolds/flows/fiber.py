@@ -98,6 +98,25 @@ def _default_monitors(X: np.ndarray | None) -> dict[str, Callable]:
     return mons
 
 
+#: The integration options that every fiber flow forwards to ``integrate_flow`` unchanged.
+_RUN_OPTIONS = (
+    "dt",
+    "method",
+    "adaptive",
+    "rtol",
+    "atol",
+    "stop_when",
+    "save_every",
+    "monitors",
+    "progress",
+)
+
+
+def _run_options(arguments: Mapping[str, object]) -> dict[str, object]:
+    """The options of :data:`_RUN_OPTIONS` among a flow's arguments (its ``locals()``)."""
+    return {name: arguments[name] for name in _RUN_OPTIONS}
+
+
 def _integrate_fiber_flow(
     velocity: Callable,
     W0: np.ndarray,
@@ -217,15 +236,7 @@ def regularizing_flow(
         W0,
         X,
         t_final,
-        dt=dt,
-        method=method,
-        adaptive=adaptive,
-        rtol=rtol,
-        atol=atol,
-        stop_when=stop_when,
-        save_every=save_every,
-        monitors=monitors,
-        progress=progress,
+        **_run_options(locals()),
         desc="regularizing flow",
     )
 
@@ -292,15 +303,7 @@ def ness_flow(
         X,
         t_final,
         extra_monitors=extra,
-        dt=dt,
-        method=method,
-        adaptive=adaptive,
-        rtol=rtol,
-        atol=atol,
-        stop_when=stop_when,
-        save_every=save_every,
-        monitors=monitors,
-        progress=progress,
+        **_run_options(locals()),
         desc="Ness flow",
     )
 
@@ -366,15 +369,7 @@ def regularized_gradient_flow(
         None,
         t_final,
         extra_monitors=extra,
-        dt=dt,
-        method=method,
-        adaptive=adaptive,
-        rtol=rtol,
-        atol=atol,
-        stop_when=stop_when,
-        save_every=save_every,
-        monitors=monitors,
-        progress=progress,
+        **_run_options(locals()),
         desc="regularized gradient flow",
     )
 

@@ -192,8 +192,11 @@ class Fiber(InducedSubmanifold):
             start += rows * cols
         return out
 
-    def _flat_over(self, fun, *arrays):
-        """Apply ``fun`` (on lists of layers, returning a list) over batches of flat points."""
+    def _over(self, fun, *arrays):
+        """Map fun over the batch; with ``widths``, on the layers of the flat points (fun
+        takes and returns lists of layers)."""
+        if self.widths is None:
+            return super()._over(fun, *arrays)
         return batched_over_points(
             lambda *flat: np.concatenate(
                 [layer.reshape(-1) for layer in fun(*(self._split(f) for f in flat))]
@@ -202,55 +205,10 @@ class Fiber(InducedSubmanifold):
             point_ndim=1,
         )
 
-    def belongs(self, point, atol: float = 1e-9):
-        """True where the point has the space's shape and lies on the fiber (to ``atol``)."""
-        if self.widths is None:
-            return super().belongs(point, atol)
-        point = np.asarray(point, dtype=float)
-        if point.shape[-1:] != self.shape:
-            return np.zeros(point.shape[: max(point.ndim - 1, 0)], dtype=bool)
-        return batched_over_points(
-            lambda W: self._belongs_one(self._split(W), atol), point, point_ndim=1
-        ).astype(bool)
-
-    def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
-        r"""True where :math:`|V - P_W V| \le` ``atol`` :math:`\max(1, |V|)`."""
-        if self.widths is None:
-            return super().is_tangent(vector, base_point, atol)
-        if base_point is None:
-            raise TypeError("base_point is required: the tangent space depends on it")
-        vector, base_point = self._arrays(vector=vector, base_point=base_point)
-        residual = vector - self.to_tangent(vector, base_point)
-        norm = np.linalg.norm(vector, axis=-1)
-        return np.linalg.norm(residual, axis=-1) <= atol * np.maximum(1.0, norm)
-
-    def to_tangent(self, vector, base_point=None):
-        r"""Orthogonal projection :math:`P_W V` onto the tangent space at ``base_point``."""
-        if self.widths is None:
-            return super().to_tangent(vector, base_point)
-        if base_point is None:
-            raise TypeError("base_point is required: the tangent space depends on it")
-        vector, base_point = self._arrays(vector=vector, base_point=base_point)
-        return self._flat_over(lambda V, W: fiber_tangent_projection(W, V), vector, base_point)
-
-    def projection(self, point):
-        """Map nearby points onto the fiber by its restore map (not the nearest point)."""
-        if self.widths is None:
-            return super().projection(point)
-        (point,) = self._arrays(point=point)
-        return self._flat_over(lambda W: fiber_restore(W, self.X), point)
-
-    def retraction(self, tangent_vec, base_point):
-        """The second-order retraction (not the exponential map)."""
-        if self.widths is None:
-            return super().retraction(tangent_vec, base_point)
-        tangent_vec, base_point = self._arrays(tangent_vec=tangent_vec, base_point=base_point)
-        return self._flat_over(
-            lambda V, W: fiber_retraction(W, V, X=self.X), tangent_vec, base_point
-        )
-
     def _belongs_one(self, W, atol):
         r"""True if :math:`|W_N\cdots W_1 - X|_F \le` ``atol`` :math:`\max(1, |X|_F)`."""
+        if self.widths is not None:
+            W = self._split(W)
         scale = max(1.0, float(np.linalg.norm(self.X)))
         return np.linalg.norm(end_to_end(W) - self.X) <= atol * scale
 

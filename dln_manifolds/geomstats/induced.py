@@ -187,9 +187,12 @@ class InducedSubmanifold(Manifold):
     def belongs(self, point, atol: float = 1e-9):
         """True where the point has shape (N, d, d) and passes the space's membership test."""
         point = np.asarray(point, dtype=float)
-        if point.shape[-3:] != self.shape:
-            return np.zeros(point.shape[: max(point.ndim - 3, 0)], dtype=bool)
-        return batched_over_points(lambda W: self._belongs_one(W, atol), point).astype(bool)
+        k = len(self.shape)
+        if point.shape[-k:] != self.shape:
+            return np.zeros(point.shape[: max(point.ndim - k, 0)], dtype=bool)
+        return batched_over_points(
+            lambda W: self._belongs_one(W, atol), point, point_ndim=k
+        ).astype(bool)
 
     @boundary
     def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
@@ -198,10 +201,9 @@ class InducedSubmanifold(Manifold):
             raise TypeError("base_point is required: the tangent space depends on it")
         vector, base_point = self._arrays(vector=vector, base_point=base_point)
         residual = vector - self.to_tangent(vector, base_point)
-        norm = np.sqrt(np.sum(vector * vector, axis=(-3, -2, -1)))
-        return np.sqrt(np.sum(residual * residual, axis=(-3, -2, -1))) <= atol * np.maximum(
-            1.0, norm
-        )
+        axes = tuple(range(-len(self.shape), 0))
+        norm = np.sqrt(np.sum(vector * vector, axis=axes))
+        return np.sqrt(np.sum(residual * residual, axis=axes)) <= atol * np.maximum(1.0, norm)
 
     @differentiable(projection_vjp("to_tangent"), wrt=("vector",))
     def to_tangent(self, vector, base_point=None):

@@ -32,24 +32,20 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_depth
-from ..entropy import entropy_sigma_gradient as _entropy_sigma_gradient
-from ..entropy import width_excess
+from ..entropy import free_energy_gradient_in_frame, width_excess
 from ._batch import check_real
 from ._common import as_real_matrices, check_energy, energy_gradient, run_options
 from ._stepping import SampleResult
-from .brownian import brownian_drift_in_frame, diagonal_in_frame, full_rank_frame, matrix_sampler
+from .brownian import brownian_drift_in_frame, full_rank_frame, matrix_sampler
 
 __all__ = ["end_to_end_langevin", "free_energy_drift"]
 
 
 def _drift(X, frame, beta, kappa, energy, excess):
-    entropic = _entropy_sigma_gradient(frame.s, frame.depth, excess=excess) / beta  # eq. 12.8
-    drift = diagonal_in_frame(frame, entropic)
+    # -grad F_beta ([G] eq. 12.13), plus the Brownian drift at beta / kappa
+    drift = -free_energy_gradient_in_frame(frame, energy_gradient(energy, X), beta, excess=excess)
     if kappa > 0:
         drift = drift + brownian_drift_in_frame(frame, beta / kappa)
-    dE = energy_gradient(energy, X)
-    if dE is not None:
-        drift = drift - frame.operator(dE)
     return drift
 
 

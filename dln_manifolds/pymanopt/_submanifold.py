@@ -6,7 +6,7 @@ import numpy as np
 from pymanopt.manifolds.manifold import RiemannianSubmanifold
 from pymanopt.tools import ndarraySequenceMixin
 
-from .._checks import as_arrays
+from .._checks import as_arrays, as_layer_sequence
 
 __all__ = ["InducedSubmanifold", "LayerList"]
 
@@ -19,13 +19,16 @@ class InducedSubmanifold(RiemannianSubmanifold):
     :math:`\langle V, Z\rangle = \mathrm{Re\,tr}(V^*Z)` summed over layers,
     vector transport by projection onto the new tangent space, and no
     geodesics (``exp``, ``log``, ``dist`` raise NotImplementedError). A
-    subclass sets ``_depth``, ``_d`` (and ``_dtype`` for complex points) and
-    defines ``projection``.
+    subclass sets ``_depth``, ``_d`` (and ``_dtype`` for complex points, ``_widths``
+    for general widths: then points and vectors are :class:`LayerList` s) and
+    defines ``projection`` and ``_riemannian_hessian``.
     """
 
     #: Name of the space in error messages.
     _space_name = "submanifold"
     _dtype = np.float64
+    #: Widths (d_0, ..., d_N) of a network of general widths, None for square layers.
+    _widths: tuple[int, ...] | None = None
 
     @property
     def depth(self) -> int:
@@ -37,24 +40,51 @@ class InducedSubmanifold(RiemannianSubmanifold):
         """Layer size d."""
         return self._d
 
-    def _arrays(self, **arrays) -> tuple[np.ndarray, ...]:
-        """Validate points and vectors of shape (N, d, d), named by their keywords."""
+    def _arrays(self, **arrays) -> tuple:
+        """Validate points and vectors of shape (N, d, d), or lists of layers of the widths
+        ``_widths``, named by their keywords."""
         real = not np.issubdtype(np.dtype(self._dtype), np.complexfloating)
-        return as_arrays((self._depth, self._d, self._d), real=real, **arrays)
+        if self._widths is None:
+            return as_arrays((self._depth, self._d, self._d), real=real, **arrays)
+        return tuple(
+            LayerList(as_layer_sequence(value, name, widths=self._widths, real=real, batch=False))
+            for name, value in arrays.items()
+        )
+
+    def _out(self, value):
+        """A core result as the adapter's vector type (a :class:`LayerList` for general widths)."""
+        return LayerList(value) if self._widths is not None else value
 
     def inner_product(self, point, tangent_vector_a, tangent_vector_b) -> float:
         point, tangent_vector_a, tangent_vector_b = self._arrays(
             point=point, tangent_vector_a=tangent_vector_a, tangent_vector_b=tangent_vector_b
         )
-        return float(np.real(np.vdot(tangent_vector_a, tangent_vector_b)))
+        if self._widths is None:
+            return float(np.real(np.vdot(tangent_vector_a, tangent_vector_b)))
+        pairs = zip(tangent_vector_a, tangent_vector_b, strict=True)
+        return float(sum(np.real(np.vdot(a, b)) for a, b in pairs))
 
     def norm(self, point, tangent_vector) -> float:
-        point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
-        return float(np.linalg.norm(tangent_vector))
+        if self._widths is None:
+            point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
+            return float(np.linalg.norm(tangent_vector))
+        return float(np.sqrt(self.inner_product(point, tangent_vector, tangent_vector)))
 
     def euclidean_to_riemannian_gradient(self, point, euclidean_gradient):
         point, euclidean_gradient = self._arrays(point=point, euclidean_gradient=euclidean_gradient)
         return self.projection(point, euclidean_gradient)
+
+    def euclidean_to_riemannian_hessian(
+        self, point, euclidean_gradient, euclidean_hessian, tangent_vector
+    ):
+        return self._riemannian_hessian(
+            *self._arrays(
+                point=point,
+                euclidean_gradient=euclidean_gradient,
+                euclidean_hessian=euclidean_hessian,
+                tangent_vector=tangent_vector,
+            )
+        )
 
     def to_tangent_space(self, point, vector):
         return self.projection(point, vector)
@@ -66,8 +96,10 @@ class InducedSubmanifold(RiemannianSubmanifold):
         return self.projection(point_b, tangent_vector_a)
 
     def zero_vector(self, point):
-        self._arrays(point=point)
-        return np.zeros((self._depth, self._d, self._d), dtype=self._dtype)
+        (point,) = self._arrays(point=point)
+        if self._widths is None:
+            return np.zeros((self._depth, self._d, self._d), dtype=self._dtype)
+        return LayerList(np.zeros(layer.shape, dtype=self._dtype) for layer in point)
 
     def _no_geodesics(self, *args, **kwargs):
         raise NotImplementedError(f"geodesics of the {self._space_name} have no closed form here")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import balanced as _bal
-from .._checks import as_array, as_layer_sequence, as_matrix, check_square_or_widths
+from .._checks import as_array, as_matrix, check_square_or_widths
 from ..network import end_to_end, end_to_end_differential
 from ..submanifold_geodesics import (
     DEFAULT_GEODESIC_STEPS,
@@ -145,53 +145,12 @@ class BalancedManifold(InducedSubmanifold):
             self._cache_point = np.array(point, dtype=np.float64, copy=True)
         return self._cache_frame
 
-    def _arrays(self, **arrays):
-        """Validate points and vectors: (N, d, d), or lists of layers for general widths."""
-        if self._widths is None:
-            return super()._arrays(**arrays)
-        return tuple(
-            LayerList(as_layer_sequence(value, name, widths=self._widths, real=True, batch=False))
-            for name, value in arrays.items()
-        )
-
-    def _wrap(self, value):
-        return LayerList(value) if self._widths is not None else value
-
     def _general_only_square(self, what: str):
         if self._widths is not None:
             raise NotImplementedError(
                 f"{what} of the balanced manifold is implemented for square layers only "
                 f"(widths {self._widths}); use the retraction"
             )
-
-    def inner_product(self, point, tangent_vector_a, tangent_vector_b) -> float:
-        if self._widths is None:
-            return super().inner_product(point, tangent_vector_a, tangent_vector_b)
-        _, a, b = self._arrays(
-            point=point, tangent_vector_a=tangent_vector_a, tangent_vector_b=tangent_vector_b
-        )
-        return float(sum(np.vdot(x, y) for x, y in zip(a, b, strict=True)))
-
-    def norm(self, point, tangent_vector) -> float:
-        if self._widths is None:
-            return super().norm(point, tangent_vector)
-        return float(np.sqrt(self.inner_product(point, tangent_vector, tangent_vector)))
-
-    def zero_vector(self, point):
-        if self._widths is None:
-            return super().zero_vector(point)
-        (point,) = self._arrays(point=point)
-        return LayerList(np.zeros_like(w) for w in point)
-
-    def euclidean_to_riemannian_gradient(self, point, euclidean_gradient):
-        point, euclidean_gradient = self._arrays(point=point, euclidean_gradient=euclidean_gradient)
-        return self.projection(point, euclidean_gradient)
-
-    def transport(self, point_a, point_b, tangent_vector_a):
-        point_a, point_b, tangent_vector_a = self._arrays(
-            point_a=point_a, point_b=point_b, tangent_vector_a=tangent_vector_a
-        )
-        return self.projection(point_b, tangent_vector_a)
 
     # -- points ---------------------------------------------------------------
 
@@ -237,30 +196,20 @@ class BalancedManifold(InducedSubmanifold):
 
     def projection(self, point, vector):
         point, vector = self._arrays(point=point, vector=vector)
-        return self._wrap(
-            _bal.balanced_tangent_projection(point, vector, frame=self._frames(point))
-        )
+        return self._out(_bal.balanced_tangent_projection(point, vector, frame=self._frames(point)))
 
     def weingarten(self, point, tangent_vector, normal_vector):
         point, tangent_vector, normal_vector = self._arrays(
             point=point, tangent_vector=tangent_vector, normal_vector=normal_vector
         )
-        return self._wrap(
+        return self._out(
             _bal.balanced_weingarten(
                 point, tangent_vector, normal_vector, frame=self._frames(point)
             )
         )
 
-    def euclidean_to_riemannian_hessian(
-        self, point, euclidean_gradient, euclidean_hessian, tangent_vector
-    ):
-        point, euclidean_gradient, euclidean_hessian, tangent_vector = self._arrays(
-            point=point,
-            euclidean_gradient=euclidean_gradient,
-            euclidean_hessian=euclidean_hessian,
-            tangent_vector=tangent_vector,
-        )
-        return self._wrap(
+    def _riemannian_hessian(self, point, euclidean_gradient, euclidean_hessian, tangent_vector):
+        return self._out(
             _bal.balanced_riemannian_hessian(
                 point,
                 euclidean_gradient,
@@ -326,12 +275,12 @@ class BalancedManifold(InducedSubmanifold):
     def vertical_projection(self, point, vector):
         """Projection onto the tangent space of the orbit :math:`O_X` (ker dphi)."""
         point, vector = self._arrays(point=point, vector=vector)
-        return self._wrap(_bal.vertical_projection(point, vector, frame=self._frames(point)))
+        return self._out(_bal.vertical_projection(point, vector, frame=self._frames(point)))
 
     def horizontal_projection(self, point, vector):
         """Projection onto the horizontal space :math:`(\\ker d\\phi)^\\perp`."""
         point, vector = self._arrays(point=point, vector=vector)
-        return self._wrap(_bal.horizontal_projection(point, vector, frame=self._frames(point)))
+        return self._out(_bal.horizontal_projection(point, vector, frame=self._frames(point)))
 
     def horizontal_lift(self, point, end_to_end_vector):
         """Horizontal H with :math:`d\\phi(H) = Z` (isometric from g^N)."""
@@ -341,7 +290,7 @@ class BalancedManifold(InducedSubmanifold):
         else:
             shape = (self._widths[-1], self._widths[0])
             Z = as_array(end_to_end_vector, "end_to_end_vector", shape, real=True)
-        return self._wrap(_bal.horizontal_lift(point, Z, frame=self._frames(point)))
+        return self._out(_bal.horizontal_lift(point, Z, frame=self._frames(point)))
 
     def orthonormal_basis(self, point):
         """([G] Thm 14, corrected) horizontal (d^2, N, d, d) and vertical parts."""

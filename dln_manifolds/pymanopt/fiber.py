@@ -20,11 +20,9 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
-from pymanopt.tools import ndarraySequenceMixin
 
 from .._checks import (
     as_array,
-    as_layer_sequence,
     as_matrix,
     as_stack,
     check_full_rank,
@@ -44,37 +42,12 @@ from ..fiber import (
 )
 from ..network import balanced_point, moments
 from ..submanifold_geodesics import DEFAULT_GEODESIC_STEPS, fiber_dist, fiber_exp, fiber_log
-from ._submanifold import InducedSubmanifold
+from ._submanifold import InducedSubmanifold, LayerList
 
 __all__ = ["Fiber"]
 
 #: Default largest accepted condition number of X (see :class:`Fiber`).
 DEFAULT_MAX_CONDITION = 1e6
-
-
-class _LayerList(ndarraySequenceMixin, list):
-    """Points and tangent vectors of a :class:`Fiber` of general widths: a list of N layers.
-
-    Supports the vector arithmetic that pymanopt's optimizers apply to tangent vectors
-    (``+``, ``-``, scalar ``*`` and ``/``, unary ``-``), layer by layer.
-    """
-
-    def __add__(self, other):
-        return _LayerList(a + b for a, b in zip(self, other, strict=True))
-
-    def __sub__(self, other):
-        return _LayerList(a - b for a, b in zip(self, other, strict=True))
-
-    def __mul__(self, scalar):
-        return _LayerList(scalar * a for a in self)
-
-    __rmul__ = __mul__
-
-    def __truediv__(self, scalar):
-        return _LayerList(a / scalar for a in self)
-
-    def __neg__(self):
-        return _LayerList(-a for a in self)
 
 
 class Fiber(InducedSubmanifold):
@@ -205,7 +178,7 @@ class Fiber(InducedSubmanifold):
             super().__init__(name, dim)
             return
         self._d = None
-        self._center = _LayerList(balanced_point(X, N, widths=widths))
+        self._center = LayerList(balanced_point(X, N, widths=widths))
         dim = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True)) - X.size
         dim *= 2 if self._complex else 1
         name = f"Fiber over a {field} {X.shape[0]}x{X.shape[1]} matrix, widths {widths}"
@@ -237,22 +210,8 @@ class Fiber(InducedSubmanifold):
 
     def _vector(self, vector, name="tangent_vector"):
         if self._widths is not None:
-            return _LayerList(
-                as_layer_sequence(
-                    vector, name, widths=self._widths, batch=False, real=not self._complex
-                )
-            )
+            return self._arrays(**{name: vector})[0]
         return as_stack(vector, name, depth=self._depth, d=self._d, real=not self._complex)
-
-    def _arrays(self, **arrays) -> tuple:
-        """Validate points and vectors (stacks, or lists of layers with ``widths``)."""
-        if self._widths is None:
-            return super()._arrays(**arrays)
-        return tuple(self._vector(value, name) for name, value in arrays.items())
-
-    def _out(self, value):
-        """A core result as the adapter's vector type (a list of layers with ``widths``)."""
-        return _LayerList(value) if self._widths is not None else value
 
     def solver(self, point) -> FiberNormalSolver:
         """The (cached) normal-system solver at ``point``."""
@@ -273,22 +232,6 @@ class Fiber(InducedSubmanifold):
         """Orthogonal projection onto :math:`T_W\\mathcal{F}_X = \\ker d\\phi_W`."""
         return self._out(self.solver(point).project(self._vector(vector, "vector")))
 
-    def inner_product(self, point, tangent_vector_a, tangent_vector_b) -> float:
-        point, tangent_vector_a, tangent_vector_b = self._arrays(
-            point=point, tangent_vector_a=tangent_vector_a, tangent_vector_b=tangent_vector_b
-        )
-        return _inner(tangent_vector_a, tangent_vector_b)
-
-    def norm(self, point, tangent_vector) -> float:
-        point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
-        return float(np.sqrt(_norm_sq(tangent_vector)))
-
-    def zero_vector(self, point):
-        (point,) = self._arrays(point=point)
-        if self._widths is None:
-            return np.zeros(point.shape, dtype=self._dtype)
-        return _LayerList(np.zeros(layer.shape, dtype=self._dtype) for layer in point)
-
     def weingarten(self, point, tangent_vector, normal_vector):
         point, tangent_vector, normal_vector = self._arrays(
             point=point, tangent_vector=tangent_vector, normal_vector=normal_vector
@@ -297,19 +240,7 @@ class Fiber(InducedSubmanifold):
             fiber_weingarten(point, tangent_vector, normal_vector, solver=self.solver(point))
         )
 
-    def euclidean_to_riemannian_gradient(self, point, euclidean_gradient):
-        point, euclidean_gradient = self._arrays(point=point, euclidean_gradient=euclidean_gradient)
-        return self.projection(point, euclidean_gradient)
-
-    def euclidean_to_riemannian_hessian(
-        self, point, euclidean_gradient, euclidean_hessian, tangent_vector
-    ):
-        point, euclidean_gradient, euclidean_hessian, tangent_vector = self._arrays(
-            point=point,
-            euclidean_gradient=euclidean_gradient,
-            euclidean_hessian=euclidean_hessian,
-            tangent_vector=tangent_vector,
-        )
+    def _riemannian_hessian(self, point, euclidean_gradient, euclidean_hessian, tangent_vector):
         solver = self.solver(point)
         return self._out(solver.project(self._vector(euclidean_hessian, "euclidean_hessian"))) + (
             self._out(fiber_weingarten(point, tangent_vector, euclidean_gradient, solver=solver))
@@ -423,7 +354,7 @@ class Fiber(InducedSubmanifold):
         balanced point ``balanced_point(X, N, widths=widths)``, a list of layers.
         """
         if self._widths is not None:
-            return _LayerList(layer.copy() for layer in self._center)
+            return LayerList(layer.copy() for layer in self._center)
         return self._center.copy()
 
     def moments(self, point):
@@ -476,8 +407,3 @@ class Fiber(InducedSubmanifold):
 def _norm_sq(layers) -> float:
     """Squared Frobenius norm of a stack or of a list of layers."""
     return float(sum(np.sum(np.abs(layer) ** 2) for layer in layers))
-
-
-def _inner(U, V) -> float:
-    """Real part of the Frobenius product, summed over layers."""
-    return float(sum(np.real(np.vdot(u, v)) for u, v in zip(U, V, strict=True)))
