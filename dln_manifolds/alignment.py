@@ -37,7 +37,7 @@ from ._checks import as_array, check_count, check_positive
 from ._linalg import polar_factor
 from .balanced import BalancedFrame
 
-__all__ = ["orbit_alignment"]
+__all__ = ["orbit_action", "orbit_alignment"]
 
 #: relative spread of the layers' singular values below which a point counts as
 #: balanced for the frame start (the default ``tol`` of :class:`BalancedFrame`)
@@ -46,6 +46,60 @@ _BALANCE_TOL = 1e-6
 
 def _swap(A: np.ndarray) -> np.ndarray:
     return np.swapaxes(A, -1, -2)
+
+
+def _orbit_action(R: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Layers R_p W_p R_{p-1}^T for padded rotations (..., N+1, d, d) and W (..., N, d, d)."""
+    return R[..., 1:, :, :] @ W @ _swap(R[..., :-1, :, :])
+
+
+def _pad(R: np.ndarray) -> np.ndarray:
+    """(..., N-1, d, d) -> (..., N+1, d, d) with R_0 = R_N = I."""
+    eye = np.broadcast_to(np.eye(R.shape[-1]), R.shape[:-3] + (1,) + R.shape[-2:])
+    return np.concatenate([eye, R, eye], axis=-3)
+
+
+def orbit_action(rotations, W) -> np.ndarray:
+    r"""The :math:`O(d)^{N-1}` action: layer p becomes :math:`R_p W_p R_{p-1}^T` ([R] eq. 1.5).
+
+    :func:`~dln_manifolds.group_action` restricted to orthogonal matrices (where
+    :math:`R^{-1} = R^T`), vectorized over leading batch axes; its orbits in the
+    balanced manifold are the fibers of the end-to-end map ([G] Thm 13).
+
+    Parameters
+    ----------
+    rotations : array_like, shape (..., N-1, d, d)
+        Orthogonal :math:`R_1, \dots, R_{N-1}` (:math:`R_0 = R_N = I`); not read when N = 1.
+    W : array_like, shape (..., N, d, d)
+        Real network(s); the batch axes broadcast against those of ``rotations``.
+
+    Returns
+    -------
+    ndarray, shape (..., N, d, d)
+
+    Raises
+    ------
+    ValueError
+        If the shapes disagree, an entry is not finite, or a rotation is not orthogonal
+        (to 1e-8 in max-norm).
+    """
+    W = as_array(W, "W", batch=True, real=True)
+    if W.ndim < 3 or W.shape[-1] != W.shape[-2]:
+        raise ValueError(f"W must have shape (..., N, d, d), got shape {W.shape}")
+    N, d = W.shape[-3], W.shape[-1]
+    if N == 1:  # the group is trivial
+        return W.copy()
+    R = as_array(rotations, "rotations", (N - 1, d, d), batch=True, real=True)
+    defect = np.max(np.abs(R @ _swap(R) - np.eye(d)))
+    if not defect <= 1e-8:
+        raise ValueError(f"rotations must be orthogonal, got |R R^T - I| = {defect:.3g}")
+    try:
+        np.broadcast_shapes(R.shape[:-3], W.shape[:-3])
+    except ValueError:
+        raise ValueError(
+            f"the batch shapes of rotations {R.shape[:-3]} and W {W.shape[:-3]} do not broadcast"
+        ) from None
+    return _orbit_action(_pad(R), W)
 
 
 def _balanced_mask(W: np.ndarray) -> np.ndarray:
@@ -74,8 +128,7 @@ def _frame_start(Wp: np.ndarray, W: np.ndarray) -> np.ndarray:
 
 def _objective(Wp: np.ndarray, W: np.ndarray, R: np.ndarray) -> np.ndarray:
     r""":math:`\sum_p \langle W_p, R_p W'_p R_{p-1}^T\rangle`; padded rotations (B, N+1, d, d)."""
-    moved = R[:, 1:] @ Wp @ _swap(R[:, :-1])
-    return np.sum(W * moved, axis=(-3, -2, -1))
+    return np.sum(W * _orbit_action(R, Wp), axis=(-3, -2, -1))
 
 
 def _sweeps(
@@ -131,8 +184,7 @@ def _orbit_alignment(
         frame_R, frame_value = R[: ok.size], value[: ok.size]
         keep = ~(best_value[ok] > frame_value + 1e-12 * np.maximum(1.0, np.abs(frame_value)))
         best[ok[keep]] = frame_R[keep]
-    aligned = best[:, 1:] @ Wp @ _swap(best[:, :-1])
-    return aligned, best[:, 1:-1]
+    return _orbit_action(best, Wp), best[:, 1:-1]
 
 
 def orbit_alignment(

@@ -135,3 +135,20 @@ def test_bad_arguments_name_the_argument():
         orbit_alignment(np.stack([W, W]), np.stack([T, T, T]))
     with pytest.raises(TypeError, match="return_rotations"):
         orbit_alignment(W, T, return_rotations="yes")
+
+
+def test_orbit_action_is_the_group_action_on_stacks():
+    """Batched O(d)^(N-1) action = the GL(d)^(N-1) action of [R] eq. 1.5, point by point."""
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((2, 3, 4, 3, 3))
+    R = np.linalg.qr(rng.standard_normal((3, 3, 3, 3)))[0]  # batch (3,), broadcasts against (2, 3)
+    got = dm.orbit_action(R, W)
+    for i, j in np.ndindex(2, 3):
+        np.testing.assert_allclose(got[i, j], group_action(R[j], W[i, j]), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(end_to_end(got[1, 2]), end_to_end(W[1, 2]), atol=1e-12)
+    # negative control: the transpose is the inverse only for orthogonal matrices
+    A = R + 0.1 * rng.standard_normal(R.shape)
+    assert np.abs(A[0, 1] @ W[0, 0, 1] @ A[0, 0].T - group_action(A[0], W[0, 0])[1]).max() > 1e-3
+    with pytest.raises(ValueError, match="rotations must be orthogonal"):
+        dm.orbit_action(A, W)
+    np.testing.assert_array_equal(dm.orbit_action(None, W[..., :1, :, :]), W[..., :1, :, :])

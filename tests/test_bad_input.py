@@ -318,6 +318,7 @@ def _core_entries():
         E("balanced_retraction", dm.balanced_retraction, {"W": "carr", "V": "carr"}, W=WB, V=V3B),
         E("check_balanced", dm.check_balanced, {"W": "arr"}, W=WB),
         E("BalancedFrame", dm.BalancedFrame, {"W": "arr"}, W=WB),
+        E("orbit_action", dm.orbit_action, {"rotations": "arr", "W": "arr"}, rotations=ROT, W=WB),
         E(
             "orbit_alignment",
             dm.orbit_alignment,

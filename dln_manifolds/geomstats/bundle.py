@@ -25,13 +25,12 @@ import numpy as np
 from geomstats.geometry.fiber_bundle import AlignerAlgorithm, FiberBundle
 
 from .._checks import as_array, as_arrays, check_count, check_positive
-from ..alignment import orbit_alignment
+from ..alignment import orbit_action, orbit_alignment
 from ..balanced import (
     horizontal_lift,
     horizontal_projection,
     vertical_projection,
 )
-from ..fiber import group_action
 from ..network import balanced_point, end_to_end, end_to_end_differential
 from ._backend import boundary, differentiable
 from ._derivatives import (
@@ -65,12 +64,7 @@ def orthogonal_group_action(rotations, point) -> np.ndarray:
     point = as_array(point, "point", batch=True, real=True)
     if point.ndim < 3 or point.shape[-1] != point.shape[-2]:
         raise ValueError(f"point must have shape (..., N, d, d), got shape {point.shape}")
-    N, d = point.shape[-3], point.shape[-1]
-    if N == 1:  # the group is trivial
-        return point.copy()
-    rotations = as_array(rotations, "rotations", (N - 1, d, d), batch=True, real=True)
-    # dln_manifolds.fiber.group_action takes one point
-    return batched_over_points(group_action, rotations, point)
+    return orbit_action(rotations, point)
 
 
 def _norm3(V: np.ndarray) -> np.ndarray:
@@ -189,7 +183,7 @@ class BalancedBundle(FiberBundle):
             tangent_vec=tangent_vec, base_point=base_point
         )
         return matrix_to_vector(
-            batched_over_points(lambda V, W: end_to_end_differential(W, V), tangent_vec, base_point)
+            stacked_over_points(lambda V, W: end_to_end_differential(W, V), tangent_vec, base_point)
         )
 
     @boundary
