@@ -125,6 +125,11 @@ __all__ += [
     "vertical_projection",
 ]
 
+# --- alignment along the O(d)^(N-1) orbits (alignment.py) ---
+from .alignment import orbit_action, orbit_alignment  # noqa: E402
+
+__all__ += ["orbit_action", "orbit_alignment"]
+
 # --- entropy and free energy (entropy.py) ---
 from .entropy import (  # noqa: E402
     entropy_gradient,

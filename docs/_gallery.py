@@ -146,6 +146,7 @@ API_MODULES = [
     ("Energies", "dln_manifolds.energies"),
     ("The fiber", "dln_manifolds.fiber"),
     ("The balanced manifold", "dln_manifolds.balanced"),
+    ("Alignment along the orbits", "dln_manifolds.alignment"),
     ("Entropy and free energy", "dln_manifolds.entropy"),
     ("Flows: integrators", "dln_manifolds.flows.integrators"),
     ("Flows on the fiber", "dln_manifolds.flows.fiber"),

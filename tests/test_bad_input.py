@@ -318,6 +318,16 @@ def _core_entries():
         E("balanced_retraction", dm.balanced_retraction, {"W": "carr", "V": "carr"}, W=WB, V=V3B),
         E("check_balanced", dm.check_balanced, {"W": "arr"}, W=WB),
         E("BalancedFrame", dm.BalancedFrame, {"W": "arr"}, W=WB),
+        E("orbit_action", dm.orbit_action, {"rotations": "arr", "W": "arr"}, rotations=ROT, W=WB),
+        E(
+            "orbit_alignment",
+            dm.orbit_alignment,
+            {"W": "arr", "W_target": "arr", "max_sweeps": "count", "tol": "pos"},
+            W=dm.group_action(ROT, WB),
+            W_target=WB,
+            max_sweeps=500,
+            tol=1e-13,
+        ),
         E("balanced_dimension", dm.balanced_dimension, {"widths": "widths"}, widths=(2, 3, 2)),
         E("balanced_orthonormal_basis", dm.balanced_orthonormal_basis, {"W": "arr"}, W=WB),
         E(

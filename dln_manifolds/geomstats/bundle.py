@@ -24,15 +24,13 @@ from __future__ import annotations
 import numpy as np
 from geomstats.geometry.fiber_bundle import AlignerAlgorithm, FiberBundle
 
-from .._checks import as_array, as_arrays, as_stack, check_count, check_positive
-from .._linalg import polar_factor
+from .._checks import as_array, as_arrays, check_count, check_positive
+from ..alignment import orbit_action, orbit_alignment
 from ..balanced import (
-    BalancedFrame,
     horizontal_lift,
     horizontal_projection,
     vertical_projection,
 )
-from ..fiber import group_action
 from ..network import balanced_point, end_to_end, end_to_end_differential
 from ._backend import boundary, differentiable
 from ._derivatives import (
@@ -66,87 +64,37 @@ def orthogonal_group_action(rotations, point) -> np.ndarray:
     point = as_array(point, "point", batch=True, real=True)
     if point.ndim < 3 or point.shape[-1] != point.shape[-2]:
         raise ValueError(f"point must have shape (..., N, d, d), got shape {point.shape}")
-    N, d = point.shape[-3], point.shape[-1]
-    if N == 1:  # the group is trivial
-        return point.copy()
-    rotations = as_array(rotations, "rotations", (N - 1, d, d), batch=True, real=True)
-    # dln_manifolds.fiber.group_action takes one point
-    return batched_over_points(group_action, rotations, point)
+    return orbit_action(rotations, point)
 
 
 def _norm3(V: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sum(V * V, axis=(-3, -2, -1)))
 
 
-def _sweeps(Wp, W, R, max_sweeps, tol):
-    """Block coordinate ascent of sum_p tr(W_p^T R_p W'_p R_{p-1}^T) over R_1..R_{N-1}.
-
-    Stops when no rotation moves by more than ``tol`` (max-norm) in a sweep.
-    """
-    N = W.shape[0]
-    eye = np.eye(W.shape[1])
-    R = [eye] + [np.array(r) for r in R] + [eye]
-    for _ in range(max_sweeps):
-        change = 0.0
-        for k in range(1, N):
-            # terms with R_k: <R_k, W_k R_{k-1} W'_k^T + W_{k+1}^T R_{k+1} W'_{k+1}>
-            C = W[k - 1] @ R[k - 1] @ Wp[k - 1].T + W[k].T @ R[k + 1] @ Wp[k]
-            new = polar_factor(C)
-            change = max(change, float(np.max(np.abs(new - R[k]))))
-            R[k] = new
-        if change <= tol:
-            break
-    value = sum(np.sum(W[p] * (R[p + 1] @ Wp[p] @ R[p].T)) for p in range(N))
-    return np.array(R[1:-1]), value
-
-
 @boundary
 def align_orbit(point, base_point, max_sweeps: int = 500, tol: float = 1e-13) -> np.ndarray:
     r"""The point of the :math:`O(d)^{N-1}` orbit of ``point`` nearest ``base_point`` (Frobenius).
 
-    Maximizes :math:`\sum_p \mathrm{tr}(W_p^T R_p W'_p R_{p-1}^T)` by block
-    coordinate ascent: with the others fixed, the best :math:`R_k` is the
-    orthogonal polar factor of
-    :math:`W_k R_{k-1} W_k'^T + W_{k+1}^T R_{k+1} W'_{k+1}` (orthogonal
-    Procrustes), until no rotation moves by more than ``tol``. Started from
-    the SVD frames of both points when they are balanced (exact when ``point``
-    is in the orbit of ``base_point``) and from the identity; the identity
-    start replaces the first only if it is better by more than rounding.
+    geomstats-style names for :func:`dln_manifolds.orbit_alignment` (block coordinate
+    ascent of orthogonal Procrustes steps, vectorized over batches).
 
     Parameters
     ----------
-    point, base_point : array_like, shape (N, d, d)
+    point, base_point : array_like, shape (..., N, d, d)
+        Batch axes broadcast.
+    max_sweeps : int, default 500
+    tol : float, default 1e-13
 
     Returns
     -------
-    ndarray, shape (N, d, d)
+    ndarray, shape (..., N, d, d)
         :math:`R\cdot W'`: same end-to-end matrix and same balance as ``point``.
     """
-    W = as_stack(base_point, "base_point", real=True)
-    Wp = as_stack(point, "point", depth=W.shape[0], d=W.shape[1], real=True)
-    N, d, _ = W.shape
-    if N == 1:
-        return Wp.copy()
-    starts = []
-    try:
-        Q = BalancedFrame(W).Q
-        Qp = BalancedFrame(Wp).Q
-        # frames are defined up to one sign per singular value, shared by all layers
-        S = np.sign(np.sum(Q[-1] * Qp[-1], axis=0) + np.sum(Q[0] * Qp[0], axis=0))
-        S[S == 0] = 1.0
-        starts.append((Q[1:-1] * S) @ np.swapaxes(Qp[1:-1], -1, -2))
-    except ValueError:
-        pass
-    starts.append(np.broadcast_to(np.eye(d), (N - 1, d, d)))
-    best, best_value = None, -np.inf
-    for R0 in starts:
-        R, value = _sweeps(Wp, W, R0, max_sweeps, tol)
-        if best is None or value > best_value + 1e-12 * max(1.0, abs(best_value)):
-            best, best_value = R, value
-    eye = np.eye(d)[None]
-    left = np.concatenate([best, eye])
-    right = np.concatenate([eye, best])
-    return left @ Wp @ np.swapaxes(right, -1, -2)
+    point = as_array(point, "point", batch=True, real=True)
+    if point.ndim < 3 or point.shape[-1] != point.shape[-2]:
+        raise ValueError(f"point must have shape (..., N, d, d), got shape {point.shape}")
+    base_point = as_array(base_point, "base_point", point.shape[-3:], batch=True, real=True)
+    return orbit_alignment(point, base_point, max_sweeps=max_sweeps, tol=tol)
 
 
 class OrbitAligner(AlignerAlgorithm):
@@ -174,12 +122,7 @@ class OrbitAligner(AlignerAlgorithm):
     def align(self, point, base_point):
         """Align ``point`` to ``base_point``; shape (..., N, d, d)."""
         point, base_point = self._total_space._arrays(point=point, base_point=base_point)
-        # the sweeps are per point (their number varies): a loop over the batch
-        return batched_over_points(
-            lambda Wp, W: align_orbit(Wp, W, max_sweeps=self.max_sweeps, tol=self.tol),
-            point,
-            base_point,
-        )
+        return orbit_alignment(point, base_point, max_sweeps=self.max_sweeps, tol=self.tol)
 
 
 class BalancedBundle(FiberBundle):
@@ -240,7 +183,7 @@ class BalancedBundle(FiberBundle):
             tangent_vec=tangent_vec, base_point=base_point
         )
         return matrix_to_vector(
-            batched_over_points(lambda V, W: end_to_end_differential(W, V), tangent_vec, base_point)
+            stacked_over_points(lambda V, W: end_to_end_differential(W, V), tangent_vec, base_point)
         )
 
     @boundary
