@@ -313,7 +313,7 @@ def test_manifold_point_shape():
 
 
 def test_energy_inputs():
-    with _raises(ValueError, "target", "matrix"):  # rectangular targets are allowed, vectors are not
+    with _raises(ValueError, "target", "matrix"):  # a vector; rectangular is fine
         QuadraticEnergy(np.ones(3))
     with _raises(ValueError, "scale"):
         QuadraticEnergy(np.eye(2), scale=-1.0)

@@ -212,8 +212,6 @@ class LayersFlowResult(FlowResult):
         return self.layers(-1)
 
 
-
-
 def _learning_monitors(energy, phi, imbalance) -> dict:
     """Default monitors of :func:`learning_flow`: end-to-end matrix, E (if it has a value)
     and the balance error, from the end-to-end map ``phi`` and ``imbalance`` of the layers."""
