@@ -1,4 +1,4 @@
-r"""A second-order retraction on :math:`(\mathfrak{M}_{m\times n}, g^N)` that never leaves full rank.
+r"""A second-order retraction on :math:`(\mathfrak{M}_{m\times n}, g^N)` that keeps full rank.
 
 Square X ([G] eq. 4.16-4.17 for the metric): with :math:`K_1 = X^{-1} Z` and
 :math:`K_2 = -\tfrac12 X^{-1}\big(\Gamma_X(Z, Z) + Z X^{-1} Z\big)`,
