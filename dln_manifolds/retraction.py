@@ -248,17 +248,19 @@ def _halve_square(X: np.ndarray, K: np.ndarray, out: np.ndarray, limit: float) -
 
 def _rect_steps(frame: DepthFrame, X, Z, kappa, limit) -> np.ndarray:
     """Damped steps X + Z + theta Q, Q = -Gamma(Z, Z) / 2, for non-square X (full rank)."""
-    Q = -0.5 * frame.christoffel(Z, Z)
-    with np.errstate(over="ignore"):
+    # Overflow (a huge Z) gives a non-finite Q: the loop below treats it as a failed step.
+    with np.errstate(over="ignore", invalid="ignore"):
+        Q = -0.5 * frame.christoffel(Z, Z)
         theta = 1.0 / (1.0 + (_fro(Q) / _fro(X)) ** 2)
-    out = X + Z + theta[:, None, None] * Q
+        out = X + Z + theta[:, None, None] * Q
     ok = np.all(np.isfinite(out), axis=(-2, -1))
     ok[ok] = _condition(np.linalg.svd(out[ok], compute_uv=False)) <= limit
     for i in np.flatnonzero(~ok):
         Zi, Qi = 0.5 * Z[i], 0.25 * Q[i]
         out[i] = X[i]  # if the step underflows below rounding: it is 0
         for _ in range(63):
-            step = X[i] + Zi + theta[i] * Qi
+            with np.errstate(invalid="ignore"):
+                step = X[i] + Zi + theta[i] * Qi
             if np.all(np.isfinite(step)) and (
                 _condition(np.linalg.svd(step, compute_uv=False)) <= limit
             ):
