@@ -57,7 +57,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from ._checks import as_array, check_count, check_depth
+from ._checks import as_array, broadcast_batch, check_count, check_depth
 from .depth_metric import DepthFrame
 
 __all__ = ["depth_retraction", "retraction_condition_limit"]
@@ -144,13 +144,7 @@ def depth_retraction(X, V, depth, *, names: tuple[str, str] = ("X", "V")) -> np.
             f"depth must be finite for a non-square {x_name} (shape ({m}, {n})): g^inf is "
             "not defined there"
         )
-    try:
-        batch = np.broadcast_shapes(X.shape[:-2], V.shape[:-2])
-    except ValueError:
-        raise ValueError(
-            f"the batch shapes of {x_name} {X.shape[:-2]} and {v_name} {V.shape[:-2]} do not "
-            "broadcast"
-        ) from None
+    batch = broadcast_batch(**{x_name: X.shape[:-2], v_name: V.shape[:-2]})
     kappa = _condition(np.linalg.svd(X, compute_uv=False))
     limit = retraction_condition_limit(max(m, n))
     if not np.all(kappa <= limit):
