@@ -197,6 +197,11 @@ __all__ += [
     "sgd",
 ]
 
+# --- second-order retraction on (M_{m x n}, g^N) (retraction.py) ---
+from .retraction import depth_retraction, retraction_condition_limit  # noqa: E402
+
+__all__ += ["depth_retraction", "retraction_condition_limit"]
+
 # --- geodesics of (M_d, g^N): exp, log, distance (geodesics.py) ---
 from .geodesics import (  # noqa: E402
     DifferentComponentsError,

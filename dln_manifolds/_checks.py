@@ -235,6 +235,15 @@ def as_array(
     return arr
 
 
+def broadcast_batch(**batch_shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """The broadcast of the batch shapes of named arguments; ValueError naming them if none."""
+    try:
+        return np.broadcast_shapes(*batch_shapes.values())
+    except ValueError:
+        listed = ", ".join(f"{name} {shape}" for name, shape in batch_shapes.items())
+        raise ValueError(f"the batch shapes of {listed} do not broadcast") from None
+
+
 def as_arrays(
     shape: tuple[int, ...], /, *, real: bool = True, batch: bool = False, **arrays
 ) -> tuple[np.ndarray, ...]:

@@ -115,6 +115,7 @@ from ._checks import (
     as_array,
     as_layer_sequence,
     as_matrix,
+    as_matrix_batch,
     as_stack,
     check_full_rank,
     check_full_rank_batch,
@@ -1105,12 +1106,11 @@ class BalancedFrame:
         r"""Horizontal H with :math:`d\phi_W(H) = Z`; see :func:`horizontal_lift`."""
         d_out, d_in = self.widths[-1], self.widths[0]
         if self._check:
-            Z = _end_to_end_vector(Z, d_out, d_in)
+            Z = _end_to_end_vector(Z, d_out, d_in, self._batch)
         c, log_m = self._coeff()
-        if not self._general:
-            self._single("horizontal_lift")
-            Zh = self.Q[-1].T @ Z @ self.Q[0]
-            return self._from(c * (Zh * np.exp(-0.5 * log_m)))
+        if not self._general:  # vectorized over the batch axes of a stack of points
+            Zh = _h(self.Q[..., -1, :, :]) @ Z @ self.Q[..., 0, :, :]
+            return self._from(c * (Zh * np.exp(-0.5 * log_m))[..., None, :, :])
         r, N = self.r, self.depth
         Zh = self.Q[-1].T @ Z @ self.Q[0]
         A = c * (Zh[:r, :r] * np.exp(-0.5 * log_m))
@@ -1165,8 +1165,19 @@ class BalancedFrame:
         return hor, ver
 
 
-def _end_to_end_vector(Z, d_out: int, d_in: int) -> np.ndarray:
-    """Validate a tangent vector Z of shape (d_N, d_0) at X (square: as_matrix's messages)."""
+def _end_to_end_vector(Z, d_out: int, d_in: int, batch: tuple[int, ...] = ()) -> np.ndarray:
+    """Validate a tangent vector Z of shape (d_N, d_0) at X (square: as_matrix's messages).
+
+    A square stack of frames (batch shape ``batch``) takes Z of shape ``batch + (d, d)``.
+    """
+    if batch:
+        Z = as_matrix_batch(Z, d_in, "Z", real=True)
+        if Z.shape != batch + (d_in, d_in):
+            raise ValueError(
+                f"Z must have shape {batch + (d_in, d_in)} (one tangent vector per point of "
+                f"W), got shape {Z.shape}"
+            )
+        return Z
     if d_out == d_in:
         return as_matrix(Z, "Z", real=True, d=d_in)
     return as_array(Z, "Z", (d_out, d_in), real=True)
@@ -1447,16 +1458,16 @@ def horizontal_lift(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d), or sequence of N arrays
-        Balanced point over X = phi(W).
-    Z : array_like, shape (d, d) or (d_N, d_0)
-        Tangent vector at X.
+    W : array_like, shape (N, d, d) or (..., N, d, d), or sequence of N arrays
+        Balanced point over X = phi(W), or a stack of them (vectorized).
+    Z : array_like, shape (d, d), (..., d, d) or (d_N, d_0)
+        Tangent vector at X (one per point of a stack: batch shape of W).
     frame : BalancedFrame, optional
     widths : sequence of int, optional
 
     Returns
     -------
-    ndarray, shape (N, d, d), or list of N arrays
+    ndarray, shape (..., N, d, d), or list of N arrays
 
     Notes
     -----
@@ -1464,7 +1475,7 @@ def horizontal_lift(
     """
     W, frame = _frame_at(W, frame, widths)
     d_out, d_in = frame.widths[-1], frame.widths[0]
-    Z = _end_to_end_vector(Z, d_out, d_in)
+    Z = _end_to_end_vector(Z, d_out, d_in, frame._batch)
     return _unchecked(frame).horizontal_lift(Z)
 
 

@@ -373,9 +373,10 @@ def balanced_point(X, depth: int, rotations=None, *, widths: Sequence[int] | Non
 
     Parameters
     ----------
-    X : array_like, shape (d, d), or (d_N, d_0) with ``widths``
+    X : array_like, shape (d, d) or (..., d, d), or (d_N, d_0) with ``widths``
         Any matrix (rank-deficient allowed; then the point lies in the closure
-        of the balanced manifold).
+        of the balanced manifold). A stack of square matrices gives a stack of
+        points (one batched SVD; ``rotations`` are shared by the whole stack).
     depth : int
         Number of layers N >= 1.
     rotations : array_like, shape (N - 1, d, d), or sequence of N - 1 arrays, optional
@@ -387,7 +388,7 @@ def balanced_point(X, depth: int, rotations=None, *, widths: Sequence[int] | Non
 
     Returns
     -------
-    W : ndarray, shape (N, d, d), or, with ``widths``, list of N arrays
+    W : ndarray, shape (..., N, d, d), or, with ``widths``, list of N arrays
         ``W[k-1]`` of shape (d_k, d_{k-1}).
 
     Raises
@@ -403,9 +404,14 @@ def balanced_point(X, depth: int, rotations=None, *, widths: Sequence[int] | Non
             f"X must be square without widths, got shape {X.shape}; for a network of general "
             f"widths pass widths=(d_0, ..., d_N) with d_0 = {X.shape[1]}, d_N = {X.shape[0]}"
         )
-    X = as_matrix(X)
+    if np.ndim(X) > 2 and not isinstance(X, (str, bytes)):
+        X = as_matrix_batch(X, np.shape(X)[-1], "X")  # a stack (..., d, d): one batched SVD
+        if X.size == 0:
+            raise ValueError(f"X must have shape (..., d, d) with d >= 1, got shape {X.shape}")
+    else:
+        X = as_matrix(X)
     N = check_finite_depth(depth)
-    d = X.shape[0]
+    d = X.shape[-1]
     U, s, Vh = np.linalg.svd(X)
     lam = s ** (1.0 / N)
     if rotations is None:
@@ -417,9 +423,10 @@ def balanced_point(X, depth: int, rotations=None, *, widths: Sequence[int] | Non
         err = np.max(np.abs(conj_transpose(Q) @ Q - np.eye(d)), initial=0.0)
         if err > 1e-8:
             raise ValueError(f"rotations must be orthogonal (unitary); deviation {err:.2e}")
-    # Q_0 .. Q_N
-    frames = np.concatenate([conj_transpose(Vh)[None], np.asarray(Q), U[None]], axis=0)
-    W = (frames[1:] * lam[None, None, :]) @ conj_transpose(frames[:-1])
+    # Q_0 .. Q_N, shape (..., N + 1, d, d)
+    Q = np.broadcast_to(np.asarray(Q), X.shape[:-2] + (N - 1, d, d))
+    frames = np.concatenate([conj_transpose(Vh)[..., None, :, :], Q, U[..., None, :, :]], axis=-3)
+    W = (frames[..., 1:, :, :] * lam[..., None, None, :]) @ conj_transpose(frames[..., :-1, :, :])
     return W.astype(np.result_type(X.dtype, Q.dtype), copy=False)
 
 

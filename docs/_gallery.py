@@ -143,6 +143,7 @@ API_MODULES = [
     ("Network maps", "dln_manifolds.network"),
     ("Depth metric on (M_d, g^N)", "dln_manifolds.depth_metric"),
     ("Geodesics of (M_d, g^N)", "dln_manifolds.geodesics"),
+    ("Second-order retraction on (M_d, g^N)", "dln_manifolds.retraction"),
     ("Energies", "dln_manifolds.energies"),
     ("The fiber", "dln_manifolds.fiber"),
     ("The balanced manifold", "dln_manifolds.balanced"),

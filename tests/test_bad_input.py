@@ -447,6 +447,15 @@ def _geodesic_entries():
             depth=N,
         ),
         E(
+            "depth_retraction",
+            dm.depth_retraction,
+            {"X": "arr", "V": "arr", "depth": "depth"},
+            X=X,
+            V=Z,
+            depth=N,
+        ),
+        E("retraction_condition_limit", dm.retraction_condition_limit, {"d": "count"}, d=D),
+        E(
             "direction_geodesic",
             dm.direction_geodesic,
             {"X": "arr", "depth": "depth"},
@@ -908,6 +917,13 @@ def _geomstats_entries():
             met.exp,
             {"tangent_vec": "arr", "base_point": "arr"},
             tangent_vec=0.1 * ZV,
+            base_point=XV,
+        ),
+        E(
+            "geomstats.DepthMetric.retraction",
+            met.retraction,
+            {"tangent_vec": "arr", "base_point": "arr"},
+            tangent_vec=ZV,
             base_point=XV,
         ),
         E(

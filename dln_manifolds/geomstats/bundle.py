@@ -27,7 +27,7 @@ from geomstats.geometry.fiber_bundle import AlignerAlgorithm, FiberBundle
 from .._checks import as_array, as_arrays, check_count, check_positive
 from ..alignment import orbit_action, orbit_alignment
 from ..balanced import (
-    horizontal_lift,
+    BalancedFrame,
     horizontal_projection,
     vertical_projection,
 )
@@ -40,7 +40,7 @@ from ._derivatives import (
     tangent_submersion_vjp,
 )
 from .end_to_end import matrix_to_vector, vector_to_matrix
-from .induced import InducedSubmanifold, batched_over_points, stacked_over_points
+from .induced import InducedSubmanifold, stacked_over_points
 
 __all__ = ["BalancedBundle", "OrbitAligner", "align_orbit", "orthogonal_group_action"]
 
@@ -191,7 +191,7 @@ class BalancedBundle(FiberBundle):
         """Balanced point over X (the center of [R]); shape (..., N, d, d)."""
         (point,) = self._flat(point=point)
         X = vector_to_matrix(point, self.d)
-        return batched_over_points(lambda M: balanced_point(M, self.depth), X, point_ndim=2)
+        return stacked_over_points(lambda M: balanced_point(M, self.depth), X, point_ndim=2)
 
     @differentiable(projection_vjp("vertical_projection", "tangent_vec"), wrt=("tangent_vec",))
     def vertical_projection(self, tangent_vec, base_point):
@@ -235,7 +235,9 @@ class BalancedBundle(FiberBundle):
         Z = np.broadcast_to(Z, batch + Z.shape[-2:]).reshape((-1,) + Z.shape[-2:])
         F = np.broadcast_to(fiber_point, batch + fiber_point.shape[-3:])
         F = F.reshape((-1,) + fiber_point.shape[-3:])
-        out = np.stack([horizontal_lift(w, z) for w, z in zip(F, Z, strict=True)])
+        if F.shape[0] == 0:
+            return np.empty(batch + fiber_point.shape[-3:])
+        out = BalancedFrame.from_valid(F).horizontal_lift(Z)  # rank and balance checked
         return out.reshape(batch + fiber_point.shape[-3:])
 
     @boundary

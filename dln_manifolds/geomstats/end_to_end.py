@@ -58,6 +58,7 @@ from ..geodesics import (
     depth_log,
     direction_geodesic,
 )
+from ..retraction import depth_retraction
 from ._backend import boundary, differentiable, plain
 from ._derivatives import (
     cometric_matrix_vjp,
@@ -489,6 +490,36 @@ class DepthMetric(RiemannianMetric):
             If the geodesic reaches the singular set det X = 0 before t = 1.
         """
         return self.exp_solver.exp(tangent_vec, base_point)
+
+    @boundary
+    def retraction(self, tangent_vec, base_point):
+        r"""Second-order retraction :math:`R_X(V)`, a cheap stand-in for :meth:`exp`.
+
+        :func:`dln_manifolds.depth_retraction` (the retraction of
+        :class:`dln_manifolds.pymanopt.EndToEndMatrices`), batched with no Python
+        loop: agrees with :meth:`exp` to second order in V, never leaves full rank
+        (condition number at most :func:`~dln_manifolds.retraction_condition_limit`)
+        and, for square points, keeps the sign of det X. geomstats' convention
+        (``PoincareBallMetric.retraction``, ``StiefelCanonicalMetric.retraction``).
+
+        Parameters
+        ----------
+        tangent_vec, base_point : array_like, shape (..., dim)
+            Vectors of the (m, n) matrices in row-major order; broadcast.
+
+        Returns
+        -------
+        ndarray, shape (..., dim)
+        """
+        n = self._space.dim
+        tangent_vec, base_point = as_arrays(
+            (n,), batch=True, tangent_vec=tangent_vec, base_point=base_point
+        )
+        shape = self._space.matrix_shape
+        X = base_point.reshape(base_point.shape[:-1] + shape)
+        V = tangent_vec.reshape(tangent_vec.shape[:-1] + shape)
+        out = depth_retraction(X, V, self.depth, names=("base_point", "tangent_vec"))
+        return out.reshape(out.shape[:-2] + (n,))
 
     def squared_dist(self, point_a, point_b, **kwargs):
         """Squared geodesic distance; ``inf`` for points in different components of GL(d)."""

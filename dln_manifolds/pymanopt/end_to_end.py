@@ -19,13 +19,13 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import scipy.linalg
 from pymanopt.manifolds.manifold import Manifold
 
 from .._checks import as_array, check_full_rank, check_matrix_space
 from .._linalg import haar_orthogonal
 from ..depth_metric import DepthFrame
 from ..geodesics import depth_distance, depth_exp, depth_log
+from ..retraction import depth_retraction_unchecked
 
 __all__ = ["EndToEndMatrices", "BoundaryWarning", "WARN_CONDITION"]
 
@@ -277,58 +277,7 @@ class EndToEndMatrices(Manifold):
         """
         point = self._check(point)
         Z = self._vector(tangent_vector, "tangent_vector", finite=False)
-        if not np.all(np.isfinite(Z)):
-            return np.full_like(point, np.nan)
-        if not np.any(Z):
-            return point.copy()
-        frame = DepthFrame(point, self._depth, check=False)
-        s = frame.s
-        kappa = _condition(s)
-        cond_max = _retraction_condition_limit(max(self._shape))
-        if not kappa <= cond_max:
-            raise ValueError(
-                f"point is too close to the rank-deficient boundary of GL(d) for a step "
-                f"that stays in GL(d) (condition number {kappa:.3g} > {cond_max:.3g})"
-            )
-        if self._rect:
-            return _rect_retraction(frame, point, Z, cond_max)
-        budget = 0.5 * np.log(cond_max / kappa)
-        # Work with the unit direction Zh = Z / zeta: K = zeta K1h + coef K2h, where
-        # coef = zeta^2 / (1 + zeta^4 |K2h|^2) is written so that it cannot overflow.
-        zmax = float(np.max(np.abs(Z)))
-        Zh = Z / zmax
-        zeta = zmax * float(np.linalg.norm(Zh))  # no overflow in the sum of squares
-        Zh = Zh / np.linalg.norm(Zh)
-        Xinv = (frame.Vh.T / s) @ frame.U.T
-        K1h = Xinv @ Zh
-        n1 = zeta * float(np.linalg.norm(K1h))
-        if n1 > 1e100:
-            # the quadratic term is O(1/n1) relative: saturated limit of the direction K1
-            K = K1h
-        else:
-            gamma = frame.christoffel(Zh, Zh)
-            K2h = -0.5 * Xinv @ (gamma + Zh @ K1h)
-            z2, n2 = np.float64(zeta) ** 2, np.float64(np.linalg.norm(K2h))  # IEEE over/underflow
-            with np.errstate(over="ignore", under="ignore", divide="ignore"):
-                coef = 1.0 / (1.0 / z2 + z2 * n2 * n2) if n2 > 0 else z2
-            K = zeta * K1h + coef * K2h
-        nK = float(np.linalg.norm(K))
-        if budget == 0.0:
-            return point.copy()
-        r = nK / budget
-        scale = budget / nK if (n1 > 1e100 or r > 1e50) else 1.0 / (1.0 + r**4) ** 0.25
-        K = scale * K
-        out = point @ scipy.linalg.expm(K)
-        if kappa * np.exp(2.0 * scale * nK) > 0.5 * cond_max:
-            # Near the limit, rounding in expm and the product could push the computed
-            # condition number past it: halve the step until it is below.
-            for _ in range(64):
-                if _condition(np.linalg.svd(out, compute_uv=False)) <= cond_max:
-                    return out
-                K = 0.5 * K
-                out = point @ scipy.linalg.expm(K)
-            return point.copy()  # K has underflowed below rounding: the step is 0
-        return out
+        return depth_retraction_unchecked(point, Z, self._depth, name="point")
 
     def transport(self, point_a, point_b, tangent_vector_a) -> np.ndarray:
         self._check(point_a, "point_a")
@@ -421,36 +370,3 @@ class EndToEndMatrices(Manifold):
 def _condition(s: np.ndarray) -> float:
     """Condition number s_max / s_min from decreasing singular values (inf if singular)."""
     return float(s[0] / s[-1]) if s[-1] > 0 else np.inf
-
-
-def _retraction_condition_limit(d: int) -> float:
-    """Largest condition number of a retraction result: 1e-2 / (d eps).
-
-    A hundred times below the full-rank tolerance 1 / (d eps) of :meth:`norm`.
-    """
-    return 1e-2 / (d * np.finfo(np.float64).eps)
-
-
-def _rect_retraction(frame: DepthFrame, point: np.ndarray, Z: np.ndarray, cond_max: float):
-    r"""Second-order retraction for non-square X: :math:`X + Z + \theta Q`, full rank.
-
-    :math:`Q = -\tfrac12 \Gamma_X(Z, Z)` and :math:`\theta = 1 / (1 + (|Q|_F/|X|_F)^2)`,
-    so :math:`R_X(Z) = X + Z - \tfrac12\Gamma_X(Z, Z) + O(|Z|^6)` agrees with the
-    exponential map to second order (:math:`|Q| = O(|Z|^2/|X|)`); the damping
-    keeps long steps from being dominated by the quadratic term. Where the
-    result has condition number above ``cond_max`` (close to rank deficiency)
-    the step is halved (Z by 2, Q by 4) until it is below, so every result has
-    full rank min(m, n).
-    """
-    Q = -0.5 * frame.christoffel(Z, Z)
-    scale = float(np.linalg.norm(point))
-    with np.errstate(over="ignore"):
-        theta = 1.0 / (1.0 + (float(np.linalg.norm(Q)) / scale) ** 2)
-    for _ in range(64):
-        out = point + Z + theta * Q
-        if np.all(np.isfinite(out)) and _condition(np.linalg.svd(out, compute_uv=False)) <= (
-            cond_max
-        ):
-            return out
-        Z, Q = 0.5 * Z, 0.25 * Q
-    return point.copy()  # the step has underflowed below rounding: it is 0
