@@ -199,6 +199,7 @@ from .geodesics import (  # noqa: E402
     depth_distance,
     depth_exp,
     depth_log,
+    depth_parallel_transport,
     direction_geodesic,
 )
 
@@ -210,5 +211,6 @@ __all__ += [
     "depth_distance",
     "depth_exp",
     "depth_log",
+    "depth_parallel_transport",
     "direction_geodesic",
 ]

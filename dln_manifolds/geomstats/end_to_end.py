@@ -52,6 +52,7 @@ from ..geodesics import (
     depth_distance,
     depth_exp,
     depth_log,
+    depth_parallel_transport,
     direction_geodesic,
 )
 from ._frame import DenseDepthFrame
@@ -505,6 +506,58 @@ class DepthMetric(RiemannianMetric):
             **self.exp_solver.options,
         )
         return np.asarray(out)[()] if np.ndim(out) == 0 else out
+
+    def parallel_transport(self, tangent_vec, base_point, direction=None, end_point=None):
+        r"""Parallel transport of ``tangent_vec`` along the geodesic :math:`\exp_X(t\,\text{direction})`.
+
+        :func:`dln_manifolds.geodesics.depth_parallel_transport` (the transport
+        ODE with the closed-form Christoffel term, integrated with the
+        geodesic). With ``end_point`` instead of ``direction``, the geodesic
+        to ``end_point`` is :meth:`log` (``end_point``, ``base_point``).
+
+        Parameters
+        ----------
+        tangent_vec, base_point : array_like, shape (..., d * d)
+        direction : array_like, shape (..., d * d), optional
+        end_point : array_like, shape (..., d * d), optional
+            Exactly one of ``direction`` and ``end_point``.
+
+        Returns
+        -------
+        ndarray, shape (..., d * d)
+            Tangent vectors at :math:`\exp_X(\text{direction})`.
+
+        Raises
+        ------
+        SingularGeodesicError
+            The geodesic reaches det X = 0 before t = 1.
+        DifferentComponentsError, LogConvergenceError
+            From :meth:`log` with ``end_point``.
+        """
+        space = self._space
+        space._square_only("parallel_transport")
+        if (direction is None) == (end_point is None):
+            raise ValueError("give exactly one of direction and end_point")
+        if direction is None:
+            direction = self.log(end_point, base_point)
+        tangent_vec, base_point, direction = as_arrays(
+            (space.dim,),
+            batch=True,
+            tangent_vec=tangent_vec,
+            base_point=base_point,
+            direction=direction,
+        )
+        rtol, atol = self.exp_solver.options["rtol"], self.exp_solver.options["atol"]
+        W = depth_parallel_transport(
+            space.to_matrix(base_point),
+            space.to_matrix(direction),
+            space.to_matrix(tangent_vec),
+            self.depth,
+            rtol=rtol,
+            atol=atol,
+            names=("base_point", "direction", "tangent_vec"),
+        )
+        return matrix_to_vector(W)
 
     # -- helpers ----------------------------------------------------------------
     def _frames_apply(self, fun, base_point, *vectors, out_shape=()):
