@@ -209,7 +209,8 @@ class EndToEndMatrices(VectorSpaceOpenSet):
     def belongs(self, point, atol=gs.atol):
         """True where the point has shape (..., d * d) and full rank.
 
-        Full rank means smallest singular value above ``atol`` and condition
+        Full rank means smallest singular value at least ``atol`` (so that
+        :meth:`projection` with the same ``atol`` lands in the set) and condition
         number below ``1 / (d eps)``.
         """
         point = gs.array(point)
@@ -217,21 +218,24 @@ class EndToEndMatrices(VectorSpaceOpenSet):
             return gs.zeros(point.shape[:-1], dtype=bool)
         s = np.linalg.svd(self.to_matrix(point), compute_uv=False)
         smax, smin = s[..., 0], s[..., -1]
-        return (smin > atol) & (smax * max(self.matrix_shape) * np.finfo(float).eps < smin)
+        return (smin >= atol) & (smax * max(self.matrix_shape) * np.finfo(float).eps < smin)
 
     def projection(self, point, atol: float = 1e-6):
         r"""Nearest point whose singular values are at least ``atol * max(1, s_max)``.
 
         Full-rank points are returned unchanged (copied); singular values
         below the floor are raised to it (the nearest point in Frobenius norm
-        of the closed set of matrices with :math:`\sigma_{\min} \ge` floor).
+        of the closed set of matrices with :math:`\sigma_{\min} \ge` floor),
+        times :math:`1 + 10^{-8}` so that the rounding of the product
+        :math:`U \operatorname{diag}(s) V^T` keeps them above the floor:
+        ``belongs(projection(x, atol), atol)`` holds.
         """
         (point,) = as_arrays((self.dim,), batch=True, point=point)
         U, s, Vh = np.linalg.svd(self.to_matrix(point), full_matrices=False)
         floor = atol * np.maximum(1.0, s[..., :1])
         if np.all(s >= floor):
             return gs.copy(point)
-        s = np.maximum(s, floor)
+        s = np.where(s >= floor, s, floor * (1.0 + 1e-8))
         return self.to_vector((U * s[..., None, :]) @ Vh)
 
     def random_point(self, n_samples: int = 1, bound: float = 1.0):

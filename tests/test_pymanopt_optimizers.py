@@ -1,0 +1,190 @@
+"""Every pymanopt optimizer on every space, from random starts (pymanopt 2.2's tests/optimizers style).
+
+Cost E(W) = |W - T|^2 / 2 with T a random point of the space (tests/slopes.py):
+its unique minimizer on the space is T. Spaces: EndToEndMatrices for depths
+1, 2, 3 and inf (starts in T's component of GL(d)), the fiber F_X and the
+balanced manifold M (whose random points lie in one connected component).
+Optimizers: SteepestDescent, ConjugateGradient with each beta rule,
+TrustRegions, NelderMead, ParticleSwarm.
+
+Each run must either converge to T or stop with a named error of the
+geodesic solvers (the GeodesicError family of dln_manifolds.geodesics, or the
+ValueError of a submanifold log that finds no geodesic); never another
+exception, a NaN, or a point off the space. The gradient-based optimizers must
+converge from every start. The derivative-free ones need the Riemannian log
+(NelderMead: the Karcher mean of the simplex by 15 steepest-descent steps
+from a random point per iteration; ParticleSwarm: two logs per particle per
+iteration), which makes them orders of magnitude slower here than on
+pymanopt's closed-form manifolds: in the default run they get a small budget
+and must decrease the cost without error; the slow run gives them the budget to
+converge on the smallest spaces and 20 starts everywhere.
+
+pymanopt 2.2's NelderMead rejects an initial simplex of the right size (its
+length test is inverted), so the simplex comes from ``manifold.random_point``:
+for EndToEndMatrices the test draws it in T's component.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pymanopt
+import pytest
+from slopes import quadratic_problem
+from threadpoolctl import threadpool_limits
+
+from dln_manifolds.geodesics import GeodesicError
+from dln_manifolds.pymanopt import BalancedManifold, EndToEndMatrices, Fiber
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Conversion of an array:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::RuntimeWarning"),
+]
+
+BETA_RULES = ["FletcherReeves", "PolakRibiere", "HestenesStiefel", "HagerZhang", "LiuStorey"]
+GRADIENT = ["SteepestDescent", *(f"CG-{b}" for b in BETA_RULES), "TrustRegions"]
+DERIVATIVE_FREE = ["NelderMead", "ParticleSwarm"]
+SPACES = ["E2E-N1", "E2E-N2", "E2E-N3", "E2E-Ninf", "Fiber-N3", "Balanced-N3"]
+NAMED_ERRORS = (GeodesicError,)
+
+
+@pytest.fixture(autouse=True)
+def _single_threaded_blas():
+    with threadpool_limits(1):
+        yield
+
+
+def _space(name: str, seed: int):
+    rng = np.random.default_rng(seed)
+    kind, depth = name.split("-N")
+    depth = np.inf if depth == "inf" else int(depth)
+    if kind == "E2E":
+        M = EndToEndMatrices(2, depth, seed=rng)
+        T = M.random_point()
+        draw = M.random_point
+
+        def random_point():  # in T's component: the only points a geodesic reaches
+            x = draw()
+            if np.linalg.det(x) * np.linalg.det(T) < 0:
+                x[:, 0] *= -1
+            return x
+
+        M.random_point = random_point
+    elif kind == "Fiber":
+        X = np.eye(2) + 0.3 * rng.standard_normal((2, 2))
+        M = Fiber(X, depth, seed=rng)
+        T = M.random_point()
+    else:
+        M = BalancedManifold(2, depth, seed=rng)
+        T = M.random_point()
+    return M, T
+
+
+def _optimizer(name: str, max_iterations: int, max_time: float = np.inf):
+    common = dict(verbosity=0, max_iterations=max_iterations, max_time=max_time)
+    if name == "SteepestDescent":
+        return pymanopt.optimizers.SteepestDescent(**common)
+    if name == "TrustRegions":
+        return pymanopt.optimizers.TrustRegions(**common)
+    if name == "NelderMead":
+        return pymanopt.optimizers.NelderMead(**common)
+    if name == "ParticleSwarm":
+        return pymanopt.optimizers.ParticleSwarm(**common)
+    return pymanopt.optimizers.ConjugateGradient(beta_rule=name[3:], **common)
+
+
+def _on_space(M, W) -> bool:
+    if not np.all(np.isfinite(W)):
+        return False
+    if isinstance(M, EndToEndMatrices):
+        s = np.linalg.svd(W, compute_uv=False)
+        return bool(s[-1] > 1e-12 * s[0])
+    return bool(np.linalg.norm(M.projection(W, np.zeros_like(W))) == 0.0) and _belongs(M, W)
+
+
+def _belongs(M, W) -> bool:
+    if isinstance(M, Fiber):
+        P = W[0]
+        for Wk in W[1:]:
+            P = Wk @ P
+        return bool(np.allclose(P, M.X, atol=1e-8 * max(1.0, np.abs(M.X).max())))
+    G = np.array([W[k + 1].T @ W[k + 1] - W[k] @ W[k].T for k in range(len(W) - 1)])
+    return bool(np.abs(G).max() <= 1e-8 * max(1.0, np.abs(W).max() ** 2))
+
+
+def _run(space: str, name: str, seed: int, max_iterations: int, max_time: float = np.inf):
+    """Run once; return ("converged" | "named error" | "stopped", |W - T|, cost ratio, seconds)."""
+    M, T = _space(space, seed)
+    problem = quadratic_problem(M, T)
+    np.random.seed(seed)  # pymanopt's ParticleSwarm draws from numpy's global state
+    x0 = None if name in DERIVATIVE_FREE else M.random_point()
+    start = time.process_time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            result = _optimizer(name, max_iterations, max_time).run(problem, initial_point=x0)
+        except NAMED_ERRORS as exc:
+            return "named error", type(exc).__name__, np.nan, time.process_time() - start
+        except ValueError as exc:  # a submanifold log that finds no geodesic
+            if not isinstance(M, EndToEndMatrices) and "geodesic" in str(exc):
+                return "named error", "ValueError", np.nan, time.process_time() - start
+            raise
+    seconds = time.process_time() - start
+    W = result.point
+    assert _on_space(M, W), f"{name} on {space} (seed {seed}) left the space"
+    err = float(np.linalg.norm(W - T) / np.linalg.norm(T))
+    cost0 = problem.cost(x0) if x0 is not None else None
+    ratio = float(result.cost / cost0) if cost0 else np.nan
+    return ("converged" if err < 1e-5 else "stopped"), err, ratio, seconds
+
+
+def _check_gradient(space, name, seeds, max_iterations=300):
+    for seed in seeds:
+        outcome, err, _, _ = _run(space, name, seed, max_iterations)
+        assert outcome == "converged", (space, name, seed, outcome, err)
+
+
+@pytest.mark.parametrize("space", SPACES)
+@pytest.mark.parametrize("name", GRADIENT)
+def test_gradient_optimizers_converge(name, space):
+    _check_gradient(space, name, seeds=range(2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("space", SPACES)
+@pytest.mark.parametrize("name", GRADIENT)
+def test_gradient_optimizers_converge_from_20_starts(name, space):
+    _check_gradient(space, name, seeds=range(100, 120))
+
+
+def _check_derivative_free(space, name, seed, max_iterations, converge: bool):
+    M, T = _space(space, seed)
+    outcome, err, _, seconds = _run(space, name, seed, max_iterations)
+    if outcome == "named error":
+        return outcome
+    if converge:
+        assert err < 1e-2, (space, name, seed, err)
+    return outcome
+
+
+@pytest.mark.parametrize("space", ["E2E-N1", "E2E-N2", "Fiber-N3", "Balanced-N3"])
+@pytest.mark.parametrize("name", DERIVATIVE_FREE)
+def test_derivative_free_optimizers_run(name, space):
+    """A few iterations: no crash, a point on the space (checked in _run), or a named error."""
+    _check_derivative_free(space, name, seed=0, max_iterations=2, converge=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("space", SPACES)
+@pytest.mark.parametrize("name", DERIVATIVE_FREE)
+def test_derivative_free_optimizers_from_20_starts(name, space):
+    for seed in range(100, 120):
+        _check_derivative_free(space, name, seed, max_iterations=5, converge=False)
+
+
+def test_negative_control_wrong_target_is_not_converged():
+    """The convergence criterion can fail: a run stopped after one iteration is not at T."""
+    outcome, err, _, _ = _run("E2E-N2", "SteepestDescent", 0, max_iterations=1)
+    assert outcome == "stopped" and err > 1e-3
