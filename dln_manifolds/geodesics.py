@@ -1135,7 +1135,9 @@ def depth_parallel_transport(
     d = Xa.shape[-1]
     for name, arr in ((names[1], Va), (names[2], Wa)):
         if arr.shape[-1] != d:
-            raise ValueError(f"{name} must have shape (..., {d}, {d}) like {names[0]}, got shape {arr.shape}")
+            raise ValueError(
+                f"{name} must have shape (..., {d}, {d}) like {names[0]}, got shape {arr.shape}"
+            )
     batch = np.broadcast_shapes(Xa.shape[:-2], Va.shape[:-2], Wa.shape[:-2])
     Xf, Vf, Wf = (np.broadcast_to(a, batch + (d, d)).reshape(-1, d, d) for a in (Xa, Va, Wa))
     check_full_rank_batch(np.linalg.svd(Xf, compute_uv=False), names[0])
