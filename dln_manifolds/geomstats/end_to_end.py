@@ -512,7 +512,7 @@ class DepthMetric(RiemannianMetric):
         return np.asarray(out)[()] if np.ndim(out) == 0 else out
 
     def parallel_transport(self, tangent_vec, base_point, direction=None, end_point=None):
-        r"""Parallel transport of ``tangent_vec`` along :math:`t \mapsto \exp_X(t\,\text{direction})`.
+        r"""Parallel transport of ``tangent_vec`` along the geodesic in ``direction``.
 
         :func:`dln_manifolds.geodesics.depth_parallel_transport` (the transport
         ODE with the closed-form Christoffel term, integrated with the
