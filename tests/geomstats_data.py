@@ -38,7 +38,10 @@ for _name in ("nbformat", "nbconvert", "nbconvert.preprocessors"):
             sys.modules[_name] = _stub
 
 import geomstats.backend as gs  # noqa: E402
+
+__all__ = ["DataBasedParametrizer", "TestData", "data_class"]
 from geomstats.test.data import TestData  # noqa: E402
+from geomstats.test.parametrizers import DataBasedParametrizer  # noqa: E402
 from geomstats.test.random import RandomDataGenerator  # noqa: E402
 
 # --- data classes -----------------------------------------------------------------------

@@ -190,9 +190,15 @@ def test_derivative_free_optimizers_run_at_depth_one(name):
 
 
 @pytest.mark.slow
-def test_nelder_mead_converges_at_depth_one_from_20_starts():
-    for seed in range(100, 120):
-        _check_derivative_free("E2E-N1", "NelderMead", seed, max_iterations=400, converge=True)
+@pytest.mark.parametrize("seed", range(100, 120))
+def test_nelder_mead_converges_at_depth_one_from_20_starts(seed):
+    _check_derivative_free("E2E-N1", "NelderMead", seed, max_iterations=400, converge=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(100, 120))
+def test_particle_swarm_at_depth_one_from_20_starts(seed):
+    _check_derivative_free("E2E-N1", "ParticleSwarm", seed, max_iterations=100, converge=False)
 
 
 @pytest.mark.slow
