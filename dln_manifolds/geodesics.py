@@ -310,6 +310,17 @@ def _combine(base: np.ndarray, h: np.ndarray, coeffs, ks) -> np.ndarray:
     return out
 
 
+def _step_control(err: np.ndarray, h: np.ndarray, stage_bad: np.ndarray):
+    """Accept steps with scaled error <= 1 and no bad stage; the next step sizes (order 5)."""
+    err = np.where(np.isfinite(err), err, np.inf)
+    accept = (err <= 1.0) & ~stage_bad
+    with np.errstate(divide="ignore"):
+        fac = np.where(err > 0, 0.9 * err ** (-0.2), 5.0)
+    h_new = h * np.clip(fac, 0.2, 5.0)
+    h_new = np.where(accept, h_new, np.minimum(h_new, 0.5 * h))
+    return accept, np.where(stage_bad, 0.25 * h, h_new)
+
+
 def _integrate(
     X0: np.ndarray,
     V0: np.ndarray,
@@ -395,13 +406,7 @@ def _integrate(
             with np.errstate(invalid="ignore", over="ignore"):
                 ra, aa = rtol[act], atol[act]
                 err = np.maximum(_norm(eX) / (aa + ra * nX), _norm(eV) / (aa + ra * nV))
-            err = np.where(np.isfinite(err), err, np.inf)
-            accept = (err <= 1.0) & ~stage_bad
-            with np.errstate(divide="ignore"):
-                fac = np.where(err > 0, 0.9 * err ** (-0.2), 5.0)
-            h_new = ha * np.clip(fac, 0.2, 5.0)
-            h_new = np.where(accept, h_new, np.minimum(h_new, 0.5 * ha))
-            h_new = np.where(stage_bad, 0.25 * ha, h_new)
+            accept, h_new = _step_control(err, ha, stage_bad)
         else:
             Xn = _combine(Xa, ha, _RK4_B, kX)
             Vn = _combine(Va, ha, _RK4_B, kV)
@@ -486,6 +491,18 @@ def _exp_flat(X, V, depth, rtol, atol, n_steps, max_steps, singular_tol):
     return Y[:, 0], ok, t
 
 
+def _raise_if_singular(ok: np.ndarray, t: np.ndarray, batch: tuple, d: int, name: str) -> None:
+    """Raise SingularGeodesicError for the first geodesic (velocity ``name``) not ``ok``."""
+    if np.all(ok):
+        return
+    i = int(np.argmin(ok))
+    where = f" (batch index {tuple(int(k) for k in np.unravel_index(i, batch))})" if batch else ""
+    raise SingularGeodesicError(
+        f"the geodesic with initial velocity {name} leaves GL({d}){where}: it reaches the "
+        f"singular set det X = 0 near t = {t[i]:.6g} < 1"
+    )
+
+
 def depth_exp(
     X,
     V,
@@ -550,15 +567,7 @@ def depth_exp(
     Xf, Vf, batch, d = _broadcast_pair(X, V, names)
     check_full_rank_batch(np.linalg.svd(Xf, compute_uv=False), names[0])
     Y, ok, t = _exp_flat(Xf, Vf, depth, rtol, atol, n_steps, int(max_steps), singular_tol)
-    if not np.all(ok):
-        i = int(np.argmin(ok))
-        where = (
-            f" (batch index {tuple(int(k) for k in np.unravel_index(i, batch))})" if batch else ""
-        )
-        raise SingularGeodesicError(
-            f"the geodesic with initial velocity {names[1]} leaves GL({d}){where}: it reaches the "
-            f"singular set det X = 0 near t = {t[i]:.6g} < 1"
-        )
+    _raise_if_singular(ok, t, batch, d, names[1])
     return Y.reshape(batch + (d, d))
 
 
@@ -1032,13 +1041,7 @@ def _transport_flat(X, V, W, depth, rtol, atol, max_steps, singular_tol):
         scale = atol + rtol * np.maximum(_norm(Sa), _norm(Ss))  # (A, K + 2)
         with np.errstate(invalid="ignore", over="ignore"):
             err = np.max(_norm(err_state) / scale, axis=1)
-        err = np.where(np.isfinite(err), err, np.inf)
-        accept = (err <= 1.0) & ~stage_bad
-        with np.errstate(divide="ignore"):
-            fac = np.where(err > 0, 0.9 * err ** (-0.2), 5.0)
-        h_new = ha * np.clip(fac, 0.2, 5.0)
-        h_new = np.where(accept, h_new, np.minimum(h_new, 0.5 * ha))
-        h_new = np.where(stage_bad, 0.25 * ha, h_new)
+        accept, h_new = _step_control(err, ha, stage_bad)
         sel = np.flatnonzero(accept)
         if sel.size:
             idx = act[sel]
@@ -1155,13 +1158,5 @@ def depth_parallel_transport(
                 Xf, Vf, Wf[:, None].copy(), depth, rtol, atol, max_steps, singular_tol
             )
             out = out[:, 0]
-    if not np.all(ok):
-        i = int(np.argmin(ok))
-        where = (
-            f" (batch index {tuple(int(k) for k in np.unravel_index(i, batch))})" if batch else ""
-        )
-        raise SingularGeodesicError(
-            f"the geodesic with initial velocity {names[1]} leaves GL({d}){where}: it reaches the "
-            f"singular set det X = 0 near t = {t[i]:.6g} < 1"
-        )
+    _raise_if_singular(ok, t, batch, d, names[1])
     return out.reshape(batch + (d, d))

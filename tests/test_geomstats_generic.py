@@ -190,61 +190,54 @@ def _make(name, bases, slow, **attrs):
     globals()[name] = DataBasedParametrizer(name, bases, attrs)
 
 
+def _make_all(space, generator, classes):
+    """One test class per (name, test case, slow, data class), all on ``space``."""
+    for name, case, slow, data in classes:
+        _make(name, case, slow, space=space, data_generator=generator, testing_data=data())
+
+
+_METRIC = (RiemannianMetricTestCase,)
 for _d, _N, _sign in E2E_CASES:
     _default = (_d, _N, _sign) in DEFAULT_E2E
     _space = EndToEndMatrices(_d, _N)
-    _gen = ComponentGenerator(_space, _sign)
     _name = f"{_label(_d, _N)}_{'pos' if _sign > 0 else 'neg'}"
-    _make(
-        f"TestEndToEndMatrices_{_name}",
-        (VectorSpaceOpenSetTestCase,),
-        not _default,
-        space=_space,
-        data_generator=_gen,
-        testing_data=EndToEndTestData(),
-    )
-    _make(
-        f"TestDepthMetric_{_name}",
-        (RiemannianMetricTestCase,),
-        True,
-        space=_space,
-        data_generator=_gen,
-        testing_data=DepthMetricTestData(),
-    )
+    _classes = [
+        (
+            f"TestEndToEndMatrices_{_name}",
+            (VectorSpaceOpenSetTestCase,),
+            not _default,
+            EndToEndTestData,
+        ),
+        (f"TestDepthMetric_{_name}", _METRIC, True, DepthMetricTestData),
+    ]
     if _default:
-        _make(
-            f"TestDepthMetricOnePoint_{_name}",
-            (RiemannianMetricTestCase,),
-            False,
-            space=_space,
-            data_generator=_gen,
-            testing_data=DepthMetricOnePointTestData(),
+        _classes.append(
+            (f"TestDepthMetricOnePoint_{_name}", _METRIC, False, DepthMetricOnePointTestData)
         )
+    _make_all(_space, ComponentGenerator(_space, _sign), _classes)
 
 for _slow, _cases in ((False, DEFAULT_UP), (True, SLOW_UP + DEFAULT_UP)):
     for _d, _N in _cases:
         _rng = np.random.default_rng(_d * 10 + _N)
         _X = np.eye(_d) + 0.3 * _rng.standard_normal((_d, _d))
         _sfx = f"{_label(_d, _N)}{'_full' if _slow else ''}"
-        _fiber = Fiber(_X, _N)
-        _balanced = BalancedManifold(_d, _N)
-        for _kind, _sp in (("Fiber", _fiber), ("BalancedManifold", _balanced)):
-            _gen = SubmanifoldGenerator(_sp)
-            _make(
-                f"Test{_kind}_{_sfx}",
-                (ProjectionTestCaseMixins, ManifoldTestCase),
-                _slow,
-                space=_sp,
-                data_generator=_gen,
-                testing_data=SubmanifoldTestData(),
-            )
-            _make(
-                f"Test{_kind}Metric_{_sfx}",
-                (RiemannianMetricTestCase,),
-                _slow,
-                space=_sp,
-                data_generator=_gen,
-                testing_data=(InducedMetricTestData if _slow else InducedMetricOnePointTestData)(),
+        _metric_data = InducedMetricTestData if _slow else InducedMetricOnePointTestData
+        for _kind, _sp in (
+            ("Fiber", Fiber(_X, _N)),
+            ("BalancedManifold", BalancedManifold(_d, _N)),
+        ):
+            _make_all(
+                _sp,
+                SubmanifoldGenerator(_sp),
+                [
+                    (
+                        f"Test{_kind}_{_sfx}",
+                        (ProjectionTestCaseMixins, ManifoldTestCase),
+                        _slow,
+                        SubmanifoldTestData,
+                    ),
+                    (f"Test{_kind}Metric_{_sfx}", _METRIC, _slow, _metric_data),
+                ],
             )
         _total = BalancedManifold(_d, _N)
         _quotient = _total.equip_with_quotient()
