@@ -242,7 +242,8 @@ class ComponentGenerator(RandomDataGenerator):
     """Random points of (M_d, g^N) in one component of GL(d): ``sign(det X) = sign``.
 
     Points: ``space.random_point`` (Haar frames, singular values in [1/2, 2]) with
-    the first row negated where the determinant has the other sign. Tangent
+    the first row negated where the determinant has the other sign; at depth 1 a
+    ball of GL(d) (:meth:`_ball_point`). Tangent
     vectors: Gaussian, Frobenius norm ``scale`` times that of the point, so that
     the geodesic of the generic tests stays inside GL(d) (|V| < sigma_min keeps
     X + tV invertible for N = 1; a margin for the curved metrics).
@@ -254,12 +255,28 @@ class ComponentGenerator(RandomDataGenerator):
         self.scale = scale
 
     def random_point(self, n_points=1):
+        if self.space.depth == 1:
+            return self._ball_point(n_points)
         x = self.space.to_matrix(self.space.random_point(n_points))
         flip = np.sign(np.linalg.det(x)) != self.sign
         x = np.where(
             flip[..., None, None], x * np.array([-1.0] + [1.0] * (x.shape[-1] - 1))[:, None], x
         )
         return self.space.to_vector(x)
+
+    def _ball_point(self, n_points):
+        """Depth 1 (flat, incomplete): points of the ball |X - C| < 0.45, C = diag(sign, 1, ...).
+
+        sigma_min(C) = 1, so the ball is a convex set of GL(d): every pair is joined by
+        its segment, the geodesic of g^1 (elsewhere the log does not exist).
+        """
+        d = self.space.matrix_shape[0]
+        C = np.diag([float(self.sign)] + [1.0] * (d - 1))
+        shape = (n_points, d, d) if n_points > 1 else (d, d)
+        D = gs.random.normal(size=shape)
+        norm = np.linalg.norm(D, axis=(-2, -1), keepdims=True)
+        radius = 0.45 * gs.random.uniform(size=shape[:-2] + (1, 1))
+        return self.space.to_vector(C + radius * D / norm)
 
     def point_to_project(self, n_points=1):
         """Any matrix (geomstats: a point of the embedding space), singular ones included."""
