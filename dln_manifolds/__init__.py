@@ -211,6 +211,7 @@ from .geodesics import (  # noqa: E402
     depth_distance,
     depth_exp,
     depth_log,
+    depth_parallel_transport,
     direction_geodesic,
 )
 
@@ -222,5 +223,6 @@ __all__ += [
     "depth_distance",
     "depth_exp",
     "depth_log",
+    "depth_parallel_transport",
     "direction_geodesic",
 ]

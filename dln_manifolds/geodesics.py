@@ -1,4 +1,4 @@
-r"""Geodesics of :math:`(\mathfrak{M}_d, g^N)`: exponential map, logarithm and distance.
+r"""Geodesics of :math:`(\mathfrak{M}_d, g^N)`: exponential map, logarithm, distance, transport.
 
 The geodesic equation of the depth metric :math:`g^N_X(Z, Z) = \langle
 \mathcal{A}_{N,X}^{-1} Z, Z\rangle` ([G] eq. 4.16-4.17) is
@@ -64,6 +64,13 @@ Points of different components of GL(d) (signs of the determinant) are joined
 by no curve of :math:`\mathfrak{M}_d`: :func:`depth_log` raises
 :class:`DifferentComponentsError` and :func:`depth_distance` returns ``inf``.
 
+Parallel transport
+------------------
+:func:`depth_parallel_transport` integrates the transport equation
+:math:`\dot W = -\Gamma_X(\dot X, W)` together with the geodesic (one SVD
+per stage for both); on the diagonal submanifold it reduces to
+:math:`W_k(t) = W_k(0) (|x_k(t)| / |x_k(0)|)^{1 - 1/N}` (its docstring).
+
 Closed forms
 ------------
 :func:`direction_geodesic`: :math:`\exp_X(tX) = (1 + t/N)^N X`
@@ -103,6 +110,7 @@ __all__ = [
     "depth_exp",
     "depth_log",
     "depth_distance",
+    "depth_parallel_transport",
 ]
 
 _FLAT_NEAR = 1e-3  # r_min / r_max (r = sigma^{1/N}) at which a geodesic heading for det = 0 stops
@@ -302,6 +310,17 @@ def _combine(base: np.ndarray, h: np.ndarray, coeffs, ks) -> np.ndarray:
     return out
 
 
+def _step_control(err: np.ndarray, h: np.ndarray, stage_bad: np.ndarray):
+    """Accept steps with scaled error <= 1 and no bad stage; the next step sizes (order 5)."""
+    err = np.where(np.isfinite(err), err, np.inf)
+    accept = (err <= 1.0) & ~stage_bad
+    with np.errstate(divide="ignore"):
+        fac = np.where(err > 0, 0.9 * err ** (-0.2), 5.0)
+    h_new = h * np.clip(fac, 0.2, 5.0)
+    h_new = np.where(accept, h_new, np.minimum(h_new, 0.5 * h))
+    return accept, np.where(stage_bad, 0.25 * h, h_new)
+
+
 def _integrate(
     X0: np.ndarray,
     V0: np.ndarray,
@@ -387,13 +406,7 @@ def _integrate(
             with np.errstate(invalid="ignore", over="ignore"):
                 ra, aa = rtol[act], atol[act]
                 err = np.maximum(_norm(eX) / (aa + ra * nX), _norm(eV) / (aa + ra * nV))
-            err = np.where(np.isfinite(err), err, np.inf)
-            accept = (err <= 1.0) & ~stage_bad
-            with np.errstate(divide="ignore"):
-                fac = np.where(err > 0, 0.9 * err ** (-0.2), 5.0)
-            h_new = ha * np.clip(fac, 0.2, 5.0)
-            h_new = np.where(accept, h_new, np.minimum(h_new, 0.5 * ha))
-            h_new = np.where(stage_bad, 0.25 * ha, h_new)
+            accept, h_new = _step_control(err, ha, stage_bad)
         else:
             Xn = _combine(Xa, ha, _RK4_B, kX)
             Vn = _combine(Va, ha, _RK4_B, kV)
@@ -478,6 +491,18 @@ def _exp_flat(X, V, depth, rtol, atol, n_steps, max_steps, singular_tol):
     return Y[:, 0], ok, t
 
 
+def _raise_if_singular(ok: np.ndarray, t: np.ndarray, batch: tuple, d: int, name: str) -> None:
+    """Raise SingularGeodesicError for the first geodesic (velocity ``name``) not ``ok``."""
+    if np.all(ok):
+        return
+    i = int(np.argmin(ok))
+    where = f" (batch index {tuple(int(k) for k in np.unravel_index(i, batch))})" if batch else ""
+    raise SingularGeodesicError(
+        f"the geodesic with initial velocity {name} leaves GL({d}){where}: it reaches the "
+        f"singular set det X = 0 near t = {t[i]:.6g} < 1"
+    )
+
+
 def depth_exp(
     X,
     V,
@@ -542,15 +567,7 @@ def depth_exp(
     Xf, Vf, batch, d = _broadcast_pair(X, V, names)
     check_full_rank_batch(np.linalg.svd(Xf, compute_uv=False), names[0])
     Y, ok, t = _exp_flat(Xf, Vf, depth, rtol, atol, n_steps, int(max_steps), singular_tol)
-    if not np.all(ok):
-        i = int(np.argmin(ok))
-        where = (
-            f" (batch index {tuple(int(k) for k in np.unravel_index(i, batch))})" if batch else ""
-        )
-        raise SingularGeodesicError(
-            f"the geodesic with initial velocity {names[1]} leaves GL({d}){where}: it reaches the "
-            f"singular set det X = 0 near t = {t[i]:.6g} < 1"
-        )
+    _raise_if_singular(ok, t, batch, d, names[1])
     return Y.reshape(batch + (d, d))
 
 
@@ -951,3 +968,195 @@ def depth_distance(
         out[same] = np.sqrt(np.maximum(DepthFrame(Xf[same], depth).inner(V, V), 0.0))
     out = out.reshape(batch)
     return float(out) if out.ndim == 0 else out
+
+
+# ---------------------------------------------------------------------------
+# Parallel transport
+# ---------------------------------------------------------------------------
+
+
+def _transport_flat(X, V, W, depth, rtol, atol, max_steps, singular_tol):
+    """Integrate (X, X', W)' = (X', -Gamma_X(X', X'), -Gamma_X(X', W)) on [0, 1].
+
+    Flat batches: X, V of shape (B, d, d), W of shape (B, K, d, d) (K vectors per
+    geodesic). Embedded Dormand-Prince 5(4) with one frame (one SVD) per stage
+    for the acceleration and all K transport terms; the error of X, X' and W
+    controls the step. Returns (W1, ok, t_reached).
+    """
+    B, K = W.shape[:2]
+    S = np.concatenate([X[:, None], V[:, None], W], axis=1)  # (B, K + 2, d, d)
+    eye = np.eye(X.shape[-1])
+
+    def rhs(S):
+        Xs, Vs, Ws = S[:, 0], S[:, 1], S[:, 2:]
+        finite = np.isfinite(S).all(axis=(-3, -2, -1))
+        Xs = np.where(finite[:, None, None], Xs, eye)
+        # one frame of batch shape (B, 1) serves the velocity (B, 1) and the K vectors (B, K)
+        frame = DepthFrame(Xs[:, None], depth, check=False)
+        s = frame.s[:, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bad = ~finite | ~(s[:, -1] > singular_tol * s[:, 0])
+        if np.any(bad):
+            Xs = np.where(bad[:, None, None], eye, Xs)
+            frame = DepthFrame(Xs[:, None], depth, check=False)
+            Vs = np.where(bad[:, None, None], 0.0, Vs)
+            Ws = np.where(bad[:, None, None, None], 0.0, Ws)
+        Vh = frame.to_frame(Vs[:, None])
+        acc = frame.geodesic_acceleration(Vs[:, None])
+        dW = -frame.from_frame(frame.christoffel_hat(Vh, frame.to_frame(Ws)))
+        return np.concatenate([Vs[:, None], acc, dW], axis=1), bad
+
+    sign0 = np.sign(np.linalg.det(X))
+    t = np.zeros(B)
+    ok = np.ones(B, dtype=bool)
+    done = np.zeros(B, dtype=bool)
+    k1, bad = rhs(S)
+    ok &= ~bad
+    nX, nV, nA = _norm(X), _norm(V), _norm(k1[:, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.maximum(nV / nX, np.where(nV > 0, nA / nV, 0.0))
+        h = np.where(rate > 0, 0.1 / rate, 0.5)
+    h = np.clip(np.nan_to_num(h, nan=1e-3), 1e-6, 0.5)
+    n_taken = np.zeros(B, dtype=int)
+    while True:
+        act = np.flatnonzero(ok & ~done)
+        if act.size == 0:
+            break
+        ha = np.minimum(h[act], 1.0 - t[act])
+        small = ha < _H_MIN
+        ok[act[small]] = False
+        act, ha = act[~small], ha[~small]
+        if act.size == 0:
+            continue
+        Sa = S[act]
+        ks = [k1[act]]
+        stage_bad = np.zeros(act.size, dtype=bool)
+        for coeffs in _DP_A[1:]:
+            Ss = _combine(Sa, ha, coeffs, ks)
+            k, b = rhs(Ss)
+            stage_bad |= b
+            ks.append(k)
+        stage_bad |= np.sign(np.linalg.det(Ss[:, 0])) != sign0[act]
+        err_state = _combine(np.zeros_like(Sa), ha, _DP_E, ks)
+        scale = atol + rtol * np.maximum(_norm(Sa), _norm(Ss))  # (A, K + 2)
+        with np.errstate(invalid="ignore", over="ignore"):
+            err = np.max(_norm(err_state) / scale, axis=1)
+        accept, h_new = _step_control(err, ha, stage_bad)
+        sel = np.flatnonzero(accept)
+        if sel.size:
+            idx = act[sel]
+            S[idx], k1[idx] = Ss[sel], ks[-1][sel]  # FSAL
+            t_new = t[idx] + ha[sel]
+            t[idx] = np.where(np.abs(t_new - 1.0) < 1e-13, 1.0, t_new)
+            n_taken[idx] += 1
+        h[act] = h_new
+        done |= t >= 1.0
+        ok &= n_taken <= max_steps
+    return S[:, 2:], ok, t
+
+
+def depth_parallel_transport(
+    X,
+    V,
+    W,
+    depth,
+    *,
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    max_steps: int = 100_000,
+    singular_tol: float = 1e-10,
+    names: tuple[str, str, str] = ("X", "V", "W"),
+) -> np.ndarray:
+    r"""Parallel transport of W along the geodesic :math:`t \mapsto \exp_X(tV)`, t in [0, 1].
+
+    Integrates the geodesic equation together with the transport equation of
+    the Levi-Civita connection of :math:`g^N`,
+
+    .. math::
+
+        \ddot X_t = -\Gamma_{X_t}(\dot X_t, \dot X_t), \qquad
+        \dot W_t = -\Gamma_{X_t}(\dot X_t, W_t),
+
+    with :math:`X_0 = X`, :math:`\dot X_0 = V`, :math:`W_0 = W` and the
+    Christoffel term of :func:`~dln_manifolds.depth_metric.depth_christoffel`
+    (one SVD per stage serves the acceleration and every transported vector).
+    Embedded Dormand-Prince 5(4) [HNW], batched: all geodesics advance
+    together, each with its own step size.
+
+    Parallel transport is an isometry, :math:`g^N_{X_1}(W_1, W_1') =
+    g^N_X(W, W')`, and transports V to the velocity :math:`\dot X_1` of the
+    geodesic. On the diagonal (totally geodesic, flat in
+    :math:`r_k = \mathrm{sign}(x_k)|x_k|^{1/N}`) submanifold it is explicit:
+    for X, V, W diagonal, :math:`W_1 = W\, (|X_1| / |X|)^{1 - 1/N}` entrywise
+    (:math:`W X_1 / X` for N = inf).
+
+    Parameters
+    ----------
+    X : array_like, shape (..., d, d)
+        Full-rank base point(s).
+    V : array_like, shape (..., d, d)
+        Initial velocities of the geodesics (broadcast against X).
+    W : array_like, shape (..., d, d)
+        Tangent vectors at X to transport (broadcast against X and V).
+    depth : int or numpy.inf
+    rtol, atol : float
+        Tolerances of the integrator (per step, on the Frobenius norms of the
+        errors of X, the velocity and W).
+    max_steps : int
+        Largest number of accepted steps per geodesic.
+    singular_tol : float
+        Stage points with :math:`\sigma_{\min} < ` ``singular_tol`` :math:`\sigma_{\max}`
+        are rejected.
+    names : (str, str, str)
+        Names of X, V and W in error messages.
+
+    Returns
+    -------
+    ndarray, shape (broadcast batch, d, d)
+        The transported vectors, tangent at :math:`\exp_X(V)`.
+
+    Raises
+    ------
+    SingularGeodesicError
+        If the geodesic reaches the singular set :math:`\det X = 0` at some
+        :math:`t \le 1` (:func:`depth_exp` raises there too).
+    ValueError
+        If X is rank-deficient or the shapes do not match.
+
+    Notes
+    -----
+    Depth 1 is Euclidean: transport is the identity along the segment
+    :math:`X + tV` (which must stay in GL(d)).
+    """
+    depth = check_depth(depth)
+    rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
+    singular_tol = check_positive(singular_tol, "singular_tol")
+    max_steps = check_count(max_steps, "max_steps")
+    Xa = _as_real_points(X, names[0])
+    Va = _as_real_points(V, names[1])
+    Wa = _as_real_points(W, names[2])
+    d = Xa.shape[-1]
+    for name, arr in ((names[1], Va), (names[2], Wa)):
+        if arr.shape[-1] != d:
+            raise ValueError(
+                f"{name} must have shape (..., {d}, {d}) like {names[0]}, got shape {arr.shape}"
+            )
+    batch = np.broadcast_shapes(Xa.shape[:-2], Va.shape[:-2], Wa.shape[:-2])
+    Xf, Vf, Wf = (np.broadcast_to(a, batch + (d, d)).reshape(-1, d, d) for a in (Xa, Va, Wa))
+    check_full_rank_batch(np.linalg.svd(Xf, compute_uv=False), names[0])
+    if depth == 1:
+        t_cross = _segment_crossing(Xf, Vf)
+        ok, t = ~(t_cross <= 1.0), t_cross
+        out = Wf.copy()
+    else:
+        # the geodesic alone first: the singular-set safeguards of depth_exp decide
+        # whether it reaches t = 1 inside GL(d)
+        _, ok, t = _exp_flat(Xf, Vf, depth, rtol, atol, None, max_steps, singular_tol)
+        out = Wf.copy()
+        if np.all(ok):
+            out, ok, t = _transport_flat(
+                Xf, Vf, Wf[:, None].copy(), depth, rtol, atol, max_steps, singular_tol
+            )
+            out = out[:, 0]
+    _raise_if_singular(ok, t, batch, d, names[1])
+    return out.reshape(batch + (d, d))

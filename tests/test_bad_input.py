@@ -439,6 +439,15 @@ def _geodesic_entries():
         ),
         E("depth_log", dm.depth_log, {"X": "arr", "Y": "arr", "depth": "depth"}, X=X, Y=Y, depth=N),
         E(
+            "depth_parallel_transport",
+            dm.depth_parallel_transport,
+            {"X": "arr", "V": "arr", "W": "arr", "depth": "depth"},
+            X=X,
+            V=0.1 * Z,
+            W=Z,
+            depth=N,
+        ),
+        E(
             "depth_distance",
             dm.depth_distance,
             {"X": "arr", "Y": "arr", "depth": "depth"},

@@ -56,6 +56,7 @@ from ..geodesics import (
     depth_distance,
     depth_exp,
     depth_log,
+    depth_parallel_transport,
     direction_geodesic,
 )
 from ..retraction import depth_retraction
@@ -219,7 +220,8 @@ class EndToEndMatrices(VectorSpaceOpenSet):
     def belongs(self, point, atol=gs.atol):
         """True where the point has shape (..., d * d) and full rank.
 
-        Full rank means smallest singular value above ``atol`` and condition
+        Full rank means smallest singular value at least ``atol`` (so that
+        :meth:`projection` with the same ``atol`` lands in the set) and condition
         number below ``1 / (d eps)``.
         """
         point = np.asarray(point)
@@ -227,7 +229,7 @@ class EndToEndMatrices(VectorSpaceOpenSet):
             return np.zeros(point.shape[:-1], dtype=bool)
         s = np.linalg.svd(self.to_matrix(point), compute_uv=False)
         smax, smin = s[..., 0], s[..., -1]
-        return (smin > atol) & (smax * max(self.matrix_shape) * np.finfo(float).eps < smin)
+        return (smin >= atol) & (smax * max(self.matrix_shape) * np.finfo(float).eps < smin)
 
     @boundary
     def projection(self, point, atol: float = 1e-6):
@@ -235,14 +237,17 @@ class EndToEndMatrices(VectorSpaceOpenSet):
 
         Full-rank points are returned unchanged (copied); singular values
         below the floor are raised to it (the nearest point in Frobenius norm
-        of the closed set of matrices with :math:`\sigma_{\min} \ge` floor).
+        of the closed set of matrices with :math:`\sigma_{\min} \ge` floor),
+        times :math:`1 + 10^{-8}` so that the rounding of the product
+        :math:`U \operatorname{diag}(s) V^T` keeps them above the floor:
+        ``belongs(projection(x, atol), atol)`` holds.
         """
         (point,) = as_arrays((self.dim,), batch=True, point=point)
         U, s, Vh = np.linalg.svd(self.to_matrix(point), full_matrices=False)
         floor = atol * np.maximum(1.0, s[..., :1])
         if np.all(s >= floor):
             return point.copy()
-        s = np.maximum(s, floor)
+        s = np.where(s >= floor, s, floor * (1.0 + 1e-8))
         return self.to_vector((U * s[..., None, :]) @ Vh)
 
     @boundary
@@ -552,6 +557,59 @@ class DepthMetric(RiemannianMetric):
             **self.exp_solver.options,
         )
         return np.asarray(out)[()] if np.ndim(out) == 0 else out
+
+    @boundary
+    def parallel_transport(self, tangent_vec, base_point, direction=None, end_point=None):
+        r"""Parallel transport of ``tangent_vec`` along the geodesic in ``direction``.
+
+        :func:`dln_manifolds.geodesics.depth_parallel_transport` (the transport
+        ODE with the closed-form Christoffel term, integrated with the
+        geodesic). With ``end_point`` instead of ``direction``, the geodesic
+        to ``end_point`` is :meth:`log` (``end_point``, ``base_point``).
+
+        Parameters
+        ----------
+        tangent_vec, base_point : array_like, shape (..., d * d)
+        direction : array_like, shape (..., d * d), optional
+        end_point : array_like, shape (..., d * d), optional
+            Exactly one of ``direction`` and ``end_point``.
+
+        Returns
+        -------
+        ndarray, shape (..., d * d)
+            Tangent vectors at :math:`\exp_X(\text{direction})`.
+
+        Raises
+        ------
+        SingularGeodesicError
+            The geodesic reaches det X = 0 before t = 1.
+        DifferentComponentsError, LogConvergenceError
+            From :meth:`log` with ``end_point``.
+        """
+        space = self._space
+        space._square_only("parallel_transport")
+        if (direction is None) == (end_point is None):
+            raise ValueError("give exactly one of direction and end_point")
+        if direction is None:
+            direction = self.log(end_point, base_point)
+        tangent_vec, base_point, direction = as_arrays(
+            (space.dim,),
+            batch=True,
+            tangent_vec=tangent_vec,
+            base_point=base_point,
+            direction=direction,
+        )
+        rtol, atol = self.exp_solver.options["rtol"], self.exp_solver.options["atol"]
+        W = depth_parallel_transport(
+            space.to_matrix(base_point),
+            space.to_matrix(direction),
+            space.to_matrix(tangent_vec),
+            self.depth,
+            rtol=rtol,
+            atol=atol,
+            names=("base_point", "direction", "tangent_vec"),
+        )
+        return matrix_to_vector(W)
 
     # -- helpers ----------------------------------------------------------------
     def _frames_apply(self, fun, base_point, *vectors, out_shape=()):

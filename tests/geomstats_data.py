@@ -1,0 +1,339 @@
+"""Test data and random-data generators that drive geomstats' generic test cases.
+
+geomstats 2.8 ships its generic test cases (``geomstats.test_cases``: a
+``test_<name>`` method per property, with ``n_points``/``n_reps``/``atol``
+arguments) but not the data classes of its own test suite that pair each test
+with its parameters (a ``<name>_test_data`` method per test). This module
+provides them, in geomstats' conventions (``geomstats.test.data.TestData``:
+``generate_random_data``, ``generate_vec_data``, ...), for the test cases used by
+tests/test_geomstats_generic.py, plus random-data generators for the spaces of
+the deep linear network:
+
+- :class:`ComponentGenerator`: points of one component of GL(d) (sign of the
+  determinant), so that the geodesic tests (log, dist, BVP) pair points that a
+  geodesic joins; tangent vectors small enough that exp stays inside GL(d).
+- :class:`SubmanifoldGenerator`: points of the fiber or the balanced manifold
+  and tangent vectors scaled relative to the point.
+
+``trials = 1``: no retries of failed random tests (geomstats retries three
+times by default, which hides flaky failures).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+
+# geomstats.test.parametrizers imports the notebook runners (nbformat, nbconvert) at
+# module level for its notebook tests only; they are not dependencies of this project.
+for _name in ("nbformat", "nbconvert", "nbconvert.preprocessors"):
+    if _name not in sys.modules:
+        try:
+            __import__(_name)
+        except ImportError:
+            _stub = types.ModuleType(_name)
+            _stub.ExecutePreprocessor = None
+            sys.modules[_name] = _stub
+
+import geomstats.backend as gs  # noqa: E402
+
+__all__ = ["DataBasedParametrizer", "TestData", "data_class"]
+from geomstats.test.data import TestData  # noqa: E402
+from geomstats.test.parametrizers import DataBasedParametrizer  # noqa: E402
+from geomstats.test.random import RandomDataGenerator  # noqa: E402
+
+# --- data classes -----------------------------------------------------------------------
+
+# test name -> generator of TestData (the parameters the generic test takes)
+_KINDS = {
+    "random": "generate_random_data",
+    "vec": "generate_vec_data",
+    "shape": "generate_shape_data",
+    "random_time": "generate_random_data_with_time",
+    "vec_time": "generate_vec_data_with_time",
+}
+
+MANIFOLD = {
+    "vec": ["belongs", "is_tangent", "to_tangent", "regularize"],
+    "random": [
+        "not_belongs",
+        "random_point_belongs",
+        "to_tangent_is_tangent",
+        "regularize_belongs",
+        "random_tangent_vec_is_tangent",
+    ],
+    "shape": ["random_point_shape", "random_tangent_vec_shape"],
+}
+PROJECTION = {"vec": ["projection"], "random": ["projection_belongs"]}
+OPEN_SET = {"random": ["to_tangent_is_tangent_in_embedding_space"]}
+GEODESIC_BVP = {
+    "vec_time": ["geodesic_bvp"],
+    "random": ["geodesic_boundary_points"],
+    "random_time": ["geodesic_bvp_reverse", "geodesic_bvp_belongs"],
+}
+CONNECTION = {
+    "vec": [
+        "christoffels",
+        "geodesic_equation",
+        "exp",
+        "log",
+        "riemann_tensor",
+        "curvature",
+        "ricci_tensor",
+        "directional_curvature",
+        "curvature_derivative",
+        "directional_curvature_derivative",
+        "parallel_transport_ivp",
+        "parallel_transport_bvp",
+    ],
+    "random": [
+        "exp_belongs",
+        "log_is_tangent",
+        "exp_after_log",
+        "log_after_exp",
+        "exp_geodesic_ivp",
+        "parallel_transport_bvp_transported_is_tangent",
+        "parallel_transport_ivp_transported_is_tangent",
+    ],
+    "vec_time": ["geodesic_ivp"],
+    "random_time": ["geodesic_ivp_belongs"],
+}
+DIST = {
+    "vec": ["dist"],
+    "random": [
+        "dist_is_symmetric",
+        "dist_is_positive",
+        "dist_point_to_itself_is_zero",
+        "dist_triangle_inequality",
+    ],
+}
+RIEMANNIAN = {
+    "vec": [
+        "metric_matrix",
+        "cometric_matrix",
+        "inner_product_derivative_matrix",
+        "inner_product",
+        "inner_coproduct",
+        "squared_norm",
+        "norm",
+        "normalize",
+        "squared_dist",
+        "covariant_riemann_tensor",
+        "sectional_curvature",
+        "scalar_curvature",
+        "injectivity_radius",
+    ],
+    "random": [
+        "metric_matrix_is_spd",
+        "inner_product_is_symmetric",
+        "norm_is_positive",
+        "normalize_is_unitary",
+        "squared_dist_is_symmetric",
+        "squared_dist_is_positive",
+        "dist_is_log_norm",
+        "covariant_riemann_tensor_is_skew_symmetric_1",
+        "covariant_riemann_tensor_is_skew_symmetric_2",
+        "covariant_riemann_tensor_bianchi_identity",
+        "covariant_riemann_tensor_is_interchange_symmetric",
+        "parallel_transport_ivp_norm",
+        "parallel_transport_bvp_norm",
+    ],
+}
+FIBER_BUNDLE = {
+    "vec": [
+        "riemannian_submersion",
+        "lift",
+        "tangent_riemannian_submersion",
+        "align",
+        "horizontal_projection",
+        "vertical_projection",
+        "is_horizontal",
+        "is_vertical",
+        "horizontal_lift",
+        "integrability_tensor",
+        "integrability_tensor_derivative",
+    ],
+    "random": [
+        "riemannian_submersion_belongs_to_base",
+        "lift_belongs_to_total_space",
+        "riemannian_submersion_after_lift",
+        "tangent_riemannian_submersion_is_tangent",
+        "log_after_align_is_horizontal",
+        "horizontal_projection_is_horizontal",
+        "vertical_projection_is_vertical",
+        "tangent_riemannian_submersion_after_vertical_projection",
+        "horizontal_lift_is_horizontal",
+        "tangent_riemannian_submersion_after_horizontal_lift",
+    ],
+}
+
+
+#: Tests that solve the boundary value problem (log, dist, geodesic_bvp, transport to an
+#: end point) between two random points: seconds each (Newton shooting), so the default
+#: run keeps them to one (d, N).
+TWO_POINT = {
+    "log",
+    "log_is_tangent",
+    "exp_after_log",
+    "geodesic_bvp",
+    "geodesic_boundary_points",
+    "geodesic_bvp_reverse",
+    "geodesic_bvp_belongs",
+    "parallel_transport_bvp",
+    "parallel_transport_bvp_transported_is_tangent",
+    "parallel_transport_bvp_norm",
+    "dist",
+    "dist_is_symmetric",
+    "dist_is_positive",
+    "dist_point_to_itself_is_zero",
+    "dist_triangle_inequality",
+    "squared_dist",
+    "squared_dist_is_symmetric",
+    "squared_dist_is_positive",
+    "dist_is_log_norm",
+}
+
+
+def without(group: dict, names) -> dict:
+    """``group`` without the tests ``names``."""
+    return {kind: [n for n in tests if n not in names] for kind, tests in group.items()}
+
+
+def _data_method(kind: str):
+    generate = _KINDS[kind]
+
+    def method(self):
+        return getattr(self, generate)()
+
+    return method
+
+
+def data_class(name: str, *groups: dict, skips=(), tolerances=None, xfails=()) -> type:
+    """A TestData subclass with a ``<test>_test_data`` method for every test of ``groups``.
+
+    A test that a ``<test>_vec`` entry names is vectorization-tested by geomstats
+    (explicit ``test_<test>_vec`` where the test case has one, generated otherwise).
+    """
+    attrs: dict = {
+        "trials": 1,
+        "skips": tuple(skips),
+        "xfails": tuple(xfails),
+        "tolerances": dict(tolerances or {}),
+        # fixed sizes instead of geomstats' random.sample: the same tests every run
+        "N_VEC_REPS": [2],
+        "N_SHAPE_POINTS": [1, 3],
+        "N_RANDOM_POINTS": [1, 3],
+        "N_TIME_POINTS": [1, 3],
+    }
+    for group in groups:
+        for kind, names in group.items():
+            for test in names:
+                key = f"{test}_vec" if kind in ("vec", "vec_time") else test
+                attrs[f"{key}_test_data"] = _data_method(kind)
+    return type(name, (TestData,), attrs)
+
+
+# --- random data ------------------------------------------------------------------------
+
+
+class ComponentGenerator(RandomDataGenerator):
+    """Random points of (M_d, g^N) in one component of GL(d): ``sign(det X) = sign``.
+
+    Points: ``space.random_point`` (Haar frames, singular values in [1/2, 2]) with
+    the first row negated where the determinant has the other sign; at depth 1 a
+    ball of GL(d) (:meth:`_ball_point`). Tangent
+    vectors: Gaussian, Frobenius norm ``scale`` times that of the point, so that
+    the geodesic of the generic tests stays inside GL(d) (|V| < sigma_min keeps
+    X + tV invertible for N = 1; a margin for the curved metrics).
+    """
+
+    def __init__(self, space, sign: int, scale: float = 0.15):
+        super().__init__(space)
+        self.sign = sign
+        self.scale = scale
+
+    def random_point(self, n_points=1):
+        if self.space.depth == 1:
+            return self._ball_point(n_points)
+        x = self.space.to_matrix(self.space.random_point(n_points))
+        flip = np.sign(np.linalg.det(x)) != self.sign
+        x = np.where(
+            flip[..., None, None], x * np.array([-1.0] + [1.0] * (x.shape[-1] - 1))[:, None], x
+        )
+        return self.space.to_vector(x)
+
+    def _ball_point(self, n_points):
+        """Depth 1 (flat, incomplete): points of the ball |X - C| < 0.45, C = diag(sign, 1, ...).
+
+        sigma_min(C) = 1, so the ball is a convex set of GL(d): every pair is joined by
+        its segment, the geodesic of g^1 (elsewhere the log does not exist).
+        """
+        d = self.space.matrix_shape[0]
+        C = np.diag([float(self.sign)] + [1.0] * (d - 1))
+        shape = (n_points, d, d) if n_points > 1 else (d, d)
+        D = gs.random.normal(size=shape)
+        norm = np.linalg.norm(D, axis=(-2, -1), keepdims=True)
+        radius = 0.45 * gs.random.uniform(size=shape[:-2] + (1, 1))
+        return self.space.to_vector(C + radius * D / norm)
+
+    def point_to_project(self, n_points=1):
+        """Any matrix (geomstats: a point of the embedding space), singular ones included."""
+        x = self.space.to_matrix(self.space.embedding_space.random_point(n_points))
+        x[..., 0, :] = 0.0  # rank-deficient: the projection must act
+        return self.space.to_vector(x)
+
+    def random_tangent_vec(self, base_point):
+        base_point = gs.array(base_point)
+        v = gs.random.normal(size=base_point.shape)
+        ratio = np.linalg.norm(base_point, axis=-1) / np.linalg.norm(v, axis=-1)
+        return self.scale * v * np.asarray(ratio)[..., None]
+
+
+class SubmanifoldGenerator(RandomDataGenerator):
+    """Random points of one component of the fiber or the balanced manifold.
+
+    The components are the sign patterns of the layer determinants: points are
+    drawn by ``space.random_point`` and kept where every layer has the sign of the
+    reference (the center of the fiber; all positive on the balanced manifold).
+    Tangent vectors: projected Gaussians of relative size ``scale``.
+    """
+
+    def __init__(self, space, scale: float = 0.1):
+        super().__init__(space)
+        self.scale = scale
+        center = getattr(space, "center", None)
+        self.signs = np.sign(np.linalg.det(center)) if center is not None else np.ones(space.depth)
+
+    def random_point(self, n_points=1):
+        kept = []
+        for _ in range(1000):
+            pts = self.space.random_point(4 * n_points).reshape((-1,) + self.space.shape)
+            kept += [p for p in pts if np.all(np.sign(np.linalg.det(p)) == self.signs)]
+            if len(kept) >= n_points:
+                break
+        pts = np.stack(kept[:n_points])
+        return pts[0] if n_points == 1 else pts
+
+    def random_tangent_vec(self, base_point):
+        base_point = gs.array(base_point)
+        v = self.space.to_tangent(gs.random.normal(size=base_point.shape), base_point)
+        axes = (-3, -2, -1)
+        ratio = np.sqrt(np.sum(base_point**2, axis=axes) / np.sum(v**2, axis=axes))
+        return self.scale * v * np.asarray(ratio)[..., None, None, None]
+
+    def point_to_project(self, n_points=1):
+        """A point moved off the submanifold by a Gaussian of relative size 0.05."""
+        point = self.random_point(n_points)
+        noise = gs.random.normal(size=point.shape)
+        axes = (-3, -2, -1)
+        ratio = np.sqrt(np.sum(point**2, axis=axes) / np.sum(noise**2, axis=axes))
+        return point + 0.05 * noise * np.asarray(ratio)[..., None, None, None]
+
+
+class BaseGenerator(ComponentGenerator):
+    """Points of the base of the bundle: both components (the submersion is onto GL(d))."""
+
+    def random_point(self, n_points=1):
+        return self.space.random_point(n_points)

@@ -1,0 +1,297 @@
+"""geomstats' own generic test cases for every geomstats adapter of this project.
+
+Each class pairs a test case of ``geomstats.test_cases`` (manifold, open set,
+Riemannian metric, fiber bundle, quotient metric) with the data classes and
+random-data generators of tests/geomstats_data.py, through geomstats'
+``DataBasedParametrizer``. Spaces: EndToEndMatrices and DepthMetric for several
+(d, N), including N = inf, with points in each component of GL(d) (a class per
+sign of the determinant: the geodesic tests pair points of one component);
+Fiber, BalancedManifold, their induced metrics, BalancedBundle and the quotient
+metric of M -> (M_d, g^N). The default run takes a few (d, N); the full matrix
+is marked slow.
+
+Skipped tests are listed in ``SKIPS`` with the reason; nothing is silently
+passed (``fail_for_not_implemented_errors`` stays True, no retries).
+"""
+
+import zlib
+
+import numpy as np
+import pytest
+
+pytest.importorskip("geomstats")
+
+import geomstats.backend as gs  # noqa: E402
+from geomstats.test_cases.geometry.base import VectorSpaceOpenSetTestCase  # noqa: E402
+from geomstats.test_cases.geometry.fiber_bundle import FiberBundleTestCase  # noqa: E402
+from geomstats.test_cases.geometry.manifold import ManifoldTestCase  # noqa: E402
+from geomstats.test_cases.geometry.mixins import ProjectionTestCaseMixins  # noqa: E402
+from geomstats.test_cases.geometry.quotient_metric import QuotientMetricTestCase  # noqa: E402
+from geomstats.test_cases.geometry.riemannian_metric import (  # noqa: E402
+    RiemannianMetricTestCase,
+)
+from geomstats_data import (  # noqa: E402  (stubs the notebook runners of parametrizers)
+    CONNECTION,
+    DIST,
+    FIBER_BUNDLE,
+    GEODESIC_BVP,
+    MANIFOLD,
+    OPEN_SET,
+    PROJECTION,
+    RIEMANNIAN,
+    TWO_POINT,
+    BaseGenerator,
+    ComponentGenerator,
+    DataBasedParametrizer,
+    SubmanifoldGenerator,
+    data_class,
+    without,
+)
+
+from dln_manifolds.geomstats import (  # noqa: E402
+    BalancedManifold,
+    EndToEndMatrices,
+    Fiber,
+)
+
+pytest_plugins = ["geomstats.test.conf"]  # deselects the tests without data ("ignore")
+
+
+@pytest.fixture(autouse=True)
+def _seed(request):
+    """Reproducible random data: geomstats' generators draw from numpy's global state."""
+    gs.random.seed(zlib.crc32(request.node.nodeid.encode()))
+
+
+# --- which tests run where -------------------------------------------------------------
+
+#: Tests skipped, with the reason. geomstats' ``Connection``/``FiberBundle`` methods these
+#: call raise NotImplementedError in geomstats itself unless a space provides a closed
+#: form (geomstats' own data classes skip them for most spaces): optional.
+OPTIONAL = {
+    "injectivity_radius_vec": "Connection.injectivity_radius: closed forms only",
+    "curvature_derivative_vec": "Connection.curvature_derivative: symmetric spaces only",
+    "directional_curvature_derivative_vec": "as curvature_derivative",
+    "integrability_tensor_vec": "FiberBundle.integrability_tensor: a few bundles only",
+    "integrability_tensor_derivative_vec": "as integrability_tensor",
+}
+#: geomstats computes inner_product_derivative_matrix by autodiff of metric_matrix, which
+#: the numpy backend cannot do (geomstats marks such tests with fail_for_autodiff_exceptions)
+AUTODIFF = {"inner_product_derivative_matrix_vec": "autodiff of metric_matrix"}
+METRIC_SKIPS = tuple(k for k in OPTIONAL if not k.startswith("integrability")) + (
+    tuple(AUTODIFF) if gs.__name__.endswith("numpy") else ()
+)
+
+EndToEndTestData = data_class("EndToEndTestData", MANIFOLD, PROJECTION, OPEN_SET)
+_METRIC_GROUPS = (CONNECTION, GEODESIC_BVP, DIST, RIEMANNIAN)
+_LOOSE = {  # shooting (log) to tol 1e-10 relative: geodesic identities to ~1e-8
+    name: {"atol": 1e-7}
+    for name in (
+        "exp_after_log",
+        "log_after_exp",
+        "geodesic_boundary_points",
+        "geodesic_bvp_reverse",
+        "dist_is_symmetric",
+        "squared_dist_is_symmetric",
+        "parallel_transport_ivp_norm",
+        "parallel_transport_bvp_norm",
+    )
+}
+DepthMetricTestData = data_class(
+    "DepthMetricTestData", *_METRIC_GROUPS, skips=METRIC_SKIPS, tolerances=_LOOSE
+)
+DepthMetricOnePointTestData = data_class(
+    "DepthMetricOnePointTestData",
+    *(without(g, TWO_POINT) for g in _METRIC_GROUPS),
+    skips=METRIC_SKIPS,
+    tolerances={k: v for k, v in _LOOSE.items() if k not in TWO_POINT},
+)
+SubmanifoldTestData = data_class("SubmanifoldTestData", MANIFOLD, PROJECTION)
+
+#: Coordinate expressions (metric matrix, Christoffel symbols, curvature tensors): geomstats
+#: builds them from ``metric_matrix`` in the coordinates of the point array, which it does
+#: not implement for points of ndim > 1 (the (N, d, d) stacks upstairs) nor for its
+#: QuotientMetric: geomstats itself raises NotImplementedError there.
+COORDINATE = {
+    "metric_matrix_vec",
+    "metric_matrix_is_spd",
+    "cometric_matrix_vec",
+    "inner_coproduct_vec",
+    "inner_product_derivative_matrix_vec",
+    "christoffels_vec",
+    "geodesic_equation_vec",
+    "riemann_tensor_vec",
+    "curvature_vec",
+    "ricci_tensor_vec",
+    "directional_curvature_vec",
+    "covariant_riemann_tensor_vec",
+    "covariant_riemann_tensor_is_skew_symmetric_1",
+    "covariant_riemann_tensor_is_skew_symmetric_2",
+    "covariant_riemann_tensor_bianchi_identity",
+    "covariant_riemann_tensor_is_interchange_symmetric",
+    "sectional_curvature_vec",
+    "scalar_curvature_vec",
+}
+#: Parallel transport exists for (M_d, g^N) only (depth_parallel_transport); the induced
+#: metrics of F_X and M and the quotient metric do not implement it.
+TRANSPORT = {
+    "parallel_transport_ivp_vec",
+    "parallel_transport_bvp_vec",
+    "parallel_transport_ivp_transported_is_tangent",
+    "parallel_transport_bvp_transported_is_tangent",
+    "parallel_transport_ivp_norm",
+    "parallel_transport_bvp_norm",
+}
+_UP_SKIPS = tuple(k for k in OPTIONAL if not k.startswith("integrability")) + tuple(
+    sorted(COORDINATE | TRANSPORT)
+)
+_UP_TOL = {k: {"atol": 1e-6} for k in _LOOSE}
+InducedMetricTestData = data_class(
+    "InducedMetricTestData", *_METRIC_GROUPS, skips=_UP_SKIPS, tolerances=_UP_TOL
+)
+#: BalancedMetric integrates geodesics by fixed-step RK4 (20 steps, error O(h^4)): its
+#: log inverts that discrete exp, so reversed geodesics and dist(a, b) - dist(b, a)
+#: agree to the discretization error, measured up to 8e-4 (d = 2, 3; N = 2, 3).
+_RK4_TOL = {"atol": 2e-3}
+BalancedMetricTestData = data_class(
+    "BalancedMetricTestData",
+    *_METRIC_GROUPS,
+    skips=_UP_SKIPS,
+    tolerances={
+        **_UP_TOL,
+        "geodesic_bvp_reverse": _RK4_TOL,
+        "dist_is_symmetric": _RK4_TOL,
+        "squared_dist_is_symmetric": _RK4_TOL,
+    },
+)
+InducedMetricOnePointTestData = data_class(
+    "InducedMetricOnePointTestData",
+    *(without(g, TWO_POINT) for g in _METRIC_GROUPS),
+    skips=tuple(k for k in _UP_SKIPS if k.removesuffix("_vec") not in TWO_POINT),
+    tolerances={k: v for k, v in _UP_TOL.items() if k not in TWO_POINT},
+)
+BundleTestData = data_class(
+    "BundleTestData",
+    FIBER_BUNDLE,
+    skips=tuple(k for k in OPTIONAL if k.startswith("integrability")),
+)
+#: The quotient metric raises NotImplementedError for log and dist by design (its docstring:
+#: the orbit alignment is Euclidean, not geodesic); exp and inner products are tested.
+QuotientTestData = data_class(
+    "QuotientTestData",
+    *(without(g, TWO_POINT | {"log_after_exp"}) for g in _METRIC_GROUPS),
+    skips=tuple(k for k in _UP_SKIPS if k.removesuffix("_vec") not in TWO_POINT),
+)
+
+#: (d, N, sign of det): every class of (M_d, g^N) runs in the slow suite; the default run
+#: takes two, one per component, with the tests that need no two-point log.
+E2E_CASES = [
+    (d, N, sign)
+    for d, N in [(2, 1), (2, 2), (2, 3), (2, np.inf), (3, 2), (3, np.inf), (4, 3)]
+    for sign in (1, -1)
+]
+DEFAULT_E2E = [(2, 2, 1), (2, np.inf, -1)]
+DEFAULT_UP = [(2, 2)]
+SLOW_UP = [(2, 3), (3, 2)]
+
+
+def _label(d, depth):
+    return f"d{d}_N{'inf' if np.isinf(depth) else int(depth)}"
+
+
+def _make(name, bases, slow, **attrs):
+    if slow:
+        attrs["pytestmark"] = pytest.mark.slow
+    globals()[name] = DataBasedParametrizer(name, bases, attrs)
+
+
+def _make_all(space, generator, classes):
+    """One test class per (name, test case, slow, data class), all on ``space``."""
+    for name, case, slow, data in classes:
+        _make(name, case, slow, space=space, data_generator=generator, testing_data=data())
+
+
+_METRIC = (RiemannianMetricTestCase,)
+for _d, _N, _sign in E2E_CASES:
+    _default = (_d, _N, _sign) in DEFAULT_E2E
+    _space = EndToEndMatrices(_d, _N)
+    _name = f"{_label(_d, _N)}_{'pos' if _sign > 0 else 'neg'}"
+    _classes = [
+        (
+            f"TestEndToEndMatrices_{_name}",
+            (VectorSpaceOpenSetTestCase,),
+            not _default,
+            EndToEndTestData,
+        ),
+        (f"TestDepthMetric_{_name}", _METRIC, True, DepthMetricTestData),
+    ]
+    if _default:
+        _classes.append(
+            (f"TestDepthMetricOnePoint_{_name}", _METRIC, False, DepthMetricOnePointTestData)
+        )
+    _make_all(_space, ComponentGenerator(_space, _sign), _classes)
+
+for _slow, _cases in ((False, DEFAULT_UP), (True, SLOW_UP + DEFAULT_UP)):
+    for _d, _N in _cases:
+        _rng = np.random.default_rng(_d * 10 + _N)
+        _X = np.eye(_d) + 0.3 * _rng.standard_normal((_d, _d))
+        _sfx = f"{_label(_d, _N)}{'_full' if _slow else ''}"
+        _full = {"Fiber": InducedMetricTestData, "BalancedManifold": BalancedMetricTestData}
+        for _kind, _sp in (
+            ("Fiber", Fiber(_X, _N)),
+            ("BalancedManifold", BalancedManifold(_d, _N)),
+        ):
+            _metric_data = _full[_kind] if _slow else InducedMetricOnePointTestData
+            _make_all(
+                _sp,
+                SubmanifoldGenerator(_sp),
+                [
+                    (
+                        f"Test{_kind}_{_sfx}",
+                        (ProjectionTestCaseMixins, ManifoldTestCase),
+                        _slow,
+                        SubmanifoldTestData,
+                    ),
+                    (f"Test{_kind}Metric_{_sfx}", _METRIC, _slow, _metric_data),
+                ],
+            )
+        _total = BalancedManifold(_d, _N)
+        _quotient = _total.equip_with_quotient()
+        _make(
+            f"TestBalancedBundle_{_sfx}",
+            (FiberBundleTestCase,),
+            _slow,
+            total_space=_total,
+            base=_quotient,
+            bundle=_total.fiber_bundle,
+            data_generator=SubmanifoldGenerator(_total),
+            base_data_generator=BaseGenerator(_quotient, 1),
+            testing_data=BundleTestData(),
+        )
+        _make(
+            f"TestQuotientMetric_{_sfx}",
+            (QuotientMetricTestCase,),
+            _slow,
+            space=_quotient,
+            data_generator=ComponentGenerator(_quotient, 1),
+            testing_data=QuotientTestData(),
+        )
+
+
+# --- beyond the generic suite -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("d, depth", [(2, 2), (2, np.inf)])
+def test_components_are_not_joined(d, depth):
+    """Points of different components: dist inf, log raises (the generic tests pair one)."""
+    from dln_manifolds.geodesics import DifferentComponentsError
+
+    space = EndToEndMatrices(d, depth)
+    x = ComponentGenerator(space, 1).random_point(3)
+    y = ComponentGenerator(space, -1).random_point(3)
+    assert np.all(np.isinf(space.metric.dist(x, y)))
+    with pytest.raises(DifferentComponentsError):
+        space.metric.log(y, x)
+    # negative control: the generators do produce both signs
+    dets = np.linalg.det(space.to_matrix(np.concatenate([x, y])))
+    assert np.all(np.sign(dets) == [1, 1, 1, -1, -1, -1])
