@@ -355,8 +355,9 @@ def geodesic_orbit_alignment(
     --------
     >>> import numpy as np
     >>> from dln_manifolds import geodesic_orbit_alignment, random_balanced_point
-    >>> from dln_manifolds import balanced_log, vertical_projection
-    >>> W, T = random_balanced_point(2, 3, seed=0), random_balanced_point(2, 3, seed=1)
+    >>> from dln_manifolds import vertical_projection
+    >>> from dln_manifolds.submanifold_geodesics import balanced_log
+    >>> W, T = random_balanced_point(2, 3, seed=6), random_balanced_point(2, 3, seed=1006)
     >>> A = geodesic_orbit_alignment(W, T)
     >>> V = balanced_log(T, A)
     >>> bool(np.linalg.norm(vertical_projection(T, V)) < 1e-6 * np.linalg.norm(V))

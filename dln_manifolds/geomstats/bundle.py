@@ -128,9 +128,7 @@ class OrbitAligner(AlignerAlgorithm):
     def align(self, point, base_point):
         """Align ``point`` to ``base_point`` (geodesic distance); shape (..., N, d, d)."""
         point, base_point = self._total_space._arrays(point=point, base_point=base_point)
-        return geodesic_orbit_alignment(
-            point, base_point, max_sweeps=self.max_sweeps, tol=self.tol
-        )
+        return geodesic_orbit_alignment(point, base_point, max_sweeps=self.max_sweeps, tol=self.tol)
 
 
 class BalancedBundle(FiberBundle):
