@@ -126,9 +126,9 @@ __all__ += [
 ]
 
 # --- alignment along the O(d)^(N-1) orbits (alignment.py) ---
-from .alignment import orbit_action, orbit_alignment  # noqa: E402
+from .alignment import geodesic_orbit_alignment, orbit_action, orbit_alignment  # noqa: E402
 
-__all__ += ["orbit_action", "orbit_alignment"]
+__all__ += ["geodesic_orbit_alignment", "orbit_action", "orbit_alignment"]
 
 # --- entropy and free energy (entropy.py) ---
 from .entropy import (  # noqa: E402

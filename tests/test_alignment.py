@@ -11,6 +11,7 @@ import scipy.optimize
 
 import dln_manifolds as dm
 from dln_manifolds import end_to_end, group_action, orbit_alignment, random_balanced_point
+from dln_manifolds.submanifold_geodesics import balanced_log
 
 
 def _skew(theta: np.ndarray, d: int) -> np.ndarray:
@@ -120,11 +121,64 @@ def test_depth_one_is_trivial_and_inputs_are_not_mutated():
 def test_geomstats_aligner_is_the_core():
     from dln_manifolds.geomstats import BalancedManifold, OrbitAligner, align_orbit
 
-    W = np.stack([random_balanced_point(2, 3, seed=s) for s in range(4)])
-    T = np.stack([random_balanced_point(2, 3, seed=9 + s) for s in range(4)])
-    expected = orbit_alignment(W, T)
-    np.testing.assert_array_equal(OrbitAligner(BalancedManifold(2, 3)).align(W, T), expected)
-    np.testing.assert_array_equal(align_orbit(W, T), expected)
+    W = np.stack([random_balanced_point(2, 3, seed=s) for s in range(2)])
+    T = np.stack([random_balanced_point(2, 3, seed=9 + s) for s in range(2)])
+    np.testing.assert_array_equal(
+        OrbitAligner(BalancedManifold(2, 3)).align(W, T), dm.geodesic_orbit_alignment(W, T)
+    )
+    np.testing.assert_array_equal(align_orbit(W, T), orbit_alignment(W, T))
+
+
+def _vertical_ratio(T, V):
+    return np.linalg.norm(dm.vertical_projection(T, V)) / np.linalg.norm(V)
+
+
+def test_geodesic_alignment_makes_the_log_horizontal():
+    """Issue 13: geomstats' align must minimize the geodesic distance of M over the orbit.
+
+    At the geodesic optimum the log at the target is horizontal (first variation of
+    the distance along the orbit, [G] Thm 13); the Frobenius optimum is critical for
+    the chord only (negative control: its log has a vertical part of 2e-2 and is
+    longer by 6e-4).
+    """
+    W, T = _pair(2, 3, 6)  # end-to-end matrices and layers in one component each
+    aligned = dm.geodesic_orbit_alignment(W, T)
+    # on the orbit of W: same end-to-end matrix, balanced, and W is recovered from it
+    np.testing.assert_allclose(end_to_end(aligned), end_to_end(W), atol=1e-12)
+    assert dm.balance_error(aligned) < 1e-12
+    np.testing.assert_allclose(orbit_alignment(aligned, W), W, atol=1e-10)
+    V = balanced_log(T, aligned)
+    assert _vertical_ratio(T, V) < 1e-6
+    # negative control: the Frobenius optimum is critical for the chord, not for the log
+    frob = orbit_alignment(W, T)
+    chord = T - frob
+    assert np.linalg.norm(dm.vertical_projection(T, chord)) < 1e-12 * np.linalg.norm(chord)
+    V_frob = balanced_log(T, frob)
+    assert _vertical_ratio(T, V_frob) > 1e-3
+    assert np.linalg.norm(V) < np.linalg.norm(V_frob) - 1e-4
+
+
+def test_geodesic_alignment_batches_components_and_depth_one():
+    W = np.stack([random_balanced_point(2, 2, seed=s) for s in (20, 21)])
+    T = random_balanced_point(2, 2, seed=22)
+    # the point 1 in the other component of GL(d) downstairs: a row of the last layer
+    # flipped keeps the balance (only W_N^T W_N enters it)
+    if np.sign(np.linalg.det(end_to_end(W[1]))) == np.sign(np.linalg.det(end_to_end(T))):
+        W[1, -1, 0] *= -1.0
+    assert dm.balance_error(W[1]) < 1e-12
+    got = dm.geodesic_orbit_alignment(W, T)
+    np.testing.assert_allclose(got[0], dm.geodesic_orbit_alignment(W[0], T), rtol=0, atol=1e-13)
+    # different components of GL(d): no curve of M joins them, the Frobenius alignment
+    np.testing.assert_array_equal(got[1], orbit_alignment(W[1], T))
+    # N = 1: trivial group; inputs are not mutated
+    one = np.array([[[2.0, 1.0], [0.0, 1.0]]])
+    np.testing.assert_array_equal(dm.geodesic_orbit_alignment(one, np.eye(2)[None]), one)
+    copies = W.copy(), T.copy()
+    dm.geodesic_orbit_alignment(W, T)
+    np.testing.assert_array_equal(W, copies[0])
+    np.testing.assert_array_equal(T, copies[1])
+    with pytest.raises(ValueError, match="W_target"):
+        dm.geodesic_orbit_alignment(W[0], T + 0.1)  # not balanced
 
 
 def test_bad_arguments_name_the_argument():

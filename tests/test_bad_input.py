@@ -328,6 +328,22 @@ def _core_entries():
             max_sweeps=500,
             tol=1e-13,
         ),
+        E(
+            "geodesic_orbit_alignment",
+            dm.geodesic_orbit_alignment,
+            {
+                "W": "arr",
+                "W_target": "arr",
+                "n_steps": "count",
+                "max_sweeps": "count",
+                "tol": "pos",
+            },
+            W=dm.group_action(ROT, WB),
+            W_target=WB,
+            n_steps=20,
+            max_sweeps=500,
+            tol=1e-13,
+        ),
         E("balanced_dimension", dm.balanced_dimension, {"widths": "widths"}, widths=(2, 3, 2)),
         E("balanced_orthonormal_basis", dm.balanced_orthonormal_basis, {"W": "arr"}, W=WB),
         E(

@@ -176,7 +176,7 @@ BundleTestData = data_class(
     skips=tuple(k for k in OPTIONAL if k.startswith("integrability")),
 )
 #: The quotient metric raises NotImplementedError for log and dist by design (its docstring:
-#: the orbit alignment is Euclidean, not geodesic); exp and inner products are tested.
+#: use DepthMetric, whose log the aligner already uses); exp and inner products are tested.
 QuotientTestData = data_class(
     "QuotientTestData",
     *(without(g, TWO_POINT | {"log_after_exp"}) for g in _METRIC_GROUPS),

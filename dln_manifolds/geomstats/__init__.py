@@ -14,8 +14,9 @@ everything here works under its numpy, autograd and pytorch backends (section
   ``FiberBundle``; ``BalancedManifold.equip_with_quotient()`` builds geomstats'
   ``QuotientMetric`` on (M_d, g^N) from it ([G] Thm 13). Its ``align`` goes
   through :class:`OrbitAligner`, a geomstats ``AlignerAlgorithm``
-  (:func:`align_orbit`, over the core :func:`dln_manifolds.orbit_alignment`, along the
-  orbits of :func:`orthogonal_group_action`).
+  (the core :func:`dln_manifolds.geodesic_orbit_alignment`: nearest in the geodesic
+  distance of M, along the orbits of :func:`orthogonal_group_action`; the
+  Frobenius-nearest point is :func:`align_orbit`).
 
 Batches (..., N, d, d) go to the core functions in one call where they take
 stacks; the rest loop over the points.

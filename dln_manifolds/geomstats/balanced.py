@@ -142,16 +142,16 @@ class BalancedQuotientMetric(QuotientMetric):
     ``exp`` lifts horizontally and follows the geodesic upstairs (exact by
     O'Neill). ``log``, ``squared_dist`` and ``dist`` raise NotImplementedError:
     geomstats computes them upstairs after aligning the lifts with
-    ``BalancedBundle.align``, which minimizes the *Euclidean* distance along
-    the :math:`O(d)^{N-1}` orbit (and may cross to another connected component),
-    not the geodesic one, so the result would not be the logarithm of
-    :math:`(\mathfrak{M}_d, g^N)`. Use :class:`~dln_manifolds.geomstats.DepthMetric`.
+    ``BalancedBundle.align``, which is itself built on the log of
+    :math:`(\mathfrak{M}_d, g^N)` (:func:`dln_manifolds.geodesic_orbit_alignment`),
+    so the round trip through an upstairs shooting log would only add error.
+    Use :class:`~dln_manifolds.geomstats.DepthMetric`.
     """
 
     def _no_log(self, *args, **kwargs):
         raise NotImplementedError(
-            "log and dist of the quotient metric are not implemented: the orbit alignment "
-            "is Euclidean, not geodesic; use EndToEndMatrices with its DepthMetric"
+            "log and dist of the quotient metric are not implemented (the orbit alignment "
+            "already uses the log downstairs); use EndToEndMatrices with its DepthMetric"
         )
 
     log = squared_dist = dist = _no_log
