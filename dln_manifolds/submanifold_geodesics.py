@@ -472,7 +472,7 @@ def _balanced_transport_settle(y: np.ndarray) -> np.ndarray:
 def balanced_parallel_transport(
     W: ArrayLike, V: ArrayLike, U: ArrayLike, *, n_steps: int = DEFAULT_GEODESIC_STEPS
 ) -> np.ndarray:
-    r"""Parallel transport on :math:`\mathcal{M}` (induced metric) along :math:`t \mapsto \exp_W(tV)`.
+    r"""Parallel transport on :math:`\mathcal{M}` (induced metric) along :math:`\exp_W(tV)`.
 
     A tangent field U(t) along a curve :math:`\gamma` of a submanifold is
     parallel iff its ambient derivative is normal; differentiating
@@ -550,7 +550,7 @@ def fiber_parallel_transport(
     X: ArrayLike | None = None,
     n_steps: int = DEFAULT_GEODESIC_STEPS,
 ) -> np.ndarray:
-    r"""Parallel transport on :math:`\mathcal{F}_X` (induced metric) along :math:`t \mapsto \exp_W(tV)`.
+    r"""Parallel transport on :math:`\mathcal{F}_X` (induced metric) along :math:`\exp_W(tV)`.
 
     :math:`\dot U = \mathrm{II}_\gamma(\dot\gamma, U) = d\phi_\gamma^*(y)`,
     :math:`Ky = -D^2\phi_\gamma[\dot\gamma, U]` (differentiate

@@ -43,6 +43,7 @@ from ..submanifold_geodesics import (
     balanced_exp,
     balanced_geodesic_acceleration,
     balanced_log,
+    balanced_parallel_transport,
 )
 from ._backend import boundary, plain
 from .bundle import BalancedBundle, orthogonal_group_action
@@ -361,6 +362,10 @@ class BalancedManifold(InducedSubmanifold):
     @staticmethod
     def _geodesic_dist(W, T, n_steps, tol, max_iter):
         return balanced_dist(W, T, n_steps, tol=tol, max_iter=max_iter)
+
+    @staticmethod
+    def _geodesic_transport(W, V, U, n_steps):
+        return balanced_parallel_transport(W, V, U, n_steps=n_steps)
 
     @boundary
     def random_point(self, n_samples: int = 1, bound: float = 1.0):

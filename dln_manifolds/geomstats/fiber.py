@@ -39,7 +39,7 @@ from ..fiber import (
     group_action_exp,
 )
 from ..network import balanced_point, end_to_end
-from ..submanifold_geodesics import fiber_dist, fiber_exp, fiber_log
+from ..submanifold_geodesics import fiber_dist, fiber_exp, fiber_log, fiber_parallel_transport
 from ._backend import boundary, plain
 from .induced import InducedFrobeniusMetric, InducedSubmanifold, batched_over_points
 
@@ -234,6 +234,14 @@ class Fiber(InducedSubmanifold):
     def _geodesic_dist(self, W, T, n_steps, tol, max_iter):
         return batched_over_points(
             lambda T1, W1: fiber_dist(W1, T1, self.X, n_steps, tol=tol, max_iter=max_iter), T, W
+        )
+
+    def _geodesic_transport(self, W, V, U, n_steps):
+        return batched_over_points(
+            lambda U1, V1, W1: fiber_parallel_transport(W1, V1, U1, X=self.X, n_steps=n_steps),
+            U,
+            V,
+            W,
         )
 
     @boundary

@@ -131,6 +131,40 @@ class InducedFrobeniusMetric(RiemannianMetric):
         point, base_point = space._arrays(point=point, base_point=base_point)
         return space._geodesic_log(base_point, point, self.n_steps, self.tol, self.max_iter)
 
+    @boundary
+    def parallel_transport(self, tangent_vec, base_point, direction=None, end_point=None):
+        r"""Parallel transport of ``tangent_vec`` along the geodesic in ``direction``.
+
+        The transport ODE :math:`\dot U = \mathrm{II}(\dot\gamma, U)` of the
+        submanifold integrated with the geodesic by the RK4 of :meth:`exp`
+        (same ``n_steps``), for :math:`t \in [0, 1]`:
+        :func:`~dln_manifolds.submanifold_geodesics.balanced_parallel_transport`,
+        :func:`~dln_manifolds.submanifold_geodesics.fiber_parallel_transport`.
+        With ``end_point`` instead of ``direction``, the geodesic to
+        ``end_point`` is :meth:`log` (``end_point``, ``base_point``).
+
+        Parameters
+        ----------
+        tangent_vec, base_point : array_like, shape (..., N, d, d)
+        direction : array_like, shape (..., N, d, d), optional
+        end_point : array_like, shape (..., N, d, d), optional
+            Exactly one of ``direction`` and ``end_point``.
+
+        Returns
+        -------
+        ndarray, shape (..., N, d, d)
+            Tangent vectors at :math:`\exp_W(\text{direction})`.
+        """
+        space = self._geodesics()
+        if (direction is None) == (end_point is None):
+            raise ValueError("give exactly one of direction and end_point")
+        if direction is None:
+            direction = self.log(end_point, base_point)
+        tangent_vec, base_point, direction = space._arrays(
+            tangent_vec=tangent_vec, base_point=base_point, direction=direction
+        )
+        return space._geodesic_transport(base_point, direction, tangent_vec, self.n_steps)
+
     def squared_dist(self, point_a, point_b):
         """Squared geodesic distance; shape (...,)."""
         return self.dist(point_a, point_b) ** 2
@@ -158,9 +192,9 @@ class InducedSubmanifold(Manifold):
     - ``_restore(W)``: smooth map of nearby points onto the manifold fixing it;
     - ``_retract(W, V)``: the retraction;
     - ``_belongs_one(W, atol)``: membership test;
-    - optionally ``_geodesic_exp(W, V, n_steps)`` and
+    - optionally ``_geodesic_exp(W, V, n_steps)``,
       ``_geodesic_log(W, T, n_steps, tol, max_iter)``, ``_geodesic_dist`` (same
-      arguments) on batches (..., N, d, d),
+      arguments) and ``_geodesic_transport(W, V, U, n_steps)`` on batches (..., N, d, d),
       used by :class:`InducedFrobeniusMetric` (without them its geodesic
       methods raise NotImplementedError).
     """
