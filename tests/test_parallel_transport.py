@@ -170,3 +170,209 @@ def test_geomstats_parallel_transport():
     np.testing.assert_allclose(metric.parallel_transport(w, x, end_point=y), t, atol=1e-8)
     with pytest.raises(ValueError, match="exactly one"):
         metric.parallel_transport(w, x)
+
+
+# ---------------------------------------------------------------------------------------------
+# The induced (Frobenius) metrics of the balanced manifold M and of the fibers F_X
+# (dln_manifolds.submanifold_geodesics.balanced_parallel_transport / fiber_parallel_transport).
+#
+# A field U(t) tangent along a curve of an embedded submanifold is parallel iff dU/dt is
+# normal, i.e. U' = (d/dt P_gamma(t)) U. Independent reference: the projection ladder
+# U_{k+1} = P_{gamma(t_{k+1})} U_k along m points of the geodesic, which converges to the
+# transport at first order in 1/m (Richardson: 2 L_{2m} - L_m, second order). The ladder with
+# m = n_steps is also the negative control "the normal term dropped, projection kept".
+# ---------------------------------------------------------------------------------------------
+
+from dln_manifolds.balanced import balanced_tangent_projection, random_balanced_point  # noqa: E402
+from dln_manifolds.fiber import (  # noqa: E402
+    fiber_retraction,
+    fiber_tangent_projection,
+)
+from dln_manifolds.network import balanced_point  # noqa: E402
+from dln_manifolds.submanifold_geodesics import (  # noqa: E402
+    balanced_exp,
+    balanced_parallel_transport,
+    fiber_exp,
+    fiber_parallel_transport,
+)
+
+
+def _scaled(V, W, size):
+    return V * (size * np.linalg.norm(W) / np.linalg.norm(V))
+
+
+def _balanced_case(d, N, seed, size=0.4):
+    rng = np.random.default_rng(seed)
+    W = random_balanced_point(d, N, rng)
+
+    def P(Z, base=W):
+        return balanced_tangent_projection(base, Z)
+
+    V = _scaled(P(rng.standard_normal(W.shape)), W, size)
+    U1, U2 = (P(rng.standard_normal(W.shape)) for _ in range(2))
+    transport = balanced_parallel_transport
+
+    def exp(W_, V_, n, velocity=False):
+        return balanced_exp(W_, V_, n, velocity=velocity)
+
+    return W, V, U1, U2, P, transport, exp
+
+
+def _fiber_case(d, N, seed, size=0.4, cplx=False):
+    rng = np.random.default_rng(seed)
+
+    def rand(shape):
+        Z = rng.standard_normal(shape)
+        return Z + 1j * rng.standard_normal(shape) if cplx else Z
+
+    X = rand((d, d))
+    C = balanced_point(X, N)
+    W = fiber_retraction(C, 0.3 * fiber_tangent_projection(C, rand(C.shape)), X=X)
+
+    def P(Z, base=W):
+        return fiber_tangent_projection(base, Z)
+
+    V = _scaled(P(rand(W.shape)), W, size)
+    U1, U2 = (P(rand(W.shape)) for _ in range(2))
+
+    def transport(W_, V_, U_, n_steps):
+        return fiber_parallel_transport(W_, V_, U_, X=X, n_steps=n_steps)
+
+    def exp(W_, V_, n, velocity=False):
+        return fiber_exp(W_, V_, X, n, velocity=velocity)
+
+    return W, V, U1, U2, P, transport, exp
+
+
+CASES = {
+    "balanced_d2_N3": lambda: _balanced_case(2, 3, 11),
+    "balanced_d3_N2": lambda: _balanced_case(3, 2, 12),
+    "fiber_d2_N3": lambda: _fiber_case(2, 3, 13),
+    "fiber_d3_N2": lambda: _fiber_case(3, 2, 14),
+    "fiber_complex_d2_N2": lambda: _fiber_case(2, 2, 15, cplx=True),
+}
+
+
+def _ip(A, B):
+    return float(np.real(np.vdot(A, B)))
+
+
+def _ladder(W, V, U, P, exp, m):
+    """Projection ladder along the RK4 geodesic, chained one step of size 1/m at a time."""
+    for _ in range(m):
+        W, Vm = exp(W, V / m, 1, velocity=True)
+        V = m * Vm
+        U = P(U, W)
+    return U
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_induced_transport_tangent_isometric_and_velocity(case):
+    W, V, U1, U2, P, transport, exp = CASES[case]()
+    n = 40
+    T1, T2, TV = (transport(W, V, U, n_steps=n) for U in (U1, U2, V))
+    W1, V1 = exp(W, V, n, velocity=True)
+    scale = np.linalg.norm(U1) + np.linalg.norm(U2)
+    for T in (T1, T2, TV):  # tangent at the end point
+        assert np.linalg.norm(T - P(T, W1)) < 1e-10 * np.linalg.norm(T)
+    # isometry: the Gram matrix of (U1, U2, V) is kept
+    for (a, b), (ta, tb) in zip(
+        [(U1, U1), (U1, U2), (U2, U2), (U1, V), (V, V)],
+        [(T1, T1), (T1, T2), (T2, T2), (T1, TV), (TV, TV)],
+        strict=True,
+    ):
+        assert abs(_ip(ta, tb) - _ip(a, b)) < 1e-8 * scale**2
+    # V goes to the geodesic velocity: exp's own velocity and a central difference in s of
+    # exp_W(sV) at s = 1 (exp alone, no transport equation)
+    np.testing.assert_allclose(TV, V1, atol=1e-12 * np.linalg.norm(V))
+    h = 1e-4
+    fd = (exp(W, (1 + h) * V, n) - exp(W, (1 - h) * V, n)) / (2 * h)
+    assert np.linalg.norm(TV - fd) < 1e-6 * np.linalg.norm(V)
+    assert np.linalg.norm(TV - V) > 1e-2 * np.linalg.norm(V)  # the velocity does turn
+    # negative controls: U left unchanged is not tangent at the end point, and dropping the
+    # normal term (projection after each step only: the ladder with n_steps steps) is not
+    # an isometry at this accuracy
+    assert np.linalg.norm(U1 - P(U1, W1)) > 1e-3 * np.linalg.norm(U1)
+    dropped = _ladder(W, V, U1, P, exp, n)
+    assert abs(_ip(dropped, dropped) - _ip(U1, U1)) > 1e-4 * scale**2
+
+
+@pytest.mark.parametrize("case", ["balanced_d2_N3", "fiber_d3_N2"])
+def test_induced_transport_against_the_projection_ladder(case):
+    W, V, U1, _, P, transport, exp = CASES[case]()
+    T = transport(W, V, U1, n_steps=40)
+    L1, L2 = (_ladder(W, V, U1, P, exp, m) for m in (60, 120))
+    richardson = 2 * L2 - L1
+    err = np.linalg.norm(T - richardson) / np.linalg.norm(U1)
+    first = np.linalg.norm(T - L2) / np.linalg.norm(U1)
+    assert err < 2e-4
+    assert first > 10 * err  # the ladder alone is first order: Richardson is needed
+
+
+@pytest.mark.parametrize("case", ["balanced_d3_N2", "fiber_d2_N3"])
+def test_induced_transport_converges_at_order_four(case):
+    W, V, U1, _, _, transport, _ = CASES[case]()
+    ref = transport(W, V, U1, n_steps=160)
+    e10, e20 = (np.linalg.norm(transport(W, V, U1, n_steps=k) - ref) for k in (10, 20))
+    assert 10 < e10 / e20 < 24  # 2^4 = 16 for RK4
+    assert e20 < 1e-6 * np.linalg.norm(U1)
+
+
+def test_balanced_transport_batched_linear_and_input_unchanged():
+    W, V, U1, U2, _, _, _ = CASES["balanced_d2_N3"]()
+    W2, V2, U3, _, _, _, _ = _balanced_case(2, 3, 21)
+    copies = [A.copy() for A in (W, V, U1, U2)]
+    T = balanced_parallel_transport(W, V, np.stack([U1, U2, U1 + 2 * U2]))
+    np.testing.assert_allclose(T[1], balanced_parallel_transport(W, V, U2), atol=1e-13)
+    np.testing.assert_allclose(T[2], T[0] + 2 * T[1], atol=1e-10)  # linear in U
+    Tb = balanced_parallel_transport(np.stack([W, W2]), np.stack([V, V2]), np.stack([U1, U3]))
+    np.testing.assert_allclose(Tb[1], balanced_parallel_transport(W2, V2, U3), atol=1e-13)
+    for A, B in zip((W, V, U1, U2), copies, strict=True):
+        np.testing.assert_array_equal(A, B)
+    # the normal part of U is removed first
+    Z = np.random.default_rng(1).standard_normal(W.shape)
+    normal = Z - balanced_tangent_projection(W, Z)
+    np.testing.assert_allclose(
+        balanced_parallel_transport(W, V, U1 + normal),
+        balanced_parallel_transport(W, V, U1),
+        atol=1e-12,
+    )
+
+
+def test_fiber_transport_lists_and_bad_arguments():
+    W, V, U1, _, _, transport, _ = CASES["fiber_d2_N3"]()
+    np.testing.assert_allclose(
+        fiber_parallel_transport(list(W), V, U1), fiber_parallel_transport(W, V, U1), atol=0
+    )
+    with pytest.raises(NotImplementedError, match="general widths"):
+        fiber_parallel_transport([np.ones((3, 2)), np.ones((2, 3))], V, U1)
+    with pytest.raises(ValueError, match="U"):
+        fiber_parallel_transport(W, V, U1[:2])
+    with pytest.raises(ValueError, match="n_steps"):
+        fiber_parallel_transport(W, V, U1, n_steps=0)
+    with pytest.raises(ValueError, match="U"):
+        balanced_parallel_transport(random_balanced_point(2, 3, 0), V, np.full(V.shape, np.nan))
+
+
+@pytest.mark.parametrize("space_name", ["Fiber", "BalancedManifold"])
+def test_geomstats_induced_parallel_transport(space_name):
+    pytest.importorskip("geomstats")
+    from dln_manifolds import geomstats as dg
+
+    space = (
+        dg.Fiber(np.array([[2.0, 1.0], [0.0, 1.0]]), 3)
+        if space_name == "Fiber"
+        else (dg.BalancedManifold(2, 3))
+    )
+    metric = space.metric
+    rng = np.random.default_rng(9)
+    x = space.random_point(2)
+    v = 0.3 * space.to_tangent(rng.standard_normal(x.shape), x)
+    w = space.to_tangent(rng.standard_normal(x.shape), x)
+    t = metric.parallel_transport(w, x, direction=v)
+    y = metric.exp(v, x)
+    assert np.all(space.is_tangent(t, y, atol=1e-10))
+    np.testing.assert_allclose(metric.norm(t, y), metric.norm(w, x), rtol=1e-7)
+    np.testing.assert_allclose(metric.parallel_transport(w, x, end_point=y), t, atol=1e-7)
+    with pytest.raises(ValueError, match="exactly one"):
+        metric.parallel_transport(w, x)
