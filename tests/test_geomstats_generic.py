@@ -164,6 +164,9 @@ BalancedMetricTestData = data_class(
         "geodesic_bvp_reverse": _RK4_TOL,
         "dist_is_symmetric": _RK4_TOL,
         "squared_dist_is_symmetric": _RK4_TOL,
+        # transport to a random (far) end point: the norm is kept to the RK4 error of the
+        # 20-step integration along the log geodesic, measured 1.3e-6 (d = 2, N = 3)
+        "parallel_transport_bvp_norm": {"atol": 1e-4},
     },
 )
 InducedMetricOnePointTestData = data_class(
