@@ -31,6 +31,7 @@ import pytest
 
 import dln_manifolds as dm
 from dln_manifolds import flows, langevin
+from dln_manifolds import submanifold_geodesics as sg
 
 # ---------------------------------------------------------------------------
 # Valid values (d = 2, N = 3), integer-valued so that the int-dtype case applies
@@ -462,6 +463,24 @@ def _geodesic_entries():
             V=0.1 * Z,
             W=Z,
             depth=N,
+        ),
+        E(
+            "balanced_parallel_transport",
+            sg.balanced_parallel_transport,
+            {"W": "arr", "V": "arr", "U": "arr", "n_steps": "count"},
+            W=WB,
+            V=0.1 * dm.balanced_tangent_projection(WB, V3B),
+            U=V3B,
+            n_steps=4,
+        ),
+        E(
+            "fiber_parallel_transport",
+            sg.fiber_parallel_transport,
+            {"W": "carr", "V": "carr", "U": "carr", "n_steps": "count"},
+            W=WF,
+            V=0.1 * dm.generator_to_tangent(WF, A2),
+            U=V3,
+            n_steps=4,
         ),
         E(
             "depth_distance",
@@ -1036,6 +1055,14 @@ def _geomstats_entries():
             base_point=WB,
         ),
         E(
+            "geomstats.BalancedMetric.parallel_transport",
+            B.metric.parallel_transport,
+            {"tangent_vec": "arr", "base_point": "arr", "direction": "arr?"},
+            tangent_vec=V3,
+            base_point=WB,
+            direction=0.1 * tb,
+        ),
+        E(
             "geomstats.BalancedBundle.riemannian_submersion",
             bundle.riemannian_submersion,
             {"point": "arr"},
@@ -1107,6 +1134,14 @@ def _geomstats_entries():
             {"n_samples": "count", "bound": "pos"},
             n_samples=2,
             bound=1.0,
+        ),
+        E(
+            "geomstats.InducedFrobeniusMetric.parallel_transport",
+            F.metric.parallel_transport,
+            {"tangent_vec": "arr", "base_point": "arr", "direction": "arr?"},
+            tangent_vec=V3,
+            base_point=WF,
+            direction=0.1 * tf,
         ),
         E(
             "geomstats.InducedFrobeniusMetric.inner_product",
