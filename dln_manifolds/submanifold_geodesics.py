@@ -45,6 +45,24 @@ space (standard projection method, order 4 kept, exactly on the manifold and
 tangent after every step). The speed :math:`|\dot\gamma|` is conserved to the
 integration error.
 
+Parallel transport (``*_parallel_transport``) along :math:`t \mapsto \exp_W(tV)`:
+a tangent field U along :math:`\gamma` is parallel iff :math:`\dot U` is normal;
+differentiating :math:`dc_\gamma(U) = 0` gives
+
+.. math::
+
+    \dot U = \mathrm{II}_\gamma(\dot\gamma, U) = dc_\gamma^*(y), \qquad
+    dc_\gamma\, dc_\gamma^*(y) = -D^2c_\gamma[\dot\gamma, U]
+    \qquad (\text{P})
+
+(equivalently :math:`\dot U = (\tfrac{d}{dt}P_{\gamma})U`), the symmetric bilinear
+form whose quadratic form is (G), evaluated exactly by polarization with U scaled
+to :math:`|\dot\gamma|`. (P) is integrated together with (G) by the same RK4
+steps as ``exp``, U projected onto the tangent space after every step; transport
+is an isometry and maps V to :math:`\dot\gamma(1)` to the RK4 error
+(measured: inner products kept to ~1e-11 relative with 40 steps, order 4 in
+``n_steps``, d, N = (2, 3), (3, 2), :math:`|V| = 0.4|W|`).
+
 ``log`` solves :math:`\exp_W(V) = T` for V in the tangent space by shooting:
 Gauss-Newton on the coordinates of V in an orthonormal basis of
 :math:`T_W` with Broyden updates of the Jacobian (starting from the
