@@ -394,10 +394,14 @@ class _StayInGL:
             s = np.linalg.svd(X, compute_uv=False)
             sign = float(s[-1] > max(X.shape) * np.finfo(np.float64).eps * s[0])
         if sign != self.sign:
+            what = (
+                "left GL(d): det X changed sign or vanished"
+                if self.square
+                else "made X rank-deficient (to rounding)"
+            )
             raise RuntimeError(
-                "the step left GL(d): det X changed sign or vanished, which the exact flow "
-                "never does (see dln_manifolds.flows.learning, 'Rank drop'); reduce dt or "
-                "use adaptive=True"
+                f"the step {what}, which the exact flow never does (see "
+                "dln_manifolds.flows.learning, 'Rank drop'); reduce dt or use adaptive=True"
             )
         return X
 
