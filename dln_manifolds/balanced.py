@@ -92,8 +92,11 @@ structure on the r x r blocks, the blocks :math:`C_k = (Q_k^\perp)^TZ_kQ_{k-1}` 
 :math:`B_{k+1} = Q_k^TZ_{k+1}Q_k^\perp` tied by :math:`C_k = B_{k+1}^T` (k hidden),
 :math:`B_1` and :math:`C_N` free, and zero :math:`\perp\perp` blocks; the end-to-end
 map sees the r x r blocks, :math:`B_1` and :math:`C_N` (horizontal), and the pairs
-:math:`(C_k, B_{k+1})` are vertical. Geodesics (``exp``, ``log``) are implemented for
-square layers only. See :ref:`math-balanced`.
+:math:`(C_k, B_{k+1})` are vertical. The second fundamental form
+(:meth:`BalancedFrame.geodesic_acceleration`) adds to the square one the curvature of the
+rank-r layers in the :math:`\perp\perp` blocks, so the geodesics of
+:mod:`~dln_manifolds.submanifold_geodesics` take general widths too. See
+:ref:`math-balanced`.
 
 References
 ----------
@@ -1061,25 +1064,29 @@ class BalancedFrame:
             Hh = Hh + _weingarten_hat(self._to(V), Sh, self.lam)
         return self._from(Hh)
 
-    def geodesic_acceleration(self, V) -> np.ndarray:
-        r"""Second fundamental form :math:`\mathrm{II}_W(V, V)`: the normal :math:`w_S` with
-        :math:`dG_W(w_S) = -2Q(V)`, :math:`Q(V)_k = V_kV_k^T - V_{k+1}^TV_{k+1}`.
+    def geodesic_acceleration(self, V) -> Layers:
+        r"""Second fundamental form :math:`\mathrm{II}_W(V, V)` for a tangent vector V.
 
-        The geodesics of :math:`\mathcal{M}` solve :math:`\ddot W = \mathrm{II}_W(\dot W, \dot W)`
-        (:mod:`~dln_manifolds.submanifold_geodesics`). Square layers only.
+        Square layers: the normal :math:`w_S` with :math:`dG_W(w_S) = -2Q(V)`,
+        :math:`Q(V)_k = V_kV_k^T - V_{k+1}^TV_{k+1}`. The geodesics of
+        :math:`\mathcal{M}` solve :math:`\ddot W = \mathrm{II}_W(\dot W, \dot W)`
+        (:mod:`~dln_manifolds.submanifold_geodesics`).
 
-        Raises
-        ------
-        NotImplementedError
-            For general widths: there the second fundamental form also has the curvature
-            of the rank-r layers, which is not implemented.
+        General widths (module section *General widths*): the normal space is
+        :math:`\{w_S + E\}` (E in the :math:`\perp\perp` blocks), and a curve of
+        :math:`\mathcal{M}` keeps both the moments and the rank r of every layer. The
+        rank gives the :math:`\perp\perp` block of layer k,
+        :math:`E_k = 2C_k\Lambda^{-1}B_k` (:math:`C_k`, :math:`B_k` the
+        :math:`\perp r` and :math:`r\perp` blocks of :math:`\hat V_k`: the second
+        fundamental form of the rank-r matrices), on which dG vanishes; the moments
+        give :math:`dG(w_S) = -2Q(V)`, which in the frames is the square tridiagonal
+        system on the r x r blocks of S and, for the tails
+        :math:`t_k = (\hat S_k)_{\perp r}`, the diagonal equation
+        :math:`2t_k\Lambda^2 = -2Q(V)_{k,\perp r}`. Cost O(N d^3).
         """
-        if self._general:
-            raise NotImplementedError(
-                "the second fundamental form (geodesics) of the balanced manifold is "
-                "implemented for square layers only; for general widths use the retraction"
-            )
         V = self._vector(V, "V")
+        if self._general:
+            return self._from(self._layers_acceleration_hat(self._to(V)))
         if self.depth == 1:
             return np.zeros_like(V)
         Vh = self._to(V)
@@ -1089,6 +1096,26 @@ class BalancedFrame:
         )
         Sh = _solve_multipliers(R, self.lam)
         return self._from(_normal_from_multipliers(Sh, self.lam))
+
+    def _layers_acceleration_hat(self, Vh: list[np.ndarray]) -> list[np.ndarray]:
+        r"""Frame coordinates of :math:`\mathrm{II}(V, V)` for general widths (unchecked)."""
+        r, lam, N = self.r, self.lam, self.depth
+        out = [np.zeros_like(v) for v in Vh]
+        for k in range(N):  # rank-r layers: E_k = 2 C_k Lambda^{-1} B_k
+            out[k][r:, r:] = 2.0 * (Vh[k][r:, :r] / lam[None, :]) @ Vh[k][:r, r:]
+        if N == 1:
+            return out
+        # R_k = -2 Q(V)_k, k = 1..N-1 (hidden widths d_k)
+        R = [-2.0 * (Vh[k - 1] @ Vh[k - 1].T - Vh[k].T @ Vh[k]) for k in range(1, N)]
+        Sa = _solve_multipliers(np.stack([Rk[:r, :r] for Rk in R]), lam)
+        wS = _normal_from_multipliers(Sa, lam)  # the r x r blocks of w_S
+        for k in range(N):
+            out[k][:r, :r] = wS[k]
+        for k in range(1, N):  # tails t_k = R_{k, perp r} Lambda^{-2} / 2
+            t = 0.5 * R[k - 1][r:, :r] / lam[None, :] ** 2
+            out[k - 1][r:, :r] += t * lam[None, :]  # (w_S)_k: S_k W_k, the C_k block
+            out[k][:r, r:] -= lam[:, None] * t.T  # (w_S)_{k+1}: -W_{k+1} S_k, the B_{k+1} block
+        return out
 
     def horizontal_projection(self, Z) -> Layers:
         r"""Projection onto :math:`(\ker d\phi)^\perp`; see :func:`horizontal_projection`."""

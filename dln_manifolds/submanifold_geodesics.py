@@ -116,15 +116,30 @@ import numpy as np
 import scipy.linalg
 from numpy.typing import ArrayLike
 
-from ._checks import as_array, as_matrix, as_stack, check_count, check_positive
-from ._linalg import chain_second_derivative, conj_transpose
+from ._checks import (
+    as_array,
+    as_layer_sequence,
+    as_matrix,
+    as_stack,
+    check_count,
+    check_positive,
+)
+from ._linalg import (
+    chain_partial_products,
+    chain_product,
+    chain_second_derivative,
+    conj_transpose,
+    pack_layers,
+    unpack_layers,
+)
 from .balanced import (
     BalancedFrame,
     balanced_restore,
     balanced_tangent_projection,
     check_balanced,
+    restore_layers,
 )
-from .fiber import FiberNormalSolver, fiber_restore
+from .fiber import FiberNormalSolver, as_fiber_layers, fiber_restore
 from .flows.integrators import integrate_flow
 from .network import end_to_end
 
@@ -188,6 +203,15 @@ def balanced_geodesic_acceleration(
     ndarray, same shape as W
         A normal vector.
     """
+    if _is_list(W):
+        W, own = _balanced_layers_point(W, "W")
+        if frame is None:
+            frame = own
+        elif not isinstance(frame, BalancedFrame) or not frame.matches(W):
+            raise ValueError("frame must be the BalancedFrame of W")
+        return BalancedFrame.from_valid(W, verify=False).geodesic_acceleration(
+            _layer_vector(V, "V", frame.widths, real=True)
+        )
     W = as_array(W, "W", batch=True)
     if W.ndim < 3 or W.shape[-1] != W.shape[-2]:
         raise ValueError(f"W must have shape (..., N, d, d), got shape {W.shape}")
@@ -224,9 +248,12 @@ def fiber_geodesic_acceleration(
     ndarray, shape (N, d, d)
         A normal vector.
     """
-    _square_fiber_only(W, "fiber_geodesic_acceleration")
-    W = as_stack(W)
-    V = as_stack(V, "V", depth=W.shape[0], d=W.shape[1])
+    if _is_list(W):
+        W = as_fiber_layers(W)
+        V = _layer_vector(V, "V", _widths(W), real=False)
+    else:
+        W = as_stack(W)
+        V = as_stack(V, "V", depth=W.shape[0], d=W.shape[1])
     if solver is None:
         solver = FiberNormalSolver(W)
     return solver.adjoint(solver.solve(-chain_second_derivative(W, V)))
@@ -331,20 +358,12 @@ def balanced_exp(
         full-rank balanced weights (overflow, singular layers).
     """
     n_steps = _checked_steps(n_steps)
+    if _is_list(W):
+        return _balanced_exp_layers(W, V, n_steps, velocity)
     W, V = _balanced_pair(W, V, "W", "V")
     V = balanced_tangent_projection(W, V)
     W1, V1 = _rk4(W, V, _balanced_field, _balanced_settle, n_steps)
     return (W1, V1) if velocity else W1
-
-
-def _square_fiber_only(W, name: str) -> None:
-    """NotImplementedError for a network given as a list of layers (general widths)."""
-    if isinstance(W, (list, tuple)):
-        raise NotImplementedError(
-            f"{name} is implemented for square networks given as a stack (N, d, d) only, "
-            "not for a list of layers (general widths): the fiber geodesics of general "
-            "widths are not implemented; use fiber_retraction (second order)"
-        )
 
 
 def _fiber_factors(W: np.ndarray):
@@ -438,7 +457,8 @@ def fiber_exp(
         (the tangent vector is too large).
     """
     n_steps = _checked_steps(n_steps)
-    _square_fiber_only(W, "fiber_exp")
+    if _is_list(W):
+        return _fiber_exp_layers(W, V, X, n_steps, velocity)
     W = as_stack(W)
     V = as_stack(V, "V", depth=W.shape[0], d=W.shape[1])
     X = _fiber_target(W, X)
@@ -526,6 +546,8 @@ def balanced_parallel_transport(
         As :func:`balanced_exp`.
     """
     n_steps = _checked_steps(n_steps)
+    if _is_list(W):
+        return _balanced_transport_layers(W, V, U, n_steps)
     W, V = _balanced_pair(W, V, "W", "V")
     U = as_array(U, "U", W.shape[-3:], batch=True)
     shape = np.broadcast_shapes(W.shape, U.shape)
@@ -547,17 +569,6 @@ def _fiber_transport_rate(y: np.ndarray) -> np.ndarray:
         return Ah @ scipy.linalg.lu_solve(lu, r.reshape(-1)).reshape(d, d) @ Bh
 
     return np.stack([V, q(V), _polarized(q, V, U)])
-
-
-def _fiber_stack(W, name: str) -> np.ndarray:
-    """A stack (N, d, d); a list of equal square layers is one, other lists are general
-    widths (NotImplementedError)."""
-    if isinstance(W, (list, tuple)) and len(W) > 0:
-        shapes = {np.shape(w) for w in W}
-        square = len(shapes) == 1 and len(s := next(iter(shapes))) == 2 and s[0] == s[1]
-        if not square:
-            _square_fiber_only(W, name)
-    return as_stack(W)
 
 
 def fiber_parallel_transport(
@@ -605,7 +616,9 @@ def fiber_parallel_transport(
         As :func:`fiber_exp`.
     """
     n_steps = _checked_steps(n_steps)
-    W = _fiber_stack(W, "fiber_parallel_transport")
+    if _is_list(W):
+        return _fiber_transport_layers(W, V, U, X, n_steps)
+    W = as_stack(W)
     V = as_stack(V, "V", depth=W.shape[0], d=W.shape[1])
     U = as_stack(U, "U", depth=W.shape[0], d=W.shape[1])
     X = _fiber_target(W, X)
@@ -820,6 +833,8 @@ def balanced_log(
         unconverged vector).
     """
     n_steps, tol, max_iter = _check_log_options(n_steps, tol, max_iter)
+    if _is_list(W):
+        return _balanced_log_layers(W, T, n_steps, tol, max_iter)
     W, T = _balanced_pair(W, T, "W", "T")
     batch = W.shape[:-3]
     N, d = W.shape[-3], W.shape[-1]
@@ -888,7 +903,8 @@ def fiber_log(
         If T is not on the fiber of W, or no geodesic is found.
     """
     n_steps, tol, max_iter = _check_log_options(n_steps, tol, max_iter)
-    _square_fiber_only(W, "fiber_log")
+    if _is_list(W):
+        return _fiber_log_layers(W, T, X, n_steps, tol, max_iter)
     W = as_stack(W)
     N, d = W.shape[0], W.shape[1]
     T = as_stack(T, "T", depth=N, d=d)
@@ -934,6 +950,11 @@ def balanced_dist(
     determinant has opposite signs), which no curve in :math:`\\mathcal{M}` joins.
     Keywords ``tol`` and ``max_iter`` go to :func:`balanced_log`.
     """
+    if _is_list(W):
+        W = check_balanced(W, tol=1e-6, name="W")
+        if _is_list(T) and _layers_components_differ(W, check_balanced(T, 1e-6, "T")):
+            return np.array(np.inf)
+        return np.array(_norm(balanced_log(W, T, n_steps, **kw)))
     W, T = _balanced_pair(W, T, "W", "T")
     N, d = W.shape[-3], W.shape[-1]
     Wf, Tf = W.reshape((-1, N, d, d)), T.reshape((-1, N, d, d))
@@ -954,7 +975,13 @@ def fiber_dist(
     ``inf`` between points of different connected components (for real
     points: a layer's determinant has opposite signs).
     """
-    _square_fiber_only(W, "fiber_dist")
+    if _is_list(W):
+        W = as_fiber_layers(W)
+        if _is_list(T):
+            T = as_layer_sequence(T, "T", widths=_widths(W), batch=False)
+            if _layers_components_differ(W, T):
+                return float("inf")
+        return _norm(fiber_log(W, T, X, n_steps, **kw))
     W = as_stack(W)
     T = as_stack(T, "T", depth=W.shape[0], d=W.shape[1])
     if _different_components(W, T):
@@ -966,12 +993,315 @@ def balanced_geodesic_midpoint(
     W: ArrayLike, T: ArrayLike, n_steps: int = DEFAULT_GEODESIC_STEPS, **kw
 ) -> np.ndarray:
     """Geodesic midpoint :math:`\\exp_W(\\log_W(T)/2)` on :math:`\\mathcal{M}`."""
-    return balanced_exp(W, 0.5 * balanced_log(W, T, n_steps, **kw), n_steps)
+    return balanced_exp(W, _half(balanced_log(W, T, n_steps, **kw)), n_steps)
 
 
 def fiber_geodesic_midpoint(
     W: ArrayLike, T: ArrayLike, X: ArrayLike | None = None, n_steps=DEFAULT_GEODESIC_STEPS, **kw
 ) -> np.ndarray:
     """Geodesic midpoint :math:`\\exp_W(\\log_W(T)/2)` on :math:`\\mathcal{F}_X`."""
-    _square_fiber_only(W, "fiber_geodesic_midpoint")
-    return fiber_exp(W, 0.5 * fiber_log(W, T, X, n_steps, **kw), X, n_steps)
+    return fiber_exp(W, _half(fiber_log(W, T, X, n_steps, **kw)), X, n_steps)
+
+
+def _half(V):
+    """V / 2 for an array or a list of layers."""
+    return [0.5 * z for z in V] if _is_list(V) else 0.5 * V
+
+
+# ---------------------------------------------------------------------------
+# General widths: a network given as a list of layers, packed into one vector
+# ---------------------------------------------------------------------------
+#
+# The square machinery above works on arrays: the RK4 of ``_rk4_state`` on a stacked
+# state and the shooting of ``_shoot`` on one array. For a list of layers of widths
+# (d_0, ..., d_N) the state is packed (``pack_layers``: the layers raveled and
+# concatenated, one real or complex vector of P = sum_k d_k d_{k+1} entries) and every
+# rate, restore and projection unpacks it into the layers. The math is that of the
+# module docstring: (G) and (P) with the second fundamental form of
+# :meth:`~dln_manifolds.BalancedFrame.geodesic_acceleration` (balanced; with the
+# curvature of the rank-r layers when a hidden width exceeds r) or with the
+# (d_N d_0) x (d_N d_0) normal operator K of the fiber.
+
+
+def _is_list(W) -> bool:
+    """True for a network given as a list or tuple of layers (the general-widths layout)."""
+    return isinstance(W, (list, tuple))
+
+
+def _widths(layers: list[np.ndarray]) -> tuple[int, ...]:
+    return (layers[0].shape[1], *(layer.shape[0] for layer in layers))
+
+
+def _layer_vector(V, name: str, widths: tuple[int, ...], real: bool) -> list[np.ndarray]:
+    """A vector at a network of general widths: a list of layers (or, for square layers,
+    one stacked (N, d, d) array), validated against ``widths``."""
+    if not _is_list(V) and not isinstance(V, (str, bytes)) and np.ndim(V) == 3:
+        V = list(np.asarray(V))
+    return as_layer_sequence(V, name, widths=widths, real=real, batch=False)
+
+
+def _norm(layers) -> float:
+    return float(np.sqrt(sum(np.sum(np.abs(z) ** 2) for z in layers)))
+
+
+def _packed_rk4(
+    state: list[list[np.ndarray]],
+    rate: Callable[..., tuple],
+    settle: Callable[..., tuple],
+    n_steps: int,
+) -> list[list[np.ndarray]]:
+    """:func:`_rk4_state` on lists of layers (W, V, ...), packed into one (k, P) array."""
+    widths = _widths(state[0])
+    dtype = np.result_type(*(z for layers in state for z in layers))
+
+    def unpack(y):
+        return [unpack_layers(row, widths) for row in y]
+
+    def packed(items):
+        return np.stack([pack_layers(z) for z in items]).astype(dtype, copy=False)
+
+    y0 = packed(state)
+    y = _rk4_state(
+        y0, lambda y: packed(rate(*unpack(y))), lambda y: packed(settle(*unpack(y))), n_steps
+    )
+    return [[z.copy() for z in layers] for layers in unpack(y)]
+
+
+def _polarized_layers(q, V: list[np.ndarray], U: list[np.ndarray]) -> list[np.ndarray]:
+    """:func:`_polarized` for lists of layers: II(V, U) from q(Z) = II(Z, Z)."""
+    nv, nu = _norm(V), _norm(U)
+    c = nv / nu if nv > 0 and nu > 0 else 1.0
+    plus = q([v + c * u for v, u in zip(V, U, strict=True)])
+    minus = q([v - c * u for v, u in zip(V, U, strict=True)])
+    return [(p - m) / (4.0 * c) for p, m in zip(plus, minus, strict=True)]
+
+
+def _segment_signs(layers: list[np.ndarray]) -> np.ndarray:
+    """Determinant signs of the r x r products between consecutive widths equal to r.
+
+    r = min(d_0, d_N); for square layers, the signs of the layers. Along a curve of
+    networks whose product keeps rank r these products stay invertible, so the signs
+    are constant: points with different signs lie in different connected components.
+    """
+    widths = _widths(layers)
+    r = min(widths[0], widths[-1])
+    cuts = [k for k, w in enumerate(widths) if w == r]
+    return np.array(
+        [
+            np.linalg.slogdet(chain_product(layers[i:j]))[0]
+            for i, j in zip(cuts[:-1], cuts[1:], strict=True)
+        ]
+    )
+
+
+def _layers_components_differ(W: list[np.ndarray], T: list[np.ndarray]) -> str | None:
+    """None if W and T may be joined (same signs, or complex), else the reason."""
+    if any(np.iscomplexobj(z) for z in (*W, *T)):
+        return None
+    sw, st = _segment_signs(W), _segment_signs(T)
+    bad = np.flatnonzero(sw != st)
+    if bad.size == 0:
+        return None
+    widths = _widths(W)
+    r = min(widths[0], widths[-1])
+    cuts = [k for k, w in enumerate(widths) if w == r]
+    i, j = cuts[bad[0]], cuts[bad[0] + 1]
+    return (
+        f"the two points lie in different connected components (the r x r product of "
+        f"layers {i + 1}..{j} has determinants of opposite signs): no geodesic joins them"
+    )
+
+
+def _check_same_component_layers(W: list[np.ndarray], T: list[np.ndarray]) -> None:
+    reason = _layers_components_differ(W, T)
+    if reason is not None:
+        raise ValueError(reason)
+
+
+# -- balanced manifold, general widths ----------------------------------------
+
+
+def _balanced_layers_point(W, name: str) -> tuple[list[np.ndarray], BalancedFrame]:
+    """Validate a balanced network of general widths (one network) and build its frame."""
+    layers = check_balanced(W, tol=1e-6, name=name)
+    return layers, BalancedFrame.from_valid(layers)
+
+
+def _balanced_layers_rate(W, V, *U):
+    """(W, V, U)' = (V, II(V, V), II(V, U)) at the restored point, projected vectors."""
+    frame = BalancedFrame.from_valid(restore_layers(W))
+    Vp = frame.tangent_projection_unchecked(V)
+
+    def q(Z):
+        return frame.geodesic_acceleration(Z)
+
+    out = [V, q(Vp)]
+    if U:
+        out.append(_polarized_layers(q, Vp, frame.tangent_projection_unchecked(U[0])))
+    return out
+
+
+def _balanced_layers_settle(W, *vectors):
+    W = restore_layers(W)
+    frame = BalancedFrame.from_valid(W)
+    return [W, *(frame.tangent_projection_unchecked(Z) for Z in vectors)]
+
+
+def _balanced_exp_layers(W, V, n_steps: int, velocity: bool):
+    W, frame = _balanced_layers_point(W, "W")
+    V = frame.tangent_projection_unchecked(_layer_vector(V, "V", frame.widths, real=True))
+    W1, V1 = _packed_rk4([W, V], _balanced_layers_rate, _balanced_layers_settle, n_steps)
+    return (W1, V1) if velocity else W1
+
+
+def _balanced_transport_layers(W, V, U, n_steps: int) -> list[np.ndarray]:
+    W, frame = _balanced_layers_point(W, "W")
+    V = frame.tangent_projection_unchecked(_layer_vector(V, "V", frame.widths, real=True))
+    U = frame.tangent_projection_unchecked(_layer_vector(U, "U", frame.widths, real=True))
+    state = [W, V, U]
+    return _packed_rk4(state, _balanced_layers_rate, _balanced_layers_settle, n_steps)[2]
+
+
+def _balanced_log_layers(W, T, n_steps: int, tol: float, max_iter: int) -> list[np.ndarray]:
+    W, frame = _balanced_layers_point(W, "W")
+    if not _is_list(T):
+        raise TypeError(
+            f"T must be a list of layers like W (general widths), got {type(T).__name__}"
+        )
+    T = check_balanced(T, tol=1e-6, name="T")
+    widths = frame.widths
+    if _widths(T) != widths:
+        raise ValueError(f"T must have the widths of W, {widths}, got {_widths(T)}")
+    _check_same_component_layers(W, T)
+
+    def project_all(E):
+        return np.stack(
+            [pack_layers(frame.tangent_projection_unchecked(unpack_layers(e, widths))) for e in E]
+        )
+
+    Wp, Tp = pack_layers(W), pack_layers(T)
+    basis = _tangent_basis(project_all, Wp.size, frame.dim)
+
+    def exp_fn(v):
+        V = frame.tangent_projection_unchecked(unpack_layers(v, widths))
+        rate, settle = _balanced_layers_rate, _balanced_layers_settle
+        return pack_layers(_packed_rk4([W, V], rate, settle, n_steps)[0])
+
+    def path(s):
+        return pack_layers(restore_layers(unpack_layers((1.0 - s) * Wp + s * Tp, widths)))
+
+    v = _shoot(Wp, Tp, exp_fn, basis, path, tol, max_iter)
+    return [z.copy() for z in unpack_layers(v, widths)]
+
+
+# -- fiber, general widths ---------------------------------------------------
+
+
+def _chain_fiber_factors(W: list[np.ndarray]):
+    """Adjoint factors A_{p+1}^*, B_{p-1}^* and the dense (m n) x (m n) K of the fiber at W."""
+    A, B = chain_partial_products(W)
+    A, B = A[1:], B[:-1]  # layer p: A_{p+1} (m, d_p), B_{p-1} (d_{p-1}, n)
+    Ah, Bh = [conj_transpose(a) for a in A], [conj_transpose(b) for b in B]
+    L = np.stack([a @ ah for a, ah in zip(A, Ah, strict=True)])
+    R = np.stack([bh @ b for bh, b in zip(Bh, B, strict=True)])
+    m, n = L.shape[-1], R.shape[-1]
+    K = np.einsum("pac,peb->abce", L, R).reshape(m * n, m * n)
+    return A, B, Ah, Bh, K
+
+
+def _chain_adjoint(Ah, Bh, y: np.ndarray) -> list[np.ndarray]:
+    return [ah @ y @ bh for ah, bh in zip(Ah, Bh, strict=True)]
+
+
+def _fiber_layers_rate(W, V, *U):
+    """(W, V, U)' = (V, II(V, V), II(V, U)) on the fiber through W: one LU of K."""
+    _, _, Ah, Bh, K = _chain_fiber_factors(W)
+    lu = scipy.linalg.lu_factor(K)
+    shape = (Ah[0].shape[1], Bh[0].shape[0])
+
+    def q(Z):
+        r = -chain_second_derivative(W, Z)
+        return _chain_adjoint(Ah, Bh, scipy.linalg.lu_solve(lu, r.reshape(-1)).reshape(shape))
+
+    out = [V, q(V)]
+    if U:
+        out.append(_polarized_layers(q, V, U[0]))
+    return out
+
+
+def _fiber_layers_settler(X: np.ndarray):
+    def settle(W, *vectors):
+        # restore onto X, then project each vector with one refined dense solve
+        W = fiber_restore(W, X)
+        A, B, Ah, Bh, K = _chain_fiber_factors(W)
+        out = []
+        for V in vectors:
+            for _ in range(2):
+                r = sum(a @ v @ b for a, v, b in zip(A, V, B, strict=True))
+                y = np.linalg.solve(K, r.reshape(-1)).reshape(r.shape)
+                V = [v - n for v, n in zip(V, _chain_adjoint(Ah, Bh, y), strict=True)]
+            out.append(V)
+        return [W, *out]
+
+    return settle
+
+
+def _fiber_layers_point(W, X) -> tuple[list[np.ndarray], np.ndarray]:
+    """Validate a network of general widths and the end-to-end matrix of its fiber."""
+    W = as_fiber_layers(W)
+    shape = (W[-1].shape[0], W[0].shape[1])
+    X = chain_product(W).copy() if X is None else as_array(X, "X", shape, real=False)
+    return W, X
+
+
+def _fiber_exp_layers(W, V, X, n_steps: int, velocity: bool):
+    W, X = _fiber_layers_point(W, X)
+    V = FiberNormalSolver(W).project(_layer_vector(V, "V", _widths(W), real=False))
+    W1, V1 = _packed_rk4([W, V], _fiber_layers_rate, _fiber_layers_settler(X), n_steps)
+    return (W1, V1) if velocity else W1
+
+
+def _fiber_transport_layers(W, V, U, X, n_steps: int) -> list[np.ndarray]:
+    W, X = _fiber_layers_point(W, X)
+    solver = FiberNormalSolver(W)
+    V = solver.project(_layer_vector(V, "V", _widths(W), real=False))
+    U = solver.project(_layer_vector(U, "U", _widths(W), real=False))
+    settle = _fiber_layers_settler(X)
+    return _packed_rk4([W, V, U], _fiber_layers_rate, settle, n_steps)[2]
+
+
+def _fiber_log_layers(W, T, X, n_steps: int, tol: float, max_iter: int) -> list[np.ndarray]:
+    W, X = _fiber_layers_point(W, X)
+    widths = _widths(W)
+    if not _is_list(T):
+        raise TypeError(
+            f"T must be a list of layers like W (general widths), got {type(T).__name__}"
+        )
+    T = as_layer_sequence(T, "T", widths=widths, batch=False)
+    scale = max(1.0, float(np.linalg.norm(X)))
+    if np.linalg.norm(chain_product(T) - X) > 1e-6 * scale:
+        raise ValueError("T is not on the fiber of W (its end-to-end product differs from X)")
+    _check_same_component_layers(W, T)
+    complex_ = any(np.iscomplexobj(z) for z in (*W, *T, X))
+    dtype = np.complex128 if complex_ else np.float64
+    solver = FiberNormalSolver(W)
+    Wp, Tp = pack_layers(W).astype(dtype), pack_layers(T).astype(dtype)
+    factor = 2 if complex_ else 1
+    m, dim = factor * Wp.size, factor * (Wp.size - X.size)
+
+    def project_all(E):
+        rows = [solver.project(unpack_layers(_from_real(e, Wp.shape, complex_), widths)) for e in E]
+        return np.stack([_to_real(pack_layers(z).astype(dtype)) for z in rows])
+
+    basis = _tangent_basis(project_all, m, dim)
+    settle = _fiber_layers_settler(X)
+
+    def exp_fn(v):
+        V = solver.project(unpack_layers(v, widths))
+        return pack_layers(_packed_rk4([W, V], _fiber_layers_rate, settle, n_steps)[0])
+
+    def path(s):
+        return pack_layers(fiber_restore(unpack_layers((1.0 - s) * Wp + s * Tp, widths), X))
+
+    v = _shoot(Wp, Tp, exp_fn, basis, path, tol, max_iter)
+    return [z.copy() for z in unpack_layers(v, widths)]
