@@ -26,6 +26,8 @@ __all__ = [
     "pack_layers",
     "unpack_layers",
     "chain_second_derivative",
+    "chain_segment_cuts",
+    "chain_segment_signs",
 ]
 
 
@@ -171,3 +173,28 @@ def chain_second_derivative(layers, V) -> np.ndarray:
     for W_p, V_p in zip(layers[1:], V[1:], strict=True):
         c0, c1, c2 = W_p @ c0, W_p @ c1 + V_p @ c0, W_p @ c2 + V_p @ c1
     return 2.0 * c2
+
+
+def chain_segment_cuts(widths) -> list[int]:
+    """The indices k with d_k = r = min(d_0, d_N) of widths (d_0, ..., d_N), in order."""
+    r = min(widths[0], widths[-1])
+    return [k for k, w in enumerate(widths) if w == r]
+
+
+def chain_segment_signs(layers) -> np.ndarray:
+    r"""Determinant signs of the r x r products of a network between consecutive widths r.
+
+    For layers of widths :math:`(d_0, \dots, d_N)` and :math:`r = \min(d_0, d_N)`, with
+    :func:`chain_segment_cuts` :math:`k_0 < k_1 < \dots`, the signs of
+    :math:`\det(W_{k_{i+1}} \cdots W_{k_i + 1})` (the layers' signs for square layers; 0 for
+    a singular product). Along a curve of networks whose product keeps rank r these r x r
+    products stay invertible, so the signs are invariants of the connected component.
+    """
+    widths = (layers[0].shape[-1], *(layer.shape[-2] for layer in layers))
+    cuts = chain_segment_cuts(widths)
+    return np.array(
+        [
+            np.linalg.slogdet(chain_product(layers[i:j]))[0]
+            for i, j in zip(cuts[:-1], cuts[1:], strict=True)
+        ]
+    )

@@ -128,6 +128,8 @@ from ._linalg import (
     chain_partial_products,
     chain_product,
     chain_second_derivative,
+    chain_segment_cuts,
+    chain_segment_signs,
     conj_transpose,
     pack_layers,
     unpack_layers,
@@ -1076,35 +1078,15 @@ def _polarized_layers(q, V: list[np.ndarray], U: list[np.ndarray]) -> list[np.nd
     return [(p - m) / (4.0 * c) for p, m in zip(plus, minus, strict=True)]
 
 
-def _segment_signs(layers: list[np.ndarray]) -> np.ndarray:
-    """Determinant signs of the r x r products between consecutive widths equal to r.
-
-    r = min(d_0, d_N); for square layers, the signs of the layers. Along a curve of
-    networks whose product keeps rank r these products stay invertible, so the signs
-    are constant: points with different signs lie in different connected components.
-    """
-    widths = _widths(layers)
-    r = min(widths[0], widths[-1])
-    cuts = [k for k, w in enumerate(widths) if w == r]
-    return np.array(
-        [
-            np.linalg.slogdet(chain_product(layers[i:j]))[0]
-            for i, j in zip(cuts[:-1], cuts[1:], strict=True)
-        ]
-    )
-
-
 def _layers_components_differ(W: list[np.ndarray], T: list[np.ndarray]) -> str | None:
     """None if W and T may be joined (same signs, or complex), else the reason."""
     if any(np.iscomplexobj(z) for z in (*W, *T)):
         return None
-    sw, st = _segment_signs(W), _segment_signs(T)
+    sw, st = chain_segment_signs(W), chain_segment_signs(T)
     bad = np.flatnonzero(sw != st)
     if bad.size == 0:
         return None
-    widths = _widths(W)
-    r = min(widths[0], widths[-1])
-    cuts = [k for k, w in enumerate(widths) if w == r]
+    cuts = chain_segment_cuts(_widths(W))
     i, j = cuts[bad[0]], cuts[bad[0] + 1]
     return (
         f"the two points lie in different connected components (the r x r product of "

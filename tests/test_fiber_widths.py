@@ -566,10 +566,9 @@ def test_pymanopt_fiber_widths_basics():
     a = [np.eye(5) * 2, np.eye(4)]
     assert np.allclose(end_to_end(list(F.act(a, x))), X)
     assert np.allclose(_flat(F.regularizer_gradient(x)), _flat(regularizer_gradient(list(x))))
-    with pytest.raises(NotImplementedError, match="square layers only"):
-        F.exp(x, v)
-    with pytest.raises(NotImplementedError, match="square layers only"):
-        F.dist(x, x)
+    y = F.exp(x, 0.3 * v)  # geodesics of general widths (tests/test_widths_geodesics.py)
+    assert isinstance(y, list) and np.allclose(end_to_end(list(y)), X, atol=1e-13)
+    assert F.dist(x, x) == 0.0
     with pytest.raises(NotImplementedError, match="square layers only"):
         F.tangent_to_generator(x, v)
 
@@ -593,8 +592,8 @@ def test_geomstats_fiber_widths():
     assert np.allclose(space.from_layers(space.to_layers(p[0])), p[0])
     assert np.allclose(space.projection(p + 0.01), space.projection(space.projection(p + 0.01)))
     assert np.allclose(space.center, _flat(balanced_point(X, 3, widths=widths)))
-    with pytest.raises(NotImplementedError, match="square layers only"):
-        space.metric.exp(v, p)
+    q = space.metric.exp(0.1 * v, p)  # geodesics of general widths, flat points
+    assert q.shape == p.shape and np.all(space.belongs(q))
 
 
 @pytest.mark.parametrize(
@@ -642,19 +641,16 @@ def test_bad_input_names_argument_and_numbers(make, match):
         make(W)
 
 
-def test_fiber_geodesics_are_square_only():
+def test_fiber_geodesics_take_general_widths():
+    """The geodesics accept lists (full checks: tests/test_widths_geodesics.py)."""
     W = _layers(np.random.default_rng(21), (3, 5, 4, 2))
     X = end_to_end(W)
-    calls = [
-        lambda: fiber_exp(W, W, X),
-        lambda: fiber_log(W, W, X),
-        lambda: fiber_dist(W, W, X),
-        lambda: fiber_geodesic_midpoint(W, W, X),
-        lambda: fiber_geodesic_acceleration(W, W),
-    ]
-    for call in calls:
-        with pytest.raises(NotImplementedError, match="general widths"):
-            call()
+    zero = [np.zeros_like(w) for w in W]
+    assert _flat(fiber_exp(W, zero, X)) == pytest.approx(_flat(W), abs=1e-14)
+    assert np.allclose(_flat(fiber_log(W, W, X)), 0.0)
+    assert fiber_dist(W, W, X) == 0.0
+    assert _flat(fiber_geodesic_midpoint(W, W, X)) == pytest.approx(_flat(W), abs=1e-14)
+    assert np.allclose(_flat(fiber_geodesic_acceleration(W, zero)), 0.0)
 
 
 def test_bottleneck_network_is_refused():

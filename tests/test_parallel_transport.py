@@ -341,11 +341,9 @@ def test_balanced_transport_batched_linear_and_input_unchanged():
 
 def test_fiber_transport_lists_and_bad_arguments():
     W, V, U1, _, _, transport, _ = CASES["fiber_d2_N3"]()
-    np.testing.assert_allclose(
-        fiber_parallel_transport(list(W), V, U1), fiber_parallel_transport(W, V, U1), atol=0
-    )
-    with pytest.raises(NotImplementedError, match="general widths"):
-        fiber_parallel_transport([np.ones((3, 2)), np.ones((2, 3))], V, U1)
+    out = fiber_parallel_transport(list(W), V, U1)  # the general-widths path, to rounding
+    assert isinstance(out, list)
+    np.testing.assert_allclose(out, fiber_parallel_transport(W, V, U1), atol=1e-12)
     with pytest.raises(ValueError, match="U"):
         fiber_parallel_transport(W, V, U1[:2])
     with pytest.raises(ValueError, match="n_steps"):

@@ -23,6 +23,7 @@ import numpy as np
 from geomstats.geometry.quotient_metric import QuotientMetric
 
 from .._checks import (
+    as_array,
     as_layer_sequence,
     as_stack,
     check_count,
@@ -105,9 +106,13 @@ class BalancedMetric(InducedFrobeniusMetric):
     horizontal geodesics give geodesics of :math:`(\mathfrak{M}_d, g^N)`
     (O'Neill): an independent check of :class:`~dln_manifolds.geomstats.DepthMetric`.
 
-    For a space of general widths (``BalancedManifold(widths=...)``) tangent vectors are
-    lists of layers and only ``inner_product`` is available: ``exp``, ``log`` and
-    ``dist`` raise NotImplementedError (geodesics are implemented for square layers only).
+    For a space of general widths (``BalancedManifold(widths=...)``) points and tangent
+    vectors are lists of layers or flat vectors (..., D) (:meth:`BalancedManifold.to_layers`),
+    and ``exp``, ``log``, ``dist``, ``squared_dist`` and ``parallel_transport`` are the
+    general-widths geodesics of :mod:`~dln_manifolds.submanifold_geodesics` (one network
+    at a time over the batch, results of the kind of the first argument: flat vectors for
+    flat input, as geomstats' estimators such as ``FrechetMean`` need; not differentiable
+    under the autograd and pytorch backends).
 
     Parameters
     ----------
@@ -119,22 +124,65 @@ class BalancedMetric(InducedFrobeniusMetric):
     """
 
     def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
-        """Frobenius inner product summed over layers; lists of layers for general widths."""
+        """Frobenius inner product summed over layers; lists of layers (or flat vectors)
+        for general widths."""
         space = self._space
         if getattr(space, "widths", None) is None:
             return super().inner_product(tangent_vec_a, tangent_vec_b, base_point)
-        a = space._layers(tangent_vec_a, "tangent_vec_a")
-        b = space._layers(tangent_vec_b, "tangent_vec_b")
+        a = space._layers(plain(tangent_vec_a), "tangent_vec_a")
+        b = space._layers(plain(tangent_vec_b), "tangent_vec_b")
         return sum(np.sum(x * y, axis=(-2, -1)) for x, y in zip(a, b, strict=True))
 
-    def _geodesics(self):
-        if getattr(self._space, "widths", None) is not None:
-            raise NotImplementedError(
-                "geodesics (exp, log, dist) of the balanced manifold are implemented for "
-                f"square layers only, not for widths {self._space.widths}; use "
-                "space.retraction(tangent_vec, base_point)"
-            )
-        return super()._geodesics()
+    def _general(self) -> bool:
+        return getattr(self._space, "widths", None) is not None
+
+    def exp(self, tangent_vec, base_point):
+        """Riemannian exponential (RK4 on the geodesic equation)."""
+        if not self._general():
+            return super().exp(tangent_vec, base_point)
+        return self._widths_call("exp", tangent_vec, base_point)
+
+    def log(self, point, base_point):
+        """Riemannian logarithm (shooting); ValueError if not found."""
+        if not self._general():
+            return super().log(point, base_point)
+        return self._widths_call("log", point, base_point)
+
+    def dist(self, point_a, point_b):
+        """Geodesic distance, the norm of ``log(point_b, point_a)`` (inf across components)."""
+        if not self._general():
+            return super().dist(point_a, point_b)
+        return self._widths_call("dist", point_a, point_b)
+
+    def parallel_transport(self, tangent_vec, base_point, direction=None, end_point=None):
+        """Parallel transport along the geodesic in ``direction`` (or to ``end_point``)."""
+        if not self._general():
+            return super().parallel_transport(tangent_vec, base_point, direction, end_point)
+        if (direction is None) == (end_point is None):
+            raise ValueError("give exactly one of direction and end_point")
+        if direction is None:
+            direction = self.log(end_point, base_point)
+        return self._widths_call("transport", tangent_vec, base_point, direction)
+
+    @boundary
+    def _widths_call(self, what: str, *args):
+        """exp, log, dist or transport of a space of general widths, over the batch."""
+        space, n, tol, it = self._space, self.n_steps, self.tol, self.max_iter
+        names = {
+            "exp": ("tangent_vec", "base_point"),
+            "log": ("point", "base_point"),
+            "dist": ("point_a", "point_b"),
+            "transport": ("tangent_vec", "base_point", "direction"),
+        }[what]
+        layers = [space._layers(a, name) for a, name in zip(args, names, strict=True)]
+        fun = {
+            "exp": lambda V, W: balanced_exp(W, V, n),
+            "log": lambda T, W: balanced_log(W, T, n, tol=tol, max_iter=it),
+            "dist": lambda A, B: float(balanced_dist(A, B, n, tol=tol, max_iter=it)),
+            "transport": lambda U, W, V: balanced_parallel_transport(W, V, U, n_steps=n),
+        }[what]
+        out = space._over_layers(fun, *layers)
+        return space._like(out, args[0])
 
 
 class BalancedQuotientMetric(QuotientMetric):
@@ -182,12 +230,16 @@ class BalancedManifold(InducedSubmanifold):
         :math:`(d_0, \dots, d_N)` for layers of general widths, every hidden width at
         least min(d_0, d_N) (then leave d out). Points and tangent vectors are lists of
         N arrays ``W[k-1]`` of shape (..., d_k, d_{k-1}), the same leading batch axes on
-        every layer (the package's layout for general widths); ``shape`` is the
-        nominal flat size ``(sum_k d_k d_{k-1},)`` and ``dim`` is
+        every layer (the package's layout for general widths), or flat vectors (..., D) of
+        the layers raveled and concatenated (:meth:`to_layers`, :meth:`from_layers`; the
+        layout of :class:`~dln_manifolds.geomstats.Fiber` of general widths, which
+        geomstats' estimators such as ``FrechetMean`` need); ``shape`` is ``(D,)``,
+        :math:`D = \sum_k d_k d_{k-1}`, and ``dim`` is
         :func:`~dln_manifolds.balanced_dimension`. ``belongs``, ``is_tangent``,
         ``to_tangent``, ``projection``, ``retraction``, ``random_point``,
-        ``orthonormal_basis`` and the metric's ``inner_product`` take such lists;
-        geodesics and :meth:`equip_with_quotient` raise NotImplementedError.
+        ``orthonormal_basis`` and the metric (``inner_product``, ``exp``, ``log``,
+        ``dist``, ``parallel_transport``) take both layouts and return the layout of
+        their first argument; :meth:`equip_with_quotient` raises NotImplementedError.
 
     Notes
     -----
@@ -239,7 +291,41 @@ class BalancedManifold(InducedSubmanifold):
     # -- general widths: lists of layers, a loop over the batch -----------------------
 
     def _layers(self, value, name: str) -> list[np.ndarray]:
-        return as_layer_sequence(value, name, widths=self.widths, real=True)
+        """Layers (..., d_k, d_{k-1}) of a list of layers or of flat vectors (..., D)."""
+        if isinstance(value, (list, tuple)):
+            return as_layer_sequence(value, name, widths=self.widths, real=True)
+        flat = as_array(value, name, self.shape, real=True, batch=True)
+        out, start, lead = [], 0, flat.shape[:-1]
+        for k in range(self.depth):
+            rows, cols = self.widths[k + 1], self.widths[k]
+            out.append(flat[..., start : start + rows * cols].reshape(lead + (rows, cols)))
+            start += rows * cols
+        return out
+
+    def _like(self, out, first):
+        """A result of :meth:`_over_layers` in the layout of the argument ``first``."""
+        if isinstance(out, list) and not isinstance(first, (list, tuple)):
+            lead = out[0].shape[:-2]
+            return np.concatenate([z.reshape(lead + (-1,)) for z in out], axis=-1)
+        return out
+
+    def to_layers(self, point) -> list[np.ndarray]:
+        """The layers ``W[k-1]`` (..., d_k, d_{k-1}) of flat points (..., D) (general widths)."""
+        self._require_widths("to_layers")
+        return [z.copy() for z in self._layers(plain(point), "point")]
+
+    def from_layers(self, layers) -> np.ndarray:
+        """The flat points (..., D) of a list of layers (general widths)."""
+        self._require_widths("from_layers")
+        layers = as_layer_sequence(plain(layers), "layers", widths=self.widths, real=True)
+        return self._like(layers, np.empty(0))
+
+    def _require_widths(self, name: str) -> None:
+        if self.widths is None:
+            raise ValueError(
+                f"{name} is for a balanced manifold of general widths (built with widths=...); "
+                "this space's points are already stacks of layers (N, d, d)"
+            )
 
     def _over_layers(self, fun, *args):
         """Apply fun to the single networks of batches of layers (same leading axes)."""
@@ -283,7 +369,8 @@ class BalancedManifold(InducedSubmanifold):
         if base_point is None:
             raise TypeError("base_point is required: the tangent space depends on it")
         V, W = self._layers(vector, "vector"), self._layers(base_point, "base_point")
-        return self._over_layers(lambda v, w: balanced_tangent_projection(w, v), V, W)
+        out = self._over_layers(lambda v, w: balanced_tangent_projection(w, v), V, W)
+        return self._like(out, vector)
 
     def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
         r"""True where :math:`|V - P_W V| \le` ``atol`` :math:`\max(1, |V|)`."""
@@ -304,7 +391,7 @@ class BalancedManifold(InducedSubmanifold):
         """Map nearby points onto the manifold by the restore map (not the nearest point)."""
         if self.widths is None:
             return super().projection(point)
-        return self._over_layers(balanced_restore, self._layers(point, "point"))
+        return self._like(self._over_layers(balanced_restore, self._layers(point, "point")), point)
 
     def retraction(self, tangent_vec, base_point):
         """Second-order polar retraction (not the exponential map)."""
@@ -312,7 +399,8 @@ class BalancedManifold(InducedSubmanifold):
             return super().retraction(tangent_vec, base_point)
         V = self._layers(tangent_vec, "tangent_vec")
         W = self._layers(base_point, "base_point")
-        return self._over_layers(lambda v, w: balanced_retraction(w, v, order=2), V, W)
+        out = self._over_layers(lambda v, w: balanced_retraction(w, v, order=2), V, W)
+        return self._like(out, tangent_vec)
 
     def random_tangent_vec(self, base_point=None, n_samples: int = 1):
         """Projected standard Gaussian vectors at ``base_point``."""
@@ -321,8 +409,8 @@ class BalancedManifold(InducedSubmanifold):
         W = self._layers(base_point, "base_point")
         n_samples = check_count(n_samples, "n_samples")
         lead = W[0].shape[:-2] or ((n_samples,) if n_samples > 1 else ())
-        V = [gs.random.normal(size=lead + w.shape[-2:]) for w in W]
-        return self.to_tangent(V, W)
+        V = [plain(gs.random.normal(size=lead + w.shape[-2:])) for w in W]
+        return self._like(self.to_tangent(V, W), base_point)
 
     # balanced_tangent_projection, balanced_restore and balanced_retraction take stacks
     core_takes_stacks = True

@@ -58,12 +58,6 @@ class _FlatFrobeniusMetric(InducedFrobeniusMetric):
             out = np.broadcast_to(out, np.broadcast_shapes(out.shape, base_point.shape[:-1]))
         return out
 
-    def _geodesics(self):
-        raise NotImplementedError(
-            f"geodesics of the fiber are implemented for square layers only, not for widths "
-            f"{self._space.widths}; use space.retraction(tangent_vec, base_point) (not exp)"
-        )
-
 
 class Fiber(InducedSubmanifold):
     r"""The fiber :math:`\mathcal{F}_X` over a full-rank X, with the induced Frobenius metric.
@@ -78,8 +72,9 @@ class Fiber(InducedSubmanifold):
     :math:`D = \sum_k d_k d_{k+1}`: the layers ``W[k]`` of shape :math:`(d_{k+1}, d_k)`,
     input layer first, each row-major, concatenated (geomstats needs one array shape per
     space). :meth:`to_layers` and :meth:`from_layers` convert. The dimension is
-    :math:`D - d_0 d_N`. Geodesics (``metric.exp``, ``log``, ``dist``) are implemented
-    for square layers only (NotImplementedError).
+    :math:`D - d_0 d_N`. The geodesics (``metric.exp``, ``log``, ``dist``,
+    ``parallel_transport``) are those of :mod:`~dln_manifolds.submanifold_geodesics` for
+    general widths, on the layers of each flat point.
 
     Parameters
     ----------
@@ -224,20 +219,23 @@ class Fiber(InducedSubmanifold):
         return fiber_retraction(W, V, X=self.X)
 
     def _geodesic_exp(self, W, V, n_steps):
-        return batched_over_points(lambda V1, W1: fiber_exp(W1, V1, self.X, n_steps), V, W)
+        return self._over(lambda V1, W1: fiber_exp(W1, V1, self.X, n_steps), V, W)
 
     def _geodesic_log(self, W, T, n_steps, tol, max_iter):
-        return batched_over_points(
+        return self._over(
             lambda T1, W1: fiber_log(W1, T1, self.X, n_steps, tol=tol, max_iter=max_iter), T, W
         )
 
     def _geodesic_dist(self, W, T, n_steps, tol, max_iter):
-        return batched_over_points(
-            lambda T1, W1: fiber_dist(W1, T1, self.X, n_steps, tol=tol, max_iter=max_iter), T, W
-        )
+        def one(T1, W1):
+            if self.widths is not None:
+                T1, W1 = self._split(T1), self._split(W1)
+            return fiber_dist(W1, T1, self.X, n_steps, tol=tol, max_iter=max_iter)
+
+        return batched_over_points(one, T, W, point_ndim=len(self.shape))
 
     def _geodesic_transport(self, W, V, U, n_steps):
-        return batched_over_points(
+        return self._over(
             lambda U1, V1, W1: fiber_parallel_transport(W1, V1, U1, X=self.X, n_steps=n_steps),
             U,
             V,

@@ -17,8 +17,9 @@ class InducedSubmanifold(RiemannianSubmanifold):
     Shared by :class:`~dln_manifolds.pymanopt.Fiber` and
     :class:`~dln_manifolds.pymanopt.BalancedManifold`: the metric
     :math:`\langle V, Z\rangle = \mathrm{Re\,tr}(V^*Z)` summed over layers,
-    vector transport by projection onto the new tangent space, and no
-    geodesics (``exp``, ``log``, ``dist`` raise NotImplementedError). A
+    vector transport by projection onto the new tangent space; ``exp``, ``log`` and
+    ``dist`` raise NotImplementedError unless the subclass defines them (both do, for
+    square layers and general widths). A
     subclass sets ``_depth``, ``_d`` (and ``_dtype`` for complex points, ``_widths``
     for general widths: then points and vectors are :class:`LayerList` s) and
     defines ``projection`` and ``_riemannian_hessian``.

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import balanced as _bal
 from .._checks import as_array, as_matrix, check_square_or_widths
+from .._linalg import chain_segment_cuts, chain_segment_signs
 from ..network import end_to_end, end_to_end_differential
 from ..submanifold_geodesics import (
     DEFAULT_GEODESIC_STEPS,
@@ -60,9 +61,9 @@ class BalancedManifold(InducedSubmanifold):
         len(widths) - 1). Points and tangent vectors are then
         ``LayerList`` s (lists of N arrays
         ``W[k-1]`` of shape (d_k, d_{k-1}) with the vector-space operations), the
-        dimension is :func:`~dln_manifolds.balanced_dimension`, and ``exp``, ``log``,
-        ``dist`` and ``pair_mean`` raise NotImplementedError (the geodesics are
-        implemented for square layers only).
+        dimension is :func:`~dln_manifolds.balanced_dimension`; ``exp``, ``log``,
+        ``dist`` and ``pair_mean`` take and return ``LayerList`` s (the geodesics of
+        :mod:`~dln_manifolds.submanifold_geodesics` for general widths).
 
     Notes
     -----
@@ -145,13 +146,6 @@ class BalancedManifold(InducedSubmanifold):
             self._cache_point = np.array(point, dtype=np.float64, copy=True)
         return self._cache_frame
 
-    def _general_only_square(self, what: str):
-        if self._widths is not None:
-            raise NotImplementedError(
-                f"{what} of the balanced manifold is implemented for square layers only "
-                f"(widths {self._widths}); use the retraction"
-            )
-
     # -- points ---------------------------------------------------------------
 
     def check_point(self, point, tol: float = 1e-8) -> np.ndarray:
@@ -174,12 +168,14 @@ class BalancedManifold(InducedSubmanifold):
         :math:`W_p \mapsto D_pW_pD_{p-1}` (:math:`D = \mathrm{diag}(\pm 1, 1, \dots)`,
         which keep the point balanced), so that random points lie in one
         connected component and :meth:`log` joins any two of them
-        (NelderMead, ParticleSwarm).
+        (NelderMead, ParticleSwarm). For general widths the invariants are the signs of
+        the r x r products between consecutive widths equal to r (a layer for square
+        layers), made positive the same way.
         """
         if self._widths is not None:
-            return LayerList(
-                _bal.random_balanced_point(widths=self._widths, seed=self._rng, spread=self._spread)
-            )
+            W = _bal.random_balanced_point(widths=self._widths, seed=self._rng, spread=self._spread)
+            signs = np.ones(len(chain_segment_cuts(self._widths)) - 1)
+            return LayerList(_with_segment_signs(W, signs, self._widths))
         W = _bal.random_balanced_point(self._d, self._depth, seed=self._rng, spread=self._spread)
         return _with_determinant_signs(W, np.ones(self._depth))
 
@@ -231,28 +227,25 @@ class BalancedManifold(InducedSubmanifold):
         point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
         out = _bal.balanced_retraction(point, tangent_vector, order=self._order)
         if self._widths is not None:
-            return LayerList(out)
+            return LayerList(_with_segment_signs(out, chain_segment_signs(point), self._widths))
         return _with_determinant_signs(out, np.linalg.slogdet(point)[0])
 
     # -- geodesics of the induced metric ----------------------------------------
 
     def exp(self, point, tangent_vector):
         """Riemannian exponential (RK4 on the geodesic equation, ``geodesic_steps`` steps)."""
-        self._general_only_square("exp")
         point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
-        return balanced_exp(point, tangent_vector, self.geodesic_steps)
+        return self._out(balanced_exp(point, tangent_vector, self.geodesic_steps))
 
     def log(self, point_a, point_b):
         """Riemannian logarithm at ``point_a`` of ``point_b`` (shooting; ValueError if none)."""
-        self._general_only_square("log")
         point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
-        return balanced_log(
-            point_a, point_b, self.geodesic_steps, tol=self.geodesic_tol, max_iter=30
+        return self._out(
+            balanced_log(point_a, point_b, self.geodesic_steps, tol=self.geodesic_tol, max_iter=30)
         )
 
     def dist(self, point_a, point_b) -> float:
         """Geodesic distance, the norm of :meth:`log` (inf across connected components)."""
-        self._general_only_square("dist")
         point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
         return float(balanced_dist(point_a, point_b, self.geodesic_steps, tol=self.geodesic_tol))
 
@@ -318,4 +311,25 @@ def _with_determinant_signs(W: np.ndarray, signs: np.ndarray) -> np.ndarray:
             W[p, 0, :] = -W[p, 0, :]  # D_p on the left of layer p
             if p + 1 < W.shape[0]:
                 W[p + 1, :, 0] = -W[p + 1, :, 0]  # and on the right of layer p + 1
+    return W
+
+
+def _with_segment_signs(W: list, signs: np.ndarray, widths: tuple[int, ...]) -> list:
+    r"""Give the r x r segment products of a balanced network of general widths the
+    determinant signs ``signs`` (:func:`~dln_manifolds._linalg.chain_segment_signs`).
+
+    A segment ending at a width :math:`d_j = r` is flipped by :math:`D_j` on the left
+    of layer j and on the right of layer j + 1 (:math:`D_j = \mathrm{diag}(-1, 1, \dots)`,
+    which keeps W balanced), as :func:`_with_determinant_signs` does for square layers.
+    Returns W itself when no sign differs.
+    """
+    if np.array_equal(chain_segment_signs(W), signs):
+        return W
+    W = [w.copy() for w in W]
+    cuts = chain_segment_cuts(widths)
+    for s, j in enumerate(cuts[1:]):
+        if chain_segment_signs(W)[s] * signs[s] < 0:
+            W[j - 1][0, :] = -W[j - 1][0, :]
+            if j < len(W):
+                W[j][:, 0] = -W[j][:, 0]
     return W

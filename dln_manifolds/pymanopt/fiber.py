@@ -67,8 +67,9 @@ class Fiber(InducedSubmanifold):
     is :math:`\sum_k d_k d_{k+1} - d_0 d_N` (twice that for complex X); :math:`d\phi_W`
     is onto at every point of the fiber. The group is
     :math:`GL(d_1) \times \dots \times GL(d_{N-1})`. Geodesics (``exp``, ``log``,
-    ``dist``, ``pair_mean``) and :meth:`tangent_to_generator` are implemented for
-    square layers only (NotImplementedError otherwise).
+    ``dist``, ``pair_mean``) take and return lists of layers (the general-widths paths
+    of :mod:`~dln_manifolds.submanifold_geodesics`); :meth:`tangent_to_generator` is
+    implemented for square layers only (NotImplementedError otherwise).
 
     Parameters
     ----------
@@ -283,10 +284,13 @@ class Fiber(InducedSubmanifold):
         return fiber_restore(group_action(a, self._center), self._X)
 
     def _random_group_element(self, d: int) -> np.ndarray:
-        """U diag(s) V^* with Haar U, V and s log-uniform in [1/2, 2]."""
+        """U diag(s) V^* with Haar U, V, s log-uniform in [1/2, 2] and (real) det > 0."""
         s = np.exp(self._rng.uniform(np.log(0.5), np.log(2.0), size=d))
         haar = haar_unitary if self._complex else haar_orthogonal
-        return (haar(self._rng, d) * s) @ haar(self._rng, d)
+        U, Vh = haar(self._rng, d), haar(self._rng, d)
+        if not self._complex and np.linalg.det(U) * np.linalg.det(Vh) < 0:
+            U[:, 0] = -U[:, 0]  # keep the r x r segment products' signs (connected component)
+        return (U * s) @ Vh
 
     def _random_point_widths(self):
         a = [self._random_group_element(dk) for dk in self._widths[1:-1]]
@@ -311,30 +315,22 @@ class Fiber(InducedSubmanifold):
         return V / np.linalg.norm(V)
 
     # -- geodesics of the induced metric ----------------------------------------
-    def _square_geodesics(self) -> None:
-        if self._widths is not None:
-            raise NotImplementedError(
-                f"geodesics (exp, log, dist, pair_mean) of the fiber are implemented for square "
-                f"layers only, not for widths {self._widths}; use retraction (second order)"
-            )
-
     def exp(self, point, tangent_vector):
         """Riemannian exponential (RK4 on the geodesic equation, ``geodesic_steps`` steps)."""
-        self._square_geodesics()
         point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
-        return fiber_exp(point, tangent_vector, self._X, self.geodesic_steps)
+        return self._out(fiber_exp(point, tangent_vector, self._X, self.geodesic_steps))
 
     def log(self, point_a, point_b):
         """Riemannian logarithm at ``point_a`` of ``point_b`` (shooting; ValueError if none)."""
-        self._square_geodesics()
         point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
-        return fiber_log(
-            point_a, point_b, self._X, self.geodesic_steps, tol=self.geodesic_tol, max_iter=30
+        return self._out(
+            fiber_log(
+                point_a, point_b, self._X, self.geodesic_steps, tol=self.geodesic_tol, max_iter=30
+            )
         )
 
     def dist(self, point_a, point_b) -> float:
         """Geodesic distance, the norm of :meth:`log` (inf across connected components)."""
-        self._square_geodesics()
         point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
         return float(
             fiber_dist(point_a, point_b, self._X, self.geodesic_steps, tol=self.geodesic_tol)
@@ -342,7 +338,6 @@ class Fiber(InducedSubmanifold):
 
     def pair_mean(self, point_a, point_b):
         """Geodesic midpoint :math:`\\exp_a(\\log_a(b)/2)`."""
-        self._square_geodesics()
         return self.exp(point_a, 0.5 * self.log(point_a, point_b))
 
     # -- fiber-specific methods -----------------------------------------------
