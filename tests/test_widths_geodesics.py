@@ -1,0 +1,454 @@
+"""Geodesics of the induced metric on M and F_X for general widths (lists of layers).
+
+Checked against the constraints (balance, end-to-end product), the speed, the Weingarten
+maps of the frames (an independent formula for the normal acceleration: for an
+orthonormal basis xi_i of the normal space, II(V, V) = sum_i <W_V(xi_i), V> xi_i) and
+second differences of the computed curves, the square stack path for square layers, and
+each other (log o exp, exp o log, transport). Negative controls drop the normal
+acceleration, or only the curvature block of the rank-r layers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymanopt
+import pytest
+
+from dln_manifolds import submanifold_geodesics as sg
+from dln_manifolds.balanced import (
+    BalancedFrame,
+    balance_error,
+    balanced_retraction,
+    balanced_tangent_projection,
+    balanced_weingarten,
+    random_balanced_point,
+)
+from dln_manifolds.fiber import fiber_restore, fiber_tangent_projection, fiber_weingarten
+from dln_manifolds.network import end_to_end
+from dln_manifolds.submanifold_geodesics import (
+    balanced_dist,
+    balanced_exp,
+    balanced_geodesic_acceleration,
+    balanced_geodesic_midpoint,
+    balanced_log,
+    balanced_parallel_transport,
+    fiber_dist,
+    fiber_exp,
+    fiber_geodesic_acceleration,
+    fiber_geodesic_midpoint,
+    fiber_log,
+    fiber_parallel_transport,
+)
+
+WIDTHS = [(3, 5, 4, 2), (2, 4, 3, 5), (2, 3, 3, 2)]
+KINDS = ["balanced", "fiber"]
+
+
+def flat(layers) -> np.ndarray:
+    return np.concatenate([np.ravel(z) for z in layers])
+
+
+def norm(layers) -> float:
+    return float(np.linalg.norm(flat(layers)))
+
+
+def _scaled(V, size):
+    return [v * size for v in V]
+
+
+def _gauss(rng, W):
+    return [rng.standard_normal(w.shape) for w in W]
+
+
+def _case(kind: str, widths, seed: int, size: float):
+    """(W, V, X, project, residual): a point, a tangent vector of norm size |W|, the
+    end-to-end matrix (fiber), the tangent projection and the constraint residual."""
+    rng = np.random.default_rng(seed)
+    B = random_balanced_point(widths=widths, seed=rng)
+    if kind == "balanced":
+        W, X = B, None
+
+        def project(P, Z):
+            return balanced_tangent_projection(P, Z)
+
+        def residual(P):
+            return balance_error(P)
+
+    else:
+        X = end_to_end(B)
+        W = fiber_restore([b * (1 + 0.2 * rng.standard_normal(b.shape)) for b in B], X)
+
+        def project(P, Z):
+            return fiber_tangent_projection(P, Z)
+
+        def residual(P):
+            return np.linalg.norm(end_to_end(P) - X) / np.linalg.norm(X)
+
+    V = project(W, _gauss(rng, W))
+    return W, _scaled(V, size * norm(W) / norm(V)), X, project, residual
+
+
+def _exp(kind, W, V, X, n_steps=sg.DEFAULT_GEODESIC_STEPS, **kw):
+    if kind == "balanced":
+        return balanced_exp(W, V, n_steps, **kw)
+    return fiber_exp(W, V, X, n_steps, **kw)
+
+
+def _weingarten_normal(kind, W, V, project):
+    """sum_i <W_V(xi_i), V> xi_i over an orthonormal basis of the normal space at W."""
+    widths = (W[0].shape[1], *(w.shape[0] for w in W))
+    P = np.stack([flat(project(W, sg.unpack_layers(e, widths))) for e in np.eye(flat(W).size)])
+    w, Q = np.linalg.eigh(0.5 * (P + P.T))
+    normal = Q[:, w < 0.5].T
+    out = np.zeros(flat(W).size)
+    for xi in normal:
+        Xi = sg.unpack_layers(xi, widths)
+        if kind == "balanced":
+            Wv = balanced_weingarten(W, V, Xi)
+        else:
+            Wv = fiber_weingarten(W, V, Xi)
+        out += (flat(Wv) @ flat(V)) * xi
+    return out
+
+
+def _second_difference(kind, W, V, X, h=1e-3):
+    plus = _exp(kind, W, _scaled(V, h), X, n_steps=4)
+    minus = _exp(kind, W, _scaled(V, -h), X, n_steps=4)
+    return (flat(plus) - 2 * flat(W) + flat(minus)) / h**2
+
+
+# ---------------------------------------------------------------------------
+# exp
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("widths", WIDTHS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_exp_stays_on_the_space_at_constant_speed(kind, widths):
+    W, V, X, project, residual = _case(kind, widths, 1, 0.4)
+    W1, V1 = _exp(kind, W, V, X, velocity=True)
+    assert isinstance(W1, list) and [w.shape for w in W1] == [w.shape for w in W]
+    assert residual(W1) < 1e-12
+    assert abs(norm(V1) / norm(V) - 1) < 1e-7  # measured 5e-11 to 5e-10
+    assert norm([a - b for a, b in zip(V1, project(W1, V1), strict=True)]) < 1e-12 * norm(V1)
+    assert norm([a - b for a, b in zip(W1, W, strict=True)]) > 0.3 * norm(V)  # it moved
+
+
+@pytest.mark.parametrize("widths", WIDTHS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_geodesic_equation_against_the_weingarten_map(kind, widths):
+    """The computed curve's second difference is the normal vector of the Weingarten map."""
+    W, V, X, project, _ = _case(kind, widths, 2, 0.5)
+    normal = _weingarten_normal(kind, W, V, project)
+    if kind == "balanced":
+        acc = balanced_geodesic_acceleration(W, V)
+    else:
+        acc = fiber_geodesic_acceleration(W, V)
+    assert np.linalg.norm(flat(acc) - normal) < 1e-10 * np.linalg.norm(normal)
+    fd = _second_difference(kind, W, V, X)
+    assert np.linalg.norm(fd - normal) < 1e-5 * np.linalg.norm(normal)
+
+
+def test_dropping_the_normal_acceleration_breaks_the_geodesic_equation(monkeypatch):
+    """Negative control: with II = 0 the restored curve is not a geodesic."""
+    W, V, X, project, _ = _case("balanced", (3, 5, 4, 2), 2, 0.5)
+    normal = _weingarten_normal("balanced", W, V, project)
+    monkeypatch.setattr(
+        BalancedFrame, "geodesic_acceleration", lambda self, Z: [np.zeros_like(z) for z in Z]
+    )
+    fd = _second_difference("balanced", W, V, X)
+    assert np.linalg.norm(fd - normal) > 0.1 * np.linalg.norm(normal)
+
+
+def test_dropping_the_rank_curvature_block_breaks_the_acceleration_and_the_order(monkeypatch):
+    """Negative control for general widths: without E_k = 2 C_k Lambda^-1 B_k in the
+    perp-perp blocks (two adjacent widths above r), II disagrees with the Weingarten map,
+    and exp converges at first order only (the restore map puts the missing normal
+    component back at each step, so the second difference of a short curve still
+    matches). Measured at n = 10, 20, 40 against n = 160: 8e-7, 5e-8, 3e-9 with the
+    block, 7e-3, 3e-3, 2e-3 without (relative to |V|)."""
+    W, V, X, project, _ = _case("balanced", (3, 5, 4, 2), 3, 0.5)
+    normal = _weingarten_normal("balanced", W, V, project)
+
+    def order_gap():
+        coarse, fine = (flat(_exp("balanced", W, V, X, n_steps=n)) for n in (10, 40))
+        return np.linalg.norm(coarse - fine) / norm(V)
+
+    assert order_gap() < 1e-5
+    original = BalancedFrame._layers_acceleration_hat
+
+    def without_block(self, Vh):
+        out = original(self, Vh)
+        for z in out:
+            z[self.r :, self.r :] = 0.0
+        return out
+
+    monkeypatch.setattr(BalancedFrame, "_layers_acceleration_hat", without_block)
+    acc = flat(balanced_geodesic_acceleration(W, V))
+    assert np.linalg.norm(acc - normal) > 1e-2 * np.linalg.norm(normal)
+    assert order_gap() > 1e-3
+
+
+def test_the_rank_curvature_block_vanishes_when_one_width_is_r():
+    """Widths (2, 3, 3, 2): every layer touches a width r = 2... except the middle one,
+    whose perp-perp block is 1 x 1; at (2, 4, 2) it is absent (and II is the moment part)."""
+    W, V, _, _, _ = _case("balanced", (2, 4, 2), 4, 0.5)
+    frame = BalancedFrame(W)
+    acc_hat = frame.to_frame(balanced_geodesic_acceleration(W, V))
+    for z in acc_hat:
+        assert np.abs(z[2:, 2:]).max(initial=0.0) < 1e-14
+
+
+# ---------------------------------------------------------------------------
+# square layers: the list path gives the stack path
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_square_list_equals_the_stack_path(kind):
+    W, V, X, project, _ = _case(kind, (2, 2, 2, 2), 5, 0.3)
+    Ws, Vs = np.stack(W), np.stack(V)
+    U = project(W, _gauss(np.random.default_rng(6), W))
+    if kind == "balanced":
+        pairs = [
+            (balanced_exp(W, V), balanced_exp(Ws, Vs)),
+            (balanced_parallel_transport(W, V, U), balanced_parallel_transport(Ws, Vs, U)),
+            (balanced_geodesic_acceleration(W, V), balanced_geodesic_acceleration(Ws, Vs)),
+        ]
+        T = balanced_exp(Ws, 0.5 * Vs, 10)
+        pairs.append((balanced_log(W, list(T), 10), balanced_log(Ws, T, 10)))
+    else:
+        pairs = [
+            (fiber_exp(W, V, X), fiber_exp(Ws, Vs, X)),
+            (fiber_parallel_transport(W, V, U, X=X), fiber_parallel_transport(Ws, Vs, U, X=X)),
+            (fiber_geodesic_acceleration(W, V), fiber_geodesic_acceleration(Ws, Vs)),
+        ]
+        T = fiber_exp(Ws, 0.5 * Vs, X, 10)
+        pairs.append((fiber_log(W, list(T), X, 10), fiber_log(Ws, T, X, 10)))
+    for lst, stack in pairs:
+        assert isinstance(lst, list)
+        assert np.linalg.norm(np.stack(lst) - stack) < 1e-9 * max(1.0, np.linalg.norm(stack))
+
+
+# ---------------------------------------------------------------------------
+# log, dist, midpoint
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("widths", [(3, 5, 4, 2), (2, 4, 3, 5)])
+@pytest.mark.parametrize("kind", KINDS)
+def test_log_inverts_exp_for_small_vectors(kind, widths):
+    W, V, X, _, _ = _case(kind, widths, 7, 0.1)
+    T = _exp(kind, W, V, X)
+    L = balanced_log(W, T) if kind == "balanced" else fiber_log(W, T, X)
+    assert norm([a - b for a, b in zip(L, V, strict=True)]) < 1e-8 * norm(V)
+
+
+@pytest.mark.parametrize(
+    ("widths", "size"),
+    [
+        ((2, 3, 3, 2), 0.3),
+        pytest.param((2, 4, 3, 5), 0.5, marks=pytest.mark.slow),
+        pytest.param((3, 5, 4, 2), 0.5, marks=pytest.mark.slow),
+    ],
+)
+@pytest.mark.parametrize("kind", KINDS)
+def test_exp_inverts_log_for_moderately_far_pairs(kind, widths, size):
+    """T is not built by exp (a retraction step of ``size`` |W|); dist is symmetric to the
+    RK4 error (two independent shootings; measured 2e-6 relative at size 0.5)."""
+    W, Z, X, _, _ = _case(kind, widths, 8, size)
+    if kind == "balanced":
+        T = balanced_retraction(W, Z)
+        L = balanced_log(W, T)
+        back = balanced_dist(T, W)
+    else:
+        T = fiber_restore([w + z for w, z in zip(W, Z, strict=True)], X)
+        L = fiber_log(W, T, X)
+        back = fiber_dist(T, W, X)
+    E = _exp(kind, W, L, X)
+    assert norm([a - b for a, b in zip(E, T, strict=True)]) < 1e-9 * max(norm(W), norm(T))
+    assert abs(norm(L) - back) < 2e-5 * norm(L)
+    assert norm(L) > 0.5 * size * norm(W)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_midpoint_halves_the_distance(kind):
+    W, V, X, _, _ = _case(kind, (2, 3, 3, 2), 9, 0.2)
+    n = 10
+    T = _exp(kind, W, V, X, n_steps=n)
+    if kind == "balanced":
+        M = balanced_geodesic_midpoint(W, T, n)
+        d1, d2 = balanced_dist(W, M, n), balanced_dist(M, T, n)
+    else:
+        M = fiber_geodesic_midpoint(W, T, X, n)
+        d1, d2 = fiber_dist(W, M, X, n), fiber_dist(M, T, X, n)
+    assert abs(d1 - 0.5 * norm(V)) < 1e-7 * norm(V)
+    assert abs(d2 - 0.5 * norm(V)) < 1e-7 * norm(V)
+
+
+def test_different_components_have_no_geodesic():
+    """An r x r segment product (here the whole product, widths (2, 3, 3, 2), or the hidden
+    square layer of (2, 2, 3, 2)) with opposite determinant signs: inf and ValueError."""
+    for widths in [(2, 3, 3, 2), (2, 2, 3, 2)]:
+        W = random_balanced_point(widths=widths, seed=10)
+        T = [w.copy() for w in W]
+        T[0][0, :] *= -1  # D on the left of layer 1 and the right of layer 2: balanced
+        T[1][:, 0] *= -1
+        T[-1][0, :] *= -1  # and the last layer's output: another component
+        assert balance_error(T) < 1e-14
+        assert balanced_dist(W, T) == np.inf
+        with pytest.raises(ValueError, match="different connected components"):
+            balanced_log(W, T)
+    W = random_balanced_point(widths=(2, 2, 3, 2), seed=11)
+    X = end_to_end(W)
+    A = np.diag([-1.0, 1.0])  # the group acts on the hidden square layer, det A < 0
+    T = [A @ W[0], W[1] @ np.linalg.inv(A), W[2]]
+    assert np.allclose(end_to_end(T), X)
+    assert fiber_dist(W, T, X) == np.inf
+    with pytest.raises(ValueError, match=r"layers 1\.\.1"):
+        fiber_log(W, T, X)
+
+
+def test_bad_arguments_name_the_argument():
+    W, V, X, _, _ = _case("balanced", (3, 5, 4, 2), 12, 0.2)
+    with pytest.raises(ValueError, match="V"):
+        balanced_exp(W, V[:2])
+    with pytest.raises(ValueError, match="U"):
+        balanced_parallel_transport(W, V, [np.ones((5, 3)), np.ones((4, 5)), np.ones((3, 4))])
+    with pytest.raises(TypeError, match="T must be a list"):
+        balanced_log(W, np.ones(3))
+    with pytest.raises(ValueError, match="T is not on the balanced manifold"):
+        balanced_log(W, [w + 1.0 for w in W])
+    with pytest.raises(ValueError, match="n_steps"):
+        balanced_exp(W, V, 0)
+    Wf, Vf, X, _, _ = _case("fiber", (3, 5, 4, 2), 12, 0.2)
+    with pytest.raises(ValueError, match="T is not on the fiber"):
+        fiber_log(Wf, [w + 1.0 for w in Wf], X)
+    with pytest.raises(ValueError, match="X must have shape"):
+        fiber_exp(Wf, Vf, np.ones((3, 2)))
+
+
+# ---------------------------------------------------------------------------
+# parallel transport
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("widths", [(3, 5, 4, 2), (2, 3, 3, 2)])
+@pytest.mark.parametrize("kind", KINDS)
+def test_transport_is_a_tangent_isometry_mapping_v_to_the_velocity(kind, widths):
+    W, V, X, project, _ = _case(kind, widths, 13, 0.4)
+    rng = np.random.default_rng(14)
+    U1, U2 = project(W, _gauss(rng, W)), project(W, _gauss(rng, W))
+    if kind == "balanced":
+        P1, P2, PV = (balanced_parallel_transport(W, V, U) for U in (U1, U2, V))
+    else:
+        P1, P2, PV = (fiber_parallel_transport(W, V, U, X=X) for U in (U1, U2, V))
+    W1, V1 = _exp(kind, W, V, X, velocity=True)
+    gram = np.array([[flat(a) @ flat(b) for b in (U1, U2)] for a in (U1, U2)])
+    moved = np.array([[flat(a) @ flat(b) for b in (P1, P2)] for a in (P1, P2)])
+    assert np.abs(moved - gram).max() < 1e-8 * np.abs(gram).max()
+    for P in (P1, P2):
+        assert norm([a - b for a, b in zip(P, project(W1, P), strict=True)]) < 1e-12 * norm(P)
+    assert norm([a - b for a, b in zip(PV, V1, strict=True)]) < 1e-8 * norm(V)
+    # negative control: the tangent projection alone (vector transport) is no isometry
+    Q1 = project(W1, U1)
+    assert abs(norm(Q1) - norm(U1)) > 1e-4 * norm(U1)
+
+
+# ---------------------------------------------------------------------------
+# adapters
+# ---------------------------------------------------------------------------
+
+
+def test_geomstats_frechet_mean_on_rectangular_balanced_manifold():
+    """FrechetMean on flat points of general widths: for two points, the geodesic midpoint
+    (gradient descent reaches it in one step, then stops at a critical point)."""
+    pytest.importorskip("geomstats")
+    import geomstats.backend as gs
+    from geomstats.learning.frechet_mean import FrechetMean
+
+    from dln_manifolds.geomstats import BalancedManifold, BalancedMetric
+
+    gs.random.seed(0)
+    space = BalancedManifold(widths=(2, 3, 1), equip=False)
+    space.equip_with_metric(BalancedMetric, n_steps=6)
+    center = space.from_layers(space.random_point())
+    V = space.to_tangent(0.2 * gs.random.normal(size=(2, center.size)), center)
+    points = space.metric.exp(V, center)
+    assert points.shape == (2, center.size) and np.all(space.belongs(points))
+    mean = FrechetMean(space).set(epsilon=1e-14, max_iter=5).fit(points).estimate_
+    assert mean.shape == center.shape and space.belongs(mean)
+    a, b = (space.to_layers(p) for p in points)
+    midpoint = balanced_geodesic_midpoint(a, b, 6)
+    assert np.linalg.norm(mean - flat(midpoint)) < 1e-8 * np.linalg.norm(mean)
+    logs = space.metric.log(points, mean)
+    assert np.linalg.norm(logs.sum(axis=0)) < 1e-7 * np.linalg.norm(logs)  # critical point
+    # lists in, lists out; the flat and list layouts agree
+    E = space.metric.exp(space.to_layers(V[0]), space.to_layers(center))
+    assert isinstance(E, list) and np.allclose(flat(E), points[0], atol=1e-14)
+
+
+def test_geomstats_frechet_mean_on_rectangular_fiber():
+    pytest.importorskip("geomstats")
+    import geomstats.backend as gs
+    from geomstats.learning.frechet_mean import FrechetMean
+
+    from dln_manifolds.geomstats import Fiber
+
+    gs.random.seed(1)
+    X = np.array([[1.0, 0.4]])
+    space = Fiber(X, 2, widths=(2, 2, 1))
+    space.metric.n_steps = 6
+    center = space.center
+    V = space.to_tangent(0.2 * gs.random.normal(size=(2, center.size)), center)
+    points = space.metric.exp(V, center)
+    assert np.all(space.belongs(points))
+    mean = FrechetMean(space).set(epsilon=1e-14, max_iter=5).fit(points).estimate_
+    assert space.belongs(mean)
+    a, b = (space.to_layers(p) for p in points)
+    midpoint = fiber_geodesic_midpoint(a, b, X, 6)
+    assert np.linalg.norm(mean - flat(midpoint)) < 1e-8 * np.linalg.norm(mean)
+    # transport along the flat geodesics keeps inner products
+    U = space.to_tangent(gs.random.normal(size=center.shape), center)
+    moved = space.metric.parallel_transport(U, center, direction=V[0])
+    assert abs(np.linalg.norm(moved) - np.linalg.norm(U)) < 1e-6 * np.linalg.norm(U)
+    assert space.metric.dist(points[0], points[0]) == 0.0
+
+
+@pytest.mark.parametrize("kind", ["balanced", "fiber"])
+def test_pymanopt_geodesics_on_rectangular_spaces(kind):
+    from dln_manifolds.pymanopt import BalancedManifold, Fiber
+    from dln_manifolds.pymanopt._submanifold import LayerList
+
+    if kind == "balanced":
+        M = BalancedManifold(widths=(2, 3, 2), seed=15)
+    else:
+        M = Fiber(np.array([[1.0, 0.2, 0.0], [0.1, 1.0, 0.3]]), 2, seed=15, widths=(3, 4, 2))
+    M.geodesic_steps = 10
+    x = M.random_point()
+    v = 0.3 * M.random_tangent_vector(x)
+    y = M.exp(x, v)
+    assert isinstance(y, LayerList)
+    w = M.log(x, y)
+    assert isinstance(w, LayerList) and norm(w - v) < 1e-8
+    assert M.dist(x, y) == pytest.approx(0.3, rel=1e-8)
+    m = M.pair_mean(x, y)
+    assert M.dist(x, m) == pytest.approx(0.15, rel=1e-7)
+
+
+@pytest.mark.slow
+def test_pymanopt_nelder_mead_runs_on_a_rectangular_balanced_manifold():
+    """One NelderMead iteration (Karcher means by log/exp/dist, pair_mean): ~15 s."""
+    from dln_manifolds.pymanopt import BalancedManifold
+
+    M = BalancedManifold(widths=(1, 2, 1), seed=16)
+    T = M.random_point()
+
+    @pymanopt.function.numpy(M)
+    def cost(W):
+        return 0.5 * sum(np.sum((w - t) ** 2) for w, t in zip(W, T, strict=True))
+
+    result = pymanopt.optimizers.NelderMead(max_iterations=2, verbosity=0).run(
+        pymanopt.Problem(M, cost)
+    )
+    assert np.isfinite(result.cost) and balance_error(result.point) < 1e-12
