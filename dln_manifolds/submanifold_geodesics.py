@@ -80,6 +80,23 @@ determinants of different signs lie in different connected components:
 ``dist`` is the norm of ``log``; the
 geodesic midpoint is ``exp(W, log(W, T)/2)``.
 
+General widths: every function also takes one network of widths
+:math:`(d_0, \dots, d_N)` given as a list of N layers ``W[k]`` of shape
+:math:`(d_{k+1}, d_k)`, every hidden width at least :math:`r = \min(d_0, d_N)`
+(vectors and results are lists of the same shapes; a list of square layers
+gives the stack's results to rounding). The state is packed into one vector
+(the layers raveled and concatenated) for the same RK4 and shooting. On
+:math:`\mathcal{M}` the second fundamental form is that of
+:meth:`~dln_manifolds.BalancedFrame.geodesic_acceleration`: besides
+:math:`w_S` (the moments) it has the curvature
+:math:`E_k = 2C_k\Lambda^{-1}B_k` of the rank-r layers in the
+:math:`\perp\perp` blocks of the frames (:ref:`math-balanced`); on
+:math:`\mathcal{F}_X`, (G) holds as above with the
+:math:`(d_Nd_0) \times (d_Nd_0)` normal operator K. Points of different
+connected components are detected by the determinant signs of the r x r
+products of the layers between consecutive widths equal to r (the layers
+themselves for square layers).
+
 Accuracy: the map is RK4's, with global error :math:`O(n^{-4})`; with the
 default 20 steps and :math:`|V| = 0.4|W|` at d, N = (2, 3), (3, 2) the endpoint
 agrees with a tight adaptive integration of the dense constrained equation
@@ -193,7 +210,7 @@ def balanced_geodesic_acceleration(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d) or (..., N, d, d)
+    W : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
         Full-rank balanced point (or a stack of points, vectorized).
     V : array_like, same shape as W
         Tangent vector at W.
@@ -238,7 +255,7 @@ def fiber_geodesic_acceleration(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
+    W : array_like, shape (N, d, d), or list of N layers
         Layers with a full-rank product.
     V : array_like, shape (N, d, d)
         Tangent vector at W.
@@ -338,7 +355,7 @@ def balanced_exp(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d) or (..., N, d, d)
+    W : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
         Full-rank balanced point(s).
     V : array_like, broadcastable with W
         Tangent vector(s) (their normal part is removed first).
@@ -436,11 +453,11 @@ def fiber_exp(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
+    W : array_like, shape (N, d, d), or list of N layers
         Point of the fiber (layers with a full-rank product; real or complex).
     V : array_like, shape (N, d, d)
         Tangent vector at W (its normal part is removed first).
-    X : array_like, shape (d, d), optional
+    X : array_like, shape (d, d) (or (d_N, d_0) for lists), optional
         The end-to-end matrix to keep (default: the product of W).
     n_steps : int
         RK4 steps.
@@ -528,7 +545,7 @@ def balanced_parallel_transport(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d) or (..., N, d, d)
+    W : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
         Full-rank balanced point(s).
     V : array_like, broadcastable with W
         Initial velocity of the geodesic (its normal part is removed first).
@@ -594,13 +611,13 @@ def fiber_parallel_transport(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
+    W : array_like, shape (N, d, d), or list of N layers
         Point of the fiber (layers with a full-rank product).
     V : array_like, shape (N, d, d)
         Initial velocity of the geodesic (its normal part is removed first).
     U : array_like, shape (N, d, d)
         Tangent vector at W to transport (normal part removed first).
-    X : array_like, shape (d, d), optional
+    X : array_like, shape (d, d) (or (d_N, d_0) for lists), optional
         The end-to-end matrix to keep (default: the product of W).
     n_steps : int
         RK4 steps on [0, 1].
@@ -612,8 +629,6 @@ def fiber_parallel_transport(
 
     Raises
     ------
-    NotImplementedError
-        For a list of layers of general widths.
     ValueError
         As :func:`fiber_exp`.
     """
@@ -813,7 +828,7 @@ def balanced_log(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d) or (..., N, d, d)
+    W : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
         Base point(s), full-rank balanced.
     T : array_like, broadcastable with W
         Target point(s) on :math:`\mathcal{M}`.
@@ -884,9 +899,9 @@ def fiber_log(
 
     Parameters
     ----------
-    W, T : array_like, shape (N, d, d)
+    W, T : array_like, shape (N, d, d), or lists of N layers
         Base and target points of the same fiber.
-    X : array_like, shape (d, d), optional
+    X : array_like, shape (d, d) (or (d_N, d_0) for lists), optional
         The end-to-end matrix (default: the product of W).
     n_steps : int
         RK4 steps of the exponential being inverted.

@@ -49,6 +49,7 @@ A2 = np.array([[[1.0, 0.0], [0.0, -1.0]], [[0.0, 1.0], [1.0, 0.0]]])  # generato
 ROT = np.stack([np.eye(D), np.array([[0.0, -1.0], [1.0, 0.0]])])  # O(d)^(N-1)
 XV, ZV, ZBV = X.reshape(-1), Z.reshape(-1), ZB.reshape(-1)
 ENERGY = dm.QuadraticEnergy(np.diag([3.0, 2.0]))
+WBW = dm.random_balanced_point(widths=(2, 3, 1), seed=0)  # balanced, general widths
 
 
 def _velocity(t, y):
@@ -481,6 +482,53 @@ def _geodesic_entries():
             V=0.1 * dm.generator_to_tangent(WF, A2),
             U=V3,
             n_steps=4,
+        ),
+        # general widths: lists of layers (their own checks: tests/test_widths_geodesics.py)
+        E(
+            "balanced_exp[widths]",
+            sg.balanced_exp,
+            {"n_steps": "count"},
+            W=WBW,
+            V=[0.1 * w for w in WBW],
+            n_steps=4,
+        ),
+        E(
+            "balanced_parallel_transport[widths]",
+            sg.balanced_parallel_transport,
+            {"n_steps": "count"},
+            W=WBW,
+            V=[0.0 * w for w in WBW],
+            U=[0.1 * w for w in WBW],
+            n_steps=4,
+        ),
+        E(
+            "balanced_log[widths]",
+            sg.balanced_log,
+            {"n_steps": "count", "tol": "pos", "max_iter": "count"},
+            W=WBW,
+            T=WBW,
+            n_steps=4,
+            tol=1e-10,
+            max_iter=5,
+        ),
+        E(
+            "fiber_exp[widths]",
+            sg.fiber_exp,
+            {"n_steps": "count"},
+            W=WBW,
+            V=[0.0 * w for w in WBW],
+            X=dm.end_to_end(WBW),
+            n_steps=4,
+        ),
+        E(
+            "fiber_log[widths]",
+            sg.fiber_log,
+            {"n_steps": "count", "tol": "pos", "max_iter": "count"},
+            W=WBW,
+            T=WBW,
+            n_steps=4,
+            tol=1e-10,
+            max_iter=5,
         ),
         E(
             "depth_distance",
