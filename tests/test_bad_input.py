@@ -484,13 +484,9 @@ def _geodesic_entries():
             n_steps=4,
         ),
         # general widths: lists of layers (their own checks: tests/test_widths_geodesics.py)
-        E(
-            "balanced_exp[widths]",
-            sg.balanced_exp,
-            {"n_steps": "count"},
-            W=WBW,
-            V=[0.1 * w for w in WBW],
-            n_steps=4,
+        *(
+            E(f"{fun.__name__}[widths]", fun, {"n_steps": "count"}, W=WBW, V=V, n_steps=4)
+            for fun, V in ((sg.balanced_exp, [0.1 * w for w in WBW]), (sg.fiber_exp, WBW))
         ),
         E(
             "balanced_parallel_transport[widths]",
@@ -501,34 +497,18 @@ def _geodesic_entries():
             U=[0.1 * w for w in WBW],
             n_steps=4,
         ),
-        E(
-            "balanced_log[widths]",
-            sg.balanced_log,
-            {"n_steps": "count", "tol": "pos", "max_iter": "count"},
-            W=WBW,
-            T=WBW,
-            n_steps=4,
-            tol=1e-10,
-            max_iter=5,
-        ),
-        E(
-            "fiber_exp[widths]",
-            sg.fiber_exp,
-            {"n_steps": "count"},
-            W=WBW,
-            V=[0.0 * w for w in WBW],
-            X=dm.end_to_end(WBW),
-            n_steps=4,
-        ),
-        E(
-            "fiber_log[widths]",
-            sg.fiber_log,
-            {"n_steps": "count", "tol": "pos", "max_iter": "count"},
-            W=WBW,
-            T=WBW,
-            n_steps=4,
-            tol=1e-10,
-            max_iter=5,
+        *(
+            E(
+                f"{name}[widths]",
+                fun,
+                {"n_steps": "count", "tol": "pos", "max_iter": "count"},
+                W=WBW,
+                T=WBW,
+                n_steps=4,
+                tol=1e-10,
+                max_iter=5,
+            )
+            for name, fun in (("balanced_log", sg.balanced_log), ("fiber_log", sg.fiber_log))
         ),
         E(
             "depth_distance",

@@ -25,20 +25,6 @@ from dln_manifolds.balanced import (
 )
 from dln_manifolds.fiber import fiber_restore, fiber_tangent_projection, fiber_weingarten
 from dln_manifolds.network import end_to_end
-from dln_manifolds.submanifold_geodesics import (
-    balanced_dist,
-    balanced_exp,
-    balanced_geodesic_acceleration,
-    balanced_geodesic_midpoint,
-    balanced_log,
-    balanced_parallel_transport,
-    fiber_dist,
-    fiber_exp,
-    fiber_geodesic_acceleration,
-    fiber_geodesic_midpoint,
-    fiber_log,
-    fiber_parallel_transport,
-)
 
 WIDTHS = [(3, 5, 4, 2), (2, 4, 3, 5), (2, 3, 3, 2)]
 KINDS = ["balanced", "fiber"]
@@ -90,8 +76,8 @@ def _case(kind: str, widths, seed: int, size: float):
 
 def _exp(kind, W, V, X, n_steps=sg.DEFAULT_GEODESIC_STEPS, **kw):
     if kind == "balanced":
-        return balanced_exp(W, V, n_steps, **kw)
-    return fiber_exp(W, V, X, n_steps, **kw)
+        return sg.balanced_exp(W, V, n_steps, **kw)
+    return sg.fiber_exp(W, V, X, n_steps, **kw)
 
 
 def _weingarten_normal(kind, W, V, project):
@@ -141,9 +127,9 @@ def test_geodesic_equation_against_the_weingarten_map(kind, widths):
     W, V, X, project, _ = _case(kind, widths, 2, 0.5)
     normal = _weingarten_normal(kind, W, V, project)
     if kind == "balanced":
-        acc = balanced_geodesic_acceleration(W, V)
+        acc = sg.balanced_geodesic_acceleration(W, V)
     else:
-        acc = fiber_geodesic_acceleration(W, V)
+        acc = sg.fiber_geodesic_acceleration(W, V)
     assert np.linalg.norm(flat(acc) - normal) < 1e-10 * np.linalg.norm(normal)
     fd = _second_difference(kind, W, V, X)
     assert np.linalg.norm(fd - normal) < 1e-5 * np.linalg.norm(normal)
@@ -184,7 +170,7 @@ def test_dropping_the_rank_curvature_block_breaks_the_acceleration_and_the_order
         return out
 
     monkeypatch.setattr(BalancedFrame, "_layers_acceleration_hat", without_block)
-    acc = flat(balanced_geodesic_acceleration(W, V))
+    acc = flat(sg.balanced_geodesic_acceleration(W, V))
     assert np.linalg.norm(acc - normal) > 1e-2 * np.linalg.norm(normal)
     assert order_gap() > 1e-3
 
@@ -194,7 +180,7 @@ def test_the_rank_curvature_block_vanishes_when_one_width_is_r():
     whose perp-perp block is 1 x 1; at (2, 4, 2) it is absent (and II is the moment part)."""
     W, V, _, _, _ = _case("balanced", (2, 4, 2), 4, 0.5)
     frame = BalancedFrame(W)
-    acc_hat = frame.to_frame(balanced_geodesic_acceleration(W, V))
+    acc_hat = frame.to_frame(sg.balanced_geodesic_acceleration(W, V))
     for z in acc_hat:
         assert np.abs(z[2:, 2:]).max(initial=0.0) < 1e-14
 
@@ -211,20 +197,23 @@ def test_square_list_equals_the_stack_path(kind):
     U = project(W, _gauss(np.random.default_rng(6), W))
     if kind == "balanced":
         pairs = [
-            (balanced_exp(W, V), balanced_exp(Ws, Vs)),
-            (balanced_parallel_transport(W, V, U), balanced_parallel_transport(Ws, Vs, U)),
-            (balanced_geodesic_acceleration(W, V), balanced_geodesic_acceleration(Ws, Vs)),
+            (sg.balanced_exp(W, V), sg.balanced_exp(Ws, Vs)),
+            (sg.balanced_parallel_transport(W, V, U), sg.balanced_parallel_transport(Ws, Vs, U)),
+            (sg.balanced_geodesic_acceleration(W, V), sg.balanced_geodesic_acceleration(Ws, Vs)),
         ]
-        T = balanced_exp(Ws, 0.5 * Vs, 10)
-        pairs.append((balanced_log(W, list(T), 10), balanced_log(Ws, T, 10)))
+        T = sg.balanced_exp(Ws, 0.5 * Vs, 10)
+        pairs.append((sg.balanced_log(W, list(T), 10), sg.balanced_log(Ws, T, 10)))
     else:
         pairs = [
-            (fiber_exp(W, V, X), fiber_exp(Ws, Vs, X)),
-            (fiber_parallel_transport(W, V, U, X=X), fiber_parallel_transport(Ws, Vs, U, X=X)),
-            (fiber_geodesic_acceleration(W, V), fiber_geodesic_acceleration(Ws, Vs)),
+            (sg.fiber_exp(W, V, X), sg.fiber_exp(Ws, Vs, X)),
+            (
+                sg.fiber_parallel_transport(W, V, U, X=X),
+                sg.fiber_parallel_transport(Ws, Vs, U, X=X),
+            ),
+            (sg.fiber_geodesic_acceleration(W, V), sg.fiber_geodesic_acceleration(Ws, Vs)),
         ]
-        T = fiber_exp(Ws, 0.5 * Vs, X, 10)
-        pairs.append((fiber_log(W, list(T), X, 10), fiber_log(Ws, T, X, 10)))
+        T = sg.fiber_exp(Ws, 0.5 * Vs, X, 10)
+        pairs.append((sg.fiber_log(W, list(T), X, 10), sg.fiber_log(Ws, T, X, 10)))
     for lst, stack in pairs:
         assert isinstance(lst, list)
         assert np.linalg.norm(np.stack(lst) - stack) < 1e-9 * max(1.0, np.linalg.norm(stack))
@@ -240,7 +229,7 @@ def test_square_list_equals_the_stack_path(kind):
 def test_log_inverts_exp_for_small_vectors(kind, widths):
     W, V, X, _, _ = _case(kind, widths, 7, 0.1)
     T = _exp(kind, W, V, X)
-    L = balanced_log(W, T) if kind == "balanced" else fiber_log(W, T, X)
+    L = sg.balanced_log(W, T) if kind == "balanced" else sg.fiber_log(W, T, X)
     assert norm([a - b for a, b in zip(L, V, strict=True)]) < 1e-8 * norm(V)
 
 
@@ -259,12 +248,12 @@ def test_exp_inverts_log_for_moderately_far_pairs(kind, widths, size):
     W, Z, X, _, _ = _case(kind, widths, 8, size)
     if kind == "balanced":
         T = balanced_retraction(W, Z)
-        L = balanced_log(W, T)
-        back = balanced_dist(T, W)
+        L = sg.balanced_log(W, T)
+        back = sg.balanced_dist(T, W)
     else:
         T = fiber_restore([w + z for w, z in zip(W, Z, strict=True)], X)
-        L = fiber_log(W, T, X)
-        back = fiber_dist(T, W, X)
+        L = sg.fiber_log(W, T, X)
+        back = sg.fiber_dist(T, W, X)
     E = _exp(kind, W, L, X)
     assert norm([a - b for a, b in zip(E, T, strict=True)]) < 1e-9 * max(norm(W), norm(T))
     assert abs(norm(L) - back) < 2e-5 * norm(L)
@@ -277,11 +266,11 @@ def test_midpoint_halves_the_distance(kind):
     n = 10
     T = _exp(kind, W, V, X, n_steps=n)
     if kind == "balanced":
-        M = balanced_geodesic_midpoint(W, T, n)
-        d1, d2 = balanced_dist(W, M, n), balanced_dist(M, T, n)
+        M = sg.balanced_geodesic_midpoint(W, T, n)
+        d1, d2 = sg.balanced_dist(W, M, n), sg.balanced_dist(M, T, n)
     else:
-        M = fiber_geodesic_midpoint(W, T, X, n)
-        d1, d2 = fiber_dist(W, M, X, n), fiber_dist(M, T, X, n)
+        M = sg.fiber_geodesic_midpoint(W, T, X, n)
+        d1, d2 = sg.fiber_dist(W, M, X, n), sg.fiber_dist(M, T, X, n)
     assert abs(d1 - 0.5 * norm(V)) < 1e-7 * norm(V)
     assert abs(d2 - 0.5 * norm(V)) < 1e-7 * norm(V)
 
@@ -296,36 +285,36 @@ def test_different_components_have_no_geodesic():
         T[1][:, 0] *= -1
         T[-1][0, :] *= -1  # and the last layer's output: another component
         assert balance_error(T) < 1e-14
-        assert balanced_dist(W, T) == np.inf
+        assert sg.balanced_dist(W, T) == np.inf
         with pytest.raises(ValueError, match="different connected components"):
-            balanced_log(W, T)
+            sg.balanced_log(W, T)
     W = random_balanced_point(widths=(2, 2, 3, 2), seed=11)
     X = end_to_end(W)
     A = np.diag([-1.0, 1.0])  # the group acts on the hidden square layer, det A < 0
     T = [A @ W[0], W[1] @ np.linalg.inv(A), W[2]]
     assert np.allclose(end_to_end(T), X)
-    assert fiber_dist(W, T, X) == np.inf
+    assert sg.fiber_dist(W, T, X) == np.inf
     with pytest.raises(ValueError, match=r"layers 1\.\.1"):
-        fiber_log(W, T, X)
+        sg.fiber_log(W, T, X)
 
 
 def test_bad_arguments_name_the_argument():
     W, V, X, _, _ = _case("balanced", (3, 5, 4, 2), 12, 0.2)
     with pytest.raises(ValueError, match="V"):
-        balanced_exp(W, V[:2])
+        sg.balanced_exp(W, V[:2])
     with pytest.raises(ValueError, match="U"):
-        balanced_parallel_transport(W, V, [np.ones((5, 3)), np.ones((4, 5)), np.ones((3, 4))])
+        sg.balanced_parallel_transport(W, V, [np.ones((5, 3)), np.ones((4, 5)), np.ones((3, 4))])
     with pytest.raises(TypeError, match="T must be a list"):
-        balanced_log(W, np.ones(3))
+        sg.balanced_log(W, np.ones(3))
     with pytest.raises(ValueError, match="T is not on the balanced manifold"):
-        balanced_log(W, [w + 1.0 for w in W])
+        sg.balanced_log(W, [w + 1.0 for w in W])
     with pytest.raises(ValueError, match="n_steps"):
-        balanced_exp(W, V, 0)
+        sg.balanced_exp(W, V, 0)
     Wf, Vf, X, _, _ = _case("fiber", (3, 5, 4, 2), 12, 0.2)
     with pytest.raises(ValueError, match="T is not on the fiber"):
-        fiber_log(Wf, [w + 1.0 for w in Wf], X)
+        sg.fiber_log(Wf, [w + 1.0 for w in Wf], X)
     with pytest.raises(ValueError, match="X must have shape"):
-        fiber_exp(Wf, Vf, np.ones((3, 2)))
+        sg.fiber_exp(Wf, Vf, np.ones((3, 2)))
 
 
 # ---------------------------------------------------------------------------
@@ -340,9 +329,9 @@ def test_transport_is_a_tangent_isometry_mapping_v_to_the_velocity(kind, widths)
     rng = np.random.default_rng(14)
     U1, U2 = project(W, _gauss(rng, W)), project(W, _gauss(rng, W))
     if kind == "balanced":
-        P1, P2, PV = (balanced_parallel_transport(W, V, U) for U in (U1, U2, V))
+        P1, P2, PV = (sg.balanced_parallel_transport(W, V, U) for U in (U1, U2, V))
     else:
-        P1, P2, PV = (fiber_parallel_transport(W, V, U, X=X) for U in (U1, U2, V))
+        P1, P2, PV = (sg.fiber_parallel_transport(W, V, U, X=X) for U in (U1, U2, V))
     W1, V1 = _exp(kind, W, V, X, velocity=True)
     gram = np.array([[flat(a) @ flat(b) for b in (U1, U2)] for a in (U1, U2)])
     moved = np.array([[flat(a) @ flat(b) for b in (P1, P2)] for a in (P1, P2)])
@@ -379,7 +368,7 @@ def test_geomstats_frechet_mean_on_rectangular_balanced_manifold():
     mean = FrechetMean(space).set(epsilon=1e-14, max_iter=5).fit(points).estimate_
     assert mean.shape == center.shape and space.belongs(mean)
     a, b = (space.to_layers(p) for p in points)
-    midpoint = balanced_geodesic_midpoint(a, b, 6)
+    midpoint = sg.balanced_geodesic_midpoint(a, b, 6)
     assert np.linalg.norm(mean - flat(midpoint)) < 1e-8 * np.linalg.norm(mean)
     logs = space.metric.log(points, mean)
     assert np.linalg.norm(logs.sum(axis=0)) < 1e-7 * np.linalg.norm(logs)  # critical point
@@ -406,7 +395,7 @@ def test_geomstats_frechet_mean_on_rectangular_fiber():
     mean = FrechetMean(space).set(epsilon=1e-14, max_iter=5).fit(points).estimate_
     assert space.belongs(mean)
     a, b = (space.to_layers(p) for p in points)
-    midpoint = fiber_geodesic_midpoint(a, b, X, 6)
+    midpoint = sg.fiber_geodesic_midpoint(a, b, X, 6)
     assert np.linalg.norm(mean - flat(midpoint)) < 1e-8 * np.linalg.norm(mean)
     # transport along the flat geodesics keeps inner products
     U = space.to_tangent(gs.random.normal(size=center.shape), center)
