@@ -207,6 +207,9 @@ def balanced_geodesic_acceleration(
     docstring, eq. (G)): the second fundamental form
     :math:`\mathrm{II}_W(V, V)`, so that geodesics solve
     :math:`\ddot W = \mathrm{II}_W(\dot W, \dot W)`. Cost O(N d^3 + N^2 d^2).
+    For a list of layers of general widths, plus the curvature
+    :math:`E_k = 2C_k\Lambda^{-1}B_k` of the rank-r layers
+    (:meth:`~dln_manifolds.BalancedFrame.geodesic_acceleration`).
 
     Parameters
     ----------
@@ -223,14 +226,13 @@ def balanced_geodesic_acceleration(
         A normal vector.
     """
     if _is_list(W):
-        W, own = _balanced_layers_point(W, "W")
         if frame is None:
-            frame = own
-        elif not isinstance(frame, BalancedFrame) or not frame.matches(W):
-            raise ValueError("frame must be the BalancedFrame of W")
-        return BalancedFrame.from_valid(W, verify=False).geodesic_acceleration(
-            _layer_vector(V, "V", frame.widths, real=True)
-        )
+            W, frame = _balanced_layers_point(W, "W")
+        else:
+            W = check_balanced(W, tol=1e-6, name="W")
+            if not isinstance(frame, BalancedFrame) or not frame.matches(W):
+                raise ValueError("frame must be the BalancedFrame of W")
+        return frame.geodesic_acceleration(_layer_vector(V, "V", frame.widths, real=True))
     W = as_array(W, "W", batch=True)
     if W.ndim < 3 or W.shape[-1] != W.shape[-2]:
         raise ValueError(f"W must have shape (..., N, d, d), got shape {W.shape}")
