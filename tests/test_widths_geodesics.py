@@ -441,3 +441,26 @@ def test_pymanopt_nelder_mead_runs_on_a_rectangular_balanced_manifold():
         pymanopt.Problem(M, cost)
     )
     assert np.isfinite(result.cost) and balance_error(result.point) < 1e-12
+
+
+def test_complex_fiber_of_general_widths():
+    """The fiber over a complex X (real dimension 2 (D - d_0 d_N)): exp, log, transport."""
+    rng = np.random.default_rng(17)
+    widths = (2, 3, 3)
+    X = rng.standard_normal((3, 2)) + 1j * rng.standard_normal((3, 2))
+    W = fiber_restore([rng.standard_normal((widths[k + 1], widths[k])) + 0j for k in range(2)], X)
+    assert np.linalg.norm(end_to_end(W) - X) < 1e-13 * np.linalg.norm(X)
+
+    def cgauss():
+        return [rng.standard_normal(w.shape) + 1j * rng.standard_normal(w.shape) for w in W]
+
+    V = fiber_tangent_projection(W, cgauss())
+    V = [0.2 * norm(W) / np.linalg.norm(flat(V)) * v for v in V]
+    T = sg.fiber_exp(W, V, X)
+    assert T[0].dtype == np.complex128
+    assert np.linalg.norm(end_to_end(T) - X) < 1e-13 * np.linalg.norm(X)
+    L = sg.fiber_log(W, T, X)
+    assert np.linalg.norm(flat(L) - flat(V)) < 1e-8 * np.linalg.norm(flat(V))
+    U = fiber_tangent_projection(W, cgauss())
+    P = sg.fiber_parallel_transport(W, V, U, X=X)
+    assert abs(np.linalg.norm(flat(P)) / np.linalg.norm(flat(U)) - 1) < 1e-8
