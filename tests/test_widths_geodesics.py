@@ -10,9 +10,11 @@ acceleration, or only the curvature block of the rank-r layers.
 
 from __future__ import annotations
 
+import geomstats.backend as gs
 import numpy as np
 import pymanopt
 import pytest
+from geomstats.learning.frechet_mean import FrechetMean
 
 from dln_manifolds import submanifold_geodesics as sg
 from dln_manifolds.balanced import (
@@ -24,7 +26,12 @@ from dln_manifolds.balanced import (
     random_balanced_point,
 )
 from dln_manifolds.fiber import fiber_restore, fiber_tangent_projection, fiber_weingarten
+from dln_manifolds.geomstats import BalancedManifold as GeomstatsBalanced
+from dln_manifolds.geomstats import BalancedMetric
+from dln_manifolds.geomstats import Fiber as GeomstatsFiber
 from dln_manifolds.network import end_to_end
+from dln_manifolds.pymanopt import BalancedManifold, Fiber
+from dln_manifolds.pymanopt._submanifold import LayerList
 
 WIDTHS = [(3, 5, 4, 2), (2, 4, 3, 5), (2, 3, 3, 2)]
 KINDS = ["balanced", "fiber"]
@@ -352,14 +359,8 @@ def test_transport_is_a_tangent_isometry_mapping_v_to_the_velocity(kind, widths)
 def test_geomstats_frechet_mean_on_rectangular_balanced_manifold():
     """FrechetMean on flat points of general widths: for two points, the geodesic midpoint
     (gradient descent reaches it in one step, then stops at a critical point)."""
-    pytest.importorskip("geomstats")
-    import geomstats.backend as gs
-    from geomstats.learning.frechet_mean import FrechetMean
-
-    from dln_manifolds.geomstats import BalancedManifold, BalancedMetric
-
     gs.random.seed(0)
-    space = BalancedManifold(widths=(2, 3, 1), equip=False)
+    space = GeomstatsBalanced(widths=(2, 3, 1), equip=False)
     space.equip_with_metric(BalancedMetric, n_steps=6)
     center = space.from_layers(space.random_point())
     V = space.to_tangent(0.2 * gs.random.normal(size=(2, center.size)), center)
@@ -378,15 +379,9 @@ def test_geomstats_frechet_mean_on_rectangular_balanced_manifold():
 
 
 def test_geomstats_frechet_mean_on_rectangular_fiber():
-    pytest.importorskip("geomstats")
-    import geomstats.backend as gs
-    from geomstats.learning.frechet_mean import FrechetMean
-
-    from dln_manifolds.geomstats import Fiber
-
     gs.random.seed(1)
     X = np.array([[1.0, 0.4]])
-    space = Fiber(X, 2, widths=(2, 2, 1))
+    space = GeomstatsFiber(X, 2, widths=(2, 2, 1))
     space.metric.n_steps = 6
     center = space.center
     V = space.to_tangent(0.2 * gs.random.normal(size=(2, center.size)), center)
@@ -406,9 +401,6 @@ def test_geomstats_frechet_mean_on_rectangular_fiber():
 
 @pytest.mark.parametrize("kind", ["balanced", "fiber"])
 def test_pymanopt_geodesics_on_rectangular_spaces(kind):
-    from dln_manifolds.pymanopt import BalancedManifold, Fiber
-    from dln_manifolds.pymanopt._submanifold import LayerList
-
     if kind == "balanced":
         M = BalancedManifold(widths=(2, 3, 2), seed=15)
     else:
@@ -428,8 +420,6 @@ def test_pymanopt_geodesics_on_rectangular_spaces(kind):
 @pytest.mark.slow
 def test_pymanopt_nelder_mead_runs_on_a_rectangular_balanced_manifold():
     """One NelderMead iteration (Karcher means by log/exp/dist, pair_mean): ~15 s."""
-    from dln_manifolds.pymanopt import BalancedManifold
-
     M = BalancedManifold(widths=(1, 2, 1), seed=16)
     T = M.random_point()
 
