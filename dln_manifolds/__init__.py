@@ -126,9 +126,23 @@ __all__ += [
 ]
 
 # --- alignment along the O(d)^(N-1) orbits (alignment.py) ---
-from .alignment import geodesic_orbit_alignment, orbit_action, orbit_alignment  # noqa: E402
+from .alignment import (  # noqa: E402
+    geodesic_orbit_alignment,
+    horizontal_log,
+    horizontal_parallel_transport,
+    orbit_action,
+    orbit_alignment,
+    orbit_distance,
+)
 
-__all__ += ["geodesic_orbit_alignment", "orbit_action", "orbit_alignment"]
+__all__ += [
+    "geodesic_orbit_alignment",
+    "horizontal_log",
+    "horizontal_parallel_transport",
+    "orbit_action",
+    "orbit_alignment",
+    "orbit_distance",
+]
 
 # --- entropy and free energy (entropy.py) ---
 from .entropy import (  # noqa: E402

@@ -33,12 +33,24 @@ downstairs: :func:`geodesic_orbit_alignment` computes
 returns the Frobenius alignment of W to C (C lies on the orbit up to the
 integration error, so this only puts the result exactly on the orbit of W).
 
+The same submersion gives the quotient's log, distance and parallel transport on the
+total space without shooting upstairs ([ON]: horizontal geodesics project to
+geodesics, and the shortest curves between two orbits are horizontal lifts of the
+shortest curves downstairs): :func:`horizontal_log` (the horizontal lift of
+:math:`\log^{g^N}`), :func:`orbit_distance` (its Frobenius norm, the distance
+between orbits) and :func:`horizontal_parallel_transport` (the lift at the end of the
+horizontal geodesic of the :math:`g^N` transport). geomstats' ``QuotientMetric`` of
+the bundle (:class:`dln_manifolds.geomstats.BalancedManifold`, ``equip_with_quotient``)
+is built on them.
+
 References
 ----------
 - [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
   network*.
 - [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
   (2024).
+- [ON] B. O'Neill, *The fundamental equations of a submersion*, Michigan Math. J. 13
+  (1966).
 
 Full entries: docs/mathematics.rst, :ref:`math-bibliography`.
 """
@@ -50,10 +62,18 @@ import numpy as np
 from ._checks import as_array, check_count, check_positive
 from ._linalg import polar_factor
 from .balanced import BalancedFrame, check_balanced, horizontal_lift
-from .geodesics import depth_log
+from .geodesics import depth_exp, depth_log, depth_parallel_transport
+from .network import balanced_point, end_to_end_differential
 from .submanifold_geodesics import DEFAULT_GEODESIC_STEPS, balanced_exp
 
-__all__ = ["geodesic_orbit_alignment", "orbit_action", "orbit_alignment"]
+__all__ = [
+    "geodesic_orbit_alignment",
+    "horizontal_log",
+    "horizontal_parallel_transport",
+    "orbit_action",
+    "orbit_alignment",
+    "orbit_distance",
+]
 
 #: relative spread of the layers' singular values below which a point counts as
 #: balanced for the frame start (the default ``tol`` of :class:`BalancedFrame`)
@@ -380,3 +400,259 @@ def geodesic_orbit_alignment(
         C[same] = balanced_exp(Wt[same], H, n_steps)
     aligned, _ = _orbit_alignment(Wp, C, max_sweeps, tol)
     return aligned.reshape(batch + core)
+
+
+# ---------------------------------------------------------------------------
+# Horizontal geodesics: log, distance and transport of the quotient, upstairs
+# ---------------------------------------------------------------------------
+
+
+def _balanced_stacks(W, T) -> tuple[tuple, np.ndarray, np.ndarray]:
+    """Validated full-rank balanced stacks W, T broadcast to (B, N, d, d), with the batch."""
+    a, b = "W", "T"
+    W = as_array(W, a, batch=True, real=True)
+    if W.ndim < 3 or W.shape[-1] != W.shape[-2]:
+        raise ValueError(f"{a} must have shape (..., N, d, d), got shape {W.shape}")
+    T = as_array(T, b, W.shape[-3:], batch=True, real=True)
+    try:
+        batch = np.broadcast_shapes(W.shape[:-3], T.shape[:-3])
+    except ValueError:
+        raise ValueError(
+            f"the batch shapes of {a} {W.shape[:-3]} and {b} {T.shape[:-3]} do not broadcast"
+        ) from None
+    core = W.shape[-3:]
+    Wf = np.broadcast_to(W, batch + core).reshape((-1,) + core)
+    Tf = np.broadcast_to(T, batch + core).reshape((-1,) + core)
+    for name, A in ((a, Wf), (b, Tf)):
+        if not np.all(_balanced_mask(A)):
+            raise ValueError(
+                f"{name} must be full-rank balanced point(s): the layers' singular values must "
+                f"agree to {_BALANCE_TOL:g} (relative) and be nonzero"
+            )
+    return batch, Wf, Tf
+
+
+def horizontal_log(
+    W, T, *, names: tuple[str, str] = ("phi(W)", "phi(T)"), **log_options
+) -> np.ndarray:
+    r"""Initial velocity at W of the horizontal geodesic from W to the orbit of T.
+
+    The end-to-end map :math:`\phi: \mathcal{M} \to (\mathfrak{M}_d, g^N)` is a
+    Riemannian submersion whose fibers are the :math:`O(d)^{N-1}` orbits ([G] Thm 13),
+    so horizontal geodesics of :math:`\mathcal{M}` project to geodesics of :math:`g^N`
+    and the shortest curves from W to the orbit :math:`O_T` are the horizontal lifts of
+    the shortest curves from :math:`X = \phi(W)` to :math:`Y = \phi(T)` ([ON] Lemma 1,
+    Cor. 2). The velocity is therefore
+
+    .. math::
+
+        H = \mathrm{lift}_W\big(\log^{g^N}_X Y\big), \qquad
+        d\phi_W(H) = \log^{g^N}_X Y, \qquad |H|_F = d_{g^N}(X, Y),
+
+    with :func:`~dln_manifolds.depth_log` and :func:`~dln_manifolds.horizontal_lift`:
+    the log at W of :math:`\mathcal{M}` to the point of :math:`O_T` nearest W
+    (:func:`geodesic_orbit_alignment`), without shooting upstairs. This is the total-space
+    side of geomstats' ``QuotientMetric.log``, which returns :math:`d\phi_W(H)`.
+    Vectorized over stacks.
+
+    Parameters
+    ----------
+    W, T : array_like, shape (N, d, d) or (..., N, d, d)
+        Full-rank balanced points (batch axes broadcast). Only :math:`\phi(T)` enters.
+    names : (str, str)
+        Names of :math:`\phi(W)` and :math:`\phi(T)` in the errors of the log downstairs
+        (adapters pass their own argument names).
+    **log_options
+        Passed to :func:`~dln_manifolds.depth_log` (``tol``, ``rtol``, ``atol``,
+        ``n_steps``, ``max_iter``, ``max_steps``, ``singular_tol``).
+
+    Returns
+    -------
+    ndarray, shape (..., N, d, d)
+        Horizontal tangent vector(s) at W.
+
+    Raises
+    ------
+    dln_manifolds.DifferentComponentsError
+        If :math:`\det\phi(W)` and :math:`\det\phi(T)` have different signs (no curve of
+        :math:`\mathcal{M}` joins the orbits).
+    dln_manifolds.LogConvergenceError
+        If the logarithm of :math:`g^N` does not converge.
+    ValueError
+        If W or T is not a finite real full-rank balanced stack, or the shapes disagree.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dln_manifolds import end_to_end, horizontal_log, random_balanced_point
+    >>> from dln_manifolds.submanifold_geodesics import balanced_exp
+    >>> W, T = random_balanced_point(2, 3, seed=6), random_balanced_point(2, 3, seed=1006)
+    >>> H = horizontal_log(W, T)
+    >>> end = balanced_exp(W, H, 80)  # on the orbit of T, to the RK4 error
+    >>> bool(np.allclose(end_to_end(end), end_to_end(T), atol=1e-7))
+    True
+    """
+    batch, Wf, Tf = _balanced_stacks(W, T)
+    N, d = Wf.shape[-3], Wf.shape[-1]
+    X, Y = (_end_to_end_stack(A).reshape(batch + (d, d)) for A in (Wf, Tf))
+    U = depth_log(X, Y, N, names=tuple(names), **log_options)  # errors index the batch
+    return horizontal_lift(Wf, U.reshape(-1, d, d)).reshape(batch + Wf.shape[-3:])
+
+
+def orbit_distance(
+    W, T, *, names: tuple[str, str] = ("phi(W)", "phi(T)"), **log_options
+) -> float | np.ndarray:
+    r"""Distance in :math:`\mathcal{M}` between the orbits of W and T: :math:`|H|_F`.
+
+    H is :func:`horizontal_log` (W, T); by [G] Thm 13 and [ON] this is the distance of
+    :math:`(\mathfrak{M}_d, g^N)` between :math:`\phi(W)` and :math:`\phi(T)`, here
+    computed as the Frobenius norm of the horizontal lift (not with
+    :math:`g^N`): the squared distance of geomstats' ``QuotientMetric`` (the total-space
+    distance from W to the aligned T). ``inf`` where the end-to-end matrices lie in
+    different components of GL(d), as :func:`~dln_manifolds.depth_distance`.
+
+    Parameters
+    ----------
+    W, T : array_like, shape (N, d, d) or (..., N, d, d)
+        Full-rank balanced points (batch axes broadcast).
+    names : (str, str)
+        Names of :math:`\phi(W)` and :math:`\phi(T)` in the errors of the log downstairs.
+    **log_options
+        Passed to :func:`~dln_manifolds.depth_log`.
+
+    Returns
+    -------
+    float or ndarray, shape (...)
+
+    Raises
+    ------
+    dln_manifolds.LogConvergenceError
+        If the logarithm of :math:`g^N` does not converge for a pair in one component.
+    ValueError
+        As :func:`horizontal_log`.
+    """
+    batch, Wf, Tf = _balanced_stacks(W, T)
+    X, Y = _end_to_end_stack(Wf), _end_to_end_stack(Tf)
+    same = np.flatnonzero(np.linalg.slogdet(X)[0] == np.linalg.slogdet(Y)[0])
+    out = np.full(Wf.shape[0], np.inf)
+    if same.size:
+        U = depth_log(X[same], Y[same], Wf.shape[-3], names=tuple(names), **log_options)
+        H = horizontal_lift(Wf[same], U)
+        out[same] = np.sqrt(np.sum(H * H, axis=(-3, -2, -1)))
+    out = out.reshape(batch)
+    return float(out) if out.ndim == 0 else out
+
+
+def horizontal_parallel_transport(
+    W,
+    V,
+    U,
+    *,
+    n_steps: int = DEFAULT_GEODESIC_STEPS,
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    return_end_point: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    r"""Parallel transport of the quotient :math:`(\mathfrak{M}_d, g^N)` in horizontal lifts.
+
+    For horizontal V and U at W, with :math:`X = \phi(W)`: the horizontal geodesic
+    :math:`\gamma(t) = \exp_W(tV)` of :math:`\mathcal{M}` lies over the
+    :math:`g^N` geodesic :math:`\exp_X(t\,d\phi_W V)` ([G] Thm 13, [ON]), and the
+    result is the horizontal lift at :math:`\gamma(1)` of the :math:`g^N` parallel
+    transport of :math:`d\phi_W U` along it
+    (:func:`~dln_manifolds.depth_parallel_transport`):
+
+    .. math::
+
+        U_1 = \mathrm{lift}_{\gamma(1)}\big(P^{g^N}_{X \to X_1}\, d\phi_W U\big), \qquad
+        d\phi_{\gamma(1)} U_1 = P^{g^N}\, d\phi_W U .
+
+    U_1 is horizontal, :math:`|U_1|_F = |U|_F` (transport and lift are isometries) and
+    V goes to the velocity :math:`\dot\gamma(1)`. It is *not* the Levi-Civita transport
+    of :math:`\mathcal{M}`
+    (:func:`~dln_manifolds.submanifold_geodesics.balanced_parallel_transport`): the
+    horizontal lift U(t) of a parallel field of :math:`g^N` has
+    :math:`\nabla_{\dot\gamma} U = \mathcal{A}_{\dot\gamma} U`, vertical (O'Neill's
+    tensor A, [ON] Lemma 2), and the transport of :math:`\mathcal{M}` leaves the
+    horizontal space in general. This is the transport of the quotient in horizontal
+    lifts, which geomstats' ``QuotientMetric`` pushes down.
+
+    The end point is the RK4 end of the horizontal geodesic
+    (:func:`~dln_manifolds.submanifold_geodesics.balanced_exp` (W, V, ``n_steps``))
+    moved to the nearest point (:func:`orbit_alignment`) of the fiber over
+    :math:`X_1 = \exp^{g^N}_X(d\phi_W V)` (:func:`~dln_manifolds.depth_exp`, adaptive to
+    ``rtol``): exactly over :math:`X_1`, within the RK4 error of :math:`\gamma(1)`, so
+    U_1 is horizontal there and isometric to the tolerance of the transport downstairs.
+    Vectorized over stacks.
+
+    Parameters
+    ----------
+    W : array_like, shape (N, d, d) or (..., N, d, d)
+        Full-rank balanced point(s).
+    V : array_like, broadcastable with W
+        Horizontal initial velocity of the geodesic.
+    U : array_like, broadcastable with W
+        Horizontal vector(s) at W to transport.
+    n_steps : int, default DEFAULT_GEODESIC_STEPS
+        RK4 steps of the horizontal geodesic.
+    rtol, atol : float
+        Tolerances of :func:`~dln_manifolds.depth_parallel_transport`.
+    return_end_point : bool, default False
+        Also return :math:`\gamma(1)`.
+
+    Returns
+    -------
+    transported : ndarray, shape of the broadcast of W, V and U
+        Horizontal vectors at :math:`\gamma(1)`.
+    end_point : ndarray, same shape
+        Only with ``return_end_point``: :math:`\gamma(1)`.
+
+    Raises
+    ------
+    ValueError
+        If W is not a full-rank balanced stack, V or U is not horizontal at W (relative
+        residual above 1e-8), the shapes disagree or an option is invalid.
+    dln_manifolds.SingularGeodesicError
+        If the geodesic reaches the singular set :math:`\det X = 0` before t = 1.
+    """
+    n_steps = check_count(n_steps, "n_steps")
+    rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
+    if not isinstance(return_end_point, bool | np.bool_):
+        raise TypeError(f"return_end_point must be a bool, got {type(return_end_point).__name__}")
+    W = as_array(W, "W", batch=True, real=True)
+    if W.ndim < 3 or W.shape[-1] != W.shape[-2]:
+        raise ValueError(f"W must have shape (..., N, d, d), got shape {W.shape}")
+    core = W.shape[-3:]
+    V = as_array(V, "V", core, batch=True, real=True)
+    U = as_array(U, "U", core, batch=True, real=True)
+    try:
+        batch = np.broadcast_shapes(W.shape[:-3], V.shape[:-3], U.shape[:-3])
+    except ValueError:
+        raise ValueError(
+            f"the batch shapes of W {W.shape[:-3]}, V {V.shape[:-3]} and U {U.shape[:-3]} "
+            "do not broadcast"
+        ) from None
+    Wf, Vf, Uf = (np.broadcast_to(A, batch + core).reshape((-1,) + core) for A in (W, V, U))
+    if not np.all(_balanced_mask(Wf)):
+        raise ValueError("W must be full-rank balanced point(s)")
+    frame = BalancedFrame.from_valid(Wf)
+    for name, A in (("V", Vf), ("U", Uf)):
+        residual = np.sqrt(np.sum((A - frame.horizontal_projection(A)) ** 2, axis=(-3, -2, -1)))
+        scale = np.sqrt(np.sum(A * A, axis=(-3, -2, -1)))
+        if not np.all(residual <= 1e-8 * scale):
+            raise ValueError(
+                f"{name} must be horizontal at W (in (ker dphi)^perp): relative residual "
+                f"{np.max(residual / np.maximum(scale, np.finfo(float).tiny)):.3g} > 1e-8"
+            )
+    N = core[0]
+    X, Zv = _end_to_end_stack(Wf), end_to_end_differential(Wf, Vf)
+    options = {"rtol": rtol, "atol": atol}
+    names = ("phi(W)", "V", "U")
+    Z1 = depth_parallel_transport(X, Zv, end_to_end_differential(Wf, Uf), N, names=names, **options)
+    # the end of the horizontal geodesic (RK4), moved onto the exact fiber over X_1
+    X1 = depth_exp(X, Zv, N, names=names[:2], **options)
+    W1 = balanced_point(X1, N)
+    if N > 1:
+        W1, _ = _orbit_alignment(W1, balanced_exp(Wf, Vf, n_steps), 500, 1e-13)
+    U1 = horizontal_lift(W1, Z1).reshape(batch + core)
+    return (U1, W1.reshape(batch + core)) if return_end_point else U1

@@ -346,6 +346,33 @@ def _core_entries():
             max_sweeps=500,
             tol=1e-13,
         ),
+        # the quotient through horizontal lifts (WB over diag(8, 1); identity layers over I;
+        # equal diagonal layers on every layer are horizontal at WB)
+        E(
+            "horizontal_log",
+            dm.horizontal_log,
+            {"W": "arr", "T": "arr"},
+            W=WB,
+            T=np.stack([np.eye(D)] * N),
+        ),
+        E(
+            "orbit_distance",
+            dm.orbit_distance,
+            {"W": "arr", "T": "arr"},
+            W=WB,
+            T=np.stack([np.eye(D)] * N),
+        ),
+        E(
+            "horizontal_parallel_transport",
+            dm.horizontal_parallel_transport,
+            {"W": "arr", "V": "arr", "U": "arr", "n_steps": "count", "rtol": "pos", "atol": "pos"},
+            W=WB,
+            V=np.stack([np.diag([1.0, 0.0])] * N),
+            U=np.stack([np.diag([0.0, 1.0])] * N),
+            n_steps=4,
+            rtol=1e-10,
+            atol=1e-12,
+        ),
         E("balanced_dimension", dm.balanced_dimension, {"widths": "widths"}, widths=(2, 3, 2)),
         E("balanced_orthonormal_basis", dm.balanced_orthonormal_basis, {"W": "arr"}, W=WB),
         E(
@@ -1089,6 +1116,28 @@ def _geomstats_entries():
             tangent_vec=V3,
             base_point=WB,
             direction=0.1 * tb,
+        ),
+        E(
+            "geomstats.BalancedQuotientMetric.log",
+            B.quotient.metric.log,
+            {"point": "arr", "base_point": "arr"},
+            point=Y,
+            base_point=XV,
+        ),
+        E(
+            "geomstats.BalancedQuotientMetric.dist",
+            B.quotient.metric.dist,
+            {"point_a": "arr", "point_b": "arr"},
+            point_a=XV,
+            point_b=Y,
+        ),
+        E(
+            "geomstats.BalancedQuotientMetric.parallel_transport",
+            B.quotient.metric.parallel_transport,
+            {"tangent_vec": "arr", "base_point": "arr", "direction": "arr?"},
+            tangent_vec=ZV,
+            base_point=XV,
+            direction=0.1 * ZBV,
         ),
         E(
             "geomstats.BalancedBundle.riemannian_submersion",

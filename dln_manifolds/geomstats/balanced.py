@@ -9,6 +9,8 @@ References
   network*.
 - [G] G. Menon, *The geometry of the deep linear network*, Progress in Probability
   (2024).
+- [ON] B. O'Neill, *The fundamental equations of a submersion*, Michigan Math. J. 13
+  (1966).
 - [geomstats] N. Miolane et al., *Geomstats: a Python package for Riemannian geometry in
   machine learning*, JMLR 21 (2020).
 
@@ -30,6 +32,7 @@ from .._checks import (
     check_positive,
     check_square_or_widths,
 )
+from ..alignment import horizontal_log, horizontal_parallel_transport, orbit_distance
 from ..balanced import (
     balance_error,
     balanced_dimension,
@@ -186,24 +189,118 @@ class BalancedMetric(InducedFrobeniusMetric):
 
 
 class BalancedQuotientMetric(QuotientMetric):
-    r"""geomstats' ``QuotientMetric`` of :math:`\mathcal{M} \to (\mathfrak{M}_d, g^N)`, exp only.
+    r"""The quotient metric of :math:`\mathcal{M} \to (\mathfrak{M}_d, g^N)` (geomstats' class).
 
-    ``exp`` lifts horizontally and follows the geodesic upstairs (exact by
-    O'Neill). ``log``, ``squared_dist`` and ``dist`` raise NotImplementedError:
-    geomstats computes them upstairs after aligning the lifts with
-    ``BalancedBundle.align``, which is itself built on the log of
-    :math:`(\mathfrak{M}_d, g^N)` (:func:`dln_manifolds.geodesic_orbit_alignment`),
-    so the round trip through an upstairs shooting log would only add error.
-    Use :class:`~dln_manifolds.geomstats.DepthMetric`.
+    Points and tangent vectors are those of the quotient, vectors (..., d*d) of
+    :class:`~dln_manifolds.geomstats.EndToEndMatrices`, as in geomstats: every method
+    lifts the points to the total space (``BalancedBundle.lift``), works there with
+    horizontal vectors and pushes the result down with ``tangent_riemannian_submersion``
+    or ``riemannian_submersion`` ([G] Thm 13, [ON]).
+
+    - ``inner_product``: geomstats' (Frobenius product of the horizontal lifts).
+    - ``exp``, ``geodesic`` from a tangent vector: geomstats' (the horizontal geodesic
+      of :class:`BalancedMetric` upstairs, RK4 with its ``n_steps``, projected).
+    - ``log``: :math:`d\phi_W` of :func:`dln_manifolds.horizontal_log` at the lifts (the
+      horizontal lift of :math:`\log^{g^N}`: geomstats' total-space log of the aligned
+      lift, without shooting upstairs).
+    - ``squared_dist``, ``dist``: :func:`dln_manifolds.orbit_distance`, the Frobenius
+      norm of that horizontal log (the distance between the orbits); ``inf`` between the
+      components of GL(d), as :class:`~dln_manifolds.geomstats.DepthMetric`.
+    - ``geodesic`` to an end point: the geodesic from ``log``.
+    - ``parallel_transport``: :func:`dln_manifolds.horizontal_parallel_transport` of the
+      horizontal lifts (the :math:`g^N` transport lifted at the end of the horizontal
+      geodesic), pushed down; with ``end_point``, along the geodesic of ``log``.
+
+    ``log`` inverts ``exp`` to the RK4 error of the horizontal geodesic (measured up to
+    1e-6 for random pairs at d, N = (2, 2), (2, 3), (3, 2) with 20 steps); ``log``,
+    ``dist`` and ``parallel_transport`` agree with DepthMetric's to rounding.
     """
 
-    def _no_log(self, *args, **kwargs):
-        raise NotImplementedError(
-            "log and dist of the quotient metric are not implemented (the orbit alignment "
-            "already uses the log downstairs); use EndToEndMatrices with its DepthMetric"
+    def _lifts(self, **points) -> tuple[np.ndarray, ...]:
+        """Validated quotient points (..., d*d), lifted to balanced stacks (..., N, d, d)."""
+        bundle = self._fiber_bundle
+        return tuple(bundle.lift(p) for p in bundle._flat(**points))
+
+    @boundary
+    def log(self, point, base_point):
+        r"""Riemannian log: :math:`d\phi_W(\mathrm{lift}_W \log^{g^N}_X Y)` at the lift W of X.
+
+        Parameters
+        ----------
+        point, base_point : array_like, shape (..., d*d)
+            Broadcast against each other.
+
+        Returns
+        -------
+        ndarray, shape (..., d*d)
+
+        Raises
+        ------
+        DifferentComponentsError
+            Points in different components of GL(d) (``dist`` is inf there).
+        LogConvergenceError
+            The log of :math:`g^N` does not converge (never a wrong vector).
+        """
+        W, T = self._lifts(base_point=base_point, point=point)
+        H = horizontal_log(W, T, names=("base_point", "point"))
+        return self._fiber_bundle.tangent_riemannian_submersion(H, W)
+
+    @boundary
+    def dist(self, point_a, point_b):
+        """Geodesic distance: the distance between the orbits over the points (inf across
+        the components of GL(d)); shape (...)."""
+        A, B = self._lifts(point_a=point_a, point_b=point_b)
+        out = orbit_distance(A, B, names=("point_a", "point_b"))
+        return np.asarray(out)[()] if np.ndim(out) == 0 else out
+
+    def squared_dist(self, point_a, point_b):
+        """Squared geodesic distance; ``inf`` across the components of GL(d)."""
+        return self.dist(point_a, point_b) ** 2
+
+    def geodesic(self, initial_point, end_point=None, initial_tangent_vec=None):
+        """geomstats' geodesic; to an ``end_point`` along the initial velocity :meth:`log`."""
+        if end_point is not None and initial_tangent_vec is None:
+            initial_tangent_vec, end_point = self.log(end_point, initial_point), None
+        return super().geodesic(
+            initial_point, end_point=end_point, initial_tangent_vec=initial_tangent_vec
         )
 
-    log = squared_dist = dist = _no_log
+    @boundary
+    def parallel_transport(self, tangent_vec, base_point, direction=None, end_point=None):
+        r"""Parallel transport of ``tangent_vec`` along the geodesic in ``direction``.
+
+        Lifts ``tangent_vec`` and ``direction`` horizontally at the lift W of
+        ``base_point``, transports with
+        :func:`~dln_manifolds.horizontal_parallel_transport` (the :math:`g^N` transport,
+        lifted at the end of the horizontal geodesic, ``n_steps`` of the total space's
+        metric) and pushes the result down there. With ``end_point`` instead of
+        ``direction``, the geodesic to ``end_point`` is :meth:`log`.
+
+        Parameters
+        ----------
+        tangent_vec, base_point : array_like, shape (..., d*d)
+        direction : array_like, shape (..., d*d), optional
+        end_point : array_like, shape (..., d*d), optional
+            Exactly one of ``direction`` and ``end_point``.
+
+        Returns
+        -------
+        ndarray, shape (..., d*d)
+            Tangent vectors at :math:`\exp_X(\text{direction})`.
+        """
+        if (direction is None) == (end_point is None):
+            raise ValueError("give exactly one of direction and end_point")
+        if direction is None:
+            direction = self.log(end_point, base_point)
+        bundle = self._fiber_bundle
+        tangent_vec, direction = bundle._flat(tangent_vec=tangent_vec, direction=direction)
+        (W,) = self._lifts(base_point=base_point)
+        H = bundle.horizontal_lift(direction, fiber_point=W)
+        U = bundle.horizontal_lift(tangent_vec, fiber_point=W)
+        U1, W1 = horizontal_parallel_transport(
+            W, H, U, n_steps=self._total_space.metric.n_steps, return_end_point=True
+        )
+        return bundle.tangent_riemannian_submersion(U1, W1)
 
 
 class BalancedManifold(InducedSubmanifold):
@@ -504,8 +601,8 @@ class BalancedManifold(InducedSubmanifold):
         and ``self.quotient`` to an :class:`~dln_manifolds.geomstats.EndToEndMatrices`
         equipped with :class:`BalancedQuotientMetric`, geomstats' ``QuotientMetric``
         (inner products through horizontal lifts; [G] Thm 13 says it equals
-        :math:`g^N`; exp through the horizontal geodesic upstairs) without
-        ``log`` and ``dist``.
+        :math:`g^N`; exp through the horizontal geodesic upstairs; log, dist and
+        parallel transport through the horizontal lifts of those of :math:`g^N`).
 
         Returns
         -------
