@@ -153,9 +153,12 @@ class BalancedBundle(FiberBundle):
       the geodesic distance of the total space, along the :math:`O(d)^{N-1}` orbit).
 
     With ``total_space.equip_with_quotient()``, geomstats' ``QuotientMetric``
-    computes :math:`g^N` inner products through horizontal lifts ([G] Thm 13).
-    Its ``exp``/``log``/``dist`` need geodesics of the total space, which the
-    induced metric does not provide; use :class:`~dln_manifolds.geomstats.DepthMetric`.
+    (:class:`~dln_manifolds.geomstats.balanced.BalancedQuotientMetric`) computes
+    :math:`g^N` inner products through horizontal lifts ([G] Thm 13), ``exp`` through
+    the horizontal geodesic upstairs, and ``log``, ``dist`` and parallel transport
+    through the horizontal lifts of those of :math:`g^N`
+    (:func:`dln_manifolds.horizontal_log`, :func:`dln_manifolds.orbit_distance`,
+    :func:`dln_manifolds.horizontal_parallel_transport`).
     """
 
     def __init__(self, total_space):
