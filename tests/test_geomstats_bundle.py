@@ -258,11 +258,17 @@ def test_align_between_fibers_minimizes_distance(bundle_setup, rng):
         assert np.linalg.norm(orthogonal_group_action(small, aligned) - W) >= best - 1e-12
 
 
-def test_quotient_log_is_not_available(bundle_setup):
+def test_quotient_log_across_components(bundle_setup):
+    """The quotient's log raises between the components of GL(d) and its dist is inf (log,
+    dist and transport in one component: tests/test_quotient_metric.py)."""
+    from dln_manifolds.geodesics import DifferentComponentsError
+
     _, quotient, _ = bundle_setup
-    x, y = EndToEndMatrices(3, 3).random_point(2)
-    with pytest.raises(NotImplementedError, match="not implemented"):
+    x = np.eye(3).reshape(-1)
+    y = np.diag([-1.0, 1.0, 2.0]).reshape(-1)
+    with pytest.raises(DifferentComponentsError, match="base_point and point"):
         quotient.metric.log(y, x)
+    assert np.isinf(quotient.metric.dist(x, y))
     with pytest.raises(TypeError, match="BalancedManifold"):
         BalancedBundle(EndToEndMatrices(2, 2))
 

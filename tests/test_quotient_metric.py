@@ -326,3 +326,14 @@ def test_bad_arguments_name_the_argument():
         horizontal_log(np.stack([W, W]), np.stack([T, T, T]))
     with pytest.raises(TypeError, match="return_end_point"):
         horizontal_parallel_transport(W, V, V, return_end_point=1)
+
+
+def test_quotient_metric_matrix_is_the_depth_metric_matrix(spaces):
+    """Gram matrix of the horizontal lifts = the g^N matrix (DepthMetric's closed form)."""
+    _, quotient, space = spaces
+    x = space.to_vector(end_to_end(np.stack([random_balanced_point(2, 3, seed=k) for k in (3, 4)])))
+    G = quotient.metric.metric_matrix(x)
+    np.testing.assert_allclose(G, space.metric.metric_matrix(x), atol=1e-12)
+    np.testing.assert_allclose(quotient.metric.metric_matrix(x[1]), G[1], atol=1e-14)
+    u, v = np.random.default_rng(15).standard_normal((2, 4))
+    np.testing.assert_allclose(u @ G[0] @ v, quotient.metric.inner_product(u, v, x[0]), rtol=1e-12)

@@ -197,7 +197,9 @@ class BalancedQuotientMetric(QuotientMetric):
     horizontal vectors and pushes the result down with ``tangent_riemannian_submersion``
     or ``riemannian_submersion`` ([G] Thm 13, [ON]).
 
-    - ``inner_product``: geomstats' (Frobenius product of the horizontal lifts).
+    - ``inner_product``: geomstats' (Frobenius product of the horizontal lifts);
+      ``metric_matrix``: their Gram matrix on the coordinate vectors (hence geomstats'
+      ``cometric_matrix`` and ``inner_coproduct``).
     - ``exp``, ``geodesic`` from a tangent vector: geomstats' (the horizontal geodesic
       of :class:`BalancedMetric` upstairs, RK4 with its ``n_steps``, projected).
     - ``log``: :math:`d\phi_W` of :func:`dln_manifolds.horizontal_log` at the lifts (the
@@ -220,6 +222,20 @@ class BalancedQuotientMetric(QuotientMetric):
         """Validated quotient points (..., d*d), lifted to balanced stacks (..., N, d, d)."""
         bundle = self._fiber_bundle
         return tuple(bundle.lift(p) for p in bundle._flat(**points))
+
+    @boundary
+    def metric_matrix(self, base_point=None):
+        r"""Gram matrix of the horizontal lifts of the coordinate vectors; (..., d*d, d*d).
+
+        :math:`G_{ij} = \langle \mathrm{lift}_W e_i, \mathrm{lift}_W e_j\rangle_F` at the lift
+        W of ``base_point``: the matrix of :math:`g^N` in the coordinates of the vectors
+        (d*d,) ([G] Thm 13), from the total space.
+        """
+        bundle = self._fiber_bundle
+        (W,) = self._lifts(base_point=base_point)
+        n = bundle.d * bundle.d
+        H = bundle.horizontal_lift(np.eye(n), fiber_point=W[..., None, :, :, :])
+        return np.einsum("...iabc,...jabc->...ij", H, H)
 
     @boundary
     def log(self, point, base_point):
