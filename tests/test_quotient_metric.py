@@ -337,3 +337,17 @@ def test_quotient_metric_matrix_is_the_depth_metric_matrix(spaces):
     np.testing.assert_allclose(quotient.metric.metric_matrix(x[1]), G[1], atol=1e-14)
     u, v = np.random.default_rng(15).standard_normal((2, 4))
     np.testing.assert_allclose(u @ G[0] @ v, quotient.metric.inner_product(u, v, x[0]), rtol=1e-12)
+
+
+def test_frechet_mean_on_the_quotient(spaces):
+    """geomstats' FrechetMean runs on the quotient (log and exp) and finds DepthMetric's mean;
+    negative control: the Euclidean mean of the points differs."""
+    from geomstats.learning.frechet_mean import FrechetMean
+
+    _, quotient, space = spaces
+    rng = np.random.default_rng(16)
+    points = np.array([1.0, 0.2, 0.1, 1.5]) + 0.2 * rng.standard_normal((4, 4))
+    mean = FrechetMean(quotient).fit(points).estimate_
+    expected = FrechetMean(space).fit(points).estimate_
+    np.testing.assert_allclose(mean, expected, atol=1e-8)
+    assert np.abs(mean - points.mean(axis=0)).max() > 1e-3
