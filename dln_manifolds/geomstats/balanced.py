@@ -23,7 +23,6 @@ import numpy as np
 from geomstats.geometry.quotient_metric import QuotientMetric
 
 from .._checks import (
-    as_layer_sequence,
     as_stack,
     check_count,
     check_positive,
@@ -46,6 +45,7 @@ from ..submanifold_geodesics import (
     balanced_parallel_transport,
 )
 from ._backend import boundary, plain
+from ._layout import FlatLayers, flat_inner_product, lists_for_lists
 from .bundle import BalancedBundle, orthogonal_group_action
 from .end_to_end import EndToEndMatrices
 from .induced import InducedFrobeniusMetric, InducedSubmanifold
@@ -106,8 +106,9 @@ class BalancedMetric(InducedFrobeniusMetric):
     (O'Neill): an independent check of :class:`~dln_manifolds.geomstats.DepthMetric`.
 
     For a space of general widths (``BalancedManifold(widths=...)``) tangent vectors are
-    lists of layers and only ``inner_product`` is available: ``exp``, ``log`` and
-    ``dist`` raise NotImplementedError (geodesics are implemented for square layers only).
+    flat vectors (..., D) (or lists of layers) and only ``inner_product`` (with
+    ``squared_norm`` and ``norm``) is available: ``exp``, ``log`` and ``dist`` raise
+    NotImplementedError (geodesics are implemented for square layers only).
 
     Parameters
     ----------
@@ -119,13 +120,12 @@ class BalancedMetric(InducedFrobeniusMetric):
     """
 
     def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
-        """Frobenius inner product summed over layers; lists of layers for general widths."""
+        """Frobenius inner product summed over layers; flat vectors (..., D) (or lists of
+        layers) for general widths. Backend operations: differentiable."""
         space = self._space
         if getattr(space, "widths", None) is None:
             return super().inner_product(tangent_vec_a, tangent_vec_b, base_point)
-        a = space._layers(tangent_vec_a, "tangent_vec_a")
-        b = space._layers(tangent_vec_b, "tangent_vec_b")
-        return sum(np.sum(x * y, axis=(-2, -1)) for x, y in zip(a, b, strict=True))
+        return flat_inner_product(space.layout, tangent_vec_a, tangent_vec_b, base_point)
 
     def _geodesics(self):
         if getattr(self._space, "widths", None) is not None:
@@ -180,14 +180,15 @@ class BalancedManifold(InducedSubmanifold):
         ``bound`` scales the points, in geomstats' convention.
     widths : sequence of int, optional
         :math:`(d_0, \dots, d_N)` for layers of general widths, every hidden width at
-        least min(d_0, d_N) (then leave d out). Points and tangent vectors are lists of
-        N arrays ``W[k-1]`` of shape (..., d_k, d_{k-1}), the same leading batch axes on
-        every layer (the package's layout for general widths); ``shape`` is the
-        nominal flat size ``(sum_k d_k d_{k-1},)`` and ``dim`` is
-        :func:`~dln_manifolds.balanced_dimension`. ``belongs``, ``is_tangent``,
-        ``to_tangent``, ``projection``, ``retraction``, ``random_point``,
-        ``orthonormal_basis`` and the metric's ``inner_product`` take such lists;
-        geodesics and :meth:`equip_with_quotient` raise NotImplementedError.
+        least min(d_0, d_N) (then leave d out). Points and tangent vectors are flat
+        vectors of shape (..., D), :math:`D = \sum_k d_kd_{k-1}`, as for
+        :class:`~dln_manifolds.geomstats.Fiber` (geomstats needs one array shape per
+        space): the layers ``W[k-1]`` of shape (d_k, d_{k-1}), input layer first, each
+        row-major, concatenated; :meth:`to_layers` and :meth:`from_layers` convert.
+        ``dim`` is :func:`~dln_manifolds.balanced_dimension`. Lists of N layers (the
+        package's layout for general widths, the same leading batch axes on every
+        layer) are accepted too, and methods given lists return lists.
+        :meth:`equip_with_quotient` raises NotImplementedError.
 
     Notes
     -----
@@ -221,9 +222,12 @@ class BalancedManifold(InducedSubmanifold):
             self.widths = widths
             self.depth = len(widths) - 1
             self.d = None
-            size = sum(widths[k] * widths[k - 1] for k in range(1, len(widths)))
+            self.layout = FlatLayers(widths)
             super().__init__(
-                dim=balanced_dimension(widths), shape=(size,), intrinsic=False, equip=equip
+                dim=balanced_dimension(widths),
+                shape=(self.layout.size,),
+                intrinsic=False,
+                equip=equip,
             )
             return
         self.widths, self.d, self.depth = None, d, depth
@@ -236,24 +240,38 @@ class BalancedManifold(InducedSubmanifold):
         )
         self.group_action = orthogonal_group_action
 
-    # -- general widths: lists of layers, a loop over the batch -----------------------
+    # -- general widths: flat points (..., D); lists of layers in, lists out -----------
 
-    def _layers(self, value, name: str) -> list[np.ndarray]:
-        return as_layer_sequence(value, name, widths=self.widths, real=True)
+    def to_layers(self, point) -> list[np.ndarray]:
+        """The layers ``W[k-1]`` (..., d_k, d_{k-1}) of flat points (..., D) (general widths)."""
+        self._require_widths("to_layers")
+        return self.layout.split(self.layout.check(point, "point"))
 
-    def _over_layers(self, fun, *args):
-        """Apply fun to the single networks of batches of layers (same leading axes)."""
-        lead = np.broadcast_shapes(*(a[0].shape[:-2] for a in args))
-        args = [[np.broadcast_to(x, lead + x.shape[-2:]) for x in a] for a in args]
-        if not lead:
-            return fun(*args)
-        out = [fun(*[[x[i] for x in a] for a in args]) for i in np.ndindex(lead)]
-        if not isinstance(out[0], list):
-            return np.array(out).reshape(lead)
-        return [
-            np.stack([o[k] for o in out]).reshape(lead + out[0][k].shape)
-            for k in range(len(out[0]))
-        ]
+    def from_layers(self, layers) -> np.ndarray:
+        """The flat points (..., D) of a list of N layers ``W[k-1]`` (..., d_k, d_{k-1})."""
+        self._require_widths("from_layers")
+        if not isinstance(layers, (list, tuple)):
+            raise TypeError(
+                f"layers must be a list or tuple of layers, got {type(layers).__name__}"
+            )
+        return self.layout.check(layers, "layers")
+
+    def _require_widths(self, name: str) -> None:
+        if self.widths is None:
+            raise ValueError(
+                f"{name} is for a balanced manifold of general widths (built with widths=...); "
+                "this space's points are already stacks of layers (N, d, d)"
+            )
+
+    def _arrays(self, **arrays) -> tuple[np.ndarray, ...]:
+        if self.widths is None:
+            return super()._arrays(**arrays)
+        return tuple(self.layout.check(v, name) for name, v in arrays.items())
+
+    def _over(self, fun, *arrays):
+        if self.widths is None:
+            return super()._over(fun, *arrays)
+        return self.layout.over(fun, *arrays)
 
     def _widths_only(self, what: str):
         raise NotImplementedError(
@@ -261,68 +279,39 @@ class BalancedManifold(InducedSubmanifold):
             f"widths {self.widths}"
         )
 
+    @lists_for_lists(points=False)
     def belongs(self, point, atol: float = 1e-9):
         """True where the point is balanced (relative moments <= ``atol``) with full rank."""
-        if self.widths is None:
-            return super().belongs(point, atol)
-        return self._over_layers(
-            lambda W: self._belongs_layers(W, atol), self._layers(point, "point")
-        )
+        return super().belongs(point, atol)
 
-    def _belongs_layers(self, W, atol):
-        r = min(self.widths[0], self.widths[-1])
-        s = np.linalg.svd(W[0], compute_uv=False)
-        return bool(
-            balance_error(W) <= atol and s[r - 1] > s[0] * max(W[0].shape) * np.finfo(float).eps
-        )
-
-    def to_tangent(self, vector, base_point=None):
-        r"""Orthogonal projection :math:`P_W V` onto the tangent space at ``base_point``."""
-        if self.widths is None:
-            return super().to_tangent(vector, base_point)
-        if base_point is None:
-            raise TypeError("base_point is required: the tangent space depends on it")
-        V, W = self._layers(vector, "vector"), self._layers(base_point, "base_point")
-        return self._over_layers(lambda v, w: balanced_tangent_projection(w, v), V, W)
-
+    @lists_for_lists(points=False)
     def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
         r"""True where :math:`|V - P_W V| \le` ``atol`` :math:`\max(1, |V|)`."""
-        if self.widths is None:
-            return super().is_tangent(vector, base_point, atol)
-        if base_point is None:
-            raise TypeError("base_point is required: the tangent space depends on it")
-        V, W = self._layers(vector, "vector"), self._layers(base_point, "base_point")
+        return super().is_tangent(vector, base_point, atol)
 
-        def one(v, w):
-            p = balanced_tangent_projection(w, v)
-            res = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(v, p, strict=True)))
-            return bool(res <= atol * max(1.0, np.sqrt(sum(np.sum(a * a) for a in v))))
+    @lists_for_lists()
+    def to_tangent(self, vector, base_point=None):
+        r"""Orthogonal projection :math:`P_W V` onto the tangent space at ``base_point``."""
+        return super().to_tangent(vector, base_point)
 
-        return self._over_layers(one, V, W)
-
+    @lists_for_lists()
     def projection(self, point):
         """Map nearby points onto the manifold by the restore map (not the nearest point)."""
-        if self.widths is None:
-            return super().projection(point)
-        return self._over_layers(balanced_restore, self._layers(point, "point"))
+        return super().projection(point)
 
+    @lists_for_lists()
     def retraction(self, tangent_vec, base_point):
         """Second-order polar retraction (not the exponential map)."""
-        if self.widths is None:
-            return super().retraction(tangent_vec, base_point)
-        V = self._layers(tangent_vec, "tangent_vec")
-        W = self._layers(base_point, "base_point")
-        return self._over_layers(lambda v, w: balanced_retraction(w, v, order=2), V, W)
+        return super().retraction(tangent_vec, base_point)
 
+    @lists_for_lists()
     def random_tangent_vec(self, base_point=None, n_samples: int = 1):
         """Projected standard Gaussian vectors at ``base_point``."""
-        if self.widths is None:
-            return super().random_tangent_vec(base_point, n_samples)
-        W = self._layers(base_point, "base_point")
-        n_samples = check_count(n_samples, "n_samples")
-        lead = W[0].shape[:-2] or ((n_samples,) if n_samples > 1 else ())
-        V = [gs.random.normal(size=lead + w.shape[-2:]) for w in W]
-        return self.to_tangent(V, W)
+        if self.widths is not None:
+            n_samples = check_count(n_samples, "n_samples")
+            if base_point is None:
+                raise TypeError("base_point is required: the tangent space depends on it")
+        return super().random_tangent_vec(base_point, n_samples)
 
     # balanced_tangent_projection, balanced_restore and balanced_retraction take stacks
     core_takes_stacks = True
@@ -333,9 +322,15 @@ class BalancedManifold(InducedSubmanifold):
         return BalancedMetric
 
     def _belongs_one(self, W, atol):
-        """True if ``balance_error(W)`` (relative moments) <= ``atol`` and W_1 is invertible."""
+        """True if ``balance_error(W)`` (relative moments) <= ``atol`` and W_1 has full rank
+        r = min(d_0, d_N) (invertible for square layers)."""
+        if self.widths is not None:
+            W = self.layout.split(W)
+        r = min(W[0].shape[-1], W[-1].shape[-2])
         s = np.linalg.svd(W[0], compute_uv=False)
-        return balance_error(W) <= atol and s[-1] > s[0] * self.d * np.finfo(float).eps
+        return bool(
+            balance_error(W) <= atol and s[r - 1] > s[0] * max(W[0].shape) * np.finfo(float).eps
+        )
 
     @staticmethod
     def _tangent_projection(W, V):
@@ -378,7 +373,8 @@ class BalancedManifold(InducedSubmanifold):
 
         Returns
         -------
-        ndarray, shape (N, d, d) or (n_samples, N, d, d)
+        ndarray, shape (N, d, d) or (n_samples, N, d, d); (D,) or (n_samples, D) for
+        general widths
         """
         n_samples = check_count(n_samples, "n_samples")
         check_positive(bound, "bound")
@@ -386,13 +382,16 @@ class BalancedManifold(InducedSubmanifold):
         u = np.asarray(plain(gs.random.rand(n_samples)))
         seeds = (u * (2**31 - 1)).astype(np.int64).reshape(-1)
         if self.widths is not None:
-            nets = [
-                random_balanced_point(widths=self.widths, seed=int(s), spread=self.spread)
-                for s in seeds
-            ]
-            if n_samples == 1:
-                return [bound * w for w in nets[0]]
-            return [bound * np.stack([n[k] for n in nets]) for k in range(self.depth)]
+            pts = np.stack(
+                [
+                    bound
+                    * self.layout.join(
+                        random_balanced_point(widths=self.widths, seed=int(s), spread=self.spread)
+                    )
+                    for s in seeds
+                ]
+            )
+            return pts[0] if n_samples == 1 else pts
         pts = np.stack(
             [
                 bound * random_balanced_point(self.d, self.depth, seed=int(s), spread=self.spread)
@@ -403,9 +402,21 @@ class BalancedManifold(InducedSubmanifold):
 
     @boundary
     def orthonormal_basis(self, base_point):
-        """[G] Thm 14 basis (sign of eq. 8.21 fixed): (horizontal (d^2, N, d, d), vertical)."""
+        """[G] Thm 14 basis (sign of eq. 8.21 fixed): (horizontal (d^2, N, d, d), vertical).
+
+        For general widths (horizontal (d_0 d_N, D), vertical) flat, or lists of layers
+        (k, d_k, d_{k-1}) for a base point given as a list.
+        """
         if self.widths is not None:
-            return balanced_orthonormal_basis(self._layers(base_point, "base_point"))
+            (W,) = self._arrays(base_point=base_point)
+            if W.ndim != 1:
+                raise ValueError(
+                    f"base_point must be one point of shape {self.shape}, got {W.shape}"
+                )
+            bases = balanced_orthonormal_basis(self.layout.split(W))
+            if isinstance(base_point, (list, tuple)):
+                return bases
+            return tuple(self.layout.join(b) for b in bases)
         (base_point,) = self._arrays(base_point=base_point)
         return balanced_orthonormal_basis(base_point)
 

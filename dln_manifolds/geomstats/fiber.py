@@ -41,6 +41,7 @@ from ..fiber import (
 from ..network import balanced_point, end_to_end
 from ..submanifold_geodesics import fiber_dist, fiber_exp, fiber_log, fiber_parallel_transport
 from ._backend import boundary, plain
+from ._layout import FlatLayers, flat_inner_product
 from .induced import InducedFrobeniusMetric, InducedSubmanifold, batched_over_points
 
 __all__ = ["Fiber"]
@@ -50,13 +51,11 @@ class _FlatFrobeniusMetric(InducedFrobeniusMetric):
     """The Frobenius metric on flat points (..., D) of a :class:`Fiber` of general widths."""
 
     def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
-        """Euclidean inner product of the flat vectors; shapes (..., D) -> (...,)."""
-        a, b = self._space._arrays(tangent_vec_a=tangent_vec_a, tangent_vec_b=tangent_vec_b)
-        out = np.sum(a * b, axis=-1)
-        if base_point is not None:
-            (base_point,) = self._space._arrays(base_point=base_point)
-            out = np.broadcast_to(out, np.broadcast_shapes(out.shape, base_point.shape[:-1]))
-        return out
+        """Euclidean inner product of the flat vectors; shapes (..., D) -> (...,).
+
+        Written with backend operations: differentiable under autograd and pytorch.
+        """
+        return flat_inner_product(self._space.layout, tangent_vec_a, tangent_vec_b, base_point)
 
     def _geodesics(self):
         raise NotImplementedError(
@@ -133,8 +132,8 @@ class Fiber(InducedSubmanifold):
             self.depth = depth
             self.d = None
             self.widths = widths
-            self._layer_shapes = [(widths[k + 1], widths[k]) for k in range(depth)]
-            size = sum(a * b for a, b in self._layer_shapes)
+            self.layout = FlatLayers(widths)
+            size = self.layout.size
             super().__init__(dim=size - X.size, shape=(size,), intrinsic=False, equip=False)
             if equip:
                 self.equip_with_metric(_FlatFrobeniusMetric)
@@ -186,24 +185,14 @@ class Fiber(InducedSubmanifold):
             )
 
     def _split(self, flat: np.ndarray) -> list[np.ndarray]:
-        out, start = [], 0
-        for rows, cols in self._layer_shapes:
-            out.append(flat[start : start + rows * cols].reshape(rows, cols))
-            start += rows * cols
-        return out
+        return self.layout.split(flat)
 
     def _over(self, fun, *arrays):
         """Map fun over the batch; with ``widths``, on the layers of the flat points (fun
         takes and returns lists of layers)."""
         if self.widths is None:
             return super()._over(fun, *arrays)
-        return batched_over_points(
-            lambda *flat: np.concatenate(
-                [layer.reshape(-1) for layer in fun(*(self._split(f) for f in flat))]
-            ),
-            *arrays,
-            point_ndim=1,
-        )
+        return self.layout.over(fun, *arrays)
 
     def _belongs_one(self, W, atol):
         r"""True if :math:`|W_N\cdots W_1 - X|_F \le` ``atol`` :math:`\max(1, |X|_F)`."""
