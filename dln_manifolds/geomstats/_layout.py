@@ -27,7 +27,7 @@ import numpy as np
 from .._checks import as_array, as_layer_sequence
 from ._backend import is_traced, plain, to_backend
 
-__all__ = ["FlatLayers", "flat_inner_product", "lists_for_lists"]
+__all__ = ["FlatLayers", "LayersConversion", "flat_inner_product", "lists_for_lists"]
 
 
 class FlatLayers:
@@ -70,6 +70,23 @@ class FlatLayers:
             )
         return as_array(value, name, (self.size,), real=True, batch=True)
 
+    def to_layers(self, point, name: str = "point") -> list:
+        """Validated :meth:`split` that keeps the backend: the layers of the caller's array
+        (its gradient tape kept), or of the validated numpy array as a backend array."""
+        checked = self.check(plain(point), name)
+        return self.split(point if is_traced(point) else to_backend(checked))
+
+    def from_layers(self, layers, name: str = "layers"):
+        """Validated :meth:`join` that keeps the backend (see :meth:`to_layers`)."""
+        if not isinstance(layers, (list, tuple)):
+            raise TypeError(
+                f"{name} must be a list or tuple of layers, got {type(layers).__name__}"
+            )
+        checked = self.check(plain(layers), name)
+        if any(is_traced(layer) for layer in layers):
+            return self.join(list(layers))
+        return to_backend(checked)
+
     def over(self, fun: Callable, *arrays: np.ndarray):
         """Apply fun, which takes and returns the layers of one network, to broadcast
         batches of validated flat vectors (..., D), one network at a time.
@@ -85,6 +102,31 @@ class FlatLayers:
         if not out:
             return np.empty(batch + (self.size,))
         return np.stack([self.join(o) for o in out]).reshape(batch + (self.size,))
+
+
+class LayersConversion:
+    """Mixin of the geomstats spaces of general widths (``self.widths``, ``self.layout``):
+    conversion between flat points (..., D) and lists of layers."""
+
+    def to_layers(self, point) -> list:
+        """The layers ``W[k]`` (..., d_{k+1}, d_k) of flat points (..., D) (general widths).
+
+        Backend arrays in, backend arrays out (differentiable: a reshape).
+        """
+        self._require_widths("to_layers")
+        return self.layout.to_layers(point)
+
+    def from_layers(self, layers):
+        """The flat points (..., D) of a list of N layers ``W[k]`` (..., d_{k+1}, d_k)."""
+        self._require_widths("from_layers")
+        return self.layout.from_layers(layers)
+
+    def _require_widths(self, name: str) -> None:
+        if getattr(self, "widths", None) is None:
+            raise ValueError(
+                f"{name} is for a {type(self).__name__} of general widths (built with "
+                "widths=...); this space's points are already stacks of layers (N, d, d)"
+            )
 
 
 def flat_inner_product(layout: FlatLayers, tangent_vec_a, tangent_vec_b, base_point=None):

@@ -45,7 +45,7 @@ from ..submanifold_geodesics import (
     balanced_parallel_transport,
 )
 from ._backend import boundary, plain
-from ._layout import FlatLayers, flat_inner_product, lists_for_lists
+from ._layout import FlatLayers, LayersConversion, flat_inner_product, lists_for_lists
 from .bundle import BalancedBundle, orthogonal_group_action
 from .end_to_end import EndToEndMatrices
 from .induced import InducedFrobeniusMetric, InducedSubmanifold
@@ -158,7 +158,7 @@ class BalancedQuotientMetric(QuotientMetric):
     log = squared_dist = dist = _no_log
 
 
-class BalancedManifold(InducedSubmanifold):
+class BalancedManifold(LayersConversion, InducedSubmanifold):
     r"""Full-rank balanced weights :math:`\mathcal{M}` with the induced Frobenius metric.
 
     :math:`\dim\mathcal{M} = d^2 + (N-1)d(d-1)/2` ([G] eq. 4.6). Points and
@@ -241,27 +241,6 @@ class BalancedManifold(InducedSubmanifold):
         self.group_action = orthogonal_group_action
 
     # -- general widths: flat points (..., D); lists of layers in, lists out -----------
-
-    def to_layers(self, point) -> list[np.ndarray]:
-        """The layers ``W[k-1]`` (..., d_k, d_{k-1}) of flat points (..., D) (general widths)."""
-        self._require_widths("to_layers")
-        return self.layout.split(self.layout.check(point, "point"))
-
-    def from_layers(self, layers) -> np.ndarray:
-        """The flat points (..., D) of a list of N layers ``W[k-1]`` (..., d_k, d_{k-1})."""
-        self._require_widths("from_layers")
-        if not isinstance(layers, (list, tuple)):
-            raise TypeError(
-                f"layers must be a list or tuple of layers, got {type(layers).__name__}"
-            )
-        return self.layout.check(layers, "layers")
-
-    def _require_widths(self, name: str) -> None:
-        if self.widths is None:
-            raise ValueError(
-                f"{name} is for a balanced manifold of general widths (built with widths=...); "
-                "this space's points are already stacks of layers (N, d, d)"
-            )
 
     def _arrays(self, **arrays) -> tuple[np.ndarray, ...]:
         if self.widths is None:
