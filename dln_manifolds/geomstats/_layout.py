@@ -87,21 +87,38 @@ class FlatLayers:
             return self.join(list(layers))
         return to_backend(checked)
 
-    def over(self, fun: Callable, *arrays: np.ndarray):
-        """Apply fun, which takes and returns the layers of one network, to broadcast
-        batches of validated flat vectors (..., D), one network at a time.
-
-        A result that is not a list of layers (a bool, a number) is returned as an array
-        of the batch shape.
-        """
+    def _broadcast(self, arrays):
         batch = np.broadcast_shapes(*(a.shape[:-1] for a in arrays))
-        flat = [np.broadcast_to(a, batch + a.shape[-1:]).reshape(-1, self.size) for a in arrays]
+        return batch, [np.broadcast_to(a, batch + a.shape[-1:]) for a in arrays]
+
+    def stacked(self, fun: Callable, *arrays: np.ndarray):
+        """Apply fun, which takes and returns lists of layers with leading batch axes (a core
+        function vectorized over networks), once to broadcast batches of validated flat
+        vectors (..., D): no Python loop over the networks."""
+        batch, flat = self._broadcast(arrays)
+        if 0 in batch:
+            return np.empty(batch + (self.size,))
+        return self.join(fun(*(self.split(f) for f in flat)))
+
+    def over(self, fun: Callable, *arrays: np.ndarray, layers: bool = False):
+        """Apply fun, which takes and returns the layers of one network, to broadcast
+        batches of validated flat vectors (..., D), one network at a time (for core
+        functions that take a single network).
+
+        Returns flat vectors (..., D), or with ``layers`` the list of layers
+        (..., d_{k+1}, d_k). A result of fun that is not a list of layers (a bool, a
+        number) comes back as an array of the batch shape.
+        """
+        batch, flat = self._broadcast(arrays)
+        flat = [f.reshape(-1, self.size) for f in flat]
         out = [fun(*(self.split(f[i]) for f in flat)) for i in range(flat[0].shape[0])]
         if out and not isinstance(out[0], list):
             return np.asarray(out).reshape(batch)
         if not out:
-            return np.empty(batch + (self.size,))
-        return np.stack([self.join(o) for o in out]).reshape(batch + (self.size,))
+            joined = np.empty(batch + (self.size,))
+        else:
+            joined = np.stack([self.join(o) for o in out]).reshape(batch + (self.size,))
+        return self.split(joined) if layers else joined
 
 
 class LayersConversion:

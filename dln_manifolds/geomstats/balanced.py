@@ -29,13 +29,17 @@ from .._checks import (
     check_square_or_widths,
 )
 from ..balanced import (
+    BalancedFrame,
     balance_error,
     balanced_dimension,
     balanced_orthonormal_basis,
     balanced_restore,
     balanced_retraction,
     balanced_tangent_projection,
+    layer_balance_errors,
     random_balanced_point,
+    restore_layers,
+    retract_unchecked,
 )
 from ..submanifold_geodesics import (
     balanced_dist,
@@ -248,9 +252,27 @@ class BalancedManifold(LayersConversion, InducedSubmanifold):
         return tuple(self.layout.check(v, name) for name, v in arrays.items())
 
     def _over(self, fun, *arrays):
+        """The core on the batch in one call (``core_takes_stacks``); with ``widths`` on the
+        layers (..., d_k, d_{k-1}) of the flat points (the core's general-widths frames,
+        restore and retraction are vectorized over networks)."""
         if self.widths is None:
             return super()._over(fun, *arrays)
-        return self.layout.over(fun, *arrays)
+        return self.layout.stacked(fun, *arrays)
+
+    # the general-widths geodesics of the core take one network: a loop over the batch
+    def _layers(self, value, name: str) -> list[np.ndarray]:
+        """Validated layers (..., d_k, d_{k-1}) of flat points (..., D) or a list of layers."""
+        return self.layout.split(self.layout.check(value, name))
+
+    def _over_layers(self, fun, *args):
+        """Apply fun to the single networks of batches of layers (same leading axes)."""
+        return self.layout.over(fun, *(self.layout.join(a) for a in args), layers=True)
+
+    def _like(self, out, first):
+        """A list of layers ``out`` as flat vectors unless ``first`` is a list of layers."""
+        if isinstance(out, list) and not isinstance(first, (list, tuple)):
+            return self.layout.join(out)
+        return out
 
     def _widths_only(self, what: str):
         raise NotImplementedError(
@@ -261,7 +283,21 @@ class BalancedManifold(LayersConversion, InducedSubmanifold):
     @lists_for_lists(points=False)
     def belongs(self, point, atol: float = 1e-9):
         """True where the point is balanced (relative moments <= ``atol``) with full rank."""
-        return super().belongs(point, atol)
+        if self.widths is None:
+            return super().belongs(point, atol)
+        return self._belongs_widths(point, atol)
+
+    @boundary
+    def _belongs_widths(self, point, atol):
+        """:meth:`belongs` for general widths, vectorized over the batch (as ``_belongs_one``)."""
+        point = np.asarray(point, dtype=float)
+        if point.shape[-1:] != self.shape:
+            return np.zeros(point.shape[:-1], dtype=bool)
+        W = self.layout.split(point)
+        r = min(self.widths[0], self.widths[-1])
+        s = np.linalg.svd(W[0], compute_uv=False)
+        full_rank = s[..., r - 1] > s[..., 0] * max(W[0].shape[-2:]) * np.finfo(float).eps
+        return (layer_balance_errors(W) <= atol) & full_rank
 
     @lists_for_lists(points=False)
     def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
@@ -301,28 +337,32 @@ class BalancedManifold(LayersConversion, InducedSubmanifold):
         return BalancedMetric
 
     def _belongs_one(self, W, atol):
-        """True if ``balance_error(W)`` (relative moments) <= ``atol`` and W_1 has full rank
-        r = min(d_0, d_N) (invertible for square layers)."""
-        if self.widths is not None:
-            W = self.layout.split(W)
-        r = min(W[0].shape[-1], W[-1].shape[-2])
+        """True if ``balance_error(W)`` (relative moments) <= ``atol`` and W_1 is invertible."""
         s = np.linalg.svd(W[0], compute_uv=False)
-        return bool(
-            balance_error(W) <= atol and s[r - 1] > s[0] * max(W[0].shape) * np.finfo(float).eps
-        )
+        return balance_error(W) <= atol and s[-1] > s[0] * self.d * np.finfo(float).eps
+
+    # General widths: lists of layers with batch axes, validated at the adapter's door
+    # (shapes, finite, real; the frame still checks rank and balance), to the core's
+    # vectorized internals (its checked doors take one network of general widths).
 
     @staticmethod
     def _tangent_projection(W, V):
+        if isinstance(W, list):
+            return BalancedFrame.from_valid(W).tangent_projection_unchecked(V)
         return balanced_tangent_projection(W, V)
 
     @staticmethod
     def _restore(W):
         # polar restore map onto M (exactly balanced; identity on M)
+        if isinstance(W, list):
+            return restore_layers(W)
         return balanced_restore(W)
 
     @staticmethod
     def _retract(W, V):
         # second-order polar retraction
+        if isinstance(W, list):
+            return retract_unchecked(W, V, order=2)
         return balanced_retraction(W, V, order=2)
 
     @staticmethod

@@ -163,6 +163,9 @@ class Fiber(LayersConversion, InducedSubmanifold):
         return balanced_point(self.X, self.depth)
 
     # -- general widths: flat points ----------------------------------------------------
+    def _split(self, flat: np.ndarray) -> list[np.ndarray]:
+        return self.layout.split(flat)
+
     def _over(self, fun, *arrays):
         """Map fun over the batch; with ``widths``, on the layers of the flat points (fun
         takes and returns lists of layers)."""
@@ -173,7 +176,7 @@ class Fiber(LayersConversion, InducedSubmanifold):
     def _belongs_one(self, W, atol):
         r"""True if :math:`|W_N\cdots W_1 - X|_F \le` ``atol`` :math:`\max(1, |X|_F)`."""
         if self.widths is not None:
-            W = self.layout.split(W)
+            W = self._split(W)
         scale = max(1.0, float(np.linalg.norm(self.X)))
         return np.linalg.norm(end_to_end(W) - self.X) <= atol * scale
 
