@@ -399,3 +399,21 @@ def test_widths_vectorized_adapter_matches_the_checked_core(widths):
     # negative control: an unbalanced base point is refused, as by the checked core
     with pytest.raises(ValueError, match="not balanced"):
         space.to_tangent(Z, off)
+
+
+def test_widths_orthonormal_basis_is_flat_and_spans_the_tangent_space():
+    from dln_manifolds.geomstats import BalancedManifold
+
+    space = BalancedManifold(widths=(2, 4, 3, 5))
+    P = space.random_point()
+    hor, ver = space.orthonormal_basis(P)
+    assert hor.shape == (10, space.shape[0])
+    B = np.concatenate([hor, ver])
+    assert B.shape == (space.dim, space.shape[0])
+    np.testing.assert_allclose(B @ B.T, np.eye(space.dim), atol=1e-12)
+    np.testing.assert_allclose(space.to_tangent(B, P), B, atol=1e-12)
+    # lists in, lists out: the layers of the same vectors
+    hor_layers, _ = space.orthonormal_basis(space.to_layers(P))
+    np.testing.assert_allclose(space.from_layers(hor_layers), hor, atol=1e-15)
+    with pytest.raises(ValueError, match="one point"):
+        space.orthonormal_basis(space.random_point(2))

@@ -324,12 +324,7 @@ WIDTHS_GEODESICS_PENDING = (
     "geodesic_boundary_points",
     "geodesic_bvp_reverse",
     "geodesic_bvp_belongs",
-    "parallel_transport_ivp_vec",
-    "parallel_transport_bvp_vec",
-    "parallel_transport_ivp_transported_is_tangent",
-    "parallel_transport_bvp_transported_is_tangent",
-    "parallel_transport_ivp_norm",
-    "parallel_transport_bvp_norm",
+    *sorted(TRANSPORT),
     "dist_vec",
     "dist_is_symmetric",
     "dist_is_positive",
@@ -408,3 +403,31 @@ for _widths in WIDTHS_CASES:
                 ),
             ],
         )
+
+
+def test_widths_generic_cases_can_fail():
+    """Negative control: the generic manifold tests on a widths space catch a wrong
+    projection (the identity, off the manifold) and a wrong to_tangent (twice P)."""
+    space = BalancedManifold(widths=WIDTHS_CASES[0])
+    case_class = type("Case", (ProjectionTestCaseMixins, ManifoldTestCase), {})
+    case = case_class()
+    case.space, case.data_generator = space, WidthsGenerator(space)
+    case.test_projection_belongs(3, 1e-6)  # the real space passes
+    case.test_to_tangent_is_tangent(3, 1e-6)
+
+    class WrongProjection(BalancedManifold):
+        def projection(self, point):
+            return point
+
+    class WrongTangent(BalancedManifold):
+        def to_tangent(self, vector, base_point=None):
+            return 2 * super().to_tangent(vector, base_point)
+
+    for wrong, test in (
+        (WrongProjection, case.test_projection_belongs),
+        (WrongTangent, case.test_to_tangent_is_tangent),
+    ):
+        case.space = wrong(widths=WIDTHS_CASES[0])
+        case.data_generator = WidthsGenerator(case.space)
+        with pytest.raises(AssertionError):
+            test(3, 1e-6)
