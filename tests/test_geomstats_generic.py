@@ -7,7 +7,8 @@ random-data generators of tests/geomstats_data.py, through geomstats'
 (d, N), including N = inf, with points in each component of GL(d) (a class per
 sign of the determinant: the geodesic tests pair points of one component);
 Fiber, BalancedManifold, their induced metrics, BalancedBundle and the quotient
-metric of M -> (M_d, g^N). The default run takes a few (d, N); the full matrix
+metric of M -> (M_d, g^N); Fiber and BalancedManifold of general widths (flat
+points (D,), ``WIDTHS_CASES``). The default run takes a few (d, N); the full matrix
 is marked slow.
 
 Skipped tests are listed in ``SKIPS`` with the reason; nothing is silently
