@@ -308,14 +308,17 @@ def _restore_stack(Y: np.ndarray) -> np.ndarray:
 
 
 def restore_layers(Y: list[np.ndarray]) -> list[np.ndarray]:
-    """:func:`balanced_restore` of validated real layers of general widths (internal)."""
-    r = min(Y[0].shape[1], Y[-1].shape[0])
+    """:func:`balanced_restore` of validated real layers of general widths (internal).
+
+    Vectorized over leading batch axes shared by every layer (..., d_k, d_{k-1}).
+    """
+    r = min(Y[0].shape[-1], Y[-1].shape[-2])
     u, s, vh = np.linalg.svd(Y[0], full_matrices=False)
-    u, s = u[:, :r], s[:r]
-    out = [(u * s) @ vh[:r]]
+    u, s = u[..., :r], s[..., None, :r]
+    out = [(u * s) @ vh[..., :r, :]]
     for p in range(1, len(Y)):
         o = polar_factor(Y[p] @ u)
-        out.append((o * s) @ u.T)
+        out.append((o * s) @ _h(u))
         u = o
     return out
 
@@ -403,12 +406,7 @@ def balance_error(W, *, widths: Sequence[int] | None = None) -> float:
     """
     if _is_layers(W):
         layers = as_layer_sequence(W, "W", widths=widths, batch=False)
-        err = 0.0
-        for lower, upper in zip(layers[:-1], layers[1:], strict=True):
-            G = lower @ _h(lower) - _h(upper) @ upper
-            scale = np.sum(np.abs(lower) ** 2) + np.sum(np.abs(upper) ** 2)
-            err = max(err, float(np.linalg.norm(G) / (scale if scale > 0 else 1.0)))
-        return err
+        return float(layer_balance_errors(layers))
     W = _stack(W, real=False, batch=True)
     _check_no_widths(W, widths)
     if W.shape[-3] == 1:
@@ -418,6 +416,19 @@ def balance_error(W, *, widths: Sequence[int] | None = None) -> float:
     scale = sq[..., :-1] + sq[..., 1:]
     scale = np.where(scale > 0, scale, 1.0)
     return float(np.max(np.linalg.norm(G, axis=(-2, -1)) / scale))
+
+
+def layer_balance_errors(layers: list[np.ndarray]) -> np.ndarray:
+    """:func:`balance_error` of each network of validated layers (..., d_k, d_{k-1}) with
+    leading batch axes (internal: the geomstats adapter's vectorized ``belongs``)."""
+    err = np.zeros(layers[0].shape[:-2])
+    for lower, upper in zip(layers[:-1], layers[1:], strict=True):
+        G = lower @ _h(lower) - _h(upper) @ upper
+        scale = np.sum(np.abs(lower) ** 2, axis=(-2, -1)) + np.sum(
+            np.abs(upper) ** 2, axis=(-2, -1)
+        )
+        err = np.maximum(err, np.linalg.norm(G, axis=(-2, -1)) / np.where(scale > 0, scale, 1.0))
+    return err
 
 
 def check_balanced(
@@ -568,35 +579,35 @@ def _stack_frames(W: np.ndarray, tol: float, check: bool) -> tuple[np.ndarray, n
 
 
 def _layer_frames(W: list[np.ndarray], tol: float, check: bool) -> tuple[list, np.ndarray]:
-    """Completed frames [Q_k, Q_k^perp] (d_k x d_k) and lam (r,) of validated layers."""
-    r = min(W[0].shape[1], W[-1].shape[0])
+    """Completed frames [Q_k, Q_k^perp] (..., d_k, d_k) and lam (..., r) of validated layers
+    (..., d_k, d_{k-1}) (leading batch axes shared by every layer)."""
+    r = min(W[0].shape[-1], W[-1].shape[-2])
     svds = [np.linalg.svd(layer) for layer in W]
-    lam = svds[0][1][:r].copy()
+    lam = svds[0][1][..., :r].copy()
     if check:
-        check_full_rank(lam, "W (layer 1)")
-        spread = 0.0
+        check_full_rank_batch(lam, "W (layer 1)")
+        spread = np.zeros(lam.shape[:-1])
         for _, S, _ in svds:
-            spread = max(
-                spread, float(np.max(np.abs(S[:r] - lam))), float(np.max(S[r:], initial=0))
-            )
-        spread /= lam[0]
+            spread = np.maximum(spread, np.max(np.abs(S[..., :r] - lam), axis=-1))
+            spread = np.maximum(spread, np.max(S[..., r:], axis=-1, initial=0))
+        spread = float(np.max(spread / lam[..., 0]))
         if spread > tol:
             raise ValueError(
                 f"W is not balanced: the layers' singular values differ by {spread:.3g} "
                 f"(relative; layers of rank r = {r}) > tol = {tol:.3g}"
             )
-    F = [svds[0][2].T.copy(), svds[0][0].copy()]
+    F = [_h(svds[0][2]), svds[0][0].copy()]
     with np.errstate(invalid="ignore"):
-        cut = lam[:-1] - lam[1:] > _CLUSTER_GAP * lam[:-1]
-    label = np.cumsum(np.concatenate([[0], cut]))
-    block = label[:, None] == label[None, :]
+        cut = lam[..., :-1] - lam[..., 1:] > _CLUSTER_GAP * lam[..., :-1]
+    label = np.cumsum(np.concatenate([np.zeros(cut.shape[:-1] + (1,), bool), cut], -1), -1)
+    block = label[..., :, None] == label[..., None, :]
     for p in range(1, len(W)):
         U, S, Vh = svds[p]
         with np.errstate(divide="ignore", invalid="ignore"):
-            B = (S[:r, None] * (Vh[:r] @ F[p][:, :r])) / lam[None, :]
+            B = (S[..., :r, None] * (Vh[..., :r, :] @ F[p][..., :r])) / lam[..., None, :]
         B = np.where(block & np.isfinite(B), B, 0.0)
         Fp = U.copy()
-        Fp[:, :r] = U[:, :r] @ polar_factor(B)
+        Fp[..., :r] = U[..., :r] @ polar_factor(B)
         F.append(Fp)
     return F, lam
 
@@ -850,7 +861,9 @@ class BalancedFrame:
         """The frame of validated layers (a real stack or a list of float64 layers).
 
         Internal door for callers that validated W themselves: ``verify`` keeps the
-        rank and balance checks, the input checks are skipped.
+        rank and balance checks, the input checks are skipped. For general widths the
+        layers may carry leading batch axes (the same on every layer); such a frame serves
+        the tangent projection only (the other methods take one network).
         """
         frame = cls.__new__(cls)
         frame._init(W, tol, verify)
@@ -865,7 +878,7 @@ class BalancedFrame:
             self.depth = len(W)
             self.r = min(self.widths[0], self.widths[-1])
             self.Q, self.lam = _layer_frames(W, tol, check)
-            self._batch = ()
+            self._batch = W[0].shape[:-2]
         else:
             self.depth, d = W.shape[-3], W.shape[-1]
             self.widths = (d,) * (self.depth + 1)
@@ -924,13 +937,13 @@ class BalancedFrame:
     def _to(self, Z: Layers) -> Layers:
         Q = self.Q
         if self._general:
-            return [Q[k + 1].T @ Z[k] @ Q[k] for k in range(self.depth)]
+            return [_h(Q[k + 1]) @ Z[k] @ Q[k] for k in range(self.depth)]
         return _h(Q[..., 1:, :, :]) @ Z @ Q[..., :-1, :, :]
 
     def _from(self, Zh: Layers) -> Layers:
         Q = self.Q
         if self._general:
-            return [Q[k + 1] @ Zh[k] @ Q[k].T for k in range(self.depth)]
+            return [Q[k + 1] @ Zh[k] @ _h(Q[k]) for k in range(self.depth)]
         return Q[..., 1:, :, :] @ Zh @ _h(Q[..., :-1, :, :])
 
     # -- tangent and normal spaces, in frame coordinates -----------------------------
@@ -944,6 +957,7 @@ class BalancedFrame:
         """Frame coordinates of the horizontal part of frame coordinates Zh (unchecked)."""
         if not self._general:
             return _horizontal_hat(Zh, self.lam)
+        self._single("horizontal_hat (general widths)")
         r = self.r
         c, _ = self._coeff()
         A = np.stack([z[:r, :r] for z in Zh])
@@ -956,25 +970,27 @@ class BalancedFrame:
         return out
 
     def _layers_project_hat(self, Zh: list[np.ndarray]):
-        """Tangent part, square multipliers s (N-1, r, r) and tails t^T of the pairs."""
+        """Tangent part, square multipliers s (..., N-1, r, r) and tails t^T of the pairs
+        (vectorized over the frame's batch axes)."""
         r, lam = self.r, self.lam
-        At, Sa = _project_hat(np.stack([z[:r, :r] for z in Zh]), lam)
+        At, Sa = _project_hat(np.stack([z[..., :r, :r] for z in Zh], axis=-3), lam)
         T = [np.zeros_like(z) for z in Zh]
         for k in range(self.depth):
-            T[k][:r, :r] = At[k]
-        T[0][:r, r:] = Zh[0][:r, r:]  # B_1: free
-        T[-1][r:, :r] = Zh[-1][r:, :r]  # C_N: free
+            T[k][..., :r, :r] = At[..., k, :, :]
+        T[0][..., :r, r:] = Zh[0][..., :r, r:]  # B_1: free
+        T[-1][..., r:, :r] = Zh[-1][..., r:, :r]  # C_N: free
         tails = []
         for k in range(1, self.depth):  # hidden width d_k: C_k (layer k) and B_{k+1}
-            C, B = Zh[k - 1][r:, :r], Zh[k][:r, r:]
-            mid = 0.5 * (C + B.T)
-            T[k - 1][r:, :r] = mid
-            T[k][:r, r:] = mid.T
-            tails.append(0.5 * (C - B.T) / lam[None, :])  # t_k^T
+            C, B = Zh[k - 1][..., r:, :r], Zh[k][..., :r, r:]
+            mid = 0.5 * (C + _h(B))
+            T[k - 1][..., r:, :r] = mid
+            T[k][..., :r, r:] = _h(mid)
+            tails.append(0.5 * (C - _h(B)) / lam[..., None, :])  # t_k^T
         return T, Sa, tails
 
     def _multiplier_hats(self, Zh: Layers) -> list[np.ndarray]:
         """Frame coordinates of S_0, ..., S_N (S_0 = S_N = 0) of the normal part of Zh."""
+        self._single("the normal multipliers (general widths)")
         _, Sa, tails = self._layers_project_hat(Zh)
         r, w = self.r, self.widths
         S = [np.zeros((w[0], w[0]))]
@@ -1154,6 +1170,7 @@ class BalancedFrame:
         if not self._general:
             self._single("orthonormal_basis")
             return _square_basis(self.Q, self.lam, self._coeff()[0])
+        self._single("orthonormal_basis")
         return self._layers_basis()
 
     def _layers_basis(self):

@@ -2,11 +2,12 @@
 
 Run by tests/test_geomstats_backends.py in a subprocess (geomstats reads the
 backend once, at import): ``python geomstats_backend_script.py SECTION...`` with
-sections ``downstairs`` ((M_d, g^N): EndToEndMatrices(2, 3)) and ``upstairs``
-(BalancedManifold, Fiber, BalancedBundle, the quotient metric). Prints one JSON
-line: the type of every returned array, errors of exp/log round trips and of the
-Frechet means, and, under an autodiff backend, the relative error of every
-gradient against central finite differences (ambient coordinates on the open set
+sections ``downstairs`` ((M_d, g^N): EndToEndMatrices(2, 3)), ``upstairs``
+(BalancedManifold, Fiber, BalancedBundle, the quotient metric) and ``widths``
+(BalancedManifold and Fiber of general widths, flat points: all but geodesics).
+Prints one JSON line: the type of every returned array, errors of exp/log round
+trips and of the Frechet means, and, under an autodiff backend, the relative
+error of every gradient against central finite differences (ambient coordinates on the open set
 M_d; directional derivatives along retraction curves on the submanifolds).
 """
 
@@ -21,7 +22,7 @@ from geomstats.learning.frechet_mean import FrechetMean
 from dln_manifolds.geomstats import BalancedManifold, EndToEndMatrices, Fiber
 from dln_manifolds.geomstats._backend import BACKEND, NotDifferentiableError, plain
 
-SECTIONS = sys.argv[1:] or ["downstairs", "upstairs"]
+SECTIONS = sys.argv[1:] or ["downstairs", "upstairs", "widths"]
 t0 = time.time()
 out = {"backend": BACKEND, "autodiff": bool(gs.has_autodiff()), "types": {}, "not_diff": {}}
 out["grad_err"] = {}
@@ -240,6 +241,38 @@ if "upstairs" in SECTIONS:
         check_tangent_grad("fib.log(point)", lambda p: gs.sum(G * fib.metric.log(p, F)), FT, fib)
         check_not_differentiable("bal.exp(base_point)", lambda p: gs.sum(bal.metric.exp(V, p)), W)
         check_not_differentiable("bal.projection", lambda p: gs.sum(bal.projection(p)), W)
+
+
+def widths_section(name, sp):
+    """Every method of a space of general widths but the geodesics (flat points (D,))."""
+    P = record(f"{name}.random_point", sp.random_point())
+    Ps = record(f"{name}.random_point(3)", sp.random_point(3))
+    out[f"{name}.belongs"] = bool(np.all(npf(record(f"{name}.belongs", sp.belongs(Ps)))))
+    U = record(f"{name}.to_tangent", sp.to_tangent(gs.random.normal(size=P.shape), P))
+    out[f"{name}.is_tangent"] = bool(npf(record(f"{name}.is_tangent", sp.is_tangent(U, P))))
+    record(f"{name}.random_tangent_vec", sp.random_tangent_vec(Ps))
+    off = record(f"{name}.projection", sp.projection(Ps + 0.01))
+    out[f"{name}.projection_belongs"] = bool(np.all(npf(sp.belongs(off))))
+    record(f"{name}.retraction", sp.retraction(0.1 * U, P))
+    record(f"{name}.inner_product", sp.metric.inner_product(U, 2 * U, P))
+    record(f"{name}.squared_norm", sp.metric.squared_norm(U, P))
+    record(f"{name}.norm", sp.metric.norm(U, P))
+    record(f"{name}.to_layers", tuple(sp.to_layers(Ps)))
+    record(f"{name}.from_layers", sp.from_layers(sp.to_layers(Ps)))
+    if not gs.has_autodiff():
+        return
+    G = gs.array(np.sin(np.arange(P.shape[0], dtype=float)))
+    check_grad(f"{name}.squared_norm(vector)", lambda u: sp.metric.squared_norm(u, P), U)
+    check_grad(f"{name}.inner_product(vector)", lambda u: sp.metric.inner_product(u, U + 1, P), U)
+    check_grad(f"{name}.to_tangent", lambda u: gs.sum(G * sp.to_tangent(u, P)), U + 0.1)
+    check_grad(f"{name}.to_layers", lambda p: gs.sum(gs.sin(sp.to_layers(p)[1])), P)
+    check_not_differentiable(f"{name}.projection", lambda p: gs.sum(sp.projection(p)), P)
+
+
+if "widths" in SECTIONS:
+    widths_section("bal_w", BalancedManifold(widths=(3, 5, 4, 2)))
+    X_w = np.array([[1.1, 0.2], [-0.3, 0.8], [0.5, 0.1], [0.0, 0.4], [0.2, -0.6]])
+    widths_section("fib_w", Fiber(X_w, 3, widths=(2, 4, 3, 5)))
 
 out["seconds"] = time.time() - t0
 print(json.dumps(out))

@@ -25,6 +25,7 @@ import sys
 import types
 
 import numpy as np
+import pytest
 
 # geomstats.test.parametrizers imports the notebook runners (nbformat, nbconvert) at
 # module level for its notebook tests only; they are not dependencies of this project.
@@ -201,21 +202,27 @@ def without(group: dict, names) -> dict:
     return {kind: [n for n in tests if n not in names] for kind, tests in group.items()}
 
 
-def _data_method(kind: str):
+def _data_method(kind: str, reason: str | None = None):
     generate = _KINDS[kind]
+    marks = (pytest.mark.skip(reason=reason),) if reason else ()
 
     def method(self):
-        return getattr(self, generate)()
+        return getattr(self, generate)(marks=marks)
 
     return method
 
 
-def data_class(name: str, *groups: dict, skips=(), tolerances=None, xfails=()) -> type:
+def data_class(
+    name: str, *groups: dict, skips=(), tolerances=None, xfails=(), skip_reasons=None
+) -> type:
     """A TestData subclass with a ``<test>_test_data`` method for every test of ``groups``.
 
     A test that a ``<test>_vec`` entry names is vectorization-tested by geomstats
     (explicit ``test_<test>_vec`` where the test case has one, generated otherwise).
+    ``skips`` are geomstats' skips (a mark without a reason); ``skip_reasons`` maps
+    further test names (``<test>`` or ``<test>_vec``) to the reason pytest reports.
     """
+    skip_reasons = dict(skip_reasons or {})
     attrs: dict = {
         "trials": 1,
         "skips": tuple(skips),
@@ -231,7 +238,9 @@ def data_class(name: str, *groups: dict, skips=(), tolerances=None, xfails=()) -
         for kind, names in group.items():
             for test in names:
                 key = f"{test}_vec" if kind in ("vec", "vec_time") else test
-                attrs[f"{key}_test_data"] = _data_method(kind)
+                attrs[f"{key}_test_data"] = _data_method(kind, skip_reasons.pop(key, None))
+    if skip_reasons:
+        raise ValueError(f"skip_reasons names tests not in the groups: {sorted(skip_reasons)}")
     return type(name, (TestData,), attrs)
 
 
@@ -294,42 +303,67 @@ class ComponentGenerator(RandomDataGenerator):
 class SubmanifoldGenerator(RandomDataGenerator):
     """Random points of one component of the fiber or the balanced manifold.
 
-    The components are the sign patterns of the layer determinants: points are
-    drawn by ``space.random_point`` and kept where every layer has the sign of the
-    reference (the center of the fiber; all positive on the balanced manifold).
-    Tangent vectors: projected Gaussians of relative size ``scale``.
+    Square layers (points (N, d, d)): the components are the sign patterns of the layer
+    determinants, so points are drawn by ``space.random_point`` and kept where every
+    layer has the sign of the reference (the center of the fiber; all positive on the
+    balanced manifold). General widths (flat points (D,), :class:`WidthsGenerator`):
+    ``space.random_point`` as it is. Tangent vectors: projected Gaussians of relative
+    size ``scale``.
     """
 
     def __init__(self, space, scale: float = 0.1):
         super().__init__(space)
         self.scale = scale
-        center = getattr(space, "center", None)
-        self.signs = np.sign(np.linalg.det(center)) if center is not None else np.ones(space.depth)
+        self.axes = tuple(range(-len(space.shape), 0))
+        self.signs = self._reference_signs()
+
+    def _reference_signs(self):
+        center = getattr(self.space, "center", None)
+        return np.sign(np.linalg.det(center)) if center is not None else np.ones(self.space.depth)
+
+    def _kept(self, pts):
+        return [p for p in pts if np.all(np.sign(np.linalg.det(p)) == self.signs)]
 
     def random_point(self, n_points=1):
         kept = []
         for _ in range(1000):
             pts = self.space.random_point(4 * n_points).reshape((-1,) + self.space.shape)
-            kept += [p for p in pts if np.all(np.sign(np.linalg.det(p)) == self.signs)]
+            kept += self._kept(pts)
             if len(kept) >= n_points:
                 break
         pts = np.stack(kept[:n_points])
         return pts[0] if n_points == 1 else pts
 
+    def _relative(self, v, base_point, scale):
+        """v rescaled to ``scale`` times the Frobenius norm of the base point."""
+        ratio = np.sqrt(np.sum(base_point**2, axis=self.axes) / np.sum(v**2, axis=self.axes))
+        return scale * v * np.asarray(ratio).reshape(np.shape(ratio) + (1,) * len(self.axes))
+
     def random_tangent_vec(self, base_point):
         base_point = gs.array(base_point)
         v = self.space.to_tangent(gs.random.normal(size=base_point.shape), base_point)
-        axes = (-3, -2, -1)
-        ratio = np.sqrt(np.sum(base_point**2, axis=axes) / np.sum(v**2, axis=axes))
-        return self.scale * v * np.asarray(ratio)[..., None, None, None]
+        return self._relative(v, base_point, self.scale)
 
     def point_to_project(self, n_points=1):
         """A point moved off the submanifold by a Gaussian of relative size 0.05."""
         point = self.random_point(n_points)
-        noise = gs.random.normal(size=point.shape)
-        axes = (-3, -2, -1)
-        ratio = np.sqrt(np.sum(point**2, axis=axes) / np.sum(noise**2, axis=axes))
-        return point + 0.05 * noise * np.asarray(ratio)[..., None, None, None]
+        return point + self._relative(gs.random.normal(size=point.shape), point, 0.05)
+
+
+class WidthsGenerator(SubmanifoldGenerator):
+    """Random points of the fiber or the balanced manifold of general widths (flat (D,)).
+
+    The layers are rectangular, so there are no determinants to fix a component: points
+    are ``space.random_point`` (the balanced manifolds of the test widths, with a hidden
+    width above r = min(d_0, d_N), are connected: the frames of the hidden layers are
+    Stiefel matrices, and a reflection of the r x r frame passes through them).
+    """
+
+    def _reference_signs(self):
+        return None
+
+    def _kept(self, pts):
+        return list(pts)
 
 
 class BaseGenerator(ComponentGenerator):

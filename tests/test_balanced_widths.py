@@ -500,7 +500,8 @@ def test_geomstats_adapter_for_general_widths():
     space = GBalanced(widths=widths)
     assert space.dim == balanced_dimension(widths)
     W = space.random_point()
-    batch = space.random_point(n_samples=3)
+    assert space.random_point(n_samples=3).shape == (3, 10 + 20 + 12)  # flat, as Fiber's
+    batch = space.to_layers(space.random_point(n_samples=3))  # lists in, lists out below
     assert [w.shape for w in batch] == [(3, 5, 2), (3, 4, 5), (3, 3, 4)]
     assert space.belongs(W) and np.all(space.belongs(batch))
     rng = np.random.default_rng(26)

@@ -217,7 +217,7 @@ def _full_run(backend: str) -> dict:
     if backend not in _RUNS:
         env = dict(os.environ, GEOMSTATS_BACKEND=backend)
         proc = subprocess.run(
-            [sys.executable, BACKEND_SCRIPT, "downstairs", "upstairs"],
+            [sys.executable, BACKEND_SCRIPT, "downstairs", "upstairs", "widths"],
             env=env,
             capture_output=True,
             text=True,
@@ -266,7 +266,7 @@ def test_frechet_means(backend):
 def test_gradients_match_finite_differences(backend):
     out = _full_run(backend)
     errors = out["grad_err"]
-    assert len(errors) == 29
+    assert len(errors) == 29 + 8  # 8: general widths, 4 per space
     # dist and log shoot to 1e-10, exp and log VJPs difference the RK4 flow (step 1e-3):
     # ~1e-7 against finite differences; the closed-form VJPs to ~1e-10
     loose = {k: e for k, e in errors.items() if any(s in k for s in ("dist", "exp", "log"))}
@@ -279,6 +279,141 @@ def test_gradients_match_finite_differences(backend):
 @pytest.mark.parametrize("backend", ["autograd", "pytorch"])
 def test_methods_without_derivatives_raise(backend):
     out = _full_run(backend)
-    assert set(out["not_diff"]) == {"e2e.christoffels", "bal.exp(base_point)", "bal.projection"}
+    assert set(out["not_diff"]) == {
+        "e2e.christoffels",
+        "bal.exp(base_point)",
+        "bal.projection",
+        "bal_w.projection",
+        "fib_w.projection",
+    }
     for name, message in out["not_diff"].items():
         assert "is not differentiable in" in message, name
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_general_widths_under_every_backend(backend):
+    """BalancedManifold and Fiber of general widths (flat points): every method but the
+    geodesics returns the backend's arrays and the right answers."""
+    out = _full_run(backend)
+    for space in ("bal_w", "fib_w"):
+        names = [k for k in out["types"] if k.startswith(f"{space}.")]
+        assert len(names) == 13, names
+        for check in ("belongs", "is_tangent", "projection_belongs"):
+            assert out[f"{space}.{check}"] is True, (space, check)
+        if backend != "numpy":
+            assert {f"grad.{space}.{m}" for m in ("to_tangent", "to_layers")} <= set(out["types"])
+
+
+# ---------------------------------------------------------------------------
+# General widths in process (numpy backend): flat points, lists in and lists out
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["balanced", "fiber"])
+def test_widths_lists_and_flat_points_agree(kind):
+    from dln_manifolds.geomstats import BalancedManifold, Fiber
+
+    widths = (3, 5, 4, 2)
+    rng = np.random.default_rng(31)
+    if kind == "balanced":
+        space = BalancedManifold(widths=widths)
+    else:
+        space = Fiber(np.eye(2, 3) + 0.3 * rng.normal(size=(2, 3)), 3, widths=widths)
+    P = space.random_point(4)
+    Z = rng.normal(size=P.shape)
+    layers = space.to_layers(P)
+    assert [w.shape for w in layers] == [(4, 5, 3), (4, 4, 5), (4, 2, 4)]
+    assert np.array_equal(space.from_layers(layers), P)
+    # the flat layout is row-major layers, input layer first
+    assert np.array_equal(P[1, :15], layers[0][1].reshape(-1))
+    T = space.to_tangent(Z, P)
+    if kind == "balanced":  # lists in, lists out
+        T_layers = space.to_tangent(space.to_layers(Z), layers)
+        assert isinstance(T_layers, list)
+        np.testing.assert_allclose(space.from_layers(T_layers), T, atol=1e-14)
+        assert np.all(space.belongs(layers)) and np.all(space.is_tangent(T_layers, layers))
+    # the batch gives the single-point results
+    np.testing.assert_allclose(T[2], space.to_tangent(Z[2], P[2]), atol=1e-14)
+    inner = space.metric.inner_product(T, Z, P)
+    np.testing.assert_allclose(inner, np.sum(T * Z, axis=-1))
+    # projection: symmetric (the to_tangent VJP is to_tangent itself) and idempotent
+    Y = rng.normal(size=P.shape)
+    np.testing.assert_allclose(
+        np.sum(space.to_tangent(Y, P) * Z, axis=-1), np.sum(Y * T, axis=-1), rtol=1e-10
+    )
+    np.testing.assert_allclose(space.to_tangent(T, P), T, atol=1e-12)
+    # negative control: the ambient vector is not tangent
+    assert not np.any(space.is_tangent(Z, P))
+
+
+def test_widths_to_tangent_vjp_matches_finite_differences():
+    from dln_manifolds.geomstats import BalancedManifold, _derivatives
+
+    space = BalancedManifold(widths=(2, 4, 3, 5))
+    rng = np.random.default_rng(32)
+    P = space.random_point()
+    V, C = rng.normal(size=(2,) + P.shape)
+    args = {"self": space, "vector": V, "base_point": P}
+    vjp = _derivatives.projection_vjp("to_tangent")
+    grad = vjp(args, None, C, ("vector",))["vector"]
+    ref = _fd(lambda u: np.sum(C * space.to_tangent(u, P)), V)
+    assert np.max(np.abs(grad - ref)) < 1e-8
+    assert np.max(np.abs(C - ref)) > 1e-2  # negative control: not the identity's VJP
+
+
+@pytest.mark.parametrize("widths", [(3, 5, 4, 2), (2, 4, 3, 5), (2, 2, 3)])
+def test_widths_vectorized_adapter_matches_the_checked_core(widths):
+    """BalancedManifold of general widths passes whole batches to the core's vectorized
+    internals: each network gives what the checked single-network doors give."""
+    from dln_manifolds import (
+        balance_error,
+        balanced_restore,
+        balanced_retraction,
+        balanced_tangent_projection,
+    )
+    from dln_manifolds.geomstats import BalancedManifold
+
+    space = BalancedManifold(widths=widths)
+    rng = np.random.default_rng(33)
+    P = space.random_point(5)
+    Z = rng.normal(size=P.shape)
+    off = P + 0.05 * rng.normal(size=P.shape)
+    T = space.to_tangent(Z, P)
+    V = 0.2 * T
+    R, proj = space.retraction(V, P), space.projection(off)
+    layers = [space.to_layers(x) for x in (P, Z, off, V, R, proj)]
+    for i in range(5):
+        W, Zi, Oi, Vi = ([w[i] for w in x] for x in layers[:4])
+        for got, ref in (
+            (T[i], balanced_tangent_projection(W, Zi)),
+            (proj[i], balanced_restore(Oi)),
+            (R[i], balanced_retraction(W, Vi, order=2)),
+        ):
+            np.testing.assert_allclose(got, space.from_layers(ref), atol=1e-12)
+    assert np.all(space.belongs(P)) and np.all(space.belongs(proj))
+    errors = np.array([balance_error([w[i] for w in layers[2]]) for i in range(5)])
+    np.testing.assert_array_equal(
+        space.belongs(off, atol=np.median(errors)), errors <= np.median(errors)
+    )
+    # negative control: an unbalanced base point is refused, as by the checked core
+    with pytest.raises(ValueError, match="not balanced"):
+        space.to_tangent(Z, off)
+
+
+def test_widths_orthonormal_basis_is_flat_and_spans_the_tangent_space():
+    from dln_manifolds.geomstats import BalancedManifold
+
+    space = BalancedManifold(widths=(2, 4, 3, 5))
+    P = space.random_point()
+    hor, ver = space.orthonormal_basis(P)
+    assert hor.shape == (10, space.shape[0])
+    B = np.concatenate([hor, ver])
+    assert B.shape == (space.dim, space.shape[0])
+    np.testing.assert_allclose(B @ B.T, np.eye(space.dim), atol=1e-12)
+    np.testing.assert_allclose(space.to_tangent(B, P), B, atol=1e-12)
+    # lists in, lists out: the layers of the same vectors
+    hor_layers, _ = space.orthonormal_basis(space.to_layers(P))
+    np.testing.assert_allclose(space.from_layers(hor_layers), hor, atol=1e-15)
+    with pytest.raises(ValueError, match="one point"):
+        space.orthonormal_basis(space.random_point(2))

@@ -7,7 +7,8 @@ random-data generators of tests/geomstats_data.py, through geomstats'
 (d, N), including N = inf, with points in each component of GL(d) (a class per
 sign of the determinant: the geodesic tests pair points of one component);
 Fiber, BalancedManifold, their induced metrics, BalancedBundle and the quotient
-metric of M -> (M_d, g^N). The default run takes a few (d, N); the full matrix
+metric of M -> (M_d, g^N); Fiber and BalancedManifold of general widths (flat
+points (D,), ``WIDTHS_CASES``). The default run takes a few (d, N); the full matrix
 is marked slow.
 
 Skipped tests are listed in ``SKIPS`` with the reason; nothing is silently
@@ -44,6 +45,7 @@ from geomstats_data import (  # noqa: E402  (stubs the notebook runners of param
     ComponentGenerator,
     DataBasedParametrizer,
     SubmanifoldGenerator,
+    WidthsGenerator,
     data_class,
     without,
 )
@@ -314,3 +316,133 @@ def test_components_are_not_joined(d, depth):
     # negative control: the generators do produce both signs
     dets = np.linalg.det(space.to_matrix(np.concatenate([x, y])))
     assert np.all(np.sign(dets) == [1, 1, 1, -1, -1, -1])
+
+
+# --- general widths: Fiber and BalancedManifold with flat points (D,) ---------------------
+
+#: Every generic test that calls a geodesic of general widths (exp, log, dist, parallel
+#: transport of the induced metrics on F_X and M). Those are being implemented in
+#: submanifold_geodesics.py and the adapters' geodesic methods; until they are merged these
+#: tests are skipped with the reason WIDTHS_PENDING_REASON. Delete this tuple (and
+#: ``_widths_pending``'s use of it) once they are in.
+WIDTHS_GEODESICS_PENDING = (
+    "exp_vec",
+    "log_vec",
+    "exp_belongs",
+    "log_is_tangent",
+    "exp_after_log",
+    "log_after_exp",
+    "exp_geodesic_ivp",
+    "geodesic_ivp_vec",
+    "geodesic_ivp_belongs",
+    "geodesic_bvp_vec",
+    "geodesic_boundary_points",
+    "geodesic_bvp_reverse",
+    "geodesic_bvp_belongs",
+    *sorted(TRANSPORT),
+    "dist_vec",
+    "dist_is_symmetric",
+    "dist_is_positive",
+    "dist_point_to_itself_is_zero",
+    "dist_triangle_inequality",
+    "squared_dist_vec",
+    "squared_dist_is_symmetric",
+    "squared_dist_is_positive",
+    "dist_is_log_norm",
+)
+WIDTHS_PENDING_REASON = "widths geodesics: pending"
+
+
+def _widths_pending(groups, skips):
+    """Skip reasons for the pending tests among ``groups`` (not already in ``skips``)."""
+    names = {
+        f"{test}_vec" if kind in ("vec", "vec_time") else test
+        for group in groups
+        for kind, tests in group.items()
+        for test in tests
+    }
+    return {
+        k: WIDTHS_PENDING_REASON for k in WIDTHS_GEODESICS_PENDING if k in names and k not in skips
+    }
+
+
+def _widths_metric_data(name, one_point, tolerances):
+    groups = _METRIC_GROUPS
+    skips = _UP_SKIPS
+    if one_point:
+        groups = tuple(without(g, TWO_POINT) for g in groups)
+        skips = tuple(k for k in skips if k.removesuffix("_vec") not in TWO_POINT)
+        tolerances = {k: v for k, v in tolerances.items() if k not in TWO_POINT}
+    return data_class(
+        name,
+        *groups,
+        skips=skips,
+        tolerances=tolerances,
+        skip_reasons=_widths_pending(groups, skips),
+    )
+
+
+#: The widths of the generic tests: a wide and a tall end-to-end matrix, no square layer.
+WIDTHS_CASES = [(3, 5, 4, 2), (2, 4, 3, 5)]
+_WIDTHS_TOL = {"Fiber": _UP_TOL, "BalancedManifold": BalancedMetricTestData.tolerances}
+
+for _widths in WIDTHS_CASES:
+    _rng = np.random.default_rng(sum(_widths))
+    _X = np.eye(_widths[-1], _widths[0]) + 0.3 * _rng.standard_normal((_widths[-1], _widths[0]))
+    _sfx = "w" + "".join(str(w) for w in _widths)
+    for _kind, _sp in (
+        ("Fiber", Fiber(_X, len(_widths) - 1, widths=_widths)),
+        ("BalancedManifold", BalancedManifold(widths=_widths)),
+    ):
+        _make_all(
+            _sp,
+            WidthsGenerator(_sp),
+            [
+                (
+                    f"Test{_kind}_{_sfx}",
+                    (ProjectionTestCaseMixins, ManifoldTestCase),
+                    False,
+                    SubmanifoldTestData,
+                ),
+                (
+                    f"Test{_kind}Metric_{_sfx}",
+                    _METRIC,
+                    False,
+                    _widths_metric_data(f"{_kind}WidthsOnePoint", True, _WIDTHS_TOL[_kind]),
+                ),
+                (
+                    f"Test{_kind}Metric_{_sfx}_full",
+                    _METRIC,
+                    True,
+                    _widths_metric_data(f"{_kind}WidthsFull", False, _WIDTHS_TOL[_kind]),
+                ),
+            ],
+        )
+
+
+def test_widths_generic_cases_can_fail():
+    """Negative control: the generic manifold tests on a widths space catch a wrong
+    projection (the identity, off the manifold) and a wrong to_tangent (twice P)."""
+    space = BalancedManifold(widths=WIDTHS_CASES[0])
+    case_class = type("Case", (ProjectionTestCaseMixins, ManifoldTestCase), {})
+    case = case_class()
+    case.space, case.data_generator = space, WidthsGenerator(space)
+    case.test_projection_belongs(3, 1e-6)  # the real space passes
+    case.test_to_tangent_is_tangent(3, 1e-6)
+
+    class WrongProjection(BalancedManifold):
+        def projection(self, point):
+            return point
+
+    class WrongTangent(BalancedManifold):
+        def to_tangent(self, vector, base_point=None):
+            return 2 * super().to_tangent(vector, base_point)
+
+    for wrong, test in (
+        (WrongProjection, case.test_projection_belongs),
+        (WrongTangent, case.test_to_tangent_is_tangent),
+    ):
+        case.space = wrong(widths=WIDTHS_CASES[0])
+        case.data_generator = WidthsGenerator(case.space)
+        with pytest.raises(AssertionError):
+            test(3, 1e-6)

@@ -9,7 +9,9 @@ everything here works under its numpy, autograd and pytorch backends (section
   shape (d * d,) (row-major; :func:`matrix_to_vector`, :func:`vector_to_matrix`).
 - :class:`Fiber`, :class:`BalancedManifold`: the fiber F_X and the balanced
   manifold M (points of shape (N, d, d)) with the induced Frobenius metric
-  (:class:`BalancedMetric` adds numerical geodesics of M).
+  (:class:`BalancedMetric` adds numerical geodesics of M). With ``widths=(d_0, ...,
+  d_N)`` (general widths) points are flat vectors (D,), the layers row-major and
+  concatenated, input layer first (``to_layers``, ``from_layers``).
 - :class:`BalancedBundle`: the submersion M -> (M_d, g^N) as a geomstats
   ``FiberBundle``; ``BalancedManifold.equip_with_quotient()`` builds geomstats'
   ``QuotientMetric`` on (M_d, g^N) from it ([G] Thm 13). Its ``align`` goes
@@ -18,8 +20,9 @@ everything here works under its numpy, autograd and pytorch backends (section
   distance of M, along the orbits of :func:`orthogonal_group_action`; the
   Frobenius-nearest point is :func:`align_orbit`).
 
-Batches (..., N, d, d) go to the core functions in one call where they take
-stacks; the rest loop over the points.
+Batches (..., N, d, d), and for BalancedManifold the batches of flat points of
+general widths, go to the core functions in one call where they take stacks; the
+rest loop over the points.
 
 Backends
 --------
@@ -38,7 +41,9 @@ order), with derivatives from the core:
   theorem); ``EndToEndMatrices.to_tangent``, ``to_matrix``, ``to_vector``,
   :func:`matrix_to_vector`, :func:`vector_to_matrix`.
 - :class:`Fiber`, :class:`BalancedManifold` and their metrics: ``inner_product``,
-  ``squared_norm``, ``norm`` (backend operations), ``to_tangent`` in the vector,
+  ``squared_norm``, ``norm`` (backend operations; general widths too),
+  ``to_tangent`` in the vector (general widths too), ``to_layers`` and
+  ``from_layers`` (general widths),
   ``dist``, ``squared_dist``, ``exp`` in the tangent vector, ``log`` in the point
   (tangent directions).
 - :class:`BalancedBundle`: ``riemannian_submersion``;

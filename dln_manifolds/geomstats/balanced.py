@@ -25,8 +25,6 @@ import numpy as np
 from geomstats.geometry.quotient_metric import QuotientMetric
 
 from .._checks import (
-    as_array,
-    as_layer_sequence,
     as_stack,
     check_count,
     check_positive,
@@ -34,13 +32,17 @@ from .._checks import (
 )
 from ..alignment import horizontal_log, horizontal_parallel_transport, orbit_distance
 from ..balanced import (
+    BalancedFrame,
     balance_error,
     balanced_dimension,
     balanced_orthonormal_basis,
     balanced_restore,
     balanced_retraction,
     balanced_tangent_projection,
+    layer_balance_errors,
     random_balanced_point,
+    restore_layers,
+    retract_unchecked,
 )
 from ..submanifold_geodesics import (
     balanced_dist,
@@ -50,6 +52,7 @@ from ..submanifold_geodesics import (
     balanced_parallel_transport,
 )
 from ._backend import boundary, plain
+from ._layout import FlatLayers, LayersConversion, flat_inner_product, lists_for_lists
 from .bundle import BalancedBundle, orthogonal_group_action
 from .end_to_end import EndToEndMatrices
 from .induced import InducedFrobeniusMetric, InducedSubmanifold
@@ -127,14 +130,12 @@ class BalancedMetric(InducedFrobeniusMetric):
     """
 
     def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
-        """Frobenius inner product summed over layers; lists of layers (or flat vectors)
-        for general widths."""
+        """Frobenius inner product summed over layers; flat vectors (..., D) (or lists of
+        layers) for general widths. Backend operations: differentiable."""
         space = self._space
         if getattr(space, "widths", None) is None:
             return super().inner_product(tangent_vec_a, tangent_vec_b, base_point)
-        a = space._layers(plain(tangent_vec_a), "tangent_vec_a")
-        b = space._layers(plain(tangent_vec_b), "tangent_vec_b")
-        return sum(np.sum(x * y, axis=(-2, -1)) for x, y in zip(a, b, strict=True))
+        return flat_inner_product(space.layout, tangent_vec_a, tangent_vec_b, base_point)
 
     def _general(self) -> bool:
         return getattr(self._space, "widths", None) is not None
@@ -319,7 +320,7 @@ class BalancedQuotientMetric(QuotientMetric):
         return bundle.tangent_riemannian_submersion(U1, W1)
 
 
-class BalancedManifold(InducedSubmanifold):
+class BalancedManifold(LayersConversion, InducedSubmanifold):
     r"""Full-rank balanced weights :math:`\mathcal{M}` with the induced Frobenius metric.
 
     :math:`\dim\mathcal{M} = d^2 + (N-1)d(d-1)/2` ([G] eq. 4.6). Points and
@@ -341,18 +342,15 @@ class BalancedManifold(InducedSubmanifold):
         ``bound`` scales the points, in geomstats' convention.
     widths : sequence of int, optional
         :math:`(d_0, \dots, d_N)` for layers of general widths, every hidden width at
-        least min(d_0, d_N) (then leave d out). Points and tangent vectors are lists of
-        N arrays ``W[k-1]`` of shape (..., d_k, d_{k-1}), the same leading batch axes on
-        every layer (the package's layout for general widths), or flat vectors (..., D) of
-        the layers raveled and concatenated (:meth:`to_layers`, :meth:`from_layers`; the
-        layout of :class:`~dln_manifolds.geomstats.Fiber` of general widths, which
-        geomstats' estimators such as ``FrechetMean`` need); ``shape`` is ``(D,)``,
-        :math:`D = \sum_k d_k d_{k-1}`, and ``dim`` is
-        :func:`~dln_manifolds.balanced_dimension`. ``belongs``, ``is_tangent``,
-        ``to_tangent``, ``projection``, ``retraction``, ``random_point``,
-        ``orthonormal_basis`` and the metric (``inner_product``, ``exp``, ``log``,
-        ``dist``, ``parallel_transport``) take both layouts and return the layout of
-        their first argument; :meth:`equip_with_quotient` raises NotImplementedError.
+        least min(d_0, d_N) (then leave d out). Points and tangent vectors are flat
+        vectors of shape (..., D), :math:`D = \sum_k d_kd_{k-1}`, as for
+        :class:`~dln_manifolds.geomstats.Fiber` (geomstats needs one array shape per
+        space): the layers ``W[k-1]`` of shape (d_k, d_{k-1}), input layer first, each
+        row-major, concatenated; :meth:`to_layers` and :meth:`from_layers` convert.
+        ``dim`` is :func:`~dln_manifolds.balanced_dimension`. Lists of N layers (the
+        package's layout for general widths, the same leading batch axes on every
+        layer) are accepted too, and methods given lists return lists.
+        :meth:`equip_with_quotient` raises NotImplementedError.
 
     Notes
     -----
@@ -386,9 +384,12 @@ class BalancedManifold(InducedSubmanifold):
             self.widths = widths
             self.depth = len(widths) - 1
             self.d = None
-            size = sum(widths[k] * widths[k - 1] for k in range(1, len(widths)))
+            self.layout = FlatLayers(widths)
             super().__init__(
-                dim=balanced_dimension(widths), shape=(size,), intrinsic=False, equip=equip
+                dim=balanced_dimension(widths),
+                shape=(self.layout.size,),
+                intrinsic=False,
+                equip=equip,
             )
             return
         self.widths, self.d, self.depth = None, d, depth
@@ -401,58 +402,35 @@ class BalancedManifold(InducedSubmanifold):
         )
         self.group_action = orthogonal_group_action
 
-    # -- general widths: lists of layers, a loop over the batch -----------------------
+    # -- general widths: flat points (..., D); lists of layers in, lists out -----------
 
-    def _layers(self, value, name: str) -> list[np.ndarray]:
-        """Layers (..., d_k, d_{k-1}) of a list of layers or of flat vectors (..., D)."""
-        if isinstance(value, (list, tuple)):
-            return as_layer_sequence(value, name, widths=self.widths, real=True)
-        flat = as_array(value, name, self.shape, real=True, batch=True)
-        out, start, lead = [], 0, flat.shape[:-1]
-        for k in range(self.depth):
-            rows, cols = self.widths[k + 1], self.widths[k]
-            out.append(flat[..., start : start + rows * cols].reshape(lead + (rows, cols)))
-            start += rows * cols
-        return out
-
-    def _like(self, out, first):
-        """A result of :meth:`_over_layers` in the layout of the argument ``first``."""
-        if isinstance(out, list) and not isinstance(first, (list, tuple)):
-            lead = out[0].shape[:-2]
-            return np.concatenate([z.reshape(lead + (-1,)) for z in out], axis=-1)
-        return out
-
-    def to_layers(self, point) -> list[np.ndarray]:
-        """The layers ``W[k-1]`` (..., d_k, d_{k-1}) of flat points (..., D) (general widths)."""
-        self._require_widths("to_layers")
-        return [z.copy() for z in self._layers(plain(point), "point")]
-
-    def from_layers(self, layers) -> np.ndarray:
-        """The flat points (..., D) of a list of layers (general widths)."""
-        self._require_widths("from_layers")
-        layers = as_layer_sequence(plain(layers), "layers", widths=self.widths, real=True)
-        return self._like(layers, np.empty(0))
-
-    def _require_widths(self, name: str) -> None:
+    def _arrays(self, **arrays) -> tuple[np.ndarray, ...]:
         if self.widths is None:
-            raise ValueError(
-                f"{name} is for a balanced manifold of general widths (built with widths=...); "
-                "this space's points are already stacks of layers (N, d, d)"
-            )
+            return super()._arrays(**arrays)
+        return tuple(self.layout.check(v, name) for name, v in arrays.items())
+
+    def _over(self, fun, *arrays):
+        """The core on the batch in one call (``core_takes_stacks``); with ``widths`` on the
+        layers (..., d_k, d_{k-1}) of the flat points (the core's general-widths frames,
+        restore and retraction are vectorized over networks)."""
+        if self.widths is None:
+            return super()._over(fun, *arrays)
+        return self.layout.stacked(fun, *arrays)
+
+    # the general-widths geodesics of the core take one network: a loop over the batch
+    def _layers(self, value, name: str) -> list[np.ndarray]:
+        """Validated layers (..., d_k, d_{k-1}) of flat points (..., D) or a list of layers."""
+        return self.layout.split(self.layout.check(value, name))
 
     def _over_layers(self, fun, *args):
         """Apply fun to the single networks of batches of layers (same leading axes)."""
-        lead = np.broadcast_shapes(*(a[0].shape[:-2] for a in args))
-        args = [[np.broadcast_to(x, lead + x.shape[-2:]) for x in a] for a in args]
-        if not lead:
-            return fun(*args)
-        out = [fun(*[[x[i] for x in a] for a in args]) for i in np.ndindex(lead)]
-        if not isinstance(out[0], list):
-            return np.array(out).reshape(lead)
-        return [
-            np.stack([o[k] for o in out]).reshape(lead + out[0][k].shape)
-            for k in range(len(out[0]))
-        ]
+        return self.layout.over(fun, *(self.layout.join(a) for a in args), layers=True)
+
+    def _like(self, out, first):
+        """A list of layers ``out`` as flat vectors unless ``first`` is a list of layers."""
+        if isinstance(out, list) and not isinstance(first, (list, tuple)):
+            return self.layout.join(out)
+        return out
 
     def _widths_only(self, what: str):
         raise NotImplementedError(
@@ -460,70 +438,53 @@ class BalancedManifold(InducedSubmanifold):
             f"widths {self.widths}"
         )
 
+    @lists_for_lists(points=False)
     def belongs(self, point, atol: float = 1e-9):
         """True where the point is balanced (relative moments <= ``atol``) with full rank."""
         if self.widths is None:
             return super().belongs(point, atol)
-        return self._over_layers(
-            lambda W: self._belongs_layers(W, atol), self._layers(point, "point")
-        )
+        return self._belongs_widths(point, atol)
 
-    def _belongs_layers(self, W, atol):
+    @boundary
+    def _belongs_widths(self, point, atol):
+        """:meth:`belongs` for general widths, vectorized over the batch (as ``_belongs_one``)."""
+        point = np.asarray(point, dtype=float)
+        if point.shape[-1:] != self.shape:
+            return np.zeros(point.shape[:-1], dtype=bool)
+        W = self.layout.split(point)
         r = min(self.widths[0], self.widths[-1])
         s = np.linalg.svd(W[0], compute_uv=False)
-        return bool(
-            balance_error(W) <= atol and s[r - 1] > s[0] * max(W[0].shape) * np.finfo(float).eps
-        )
+        full_rank = s[..., r - 1] > s[..., 0] * max(W[0].shape[-2:]) * np.finfo(float).eps
+        return (layer_balance_errors(W) <= atol) & full_rank
 
-    def to_tangent(self, vector, base_point=None):
-        r"""Orthogonal projection :math:`P_W V` onto the tangent space at ``base_point``."""
-        if self.widths is None:
-            return super().to_tangent(vector, base_point)
-        if base_point is None:
-            raise TypeError("base_point is required: the tangent space depends on it")
-        V, W = self._layers(vector, "vector"), self._layers(base_point, "base_point")
-        out = self._over_layers(lambda v, w: balanced_tangent_projection(w, v), V, W)
-        return self._like(out, vector)
-
+    @lists_for_lists(points=False)
     def is_tangent(self, vector, base_point=None, atol: float = 1e-9):
         r"""True where :math:`|V - P_W V| \le` ``atol`` :math:`\max(1, |V|)`."""
-        if self.widths is None:
-            return super().is_tangent(vector, base_point, atol)
-        if base_point is None:
-            raise TypeError("base_point is required: the tangent space depends on it")
-        V, W = self._layers(vector, "vector"), self._layers(base_point, "base_point")
+        return super().is_tangent(vector, base_point, atol)
 
-        def one(v, w):
-            p = balanced_tangent_projection(w, v)
-            res = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(v, p, strict=True)))
-            return bool(res <= atol * max(1.0, np.sqrt(sum(np.sum(a * a) for a in v))))
+    @lists_for_lists()
+    def to_tangent(self, vector, base_point=None):
+        r"""Orthogonal projection :math:`P_W V` onto the tangent space at ``base_point``."""
+        return super().to_tangent(vector, base_point)
 
-        return self._over_layers(one, V, W)
-
+    @lists_for_lists()
     def projection(self, point):
         """Map nearby points onto the manifold by the restore map (not the nearest point)."""
-        if self.widths is None:
-            return super().projection(point)
-        return self._like(self._over_layers(balanced_restore, self._layers(point, "point")), point)
+        return super().projection(point)
 
+    @lists_for_lists()
     def retraction(self, tangent_vec, base_point):
         """Second-order polar retraction (not the exponential map)."""
-        if self.widths is None:
-            return super().retraction(tangent_vec, base_point)
-        V = self._layers(tangent_vec, "tangent_vec")
-        W = self._layers(base_point, "base_point")
-        out = self._over_layers(lambda v, w: balanced_retraction(w, v, order=2), V, W)
-        return self._like(out, tangent_vec)
+        return super().retraction(tangent_vec, base_point)
 
+    @lists_for_lists()
     def random_tangent_vec(self, base_point=None, n_samples: int = 1):
         """Projected standard Gaussian vectors at ``base_point``."""
-        if self.widths is None:
-            return super().random_tangent_vec(base_point, n_samples)
-        W = self._layers(base_point, "base_point")
-        n_samples = check_count(n_samples, "n_samples")
-        lead = W[0].shape[:-2] or ((n_samples,) if n_samples > 1 else ())
-        V = [plain(gs.random.normal(size=lead + w.shape[-2:])) for w in W]
-        return self._like(self.to_tangent(V, W), base_point)
+        if self.widths is not None:
+            n_samples = check_count(n_samples, "n_samples")
+            if base_point is None:
+                raise TypeError("base_point is required: the tangent space depends on it")
+        return super().random_tangent_vec(base_point, n_samples)
 
     # balanced_tangent_projection, balanced_restore and balanced_retraction take stacks
     core_takes_stacks = True
@@ -538,18 +499,28 @@ class BalancedManifold(InducedSubmanifold):
         s = np.linalg.svd(W[0], compute_uv=False)
         return balance_error(W) <= atol and s[-1] > s[0] * self.d * np.finfo(float).eps
 
+    # General widths: lists of layers with batch axes, validated at the adapter's door
+    # (shapes, finite, real; the frame still checks rank and balance), to the core's
+    # vectorized internals (its checked doors take one network of general widths).
+
     @staticmethod
     def _tangent_projection(W, V):
+        if isinstance(W, list):
+            return BalancedFrame.from_valid(W).tangent_projection_unchecked(V)
         return balanced_tangent_projection(W, V)
 
     @staticmethod
     def _restore(W):
         # polar restore map onto M (exactly balanced; identity on M)
+        if isinstance(W, list):
+            return restore_layers(W)
         return balanced_restore(W)
 
     @staticmethod
     def _retract(W, V):
         # second-order polar retraction
+        if isinstance(W, list):
+            return retract_unchecked(W, V, order=2)
         return balanced_retraction(W, V, order=2)
 
     @staticmethod
@@ -579,7 +550,8 @@ class BalancedManifold(InducedSubmanifold):
 
         Returns
         -------
-        ndarray, shape (N, d, d) or (n_samples, N, d, d)
+        ndarray, shape (N, d, d) or (n_samples, N, d, d); (D,) or (n_samples, D) for
+        general widths
         """
         n_samples = check_count(n_samples, "n_samples")
         check_positive(bound, "bound")
@@ -587,13 +559,16 @@ class BalancedManifold(InducedSubmanifold):
         u = np.asarray(plain(gs.random.rand(n_samples)))
         seeds = (u * (2**31 - 1)).astype(np.int64).reshape(-1)
         if self.widths is not None:
-            nets = [
-                random_balanced_point(widths=self.widths, seed=int(s), spread=self.spread)
-                for s in seeds
-            ]
-            if n_samples == 1:
-                return [bound * w for w in nets[0]]
-            return [bound * np.stack([n[k] for n in nets]) for k in range(self.depth)]
+            pts = np.stack(
+                [
+                    bound
+                    * self.layout.join(
+                        random_balanced_point(widths=self.widths, seed=int(s), spread=self.spread)
+                    )
+                    for s in seeds
+                ]
+            )
+            return pts[0] if n_samples == 1 else pts
         pts = np.stack(
             [
                 bound * random_balanced_point(self.d, self.depth, seed=int(s), spread=self.spread)
@@ -604,9 +579,21 @@ class BalancedManifold(InducedSubmanifold):
 
     @boundary
     def orthonormal_basis(self, base_point):
-        """[G] Thm 14 basis (sign of eq. 8.21 fixed): (horizontal (d^2, N, d, d), vertical)."""
+        """[G] Thm 14 basis (sign of eq. 8.21 fixed): (horizontal (d^2, N, d, d), vertical).
+
+        For general widths (horizontal (d_0 d_N, D), vertical) flat, or lists of layers
+        (k, d_k, d_{k-1}) for a base point given as a list.
+        """
         if self.widths is not None:
-            return balanced_orthonormal_basis(self._layers(base_point, "base_point"))
+            (W,) = self._arrays(base_point=base_point)
+            if W.ndim != 1:
+                raise ValueError(
+                    f"base_point must be one point of shape {self.shape}, got {W.shape}"
+                )
+            bases = balanced_orthonormal_basis(self.layout.split(W))
+            if isinstance(base_point, (list, tuple)):
+                return bases
+            return tuple(self.layout.join(b) for b in bases)
         (base_point,) = self._arrays(base_point=base_point)
         return balanced_orthonormal_basis(base_point)
 

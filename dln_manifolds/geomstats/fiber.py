@@ -23,7 +23,6 @@ import numpy as np
 from .._checks import (
     as_array,
     as_arrays,
-    as_layer_sequence,
     as_matrix,
     as_stack,
     check_count,
@@ -41,6 +40,7 @@ from ..fiber import (
 from ..network import balanced_point, end_to_end
 from ..submanifold_geodesics import fiber_dist, fiber_exp, fiber_log, fiber_parallel_transport
 from ._backend import boundary, plain
+from ._layout import FlatLayers, LayersConversion, flat_inner_product
 from .induced import InducedFrobeniusMetric, InducedSubmanifold, batched_over_points
 
 __all__ = ["Fiber"]
@@ -50,16 +50,14 @@ class _FlatFrobeniusMetric(InducedFrobeniusMetric):
     """The Frobenius metric on flat points (..., D) of a :class:`Fiber` of general widths."""
 
     def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
-        """Euclidean inner product of the flat vectors; shapes (..., D) -> (...,)."""
-        a, b = self._space._arrays(tangent_vec_a=tangent_vec_a, tangent_vec_b=tangent_vec_b)
-        out = np.sum(a * b, axis=-1)
-        if base_point is not None:
-            (base_point,) = self._space._arrays(base_point=base_point)
-            out = np.broadcast_to(out, np.broadcast_shapes(out.shape, base_point.shape[:-1]))
-        return out
+        """Euclidean inner product of the flat vectors; shapes (..., D) -> (...,).
+
+        Written with backend operations: differentiable under autograd and pytorch.
+        """
+        return flat_inner_product(self._space.layout, tangent_vec_a, tangent_vec_b, base_point)
 
 
-class Fiber(InducedSubmanifold):
+class Fiber(LayersConversion, InducedSubmanifold):
     r"""The fiber :math:`\mathcal{F}_X` over a full-rank X, with the induced Frobenius metric.
 
     :math:`\dim \mathcal{F}_X = (N-1)d^2`. Points and tangent vectors are
@@ -128,8 +126,8 @@ class Fiber(InducedSubmanifold):
             self.depth = depth
             self.d = None
             self.widths = widths
-            self._layer_shapes = [(widths[k + 1], widths[k]) for k in range(depth)]
-            size = sum(a * b for a, b in self._layer_shapes)
+            self.layout = FlatLayers(widths)
+            size = self.layout.size
             super().__init__(dim=size - X.size, shape=(size,), intrinsic=False, equip=False)
             if equip:
                 self.equip_with_metric(_FlatFrobeniusMetric)
@@ -156,49 +154,19 @@ class Fiber(InducedSubmanifold):
         With ``widths``: ``balanced_point(X, N, widths=widths)`` as a flat vector (D,).
         """
         if self.widths is not None:
-            return self.from_layers(balanced_point(self.X, self.depth, widths=self.widths))
+            return self.layout.join(balanced_point(self.X, self.depth, widths=self.widths))
         return balanced_point(self.X, self.depth)
 
     # -- general widths: flat points ----------------------------------------------------
-    def to_layers(self, point) -> list[np.ndarray]:
-        """The layers of a flat point (D,) of a fiber of general widths: N arrays
-        ``W[k]`` of shape (d_{k+1}, d_k) (views into a validated copy)."""
-        self._require_widths("to_layers")
-        (point,) = as_arrays(self.shape, point=point)
-        return self._split(point)
-
-    def from_layers(self, layers) -> np.ndarray:
-        """The flat point (D,) of a list of N layers ``W[k]`` of shape (d_{k+1}, d_k)."""
-        self._require_widths("from_layers")
-        layers = as_layer_sequence(layers, "layers", widths=self.widths, batch=False, real=True)
-        return np.concatenate([layer.reshape(-1) for layer in layers])
-
-    def _require_widths(self, name: str) -> None:
-        if self.widths is None:
-            raise ValueError(
-                f"{name} is for a fiber of general widths (built with widths=...); this "
-                "fiber's points are already stacks of layers (N, d, d)"
-            )
-
     def _split(self, flat: np.ndarray) -> list[np.ndarray]:
-        out, start = [], 0
-        for rows, cols in self._layer_shapes:
-            out.append(flat[start : start + rows * cols].reshape(rows, cols))
-            start += rows * cols
-        return out
+        return self.layout.split(flat)
 
     def _over(self, fun, *arrays):
         """Map fun over the batch; with ``widths``, on the layers of the flat points (fun
         takes and returns lists of layers)."""
         if self.widths is None:
             return super()._over(fun, *arrays)
-        return batched_over_points(
-            lambda *flat: np.concatenate(
-                [layer.reshape(-1) for layer in fun(*(self._split(f) for f in flat))]
-            ),
-            *arrays,
-            point_ndim=1,
-        )
+        return self.layout.over(fun, *arrays)
 
     def _belongs_one(self, W, atol):
         r"""True if :math:`|W_N\cdots W_1 - X|_F \le` ``atol`` :math:`\max(1, |X|_F)`."""
@@ -258,7 +226,7 @@ class Fiber(InducedSubmanifold):
             pts = []
             for _ in range(n_samples):
                 a = [0.3 * bound * plain(gs.random.normal(size=(dk, dk))) for dk in hidden]
-                pts.append(self.from_layers(fiber_restore(group_action_exp(a, C), self.X)))
+                pts.append(self.layout.join(fiber_restore(group_action_exp(a, C), self.X)))
             pts = np.stack(pts)
             return pts[0] if n_samples == 1 else pts
         C = self.center
