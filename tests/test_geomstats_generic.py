@@ -320,52 +320,6 @@ def test_components_are_not_joined(d, depth):
 
 # --- general widths: Fiber and BalancedManifold with flat points (D,) ---------------------
 
-#: Every generic test that calls a geodesic of general widths (exp, log, dist, parallel
-#: transport of the induced metrics on F_X and M). Those are being implemented in
-#: submanifold_geodesics.py and the adapters' geodesic methods; until they are merged these
-#: tests are skipped with the reason WIDTHS_PENDING_REASON. Delete this tuple (and
-#: ``_widths_pending``'s use of it) once they are in.
-WIDTHS_GEODESICS_PENDING = (
-    "exp_vec",
-    "log_vec",
-    "exp_belongs",
-    "log_is_tangent",
-    "exp_after_log",
-    "log_after_exp",
-    "exp_geodesic_ivp",
-    "geodesic_ivp_vec",
-    "geodesic_ivp_belongs",
-    "geodesic_bvp_vec",
-    "geodesic_boundary_points",
-    "geodesic_bvp_reverse",
-    "geodesic_bvp_belongs",
-    *sorted(TRANSPORT),
-    "dist_vec",
-    "dist_is_symmetric",
-    "dist_is_positive",
-    "dist_point_to_itself_is_zero",
-    "dist_triangle_inequality",
-    "squared_dist_vec",
-    "squared_dist_is_symmetric",
-    "squared_dist_is_positive",
-    "dist_is_log_norm",
-)
-WIDTHS_PENDING_REASON = "widths geodesics: pending"
-
-
-def _widths_pending(groups, skips):
-    """Skip reasons for the pending tests among ``groups`` (not already in ``skips``)."""
-    names = {
-        f"{test}_vec" if kind in ("vec", "vec_time") else test
-        for group in groups
-        for kind, tests in group.items()
-        for test in tests
-    }
-    return {
-        k: WIDTHS_PENDING_REASON for k in WIDTHS_GEODESICS_PENDING if k in names and k not in skips
-    }
-
-
 def _widths_metric_data(name, one_point, tolerances):
     groups = _METRIC_GROUPS
     skips = _UP_SKIPS
@@ -378,7 +332,6 @@ def _widths_metric_data(name, one_point, tolerances):
         *groups,
         skips=skips,
         tolerances=tolerances,
-        skip_reasons=_widths_pending(groups, skips),
     )
 
 
