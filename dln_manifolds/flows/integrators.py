@@ -357,6 +357,13 @@ def _erkc_step(velocity, t, y, h, f0, s):
     return fine + err, err
 
 
+#: What a velocity may raise at the stage of a trial step that has left the region where it
+#: is defined (a stage that overflowed, an SVD that did not converge, an input check): the
+#: step is rejected and shrunk, at most ``_MAX_FAILED_TRIALS`` times in a row.
+_TRIAL_ERRORS = (ArithmeticError, ValueError)  # FloatingPointError, OverflowError, LinAlgError
+_MAX_FAILED_TRIALS = 12
+
+
 def _spectral_radius(velocity, t, y, f0, direction, max_iter: int = 30):
     """Nonlinear power method for the spectral radius of dv/dy at y (Sommeijer et al. 1997).
 
@@ -534,7 +541,7 @@ def integrate_flow(
     times, states = [0.0], [np.array(save_as(y), copy=True)]
     records = {name: [np.asarray(f(0.0, y))] for name, f in monitors.items()}
 
-    t, n_steps, n_rejected, attempts = 0.0, 0, 0, 0
+    t, n_steps, n_rejected, attempts, failures = 0.0, 0, 0, 0, 0
     f0 = None  # velocity at (t, y) when known (FSAL, rejected steps, rkc)
     rho, rho_dir, rho_age = None, None, 0  # rkc: spectral radius, its direction and age
     mode, streak = "dopri5", 0  # dopri5-rkc: the current method, and steps voting to switch
@@ -553,30 +560,59 @@ def integrate_flow(
             step = min(h, t_final - t)
             f_new = None
             use_rkc = method in ("rkc", "erkc") or (hybrid and mode == "stiff")
-            if use_rkc:
-                if f0 is None:
-                    f0 = np.asarray(velocity(t, y))
-                if rho is None or rho_age >= _RKC_RHO_EVERY:
-                    rho, rho_dir, _ = _spectral_radius(
-                        velocity, t, y, f0, f0 if rho_dir is None else rho_dir
-                    )
-                    rho_age = 0
-                if rho * step > (_RKC_MAX_STAGES**2 - 1) / 1.54:
-                    step = (_RKC_MAX_STAGES**2 - 1) / 1.54 / rho
-                if method != "rkc":
-                    y_new, err = _erkc_step(velocity, t, y, step, f0, _erkc_stages(step * rho))
-                    f_new = None
-                else:
-                    y_new = _rkc_step(velocity, t, y, step, f0, rkc_stages(step * rho))
-                    f_new = np.asarray(velocity(t + step, y_new))
-                    err = (12.0 * (y - y_new) + (6.0 * step) * (f0 + f_new)) / 15.0
-            else:
-                fsal = tab.b_low is not None
-                y_new, err, K, y_before = _rk_step(
-                    velocity, t, y, step, tab, k1=f0 if fsal else None
+            if use_rkc or (tab is not None and tab.b_low is not None):
+                # the velocity at the accepted state: an error there is the caller's
+                f0 = np.asarray(velocity(t, y)) if f0 is None else f0
+            if use_rkc and (rho is None or rho_age >= _RKC_RHO_EVERY):
+                rho, rho_dir, _ = _spectral_radius(
+                    velocity, t, y, f0, f0 if rho_dir is None else rho_dir
                 )
-                if fsal:
-                    f0, f_new = K[0], K[-1]
+                rho_age = 0
+            if use_rkc and rho * step > (_RKC_MAX_STAGES**2 - 1) / 1.54:
+                step = (_RKC_MAX_STAGES**2 - 1) / 1.54 / rho
+            try:
+                # a trial step whose stages overflow (or on which the velocity raises) is
+                # rejected like one whose error is too large; numpy's overflow warnings of
+                # such a step say nothing about the accepted ones
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    if use_rkc and method != "rkc":
+                        s_stages = _erkc_stages(step * rho)
+                        y_new, err = _erkc_step(velocity, t, y, step, f0, s_stages)
+                    elif use_rkc:
+                        y_new = _rkc_step(velocity, t, y, step, f0, rkc_stages(step * rho))
+                        f_new = np.asarray(velocity(t + step, y_new))
+                        err = (12.0 * (y - y_new) + (6.0 * step) * (f0 + f_new)) / 15.0
+                    else:
+                        fsal = tab.b_low is not None
+                        y_new, err, K, y_before = _rk_step(
+                            velocity, t, y, step, tab, k1=f0 if fsal else None
+                        )
+                        if fsal:
+                            f_new = K[-1]
+                    failure = None if np.all(np.isfinite(y_new)) else "a non-finite state"
+            except _TRIAL_ERRORS as exc:
+                failure = exc
+            if failure is not None:
+                failures += 1
+                if not adaptive or failures > _MAX_FAILED_TRIALS:
+                    raise FloatingPointError(
+                        f"the flow could not step from t={t:.6g}: "
+                        + (
+                            f"{failures} consecutive trial steps (the last of size {step:.3g})"
+                            if adaptive
+                            else f"the step of size {step:.6g} (reduce dt)"
+                        )
+                        + " produced "
+                        + (
+                            failure
+                            if isinstance(failure, str)
+                            else f"a stage where the velocity raised {failure!r}"
+                        )
+                    ) from (None if isinstance(failure, str) else failure)
+                n_rejected += 1
+                h = 0.2 * step
+                rho_age = _RKC_RHO_EVERY  # rkc: re-estimate the spectral radius
+                continue
             if adaptive:
                 if error_scale == "norm":
                     scale = atol + rtol * max(
@@ -614,10 +650,11 @@ def integrate_flow(
                     f_new = None
                 y_new = y_restored
             if not np.all(np.isfinite(y_new)):
-                raise FloatingPointError(f"the flow produced NaN/Inf at t={t + step:.6g}")
+                raise FloatingPointError(f"restore produced NaN/Inf at t={t + step:.6g}")
             t += step
             y = y_new
             f0 = f_new
+            failures = 0
             rho_age += 1
             n_steps += 1
             bar.update(step)
