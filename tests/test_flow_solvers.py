@@ -367,29 +367,31 @@ def test_adaptive_erkc_tolerance_controls_the_error(rng):
     assert counts[0] < counts[1]
 
 
-def test_dopri5_erkc_switches_to_the_stiff_solver_only_where_the_flow_is_stiff(rng):
+@pytest.mark.parametrize("hybrid", ["dopri5-erkc", "dopri5-rkc"])
+def test_dopri5_erkc_switches_to_the_stiff_solver_only_where_the_flow_is_stiff(rng, hybrid):
     # stiff linear: after the fast transient, dopri5 is held by stability; the switch to erkc
-    # cuts the evaluations and keeps the tolerance
+    # (or rkc) cuts the evaluations and keeps the tolerance
     A, y0, exact = _stiff_linear(rng, lam_max=2e3)
     T = 4.0
     counts = {}
-    for method in ("dopri5", "dopri5-erkc"):
+    for method in ("dopri5", hybrid):
         f = _Counter(lambda t, y: A @ y)
         res = integrate_flow(f, y0, T, dt=1e-4, method=method, adaptive=True, rtol=1e-5, atol=1e-8)
         assert np.abs(res.final - exact(T)).max() < 1e-4 * np.abs(y0).max()
         counts[method] = f.n
-    assert counts["dopri5-erkc"] * 3 < counts["dopri5"], counts
+    assert counts[hybrid] * 3 < counts["dopri5"], counts
     # not stiff: it never switches, and is dopri5 step for step (negative control)
     f, y0, _ = _logistic()
     a = integrate_flow(f, y0, 5.0, method="dopri5", adaptive=True, rtol=1e-6)
-    b = integrate_flow(f, y0, 5.0, method="dopri5-erkc", adaptive=True, rtol=1e-6)
+    b = integrate_flow(f, y0, 5.0, method=hybrid, adaptive=True, rtol=1e-6)
     np.testing.assert_array_equal(a.times, b.times)
     np.testing.assert_array_equal(a.states, b.states)
 
 
-def test_switching_methods_need_adaptive_steps():
+@pytest.mark.parametrize("hybrid", ["dopri5-erkc", "dopri5-rkc"])
+def test_switching_methods_need_adaptive_steps(hybrid):
     with pytest.raises(ValueError, match="adaptive"):
-        integrate_flow(lambda t, y: -y, np.ones(2), 1.0, method="dopri5-erkc")
+        integrate_flow(lambda t, y: -y, np.ones(2), 1.0, method=hybrid)
 
 
 # --- trial steps that overflow are rejected, not raised ---------------------------------------

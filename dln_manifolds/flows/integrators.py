@@ -362,6 +362,7 @@ def _erkc_step(velocity, t, y, h, f0, s):
 #: step is rejected and shrunk, at most ``_MAX_FAILED_TRIALS`` times in a row.
 _TRIAL_ERRORS = (ArithmeticError, ValueError)  # FloatingPointError, OverflowError, LinAlgError
 _MAX_FAILED_TRIALS = 12
+_PI_BETA = 0.04
 
 
 def _spectral_radius(velocity, t, y, f0, direction, max_iter: int = 30):
@@ -429,7 +430,7 @@ def integrate_flow(
         Step size (fixed mode) or initial step size (adaptive mode). Default
         ``t_final / 100``. In fixed mode the last step is shortened to land on
         ``t_final``.
-    method : {"euler", "heun", "rk4", "dopri5", "rkc", "erkc", "dopri5-erkc"}
+    method : {"euler", "heun", "rk4", "dopri5", "rkc", "erkc", "dopri5-erkc", "dopri5-rkc"}
         ``"euler"``, ``"heun"``, ``"rk4"``, ``"dopri5"``: explicit Runge-Kutta tableaus
         (:data:`TABLEAUS`). Adaptive mode with a tableau requires ``"dopri5"`` (the default
         switches to it when ``adaptive=True``); its last stage is the first stage of the
@@ -452,7 +453,8 @@ def integrate_flow(
         erkc where it is held by stability (detected for free from two dopri5 stages,
         Hairer & Wanner's test, with hysteresis both ways); on a flow that is not stiff it
         is dopri5 step for step. For gradient flows that turn stiff near their minimum
-        (docs/performance.rst, "Flow solvers").
+        (docs/performance.rst, "Flow solvers"). ``"dopri5-rkc"``: the same switch with
+        ``"rkc"`` as the stiff solver (s evaluations per step instead of 3s - 1, second order).
     restore : callable ``y -> y``, optional
         Smooth map onto the manifold that fixes its points, applied after each
         step (standard projection method). ``None`` for flows in flat space. A restore
@@ -460,7 +462,12 @@ def integrate_flow(
         velocity at y (dopri5, rkc).
     adaptive : bool
         Error-controlled step size (mixed tolerance ``atol + rtol |y|`` in the max norm),
-        with the embedded 4th-order solution of dopri5 or the estimate of rkc.
+        with the embedded 4th-order solution of dopri5 or the estimate of rkc; PI control of
+        the step (Gustafsson; Hairer, Norsett & Wanner I, II.4), no growth right after a
+        rejection. A trial step whose stages overflow, or at one of whose stages the velocity
+        raises ArithmeticError or ValueError (a NaN/Inf check of an energy, an SVD that did
+        not converge), is rejected and shrunk five-fold like one whose error is too large;
+        after 12 such failures in a row the error says so. In fixed mode it is an error.
     rtol, atol : float
         Tolerances of the adaptive mode (>= 0, not both 0).
     error_scale : {"entrywise", "norm"}
@@ -495,7 +502,9 @@ def integrate_flow(
     RuntimeError
         More than ``max_steps`` attempted steps.
     FloatingPointError
-        The flow produced NaN or Inf.
+        A step could not be taken: in fixed mode its stages overflowed or the velocity raised
+        on one of them (the velocity's exception is the ``__cause__``); in adaptive mode the
+        same happened to 12 trial steps in a row; or ``restore`` produced NaN or Inf.
     """
     t_final = check_positive(t_final, "t_final")
     dt = None if dt is None else check_positive(dt, "dt")
@@ -503,12 +512,12 @@ def integrate_flow(
     y0 = as_array(y0, "y0", batch=True, real=False)
     if adaptive and method == "rk4":
         method = "dopri5"
-    if method not in TABLEAUS and method not in ("rkc", "erkc", "dopri5-erkc"):
+    stabilized = ("rkc", "erkc", "dopri5-rkc", "dopri5-erkc")
+    if method not in TABLEAUS and method not in stabilized:
         raise ValueError(
-            f"method must be one of {sorted([*TABLEAUS, 'rkc', 'erkc', 'dopri5-erkc'])}, "
-            f"got {method!r}"
+            f"method must be one of {sorted([*TABLEAUS, *stabilized])}, got {method!r}"
         )
-    hybrid = method == "dopri5-erkc"
+    hybrid = method.startswith("dopri5-")
     if hybrid and not adaptive:
         raise ValueError(f"method={method!r} switches on error-controlled steps: adaptive=True")
     tab = TABLEAUS["dopri5"] if hybrid else TABLEAUS.get(method)
@@ -542,6 +551,7 @@ def integrate_flow(
     records = {name: [np.asarray(f(0.0, y))] for name, f in monitors.items()}
 
     t, n_steps, n_rejected, attempts, failures = 0.0, 0, 0, 0, 0
+    err_prev, rejected_last = None, False  # step-size control: last accepted error, rejection
     f0 = None  # velocity at (t, y) when known (FSAL, rejected steps, rkc)
     rho, rho_dir, rho_age = None, None, 0  # rkc: spectral radius, its direction and age
     mode, streak = "dopri5", 0  # dopri5-rkc: the current method, and steps voting to switch
@@ -575,7 +585,7 @@ def integrate_flow(
                 # rejected like one whose error is too large; numpy's overflow warnings of
                 # such a step say nothing about the accepted ones
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    if use_rkc and method != "rkc":
+                    if use_rkc and method.endswith("erkc"):
                         s_stages = _erkc_stages(step * rho)
                         y_new, err = _erkc_step(velocity, t, y, step, f0, s_stages)
                     elif use_rkc:
@@ -610,6 +620,7 @@ def integrate_flow(
                         )
                     ) from (None if isinstance(failure, str) else failure)
                 n_rejected += 1
+                rejected_last = True
                 h = 0.2 * step
                 rho_age = _RKC_RHO_EVERY  # rkc: re-estimate the spectral radius
                 continue
@@ -625,10 +636,21 @@ def integrate_flow(
                 expo = -1.0 / 3.0 if use_rkc else -0.2
                 if not np.isfinite(err_norm) or err_norm > 1.0:
                     n_rejected += 1
+                    rejected_last = True
                     h = step * max(0.2, 0.9 * (err_norm if np.isfinite(err_norm) else 1e6) ** expo)
                     rho_age = _RKC_RHO_EVERY  # rkc: re-estimate the spectral radius
                     continue
-                h = step * min(5.0, 0.9 * max(err_norm, 1e-10) ** expo)
+                err_norm = max(err_norm, 1e-10)
+                if _PI_BETA and err_prev is not None:
+                    # PI control (Gustafsson; Hairer & Wanner I, II.4): the previous error
+                    # damps the step-size oscillation of a step held by stability
+                    grow = 0.9 * err_norm ** (expo * (1 - 0.75 * _PI_BETA / -expo))
+                    grow *= err_prev ** (_PI_BETA)
+                else:
+                    grow = 0.9 * err_norm**expo
+                # no growth right after a rejection (the rejected size was too large)
+                h = step * min(1.0 if rejected_last else 5.0, grow)
+                err_prev, rejected_last = max(err_norm, 1e-4), False
                 if hybrid and mode == "stiff":
                     streak = streak + 1 if step * rho < _NONSTIFF_H_RHO else 0
                     if streak >= _NONSTIFF_STREAK:
