@@ -474,7 +474,10 @@ def integrate_flow(
         Adaptive mode: the error of entry i is compared with ``atol + rtol |y_i|``
         (``"entrywise"``) or with ``atol + rtol max_j |y_j|`` (``"norm"``: relative to the size of
         the whole state, for a path error relative to ``|y|``; entries near 0, such as the
-        off-diagonal entries of a start ``c I``, then need no absolute tolerance).
+        off-diagonal entries of a start ``c I``, then need no absolute tolerance). ``"norm"`` is
+        an absolute tolerance for the small entries: where they decide the path later (the
+        small singular values of a gradient flow from a small start, which escape one after
+        the other) it is far cheaper and far off the path (docs/performance.rst).
     stop_when : callable ``(t, y) -> bool``, optional
         Checked after every accepted step (after ``restore``); when it returns True the
         integration stops there and that state is the last one saved, so
