@@ -445,6 +445,13 @@ def test_a_velocity_that_fails_at_every_trial_step_gives_a_clear_error():
     with pytest.raises(ZeroDivisionError):
         integrate_flow(lambda t, y: 1 / 0, np.ones(2), 1.0, method="dopri5", adaptive=True)
 
+    def bad(t, y):
+        raise ValueError("bad everywhere")
+
+    for method in ("rk4", "rkc", "erkc"):  # fixed steps too
+        with pytest.raises(ValueError, match="bad everywhere"):
+            integrate_flow(bad, np.ones(2), 1.0, dt=0.1, method=method)
+
 
 def test_end_to_end_flow_survives_overflowing_stages_of_the_stiff_solver(rng):
     # the benchmark's failure in miniature: depth 8, the balanced factors, a first step far

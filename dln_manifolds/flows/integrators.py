@@ -573,9 +573,8 @@ def integrate_flow(
             step = min(h, t_final - t)
             f_new = None
             use_rkc = method in ("rkc", "erkc") or (hybrid and mode == "stiff")
-            if use_rkc or (tab is not None and tab.b_low is not None):
-                # the velocity at the accepted state: an error there is the caller's
-                f0 = np.asarray(velocity(t, y)) if f0 is None else f0
+            if f0 is None:  # the velocity at the accepted state: an error there is the caller's
+                f0 = np.asarray(velocity(t, y))
             if use_rkc and (rho is None or rho_age >= _RKC_RHO_EVERY):
                 rho, rho_dir, _ = _spectral_radius(
                     velocity, t, y, f0, f0 if rho_dir is None else rho_dir
@@ -596,11 +595,8 @@ def integrate_flow(
                         f_new = np.asarray(velocity(t + step, y_new))
                         err = (12.0 * (y - y_new) + (6.0 * step) * (f0 + f_new)) / 15.0
                     else:
-                        fsal = tab.b_low is not None
-                        y_new, err, K, y_before = _rk_step(
-                            velocity, t, y, step, tab, k1=f0 if fsal else None
-                        )
-                        if fsal:
+                        y_new, err, K, y_before = _rk_step(velocity, t, y, step, tab, k1=f0)
+                        if tab.b_low is not None:  # FSAL: the last stage is at y_new
                             f_new = K[-1]
                     failure = None if np.all(np.isfinite(y_new)) else "a non-finite state"
             except _TRIAL_ERRORS as exc:
@@ -645,7 +641,7 @@ def integrate_flow(
                     continue
                 err_norm = max(err_norm, 1e-10)
                 if _PI_BETA and err_prev is not None:
-                    # PI control (Gustafsson; Hairer & Wanner I, II.4): the previous error
+                    # PI control (Gustafsson; Hairer, Norsett & Wanner I, II.4): the previous error
                     # damps the step-size oscillation of a step held by stability
                     grow = 0.9 * err_norm ** (expo * (1 - 0.75 * _PI_BETA / -expo))
                     grow *= err_prev ** (_PI_BETA)
