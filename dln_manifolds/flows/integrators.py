@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.linalg import blas
 from tqdm.auto import tqdm
 
 from .._checks import as_array, check_count, check_nonnegative, check_positive
@@ -152,8 +153,21 @@ class FlowResult:
         return load_result(cls, path)
 
 
-def _rk_step(velocity, t, y, h, tab: _Tableau, k1=None):
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether a and b are the same memory with the same layout (a row of the stage buffer)."""
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and a.strides == b.strides
+        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    )
+
+
+def _rk_step(velocity, t, y, h, tab: _Tableau, k1=None, work=None):
     """One explicit Runge-Kutta step; ``k1``: the first stage if known (FSAL, rejected step).
+
+    ``work``: an array of shape (stages, y.size) to hold the stages (reused across steps: no
+    fresh pages per step); ``k1`` may be its row 0, which is then not copied.
 
     Returns ``(y_new, err, K, y_before_last)``: ``err`` is the embedded error estimate (or
     None), ``K`` the stages (``K[0]`` the velocity at y, ``K[-1]`` the velocity at ``y_new``
@@ -178,9 +192,14 @@ def _rk_step(velocity, t, y, h, tab: _Tableau, k1=None):
         else:
             k = np.asarray(velocity(t + ci * h, yi))
         if K is None:
-            K = np.empty((n, *k.shape), dtype=np.result_type(k, y))
+            dtype = np.result_type(k, y)
+            if work is not None and work.dtype == dtype and work.shape == (n, k.size):
+                K = work.reshape(n, *k.shape)
+            else:
+                K = np.empty((n, *k.shape), dtype=dtype)
             flat = K.reshape(n, -1)
-        K[i] = k
+        if not (i == 0 and _same_view(k, K[0])):
+            K[i] = k
     if fsal:  # the last stage was evaluated at y_new itself
         y_new = yi
     else:
@@ -258,20 +277,34 @@ def rkc_stages(h_rho: float) -> int:
     return max(2, 1 + int(np.sqrt(1.0 + 1.54 * h_rho)))
 
 
+_AXPY = {np.dtype(np.float64): blas.daxpy, np.dtype(np.complex128): blas.zaxpy}
+
+
+def _axpy(a: float, x: np.ndarray, y: np.ndarray) -> None:
+    """``y += a * x`` in place: one pass over memory and no temporary (BLAS axpy) for
+    C-contiguous x, y of the same float64/complex128 dtype, else numpy."""
+    f = _AXPY.get(y.dtype)
+    if f is not None and x.dtype == y.dtype and x.flags.c_contiguous and y.flags.c_contiguous:
+        f(x.reshape(-1), y.reshape(-1), a=a)
+    else:
+        y += a * x
+
+
 def _rkc_step(velocity, t, y, h, f0, s, damping=_RKC_DAMPING):
     mu, nu, mu_t, gamma_t, c = rkc_coefficients(s, damping=damping)
-    hf0 = h * f0
+    dtype = np.result_type(y, f0)
     y_prev2 = y
-    y_prev = y + mu_t[1] * hf0
+    y_prev = np.array(y, dtype=dtype, order="C")
+    _axpy(mu_t[1] * h, f0, y_prev)
     for j in range(2, s + 1):
         fj = np.asarray(velocity(t + c[j - 1] * h, y_prev))
-        y_j = (
-            (1.0 - mu[j] - nu[j]) * y
-            + mu[j] * y_prev
-            + nu[j] * y_prev2
-            + (mu_t[j] * h) * fj
-            + gamma_t[j] * hf0
-        )
+        # Y_j = (1 - mu - nu) y + mu Y_{j-1} + nu Y_{j-2} + mu~ h F_{j-1} + gamma~ h F_0, in
+        # a fresh array (a velocity may keep its argument) by axpy: five passes, no temporaries
+        y_j = np.multiply(y_prev, mu[j], dtype=np.result_type(dtype, fj))
+        _axpy(1.0 - mu[j] - nu[j], y, y_j)
+        _axpy(nu[j], y_prev2, y_j)
+        _axpy(mu_t[j] * h, fj, y_j)
+        _axpy(gamma_t[j] * h, f0, y_j)
         y_prev2, y_prev = y_prev, y_j
     return y_prev
 
@@ -556,6 +589,7 @@ def integrate_flow(
     t, n_steps, n_rejected, attempts, failures = 0.0, 0, 0, 0, 0
     err_prev, rejected_last = None, False  # step-size control: last accepted error, rejection
     f0 = None  # velocity at (t, y) when known (FSAL, rejected steps, rkc)
+    work = None  # the stages of the Runge-Kutta tableau, one buffer for the run
     rho, rho_dir, rho_age = None, None, 0  # rkc: spectral radius, its direction and age
     mode, streak = "dopri5", 0  # dopri5-rkc: the current method, and steps voting to switch
     bar = tqdm(
@@ -595,7 +629,18 @@ def integrate_flow(
                         f_new = np.asarray(velocity(t + step, y_new))
                         err = (12.0 * (y - y_new) + (6.0 * step) * (f0 + f_new)) / 15.0
                     else:
-                        y_new, err, K, y_before = _rk_step(velocity, t, y, step, tab, k1=f0)
+                        # the stages live in one buffer for the whole run; f0 is copied to
+                        # its row 0, which no later stage overwrites (so a rejected or failed
+                        # trial keeps it)
+                        if work is None or work.shape != (len(tab.c), f0.size):
+                            work = np.empty((len(tab.c), f0.size), np.result_type(f0, y))
+                        if work.dtype == np.result_type(f0, y):
+                            if not _same_view(f0.reshape(-1), work[0]):
+                                work[0] = f0.reshape(-1)
+                            f0 = work[0].reshape(f0.shape)
+                        y_new, err, K, y_before = _rk_step(
+                            velocity, t, y, step, tab, k1=f0, work=work
+                        )
                         if tab.b_low is not None:  # FSAL: the last stage is at y_new
                             f_new = K[-1]
                     failure = None if np.all(np.isfinite(y_new)) else "a non-finite state"
