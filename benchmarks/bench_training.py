@@ -20,12 +20,19 @@ Rows, per depth N = 3, 8, 16, all in one run:
    dopri5 / extrapolated-RKC switch with the velocity through the balanced factors),
    stopped by ``stop_when`` at the goal. Its path error is measured afterwards (not timed)
    against a tight reference (dopri5, rtol 1e-9, atol 1e-12, the SVD evaluation of
-   A_{N,X}, which shares no code with the factor evaluation), restarted at ~30
-   checkpoints of the flow's own accepted steps: the largest
-   |X(t) - X_ref(t)|_F / |X_ref(t)|_F over the checkpoints.
-3. Other flow solvers for the record (``OTHERS``: the previous choice, plain dopri5 with
-   ``evaluation="auto"``, with its path error; dopri5 with the chosen tolerances, which
-   separates the effect of the tolerances from that of the switch).
+   A_{N,X}, which shares no code with the factor evaluation) at ~30 checkpoints of the
+   flow's own accepted steps: the largest |X(t) - X_ref(t)|_F / |X_ref(t)|_F over the
+   checkpoints. The reference is integrated once per depth (``Reference``: every
+   ``REFERENCE_SAVE_EVERY``-th of its steps kept) and restarted, at the same tolerances,
+   from the last kept state before each checkpoint.
+3. Other flow solvers for the record, each with its path error (``OTHERS``: the previous
+   choice, plain dopri5 with ``evaluation="auto"``; dopri5 with the chosen tolerances, which
+   separates the effect of the tolerances from that of the switch; at N = 8 and 16 the
+   ``CANDIDATES`` of docs/performance.rst: ``error_scale="norm"``, looser tolerances, RKC
+   as the stiff solver, the SVD evaluation). These are timed with every step saved (a copy
+   of the d x d end-to-end matrix per step, small against a step).
+4. The cost of one plain GD step, one velocity evaluation through the factors and one
+   through the SVD at the same depth (``evaluation_costs``, best of 5 loops).
 
 ``gradient_descent`` of ``dln_manifolds.training`` runs at the plain loop's largest stable
 rate to the goal; its time per step is also measured against the plain loop's on a fixed
@@ -34,7 +41,8 @@ load of a shared machine than the two runs to the goal).
 
 The machine may be shared: only ratios measured in this run are meaningful; the load average
 is recorded. Writes ``benchmarks/results/training.json``.
-Run: ``.venv/bin/python benchmarks/bench_training.py`` (a few minutes).
+Run: ``.venv/bin/python benchmarks/bench_training.py`` (10-30 minutes, most of it the GD
+baselines and the references).
 """
 
 from __future__ import annotations
@@ -50,9 +58,11 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from dln_manifolds.depth_metric import depth_operator  # noqa: E402
 from dln_manifolds.energies import MatrixCompletionEnergy  # noqa: E402
 from dln_manifolds.experiments.completion_at_scale import problem  # noqa: E402
 from dln_manifolds.flows import end_to_end_flow  # noqa: E402
+from dln_manifolds.flows.learning import factor_velocity  # noqa: E402
 from dln_manifolds.network import end_to_end  # noqa: E402
 from dln_manifolds.training import gradient_descent  # noqa: E402
 
@@ -69,8 +79,9 @@ CHOSEN = {
     "atol": 1e-8,
     "evaluation": "factors",
 }
+_PREVIOUS = "dopri5, rtol 1e-3, atol 1e-6, evaluation auto (the previous choice)"
 OTHERS = {
-    "dopri5, rtol 1e-3, atol 1e-6, evaluation auto (the previous choice)": {
+    _PREVIOUS: {
         "method": "dopri5",
         "adaptive": True,
         "rtol": 1e-3,
@@ -85,11 +96,42 @@ OTHERS = {
         "evaluation": "factors",
     },
 }
-PATH_ERROR_OF = ("dopri5, rtol 1e-3, atol 1e-6, evaluation auto (the previous choice)",)
+#: Candidates measured at the depths where the speed target is 10x (docs/performance.rst, "Flow
+#: solvers": the error scale and tolerance, the stiff solver, the evaluation).
+CANDIDATES = {
+    "dopri5-erkc, rtol 1e-3, error_scale norm, factors": {
+        "method": "dopri5-erkc",
+        "rtol": 1e-3,
+        "atol": 0.0,
+        "error_scale": "norm",
+    },
+    "dopri5-erkc, rtol 1e-4, error_scale norm, factors": {
+        "method": "dopri5-erkc",
+        "rtol": 1e-4,
+        "atol": 0.0,
+        "error_scale": "norm",
+    },
+    "dopri5-erkc, rtol 3e-3, atol 1e-8, factors": {"method": "dopri5-erkc", "rtol": 3e-3},
+    "dopri5-rkc, rtol 1e-3, atol 1e-8, factors": {"method": "dopri5-rkc", "rtol": 1e-3},
+    "dopri5-rkc, rtol 3e-3, atol 1e-8, factors": {"method": "dopri5-rkc", "rtol": 3e-3},
+    "dopri5-rkc, rtol 3e-3, atol 1e-8, svd": {
+        "method": "dopri5-rkc",
+        "rtol": 3e-3,
+        "evaluation": "svd",
+    },
+    "rkc, rtol 1e-2, error_scale norm, factors": {
+        "method": "rkc",
+        "rtol": 1e-2,
+        "atol": 0.0,
+        "error_scale": "norm",
+    },
+}
+CANDIDATE_DEPTHS = (8, 16)
 RATIO_STEPS = 200  # steps per sample of the per-step comparison of gradient descents
 RATIO_REPEATS = 5
 REFERENCE = {"method": "dopri5", "adaptive": True, "rtol": 1e-9, "atol": 1e-12}
 N_CHECKPOINTS = 30
+REFERENCE_SAVE_EVERY = 10  # steps of the dense reference kept in memory
 CHECK_EVERY = 10  # steps between goal checks of the library's gradient descent
 
 
@@ -217,6 +259,43 @@ def per_step_ratio(N: int, lr: float, energy) -> dict:
     }
 
 
+def evaluation_costs(N: int, energy, repeats: int = 20) -> dict:
+    """Seconds of one plain GD step, one velocity evaluation through the balanced factors and
+    one through the SVD (``depth_operator``), at a point of the trajectory; best of 5 loops."""
+    rng = np.random.default_rng(1)
+    W = np.stack([np.eye(D) + 0.1 * rng.standard_normal((D, D)) / np.sqrt(D)] * N)
+    X = end_to_end(W)
+    Y, mask = energy.observed, energy.mask
+
+    def gd_step():
+        B = [W[0]]
+        for k in range(1, N):
+            B.append(W[k] @ B[-1])
+        G = (B[-1] - Y) * mask
+        new = [None] * N
+        for k in range(N - 1, 0, -1):
+            new[k] = W[k] - 0.1 * (G @ B[k - 1].T)
+            G = W[k].T @ G
+        new[0] = W[0] - 0.1 * G
+
+    calls = CountingEnergy.calls[0]
+    out = {}
+    for name, f in (
+        ("plain_gd_step", gd_step),
+        ("factor_velocity", lambda: factor_velocity(W, energy.gradient)),
+        ("svd_velocity", lambda: depth_operator(X, N, energy.gradient(X))),
+    ):
+        best = np.inf
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                f()
+            best = min(best, (time.perf_counter() - t0) / repeats)
+        out[name] = best
+    CountingEnergy.calls[0] = calls
+    return out
+
+
 def run_flow(N: int, energy, options: dict, save: bool) -> dict:
     X0 = SCALE * np.eye(D)
     CountingEnergy.calls[0] = 0
@@ -243,26 +322,54 @@ def run_flow(N: int, energy, options: dict, save: bool) -> dict:
     }
 
 
-def path_error(N: int, energy, res) -> dict:
-    """Max relative distance to the tight reference at checkpoints of the flow's own steps."""
-    idx = np.unique(np.linspace(0, len(res.times) - 1, N_CHECKPOINTS + 1).astype(int))
-    X_ref, t_ref, h = res.states[0], 0.0, 1e-3
-    errors = [0.0]
-    CountingEnergy.calls[0] = 0
-    t0 = time.perf_counter()
-    for i in idx[1:]:
-        seg = end_to_end_flow(
-            X_ref,
-            energy,
-            N,
-            res.times[i] - t_ref,
-            dt=min(h, res.times[i] - t_ref),
+class Reference:
+    """The tight reference of one depth, integrated once from X0 and kept every
+    ``REFERENCE_SAVE_EVERY`` steps; :meth:`at` restarts it (same tolerances) from the last
+    kept state before t. Extended on demand when a flow stops later than it reaches."""
+
+    def __init__(self, N: int, energy):
+        self.N, self.energy = N, energy
+        self.times, self.states = np.zeros(1), (SCALE * np.eye(D))[None]
+        self.seconds, self.evaluations = 0.0, 0
+
+    def _integrate(self, X, T, save_every):
+        calls = CountingEnergy.calls[0]
+        t0 = time.perf_counter()
+        res = end_to_end_flow(
+            X,
+            self.energy,
+            self.N,
+            T,
+            dt=min(1e-3, T),
             evaluation="svd",
-            save_every=10**9,
+            save_every=save_every,
+            monitors={},
             **REFERENCE,
         )
-        X_ref, t_ref = seg.final, res.times[i]
-        h = max(float(np.diff(seg.times)[-1]), 1e-6)
+        self.seconds += time.perf_counter() - t0
+        self.evaluations += CountingEnergy.calls[0] - calls
+        CountingEnergy.calls[0] = calls  # not counted against the flow being measured
+        return res
+
+    def at(self, t: float) -> np.ndarray:
+        if t > self.times[-1]:
+            horizon = max(1.1 * t, t + 1.0) - self.times[-1]
+            res = self._integrate(self.states[-1], horizon, REFERENCE_SAVE_EVERY)
+            self.times = np.concatenate([self.times, self.times[-1] + res.times[1:]])
+            self.states = np.concatenate([self.states, res.states[1:]])
+        k = int(np.searchsorted(self.times, t, side="right")) - 1
+        if t - self.times[k] <= 1e-12 * max(t, 1.0):
+            return self.states[k]
+        return self._integrate(self.states[k], t - self.times[k], 10**9).final
+
+
+def path_error(reference: Reference, res) -> dict:
+    """Max relative distance to the tight reference at checkpoints of the flow's own steps."""
+    idx = np.unique(np.linspace(0, len(res.times) - 1, N_CHECKPOINTS + 1).astype(int))
+    errors = [0.0]
+    seconds, evaluations = reference.seconds, reference.evaluations
+    for i in idx[1:]:
+        X_ref = reference.at(float(res.times[i]))
         errors.append(float(np.linalg.norm(res.states[i] - X_ref) / np.linalg.norm(X_ref)))
     errors = np.asarray(errors)
     return {
@@ -270,8 +377,8 @@ def path_error(N: int, energy, res) -> dict:
         "at_time": float(res.times[idx][errors.argmax()]),
         "final_relative": float(errors[-1]),
         "checkpoints": len(idx),
-        "reference_evaluations": CountingEnergy.calls[0],
-        "reference_seconds": time.perf_counter() - t0,
+        "reference_evaluations": reference.evaluations - evaluations,
+        "reference_seconds": reference.seconds - seconds,
     }
 
 
@@ -349,18 +456,36 @@ def main() -> dict:
         )
         lib["per_step"] = per_step_ratio(N, gd["largest_stable"]["lr"], energy)
         row["library_gd"] = lib
+        row["seconds_per_evaluation"] = evaluation_costs(N, energy)
+        reference = Reference(N, energy)
         flow = run_flow(N, energy, CHOSEN, save=False)
         saved = run_flow(N, energy, CHOSEN, save=True)
-        flow["path_error"] = path_error(N, energy, saved["result"])
+        flow["path_error"] = path_error(reference, saved["result"])
         del flow["result"]
         row["flow"] = flow
         row["others"] = {}
-        for name, options in OTHERS.items():
-            other = run_flow(N, energy, options, save=name in PATH_ERROR_OF)
-            if name in PATH_ERROR_OF:
-                other["path_error"] = path_error(N, energy, other["result"])
+        others = dict(OTHERS)
+        if N in CANDIDATE_DEPTHS:
+            others.update(
+                {
+                    k: {"adaptive": True, "atol": 1e-8, "evaluation": "factors", **v}
+                    for k, v in CANDIDATES.items()
+                }
+            )
+        for name, options in others.items():
+            # timed with every step saved (copies of d x d matrices: small against a step)
+            other = run_flow(N, energy, options, save=True)
+            other["options"] = options
+            other["path_error"] = path_error(reference, other["result"])
             del other["result"]
             row["others"][name] = other
+            o = other
+            print(
+                f"      {name}: {o['steps']} steps, {o['evaluations']} evaluations, "
+                f"{o['seconds']:.2f} s, path error {o['path_error']['max_relative']:.1e}",
+                flush=True,
+            )
+        row["reference"] = {"seconds": reference.seconds, "evaluations": reference.evaluations}
         gd_best = min(gd["largest_stable"]["seconds"], gd["half"]["seconds"])
         row["speedup_vs_largest_stable_gd"] = gd["largest_stable"]["seconds"] / flow["seconds"]
         row["speedup_vs_best_gd"] = gd_best / flow["seconds"]
@@ -393,12 +518,6 @@ def main() -> dict:
             f"      speedup vs largest-stable GD {row['speedup_vs_largest_stable_gd']:.1f}x, "
             f"vs best GD {row['speedup_vs_best_gd']:.1f}x"
         )
-        for name, o in row["others"].items():
-            pe = o.get("path_error")
-            print(
-                f"      {name}: {o['steps']} steps, {o['evaluations']} evaluations, "
-                f"{o['seconds']:.2f} s" + (f", path error {pe['max_relative']:.1e}" if pe else "")
-            )
         print(f"      library GD per step / plain: {lib['per_step']['ratio']:.2f}")
         print(f"      targets: {row['targets']}")
     results["load_average_end"] = os.getloadavg()

@@ -367,26 +367,113 @@ def test_adaptive_erkc_tolerance_controls_the_error(rng):
     assert counts[0] < counts[1]
 
 
-def test_dopri5_erkc_switches_to_the_stiff_solver_only_where_the_flow_is_stiff(rng):
+@pytest.mark.parametrize("hybrid", ["dopri5-erkc", "dopri5-rkc"])
+def test_dopri5_erkc_switches_to_the_stiff_solver_only_where_the_flow_is_stiff(rng, hybrid):
     # stiff linear: after the fast transient, dopri5 is held by stability; the switch to erkc
-    # cuts the evaluations and keeps the tolerance
+    # (or rkc) cuts the evaluations and keeps the tolerance
     A, y0, exact = _stiff_linear(rng, lam_max=2e3)
     T = 4.0
     counts = {}
-    for method in ("dopri5", "dopri5-erkc"):
+    for method in ("dopri5", hybrid):
         f = _Counter(lambda t, y: A @ y)
         res = integrate_flow(f, y0, T, dt=1e-4, method=method, adaptive=True, rtol=1e-5, atol=1e-8)
         assert np.abs(res.final - exact(T)).max() < 1e-4 * np.abs(y0).max()
         counts[method] = f.n
-    assert counts["dopri5-erkc"] * 3 < counts["dopri5"], counts
+    assert counts[hybrid] * 3 < counts["dopri5"], counts
     # not stiff: it never switches, and is dopri5 step for step (negative control)
     f, y0, _ = _logistic()
     a = integrate_flow(f, y0, 5.0, method="dopri5", adaptive=True, rtol=1e-6)
-    b = integrate_flow(f, y0, 5.0, method="dopri5-erkc", adaptive=True, rtol=1e-6)
+    b = integrate_flow(f, y0, 5.0, method=hybrid, adaptive=True, rtol=1e-6)
     np.testing.assert_array_equal(a.times, b.times)
     np.testing.assert_array_equal(a.states, b.states)
 
 
-def test_switching_methods_need_adaptive_steps():
+@pytest.mark.parametrize("hybrid", ["dopri5-erkc", "dopri5-rkc"])
+def test_switching_methods_need_adaptive_steps(hybrid):
     with pytest.raises(ValueError, match="adaptive"):
-        integrate_flow(lambda t, y: -y, np.ones(2), 1.0, method="dopri5-erkc")
+        integrate_flow(lambda t, y: -y, np.ones(2), 1.0, method=hybrid)
+
+
+# --- trial steps that overflow are rejected, not raised ---------------------------------------
+
+
+class _FiniteOnly:
+    """``y' = -y^3`` defined for finite y only, as an energy's input check is: it raises
+    ValueError on a non-finite argument, and counts how often it did."""
+
+    def __init__(self):
+        self.raised = 0
+
+    def __call__(self, t, y):
+        if not np.all(np.isfinite(y)):
+            self.raised += 1
+            raise ValueError("y contains NaN or Inf entries")
+        return -(y**3)
+
+
+def test_a_trial_step_whose_stages_overflow_is_rejected_and_shrunk():
+    # y' = -y^3, y(0) = 1: y(t) = 1 / sqrt(1 + 2t). A first trial step of 1e3 sends the
+    # dopri5 stages to -199, 1e9, 1e28, ... until they overflow and the velocity raises.
+    f, T = _FiniteOnly(), 1e4
+    res = integrate_flow(f, np.ones(2), T, dt=1e3, method="dopri5", adaptive=True, rtol=1e-8)
+    assert f.raised >= 1  # negative control: the overflow did reach the velocity ...
+    assert res.n_rejected >= f.raised  # ... and each such trial was rejected, not accepted
+    assert np.all(np.isfinite(res.states))
+    np.testing.assert_allclose(res.final, 1 / np.sqrt(1 + 2 * T), rtol=1e-6)
+    # a fixed step cannot shrink: the same overflow is a clear FloatingPointError
+    with pytest.raises(FloatingPointError, match="reduce dt") as info:
+        integrate_flow(_FiniteOnly(), np.ones(2), T, dt=1e3, method="dopri5")
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_a_velocity_that_fails_at_every_trial_step_gives_a_clear_error():
+    # the velocity raises off the initial time: every trial fails, and after a bounded number
+    # of shrinking retries the error names the failure and chains the velocity's exception
+    calls = []
+
+    def broken(t, y):
+        calls.append(t)
+        if t > 0:
+            raise ValueError("broken off t = 0")
+        return -y
+
+    with pytest.raises(FloatingPointError, match="consecutive trial steps") as info:
+        integrate_flow(broken, np.ones(2), 1.0, dt=0.1, method="dopri5", adaptive=True)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert len(calls) < 30
+    # an error at the accepted state itself is the caller's: it propagates unchanged
+    with pytest.raises(ZeroDivisionError):
+        integrate_flow(lambda t, y: 1 / 0, np.ones(2), 1.0, method="dopri5", adaptive=True)
+
+    def bad(t, y):
+        raise ValueError("bad everywhere")
+
+    for method in ("rk4", "rkc", "erkc"):  # fixed steps too
+        with pytest.raises(ValueError, match="bad everywhere"):
+            integrate_flow(bad, np.ones(2), 1.0, dt=0.1, method=method)
+
+
+def test_end_to_end_flow_survives_overflowing_stages_of_the_stiff_solver(rng):
+    # the benchmark's failure in miniature: depth 8, the balanced factors, a first step far
+    # too large, so that the stages of the trial steps overflow in the layer products and the
+    # completion energy's input check raises on the end-to-end matrix
+    d, N = 5, 8
+    mask = rng.random((d, d)) < 0.7
+    target = rng.standard_normal((d, 2)) @ rng.standard_normal((2, d))
+    energy = MatrixCompletionEnergy(mask, np.where(mask, target, 0.0))
+    X0 = 0.5 * np.eye(d)
+    raised = []
+
+    def gradient(X):  # the energy's gradient, recording when its input check fires
+        try:
+            return energy.gradient(X)
+        except ValueError:
+            raised.append(X)
+            raise
+
+    options = dict(method="dopri5-erkc", adaptive=True, rtol=1e-6, atol=0.0, error_scale="norm")
+    res = end_to_end_flow(X0, gradient, N, 1.0, dt=50.0, evaluation="factors", **options)
+    ref = end_to_end_flow(X0, energy, N, 1.0, dt=1e-3, evaluation="svd", **options)
+    assert raised and not np.all(np.isfinite(raised[0]))  # negative control: it overflowed
+    assert res.n_rejected >= len(raised)
+    np.testing.assert_allclose(res.final, ref.final, atol=1e-4 * np.abs(ref.final).max())

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.linalg import blas
 from tqdm.auto import tqdm
 
 from .._checks import as_array, check_count, check_nonnegative, check_positive
@@ -152,8 +153,21 @@ class FlowResult:
         return load_result(cls, path)
 
 
-def _rk_step(velocity, t, y, h, tab: _Tableau, k1=None):
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether a and b are the same memory with the same layout (a row of the stage buffer)."""
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and a.strides == b.strides
+        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    )
+
+
+def _rk_step(velocity, t, y, h, tab: _Tableau, k1=None, work=None):
     """One explicit Runge-Kutta step; ``k1``: the first stage if known (FSAL, rejected step).
+
+    ``work``: an array of shape (stages, y.size) to hold the stages (reused across steps: no
+    fresh pages per step); ``k1`` may be its row 0, which is then not copied.
 
     Returns ``(y_new, err, K, y_before_last)``: ``err`` is the embedded error estimate (or
     None), ``K`` the stages (``K[0]`` the velocity at y, ``K[-1]`` the velocity at ``y_new``
@@ -178,9 +192,14 @@ def _rk_step(velocity, t, y, h, tab: _Tableau, k1=None):
         else:
             k = np.asarray(velocity(t + ci * h, yi))
         if K is None:
-            K = np.empty((n, *k.shape), dtype=np.result_type(k, y))
+            dtype = np.result_type(k, y)
+            if work is not None and work.dtype == dtype and work.shape == (n, k.size):
+                K = work.reshape(n, *k.shape)
+            else:
+                K = np.empty((n, *k.shape), dtype=dtype)
             flat = K.reshape(n, -1)
-        K[i] = k
+        if not (i == 0 and _same_view(k, K[0])):
+            K[i] = k
     if fsal:  # the last stage was evaluated at y_new itself
         y_new = yi
     else:
@@ -258,20 +277,34 @@ def rkc_stages(h_rho: float) -> int:
     return max(2, 1 + int(np.sqrt(1.0 + 1.54 * h_rho)))
 
 
+_AXPY = {np.dtype(np.float64): blas.daxpy, np.dtype(np.complex128): blas.zaxpy}
+
+
+def _axpy(a: float, x: np.ndarray, y: np.ndarray) -> None:
+    """``y += a * x`` in place: one pass over memory and no temporary (BLAS axpy) for
+    C-contiguous x, y of the same float64/complex128 dtype, else numpy."""
+    f = _AXPY.get(y.dtype)
+    if f is not None and x.dtype == y.dtype and x.flags.c_contiguous and y.flags.c_contiguous:
+        f(x.reshape(-1), y.reshape(-1), a=a)
+    else:
+        y += a * x
+
+
 def _rkc_step(velocity, t, y, h, f0, s, damping=_RKC_DAMPING):
     mu, nu, mu_t, gamma_t, c = rkc_coefficients(s, damping=damping)
-    hf0 = h * f0
+    dtype = np.result_type(y, f0)
     y_prev2 = y
-    y_prev = y + mu_t[1] * hf0
+    y_prev = np.array(y, dtype=dtype, order="C")
+    _axpy(mu_t[1] * h, f0, y_prev)
     for j in range(2, s + 1):
         fj = np.asarray(velocity(t + c[j - 1] * h, y_prev))
-        y_j = (
-            (1.0 - mu[j] - nu[j]) * y
-            + mu[j] * y_prev
-            + nu[j] * y_prev2
-            + (mu_t[j] * h) * fj
-            + gamma_t[j] * hf0
-        )
+        # Y_j = (1 - mu - nu) y + mu Y_{j-1} + nu Y_{j-2} + mu~ h F_{j-1} + gamma~ h F_0, in
+        # a fresh array (a velocity may keep its argument) by axpy: five passes, no temporaries
+        y_j = np.multiply(y_prev, mu[j], dtype=np.result_type(dtype, fj))
+        _axpy(1.0 - mu[j] - nu[j], y, y_j)
+        _axpy(nu[j], y_prev2, y_j)
+        _axpy(mu_t[j] * h, fj, y_j)
+        _axpy(gamma_t[j] * h, f0, y_j)
         y_prev2, y_prev = y_prev, y_j
     return y_prev
 
@@ -357,6 +390,14 @@ def _erkc_step(velocity, t, y, h, f0, s):
     return fine + err, err
 
 
+#: What a velocity may raise at the stage of a trial step that has left the region where it
+#: is defined (a stage that overflowed, an SVD that did not converge, an input check): the
+#: step is rejected and shrunk, at most ``_MAX_FAILED_TRIALS`` times in a row.
+_TRIAL_ERRORS = (ArithmeticError, ValueError)  # FloatingPointError, OverflowError, LinAlgError
+_MAX_FAILED_TRIALS = 12
+_PI_BETA = 0.04
+
+
 def _spectral_radius(velocity, t, y, f0, direction, max_iter: int = 30):
     """Nonlinear power method for the spectral radius of dv/dy at y (Sommeijer et al. 1997).
 
@@ -422,7 +463,7 @@ def integrate_flow(
         Step size (fixed mode) or initial step size (adaptive mode). Default
         ``t_final / 100``. In fixed mode the last step is shortened to land on
         ``t_final``.
-    method : {"euler", "heun", "rk4", "dopri5", "rkc", "erkc", "dopri5-erkc"}
+    method : {"euler", "heun", "rk4", "dopri5", "rkc", "erkc", "dopri5-erkc", "dopri5-rkc"}
         ``"euler"``, ``"heun"``, ``"rk4"``, ``"dopri5"``: explicit Runge-Kutta tableaus
         (:data:`TABLEAUS`). Adaptive mode with a tableau requires ``"dopri5"`` (the default
         switches to it when ``adaptive=True``); its last stage is the first stage of the
@@ -445,7 +486,8 @@ def integrate_flow(
         erkc where it is held by stability (detected for free from two dopri5 stages,
         Hairer & Wanner's test, with hysteresis both ways); on a flow that is not stiff it
         is dopri5 step for step. For gradient flows that turn stiff near their minimum
-        (docs/performance.rst, "Flow solvers").
+        (docs/performance.rst, "Flow solvers"). ``"dopri5-rkc"``: the same switch with
+        ``"rkc"`` as the stiff solver (s evaluations per step instead of 3s - 1, second order).
     restore : callable ``y -> y``, optional
         Smooth map onto the manifold that fixes its points, applied after each
         step (standard projection method). ``None`` for flows in flat space. A restore
@@ -453,14 +495,22 @@ def integrate_flow(
         velocity at y (dopri5, rkc).
     adaptive : bool
         Error-controlled step size (mixed tolerance ``atol + rtol |y|`` in the max norm),
-        with the embedded 4th-order solution of dopri5 or the estimate of rkc.
+        with the embedded 4th-order solution of dopri5 or the estimate of rkc; PI control of
+        the step (Gustafsson; Hairer, Norsett & Wanner I, II.4), no growth right after a
+        rejection. A trial step whose stages overflow, or at one of whose stages the velocity
+        raises ArithmeticError or ValueError (a NaN/Inf check of an energy, an SVD that did
+        not converge), is rejected and shrunk five-fold like one whose error is too large;
+        after 12 such failures in a row the error says so. In fixed mode it is an error.
     rtol, atol : float
         Tolerances of the adaptive mode (>= 0, not both 0).
     error_scale : {"entrywise", "norm"}
         Adaptive mode: the error of entry i is compared with ``atol + rtol |y_i|``
         (``"entrywise"``) or with ``atol + rtol max_j |y_j|`` (``"norm"``: relative to the size of
         the whole state, for a path error relative to ``|y|``; entries near 0, such as the
-        off-diagonal entries of a start ``c I``, then need no absolute tolerance).
+        off-diagonal entries of a start ``c I``, then need no absolute tolerance). ``"norm"`` is
+        an absolute tolerance for the small entries: where they decide the path later (the
+        small singular values of a gradient flow from a small start, which escape one after
+        the other) it is far cheaper and far off the path (docs/performance.rst).
     stop_when : callable ``(t, y) -> bool``, optional
         Checked after every accepted step (after ``restore``); when it returns True the
         integration stops there and that state is the last one saved, so
@@ -488,7 +538,9 @@ def integrate_flow(
     RuntimeError
         More than ``max_steps`` attempted steps.
     FloatingPointError
-        The flow produced NaN or Inf.
+        A step could not be taken: in fixed mode its stages overflowed or the velocity raised
+        on one of them (the velocity's exception is the ``__cause__``); in adaptive mode the
+        same happened to 12 trial steps in a row; or ``restore`` produced NaN or Inf.
     """
     t_final = check_positive(t_final, "t_final")
     dt = None if dt is None else check_positive(dt, "dt")
@@ -496,12 +548,12 @@ def integrate_flow(
     y0 = as_array(y0, "y0", batch=True, real=False)
     if adaptive and method == "rk4":
         method = "dopri5"
-    if method not in TABLEAUS and method not in ("rkc", "erkc", "dopri5-erkc"):
+    stabilized = ("rkc", "erkc", "dopri5-rkc", "dopri5-erkc")
+    if method not in TABLEAUS and method not in stabilized:
         raise ValueError(
-            f"method must be one of {sorted([*TABLEAUS, 'rkc', 'erkc', 'dopri5-erkc'])}, "
-            f"got {method!r}"
+            f"method must be one of {sorted([*TABLEAUS, *stabilized])}, got {method!r}"
         )
-    hybrid = method == "dopri5-erkc"
+    hybrid = method.startswith("dopri5-")
     if hybrid and not adaptive:
         raise ValueError(f"method={method!r} switches on error-controlled steps: adaptive=True")
     tab = TABLEAUS["dopri5"] if hybrid else TABLEAUS.get(method)
@@ -534,8 +586,10 @@ def integrate_flow(
     times, states = [0.0], [np.array(save_as(y), copy=True)]
     records = {name: [np.asarray(f(0.0, y))] for name, f in monitors.items()}
 
-    t, n_steps, n_rejected, attempts = 0.0, 0, 0, 0
+    t, n_steps, n_rejected, attempts, failures = 0.0, 0, 0, 0, 0
+    err_prev, rejected_last = None, False  # step-size control: last accepted error, rejection
     f0 = None  # velocity at (t, y) when known (FSAL, rejected steps, rkc)
+    work = None  # the stages of the Runge-Kutta tableau, one buffer for the run
     rho, rho_dir, rho_age = None, None, 0  # rkc: spectral radius, its direction and age
     mode, streak = "dopri5", 0  # dopri5-rkc: the current method, and steps voting to switch
     bar = tqdm(
@@ -553,30 +607,67 @@ def integrate_flow(
             step = min(h, t_final - t)
             f_new = None
             use_rkc = method in ("rkc", "erkc") or (hybrid and mode == "stiff")
-            if use_rkc:
-                if f0 is None:
-                    f0 = np.asarray(velocity(t, y))
-                if rho is None or rho_age >= _RKC_RHO_EVERY:
-                    rho, rho_dir, _ = _spectral_radius(
-                        velocity, t, y, f0, f0 if rho_dir is None else rho_dir
-                    )
-                    rho_age = 0
-                if rho * step > (_RKC_MAX_STAGES**2 - 1) / 1.54:
-                    step = (_RKC_MAX_STAGES**2 - 1) / 1.54 / rho
-                if method != "rkc":
-                    y_new, err = _erkc_step(velocity, t, y, step, f0, _erkc_stages(step * rho))
-                    f_new = None
-                else:
-                    y_new = _rkc_step(velocity, t, y, step, f0, rkc_stages(step * rho))
-                    f_new = np.asarray(velocity(t + step, y_new))
-                    err = (12.0 * (y - y_new) + (6.0 * step) * (f0 + f_new)) / 15.0
-            else:
-                fsal = tab.b_low is not None
-                y_new, err, K, y_before = _rk_step(
-                    velocity, t, y, step, tab, k1=f0 if fsal else None
+            if f0 is None:  # the velocity at the accepted state: an error there is the caller's
+                f0 = np.asarray(velocity(t, y))
+            if use_rkc and (rho is None or rho_age >= _RKC_RHO_EVERY):
+                rho, rho_dir, _ = _spectral_radius(
+                    velocity, t, y, f0, f0 if rho_dir is None else rho_dir
                 )
-                if fsal:
-                    f0, f_new = K[0], K[-1]
+                rho_age = 0
+            if use_rkc and rho * step > (_RKC_MAX_STAGES**2 - 1) / 1.54:
+                step = (_RKC_MAX_STAGES**2 - 1) / 1.54 / rho
+            try:
+                # a trial step whose stages overflow (or on which the velocity raises) is
+                # rejected like one whose error is too large; numpy's overflow warnings of
+                # such a step say nothing about the accepted ones
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    if use_rkc and method.endswith("erkc"):
+                        s_stages = _erkc_stages(step * rho)
+                        y_new, err = _erkc_step(velocity, t, y, step, f0, s_stages)
+                    elif use_rkc:
+                        y_new = _rkc_step(velocity, t, y, step, f0, rkc_stages(step * rho))
+                        f_new = np.asarray(velocity(t + step, y_new))
+                        err = (12.0 * (y - y_new) + (6.0 * step) * (f0 + f_new)) / 15.0
+                    else:
+                        # the stages live in one buffer for the whole run; f0 is copied to
+                        # its row 0, which no later stage overwrites (so a rejected or failed
+                        # trial keeps it)
+                        if work is None or work.shape != (len(tab.c), f0.size):
+                            work = np.empty((len(tab.c), f0.size), np.result_type(f0, y))
+                        if work.dtype == np.result_type(f0, y):
+                            if not _same_view(f0.reshape(-1), work[0]):
+                                work[0] = f0.reshape(-1)
+                            f0 = work[0].reshape(f0.shape)
+                        y_new, err, K, y_before = _rk_step(
+                            velocity, t, y, step, tab, k1=f0, work=work
+                        )
+                        if tab.b_low is not None:  # FSAL: the last stage is at y_new
+                            f_new = K[-1]
+                    failure = None if np.all(np.isfinite(y_new)) else "a non-finite state"
+            except _TRIAL_ERRORS as exc:
+                failure = exc
+            if failure is not None:
+                failures += 1
+                if not adaptive or failures > _MAX_FAILED_TRIALS:
+                    raise FloatingPointError(
+                        f"the flow could not step from t={t:.6g}: "
+                        + (
+                            f"{failures} consecutive trial steps (the last of size {step:.3g})"
+                            if adaptive
+                            else f"the step of size {step:.6g} (reduce dt)"
+                        )
+                        + " produced "
+                        + (
+                            failure
+                            if isinstance(failure, str)
+                            else f"a stage where the velocity raised {failure!r}"
+                        )
+                    ) from (None if isinstance(failure, str) else failure)
+                n_rejected += 1
+                rejected_last = True
+                h = 0.2 * step
+                rho_age = _RKC_RHO_EVERY  # rkc: re-estimate the spectral radius
+                continue
             if adaptive:
                 if error_scale == "norm":
                     scale = atol + rtol * max(
@@ -589,10 +680,21 @@ def integrate_flow(
                 expo = -1.0 / 3.0 if use_rkc else -0.2
                 if not np.isfinite(err_norm) or err_norm > 1.0:
                     n_rejected += 1
+                    rejected_last = True
                     h = step * max(0.2, 0.9 * (err_norm if np.isfinite(err_norm) else 1e6) ** expo)
                     rho_age = _RKC_RHO_EVERY  # rkc: re-estimate the spectral radius
                     continue
-                h = step * min(5.0, 0.9 * max(err_norm, 1e-10) ** expo)
+                err_norm = max(err_norm, 1e-10)
+                if _PI_BETA and err_prev is not None:
+                    # PI control (Gustafsson; Hairer, Norsett & Wanner I, II.4): the previous error
+                    # damps the step-size oscillation of a step held by stability
+                    grow = 0.9 * err_norm ** (expo * (1 - 0.75 * _PI_BETA / -expo))
+                    grow *= err_prev ** (_PI_BETA)
+                else:
+                    grow = 0.9 * err_norm**expo
+                # no growth right after a rejection (the rejected size was too large)
+                h = step * min(1.0 if rejected_last else 5.0, grow)
+                err_prev, rejected_last = max(err_norm, 1e-4), False
                 if hybrid and mode == "stiff":
                     streak = streak + 1 if step * rho < _NONSTIFF_H_RHO else 0
                     if streak >= _NONSTIFF_STREAK:
@@ -614,10 +716,11 @@ def integrate_flow(
                     f_new = None
                 y_new = y_restored
             if not np.all(np.isfinite(y_new)):
-                raise FloatingPointError(f"the flow produced NaN/Inf at t={t + step:.6g}")
+                raise FloatingPointError(f"restore produced NaN/Inf at t={t + step:.6g}")
             t += step
             y = y_new
             f0 = f_new
+            failures = 0
             rho_age += 1
             n_steps += 1
             bar.update(step)

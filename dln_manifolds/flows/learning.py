@@ -564,17 +564,20 @@ def end_to_end_flow(
         ``inf`` uses :math:`\mathcal{A}_\infty = \lim \mathcal{A}_N/N` (time rescaled by N).
     t_final : float
     dt, method, adaptive, rtol, atol, save_every, progress
-        As in :func:`learning_flow` (``method`` also ``"erkc"`` and ``"dopri5-erkc"``,
-        :func:`~dln_manifolds.flows.integrate_flow`). For fast training to a loss use
-        ``method="dopri5-erkc", adaptive=True, rtol=1e-3, atol=1e-8,
-        evaluation="factors"`` and ``stop_when`` (docs/performance.rst, "Flow solvers").
+        As in :func:`learning_flow` (``method`` also ``"erkc"``, ``"dopri5-erkc"`` and
+        ``"dopri5-rkc"``, :func:`~dln_manifolds.flows.integrate_flow`). For fast training
+        to a loss use ``method="dopri5-erkc", adaptive=True, rtol=1e-3, atol=1e-8,
+        evaluation="factors"`` and ``stop_when`` (docs/performance.rst, "Flow solvers");
+        keep ``error_scale="entrywise"`` there (``"norm"`` misses the path, same page).
     stop_when : callable ``(t, X) -> bool``, optional
         Stop after the first accepted step where it returns True, e.g.
         ``lambda t, X: energy.value(X) < target``.
     error_scale : {"entrywise", "norm"}
         How the adaptive mode weighs the error (:func:`~dln_manifolds.flows.integrate_flow`);
-        ``"norm"`` makes ``rtol`` relative to the size of the state (X, or the layers),
-        which suits a small start such as ``1e-3 * I``.
+        ``"norm"`` makes ``rtol`` relative to the size of the state (X, or the layers): an
+        absolute tolerance for its small components, so it does not resolve the small
+        singular values whose escape times set the path from a small start such as
+        ``1e-3 * I`` (measured in docs/performance.rst, "Flow solvers").
     evaluation : {"svd", "auto", "factors"}
         How the velocity is evaluated; ``"auto"``: ``"factors"`` for finite
         ``depth <= FACTOR_DEPTH_MAX`` (10) and a square ``X0``, else ``"svd"`` (the fastest,
