@@ -19,9 +19,12 @@ The derivative-free optimizers need the Riemannian log (NelderMead: the Karcher
 mean of the simplex by 15 steepest-descent steps from a random point per
 iteration, about 300 dist/log calls; ParticleSwarm: two logs per particle per
 iteration), which makes them orders of magnitude slower here than on pymanopt's
-closed-form manifolds (one NelderMead iteration: 0.1 s CPU at depth 1, 40 s at
-depth 2, d = 2). The default run gives them a few iterations at depth 1; the slow
-run 20 starts at depth 1 (NelderMead to convergence) and one iteration elsewhere.
+closed-form manifolds. EndToEndMatrices memoizes its logs and computes those from
+one base point in one batch (one NelderMead iteration, d = 2: 0.1 s CPU at depth 1;
+from random starts ~40 s at depth 2 before, see the CHANGELOG for the measured
+speed-up; from a near start ~2 s). The default run gives them a few iterations at
+depth 1; the slow run 20 starts at depth 1 (NelderMead to convergence), NelderMead
+to convergence from a near start at depth 2 and inf, and one iteration elsewhere.
 
 pymanopt 2.2's NelderMead rejects an initial simplex of the right size (its
 length test is inverted), so the simplex comes from ``manifold.random_point``:
@@ -286,11 +289,13 @@ def _near_start_nelder_mead(space: str, seed: int, max_iterations: int):
 def test_nelder_mead_converges_from_a_near_start(space):
     """NelderMead reaches |X - T| < 1e-2 |T| from a near start at depth 2 and inf.
 
-    CPU (2-core box, d = 2): about 2 s per iteration with the memoized, batched log
-    (EndToEndMatrices class notes), against about 3 to 5 times that before.
+    CPU (loaded 2-core box, d = 2): 35 to 45 s per run of 25 iterations with the
+    memoized, batched log and the step-length saturation of the retraction
+    (EndToEndMatrices class notes); before, seed 103 stopped with LogConvergenceError
+    at a far line-search trial point of the Karcher mean.
     """
-    for seed in (103, 104):
-        err, start_err, stop, seconds = _near_start_nelder_mead(space, seed, max_iterations=15)
+    for seed in (102, 103):
+        err, start_err, stop, seconds = _near_start_nelder_mead(space, seed, max_iterations=25)
         assert start_err > 1e-2, (space, seed, start_err)  # the run has work to do
         assert err < 1e-2, (space, seed, err, start_err, stop, seconds)
 
