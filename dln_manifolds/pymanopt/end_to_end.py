@@ -81,15 +81,16 @@ class EndToEndMatrices(Manifold):
     - ``log`` is memoized and batched: exact repeats of a pair are answered
       from a cache (256 pairs), and a log from a new base point is computed in
       one batched :func:`~dln_manifolds.geodesics.depth_log` call together with
-      the logs to the (up to 16) partners of the previous base point, which
-      pymanopt's NelderMead (its Karcher mean asks for ``dist(y, p)`` for each
-      simplex point p, then for ``log`` at the same y) and ParticleSwarm ask for
+      the logs to the (up to 16) points that were partners of both previous
+      base points, which pymanopt's NelderMead (its Karcher mean asks for
+      ``dist(y, p)`` for each simplex point p, then for ``log`` at the same y,
+      for a sequence of points y) and ParticleSwarm (the global best) ask for
       next. A batch in which a speculative pair fails falls back to the
       requested pair alone. Results agree with single calls to rounding.
       pymanopt's NelderMead and ParticleSwarm draw :meth:`random_point` from both
       components (give them points of one component) and call ``log`` or
       ``dist`` many times per iteration: one NelderMead iteration takes about
-      2 s (d = 2, near start, ``geodesic_tol = 1e-8``) to 40 s (random starts),
+      2 s (d = 2, near start, ``geodesic_tol = 1e-8``) to 20-30 s (random starts),
       and ParticleSwarm's random velocities or a line search of NelderMead's
       Karcher mean can reach a point close to the boundary, where ``log``
       raises LogConvergenceError.
@@ -140,6 +141,7 @@ class EndToEndMatrices(Manifold):
         self._base: bytes | None = None
         self._partners: dict[bytes, np.ndarray] = {}
         self._previous: dict[bytes, np.ndarray] = {}
+        self._older: dict[bytes, np.ndarray] = {}
         self._logs_options: dict = {}
         name = f"End-to-end matrices ({m}x{n}) with the depth metric g^{self._depth}"
         super().__init__(name, m * n)
@@ -454,8 +456,9 @@ class EndToEndMatrices(Manifold):
             self._logs.clear()
             self._logs_options = options
         base, key = a.tobytes(), b.tobytes()
-        if base != self._base:  # a new base point: its partners so far become the speculation
-            self._previous, self._partners, self._base = self._partners, {}, base
+        if base != self._base:  # a new base point
+            self._older, self._previous = self._previous, self._partners
+            self._partners, self._base = {}, base
         self._partners[key] = b
         while len(self._partners) > _MAX_PARTNERS:
             self._partners.pop(next(iter(self._partners)))
@@ -463,10 +466,14 @@ class EndToEndMatrices(Manifold):
         if hit is not None:
             self._logs.move_to_end((base, key))
             return hit
+        if key == base:
+            return self._store(base, key, np.zeros_like(a))  # depth_log's answer for Y = X
         sign = np.sign(np.linalg.det(a))
+        # speculation: the partners asked for with each of the last two base points
+        recurring = {k: p for k, p in self._previous.items() if k in self._older}
         extra = [
             (k, p)
-            for k, p in {**self._previous, **self._partners}.items()
+            for k, p in recurring.items()
             if k != key
             and (base, k) not in self._logs
             and np.sign(np.linalg.det(p)) == sign
