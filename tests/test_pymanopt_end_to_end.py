@@ -85,7 +85,8 @@ def test_hessian_slope_fails_without_christoffel_term(monkeypatch):
 
 
 def test_hessian_and_retraction_use_one_svd(rng):
-    """One DepthFrame per call: the Hessian used to compute ten SVDs, the retraction seven."""
+    """One DepthFrame per call (the retraction: two): the Hessian used to compute ten SVDs,
+    the retraction seven."""
     M = EndToEndMatrices(4, 3, seed=1)
     x = M.random_point()
     G, H, U = rng.standard_normal((3, 4, 4))
@@ -93,7 +94,7 @@ def test_hessian_and_retraction_use_one_svd(rng):
         M.euclidean_to_riemannian_hessian(x, G, H, U)
         assert svd.call_count == 1
         M.retraction(x, 0.1 * U)
-        assert svd.call_count == 2
+        assert svd.call_count == 3  # one for the step-length saturation (g-norm of U)
 
 
 @pytest.mark.parametrize("depth", DEPTHS)
@@ -364,7 +365,15 @@ def test_interface(depth):
     P = M.projection(X, Z1)
     assert np.array_equal(P, Z1) and P is not Z1
     assert np.array_equal(M.to_tangent_space(X, Z1), Z1)
-    assert np.array_equal(M.transport(X, M.random_point(), Z1), Z1)
+    Y = M.random_point()
+    TZ1, TZ2 = M.transport(X, Y, Z1), M.transport(X, Y, Z2)
+    if depth == 1:
+        assert np.array_equal(TZ1, Z1)  # Euclidean: the identity
+    else:  # isometric, linear, the identity from X to X; not the identity (negative control)
+        assert M.inner_product(Y, TZ1, TZ2) == pytest.approx(ip, rel=1e-10, abs=1e-12)
+        np.testing.assert_allclose(M.transport(X, Y, Z1 - 2 * Z2), TZ1 - 2 * TZ2, atol=1e-12)
+        assert np.array_equal(M.transport(X, X, Z1), Z1)
+        assert M.inner_product(Y, Z1, Z1) != pytest.approx(1.0, rel=1e-3)
     egrad = np.arange(9.0).reshape(3, 3)
     np.testing.assert_allclose(
         M.euclidean_to_riemannian_gradient(X, egrad), depth_operator(X, depth, egrad)

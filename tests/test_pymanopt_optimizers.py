@@ -19,9 +19,12 @@ The derivative-free optimizers need the Riemannian log (NelderMead: the Karcher
 mean of the simplex by 15 steepest-descent steps from a random point per
 iteration, about 300 dist/log calls; ParticleSwarm: two logs per particle per
 iteration), which makes them orders of magnitude slower here than on pymanopt's
-closed-form manifolds (one NelderMead iteration: 0.1 s CPU at depth 1, 40 s at
-depth 2, d = 2). The default run gives them a few iterations at depth 1; the slow
-run 20 starts at depth 1 (NelderMead to convergence) and one iteration elsewhere.
+closed-form manifolds. EndToEndMatrices memoizes its logs and computes those from
+one base point in one batch (one NelderMead iteration, d = 2: 0.1 s CPU at depth 1;
+from random starts ~40 s at depth 2 before, see the CHANGELOG for the measured
+speed-up; from a near start ~2 s). The default run gives them a few iterations at
+depth 1; the slow run 20 starts at depth 1 (NelderMead to convergence), NelderMead
+to convergence from a near start at depth 2 and inf, and one iteration elsewhere.
 
 pymanopt 2.2's NelderMead rejects an initial simplex of the right size (its
 length test is inverted), so the simplex comes from ``manifold.random_point``:
@@ -60,7 +63,7 @@ def _single_threaded_blas():
         yield
 
 
-def _space(name: str, seed: int, ball: bool = False):
+def _space(name: str, seed: int, ball: bool = False, near: bool = False):
     rng = np.random.default_rng(seed)
     kind, depth = name.split("-N")
     depth = np.inf if depth == "inf" else int(depth)
@@ -75,9 +78,10 @@ def _space(name: str, seed: int, ball: bool = False):
                 x[:, 0] *= -1
             return x
 
-        if depth == 1 and ball:
+        if (depth == 1 and ball) or near:
             # the log of g^1 exists only where the segment stays in GL(d): in the ball
-            # |X - T| < sigma_min(T) (Eckart-Young), convex, every pair is joined
+            # |X - T| < sigma_min(T) (Eckart-Young), convex, every pair is joined;
+            # ``near``: the same ball at any depth (a near start)
             radius = 0.5 * np.linalg.svd(T, compute_uv=False)[-1]
 
             def random_point():
@@ -127,7 +131,15 @@ def _belongs(M, W) -> bool:
     return bool(np.abs(G).max() <= 1e-8 * max(1.0, np.abs(W).max() ** 2))
 
 
-def _run(space: str, name: str, seed: int, max_iterations: int, *, target_shift: float = 0.0):
+def _run(
+    space: str,
+    name: str,
+    seed: int,
+    max_iterations: int,
+    *,
+    target_shift: float = 0.0,
+    near: bool = False,
+):
     """Run once; return (outcome, |W - T| / |T| or the error's name, seconds).
 
     Outcomes: "converged" (|W - T| < 1e-5 |T|), "named error" (GeodesicError family,
@@ -136,9 +148,11 @@ def _run(space: str, name: str, seed: int, max_iterations: int, *, target_shift:
     boundary of GL(d) and said so), "saddle" (EndToEndMatrices: |W| < |T| / 100, the
     saddle W = 0), "budget" (max iterations, no claim of convergence), "stopped"
     (a claim of convergence away from T, silently: a failure). ``target_shift``
-    (negative controls only) optimizes towards T + shift but judges against T.
+    (negative controls only) optimizes towards T + shift but judges against T. ``near``:
+    the random points (start, simplex, swarm, the centroid's starts) of EndToEndMatrices
+    in the ball |X - T| < sigma_min(T) / 2 at every depth.
     """
-    M, T = _space(space, seed, ball=name in DERIVATIVE_FREE)
+    M, T = _space(space, seed, ball=name in DERIVATIVE_FREE, near=near)
     problem = quadratic_problem(M, T + target_shift)
     np.random.seed(seed)  # noqa: NPY002 (pymanopt's ParticleSwarm draws from the global state)
     x0 = None if name in DERIVATIVE_FREE else M.random_point()
@@ -187,9 +201,19 @@ def test_gradient_optimizers_converge(name, space):
 @pytest.mark.parametrize("space", SPACES)
 @pytest.mark.parametrize("name", GRADIENT)
 def test_gradient_optimizers_converge_from_20_starts(name, space, request):
-    if name == "CG-HagerZhang" and space == "E2E-N3":
-        # seed 109: "min step_size" after 4 iterations with |grad| = 1.6 (issue 13 item 2)
-        request.applymarker(pytest.mark.xfail(reason="HagerZhang line search stalls", strict=True))
+    if name == "CG-HagerZhang" and space == "E2E-N2":
+        # Seed 101: "min step_size" after 5 iterations, |grad| = 0.58, near X = 0 (singular
+        # values 0.065, 0.009). Upstream (pymanopt 2.2): the Hager-Zhang rule divides by
+        # g(y_k, d_k) with no safeguard and runs with the Armijo-only AdaptiveLineSearcher,
+        # which does not enforce the Wolfe curvature condition that makes g(y_k, d_k) > 0;
+        # here g(y_k, d_k) = 0.0022 (isometric transport; 0.07 with parallel transport),
+        # although phi'(alpha) - phi'(0) = 1.9 along the retraction curve, which near
+        # X = 0 is far from the geodesic. beta = 6.4e3 and the next line search fails.
+        # pymanopt's own Euclidean manifold shows the same missing safeguard
+        # (ZeroDivisionError in Hager-Zhang on Rosenbrock, 3 of 40 starts). The former
+        # failure at depth 3 (seed 109) was ours: the identity transport (transport docs).
+        reason = "pymanopt 2.2 Hager-Zhang: no safeguard for g(y_k, d_k) ~ 0 (Armijo-only search)"
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
     _check_gradient(space, name, seeds=range(100, 120))
 
 
@@ -230,11 +254,115 @@ def test_particle_swarm_at_depth_one_from_20_starts(seed):
 @pytest.mark.parametrize("space", SPACES[1:])
 @pytest.mark.parametrize("name", DERIVATIVE_FREE)
 def test_derivative_free_optimizers_run_on_every_space(name, space):
-    """One iteration (CPU, d = 2: NelderMead 40 s at depth 2, 63 s at depth inf, 41 s on M,
-    over 10 min on F_X; ParticleSwarm 12 s, 17 s, 57 s)."""
+    """One iteration (CPU, d = 2: NelderMead 23 s at depth 2, 30 s at depth inf (76 s and
+    124 s before the memoized, batched log), 41 s on M, over 10 min on F_X; ParticleSwarm
+    13 s, 19 s, 57 s)."""
     if name == "NelderMead" and space == "Fiber-N3":
         pytest.skip("one NelderMead iteration on F_X takes over 10 minutes (RK4 shooting logs)")
     _check_derivative_free(space, name, 100, max_iterations=2, converge=False)
+
+
+def _near_start_nelder_mead(space: str, seed: int, max_iterations: int):
+    """NelderMead from a simplex in the ball |X - T| < sigma_min(T) / 2 (log accuracy 1e-8).
+
+    Returns (error of the result, best error of the initial simplex, outcome, CPU seconds).
+    """
+    M, T = _space(space, seed, near=True)
+    M.geodesic_tol = 1e-8  # the Karcher-mean descent of NelderMead needs far less than 1e-10
+    simplex = [M.random_point() for _ in range(M.dim + 1)]
+    start_err = min(float(np.linalg.norm(x - T) / np.linalg.norm(T)) for x in simplex)
+    draws, draw = iter(simplex), M.random_point
+
+    def random_point():  # the simplex above first, then the centroid's random starts
+        x = next(draws, None)
+        return draw() if x is None else x
+
+    M.random_point = random_point
+    start = time.process_time()
+    result = _optimizer("NelderMead", max_iterations).run(quadratic_problem(M, T))
+    seconds = time.process_time() - start
+    err = float(np.linalg.norm(result.point - T) / np.linalg.norm(T))
+    return err, start_err, result.stopping_criterion, seconds
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("space", ["E2E-N2", "E2E-Ninf"])
+def test_nelder_mead_converges_from_a_near_start(space):
+    """NelderMead reaches |X - T| < 1e-2 |T| from a near start at depth 2 and inf.
+
+    CPU (loaded 2-core box, d = 2): 35 to 47 s per run of 25 iterations with the
+    memoized, batched log and the step-length saturation of the retraction
+    (EndToEndMatrices class notes); before, seed 103 stopped with LogConvergenceError
+    at a far line-search trial point of the Karcher mean.
+    """
+    for seed in (102, 103):
+        err, start_err, stop, seconds = _near_start_nelder_mead(space, seed, max_iterations=25)
+        assert start_err > 1e-2, (space, seed, start_err)  # the run has work to do
+        assert err < 1e-2, (space, seed, err, start_err, stop, seconds)
+
+
+def test_memoized_batched_log(monkeypatch):
+    """EndToEndMatrices.log/dist/pair_mean: depth_log's answers, one batched call per base point.
+
+    pymanopt's NelderMead asks for dist(y, p) for the simplex points p one by one, then for
+    the log at the same y; the adapter computes the logs from a new base point to the
+    partners of the previous one in one batch and answers repeats from a cache.
+    """
+    from dln_manifolds.geodesics import DifferentComponentsError, depth_log
+    from dln_manifolds.pymanopt import end_to_end
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(np.shape(args[1]))
+        return depth_log(*args, **kwargs)
+
+    monkeypatch.setattr(end_to_end, "depth_log", counted)
+    rng = np.random.default_rng(5)
+    M = EndToEndMatrices(2, 2, seed=rng)
+    M.geodesic_tol = 1e-8
+    T = np.array([[1.2, 0.3], [-0.2, 0.9]])
+    P = [T + 0.2 * rng.standard_normal((2, 2)) for _ in range(3)]
+    y0, yb, y1 = (T + 0.1 * rng.standard_normal((2, 2)) for _ in range(3))
+    for y in (y0, yb):
+        for p in P:
+            M.dist(y, p)  # first two base points: nothing recurs yet, one call each
+    assert calls == [(2, 2)] * 6
+    d1 = [M.dist(y1, p) for p in P]  # new base point: one batch with the recurring partners
+    assert calls[6:] == [(3, 2, 2)]
+    V = [M.log(y1, p) for p in P]  # repeats: from the cache
+    assert len(calls) == 7
+    for p, v, dist in zip(P, V, d1, strict=True):
+        np.testing.assert_allclose(v, depth_log(y1, p, 2), atol=1e-8)
+        assert dist == pytest.approx(np.sqrt(M.inner_product(y1, v, v)), rel=1e-12)
+    V[0][:] = 0.0  # the caller's copy: the cache is not changed
+    assert np.linalg.norm(M.log(y1, P[0])) > 0.1
+    assert not np.allclose(V[1], V[2])  # negative control: the pairs are not mixed up
+    mid = M.pair_mean(y1, P[1])
+    np.testing.assert_allclose(M.dist(y1, mid), 0.5 * d1[1], rtol=1e-6)
+    # another component: dist is inf, log raises, and the batch skips that partner
+    Q = P[2] * np.array([1.0, -1.0])
+    assert M.dist(y0, Q) == np.inf
+    with pytest.raises(DifferentComponentsError):
+        M.log(y0, Q)
+    # a new geodesic_tol empties the cache
+    before = len(calls)
+    M.geodesic_tol = 1e-6
+    M.log(y1, P[0])
+    assert len(calls) > before
+    with pytest.raises(ValueError, match="geodesic_tol"):
+        M.geodesic_tol = -1.0
+        M.log(y1, P[0])
+
+
+def test_transport_is_isometric_and_fixes_hager_zhang():
+    """The former strict xfail (depth 3, seed 109): Hager-Zhang now converges."""
+    assert _run("E2E-N3", "CG-HagerZhang", 109, 300)[0] == "converged"
+    M, _ = _space("E2E-N3", 109)
+    X, Y = M.random_point(), M.random_point()
+    Z = M.random_tangent_vector(X)
+    assert M.norm(Y, M.transport(X, Y, Z)) == pytest.approx(1.0, rel=1e-10)
+    assert M.norm(Y, Z) != pytest.approx(1.0, rel=1e-3)  # the identity is not isometric
 
 
 def test_negative_controls():

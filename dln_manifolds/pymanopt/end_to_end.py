@@ -17,14 +17,15 @@ Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 from pymanopt.manifolds.manifold import Manifold
 
-from .._checks import as_array, check_full_rank, check_matrix_space
+from .._checks import as_array, check_full_rank, check_matrix_space, check_positive
 from .._linalg import haar_orthogonal
 from ..depth_metric import DepthFrame
-from ..geodesics import depth_distance, depth_exp, depth_log
+from ..geodesics import GeodesicError, depth_exp, depth_log
 from ..retraction import depth_retraction_unchecked
 
 __all__ = ["EndToEndMatrices", "BoundaryWarning", "WARN_CONDITION"]
@@ -32,6 +33,12 @@ __all__ = ["EndToEndMatrices", "BoundaryWarning", "WARN_CONDITION"]
 #: Condition number (of the point or of the metric tensor) above which
 #: :meth:`EndToEndMatrices.norm` warns: 1/sqrt(eps).
 WARN_CONDITION = 1.0 / np.sqrt(np.finfo(np.float64).eps)
+
+
+#: Logs kept by :meth:`EndToEndMatrices.log` (exact repeats are answered from this cache).
+_LOG_CACHE_SIZE = 256
+#: Largest number of recent partners computed along with a requested log.
+_MAX_PARTNERS = 16
 
 
 class BoundaryWarning(RuntimeWarning):
@@ -67,15 +74,26 @@ class EndToEndMatrices(Manifold):
       never leaves GL(d) (see :meth:`retraction`).
     - Geodesics (square points only): ``exp``, ``log``, ``dist`` and
       ``pair_mean`` by :mod:`dln_manifolds.geodesics` (ODE integration and
-      Newton shooting; a ``log`` of a random 2 x 2 pair takes ~0.1-1 s).
-      ``dist`` is ``inf`` between the two components of GL(d); ``log`` and
-      ``pair_mean`` raise DifferentComponentsError there. pymanopt's
-      NelderMead and ParticleSwarm draw :meth:`random_point` from both
+      Newton shooting; a ``log`` of a random 2 x 2 pair takes ~0.1-1 s, of a
+      near pair ~0.02-0.05 s). ``dist`` is ``inf`` between the two components
+      of GL(d); ``log`` and ``pair_mean`` raise DifferentComponentsError there.
+      ``geodesic_tol`` (default 1e-10) sets the accuracy of ``log``.
+    - ``log`` is memoized and batched: exact repeats of a pair are answered
+      from a cache (256 pairs), and a log from a new base point is computed in
+      one batched :func:`~dln_manifolds.geodesics.depth_log` call together with
+      the logs to the (up to 16) points that were partners of both previous
+      base points, which pymanopt's NelderMead (its Karcher mean asks for
+      ``dist(y, p)`` for each simplex point p, then for ``log`` at the same y,
+      for a sequence of points y) and ParticleSwarm (the global best) ask for
+      next. A batch in which a speculative pair fails falls back to the
+      requested pair alone. Results agree with single calls to rounding.
+      pymanopt's NelderMead and ParticleSwarm draw :meth:`random_point` from both
       components (give them points of one component) and call ``log`` or
-      ``dist`` many times per iteration: NelderMead runs but is slow (about
-      25 s per iteration for d = 2), and ParticleSwarm's random velocities
-      can carry a particle close to the boundary, where ``log`` raises
-      LogConvergenceError.
+      ``dist`` many times per iteration: one NelderMead iteration takes about
+      2 s (d = 2, near start, ``geodesic_tol = 1e-8``) to 20-30 s (random starts),
+      and ParticleSwarm's random velocities or a line search of NelderMead's
+      Karcher mean can reach a point close to the boundary, where ``log``
+      raises LogConvergenceError.
     - Non-square points ``d = (m, n)``: full-rank m x n matrices (rank
       min(m, n), a connected open set), finite depth only; the retraction is
       :math:`X + Z - \tfrac12\Gamma_X(Z, Z)` (damped, kept of full rank), and
@@ -106,12 +124,25 @@ class EndToEndMatrices(Manifold):
       TrustRegions rejects that step and shrinks its radius instead of crashing.
     """
 
+    #: Accuracy of :meth:`log` (and :meth:`dist`, :meth:`pair_mean`): the endpoint mismatch
+    #: tolerance ``tol`` and the integrator's ``rtol`` of
+    #: :func:`~dln_manifolds.geodesics.depth_log` (``atol`` is 1/100 of it). Derivative-free
+    #: solvers need far less than the default; 1e-8 halves the cost of a log of near points.
+    geodesic_tol: float = 1e-10
+
     def __init__(self, d: int | tuple[int, int], depth=2, seed=None):
         (m, n), self._depth = check_matrix_space(d, depth)
         self._shape = (m, n)
         self._rect = m != n
         self._d = m if not self._rect else (m, n)
         self._rng = np.random.default_rng(seed)
+        # memoized logs {(base bytes, end bytes): V} and the partners of the last base points
+        self._logs: OrderedDict[tuple[bytes, bytes], np.ndarray] = OrderedDict()
+        self._base: bytes | None = None
+        self._partners: dict[bytes, np.ndarray] = {}
+        self._previous: dict[bytes, np.ndarray] = {}
+        self._older: dict[bytes, np.ndarray] = {}
+        self._logs_options: dict = {}
         name = f"End-to-end matrices ({m}x{n}) with the depth metric g^{self._depth}"
         super().__init__(name, m * n)
 
@@ -263,6 +294,16 @@ class EndToEndMatrices(Manifold):
         there (with a :class:`BoundaryWarning` from :meth:`norm`) instead of
         crashing.
 
+        Step length: the tangent vector is first scaled to
+        :math:`Z / (1 + (|Z|_{g^N_X}/\rho)^4)^{1/4}`, :math:`\rho` = ``typical_dist``
+        (:math:`\sqrt{\dim}`), which changes only terms of order :math:`|Z|^5` and
+        bounds the g-length of every step by :math:`\rho`. Without it, pymanopt's
+        backtracking line search (NelderMead's Karcher mean: a first trial step
+        up to ~500 times the gradient) tries points at g-distance ~7 or more, next
+        to the singular set, from which :meth:`log` finds no geodesic and
+        NelderMead stops with LogConvergenceError; trust-region steps are at most
+        ``typical_dist`` long anyway.
+
         Raises
         ------
         ValueError
@@ -277,12 +318,49 @@ class EndToEndMatrices(Manifold):
         """
         point = self._check(point)
         Z = self._vector(tangent_vector, "tangent_vector", finite=False)
+        if np.all(np.isfinite(Z)) and np.any(Z):
+            Z = Z * self._step_factor(point, Z)
         return depth_retraction_unchecked(point, Z, self._depth, name="point")
 
+    def _step_factor(self, point: np.ndarray, Z: np.ndarray) -> float:
+        """(1 + (|Z|_g / rho)^4)^(-1/4), rho = typical_dist, without overflow (Z finite, != 0)."""
+        frame = DepthFrame(point, self._depth, check=False)
+        if self._depth != 1:
+            check_full_rank(frame.s, "point")
+        zmax = float(np.max(np.abs(Z)))
+        Zh = Z / zmax
+        unit = Zh if self._depth == 1 else frame.inverse(Zh)
+        r = zmax * np.sqrt(max(float(np.sum(unit * Zh)), 0.0)) / self.typical_dist
+        if r <= 1.0:
+            return float((1.0 + r**4) ** -0.25)
+        return float((1.0 / r) * (1.0 + r**-4) ** -0.25)
+
     def transport(self, point_a, point_b, tangent_vector_a) -> np.ndarray:
-        self._check(point_a, "point_a")
-        self._check(point_b, "point_b")
-        return np.array(self._vector(tangent_vector_a, "tangent_vector_a"), dtype=np.float64)
+        r"""Isometric vector transport :math:`\mathcal{A}_{N,Y}^{1/2}\mathcal{A}_{N,X}^{-1/2} Z`.
+
+        X = ``point_a``, Y = ``point_b``. Since :math:`g^N_X(Z, Z) =
+        |\mathcal{A}_{N,X}^{-1/2} Z|_F^2`, this map is an isometry from
+        :math:`(T_X, g^N_X)` onto :math:`(T_Y, g^N_Y)`; it is linear, the identity
+        for Y = X (and at depth 1), and smooth in (X, Y) (a spectral function of
+        the singular values, no choice of singular frames): a vector transport
+        in the sense of [pymanopt]. Two SVDs, O(d^3).
+
+        Why not the identity of the embedding: it changes norms by
+        factors up to :math:`\kappa(\mathcal{A})^{1/2}`, and the conjugate-gradient
+        rules that divide by :math:`g(y_k, d_k)` with :math:`y_k = \mathrm{grad}_{k+1}
+        - \mathcal{T}\mathrm{grad}_k` then see a spurious denominator near 0: for one
+        start at depth 3 it was 0.019 (identity) against 4.4 (parallel transport along
+        the geodesic) and 2.4 (this map); Hager-Zhang took
+        :math:`\beta = 6.6\cdot 10^3`, a direction of norm :math:`1.8\cdot 10^4`, and
+        its line search stalled ("min step_size").
+        """
+        a = self._check(point_a, "point_a")
+        b = self._check(point_b, "point_b")
+        Z = np.array(self._vector(tangent_vector_a, "tangent_vector_a"), dtype=np.float64)
+        if self._depth == 1 or np.array_equal(a, b):
+            return Z
+        W = self._frame(a, "point_a").power(Z, -0.5)
+        return self._frame(b, "point_b").power(W, 0.5)
 
     def random_point(self):
         """A well-conditioned point: Haar frames and log-uniform singular values in [1/2, 2]."""
@@ -322,6 +400,11 @@ class EndToEndMatrices(Manifold):
     def log(self, point_a, point_b) -> np.ndarray:
         r"""Riemannian logarithm :math:`\log_X(Y)` by :func:`~dln_manifolds.geodesics.depth_log`.
 
+        Memoized and batched (see the class notes on geodesics): the result is the
+        one of :func:`~dln_manifolds.geodesics.depth_log` for this pair, possibly
+        computed in one batch with other pairs of the same base point (identical up
+        to rounding).
+
         Raises
         ------
         DifferentComponentsError
@@ -334,18 +417,26 @@ class EndToEndMatrices(Manifold):
         """
         self._square_only("log")
         a, b = self._check(point_a, "point_a"), self._check(point_b, "point_b")
-        return depth_log(a, b, self._depth, names=("point_a", "point_b"))
+        return self._log(a, b).copy()
 
     def dist(self, point_a, point_b) -> float:
         r"""Geodesic distance :math:`|\log_X(Y)|_{g^N_X}`; ``inf`` between the components of GL(d).
 
         As geomstats' :meth:`dln_manifolds.geomstats.DepthMetric.dist`
-        (:func:`~dln_manifolds.geodesics.depth_distance`). Raises
-        LogConvergenceError where the log fails (never a wrong distance).
+        (:func:`~dln_manifolds.geodesics.depth_distance`), through the memoized
+        :meth:`log`. Raises LogConvergenceError where the log fails (never a
+        wrong distance).
         """
         self._square_only("dist")
         a, b = self._check(point_a, "point_a"), self._check(point_b, "point_b")
-        return float(depth_distance(a, b, self._depth, names=("point_a", "point_b")))
+        if np.linalg.det(a) * np.linalg.det(b) < 0:
+            check_full_rank(np.linalg.svd(a, compute_uv=False), "point_a")
+            check_full_rank(np.linalg.svd(b, compute_uv=False), "point_b")
+            return np.inf
+        V = self._log(a, b)
+        if self._depth == 1:
+            return float(np.linalg.norm(V))
+        return float(np.sqrt(max(float(DepthFrame(a, self._depth).inner(V, V)), 0.0)))
 
     def pair_mean(self, point_a, point_b) -> np.ndarray:
         r"""Geodesic midpoint :math:`\exp_X(\tfrac12 \log_X(Y))` (used by NelderMead).
@@ -354,9 +445,68 @@ class EndToEndMatrices(Manifold):
         components of GL(d), which have no midpoint.
         """
         self._square_only("pair_mean")
-        a = self._check(point_a, "point_a")
-        V = self.log(a, point_b)
+        a, b = self._check(point_a, "point_a"), self._check(point_b, "point_b")
+        V = self._log(a, b)
         return depth_exp(a, 0.5 * V, self._depth, names=("point_a", "tangent_vector"))
+
+    def _log(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """log_a(b) from the cache, or computed with the speculative partners (read-only result)."""
+        options = self._log_options()
+        if options != self._logs_options:  # geodesic_tol changed: the cached logs are stale
+            self._logs.clear()
+            self._logs_options = options
+        base, key = a.tobytes(), b.tobytes()
+        if base != self._base:  # a new base point
+            self._older, self._previous = self._previous, self._partners
+            self._partners, self._base = {}, base
+        self._partners[key] = b
+        while len(self._partners) > _MAX_PARTNERS:
+            self._partners.pop(next(iter(self._partners)))
+        hit = self._logs.get((base, key))
+        if hit is not None:
+            self._logs.move_to_end((base, key))
+            return hit
+        if key == base:
+            return self._store(base, key, np.zeros_like(a))  # depth_log's answer for Y = X
+        sign = np.sign(np.linalg.det(a))
+        # speculation: the partners asked for with each of the last two base points
+        recurring = {k: p for k, p in self._previous.items() if k in self._older}
+        extra = [
+            (k, p)
+            for k, p in recurring.items()
+            if k != key
+            and (base, k) not in self._logs
+            and np.sign(np.linalg.det(p)) == sign
+            and _full_rank(p)
+        ][:_MAX_PARTNERS]
+        names = ("point_a", "point_b")
+        V = None
+        same = np.sign(np.linalg.det(b)) == sign
+        if extra and self._depth != 1 and same and _full_rank(a) and _full_rank(b):
+            Y = np.stack([b] + [p for _, p in extra])
+            try:
+                Vs = depth_log(a, Y, self._depth, names=names, **options)
+            except GeodesicError:
+                Vs = None  # a speculative pair failed: compute the requested pair alone
+            if Vs is not None:
+                for (k, _), Vk in zip(extra, Vs[1:], strict=True):
+                    self._store(base, k, Vk)
+                V = Vs[0]
+        if V is None:
+            V = depth_log(a, b, self._depth, names=names, **options)
+        return self._store(base, key, V)
+
+    def _log_options(self) -> dict:
+        tol = check_positive(self.geodesic_tol, "geodesic_tol")
+        return {"tol": tol, "rtol": tol, "atol": 1e-2 * tol}
+
+    def _store(self, base: bytes, key: bytes, V: np.ndarray) -> np.ndarray:
+        V = np.array(V, dtype=np.float64)
+        V.flags.writeable = False
+        self._logs[(base, key)] = V
+        while len(self._logs) > _LOG_CACHE_SIZE:
+            self._logs.popitem(last=False)
+        return V
 
     def _square_only(self, what: str) -> None:
         if self._rect:
@@ -365,6 +515,15 @@ class EndToEndMatrices(Manifold):
                 f"{what} is not implemented for non-square points (shape ({m}, {n})): the "
                 "geodesic solvers of dln_manifolds.geodesics handle square matrices only"
             )
+
+
+def _full_rank(X: np.ndarray) -> bool:
+    """Whether X passes depth_log's full-rank test (so that a batch cannot fail on it)."""
+    try:
+        check_full_rank(np.linalg.svd(X, compute_uv=False))
+    except ValueError:
+        return False
+    return True
 
 
 def _condition(s: np.ndarray) -> float:
