@@ -733,7 +733,9 @@ def _fd_jacobian(residual, c: np.ndarray, r: np.ndarray) -> np.ndarray:
 #: is solved to ``tol``): a predictor for the next target needs no more.
 _CONTINUATION_TOL = 1e-6
 #: Smallest continuation step (fraction of the path) before ``log`` gives up.
-_MIN_STEP = 1.0 / 256
+_MIN_STEP = 1.0 / 64
+#: Most targets one continuation solves for (successes and failures) before giving up.
+_MAX_SOLVES = 24
 
 
 class _Newton:
@@ -925,7 +927,7 @@ def _continuation(W, T, exp_batch, basis, path, atol, max_iter, guess, verified,
     newton.c, newton.e, newton.J = np.zeros(basis.shape[1]), _to_real(W), basis.copy()
     mid_tol = _CONTINUATION_TOL * scale
     s, h = 0.0, 1.0
-    while True:
+    for _ in range(_MAX_SOLVES):
         s_new = min(1.0, s + h)
         last = s_new == 1.0
         try:
@@ -933,9 +935,8 @@ def _continuation(W, T, exp_batch, basis, path, atol, max_iter, guess, verified,
         except ValueError:  # the path leaves the full-rank points
             target = None
         saved = (newton.c, newton.e, newton.J)
-        ok = target is not None and newton.solve(
-            target, 0.5 * atol if last else mid_tol, max_iter if last or h == 1.0 else 8
-        )
+        iters = max_iter if last or h == 1.0 else min(max_iter, 8)
+        ok = target is not None and newton.solve(target, 0.5 * atol if last else mid_tol, iters)
         if ok and last:
             V = verified(newton.c)
             if V is not None:
@@ -948,6 +949,7 @@ def _continuation(W, T, exp_batch, basis, path, atol, max_iter, guess, verified,
         h *= 0.5
         if h < _MIN_STEP:
             return None
+    return None
 
 
 def _check_same_component(W: np.ndarray, T: np.ndarray) -> None:
@@ -988,6 +990,19 @@ def _first(W: np.ndarray, T: np.ndarray) -> bool:
 _COARSE_STEPS = 5
 
 
+def _value_errors(fn: Callable) -> Callable:
+    """``fn`` raising ValueError where the integration produced NaN/Inf (FloatingPointError
+    of :func:`~dln_manifolds.flows.integrate_flow`): a geodesic that leaves the manifold."""
+
+    def wrapped(*args):
+        try:
+            return fn(*args)
+        except FloatingPointError as exc:
+            raise ValueError(f"the geodesic leaves the manifold ({exc})") from exc
+
+    return wrapped
+
+
 class _LogProblem:
     r"""Shooting data at one base point: tangent basis, exp (single and batched), path.
 
@@ -999,8 +1014,8 @@ class _LogProblem:
     def __init__(self, W, basis, exp_velocity, exp_batch, path, n_steps: int):
         self.W = W
         self.basis = basis
-        self.exp_velocity = exp_velocity
-        self.exp_batch = exp_batch
+        self.exp_velocity = _value_errors(exp_velocity)
+        self.exp_batch = _value_errors(exp_batch)
         self.path = path
         self.n_steps = n_steps
 

@@ -232,8 +232,6 @@ def test_particle_swarm_at_depth_one_from_20_starts(seed):
 def test_derivative_free_optimizers_run_on_every_space(name, space):
     """One iteration (CPU, d = 2: NelderMead 40 s at depth 2, 63 s at depth inf, 41 s on M,
     over 10 min on F_X; ParticleSwarm 12 s, 17 s, 57 s)."""
-    if name == "NelderMead" and space == "Fiber-N3":
-        pytest.skip("one NelderMead iteration on F_X takes over 10 minutes (RK4 shooting logs)")
     _check_derivative_free(space, name, 100, max_iterations=2, converge=False)
 
 
