@@ -64,21 +64,31 @@ is an isometry and maps V to :math:`\dot\gamma(1)` to the RK4 error
 ``n_steps``, d, N = (2, 3), (3, 2), :math:`|V| = 0.4|W|`).
 
 ``log`` solves :math:`\exp_W(V) = T` for V in the tangent space by shooting:
-Gauss-Newton on the coordinates of V in an orthonormal basis of
-:math:`T_W` with Broyden updates of the Jacobian (starting from the
-identity, the differential of exp at 0) and a finite-difference Jacobian
-whenever Broyden stalls, with backtracking; the initial guess is the
-tangent projection of :math:`T - W`. If that fails, continuation along the
-restored chord :math:`\mathrm{restore}((1-s)W + sT)` (2, 4, 8 pieces).
-``log`` returns the V whose *computed* ``exp`` (with the same ``n_steps``)
-hits T to ``tol`` relative to :math:`\max(1, |W|, |T|)`, or raises
-ValueError; it never returns an unconverged vector. It finds the geodesic
-continued from the chord, which is the minimizing one for points closer than
-the injectivity radius (not checked). Real points whose layers have
-determinants of different signs lie in different connected components:
-``log`` raises ValueError for them at once and ``dist`` is ``inf``.
-``dist`` is the norm of ``log``; the
-geodesic midpoint is ``exp(W, log(W, T)/2)``.
+Newton's method on the coordinates of V in an orthonormal basis of
+:math:`T_W`, with backtracking. Each iterate integrates V and its ``dim``
+forward-difference perturbations :math:`V + hb_i` together, as one stack in one
+RK4 run (the fields are vectorized over points), which gives the residual and a
+fresh Jacobian for about 1.4 times the cost of one ``exp`` (d, N = 3, 2; 13
+geodesics). The start is the log of a coarse exponential (a quarter of the steps,
+at least 5: the same geodesic to the RK4 error, 4 times cheaper), itself solved
+from V = 0 (where the Jacobian is the identity); if Newton fails, adaptive
+continuation in the target along the restored chord
+:math:`\mathrm{restore}((1-s)W + sT)`: the step in s doubles after a success
+and halves after a failure (to 1/64), each target starting from the last
+solution and its Jacobian (an Euler predictor). ``log`` returns the V whose
+*computed* ``exp`` (with the same ``n_steps``) hits T to ``tol`` relative to
+:math:`\max(1, |W|, |T|)`, or raises ValueError; it never returns an
+unconverged vector. It finds the geodesic continued from the chord, which is
+the minimizing one for points closer than the injectivity radius (not checked).
+Far apart points may be joined by several geodesics of similar length; so that
+``log(T, W)`` follows the geodesic of ``log(W, T)`` back, a pair is always
+solved from the point that comes first in the lexicographic order of the
+coordinates, and the log at the other point is Newton's solution from
+:math:`-\dot\gamma(1)` of that geodesic (then both differ from exact reverses
+by the RK4 error only). Real points whose layers have determinants of
+different signs lie in different connected components: ``log`` raises
+ValueError for them at once and ``dist`` is ``inf``. ``dist`` is the norm of
+``log``; the geodesic midpoint is ``exp(W, log(W, T)/2)``.
 
 Accuracy: the map is RK4's, with global error :math:`O(n^{-4})`; with the
 default 20 steps and :math:`|V| = 0.4|W|` at d, N = (2, 3), (3, 2) the endpoint
