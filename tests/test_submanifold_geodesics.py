@@ -297,6 +297,20 @@ def test_fiber_log_far_random_pair():
     )
 
 
+def test_log_keeps_the_shorter_of_two_geodesics_both_ways():
+    """A far pair (d, N = 2, 2) joined by two geodesics whose lengths differ by 2.4e-3
+    relative: shooting from W and from T alone (negative control) ends on different ones,
+    log(W, T) and log(T, W) both follow the shorter, to the RK4 error."""
+    from dln_manifolds import submanifold_geodesics as sg
+
+    W, T = _far_balanced_pair(2, 2, 57)
+    problem = sg._balanced_problem(sg.DEFAULT_GEODESIC_STEPS)
+    one_sided = [np.linalg.norm(problem(A).shoot(B, 1e-10, 30)) for A, B in ((W, T), (T, W))]
+    assert abs(one_sided[0] - one_sided[1]) > 1e-3 * min(one_sided)
+    V, U = _check_far_log(balanced_log, balanced_exp, W, T, 1e-4)
+    assert np.linalg.norm(V) == pytest.approx(min(one_sided), rel=1e-5)
+
+
 def test_log_failure_raises_instead_of_returning():
     """Negative control of convergence: an unreachable tolerance with one Newton iteration
     per target is an error, never a returned vector."""
