@@ -89,8 +89,8 @@ from :math:`-\dot\gamma(1)` of that geodesic. So ``log(T, W)`` follows the geode
 of ``log(W, T)`` back, to the RK4 error, and ``dist`` is symmetric to that error.
 Real points whose layers have determinants of different signs lie in different
 connected components: ``log`` raises ValueError for them at once and ``dist`` is
-``inf``. ``dist`` is the norm of ``log``; the geodesic midpoint is ``exp(W, log(W,
-T)/2)``.
+``inf``. ``dist`` is the norm of ``log``; the geodesic midpoint is
+:math:`\exp_W(\log_W(T)/2)`.
 
 Accuracy: the map is RK4's, with global error :math:`O(n^{-4})`; with the
 default 20 steps and :math:`|V| = 0.4|W|` at d, N = (2, 3), (3, 2) the endpoint

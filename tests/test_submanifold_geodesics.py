@@ -297,6 +297,7 @@ def test_fiber_log_far_random_pair():
     )
 
 
+@pytest.mark.slow
 def test_log_keeps_the_shorter_of_two_geodesics_both_ways():
     """A far pair (d, N = 2, 2) joined by two geodesics whose lengths differ by 2.4e-3
     relative: shooting from W and from T alone (negative control) ends on different ones,
