@@ -231,7 +231,7 @@ def test_particle_swarm_at_depth_one_from_20_starts(seed):
 @pytest.mark.parametrize("name", DERIVATIVE_FREE)
 def test_derivative_free_optimizers_run_on_every_space(name, space):
     """One iteration (CPU, d = 2: NelderMead 40 s at depth 2, 63 s at depth inf, 41 s on M,
-    75 s on F_X (batched-Jacobian shooting; over 10 min before); ParticleSwarm 12 s, 17 s, 57 s)."""
+    100 s on F_X (batched shooting; over 10 min before); ParticleSwarm 12 s, 17 s, 57 s)."""
     _check_derivative_free(space, name, 100, max_iterations=2, converge=False)
 
 
