@@ -235,6 +235,139 @@ def test_bad_arguments_are_named():
         fiber_exp(Wf, Vf[:1], X)
 
 
+# --- far pairs, drawn as the geomstats adapters draw them -------------------------------------
+
+
+def _far_balanced_pair(d, N, seed):
+    """Two independent random points of M (the law of geomstats' ``random_point``: Haar
+    frames, singular values log-uniform in [1/2, 2]) in the component of positive
+    determinants, as the generic tests pair them: far apart (|log| ~ 1.5 |W|)."""
+    rng = np.random.default_rng(seed)
+    pts = []
+    while len(pts) < 2:
+        W = random_balanced_point(d, N, seed=int(rng.integers(2**31)))
+        if np.all(np.linalg.det(W) > 0):
+            pts.append(W)
+    return pts
+
+
+def _far_fiber_pair(d, N, seed):
+    """Two random points of F_X (pymanopt's ``Fiber.random_point``: the center acted on by
+    random group elements of condition number up to 4)."""
+    from dln_manifolds.pymanopt import Fiber
+
+    rng = np.random.default_rng(seed)
+    X = np.eye(d) + 0.3 * rng.standard_normal((d, d))
+    M = Fiber(X, N, seed=seed)
+    return X, M.random_point(), M.random_point()
+
+
+def _check_far_log(log, exp, W, T, sym_tol):
+    """exp(log) hits T to the shooting tolerance; log(T, W) is the same geodesic reversed
+    (its initial velocity is minus the final velocity of exp_W(t log_W T)) and
+    |log(W, T)| = |log(T, W)|, both to the RK4 error ``sym_tol`` (relative)."""
+    V = log(W, T)
+    scale = max(1.0, np.linalg.norm(W), np.linalg.norm(T))
+    end, velocity = exp(W, V, velocity=True)
+    assert np.linalg.norm(end - T) <= 1e-10 * scale
+    U = log(T, W)
+    assert np.linalg.norm(exp(T, U) - W) <= 1e-10 * scale
+    assert np.linalg.norm(velocity + U) <= sym_tol * np.linalg.norm(V)
+    assert abs(np.linalg.norm(V) - np.linalg.norm(U)) <= sym_tol * np.linalg.norm(V)
+    return V, U
+
+
+def test_balanced_log_far_random_pair():
+    W, T = _far_balanced_pair(2, 2, 0)
+    V, U = _check_far_log(balanced_log, balanced_exp, W, T, 1e-4)
+    assert np.linalg.norm(V) > np.linalg.norm(W)  # far: |log| > |W|
+    # negative control: a vector off by 1e-6 relative misses T by far more than the tolerance
+    miss = balanced_exp(W, V + 1e-6 * np.linalg.norm(V) * balanced_tangent_projection(W, W))
+    assert np.linalg.norm(miss - T) > 1e3 * 1e-10 * np.linalg.norm(W)
+
+
+def test_fiber_log_far_random_pair():
+    X, W, T = _far_fiber_pair(2, 3, 1)
+    V, U = _check_far_log(
+        lambda A, B: fiber_log(A, B, X),
+        lambda A, B, velocity=False: fiber_exp(A, B, X, velocity=velocity),
+        W,
+        T,
+        1e-4,
+    )
+
+
+@pytest.mark.slow
+def test_log_keeps_the_shorter_of_two_geodesics_both_ways():
+    """A far pair (d, N = 2, 2) joined by two geodesics whose lengths differ by 2.4e-3
+    relative: shooting from W and from T alone (negative control) ends on different ones,
+    log(W, T) and log(T, W) both follow the shorter, to the RK4 error."""
+    from dln_manifolds import submanifold_geodesics as sg
+
+    W, T = _far_balanced_pair(2, 2, 57)
+    problem = sg._balanced_problem(sg.DEFAULT_GEODESIC_STEPS)
+    one_sided = [np.linalg.norm(problem(A).shoot(B, 1e-10, 30)) for A, B in ((W, T), (T, W))]
+    assert abs(one_sided[0] - one_sided[1]) > 1e-3 * min(one_sided)
+    V, U = _check_far_log(balanced_log, balanced_exp, W, T, 1e-4)
+    assert np.linalg.norm(V) == pytest.approx(min(one_sided), rel=1e-5)
+
+
+def test_log_failure_raises_instead_of_returning():
+    """Negative control of convergence: an unreachable tolerance with one Newton iteration
+    per target is an error, never a returned vector."""
+    W, T = _far_balanced_pair(2, 2, 0)
+    with pytest.raises(ValueError, match="log did not converge"):
+        balanced_log(W, T, 4, tol=1e-17, max_iter=1)
+
+
+def test_batched_fiber_field_matches_single():
+    """The stacked field and settle of fiber_log's batched exponential equal the single ones."""
+    from dln_manifolds import submanifold_geodesics as sg
+    from dln_manifolds.pymanopt import Fiber
+
+    rng = np.random.default_rng(21)
+    X = np.eye(2) + 0.3 * rng.standard_normal((2, 2))
+    M = Fiber(X, 3, seed=21)
+    Ws = [M.random_point() + 1e-3 * rng.standard_normal((3, 2, 2)) for _ in range(3)]
+    Vs = [rng.standard_normal((3, 2, 2)) for _ in range(3)]  # off the fiber: settle restores
+    Ws, Vs = np.stack(Ws), np.stack(Vs)
+    field = sg._fiber_field_batch(Ws, Vs)
+    W1, V1 = sg._fiber_settler_batch(X)(Ws, Vs)
+    settle = sg._fiber_settler(X)
+    for k in range(3):
+        np.testing.assert_allclose(field[k], sg._fiber_field(Ws[k], Vs[k]), atol=1e-12)
+        Wk, Vk = settle(Ws[k], Vs[k])
+        np.testing.assert_allclose(W1[k], Wk, atol=1e-12)
+        np.testing.assert_allclose(V1[k], Vk, atol=1e-12)
+    assert np.abs(field[0] - field[1]).max() > 1e-3  # negative control: the points differ
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("d,N", [(2, 2), (2, 3), (3, 2)])
+def test_balanced_log_far_random_pairs(d, N, seed):
+    W, T = _far_balanced_pair(d, N, 100 + seed)
+    _check_far_log(balanced_log, balanced_exp, W, T, 2e-3)
+    M = balanced_geodesic_midpoint(W, T)
+    half = 0.5 * balanced_dist(W, T)
+    assert half == pytest.approx(0.5 * np.linalg.norm(balanced_log(T, W)), rel=2e-3)
+    assert abs(balanced_dist(W, M) - half) < 1e-3 * half
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("d,N", [(2, 2), (2, 3), (3, 2)])
+def test_fiber_log_far_random_pairs(d, N, seed):
+    X, W, T = _far_fiber_pair(d, N, 100 + seed)
+    _check_far_log(
+        lambda A, B: fiber_log(A, B, X),
+        lambda A, B, velocity=False: fiber_exp(A, B, X, velocity=velocity),
+        W,
+        T,
+        2e-3,
+    )
+
+
 # --- geomstats ------------------------------------------------------------------------------
 
 
