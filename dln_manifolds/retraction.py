@@ -57,7 +57,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from ._checks import as_array, broadcast_batch, check_count, check_depth
+from ._checks import as_array, broadcast_batch, check_count, check_depth, check_positive
 from .depth_metric import DepthFrame
 
 __all__ = ["depth_retraction", "retraction_condition_limit"]
@@ -86,7 +86,14 @@ def _fro(A: np.ndarray) -> np.ndarray:
     return np.linalg.norm(A, axis=(-2, -1))
 
 
-def depth_retraction(X, V, depth, *, names: tuple[str, str] = ("X", "V")) -> np.ndarray:
+def depth_retraction(
+    X,
+    V,
+    depth,
+    *,
+    max_length: float | None = None,
+    names: tuple[str, str] = ("X", "V"),
+) -> np.ndarray:
     r"""Second-order retraction :math:`R_X(V)` on :math:`(\mathfrak{M}_{m\times n}, g^N)`.
 
     See the module docstring for the formula and the guarantees: the result agrees
@@ -103,6 +110,12 @@ def depth_retraction(X, V, depth, *, names: tuple[str, str] = ("X", "V")) -> np.
         Real finite tangent vector(s); batch axes broadcast against those of X.
     depth : int or numpy.inf
         N >= 1 (finite for m != n).
+    max_length : float, optional
+        Bound :math:`\rho` on the :math:`g^N`-length of a step: V is first scaled to
+        :math:`V / (1 + (|V|_{g^N_X} / \rho)^4)^{1/4}`, which changes only terms of
+        order :math:`|V|^5` (the map stays a second-order retraction) and keeps line
+        searches that try very long steps away from the singular set (the pymanopt
+        adapter passes ``typical_dist``). Default: no bound.
     names : (str, str), default ("X", "V")
         Names of the two arguments in error messages (for adapters).
 
@@ -138,6 +151,8 @@ def depth_retraction(X, V, depth, *, names: tuple[str, str] = ("X", "V")) -> np.
             f"{V.shape}"
         )
     depth = check_depth(depth)
+    if max_length is not None:
+        max_length = check_positive(max_length, "max_length")
     m, n = X.shape[-2:]
     if m != n and np.isinf(depth):
         raise ValueError(
@@ -155,11 +170,16 @@ def depth_retraction(X, V, depth, *, names: tuple[str, str] = ("X", "V")) -> np.
         )
     X = np.broadcast_to(X, batch + (m, n))
     V = np.broadcast_to(V, batch + (m, n))
-    return depth_retraction_unchecked(X, V, depth, name=x_name)
+    return depth_retraction_unchecked(X, V, depth, name=x_name, max_length=max_length)
 
 
 def depth_retraction_unchecked(
-    X: np.ndarray, V: np.ndarray, depth, *, name: str = "X"
+    X: np.ndarray,
+    V: np.ndarray,
+    depth,
+    *,
+    name: str = "X",
+    max_length: float | None = None,
 ) -> np.ndarray:
     """:func:`depth_retraction` on validated real X, V of the same shape (..., m, n).
 
@@ -185,9 +205,21 @@ def depth_retraction_unchecked(
                 f"{name} is too close to the rank-deficient boundary of GL(d) for a step "
                 f"that stays in GL(d) (condition number {worst:.3g} > {limit:.3g})"
             )
+        if max_length is not None:
+            Za = Za * _length_factor(frame, Za, max_length)[:, None, None]
         step = _rect_steps if m != n else _square_steps
         out[active] = step(frame, Xa, Za, kappa, limit)
     return out.reshape(shape)
+
+
+def _length_factor(frame: DepthFrame, Z: np.ndarray, rho: float) -> np.ndarray:
+    """(1 + (|Z|_g / rho)^4)^(-1/4) for a stack of nonzero finite Z, without overflow."""
+    zmax = np.max(np.abs(Z), axis=(-2, -1))
+    Zh = Z / zmax[:, None, None]
+    unit = Zh if frame.depth == 1 else frame.inverse(Zh)
+    r = zmax * np.sqrt(np.maximum(np.sum(unit * Zh, axis=(-2, -1)), 0.0)) / rho
+    with np.errstate(over="ignore", divide="ignore"):
+        return np.where(r <= 1.0, (1.0 + r**4) ** -0.25, (1.0 / r) * (1.0 + r**-4.0) ** -0.25)
 
 
 def _square_steps(frame: DepthFrame, X, Z, kappa, limit) -> np.ndarray:

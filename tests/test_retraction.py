@@ -76,7 +76,12 @@ def test_batched_equals_per_point(shape, depth):
     assert np.array_equal(out[2], X[2])
     # the pymanopt adapter is the same map
     M = EndToEndMatrices(shape[0] if shape[0] == shape[1] else shape, depth)
-    assert np.allclose(M.retraction(X[1], V[1]), out[1], rtol=1e-13, atol=0)
+    assert np.allclose(
+        M.retraction(X[1], V[1]),
+        depth_retraction(X[1], V[1], depth, max_length=M.typical_dist),
+        rtol=1e-13,
+        atol=0,
+    )
     # broadcasting: one base point, several vectors
     one = depth_retraction(X[0], V, depth)
     assert np.allclose(one[3], depth_retraction(X[0], V[3], depth), rtol=1e-13, atol=0)
@@ -142,3 +147,29 @@ def test_batched_balanced_point_and_lift_equal_loops(d, N):
     assert not np.allclose(horizontal_lift(W, Z[::-1]), H)
     with pytest.raises(ValueError, match="Z"):
         horizontal_lift(W, Z[0])
+
+
+@pytest.mark.parametrize(("shape", "depth"), SHAPES)
+def test_max_length_bounds_the_step_and_keeps_second_order(shape, depth):
+    """max_length: the g-length of the scaled step is below the bound; small steps change
+    only at order |V|^5 (second-order retraction kept). Negative control: no bound."""
+    rng = np.random.default_rng(5)
+    X = _points(shape, 1, rng)[0]
+    U = rng.standard_normal(shape)
+    frame = DepthFrame(X, depth)
+    unit = U / np.sqrt(frame.inner(U, U))  # g-length 1
+    rho = 0.5
+    for t in (1e-3, 1e-2):
+        diff = depth_retraction(X, t * unit, depth, max_length=rho) - depth_retraction(
+            X, t * unit, depth
+        )
+        assert np.linalg.norm(diff) <= 10 * (t / rho) ** 4 * t * np.linalg.norm(unit)
+    far = depth_retraction(X, 1e3 * unit, depth, max_length=rho)
+    near = depth_retraction(X, rho * unit, depth)
+    # the bounded step goes no further than an unbounded step of length rho
+    assert np.linalg.norm(far - X) <= np.linalg.norm(near - X) * (1 + 1e-12)
+    assert np.linalg.norm(depth_retraction(X, 1e3 * unit, depth) - X) > 2 * np.linalg.norm(
+        near - X
+    )
+    with pytest.raises(ValueError, match="max_length"):
+        depth_retraction(X, unit, depth, max_length=0.0)

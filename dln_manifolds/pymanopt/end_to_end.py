@@ -318,22 +318,9 @@ class EndToEndMatrices(Manifold):
         """
         point = self._check(point)
         Z = self._vector(tangent_vector, "tangent_vector", finite=False)
-        if np.all(np.isfinite(Z)) and np.any(Z):
-            Z = Z * self._step_factor(point, Z)
-        return depth_retraction_unchecked(point, Z, self._depth, name="point")
-
-    def _step_factor(self, point: np.ndarray, Z: np.ndarray) -> float:
-        """(1 + (|Z|_g / rho)^4)^(-1/4), rho = typical_dist, without overflow (Z finite, != 0)."""
-        frame = DepthFrame(point, self._depth, check=False)
-        if self._depth != 1:
-            check_full_rank(frame.s, "point")
-        zmax = float(np.max(np.abs(Z)))
-        Zh = Z / zmax
-        unit = Zh if self._depth == 1 else frame.inverse(Zh)
-        r = zmax * np.sqrt(max(float(np.sum(unit * Zh)), 0.0)) / self.typical_dist
-        if r <= 1.0:
-            return float((1.0 + r**4) ** -0.25)
-        return float((1.0 / r) * (1.0 + r**-4) ** -0.25)
+        return depth_retraction_unchecked(
+            point, Z, self._depth, name="point", max_length=self.typical_dist
+        )
 
     def transport(self, point_a, point_b, tangent_vector_a) -> np.ndarray:
         r"""Isometric vector transport :math:`\mathcal{A}_{N,Y}^{1/2}\mathcal{A}_{N,X}^{-1/2} Z`.
