@@ -320,6 +320,7 @@ def test_components_are_not_joined(d, depth):
 
 # --- general widths: Fiber and BalancedManifold with flat points (D,) ---------------------
 
+
 def _widths_metric_data(name, one_point, tolerances):
     groups = _METRIC_GROUPS
     skips = _UP_SKIPS

@@ -168,8 +168,6 @@ def test_max_length_bounds_the_step_and_keeps_second_order(shape, depth):
     near = depth_retraction(X, rho * unit, depth)
     # the bounded step goes no further than an unbounded step of length rho
     assert np.linalg.norm(far - X) <= np.linalg.norm(near - X) * (1 + 1e-12)
-    assert np.linalg.norm(depth_retraction(X, 1e3 * unit, depth) - X) > 2 * np.linalg.norm(
-        near - X
-    )
+    assert np.linalg.norm(depth_retraction(X, 1e3 * unit, depth) - X) > 2 * np.linalg.norm(near - X)
     with pytest.raises(ValueError, match="max_length"):
         depth_retraction(X, unit, depth, max_length=0.0)
