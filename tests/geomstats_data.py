@@ -245,6 +245,13 @@ def data_class(
 
 
 # --- random data ------------------------------------------------------------------------
+# Backend-agnostic: points and vectors are arrays of geomstats' active backend (gs.*);
+# numpy only for the signs of determinants (plain floats, through gs.to_numpy).
+
+
+def _frobenius(x, axes):
+    """Frobenius norm of ``x`` over ``axes``, kept as axes of length 1 (broadcasts)."""
+    return gs.sqrt(gs.sum(x**2, axis=axes, keepdims=True))
 
 
 class ComponentGenerator(RandomDataGenerator):
@@ -267,11 +274,9 @@ class ComponentGenerator(RandomDataGenerator):
         if self.space.depth == 1:
             return self._ball_point(n_points)
         x = self.space.to_matrix(self.space.random_point(n_points))
-        flip = np.sign(np.linalg.det(x)) != self.sign
-        x = np.where(
-            flip[..., None, None], x * np.array([-1.0] + [1.0] * (x.shape[-1] - 1))[:, None], x
-        )
-        return self.space.to_vector(x)
+        flip = gs.sign(gs.linalg.det(x)) != self.sign
+        first_row = gs.array([-1.0] + [1.0] * (x.shape[-1] - 1))[:, None]
+        return self.space.to_vector(gs.where(flip[..., None, None], x * first_row, x))
 
     def _ball_point(self, n_points):
         """Depth 1 (flat, incomplete): points of the ball |X - C| < 0.45, C = diag(sign, 1, ...).
@@ -280,24 +285,22 @@ class ComponentGenerator(RandomDataGenerator):
         its segment, the geodesic of g^1 (elsewhere the log does not exist).
         """
         d = self.space.matrix_shape[0]
-        C = np.diag([float(self.sign)] + [1.0] * (d - 1))
+        C = gs.array(np.diag([float(self.sign)] + [1.0] * (d - 1)))
         shape = (n_points, d, d) if n_points > 1 else (d, d)
         D = gs.random.normal(size=shape)
-        norm = np.linalg.norm(D, axis=(-2, -1), keepdims=True)
         radius = 0.45 * gs.random.uniform(size=shape[:-2] + (1, 1))
-        return self.space.to_vector(C + radius * D / norm)
+        return self.space.to_vector(C + radius * D / _frobenius(D, (-2, -1)))
 
     def point_to_project(self, n_points=1):
         """Any matrix (geomstats: a point of the embedding space), singular ones included."""
         x = self.space.to_matrix(self.space.embedding_space.random_point(n_points))
-        x[..., 0, :] = 0.0  # rank-deficient: the projection must act
-        return self.space.to_vector(x)
+        first_row_zero = gs.array([0.0] + [1.0] * (x.shape[-2] - 1))[:, None]
+        return self.space.to_vector(x * first_row_zero)  # rank-deficient: projection must act
 
     def random_tangent_vec(self, base_point):
         base_point = gs.array(base_point)
         v = gs.random.normal(size=base_point.shape)
-        ratio = np.linalg.norm(base_point, axis=-1) / np.linalg.norm(v, axis=-1)
-        return self.scale * v * np.asarray(ratio)[..., None]
+        return self.scale * v * (_frobenius(base_point, (-1,)) / _frobenius(v, (-1,)))
 
 
 class SubmanifoldGenerator(RandomDataGenerator):
@@ -319,25 +322,27 @@ class SubmanifoldGenerator(RandomDataGenerator):
 
     def _reference_signs(self):
         center = getattr(self.space, "center", None)
-        return np.sign(np.linalg.det(center)) if center is not None else np.ones(self.space.depth)
+        if center is None:
+            return np.ones(self.space.depth)
+        return np.sign(np.linalg.det(gs.to_numpy(gs.array(center))))
 
     def _kept(self, pts):
-        return [p for p in pts if np.all(np.sign(np.linalg.det(p)) == self.signs)]
+        signs = np.sign(np.linalg.det(gs.to_numpy(pts)))  # plain floats: numpy
+        return [p for p, s in zip(pts, signs, strict=True) if np.all(s == self.signs)]
 
     def random_point(self, n_points=1):
         kept = []
         for _ in range(1000):
-            pts = self.space.random_point(4 * n_points).reshape((-1,) + self.space.shape)
+            pts = gs.reshape(self.space.random_point(4 * n_points), (-1,) + self.space.shape)
             kept += self._kept(pts)
             if len(kept) >= n_points:
                 break
-        pts = np.stack(kept[:n_points])
+        pts = gs.stack(kept[:n_points])
         return pts[0] if n_points == 1 else pts
 
     def _relative(self, v, base_point, scale):
         """v rescaled to ``scale`` times the Frobenius norm of the base point."""
-        ratio = np.sqrt(np.sum(base_point**2, axis=self.axes) / np.sum(v**2, axis=self.axes))
-        return scale * v * np.asarray(ratio).reshape(np.shape(ratio) + (1,) * len(self.axes))
+        return scale * v * (_frobenius(base_point, self.axes) / _frobenius(v, self.axes))
 
     def random_tangent_vec(self, base_point):
         base_point = gs.array(base_point)
