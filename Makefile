@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-backends docs lint bench clean
+.PHONY: demo test test-backends test-generic-backends docs lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ $(BACKENDS_STAMP): pyproject.toml
 
 test-backends: $(BACKENDS_STAMP)
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BACKENDS_VENV)/bin/python -m pytest -n 0 -q -m backends tests/test_geomstats_backends.py
+
+# geomstats' own generic test cases (tests/test_geomstats_generic.py, run under numpy
+# by `make test`) under the autograd backend (main venv) and the pytorch backend
+# (backends venv).
+test-generic-backends: $(STAMP) $(BACKENDS_STAMP)
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 GEOMSTATS_BACKEND=autograd $(BIN)/python -m pytest -n 0 -q tests/test_geomstats_generic.py
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 GEOMSTATS_BACKEND=pytorch $(BACKENDS_VENV)/bin/python -m pytest -n 0 -q tests/test_geomstats_generic.py
 
 docs: $(STAMP)
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
