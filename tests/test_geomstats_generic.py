@@ -318,6 +318,40 @@ def test_components_are_not_joined(d, depth):
     assert np.all(np.sign(dets) == [1, 1, 1, -1, -1, -1])
 
 
+def _generators():
+    e2e = EndToEndMatrices(2, 2)
+    fiber = Fiber(np.eye(2) + 0.1, 2)
+    quotient = BalancedManifold(2, 2).equip_with_quotient()
+    widths = BalancedManifold(widths=WIDTHS_CASES[0])
+    return [
+        ComponentGenerator(e2e, -1),
+        ComponentGenerator(EndToEndMatrices(2, 1), 1),
+        SubmanifoldGenerator(fiber),
+        BaseGenerator(quotient, 1),
+        WidthsGenerator(widths),
+    ]
+
+
+def test_generators_draw_backend_arrays():
+    """The data generators return float64 arrays of the active backend (torch tensors
+    under pytorch), of the space's shape, on the space, so that geomstats' test cases
+    can call the backend on them; a list of layers would fail here (negative control)."""
+    for gen in _generators():
+        point = gen.random_point(3)
+        drawn = {
+            "random_point": point,
+            "one point": gen.random_point(1),
+            "random_tangent_vec": gen.random_tangent_vec(point),
+            "point_to_project": gen.point_to_project(3),
+        }
+        for what, x in drawn.items():
+            assert gs.is_array(x), (type(gen).__name__, what, type(x))
+            assert x.dtype == gs.float64, (type(gen).__name__, what, x.dtype)
+        assert tuple(point.shape) == (3,) + tuple(gen.space.shape)
+        assert bool(gs.all(gen.space.belongs(point)))
+    assert not gs.is_array([gs.to_numpy(point[0])])  # the check rejects a list of layers
+
+
 # --- general widths: Fiber and BalancedManifold with flat points (D,) ---------------------
 
 
