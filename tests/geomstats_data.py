@@ -15,6 +15,9 @@ the deep linear network:
 - :class:`SubmanifoldGenerator`: points of the fiber or the balanced manifold
   and tangent vectors scaled relative to the point.
 
+The generators draw arrays of geomstats' active backend (``gs.*``: torch tensors
+under pytorch), so that the test cases run under every backend.
+
 ``trials = 1``: no retries of failed random tests (geomstats retries three
 times by default, which hides flaky failures).
 """

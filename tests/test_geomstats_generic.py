@@ -13,6 +13,9 @@ is marked slow.
 
 Skipped tests are listed in ``SKIPS`` with the reason; nothing is silently
 passed (``fail_for_not_implemented_errors`` stays True, no retries).
+
+The module runs under every geomstats backend (``GEOMSTATS_BACKEND``): numpy in the
+default suite, autograd and pytorch with ``make test-generic-backends``.
 """
 
 import zlib
