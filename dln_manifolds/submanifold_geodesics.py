@@ -1045,31 +1045,66 @@ _COARSE_STEPS = 5
 def _polar_path(W: np.ndarray, T: np.ndarray) -> Callable[[float], np.ndarray]:
     r"""A path of invertible layers from W to T (layers with determinants of equal signs).
 
-    Layer by layer, with the polar decompositions :math:`W_p = U_pP_p`,
-    :math:`T_p = U'_pP'_p`: :math:`U_p\exp(s\log(U_p^*U'_p))\,((1-s)P_p + sP'_p)`,
-    a geodesic of the orthogonal (unitary) group times a segment of positive definite
-    matrices, invertible for every s (the chord :math:`(1-s)W_p + sT_p` may cross the
-    singular matrices: two rotations by opposite right angles average to 0). The
-    continuation path of ``log`` is this path mapped onto the manifold by its restore.
+    Layer by layer (:func:`_layer_polar_path`), with the polar decompositions
+    :math:`W_p = U_pP_p`, :math:`T_p = U'_pP'_p`:
+    :math:`U_p\exp(s\log(U_p^*U'_p))\,((1-s)P_p + sP'_p)`, a geodesic of the orthogonal
+    (unitary) group times a segment of positive definite matrices, invertible for every s
+    (the chord :math:`(1-s)W_p + sT_p` may cross the singular matrices: two rotations by
+    opposite right angles average to 0). The continuation path of ``log`` is this path
+    mapped onto the manifold by its restore.
     """
-    Uw, Pw = _polar(W)
-    Ut, Pt = _polar(T)
-    R = np.stack([scipy.linalg.logm(r) for r in conj_transpose(Uw) @ Ut])
-    if not np.iscomplexobj(W) and not np.iscomplexobj(T):
+    paths = _layers_polar_path(W, T)
+    return lambda s: np.stack(paths(s))
+
+
+def _layers_polar_path(W, T) -> Callable[[float], list[np.ndarray]]:
+    """:func:`_layer_polar_path` of each layer of two networks (stacks or lists of layers)."""
+    paths = [_layer_polar_path(a, b) for a, b in zip(W, T, strict=True)]
+    return lambda s: [p(s) for p in paths]
+
+
+def _layer_polar_path(A: np.ndarray, B: np.ndarray) -> Callable[[float], np.ndarray]:
+    r"""Polar path of one layer (m, n) from A to B, of rank min(m, n) if A or B is.
+
+    :math:`U(s)((1-s)P_A + sP_B)` with the polar factors :math:`A = U_AP_A` (:math:`U_A`
+    with orthonormal columns, m >= n; the transpose otherwise), :math:`U(s)` the first n
+    columns of the geodesic :math:`Q_A\exp(s\log(Q_A^*Q_B))` of the orthogonal (unitary)
+    group between completions :math:`Q = [U, U_\perp]` (the complement of B rotated
+    closest to that of A, its sign chosen to make :math:`\det Q_A^*Q_B > 0`). A real
+    square layer whose determinant changes sign (possible only where a hidden width
+    exceeds min(d_0, d_N)) takes the chord instead.
+    """
+    if A.shape[0] < A.shape[1]:
+        path = _layer_polar_path(A.T, B.T)
+        return lambda s: path(s).T
+    m, n = A.shape
+    real = not (np.iscomplexobj(A) or np.iscomplexobj(B))
+    (Qa, Pa), (Qb, Pb) = _polar_completed(A), _polar_completed(B)
+    if m > n:  # rotate the complement of B closest to that of A (Procrustes), then fix det
+        u, _, vh = np.linalg.svd(conj_transpose(Qb[:, n:]) @ Qa[:, n:])
+        Qb = np.concatenate([Qb[:, :n], Qb[:, n:] @ (u @ vh)], axis=1)
+        if real and np.linalg.det(Qa.T @ Qb) < 0:
+            Qb[:, -1] *= -1.0
+    elif real and np.linalg.det(Qa.T @ Qb) < 0:
+        return lambda s: (1.0 - s) * A + s * B
+    R = scipy.linalg.logm(conj_transpose(Qa) @ Qb)
+    if real:
         R = R.real
     R = 0.5 * (R - conj_transpose(R))  # skew(-Hermitian): the rounding of logm removed
 
     def point(s: float) -> np.ndarray:
-        U = Uw @ np.stack([scipy.linalg.expm(s * r) for r in R])
-        return U @ ((1.0 - s) * Pw + s * Pt)
+        return (Qa @ scipy.linalg.expm(s * R))[:, :n] @ ((1.0 - s) * Pa + s * Pb)
 
     return point
 
 
-def _polar(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Polar decomposition A = U P of each layer, U orthogonal (unitary), P positive."""
+def _polar_completed(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A = Q[:, :n] P for A (m, n), m >= n: Q (m, m) orthogonal (unitary), P (n, n) positive
+    semidefinite (the polar decomposition, its isometry completed to a square one)."""
+    n = A.shape[1]
     u, sv, vh = np.linalg.svd(A)
-    return u @ vh, (conj_transpose(vh) * sv[..., None, :]) @ vh
+    Q = np.concatenate([u[:, :n] @ vh, u[:, n:]], axis=1)
+    return Q, (conj_transpose(vh) * sv[None, :]) @ vh
 
 
 def _value_errors(fn: Callable) -> Callable:
@@ -1536,18 +1571,82 @@ def _packed_rk4(
     """:func:`_rk4_state` on lists of layers (W, V, ...), packed into one (k, P) array."""
     widths = _widths(state[0])
     dtype = np.result_type(*(z for layers in state for z in layers))
+    y0 = np.stack([pack_layers(z) for z in state]).astype(dtype, copy=False)
+    y = _packed_flow(y0, widths, rate, settle, n_steps)
+    return [[z.copy() for z in unpack_layers(row, widths)] for row in y]
+
+
+def _packed_flow(
+    y0: np.ndarray,
+    widths: tuple[int, ...],
+    rate: Callable[..., list],
+    settle: Callable[..., list],
+    n_steps: int,
+    *,
+    batched: bool = False,
+) -> np.ndarray:
+    """:func:`_rk4_state` on packed states y0 of shape (k, ..., P): (W, V, ...) of each
+    network along the middle (batch) axes, one RK4 run for the whole stack. ``rate`` and
+    ``settle`` act on the unpacked layers: with ``batched``, on layers carrying the batch
+    axes (..., d_{k+1}, d_k), all networks at once; else on one network at a time."""
 
     def unpack(y):
-        return [unpack_layers(row, widths) for row in y]
+        cuts = np.cumsum([0] + [a * b for a, b in zip(widths[1:], widths[:-1], strict=True)])
+        return [
+            y[..., i:j].reshape(y.shape[:-1] + (a, b))
+            for i, j, a, b in zip(cuts[:-1], cuts[1:], widths[1:], widths[:-1], strict=True)
+        ]
 
-    def packed(items):
-        return np.stack([pack_layers(z) for z in items]).astype(dtype, copy=False)
+    def pack(layers):
+        return np.concatenate([z.reshape(z.shape[:-2] + (-1,)) for z in layers], axis=-1)
 
-    y0 = packed(state)
-    y = _rk4_state(
-        y0, lambda y: packed(rate(*unpack(y))), lambda y: packed(settle(*unpack(y))), n_steps
-    )
-    return [[z.copy() for z in layers] for layers in unpack(y)]
+    def each(fn):
+        def apply(y):
+            if batched:
+                return np.stack([pack(z) for z in fn(*(unpack(row) for row in y))])
+            out = np.empty_like(y)
+            for idx in np.ndindex(y.shape[1:-1]):
+                at = (slice(None), *idx)
+                out[at] = np.stack([pack(z) for z in fn(*(unpack(row) for row in y[at]))])
+            return out
+
+        return apply
+
+    return _rk4_state(y0, each(rate), each(settle), n_steps)
+
+
+def _packed_problem(
+    Wp: np.ndarray,
+    widths: tuple[int, ...],
+    basis: np.ndarray,
+    project: Callable[[list[np.ndarray]], list[np.ndarray]],
+    fields: tuple[Callable[..., list], Callable[..., list], bool],
+    restore: Callable[[list[np.ndarray]], list[np.ndarray]],
+    n_steps: int,
+) -> _LogProblem:
+    """The :class:`_LogProblem` at a packed network Wp of general widths: RK4 of the
+    unpacked ``fields`` (rate, settle, whether they take batch axes), batched over the
+    Jacobian columns by :func:`_packed_flow`; continuation along the polar path of the layers
+    (:func:`_layers_polar_path`, rank kept) mapped onto the manifold by ``restore``."""
+    rate, settle, batched = fields
+    W = [z.copy() for z in unpack_layers(Wp, widths)]
+
+    def exp_velocity(v, n):
+        v = pack_layers(project(unpack_layers(v, widths))).astype(Wp.dtype)
+        y = _packed_flow(np.stack([Wp, v]), widths, rate, settle, n)
+        return y[0], y[1]
+
+    def exp_batch(V, n):
+        # the vectors come from the tangent basis: no projection needed
+        dtype = np.result_type(Wp, V)
+        y0 = np.stack([np.broadcast_to(Wp, V.shape), V]).astype(dtype)
+        return _packed_flow(y0, widths, rate, settle, n, batched=batched)[0]
+
+    def path(Tp):
+        polar = _layers_polar_path(W, unpack_layers(Tp, widths))
+        return lambda s: pack_layers(restore(polar(s)))
+
+    return _LogProblem(Wp, basis, exp_velocity, exp_batch, path, n_steps)
 
 
 def _polarized_layers(q, V: list[np.ndarray], U: list[np.ndarray]) -> list[np.ndarray]:
@@ -1637,23 +1736,21 @@ def _balanced_log_layers(W, T, n_steps: int, tol: float, max_iter: int) -> list[
         raise ValueError(f"T must have the widths of W, {widths}, got {_widths(T)}")
     _check_same_component_layers(W, T)
 
-    def project_all(E):
-        return np.stack(
-            [pack_layers(frame.tangent_projection_unchecked(unpack_layers(e, widths))) for e in E]
-        )
+    fields = (_balanced_layers_rate, _balanced_layers_settle, True)
 
-    Wp, Tp = pack_layers(W), pack_layers(T)
-    basis = _tangent_basis(project_all, Wp.size, frame.dim)
+    def problem(Wp: np.ndarray) -> _LogProblem:
+        fr = BalancedFrame.from_valid(unpack_layers(Wp, widths))
 
-    def exp_fn(v):
-        V = frame.tangent_projection_unchecked(unpack_layers(v, widths))
-        rate, settle = _balanced_layers_rate, _balanced_layers_settle
-        return pack_layers(_packed_rk4([W, V], rate, settle, n_steps)[0])
+        def project_all(E):
+            return np.stack(
+                [pack_layers(fr.tangent_projection_unchecked(unpack_layers(e, widths))) for e in E]
+            )
 
-    def path(s):
-        return pack_layers(restore_layers(unpack_layers((1.0 - s) * Wp + s * Tp, widths)))
+        basis = _tangent_basis(project_all, Wp.size, fr.dim)
+        project = fr.tangent_projection_unchecked
+        return _packed_problem(Wp, widths, basis, project, fields, restore_layers, n_steps)
 
-    v = _shoot(Wp, Tp, exp_fn, basis, path, tol, max_iter)
+    v = _symmetric_log(pack_layers(W), pack_layers(T), problem, tol, max_iter)
     return [z.copy() for z in unpack_layers(v, widths)]
 
 
@@ -1747,24 +1844,26 @@ def _fiber_log_layers(W, T, X, n_steps: int, tol: float, max_iter: int) -> list[
     _check_same_component_layers(W, T)
     complex_ = any(np.iscomplexobj(z) for z in (*W, *T, X))
     dtype = np.complex128 if complex_ else np.float64
-    solver = FiberNormalSolver(W)
-    Wp, Tp = pack_layers(W).astype(dtype), pack_layers(T).astype(dtype)
     factor = 2 if complex_ else 1
+    Wp, Tp = pack_layers(W).astype(dtype), pack_layers(T).astype(dtype)
     m, dim = factor * Wp.size, factor * (Wp.size - X.size)
+    fields = (_fiber_layers_rate, _fiber_layers_settler(X), False)
 
-    def project_all(E):
-        rows = [solver.project(unpack_layers(_from_real(e, Wp.shape, complex_), widths)) for e in E]
-        return np.stack([_to_real(pack_layers(z).astype(dtype)) for z in rows])
+    def problem(Pp: np.ndarray) -> _LogProblem:
+        solver = FiberNormalSolver(unpack_layers(Pp, widths))
 
-    basis = _tangent_basis(project_all, m, dim)
-    settle = _fiber_layers_settler(X)
+        def project_all(E):
+            rows = [
+                solver.project(unpack_layers(_from_real(e, Pp.shape, complex_), widths)) for e in E
+            ]
+            return np.stack([_to_real(pack_layers(z).astype(dtype)) for z in rows])
 
-    def exp_fn(v):
-        V = solver.project(unpack_layers(v, widths))
-        return pack_layers(_packed_rk4([W, V], _fiber_layers_rate, settle, n_steps)[0])
+        basis = _tangent_basis(project_all, m, dim)
 
-    def path(s):
-        return pack_layers(fiber_restore(unpack_layers((1.0 - s) * Wp + s * Tp, widths), X))
+        def restore(layers):
+            return fiber_restore(layers, X)
 
-    v = _shoot(Wp, Tp, exp_fn, basis, path, tol, max_iter)
+        return _packed_problem(Pp, widths, basis, solver.project, fields, restore, n_steps)
+
+    v = _symmetric_log(Wp, Tp, problem, tol, max_iter)
     return [z.copy() for z in unpack_layers(v, widths)]
