@@ -1064,47 +1064,87 @@ def _layers_polar_path(W, T) -> Callable[[float], list[np.ndarray]]:
 
 
 def _layer_polar_path(A: np.ndarray, B: np.ndarray) -> Callable[[float], np.ndarray]:
-    r"""Polar path of one layer (m, n) from A to B, of rank min(m, n) if A or B is.
+    r"""Polar path of one layer (m, n) from A to B, keeping the rank of A and B.
 
-    :math:`U(s)((1-s)P_A + sP_B)` with the polar factors :math:`A = U_AP_A` (:math:`U_A`
-    with orthonormal columns, m >= n; the transpose otherwise), :math:`U(s)` the first n
-    columns of the geodesic :math:`Q_A\exp(s\log(Q_A^*Q_B))` of the orthogonal (unitary)
-    group between completions :math:`Q = [U, U_\perp]` (the complement of B rotated
-    closest to that of A, its sign chosen to make :math:`\det Q_A^*Q_B > 0`). A real
-    square layer whose determinant changes sign (possible only where a hidden width
-    exceeds min(d_0, d_N)) takes the chord instead.
+    Full rank (m >= n; the transpose otherwise): :math:`U(s)((1-s)P_A + sP_B)` with the
+    polar factors :math:`A = U_AP_A` (:math:`U_A` with orthonormal columns), :math:`U(s)`
+    the first n columns of the geodesic :math:`Q_A\exp(s\log(Q_A^*Q_B))` of the
+    orthogonal (unitary) group between completions :math:`Q = [U, U_\perp]`
+    (:func:`_orthogonal_path`). A real square layer whose determinant changes sign
+    (possible only where a hidden width exceeds min(d_0, d_N)) takes the chord instead.
+    Rank r < n (the layers of :math:`\mathcal{M}` when a hidden width exceeds r):
+    :func:`_low_rank_path`.
     """
     if A.shape[0] < A.shape[1]:
         path = _layer_polar_path(A.T, B.T)
         return lambda s: path(s).T
     m, n = A.shape
     real = not (np.iscomplexobj(A) or np.iscomplexobj(B))
-    (Qa, Pa), (Qb, Pb) = _polar_completed(A), _polar_completed(B)
-    if m > n:  # rotate the complement of B closest to that of A (Procrustes), then fix det
-        u, _, vh = np.linalg.svd(conj_transpose(Qb[:, n:]) @ Qa[:, n:])
-        Qb = np.concatenate([Qb[:, :n], Qb[:, n:] @ (u @ vh)], axis=1)
-        if real and np.linalg.det(Qa.T @ Qb) < 0:
-            Qb[:, -1] *= -1.0
-    elif real and np.linalg.det(Qa.T @ Qb) < 0:
-        return lambda s: (1.0 - s) * A + s * B
+    ua, sa, vha = np.linalg.svd(A)
+    ub, sb, vhb = np.linalg.svd(B)
+    rank = min(_rank(sa, A.shape), _rank(sb, B.shape))
+    if rank < n:
+        return _low_rank_path(A, B, (ua, sa, vha), (ub, sb, vhb), rank)
+    Qa = np.concatenate([ua[:, :n] @ vha, ua[:, n:]], axis=1)
+    Qb = np.concatenate([ub[:, :n] @ vhb, ub[:, n:]], axis=1)
+    Pa = (conj_transpose(vha) * sa[None, :]) @ vha
+    Pb = (conj_transpose(vhb) * sb[None, :]) @ vhb
+    Qb[:, n:] = _aligned(Qa[:, n:], Qb[:, n:], 0)  # U_B kept, its complement rotated
+    if real and np.linalg.det(Qa.T @ Qb) < 0:
+        if m == n:
+            return lambda s: (1.0 - s) * A + s * B
+        Qb[:, -1] *= -1.0
+    rotate = _orthogonal_path(Qa, Qb, real)
+    return lambda s: rotate(s)[:, :n] @ ((1.0 - s) * Pa + s * Pb)
+
+
+def _rank(sv: np.ndarray, shape: tuple[int, ...]) -> int:
+    return int(np.count_nonzero(sv > max(shape) * np.finfo(np.float64).eps * 1e3 * sv[0]))
+
+
+def _aligned(Qa: np.ndarray, Qb: np.ndarray, r: int) -> np.ndarray:
+    """Qb with its first r columns and the others each rotated (within their span) closest
+    to those of Qa (orthogonal Procrustes)."""
+    out = Qb.copy()
+    for cols in (slice(0, r), slice(r, None)):
+        if out[:, cols].shape[1]:
+            u, _, vh = np.linalg.svd(conj_transpose(Qb[:, cols]) @ Qa[:, cols])
+            out[:, cols] = Qb[:, cols] @ (u @ vh)
+    return out
+
+
+def _orthogonal_path(Qa: np.ndarray, Qb: np.ndarray, real: bool) -> Callable[[float], np.ndarray]:
+    """Geodesic s -> Qa exp(s log(Qa^* Qb)) of the orthogonal (unitary) group."""
     R = scipy.linalg.logm(conj_transpose(Qa) @ Qb)
     if real:
         R = R.real
     R = 0.5 * (R - conj_transpose(R))  # skew(-Hermitian): the rounding of logm removed
-
-    def point(s: float) -> np.ndarray:
-        return (Qa @ scipy.linalg.expm(s * R))[:, :n] @ ((1.0 - s) * Pa + s * Pb)
-
-    return point
+    return lambda s: Qa @ scipy.linalg.expm(s * R)
 
 
-def _polar_completed(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A = Q[:, :n] P for A (m, n), m >= n: Q (m, m) orthogonal (unitary), P (n, n) positive
-    semidefinite (the polar decomposition, its isometry completed to a square one)."""
-    n = A.shape[1]
-    u, sv, vh = np.linalg.svd(A)
-    Q = np.concatenate([u[:, :n] @ vh, u[:, n:]], axis=1)
-    return Q, (conj_transpose(vh) * sv[None, :]) @ vh
+def _low_rank_path(A, B, svd_a, svd_b, r: int) -> Callable[[float], np.ndarray]:
+    r"""A path of rank-r matrices from A to B (m >= n > r): :math:`L(s)_r C(s) R(s)_r^*`,
+    L and R geodesics of the orthogonal (unitary) group between the singular vectors of
+    A and those of B (each block rotated closest to A's, determinant signs matched by
+    flipping complement columns), C the polar path (:func:`_layer_polar_path`) of the
+    r x r cores :math:`C_A = \Sigma_A`, :math:`C_B = L_{B,r}^* B R_{B,r}` (its
+    determinant made positive by flipping a column of :math:`L_{B,r}` with one of its
+    complement)."""
+    real = not (np.iscomplexobj(A) or np.iscomplexobj(B))
+    (ua, sa, vha), (ub, _, vhb) = svd_a, svd_b
+    La, Lb = ua, _aligned(ua, ub, r)
+    Ra, Rb = conj_transpose(vha), _aligned(conj_transpose(vha), conj_transpose(vhb), r)
+    if real:
+        for Qa, Qb in ((La, Lb), (Ra, Rb)):
+            if np.linalg.det(Qa.T @ Qb) < 0:
+                Qb[:, -1] *= -1.0
+        if np.linalg.det(Lb[:, :r].T @ B @ Rb[:, :r]) < 0:
+            Lb[:, 0] *= -1.0
+            Lb[:, -1] *= -1.0
+    Cb = conj_transpose(Lb[:, :r]) @ B @ Rb[:, :r]
+    left, right = _orthogonal_path(La, Lb, real), _orthogonal_path(Ra, Rb, real)
+    core = _layer_polar_path(np.diag(sa[:r]).astype(Cb.dtype), Cb)
+    return lambda s: left(s)[:, :r] @ core(s) @ conj_transpose(right(s)[:, :r])
 
 
 def _value_errors(fn: Callable) -> Callable:
@@ -1758,14 +1798,15 @@ def _balanced_log_layers(W, T, n_steps: int, tol: float, max_iter: int) -> list[
 
 
 def _chain_fiber_factors(W: list[np.ndarray]):
-    """Adjoint factors A_{p+1}^*, B_{p-1}^* and the dense (m n) x (m n) K of the fiber at W."""
+    """Adjoint factors A_{p+1}^*, B_{p-1}^* and the dense (m n) x (m n) K of the fiber at W
+    (layers with leading batch axes: K of shape (..., m n, m n))."""
     A, B = chain_partial_products(W)
     A, B = A[1:], B[:-1]  # layer p: A_{p+1} (m, d_p), B_{p-1} (d_{p-1}, n)
     Ah, Bh = [conj_transpose(a) for a in A], [conj_transpose(b) for b in B]
-    L = np.stack([a @ ah for a, ah in zip(A, Ah, strict=True)])
-    R = np.stack([bh @ b for bh, b in zip(Bh, B, strict=True)])
+    L = np.stack([a @ ah for a, ah in zip(A, Ah, strict=True)], axis=-3)
+    R = np.stack([bh @ b for bh, b in zip(Bh, B, strict=True)], axis=-3)
     m, n = L.shape[-1], R.shape[-1]
-    K = np.einsum("pac,peb->abce", L, R).reshape(m * n, m * n)
+    K = np.einsum("...pac,...peb->...abce", L, R).reshape(L.shape[:-3] + (m * n, m * n))
     return A, B, Ah, Bh, K
 
 
@@ -1774,14 +1815,15 @@ def _chain_adjoint(Ah, Bh, y: np.ndarray) -> list[np.ndarray]:
 
 
 def _fiber_layers_rate(W, V, *U):
-    """(W, V, U)' = (V, II(V, V), II(V, U)) on the fiber through W: one LU of K."""
+    """(W, V, U)' = (V, II(V, V), II(V, U)) on the fiber through W: one solve with K.
+    Vectorized over leading batch axes of the layers."""
     _, _, Ah, Bh, K = _chain_fiber_factors(W)
-    lu = scipy.linalg.lu_factor(K)
-    shape = (Ah[0].shape[1], Bh[0].shape[0])
+    shape = (Ah[0].shape[-1], Bh[0].shape[-2])
+    batch = K.shape[:-2]
 
     def q(Z):
-        r = -chain_second_derivative(W, Z)
-        return _chain_adjoint(Ah, Bh, scipy.linalg.lu_solve(lu, r.reshape(-1)).reshape(shape))
+        r = -chain_second_derivative(W, Z).reshape(batch + (-1, 1))
+        return _chain_adjoint(Ah, Bh, np.linalg.solve(K, r).reshape(batch + shape))
 
     out = [V, q(V)]
     if U:
@@ -1791,6 +1833,14 @@ def _fiber_layers_rate(W, V, *U):
 
 def _fiber_layers_settler(X: np.ndarray):
     def settle(W, *vectors):
+        if W[0].ndim > 2:  # batch axes: one network at a time
+            out = [[np.empty_like(z) for z in layers] for layers in (W, *vectors)]
+            for idx in np.ndindex(W[0].shape[:-2]):
+                items = settle(*([z[idx] for z in layers] for layers in (W, *vectors)))
+                for dst, src in zip(out, items, strict=True):
+                    for d, z in zip(dst, src, strict=True):
+                        d[idx] = z
+            return out
         # restore onto X, then project each vector with one refined dense solve
         W = fiber_restore(W, X)
         A, B, Ah, Bh, K = _chain_fiber_factors(W)
@@ -1847,7 +1897,7 @@ def _fiber_log_layers(W, T, X, n_steps: int, tol: float, max_iter: int) -> list[
     factor = 2 if complex_ else 1
     Wp, Tp = pack_layers(W).astype(dtype), pack_layers(T).astype(dtype)
     m, dim = factor * Wp.size, factor * (Wp.size - X.size)
-    fields = (_fiber_layers_rate, _fiber_layers_settler(X), False)
+    fields = (_fiber_layers_rate, _fiber_layers_settler(X), True)
 
     def problem(Pp: np.ndarray) -> _LogProblem:
         solver = FiberNormalSolver(unpack_layers(Pp, widths))
