@@ -101,7 +101,12 @@ General widths: every function also takes one network of widths
 :math:`(d_{k+1}, d_k)`, every hidden width at least :math:`r = \min(d_0, d_N)`
 (vectors and results are lists of the same shapes; a list of square layers
 gives the stack's results to rounding). The state is packed into one vector
-(the layers raveled and concatenated) for the same RK4 and shooting. On
+(the layers raveled and concatenated) for the same RK4 and shooting: ``log`` is the
+two-sided batched Newton above, the Jacobian columns integrated as one stack (the
+fields vectorized over the networks), the continuation path the polar path of each
+layer (for a layer of rank r below its smaller size, the orthogonal geodesics between
+its singular vectors around the polar path of its r x r core, so every layer keeps its
+rank) mapped onto the manifold by its restore. On
 :math:`\mathcal{M}` the second fundamental form is that of
 :meth:`~dln_manifolds.BalancedFrame.geodesic_acceleration`: besides
 :math:`w_S` (the moments) it has the curvature
