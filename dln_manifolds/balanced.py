@@ -1114,23 +1114,25 @@ class BalancedFrame:
         return self._from(_normal_from_multipliers(Sh, self.lam))
 
     def _layers_acceleration_hat(self, Vh: list[np.ndarray]) -> list[np.ndarray]:
-        r"""Frame coordinates of :math:`\mathrm{II}(V, V)` for general widths (unchecked)."""
+        r"""Frame coordinates of :math:`\mathrm{II}(V, V)` for general widths (unchecked);
+        vectorized over leading batch axes of the frame and of V."""
         r, lam, N = self.r, self.lam, self.depth
+        row, col = lam[..., None, :], lam[..., :, None]
         out = [np.zeros_like(v) for v in Vh]
         for k in range(N):  # rank-r layers: E_k = 2 C_k Lambda^{-1} B_k
-            out[k][r:, r:] = 2.0 * (Vh[k][r:, :r] / lam[None, :]) @ Vh[k][:r, r:]
+            out[k][..., r:, r:] = 2.0 * (Vh[k][..., r:, :r] / row) @ Vh[k][..., :r, r:]
         if N == 1:
             return out
         # R_k = -2 Q(V)_k, k = 1..N-1 (hidden widths d_k)
-        R = [-2.0 * (Vh[k - 1] @ Vh[k - 1].T - Vh[k].T @ Vh[k]) for k in range(1, N)]
-        Sa = _solve_multipliers(np.stack([Rk[:r, :r] for Rk in R]), lam)
+        R = [-2.0 * (Vh[k - 1] @ _h(Vh[k - 1]) - _h(Vh[k]) @ Vh[k]) for k in range(1, N)]
+        Sa = _solve_multipliers(np.stack([Rk[..., :r, :r] for Rk in R], axis=-3), lam)
         wS = _normal_from_multipliers(Sa, lam)  # the r x r blocks of w_S
         for k in range(N):
-            out[k][:r, :r] = wS[k]
+            out[k][..., :r, :r] = wS[..., k, :, :]
         for k in range(1, N):  # tails t_k = R_{k, perp r} Lambda^{-2} / 2
-            t = 0.5 * R[k - 1][r:, :r] / lam[None, :] ** 2
-            out[k - 1][r:, :r] += t * lam[None, :]  # (w_S)_k: S_k W_k, the C_k block
-            out[k][:r, r:] -= lam[:, None] * t.T  # (w_S)_{k+1}: -W_{k+1} S_k, the B_{k+1} block
+            t = 0.5 * R[k - 1][..., r:, :r] / row**2
+            out[k - 1][..., r:, :r] += t * row  # (w_S)_k: S_k W_k, the C_k block
+            out[k][..., :r, r:] -= col * _h(t)  # (w_S)_{k+1}: -W_{k+1} S_k, the B_{k+1} block
         return out
 
     def horizontal_projection(self, Z) -> Layers:

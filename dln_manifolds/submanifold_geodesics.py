@@ -101,7 +101,12 @@ General widths: every function also takes one network of widths
 :math:`(d_{k+1}, d_k)`, every hidden width at least :math:`r = \min(d_0, d_N)`
 (vectors and results are lists of the same shapes; a list of square layers
 gives the stack's results to rounding). The state is packed into one vector
-(the layers raveled and concatenated) for the same RK4 and shooting. On
+(the layers raveled and concatenated) for the same RK4 and shooting: ``log`` is the
+two-sided batched Newton above, the Jacobian columns integrated as one stack (the
+fields vectorized over the networks), the continuation path the polar path of each
+layer (for a layer of rank r below its smaller size, the orthogonal geodesics between
+its singular vectors around the polar path of its r x r core, so every layer keeps its
+rank) mapped onto the manifold by its restore. On
 :math:`\mathcal{M}` the second fundamental form is that of
 :meth:`~dln_manifolds.BalancedFrame.geodesic_acceleration`: besides
 :math:`w_S` (the moments) it has the curvature
@@ -1045,31 +1050,106 @@ _COARSE_STEPS = 5
 def _polar_path(W: np.ndarray, T: np.ndarray) -> Callable[[float], np.ndarray]:
     r"""A path of invertible layers from W to T (layers with determinants of equal signs).
 
-    Layer by layer, with the polar decompositions :math:`W_p = U_pP_p`,
-    :math:`T_p = U'_pP'_p`: :math:`U_p\exp(s\log(U_p^*U'_p))\,((1-s)P_p + sP'_p)`,
-    a geodesic of the orthogonal (unitary) group times a segment of positive definite
-    matrices, invertible for every s (the chord :math:`(1-s)W_p + sT_p` may cross the
-    singular matrices: two rotations by opposite right angles average to 0). The
-    continuation path of ``log`` is this path mapped onto the manifold by its restore.
+    Layer by layer (:func:`_layer_polar_path`), with the polar decompositions
+    :math:`W_p = U_pP_p`, :math:`T_p = U'_pP'_p`:
+    :math:`U_p\exp(s\log(U_p^*U'_p))\,((1-s)P_p + sP'_p)`, a geodesic of the orthogonal
+    (unitary) group times a segment of positive definite matrices, invertible for every s
+    (the chord :math:`(1-s)W_p + sT_p` may cross the singular matrices: two rotations by
+    opposite right angles average to 0). The continuation path of ``log`` is this path
+    mapped onto the manifold by its restore.
     """
-    Uw, Pw = _polar(W)
-    Ut, Pt = _polar(T)
-    R = np.stack([scipy.linalg.logm(r) for r in conj_transpose(Uw) @ Ut])
-    if not np.iscomplexobj(W) and not np.iscomplexobj(T):
+    paths = _layers_polar_path(W, T)
+    return lambda s: np.stack(paths(s))
+
+
+def _layers_polar_path(W, T) -> Callable[[float], list[np.ndarray]]:
+    """:func:`_layer_polar_path` of each layer of two networks (stacks or lists of layers)."""
+    paths = [_layer_polar_path(a, b) for a, b in zip(W, T, strict=True)]
+    return lambda s: [p(s) for p in paths]
+
+
+def _layer_polar_path(A: np.ndarray, B: np.ndarray) -> Callable[[float], np.ndarray]:
+    r"""Polar path of one layer (m, n) from A to B, keeping the rank of A and B.
+
+    Full rank (m >= n; the transpose otherwise): :math:`U(s)((1-s)P_A + sP_B)` with the
+    polar factors :math:`A = U_AP_A` (:math:`U_A` with orthonormal columns), :math:`U(s)`
+    the first n columns of the geodesic :math:`Q_A\exp(s\log(Q_A^*Q_B))` of the
+    orthogonal (unitary) group between completions :math:`Q = [U, U_\perp]`
+    (:func:`_orthogonal_path`). A real square layer whose determinant changes sign
+    (possible only where a hidden width exceeds min(d_0, d_N)) takes the chord instead.
+    Rank r < n (the layers of :math:`\mathcal{M}` when a hidden width exceeds r):
+    :func:`_low_rank_path`.
+    """
+    if A.shape[0] < A.shape[1]:
+        path = _layer_polar_path(A.T, B.T)
+        return lambda s: path(s).T
+    m, n = A.shape
+    real = not (np.iscomplexobj(A) or np.iscomplexobj(B))
+    ua, sa, vha = np.linalg.svd(A)
+    ub, sb, vhb = np.linalg.svd(B)
+    rank = min(_rank(sa, A.shape), _rank(sb, B.shape))
+    if rank < n:
+        return _low_rank_path(A, B, (ua, sa, vha), (ub, sb, vhb), rank)
+    Qa = np.concatenate([ua[:, :n] @ vha, ua[:, n:]], axis=1)
+    Qb = np.concatenate([ub[:, :n] @ vhb, ub[:, n:]], axis=1)
+    Pa = (conj_transpose(vha) * sa[None, :]) @ vha
+    Pb = (conj_transpose(vhb) * sb[None, :]) @ vhb
+    Qb[:, n:] = _aligned(Qa[:, n:], Qb[:, n:], 0)  # U_B kept, its complement rotated
+    if real and np.linalg.det(Qa.T @ Qb) < 0:
+        if m == n:
+            return lambda s: (1.0 - s) * A + s * B
+        Qb[:, -1] *= -1.0
+    rotate = _orthogonal_path(Qa, Qb, real)
+    return lambda s: rotate(s)[:, :n] @ ((1.0 - s) * Pa + s * Pb)
+
+
+def _rank(sv: np.ndarray, shape: tuple[int, ...]) -> int:
+    return int(np.count_nonzero(sv > max(shape) * np.finfo(np.float64).eps * 1e3 * sv[0]))
+
+
+def _aligned(Qa: np.ndarray, Qb: np.ndarray, r: int) -> np.ndarray:
+    """Qb with its first r columns and the others each rotated (within their span) closest
+    to those of Qa (orthogonal Procrustes)."""
+    out = Qb.copy()
+    for cols in (slice(0, r), slice(r, None)):
+        if out[:, cols].shape[1]:
+            u, _, vh = np.linalg.svd(conj_transpose(Qb[:, cols]) @ Qa[:, cols])
+            out[:, cols] = Qb[:, cols] @ (u @ vh)
+    return out
+
+
+def _orthogonal_path(Qa: np.ndarray, Qb: np.ndarray, real: bool) -> Callable[[float], np.ndarray]:
+    """Geodesic s -> Qa exp(s log(Qa^* Qb)) of the orthogonal (unitary) group."""
+    R = scipy.linalg.logm(conj_transpose(Qa) @ Qb)
+    if real:
         R = R.real
     R = 0.5 * (R - conj_transpose(R))  # skew(-Hermitian): the rounding of logm removed
-
-    def point(s: float) -> np.ndarray:
-        U = Uw @ np.stack([scipy.linalg.expm(s * r) for r in R])
-        return U @ ((1.0 - s) * Pw + s * Pt)
-
-    return point
+    return lambda s: Qa @ scipy.linalg.expm(s * R)
 
 
-def _polar(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Polar decomposition A = U P of each layer, U orthogonal (unitary), P positive."""
-    u, sv, vh = np.linalg.svd(A)
-    return u @ vh, (conj_transpose(vh) * sv[..., None, :]) @ vh
+def _low_rank_path(A, B, svd_a, svd_b, r: int) -> Callable[[float], np.ndarray]:
+    r"""A path of rank-r matrices from A to B (m >= n > r): :math:`L(s)_r C(s) R(s)_r^*`,
+    L and R geodesics of the orthogonal (unitary) group between the singular vectors of
+    A and those of B (each block rotated closest to A's, determinant signs matched by
+    flipping complement columns), C the polar path (:func:`_layer_polar_path`) of the
+    r x r cores :math:`C_A = \Sigma_A`, :math:`C_B = L_{B,r}^* B R_{B,r}` (its
+    determinant made positive by flipping a column of :math:`L_{B,r}` with one of its
+    complement)."""
+    real = not (np.iscomplexobj(A) or np.iscomplexobj(B))
+    (ua, sa, vha), (ub, _, vhb) = svd_a, svd_b
+    La, Lb = ua, _aligned(ua, ub, r)
+    Ra, Rb = conj_transpose(vha), _aligned(conj_transpose(vha), conj_transpose(vhb), r)
+    if real:
+        for Qa, Qb in ((La, Lb), (Ra, Rb)):
+            if np.linalg.det(Qa.T @ Qb) < 0:
+                Qb[:, -1] *= -1.0
+        if np.linalg.det(Lb[:, :r].T @ B @ Rb[:, :r]) < 0:
+            Lb[:, 0] *= -1.0
+            Lb[:, -1] *= -1.0
+    Cb = conj_transpose(Lb[:, :r]) @ B @ Rb[:, :r]
+    left, right = _orthogonal_path(La, Lb, real), _orthogonal_path(Ra, Rb, real)
+    core = _layer_polar_path(np.diag(sa[:r]).astype(Cb.dtype), Cb)
+    return lambda s: left(s)[:, :r] @ core(s) @ conj_transpose(right(s)[:, :r])
 
 
 def _value_errors(fn: Callable) -> Callable:
@@ -1536,18 +1616,82 @@ def _packed_rk4(
     """:func:`_rk4_state` on lists of layers (W, V, ...), packed into one (k, P) array."""
     widths = _widths(state[0])
     dtype = np.result_type(*(z for layers in state for z in layers))
+    y0 = np.stack([pack_layers(z) for z in state]).astype(dtype, copy=False)
+    y = _packed_flow(y0, widths, rate, settle, n_steps)
+    return [[z.copy() for z in unpack_layers(row, widths)] for row in y]
+
+
+def _packed_flow(
+    y0: np.ndarray,
+    widths: tuple[int, ...],
+    rate: Callable[..., list],
+    settle: Callable[..., list],
+    n_steps: int,
+    *,
+    batched: bool = False,
+) -> np.ndarray:
+    """:func:`_rk4_state` on packed states y0 of shape (k, ..., P): (W, V, ...) of each
+    network along the middle (batch) axes, one RK4 run for the whole stack. ``rate`` and
+    ``settle`` act on the unpacked layers: with ``batched``, on layers carrying the batch
+    axes (..., d_{k+1}, d_k), all networks at once; else on one network at a time."""
 
     def unpack(y):
-        return [unpack_layers(row, widths) for row in y]
+        cuts = np.cumsum([0] + [a * b for a, b in zip(widths[1:], widths[:-1], strict=True)])
+        return [
+            y[..., i:j].reshape(y.shape[:-1] + (a, b))
+            for i, j, a, b in zip(cuts[:-1], cuts[1:], widths[1:], widths[:-1], strict=True)
+        ]
 
-    def packed(items):
-        return np.stack([pack_layers(z) for z in items]).astype(dtype, copy=False)
+    def pack(layers):
+        return np.concatenate([z.reshape(z.shape[:-2] + (-1,)) for z in layers], axis=-1)
 
-    y0 = packed(state)
-    y = _rk4_state(
-        y0, lambda y: packed(rate(*unpack(y))), lambda y: packed(settle(*unpack(y))), n_steps
-    )
-    return [[z.copy() for z in layers] for layers in unpack(y)]
+    def each(fn):
+        def apply(y):
+            if batched:
+                return np.stack([pack(z) for z in fn(*(unpack(row) for row in y))])
+            out = np.empty_like(y)
+            for idx in np.ndindex(y.shape[1:-1]):
+                at = (slice(None), *idx)
+                out[at] = np.stack([pack(z) for z in fn(*(unpack(row) for row in y[at]))])
+            return out
+
+        return apply
+
+    return _rk4_state(y0, each(rate), each(settle), n_steps)
+
+
+def _packed_problem(
+    Wp: np.ndarray,
+    widths: tuple[int, ...],
+    basis: np.ndarray,
+    project: Callable[[list[np.ndarray]], list[np.ndarray]],
+    fields: tuple[Callable[..., list], Callable[..., list], bool],
+    restore: Callable[[list[np.ndarray]], list[np.ndarray]],
+    n_steps: int,
+) -> _LogProblem:
+    """The :class:`_LogProblem` at a packed network Wp of general widths: RK4 of the
+    unpacked ``fields`` (rate, settle, whether they take batch axes), batched over the
+    Jacobian columns by :func:`_packed_flow`; continuation along the polar path of the layers
+    (:func:`_layers_polar_path`, rank kept) mapped onto the manifold by ``restore``."""
+    rate, settle, batched = fields
+    W = [z.copy() for z in unpack_layers(Wp, widths)]
+
+    def exp_velocity(v, n):
+        v = pack_layers(project(unpack_layers(v, widths))).astype(Wp.dtype)
+        y = _packed_flow(np.stack([Wp, v]), widths, rate, settle, n)
+        return y[0], y[1]
+
+    def exp_batch(V, n):
+        # the vectors come from the tangent basis: no projection needed
+        dtype = np.result_type(Wp, V)
+        y0 = np.stack([np.broadcast_to(Wp, V.shape), V]).astype(dtype)
+        return _packed_flow(y0, widths, rate, settle, n, batched=batched)[0]
+
+    def path(Tp):
+        polar = _layers_polar_path(W, unpack_layers(Tp, widths))
+        return lambda s: pack_layers(restore(polar(s)))
+
+    return _LogProblem(Wp, basis, exp_velocity, exp_batch, path, n_steps)
 
 
 def _polarized_layers(q, V: list[np.ndarray], U: list[np.ndarray]) -> list[np.ndarray]:
@@ -1637,23 +1781,21 @@ def _balanced_log_layers(W, T, n_steps: int, tol: float, max_iter: int) -> list[
         raise ValueError(f"T must have the widths of W, {widths}, got {_widths(T)}")
     _check_same_component_layers(W, T)
 
-    def project_all(E):
-        return np.stack(
-            [pack_layers(frame.tangent_projection_unchecked(unpack_layers(e, widths))) for e in E]
-        )
+    fields = (_balanced_layers_rate, _balanced_layers_settle, True)
 
-    Wp, Tp = pack_layers(W), pack_layers(T)
-    basis = _tangent_basis(project_all, Wp.size, frame.dim)
+    def problem(Wp: np.ndarray) -> _LogProblem:
+        fr = BalancedFrame.from_valid(unpack_layers(Wp, widths))
 
-    def exp_fn(v):
-        V = frame.tangent_projection_unchecked(unpack_layers(v, widths))
-        rate, settle = _balanced_layers_rate, _balanced_layers_settle
-        return pack_layers(_packed_rk4([W, V], rate, settle, n_steps)[0])
+        def project_all(E):
+            return np.stack(
+                [pack_layers(fr.tangent_projection_unchecked(unpack_layers(e, widths))) for e in E]
+            )
 
-    def path(s):
-        return pack_layers(restore_layers(unpack_layers((1.0 - s) * Wp + s * Tp, widths)))
+        basis = _tangent_basis(project_all, Wp.size, fr.dim)
+        project = fr.tangent_projection_unchecked
+        return _packed_problem(Wp, widths, basis, project, fields, restore_layers, n_steps)
 
-    v = _shoot(Wp, Tp, exp_fn, basis, path, tol, max_iter)
+    v = _symmetric_log(pack_layers(W), pack_layers(T), problem, tol, max_iter)
     return [z.copy() for z in unpack_layers(v, widths)]
 
 
@@ -1661,14 +1803,15 @@ def _balanced_log_layers(W, T, n_steps: int, tol: float, max_iter: int) -> list[
 
 
 def _chain_fiber_factors(W: list[np.ndarray]):
-    """Adjoint factors A_{p+1}^*, B_{p-1}^* and the dense (m n) x (m n) K of the fiber at W."""
+    """Adjoint factors A_{p+1}^*, B_{p-1}^* and the dense (m n) x (m n) K of the fiber at W
+    (layers with leading batch axes: K of shape (..., m n, m n))."""
     A, B = chain_partial_products(W)
     A, B = A[1:], B[:-1]  # layer p: A_{p+1} (m, d_p), B_{p-1} (d_{p-1}, n)
     Ah, Bh = [conj_transpose(a) for a in A], [conj_transpose(b) for b in B]
-    L = np.stack([a @ ah for a, ah in zip(A, Ah, strict=True)])
-    R = np.stack([bh @ b for bh, b in zip(Bh, B, strict=True)])
+    L = np.stack([a @ ah for a, ah in zip(A, Ah, strict=True)], axis=-3)
+    R = np.stack([bh @ b for bh, b in zip(Bh, B, strict=True)], axis=-3)
     m, n = L.shape[-1], R.shape[-1]
-    K = np.einsum("pac,peb->abce", L, R).reshape(m * n, m * n)
+    K = np.einsum("...pac,...peb->...abce", L, R).reshape(L.shape[:-3] + (m * n, m * n))
     return A, B, Ah, Bh, K
 
 
@@ -1677,14 +1820,15 @@ def _chain_adjoint(Ah, Bh, y: np.ndarray) -> list[np.ndarray]:
 
 
 def _fiber_layers_rate(W, V, *U):
-    """(W, V, U)' = (V, II(V, V), II(V, U)) on the fiber through W: one LU of K."""
+    """(W, V, U)' = (V, II(V, V), II(V, U)) on the fiber through W: one solve with K.
+    Vectorized over leading batch axes of the layers."""
     _, _, Ah, Bh, K = _chain_fiber_factors(W)
-    lu = scipy.linalg.lu_factor(K)
-    shape = (Ah[0].shape[1], Bh[0].shape[0])
+    shape = (Ah[0].shape[-1], Bh[0].shape[-2])
+    batch = K.shape[:-2]
 
     def q(Z):
-        r = -chain_second_derivative(W, Z)
-        return _chain_adjoint(Ah, Bh, scipy.linalg.lu_solve(lu, r.reshape(-1)).reshape(shape))
+        r = -chain_second_derivative(W, Z).reshape(batch + (-1, 1))
+        return _chain_adjoint(Ah, Bh, np.linalg.solve(K, r).reshape(batch + shape))
 
     out = [V, q(V)]
     if U:
@@ -1694,6 +1838,14 @@ def _fiber_layers_rate(W, V, *U):
 
 def _fiber_layers_settler(X: np.ndarray):
     def settle(W, *vectors):
+        if W[0].ndim > 2:  # batch axes: one network at a time
+            out = [[np.empty_like(z) for z in layers] for layers in (W, *vectors)]
+            for idx in np.ndindex(W[0].shape[:-2]):
+                items = settle(*([z[idx] for z in layers] for layers in (W, *vectors)))
+                for dst, src in zip(out, items, strict=True):
+                    for d, z in zip(dst, src, strict=True):
+                        d[idx] = z
+            return out
         # restore onto X, then project each vector with one refined dense solve
         W = fiber_restore(W, X)
         A, B, Ah, Bh, K = _chain_fiber_factors(W)
@@ -1747,24 +1899,26 @@ def _fiber_log_layers(W, T, X, n_steps: int, tol: float, max_iter: int) -> list[
     _check_same_component_layers(W, T)
     complex_ = any(np.iscomplexobj(z) for z in (*W, *T, X))
     dtype = np.complex128 if complex_ else np.float64
-    solver = FiberNormalSolver(W)
-    Wp, Tp = pack_layers(W).astype(dtype), pack_layers(T).astype(dtype)
     factor = 2 if complex_ else 1
+    Wp, Tp = pack_layers(W).astype(dtype), pack_layers(T).astype(dtype)
     m, dim = factor * Wp.size, factor * (Wp.size - X.size)
+    fields = (_fiber_layers_rate, _fiber_layers_settler(X), True)
 
-    def project_all(E):
-        rows = [solver.project(unpack_layers(_from_real(e, Wp.shape, complex_), widths)) for e in E]
-        return np.stack([_to_real(pack_layers(z).astype(dtype)) for z in rows])
+    def problem(Pp: np.ndarray) -> _LogProblem:
+        solver = FiberNormalSolver(unpack_layers(Pp, widths))
 
-    basis = _tangent_basis(project_all, m, dim)
-    settle = _fiber_layers_settler(X)
+        def project_all(E):
+            rows = [
+                solver.project(unpack_layers(_from_real(e, Pp.shape, complex_), widths)) for e in E
+            ]
+            return np.stack([_to_real(pack_layers(z).astype(dtype)) for z in rows])
 
-    def exp_fn(v):
-        V = solver.project(unpack_layers(v, widths))
-        return pack_layers(_packed_rk4([W, V], _fiber_layers_rate, settle, n_steps)[0])
+        basis = _tangent_basis(project_all, m, dim)
 
-    def path(s):
-        return pack_layers(fiber_restore(unpack_layers((1.0 - s) * Wp + s * Tp, widths), X))
+        def restore(layers):
+            return fiber_restore(layers, X)
 
-    v = _shoot(Wp, Tp, exp_fn, basis, path, tol, max_iter)
+        return _packed_problem(Pp, widths, basis, solver.project, fields, restore, n_steps)
+
+    v = _symmetric_log(Wp, Tp, problem, tol, max_iter)
     return [z.copy() for z in unpack_layers(v, widths)]
