@@ -722,70 +722,6 @@ def _tangent_basis(project_all: Callable[[np.ndarray], np.ndarray], m: int, dim:
     return U[:, keep]
 
 
-def _gauss_newton(
-    residual: Callable[[np.ndarray], np.ndarray],
-    c: np.ndarray,
-    B: np.ndarray,
-    tol: float,
-    max_iter: int,
-) -> np.ndarray | None:
-    """Solve residual(c) = 0 (least squares) from c; Broyden Jacobian from B; None on failure.
-
-    The solver of :func:`_shoot` without a batched exponential (one ``residual`` call per
-    column of a finite-difference Jacobian)."""
-    try:
-        r = residual(c)
-    except ValueError:
-        return None
-    J = B.copy()
-    fresh = False
-    for _ in range(max_iter):
-        nr = float(np.linalg.norm(r))
-        if nr <= tol:
-            return c
-        dc = np.linalg.lstsq(J, -r, rcond=None)[0]
-        t, accepted = 1.0, False
-        for _ in range(10):
-            c_new = c + t * dc
-            try:
-                r_new = residual(c_new)
-            except ValueError:
-                r_new = None
-            if r_new is not None and np.linalg.norm(r_new) < (1.0 - 1e-4 * t) * nr:
-                accepted = True
-                break
-            t *= 0.5
-        if not accepted:
-            if fresh:
-                return None
-            try:
-                J, fresh = _fd_jacobian(residual, c, r), True
-            except ValueError:
-                return None
-            continue
-        step = c_new - c
-        slow = np.linalg.norm(r_new) > 0.25 * nr
-        J = J + np.outer(r_new - r - J @ step, step) / float(step @ step)
-        c, r = c_new, r_new
-        fresh = False
-        if slow:
-            try:
-                J, fresh = _fd_jacobian(residual, c, r), True
-            except ValueError:
-                pass
-    return c if float(np.linalg.norm(r)) <= tol else None
-
-
-def _fd_jacobian(residual, c: np.ndarray, r: np.ndarray) -> np.ndarray:
-    h = 1e-7 * max(1.0, float(np.linalg.norm(c)))
-    J = np.empty((r.size, c.size))
-    for i in range(c.size):
-        e = np.zeros_like(c)
-        e[i] = h
-        J[:, i] = (residual(c + e) - r) / h
-    return J
-
-
 #: Relative tolerance of the intermediate targets of the continuation (the last target, T,
 #: is solved to ``tol``): a predictor for the next target needs no more.
 _CONTINUATION_TOL = 1e-6
@@ -890,16 +826,15 @@ def _shoot(
     tol: float,
     max_iter: int,
     *,
-    exp_batch: Callable[[np.ndarray], np.ndarray] | None = None,
+    exp_batch: Callable[[np.ndarray], np.ndarray],
     guess: np.ndarray | None = None,
 ) -> np.ndarray:
     """Tangent vector V (spanned by ``basis``) with exp_fn(V) = T; ValueError if not found.
 
-    With ``exp_batch`` (exp_fn on a stack of vectors, one batched integration): Newton
-    with batched finite-difference Jacobians (:class:`_Newton`), from ``guess`` if given,
-    then adaptive continuation along ``path`` (s in [0, 1], path(1) = T): the step in s
+    ``exp_batch`` (exp_fn on a stack of vectors, one batched integration): Newton with
+    batched finite-difference Jacobians (:class:`_Newton`), from ``guess`` if given, then
+    adaptive continuation along ``path`` (s in [0, 1], path(1) = T): the step in s
     doubles after a success and halves after a failure, down to :data:`_MIN_STEP`.
-    Without it: Gauss-Newton/Broyden (:func:`_gauss_newton`) with 2, 4, 8 pieces.
     The result is checked with ``exp_fn`` itself.
     """
     complex_ = bool(np.iscomplexobj(W) or np.iscomplexobj(T))
@@ -921,52 +856,16 @@ def _shoot(
             return None
         return V if ok else None
 
-    if exp_batch is not None:
-        V = _continuation(
-            W, T, exp_batch, basis, path, atol, max_iter, guess, verified, complex_, scale
-        )
-        if V is not None:
-            return V
-    else:
-        V = _shoot_broyden(W, T, exp_fn, basis, path, atol, max_iter, vector, complex_, guess)
-        if V is not None:
-            return V
+    V = _continuation(
+        W, T, exp_batch, basis, path, atol, max_iter, guess, verified, complex_, scale
+    )
+    if V is not None:
+        return V
     raise ValueError(
         "log did not converge: no geodesic from the base point to the target point was found "
         f"by shooting (Newton with continuation, tol {tol:.1e}); the points may be "
         "too far apart or separated by a singular layer"
     )
-
-
-def _shoot_broyden(W, T, exp_fn, basis, path, atol, max_iter, vector, complex_, guess):
-    """The shooting of :func:`_shoot` without a batched exponential (fixed pieces)."""
-
-    def solve(target, c0):
-        t_real = _to_real(target)
-        return _gauss_newton(
-            lambda c: _to_real(exp_fn(vector(c))) - t_real, c0, basis, atol, max_iter
-        )
-
-    c0 = basis.T @ _to_real(T - W) if guess is None else basis.T @ _to_real(guess)
-    c = solve(T, c0)
-    if c is not None:
-        return vector(c)
-    for pieces in (2, 4, 8):
-        c, s_prev = None, 0.0
-        for s in np.arange(1, pieces + 1) / pieces:
-            try:
-                target = T if s == 1.0 else path(float(s))
-            except ValueError:  # the chord leaves the full-rank points
-                c = None
-                break
-            guess_s = basis.T @ _to_real(target - W) if c is None else c * (s / s_prev)
-            c = solve(target, guess_s)
-            if c is None:
-                break
-            s_prev = s
-        if c is not None:
-            return vector(c)
-    return None
 
 
 def _continuation(W, T, exp_batch, basis, path, atol, max_iter, guess, verified, complex_, scale):
