@@ -227,7 +227,8 @@ def direction_geodesic(X, depth, t) -> np.ndarray:
     :math:`r_k(t)` is affine and, for the initial velocity X,
     :math:`\sigma_k(t) = \sigma_k (1 + t/N)^N`; for ``depth = inf``
     (:math:`g^\infty = \sum_k d\sigma_k^2/\sigma_k^2`) it is :math:`e^t X`.
-    Valid for :math:`t > -N`.
+    Valid for :math:`t > -N`. The same holds for non-square X at finite depth (the
+    rectangular-diagonal matrices are totally geodesic, with the same metric on them).
 
     Parameters
     ----------
