@@ -668,7 +668,7 @@ class DepthFrame:
         if self.depth == 1:
             return self._zeros(V)
         if self._rect:
-            return -self._rect_christoffel(V, V)
+            return self._rect_acceleration(V)
         Vh = self._to(V)
         BV = Vh / self.M
         acc = self._dA_hat(Vh, BV) - 0.5 * self.M * self._dA_adjoint_hat(BV, BV)
@@ -742,6 +742,18 @@ class DepthFrame:
         t2h, t2c = self._rect_dA(Vh, Vc, BUh, BUc)
         Kh, Kc = self._rect_dA_adjoint(BVh, BVc, BUh, BUc)
         return self._join(-0.5 * (t1h + t2h) + 0.5 * M * Kh, -0.5 * (t1c + t2c) + 0.5 * c * Kc)
+
+    def _rect_acceleration(self, V_vec: np.ndarray) -> np.ndarray:
+        r""":math:`-\Gamma_X(V, V)` for non-square X: :meth:`_rect_christoffel` with the two
+        equal derivative terms merged (two contractions instead of three)."""
+        self._require_full_rank()
+        self._require_finite_depth()
+        Vh, Vc = self._split(V_vec)
+        M, c = self.M, self.c[..., None, :]
+        BVh, BVc = Vh / M, Vc / c
+        th, tc = self._rect_dA(Vh, Vc, BVh, BVc)
+        Kh, Kc = self._rect_dA_adjoint(BVh, BVc, BVh, BVc)
+        return self._join(th - 0.5 * M * Kh, tc - 0.5 * c * Kc)
 
     def _full_left(self) -> np.ndarray:
         """``[L, L_perp]`` (..., p, p): L completed to a unitary matrix (complete QR, once)."""

@@ -11,6 +11,21 @@ with the Christoffel term of :func:`~dln_manifolds.depth_metric.depth_christoffe
 (one SVD and O(d^3) work per evaluation, whatever N; see
 :meth:`~dln_manifolds.depth_metric.DepthFrame.geodesic_acceleration`).
 
+Non-square points
+-----------------
+Every function here also takes points of shape (m, n), m != n, of full rank
+r = min(m, n), at finite depth: the same equation with the rectangular Christoffel
+term (thin SVD plus the complement block, O(m n r) per evaluation;
+docs/mathematics.rst, :ref:`math-widths-geodesics`). The differences: the full-rank
+m x n matrices form one connected set (no :class:`DifferentComponentsError`, finite
+distances), the singular set is :math:`\operatorname{rank} X < r` (codimension
+:math:`|m - n| + 1`), the log's continuation path is the polar path between the
+completions :math:`[X, C_X]`, :math:`[Y, C_Y]` by orthonormal bases of the orthogonal
+complements of the ranges (first n columns, wide X transposed), and at depth 1 a
+certified bisection on :math:`\sigma_{\min}(X + tV)` (Lipschitz in t) replaces the
+eigenvalue test of the segment. ``depth = inf`` is refused (ValueError): the rescaled
+operator vanishes on the complement block, so :math:`g^\infty` is not a metric there.
+
 Singular set
 ------------
 A geodesic of :math:`g^N` never crosses :math:`\det X = 0` inside the
@@ -91,8 +106,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import (
+    as_array,
     as_matrix,
-    as_matrix_batch,
     check_count,
     check_depth,
     check_full_rank_batch,
@@ -140,18 +155,56 @@ class LogConvergenceError(GeodesicError, RuntimeError):
 
 
 def _as_real_points(X, name: str) -> np.ndarray:
+    """A real matrix or batch of matrices of shape (..., m, n), m, n >= 1 (square or not)."""
     if isinstance(X, (str, bytes)) or X is None:
         return as_matrix(X, name)  # raises the TypeError
-    if np.ndim(X) <= 2:
+    shape = np.shape(X)
+    if len(shape) < 2 or (len(shape) == 2 and shape[0] == shape[1]):
         arr = as_matrix(X, name)
     else:
-        shape = np.shape(X)
-        arr = as_matrix_batch(X, shape[-1], name)
-        if shape[-1] != shape[-2]:
-            raise ValueError(f"{name} must have shape (..., d, d), got shape {shape}")
+        if min(shape[-2:]) < 1:
+            raise ValueError(
+                f"{name} must have shape (..., m, n) with m, n >= 1, got shape {shape}"
+            )
+        arr = as_array(X, name, shape[-2:], real=False, batch=True)
     if np.iscomplexobj(arr):
         raise TypeError(f"{name} must be real")
     return arr
+
+
+def _check_shape_depth(shape: tuple[int, ...], depth, name: str) -> None:
+    """Refuse ``depth = inf`` for non-square points: g^inf is degenerate there."""
+    m, n = shape[-2:]
+    if m != n and np.isinf(depth):
+        raise ValueError(
+            f"depth must be finite for a non-square {name} (shape ({m}, {n})): the rescaled "
+            "operator A_inf = lim A_N / N vanishes on the complement block, so g^inf is not a "
+            "metric there and has no geodesics"
+        )
+
+
+def _signs(X: np.ndarray) -> np.ndarray:
+    """Component labels: sign(det X) for square X; 1 for non-square X (one component)."""
+    if X.shape[-1] != X.shape[-2]:
+        return np.ones(X.shape[:-2])
+    return np.sign(np.linalg.det(X))
+
+
+def _space_name(shape: tuple[int, ...]) -> str:
+    """The open set of the points: GL(d), or the full-rank m x n matrices."""
+    m, n = shape[-2:]
+    return f"GL({m})" if m == n else f"the full-rank {m} x {n} matrices"
+
+
+def _singular_set(shape: tuple[int, ...]) -> str:
+    m, n = shape[-2:]
+    return "det X = 0" if m == n else f"rank X < {min(m, n)}"
+
+
+def _check_full_rank(X: np.ndarray, name: str) -> None:
+    """Full rank min(m, n), condition number at most 1 / (max(m, n) eps)."""
+    limit = 1.0 / (max(X.shape[-2:]) * np.finfo(np.float64).eps)
+    check_full_rank_batch(np.linalg.svd(X, compute_uv=False), name, limit)
 
 
 def _check_n_steps(n_steps) -> int | None:
@@ -174,17 +227,18 @@ def direction_geodesic(X, depth, t) -> np.ndarray:
     :math:`r_k(t)` is affine and, for the initial velocity X,
     :math:`\sigma_k(t) = \sigma_k (1 + t/N)^N`; for ``depth = inf``
     (:math:`g^\infty = \sum_k d\sigma_k^2/\sigma_k^2`) it is :math:`e^t X`.
-    Valid for :math:`t > -N`.
+    Valid for :math:`t > -N`. The same holds for non-square X at finite depth (the
+    rectangular-diagonal matrices are totally geodesic, with the same metric on them).
 
     Parameters
     ----------
-    X : array_like, shape (..., d, d)
+    X : array_like, shape (..., d, d) or (..., m, n)
     depth : int or numpy.inf
     t : float
 
     Returns
     -------
-    ndarray, shape (..., d, d)
+    ndarray, shape (..., d, d) or (..., m, n)
 
     Raises
     ------
@@ -193,6 +247,7 @@ def direction_geodesic(X, depth, t) -> np.ndarray:
     """
     depth = check_depth(depth)
     X = _as_real_points(X, "X")
+    _check_shape_depth(X.shape, depth, "X")
     if isinstance(t, bool) or not np.isscalar(t) or not np.isfinite(t):
         raise ValueError(f"t must be a finite real number, got {t!r}")
     t = float(t)
@@ -215,20 +270,25 @@ def geodesic_acceleration(X, V, depth) -> np.ndarray:
 
     Parameters
     ----------
-    X : array_like, shape (..., d, d)
+    X : array_like, shape (..., d, d) or (..., m, n)
         Full-rank point(s).
-    V : array_like, shape (..., d, d)
+    V : array_like, shape (..., d, d) or (..., m, n)
         Velocities (broadcast against X).
     depth : int or numpy.inf
 
     Returns
     -------
-    ndarray, shape (..., d, d)
+    ndarray, shape (..., d, d) or (..., m, n)
     """
-    frame = DepthFrame(_as_real_points(X, "X"), depth, full_rank=True)
-    V = as_matrix_batch(V, frame.d, "V")
-    if np.iscomplexobj(V):
-        raise TypeError("V must be real")
+    X = _as_real_points(X, "X")
+    depth = check_depth(depth)
+    _check_shape_depth(X.shape, depth, "X")
+    frame = DepthFrame(X, depth, full_rank=True)
+    V = _as_real_points(V, "V")
+    if V.shape[-2:] != X.shape[-2:]:
+        raise ValueError(
+            f"V must have shape (..., {X.shape[-2]}, {X.shape[-1]}) like X, got shape {V.shape}"
+        )
     return frame.geodesic_acceleration(V)
 
 
@@ -248,15 +308,16 @@ class _Rhs:
         """
         self.n_evals += 1
         finite = np.isfinite(X).all(axis=(-2, -1)) & np.isfinite(V).all(axis=(-2, -1))
+        eye = np.eye(*X.shape[-2:])  # a full-rank stand-in for the bad points
         if not np.all(finite):
-            X = np.where(finite[..., None, None], X, np.eye(X.shape[-1]))
+            X = np.where(finite[..., None, None], X, eye)
             V = np.where(finite[..., None, None], V, 0.0)
         frame = DepthFrame(X, self.depth, check=False)
         s = frame.s
         with np.errstate(divide="ignore", invalid="ignore"):
             bad = ~finite | ~(s[..., -1] > self.singular_tol * s[..., 0])
         if np.any(bad):
-            X = np.where(bad[..., None, None], np.eye(X.shape[-1]), X)
+            X = np.where(bad[..., None, None], eye, X)
             frame = DepthFrame(X, self.depth, check=False)
         acc = frame.geodesic_acceleration(V)
         self.last_ratio = np.where(bad, 0.0, s[..., -1] / np.where(bad, 1.0, s[..., 0]))
@@ -349,7 +410,7 @@ def _integrate(
     t = np.zeros(B)
     ok = np.ones(B, dtype=bool)
     done = np.zeros(B, dtype=bool)
-    sign0 = np.sign(np.linalg.det(X0[:, 0]))
+    sign0 = _signs(X0[:, 0])
     acc, bad, t_hit = rhs(X, V, want_predictor=True)
     ok &= ~bad.any(axis=1)
     k1X, k1V = V.copy(), acc
@@ -394,7 +455,7 @@ def _integrate(
             a_s, b_s, hit_s = rhs(Xs, Vs, want_predictor=last)
             stage_bad |= b_s.any(axis=1)
             if last:  # the new point: same component as the start
-                stage_bad |= (np.sign(np.linalg.det(Xs)) != sign0[act, None]).any(axis=1)
+                stage_bad |= (_signs(Xs) != sign0[act, None]).any(axis=1)
             kX.append(Vs)
             kV.append(a_s)
         if adaptive:
@@ -413,7 +474,7 @@ def _integrate(
             accept = ~stage_bad
             if np.any(accept):  # f at the new point: the first stage of the next step
                 a_n, b_n, hit_n = rhs(Xn, Vn, want_predictor=True)
-                flipped = np.sign(np.linalg.det(Xn)) != sign0[act, None]
+                flipped = _signs(Xn) != sign0[act, None]
                 accept &= ~(b_n | flipped).any(axis=1)
             h_new = np.where(accept, 1.0 / n_steps, 0.25 * ha)
         sel = np.flatnonzero(accept)
@@ -458,24 +519,72 @@ def _segment_crossing(X: np.ndarray, V: np.ndarray) -> np.ndarray:
     return tt.min(axis=-1)
 
 
+def _rect_segment_crossing(X: np.ndarray, V: np.ndarray, singular_tol: float) -> np.ndarray:
+    r"""First t in [0, 1] where X + tV (non-square, (B, m, n)) comes within ``singular_tol``
+    of rank deficiency, or inf.
+
+    A segment of m x n matrices, m != n, generically misses the rank-deficient set
+    (codimension |m - n| + 1 >= 2), so there is no eigenvalue formula as for square X.
+    Certified search instead: :math:`\sigma_{\min}(X + tV)` is :math:`|V|_2`-Lipschitz in t
+    (Weyl), so an interval [a, b] whose end values s_a, s_b satisfy
+    :math:`(s_a + s_b - |V|_2 (b - a)) / 2 >` threshold cannot reach the threshold
+    :math:`\mathrm{singular\_tol}\,(|X|_2 + |V|_2)` (a bound of :math:`\sigma_{\max}`
+    on the segment); other intervals are bisected, earliest first, down to 1e-12.
+    """
+    out = np.full(X.shape[0], np.inf)
+    for b in range(X.shape[0]):
+        x, v = X[b], V[b]
+        lip = np.linalg.norm(v, 2)
+        thr = singular_tol * (np.linalg.norm(x, 2) + lip)
+
+        def smin(t, x=x, v=v):
+            return np.linalg.svd(x + t * v, compute_uv=False)[-1]
+
+        stack = [(0.0, 1.0, smin(0.0), smin(1.0))]
+        n_eval = 2
+        while stack:
+            a, c, sa, sc = stack.pop()
+            if min(sa, sc) <= thr or n_eval > 10_000:  # a hit (or no certificate: refuse)
+                out[b] = a if sa <= sc else c
+                break
+            if 0.5 * (sa + sc - lip * (c - a)) > thr:
+                continue
+            if c - a < 1e-12:
+                out[b] = a
+                break
+            mid = 0.5 * (a + c)
+            sm = smin(mid)
+            n_eval += 1
+            stack += [(mid, c, sm, sc), (a, mid, sa, sm)]  # the earlier half first
+    return out
+
+
 def _broadcast_pair(X, V, names=("X", "V")):
     X = _as_real_points(X, names[0])
     V = _as_real_points(V, names[1])
-    d = X.shape[-1]
-    if V.shape[-1] != d:
+    shape = X.shape[-2:]
+    if V.shape[-2:] != shape:
         raise ValueError(
-            f"{names[1]} must have shape (..., {d}, {d}) like {names[0]}, got shape {V.shape}"
+            f"{names[1]} must have shape (..., {shape[0]}, {shape[1]}) like {names[0]}, got "
+            f"shape {V.shape}"
         )
     batch = np.broadcast_shapes(X.shape[:-2], V.shape[:-2])
-    X = np.broadcast_to(X, batch + (d, d)).reshape(-1, d, d)
-    V = np.broadcast_to(V, batch + (d, d)).reshape(-1, d, d)
-    return X, V, batch, d
+    X = np.broadcast_to(X, batch + shape).reshape((-1,) + shape)
+    V = np.broadcast_to(V, batch + shape).reshape((-1,) + shape)
+    return X, V, batch, shape
+
+
+def _crossing(X: np.ndarray, V: np.ndarray, singular_tol: float) -> np.ndarray:
+    """First t in (0, 1] where the segment X + tV meets the singular set, or inf."""
+    if X.shape[-1] == X.shape[-2]:
+        return _segment_crossing(X, V)
+    return _rect_segment_crossing(X, V, singular_tol)
 
 
 def _exp_flat(X, V, depth, rtol, atol, n_steps, max_steps, singular_tol):
-    """exp for flat batches (B, d, d) without validation; returns (Y, ok, t_reached)."""
+    """exp for flat batches (B, m, n) without validation; returns (Y, ok, t_reached)."""
     if depth == 1:
-        t_cross = _segment_crossing(X, V)
+        t_cross = _crossing(X, V, singular_tol)
         ok = ~(t_cross <= 1.0)
         return X + V, ok, np.where(ok, 1.0, t_cross)
     Y, _, ok, t = _integrate(
@@ -491,15 +600,15 @@ def _exp_flat(X, V, depth, rtol, atol, n_steps, max_steps, singular_tol):
     return Y[:, 0], ok, t
 
 
-def _raise_if_singular(ok: np.ndarray, t: np.ndarray, batch: tuple, d: int, name: str) -> None:
+def _raise_if_singular(ok: np.ndarray, t: np.ndarray, batch: tuple, shape: tuple, name: str):
     """Raise SingularGeodesicError for the first geodesic (velocity ``name``) not ``ok``."""
     if np.all(ok):
         return
     i = int(np.argmin(ok))
     where = f" (batch index {tuple(int(k) for k in np.unravel_index(i, batch))})" if batch else ""
     raise SingularGeodesicError(
-        f"the geodesic with initial velocity {name} leaves GL({d}){where}: it reaches the "
-        f"singular set det X = 0 near t = {t[i]:.6g} < 1"
+        f"the geodesic with initial velocity {name} leaves {_space_name(shape)}{where}: it "
+        f"reaches the singular set {_singular_set(shape)} near t = {t[i]:.6g} < 1"
     )
 
 
@@ -523,9 +632,9 @@ def depth_exp(
 
     Parameters
     ----------
-    X : array_like, shape (..., d, d)
+    X : array_like, shape (..., d, d) or (..., m, n)
         Full-rank base point(s).
-    V : array_like, shape (..., d, d)
+    V : array_like, shape (..., d, d) or (..., m, n)
         Initial velocities; broadcast against X.
     depth : int or numpy.inf
     rtol, atol : float
@@ -545,30 +654,34 @@ def depth_exp(
 
     Returns
     -------
-    ndarray, shape (broadcast batch, d, d)
+    ndarray, shape (broadcast batch, d, d) or (broadcast batch, m, n)
 
     Raises
     ------
     SingularGeodesicError
-        If a geodesic reaches the singular set :math:`\det X = 0` at some
-        :math:`t \le 1` (or needs more than ``max_steps`` steps).
+        If a geodesic reaches the singular set :math:`\det X = 0` (rank below
+        min(m, n) for non-square X) at some :math:`t \le 1` (or needs more than
+        ``max_steps`` steps).
     ValueError
-        If X is rank-deficient or the shapes do not match.
+        If X is rank-deficient, the shapes do not match, or ``depth = inf`` with a
+        non-square X.
 
     Notes
     -----
     Depth 1 is Euclidean: :math:`\exp_X(V) = X + V` if the segment stays in
-    GL(d). Cost per step: 6 evaluations of one SVD and O(d^3) contractions.
+    GL(d) (of full rank, for non-square X). Cost per step: 6 evaluations of one SVD
+    and O(d^3) contractions (O(m n min(m, n)) for non-square X).
     """
     depth = check_depth(depth)
     rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
     singular_tol = check_positive(singular_tol, "singular_tol")
     n_steps = _check_n_steps(n_steps)
-    Xf, Vf, batch, d = _broadcast_pair(X, V, names)
-    check_full_rank_batch(np.linalg.svd(Xf, compute_uv=False), names[0])
+    Xf, Vf, batch, shape = _broadcast_pair(X, V, names)
+    _check_shape_depth(shape, depth, names[0])
+    _check_full_rank(Xf, names[0])
     Y, ok, t = _exp_flat(Xf, Vf, depth, rtol, atol, n_steps, int(max_steps), singular_tol)
-    _raise_if_singular(ok, t, batch, d, names[1])
-    return Y.reshape(batch + (d, d))
+    _raise_if_singular(ok, t, batch, shape, names[1])
+    return Y.reshape(batch + shape)
 
 
 # ---------------------------------------------------------------------------
@@ -635,6 +748,43 @@ class _PolarPath:
         return self.Qx[rows] @ rot @ _sym_fun(L, np.exp)
 
 
+class _RectPolarPath:
+    r"""A path from X to Y inside the full-rank m x n matrices (m != n), batched.
+
+    For tall X, complete X to the invertible :math:`[X, C_X]` with :math:`C_X` an
+    orthonormal basis of :math:`\mathrm{range}(X)^\perp`, likewise Y (a column of
+    :math:`C_Y` flipped so that both determinants have the same sign), and take the first
+    n columns of the polar path between the completions: with :math:`[X, C_X] =
+    O_X\,\mathrm{diag}(H_X, I)` it is :math:`O(\tau)_{:, :n} H(\tau)`, of full rank n
+    (wide X: the transposes).
+    """
+
+    def __init__(self, X: np.ndarray, Y: np.ndarray):
+        self.flip = X.shape[-2] < X.shape[-1]
+        if self.flip:
+            X, Y = np.swapaxes(X, -1, -2), np.swapaxes(Y, -1, -2)
+        self.n = X.shape[-1]
+        Xa, Ya = self._complete(X), self._complete(Y)
+        flip = np.sign(np.linalg.det(Xa)) != np.sign(np.linalg.det(Ya))
+        Ya[flip, :, -1] *= -1.0
+        self.path = _PolarPath(Xa, Ya)
+
+    @staticmethod
+    def _complete(X: np.ndarray) -> np.ndarray:
+        n = X.shape[-1]
+        Q = np.linalg.qr(X, mode="complete")[0]
+        return np.concatenate([X, Q[..., :, n:]], axis=-1)
+
+    def __call__(self, tau: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        P = self.path(tau, rows)[..., :, : self.n]
+        return np.swapaxes(P, -1, -2) if self.flip else P
+
+
+def _path(X: np.ndarray, Y: np.ndarray):
+    """The continuation path of :func:`depth_log` from X to Y (square or not)."""
+    return _PolarPath(X, Y) if X.shape[-1] == X.shape[-2] else _RectPolarPath(X, Y)
+
+
 def _exp_and_jacobian(X, V, depth, rtol, atol, n_steps, max_steps, singular_tol):
     """Endpoints exp_X(V) and Jacobians dexp (B, n, n) by internal numerical differentiation.
 
@@ -643,13 +793,13 @@ def _exp_and_jacobian(X, V, depth, rtol, atol, n_steps, max_steps, singular_tol)
     :func:`depth_exp` exactly and the Jacobian is the derivative of that discrete map
     (forward differences, h = 1e-7 max(1, |V|): relative error ~1e-7).
     """
-    B, d, _ = X.shape
-    n = d * d
+    B, shape = X.shape[0], X.shape[1:]
+    n = shape[0] * shape[1]
     if depth == 1:
         Y, ok, _ = _exp_flat(X, V, depth, rtol, atol, n_steps, max_steps, singular_tol)
         return Y, np.broadcast_to(np.eye(n), (B, n, n)).copy(), ok
     h = 1e-7 * np.maximum(1.0, _norm(V))
-    E = np.eye(n).reshape(n, d, d)
+    E = np.eye(n).reshape((n,) + shape)
     Vg = np.concatenate([V[:, None], V[:, None] + h[:, None, None, None] * E[None]], axis=1)
     Xg = np.broadcast_to(X[:, None], Vg.shape).copy()
     Yg, _, ok, _ = _integrate(
@@ -676,21 +826,21 @@ def _solve(J: np.ndarray, F: np.ndarray) -> np.ndarray:
 
 
 def _log_flat(X, Y, depth, tol, rtol, atol, n_steps, max_steps, singular_tol, max_iter):
-    """Shooting with continuation for flat batches (B, d, d) of validated pairs.
+    """Shooting with continuation for flat batches (B, m, n) of validated pairs.
 
     Returns (V, ok, err): ``ok`` False where no geodesic was found.
     """
-    B, d, _ = X.shape
-    n = d * d
+    B, shape = X.shape[0], X.shape[1:]
+    n = shape[0] * shape[1]
     if depth == 1:
-        t_cross = _segment_crossing(X, Y - X)
+        t_cross = _crossing(X, Y - X, singular_tol)
         return Y - X, ~(t_cross <= 1.0), np.zeros(B)
     scale = 1.0 + _norm(Y)
     tol_final = tol * scale
     tol_mid = np.maximum(1e-5 * scale, tol_final)
     # accepted point of the continuation: tau_acc, v_acc, with exp and Jacobian there
     tau_acc = np.zeros(B)
-    v_acc = np.zeros((B, d, d))
+    v_acc = np.zeros((B,) + shape)
     E_acc = X.copy()
     J_acc = np.broadcast_to(np.eye(n), (B, n, n)).copy()
     dtau = np.ones(B)
@@ -701,7 +851,7 @@ def _log_flat(X, Y, depth, tol, rtol, atol, n_steps, max_steps, singular_tol, ma
     size = _norm(delta)
     # a large second-order term means the guess is unreliable: continuation from the start
     far = _norm(v - delta) > 0.5 * size
-    path = _PolarPath(X, Y) if np.any(far) else None
+    path = _path(X, Y) if np.any(far) else None
     if path is not None:
         rows = np.flatnonzero(far)
         dtau[rows] = tau_tgt[rows] = 0.25
@@ -731,7 +881,7 @@ def _log_flat(X, Y, depth, tol, rtol, atol, n_steps, max_steps, singular_tol, ma
         # Newton with fresh Jacobians on the loose geodesics; near the answer, with the
         # requested tolerances, the chord method (Jacobian of the last loose iterate)
         fresh = ~tight | (it[act] == 0)
-        E = np.empty((act.size, d, d))
+        E = np.empty((act.size,) + shape)
         J = J_cur[act]
         ok = np.zeros(act.size, dtype=bool)
         for part, with_jac in ((fresh, True), (~fresh, False)):
@@ -783,7 +933,7 @@ def _log_flat(X, Y, depth, tol, rtol, atol, n_steps, max_steps, singular_tol, ma
         if np.any(reject):
             rows = act[reject]
             if path is None:
-                path = _PolarPath(X, Y)
+                path = _path(X, Y)
             dtau[rows] *= 0.25
             failed[rows[dtau[rows] < 1e-4]] = True
             tau_tgt[rows] = tau_acc[rows] + dtau[rows]
@@ -795,26 +945,26 @@ def _log_flat(X, Y, depth, tol, rtol, atol, n_steps, max_steps, singular_tol, ma
             Ec = np.where(reject[restart, None, None], E_acc[rows], E[restart])
             Jc = np.where(reject[restart, None, None], J_acc[rows], J[restart])
             Tn = targets(rows)
-            v[rows] += _solve(Jc, (Tn - Ec).reshape(rows.size, n)).reshape(rows.size, d, d)
+            v[rows] += _solve(Jc, (Tn - Ec).reshape(rows.size, n)).reshape((rows.size,) + shape)
             it[rows] = 0
             err_prev[rows] = np.inf
             prev_tight[rows] = False
         step = ~conv & ~reject
         if np.any(step):
             rows = act[step]
-            dv = _solve(J[step], F[step]).reshape(rows.size, d, d)
+            dv = _solve(J[step], F[step]).reshape((rows.size,) + shape)
             # a Newton step much longer than the distance to go leaves the basin: reject
             wild = ~(_norm(dv) <= 2.0 * (_norm(v[rows]) + size[rows]))
             if np.any(wild):
                 bad_rows = rows[wild]
                 if path is None:
-                    path = _PolarPath(X, Y)
+                    path = _path(X, Y)
                 dtau[bad_rows] *= 0.25
                 failed[bad_rows[dtau[bad_rows] < 1e-4]] = True
                 tau_tgt[bad_rows] = tau_acc[bad_rows] + dtau[bad_rows]
                 Tn = path(tau_tgt[bad_rows], bad_rows)
                 step_acc = _solve(J_acc[bad_rows], (Tn - E_acc[bad_rows]).reshape(-1, n))
-                v[bad_rows] = v_acc[bad_rows] + step_acc.reshape(-1, d, d)
+                v[bad_rows] = v_acc[bad_rows] + step_acc.reshape((-1,) + shape)
                 it[bad_rows], err_prev[bad_rows], prev_tight[bad_rows] = 0, np.inf, False
                 step[np.flatnonzero(step)[wild]] = False
                 rows, dv = rows[~wild], dv[~wild]
@@ -824,10 +974,6 @@ def _log_flat(X, Y, depth, tol, rtol, atol, n_steps, max_steps, singular_tol, ma
             prev_tight[rows] = tight[step]
     ok = done & ~failed
     return v, ok, err_out
-
-
-def _component_signs(X: np.ndarray) -> np.ndarray:
-    return np.sign(np.linalg.det(X))
 
 
 def depth_log(
@@ -852,9 +998,9 @@ def depth_log(
 
     Parameters
     ----------
-    X : array_like, shape (..., d, d)
+    X : array_like, shape (..., d, d) or (..., m, n)
         Full-rank base point(s).
-    Y : array_like, shape (..., d, d)
+    Y : array_like, shape (..., d, d) or (..., m, n)
         Full-rank end point(s), broadcast against X.
     depth : int or numpy.inf
     tol : float
@@ -869,20 +1015,22 @@ def depth_log(
 
     Returns
     -------
-    ndarray, shape (broadcast batch, d, d)
+    ndarray, shape (broadcast batch, d, d) or (broadcast batch, m, n)
 
     Raises
     ------
     DifferentComponentsError
         If :math:`\det X` and :math:`\det Y` have different signs (no curve in
-        GL(d) joins them).
+        GL(d) joins them). Square points only: the full-rank m x n matrices,
+        m != n, are connected.
     LogConvergenceError
         If the solver finds no geodesic to the required accuracy.
     SingularGeodesicError
         Depth 1 only: the segment from X to Y crosses the singular set (the
-        only geodesic of the flat metric leaves GL(d)).
+        only geodesic of the flat metric leaves GL(d), or the full-rank matrices).
     ValueError
-        If X or Y is rank-deficient, or the shapes do not match.
+        If X or Y is rank-deficient, the shapes do not match, or ``depth = inf``
+        with non-square points.
 
     Notes
     -----
@@ -895,10 +1043,12 @@ def depth_log(
     rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
     singular_tol = check_positive(singular_tol, "singular_tol")
     n_steps = _check_n_steps(n_steps)
-    Xf, Yf, batch, d = _broadcast_pair(X, Y, names)
-    check_full_rank_batch(np.linalg.svd(Xf, compute_uv=False), names[0])
-    check_full_rank_batch(np.linalg.svd(Yf, compute_uv=False), names[1])
-    other = _component_signs(Xf) != _component_signs(Yf)
+    Xf, Yf, batch, shape = _broadcast_pair(X, Y, names)
+    _check_shape_depth(shape, depth, names[0])
+    _check_full_rank(Xf, names[0])
+    _check_full_rank(Yf, names[1])
+    d = shape[0]
+    other = _signs(Xf) != _signs(Yf)
     if np.any(other):
         i = int(np.argmax(other))
         where = (
@@ -920,13 +1070,13 @@ def depth_log(
         if depth == 1:
             raise SingularGeodesicError(
                 f"the segment from X to Y crosses the singular set{where}: no geodesic of "
-                "g^1 inside GL(d) joins them"
+                f"g^1 inside {_space_name(shape)} joins them"
             )
         raise LogConvergenceError(
             f"depth_log found no geodesic from X to Y{where} for {np.count_nonzero(~ok)} of "
             f"{ok.size} pairs"
         )
-    return V.reshape(batch + (d, d))
+    return V.reshape(batch + shape)
 
 
 def depth_distance(
@@ -939,7 +1089,7 @@ def depth_distance(
 
     Parameters
     ----------
-    X, Y : array_like, shape (..., d, d)
+    X, Y : array_like, shape (..., d, d) or (..., m, n)
         Full-rank points, broadcast against each other.
     depth : int or numpy.inf
     **kwargs
@@ -949,7 +1099,7 @@ def depth_distance(
     -------
     float or ndarray, shape (broadcast batch)
         ``inf`` for pairs in different components of GL(d) (no curve joins
-        them); a float for single matrices.
+        them; never for non-square points); a float for single matrices.
 
     Raises
     ------
@@ -958,10 +1108,11 @@ def depth_distance(
     """
     depth = check_depth(depth)
     names = kwargs.get("names", ("X", "Y"))
-    Xf, Yf, batch, d = _broadcast_pair(X, Y, names)
-    check_full_rank_batch(np.linalg.svd(Xf, compute_uv=False), names[0])
-    check_full_rank_batch(np.linalg.svd(Yf, compute_uv=False), names[1])
-    same = _component_signs(Xf) == _component_signs(Yf)
+    Xf, Yf, batch, shape = _broadcast_pair(X, Y, names)
+    _check_shape_depth(shape, depth, names[0])
+    _check_full_rank(Xf, names[0])
+    _check_full_rank(Yf, names[1])
+    same = _signs(Xf) == _signs(Yf)
     out = np.full(Xf.shape[0], np.inf)
     if np.any(same):
         V = depth_log(Xf[same], Yf[same], depth, **kwargs)
@@ -984,8 +1135,9 @@ def _transport_flat(X, V, W, depth, rtol, atol, max_steps, singular_tol):
     controls the step. Returns (W1, ok, t_reached).
     """
     B, K = W.shape[:2]
-    S = np.concatenate([X[:, None], V[:, None], W], axis=1)  # (B, K + 2, d, d)
-    eye = np.eye(X.shape[-1])
+    S = np.concatenate([X[:, None], V[:, None], W], axis=1)  # (B, K + 2, m, n)
+    eye = np.eye(*X.shape[-2:])
+    rect = X.shape[-1] != X.shape[-2]
 
     def rhs(S):
         Xs, Vs, Ws = S[:, 0], S[:, 1], S[:, 2:]
@@ -1001,12 +1153,15 @@ def _transport_flat(X, V, W, depth, rtol, atol, max_steps, singular_tol):
             frame = DepthFrame(Xs[:, None], depth, check=False)
             Vs = np.where(bad[:, None, None], 0.0, Vs)
             Ws = np.where(bad[:, None, None, None], 0.0, Ws)
-        Vh = frame.to_frame(Vs[:, None])
         acc = frame.geodesic_acceleration(Vs[:, None])
-        dW = -frame.from_frame(frame.christoffel_hat(Vh, frame.to_frame(Ws)))
+        if rect:  # split coordinates: no complement basis
+            dW = -frame.christoffel(Vs[:, None], Ws)
+        else:
+            Vh = frame.to_frame(Vs[:, None])
+            dW = -frame.from_frame(frame.christoffel_hat(Vh, frame.to_frame(Ws)))
         return np.concatenate([Vs[:, None], acc, dW], axis=1), bad
 
-    sign0 = np.sign(np.linalg.det(X))
+    sign0 = _signs(X)
     t = np.zeros(B)
     ok = np.ones(B, dtype=bool)
     done = np.zeros(B, dtype=bool)
@@ -1036,7 +1191,7 @@ def _transport_flat(X, V, W, depth, rtol, atol, max_steps, singular_tol):
             k, b = rhs(Ss)
             stage_bad |= b
             ks.append(k)
-        stage_bad |= np.sign(np.linalg.det(Ss[:, 0])) != sign0[act]
+        stage_bad |= _signs(Ss[:, 0]) != sign0[act]
         err_state = _combine(np.zeros_like(Sa), ha, _DP_E, ks)
         scale = atol + rtol * np.maximum(_norm(Sa), _norm(Ss))  # (A, K + 2)
         with np.errstate(invalid="ignore", over="ignore"):
@@ -1092,11 +1247,11 @@ def depth_parallel_transport(
 
     Parameters
     ----------
-    X : array_like, shape (..., d, d)
+    X : array_like, shape (..., d, d) or (..., m, n)
         Full-rank base point(s).
-    V : array_like, shape (..., d, d)
+    V : array_like, shape (..., d, d) or (..., m, n)
         Initial velocities of the geodesics (broadcast against X).
-    W : array_like, shape (..., d, d)
+    W : array_like, shape (..., d, d) or (..., m, n)
         Tangent vectors at X to transport (broadcast against X and V).
     depth : int or numpy.inf
     rtol, atol : float
@@ -1112,21 +1267,22 @@ def depth_parallel_transport(
 
     Returns
     -------
-    ndarray, shape (broadcast batch, d, d)
+    ndarray, shape (broadcast batch, d, d) or (broadcast batch, m, n)
         The transported vectors, tangent at :math:`\exp_X(V)`.
 
     Raises
     ------
     SingularGeodesicError
-        If the geodesic reaches the singular set :math:`\det X = 0` at some
-        :math:`t \le 1` (:func:`depth_exp` raises there too).
+        If the geodesic reaches the singular set (:math:`\det X = 0`, or rank below
+        min(m, n)) at some :math:`t \le 1` (:func:`depth_exp` raises there too).
     ValueError
-        If X is rank-deficient or the shapes do not match.
+        If X is rank-deficient, the shapes do not match, or ``depth = inf`` with a
+        non-square X.
 
     Notes
     -----
     Depth 1 is Euclidean: transport is the identity along the segment
-    :math:`X + tV` (which must stay in GL(d)).
+    :math:`X + tV` (which must stay in GL(d), or of full rank).
     """
     depth = check_depth(depth)
     rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
@@ -1135,17 +1291,19 @@ def depth_parallel_transport(
     Xa = _as_real_points(X, names[0])
     Va = _as_real_points(V, names[1])
     Wa = _as_real_points(W, names[2])
-    d = Xa.shape[-1]
+    shape = Xa.shape[-2:]
     for name, arr in ((names[1], Va), (names[2], Wa)):
-        if arr.shape[-1] != d:
+        if arr.shape[-2:] != shape:
             raise ValueError(
-                f"{name} must have shape (..., {d}, {d}) like {names[0]}, got shape {arr.shape}"
+                f"{name} must have shape (..., {shape[0]}, {shape[1]}) like {names[0]}, got "
+                f"shape {arr.shape}"
             )
+    _check_shape_depth(shape, depth, names[0])
     batch = np.broadcast_shapes(Xa.shape[:-2], Va.shape[:-2], Wa.shape[:-2])
-    Xf, Vf, Wf = (np.broadcast_to(a, batch + (d, d)).reshape(-1, d, d) for a in (Xa, Va, Wa))
-    check_full_rank_batch(np.linalg.svd(Xf, compute_uv=False), names[0])
+    Xf, Vf, Wf = (np.broadcast_to(a, batch + shape).reshape((-1,) + shape) for a in (Xa, Va, Wa))
+    _check_full_rank(Xf, names[0])
     if depth == 1:
-        t_cross = _segment_crossing(Xf, Vf)
+        t_cross = _crossing(Xf, Vf, singular_tol)
         ok, t = ~(t_cross <= 1.0), t_cross
         out = Wf.copy()
     else:
@@ -1158,5 +1316,5 @@ def depth_parallel_transport(
                 Xf, Vf, Wf[:, None].copy(), depth, rtol, atol, max_steps, singular_tol
             )
             out = out[:, 0]
-    _raise_if_singular(ok, t, batch, d, names[1])
-    return out.reshape(batch + (d, d))
+    _raise_if_singular(ok, t, batch, shape, names[1])
+    return out.reshape(batch + shape)

@@ -557,7 +557,7 @@ def _geodesic_entries():
         E(
             "direction_geodesic",
             dm.direction_geodesic,
-            {"X": "arr", "depth": "depth"},
+            {"X": "vec", "depth": "depth"},  # X of any shape (m, n)
             X=X,
             depth=N,
             t=0.5,
@@ -945,7 +945,7 @@ def _geomstats_entries():
         E(
             "geomstats.direction_geodesic",
             g.direction_geodesic,
-            {"X": "arr", "depth": "depth"},
+            {"X": "vec", "depth": "depth"},  # X of any shape (m, n)
             X=X,
             depth=N,
             t=0.5,

@@ -154,8 +154,9 @@ class EndToEndMatrices(VectorSpaceOpenSet):
 
     Parameters
     ----------
-    d : int
-        Matrix size.
+    d : int or (int, int)
+        Matrix size d, or the shape (m, n) of non-square matrices (full rank
+        min(m, n); the depth must then be finite).
     depth : int or numpy.inf, default 2
         Depth N of the network (``numpy.inf``: the rescaled limit
         :math:`g^\infty`, [G] eq. 14.7-14.10).
@@ -164,9 +165,11 @@ class EndToEndMatrices(VectorSpaceOpenSet):
 
     Notes
     -----
-    Points and tangent vectors have shape ``(d * d,)`` (row-major flattening,
-    see :func:`matrix_to_vector`). ``intrinsic`` is True: the flat coordinates
-    are global coordinates of the open set, as ``BrownianMotion`` requires.
+    Points and tangent vectors have shape ``(d * d,)`` (``(m * n,)``; row-major
+    flattening, see :meth:`to_vector`). ``intrinsic`` is True: the flat coordinates
+    are global coordinates of the open set, as ``BrownianMotion`` requires. The
+    full-rank m x n matrices with m != n form one connected open set (GL(d) has two
+    components); every geodesic tool of :class:`DepthMetric` works on both.
     """
 
     def __init__(self, d: int | tuple[int, int], depth=2, equip: bool = True):
@@ -179,16 +182,8 @@ class EndToEndMatrices(VectorSpaceOpenSet):
 
     @property
     def is_square(self) -> bool:
-        """True for d x d matrices (geodesics are available only there)."""
+        """True for d x d matrices (m x n with m != n: one component, finite depth only)."""
         return self.matrix_shape[0] == self.matrix_shape[1]
-
-    def _square_only(self, what: str) -> None:
-        if not self.is_square:
-            m, n = self.matrix_shape
-            raise NotImplementedError(
-                f"{what} is not implemented for non-square points (shape ({m}, {n})): the "
-                "geodesic solvers of dln_manifolds.geodesics handle square matrices only"
-            )
 
     @staticmethod
     def default_metric():
@@ -316,9 +311,8 @@ class DepthExpSolver(ExpSolver):
 
     @differentiable(exp_vjp, wrt=("tangent_vec", "base_point"))
     def exp(self, tangent_vec, base_point):
-        """Exponential map; shapes (..., d * d), broadcast against each other."""
+        """Exponential map; shapes (..., m * n), broadcast against each other."""
         space = self._metric._space
-        space._square_only("exp")
         tangent_vec, base_point = as_arrays(
             (space.dim,), batch=True, tangent_vec=tangent_vec, base_point=base_point
         )
@@ -329,7 +323,7 @@ class DepthExpSolver(ExpSolver):
             names=("base_point", "tangent_vec"),
             **self.options,
         )
-        return matrix_to_vector(Y)
+        return Y.reshape(Y.shape[:-2] + (space.dim,))
 
 
 class DepthLogShootingSolver(LogSolver):
@@ -365,9 +359,8 @@ class DepthLogShootingSolver(LogSolver):
 
     @differentiable(log_vjp, wrt=("point", "base_point"))
     def log(self, point, base_point):
-        """Logarithm map; shapes (..., d * d), broadcasting point against base_point."""
+        """Logarithm map; shapes (..., m * n), broadcasting point against base_point."""
         space = self._metric._space
-        space._square_only("log")
         point, base_point = as_arrays((space.dim,), batch=True, point=point, base_point=base_point)
         V = depth_log(
             space.to_matrix(base_point),
@@ -378,7 +371,7 @@ class DepthLogShootingSolver(LogSolver):
             names=("base_point", "point"),
             **self._metric.exp_solver.options,
         )
-        return matrix_to_vector(V)
+        return V.reshape(V.shape[:-2] + (space.dim,))
 
 
 # ---------------------------------------------------------------------------
@@ -416,7 +409,7 @@ class DepthMetric(RiemannianMetric):
       SVD and O(d^3) per evaluation, independent of N.
     - ``exp``: :func:`dln_manifolds.geodesics.depth_exp` (:class:`DepthExpSolver`),
       batched; raises :class:`~dln_manifolds.geodesics.SingularGeodesicError`
-      when the geodesic reaches det X = 0 before t = 1.
+      when the geodesic reaches the singular set (det X = 0) before t = 1.
     - ``log``: :func:`dln_manifolds.geodesics.depth_log`
       (:class:`DepthLogShootingSolver`: Newton shooting with continuation),
       raises :class:`~dln_manifolds.geodesics.DifferentComponentsError` between
@@ -424,6 +417,11 @@ class DepthMetric(RiemannianMetric):
       :class:`~dln_manifolds.geodesics.LogConvergenceError` where it fails.
     - ``dist``, ``squared_dist``: the norm of ``log``; ``inf`` between the two
       components of GL(d) (no curve joins them).
+    - Non-square points (shape (m, n), finite depth): ``exp``, ``log``, ``dist``
+      and ``parallel_transport`` use the same solvers with the rectangular
+      Christoffel term (docs/mathematics.rst, :ref:`math-widths-geodesics`); the
+      set is connected (``dist`` is always finite) and its singular set is
+      rank X < min(m, n).
     - ``riemann_tensor`` (hence ``curvature``, ``sectional_curvature``,
       ``ricci_tensor``, ``scalar_curvature``): geomstats' formula from the
       Christoffel symbols and their Jacobian, the latter by 4th-order central
@@ -482,17 +480,18 @@ class DepthMetric(RiemannianMetric):
 
         Parameters
         ----------
-        tangent_vec, base_point : array_like, shape (..., d * d)
+        tangent_vec, base_point : array_like, shape (..., m * n)
             Broadcast against each other.
 
         Returns
         -------
-        ndarray, shape (..., d * d)
+        ndarray, shape (..., m * n)
 
         Raises
         ------
         SingularGeodesicError
-            If the geodesic reaches the singular set det X = 0 before t = 1.
+            If the geodesic reaches the singular set (det X = 0, or rank X < min(m, n))
+            before t = 1.
         """
         return self.exp_solver.exp(tangent_vec, base_point)
 
@@ -543,7 +542,6 @@ class DepthMetric(RiemannianMetric):
         log fails (never a wrong distance).
         """
         space = self._space
-        space._square_only("dist")
         a, b = np.broadcast_arrays(
             *as_arrays((space.dim,), batch=True, point_a=point_a, point_b=point_b)
         )
@@ -569,25 +567,24 @@ class DepthMetric(RiemannianMetric):
 
         Parameters
         ----------
-        tangent_vec, base_point : array_like, shape (..., d * d)
-        direction : array_like, shape (..., d * d), optional
-        end_point : array_like, shape (..., d * d), optional
+        tangent_vec, base_point : array_like, shape (..., m * n)
+        direction : array_like, shape (..., m * n), optional
+        end_point : array_like, shape (..., m * n), optional
             Exactly one of ``direction`` and ``end_point``.
 
         Returns
         -------
-        ndarray, shape (..., d * d)
+        ndarray, shape (..., m * n)
             Tangent vectors at :math:`\exp_X(\text{direction})`.
 
         Raises
         ------
         SingularGeodesicError
-            The geodesic reaches det X = 0 before t = 1.
+            The geodesic reaches the singular set before t = 1.
         DifferentComponentsError, LogConvergenceError
             From :meth:`log` with ``end_point``.
         """
         space = self._space
-        space._square_only("parallel_transport")
         if (direction is None) == (end_point is None):
             raise ValueError("give exactly one of direction and end_point")
         if direction is None:
@@ -609,7 +606,7 @@ class DepthMetric(RiemannianMetric):
             atol=atol,
             names=("base_point", "direction", "tangent_vec"),
         )
-        return matrix_to_vector(W)
+        return W.reshape(W.shape[:-2] + (space.dim,))
 
     # -- helpers ----------------------------------------------------------------
     def _frames_apply(self, fun, base_point, *vectors, out_shape=()):

@@ -72,7 +72,7 @@ class EndToEndMatrices(Manifold):
       derivatives of the SVD-frame operator, O(d^3) whatever N).
     - Retraction: a second-order correction of :math:`X \exp(X^{-1} Z)`, which
       never leaves GL(d) (see :meth:`retraction`).
-    - Geodesics (square points only): ``exp``, ``log``, ``dist`` and
+    - Geodesics: ``exp``, ``log``, ``dist`` and
       ``pair_mean`` by :mod:`dln_manifolds.geodesics` (ODE integration and
       Newton shooting; a ``log`` of a random 2 x 2 pair takes ~0.1-1 s, of a
       near pair ~0.02-0.05 s). ``dist`` is ``inf`` between the two components
@@ -97,7 +97,9 @@ class EndToEndMatrices(Manifold):
     - Non-square points ``d = (m, n)``: full-rank m x n matrices (rank
       min(m, n), a connected open set), finite depth only; the retraction is
       :math:`X + Z - \tfrac12\Gamma_X(Z, Z)` (damped, kept of full rank), and
-      ``exp``, ``log``, ``dist``, ``pair_mean`` raise NotImplementedError.
+      ``exp``, ``log``, ``dist``, ``pair_mean`` use the rectangular Christoffel term
+      (one component: ``dist`` is always finite; the singular set is
+      rank X < min(m, n)).
     - GL(d) has two components (sign of det), and a solver never crosses
       det = 0. :meth:`random_point` draws from both, so start a solver in the
       component of the minimizer (flip a column of the start if needed);
@@ -375,11 +377,9 @@ class EndToEndMatrices(Manifold):
         Raises
         ------
         SingularGeodesicError
-            (a ValueError) If the geodesic reaches det X = 0 before t = 1.
-        NotImplementedError
-            For non-square points (geodesics are implemented for square X only).
+            (a ValueError) If the geodesic reaches the singular set (det X = 0, or
+            rank X < min(m, n) for non-square X) before t = 1.
         """
-        self._square_only("exp")
         point = self._check(point)
         Z = self._vector(tangent_vector, "tangent_vector")
         return depth_exp(point, Z, self._depth, names=("point", "tangent_vector"))
@@ -396,13 +396,11 @@ class EndToEndMatrices(Manifold):
         ------
         DifferentComponentsError
             (a ValueError) If det X and det Y have different signs: no curve in
-            GL(d) joins them.
+            GL(d) joins them (square points only; the m x n matrices of full rank,
+            m != n, are connected).
         LogConvergenceError
             If no geodesic is found (never a wrong vector).
-        NotImplementedError
-            For non-square points.
         """
-        self._square_only("log")
         a, b = self._check(point_a, "point_a"), self._check(point_b, "point_b")
         return self._log(a, b).copy()
 
@@ -414,9 +412,8 @@ class EndToEndMatrices(Manifold):
         :meth:`log`. Raises LogConvergenceError where the log fails (never a
         wrong distance).
         """
-        self._square_only("dist")
         a, b = self._check(point_a, "point_a"), self._check(point_b, "point_b")
-        if np.linalg.det(a) * np.linalg.det(b) < 0:
+        if _sign(a) * _sign(b) < 0:
             check_full_rank(np.linalg.svd(a, compute_uv=False), "point_a")
             check_full_rank(np.linalg.svd(b, compute_uv=False), "point_b")
             return np.inf
@@ -431,7 +428,6 @@ class EndToEndMatrices(Manifold):
         Raises DifferentComponentsError (a ValueError) for points in different
         components of GL(d), which have no midpoint.
         """
-        self._square_only("pair_mean")
         a, b = self._check(point_a, "point_a"), self._check(point_b, "point_b")
         V = self._log(a, b)
         return depth_exp(a, 0.5 * V, self._depth, names=("point_a", "tangent_vector"))
@@ -455,20 +451,17 @@ class EndToEndMatrices(Manifold):
             return hit
         if key == base:
             return self._store(base, key, np.zeros_like(a))  # depth_log's answer for Y = X
-        sign = np.sign(np.linalg.det(a))
+        sign = _sign(a)
         # speculation: the partners asked for with each of the last two base points
         recurring = {k: p for k, p in self._previous.items() if k in self._older}
         extra = [
             (k, p)
             for k, p in recurring.items()
-            if k != key
-            and (base, k) not in self._logs
-            and np.sign(np.linalg.det(p)) == sign
-            and _full_rank(p)
+            if k != key and (base, k) not in self._logs and _sign(p) == sign and _full_rank(p)
         ][:_MAX_PARTNERS]
         names = ("point_a", "point_b")
         V = None
-        same = np.sign(np.linalg.det(b)) == sign
+        same = _sign(b) == sign
         if extra and self._depth != 1 and same and _full_rank(a) and _full_rank(b):
             Y = np.stack([b] + [p for _, p in extra])
             try:
@@ -495,19 +488,17 @@ class EndToEndMatrices(Manifold):
             self._logs.popitem(last=False)
         return V
 
-    def _square_only(self, what: str) -> None:
-        if self._rect:
-            m, n = self._shape
-            raise NotImplementedError(
-                f"{what} is not implemented for non-square points (shape ({m}, {n})): the "
-                "geodesic solvers of dln_manifolds.geodesics handle square matrices only"
-            )
+
+def _sign(X: np.ndarray) -> float:
+    """The component of X: sign(det X) for square X, 1 for m x n (m != n, connected)."""
+    return float(np.sign(np.linalg.det(X))) if X.shape[0] == X.shape[1] else 1.0
 
 
 def _full_rank(X: np.ndarray) -> bool:
     """Whether X passes depth_log's full-rank test (so that a batch cannot fail on it)."""
     try:
-        check_full_rank(np.linalg.svd(X, compute_uv=False))
+        limit = 1.0 / (max(X.shape) * np.finfo(np.float64).eps)
+        check_full_rank(np.linalg.svd(X, compute_uv=False), max_condition=limit)
     except ValueError:
         return False
     return True
