@@ -375,7 +375,12 @@ class Fiber(InducedSubmanifold):
         return self._out(generator_to_tangent(point, self._generators(a)))
 
     def tangent_to_generator(self, point, tangent_vector):
-        """The generator a with :math:`w_a` = ``tangent_vector`` (square layers only)."""
+        """The generator a with :math:`w_a` = ``tangent_vector``.
+
+        With ``widths``: the minimal-norm generator, a list ``a[k-1]`` of shape (d_k, d_k);
+        ValueError if ``tangent_vector`` is not generated (the fiber is a union of orbits),
+        see :func:`dln_manifolds.tangent_to_generator`.
+        """
         point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
         return tangent_to_generator(point, tangent_vector)
 
