@@ -892,33 +892,36 @@ def _geodesic_flow(W: list[np.ndarray], H: np.ndarray, n_steps: int) -> np.ndarr
 
 def _shoot_once(ends, Y: np.ndarray, z: np.ndarray, tol: float, max_iter: int):
     """Newton on F(z) = ends(z) - Y (forward-difference Jacobian, backtracking on |F|);
-    the solution z, or None."""
+    the solution z, or None.
+
+    Every evaluation is one batch: the trial point and its z.size forward differences
+    (the geodesics of one batch cost about one geodesic), so an accepted step comes with
+    its Jacobian."""
     scale = max(1.0, float(np.linalg.norm(Y)))
-    try:
-        F = ends(z[None])[0] - Y
-    except ValueError:
-        return None
-    res = float(np.linalg.norm(F))
     eye = np.eye(z.size)
+
+    def evaluate(z):
+        h = 1e-7 * max(1.0, float(np.linalg.norm(z)))
+        try:
+            E = ends(np.concatenate([z[None], z + h * eye])) - Y
+        except ValueError:  # the geodesic left the full-rank balanced networks
+            return np.inf, None, None
+        F = E[0]
+        J = ((E[1:] - F).reshape(z.size, -1) / h).T
+        return float(np.linalg.norm(F)), F, J
+
+    res, F, J = evaluate(z)
+    if F is None:
+        return None
     for _ in range(max_iter):
         if res <= tol * scale:
             return z
-        h = 1e-7 * max(1.0, float(np.linalg.norm(z)))
-        try:
-            Fb = ends(z + h * eye) - Y
-        except ValueError:
-            return None
-        J = ((Fb - F).reshape(z.size, -1) / h).T
         dz = np.linalg.lstsq(J, -F.reshape(-1), rcond=None)[0]
         step = 1.0
         while True:
-            try:
-                Fn = ends((z + step * dz)[None])[0] - Y
-                res_n = float(np.linalg.norm(Fn))
-            except ValueError:
-                res_n = np.inf
+            res_n, F_n, J_n = evaluate(z + step * dz)
             if res_n <= (1.0 - 1e-4 * step) * res:
-                z, F, res = z + step * dz, Fn, res_n
+                z, res, F, J = z + step * dz, res_n, F_n, J_n
                 break
             step *= 0.5
             if step < 1e-3:
