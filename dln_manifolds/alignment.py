@@ -43,6 +43,24 @@ horizontal geodesic of the :math:`g^N` transport). geomstats' ``QuotientMetric``
 the bundle (:class:`dln_manifolds.geomstats.BalancedManifold`, ``equip_with_quotient``)
 is built on them.
 
+General widths
+--------------
+Every function here also takes one network of widths :math:`(d_0, \dots, d_N)` (hidden
+widths at least :math:`r = \min(d_0, d_N)`) as a list of N layers ``W[k-1]`` of shape
+:math:`(d_k, d_{k-1})`, with rotations :math:`R_k \in O(d_k)` as a list, and returns lists.
+The base is then the set of rank-r matrices of shape :math:`(d_N, d_0)` with :math:`g^N`,
+and the log is found upstairs, without a solver of its geodesics: Newton's method on
+:math:`Z \mapsto \phi(\exp_W(\mathrm{lift}_W Z)) - \phi(T)` (:math:`d_Nd_0` unknowns, the
+RK4 exp of :math:`\mathcal{M}`, a forward-difference Jacobian from one batch of geodesics,
+backtracking, and continuation in the target when the first-order start fails), so
+``horizontal_log`` inverts ``balanced_exp`` with the same steps to ``tol``. The parallel
+transport integrates the horizontal lift of the parallel field,
+:math:`\dot U = \dot P_H U` (its covariant derivative in :math:`\mathcal{M}` is vertical,
+[ON] Lemma 2), with the geodesic by RK4. The Frobenius alignment sweeps the same
+Procrustes steps with :math:`d_k \times d_k` rotations. A list of square layers takes this
+path too (its results agree with the stack's to the RK4 error, docs/mathematics.rst,
+:ref:`math-submersion`).
+
 References
 ----------
 - [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
@@ -111,14 +129,14 @@ def orbit_action(rotations, W) -> np.ndarray:
 
     Parameters
     ----------
-    rotations : array_like, shape (..., N-1, d, d)
+    rotations : array_like, shape (..., N-1, d, d), or list of N-1 arrays (d_k, d_k)
         Orthogonal :math:`R_1, \dots, R_{N-1}` (:math:`R_0 = R_N = I`); not read when N = 1.
-    W : array_like, shape (..., N, d, d)
+    W : array_like, shape (..., N, d, d), or list of N layers (general widths)
         Real network(s); the batch axes broadcast against those of ``rotations``.
 
     Returns
     -------
-    ndarray, shape (..., N, d, d)
+    ndarray, shape (..., N, d, d), or list of N layers
 
     Raises
     ------
@@ -278,9 +296,10 @@ def orbit_alignment(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d) or (..., N, d, d)
-        Real network(s) to move along their orbits (usually balanced).
-    W_target : array_like, shape (N, d, d) or (..., N, d, d)
+    W : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
+        Real network(s) to move along their orbits (usually balanced); a list is one
+        network of general widths.
+    W_target : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
         Real target network(s); the batch axes broadcast against those of W.
     max_sweeps : int, default 500
         Sweeps per start.
@@ -370,9 +389,11 @@ def geodesic_orbit_alignment(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d) or (..., N, d, d)
-        Full-rank balanced network(s) to move along their orbits.
-    W_target : array_like, shape (N, d, d) or (..., N, d, d)
+    W : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
+        Full-rank balanced network(s) to move along their orbits; a list is one network of
+        general widths (then the log is the horizontal shooting of the module section
+        *General widths*, to 1e-10).
+    W_target : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
         Full-rank balanced target(s); the batch axes broadcast against those of W.
     n_steps : int, default DEFAULT_GEODESIC_STEPS
         RK4 steps of the horizontal geodesic (the default of ``balanced_exp``/``log``).
@@ -480,14 +501,19 @@ def horizontal_log(
 
     Parameters
     ----------
-    W, T : array_like, shape (N, d, d) or (..., N, d, d)
+    W, T : array_like, shape (N, d, d) or (..., N, d, d), or lists of N layers
         Full-rank balanced points (batch axes broadcast). Only :math:`\phi(T)` enters.
+        Lists: one network of general widths each.
     names : (str, str)
         Names of :math:`\phi(W)` and :math:`\phi(T)` in the errors of the log downstairs
         (adapters pass their own argument names).
     **log_options
         Passed to :func:`~dln_manifolds.depth_log` (``tol``, ``rtol``, ``atol``,
-        ``n_steps``, ``max_iter``, ``max_steps``, ``singular_tol``).
+        ``n_steps``, ``max_iter``, ``max_steps``, ``singular_tol``). For lists of layers:
+        ``n_steps`` (RK4 steps of the exp of M, default DEFAULT_GEODESIC_STEPS), ``tol``
+        (relative residual of the end-to-end matrix, default 1e-10) and ``max_iter``
+        (Newton iterations per continuation step, default 20) of the horizontal
+        shooting (module section *General widths*).
 
     Returns
     -------
@@ -538,12 +564,14 @@ def orbit_distance(
 
     Parameters
     ----------
-    W, T : array_like, shape (N, d, d) or (..., N, d, d)
-        Full-rank balanced points (batch axes broadcast).
+    W, T : array_like, shape (N, d, d) or (..., N, d, d), or lists of N layers
+        Full-rank balanced points (batch axes broadcast); lists: one network of general
+        widths each (inf when d_0 = d_N and the determinants of the end-to-end matrices
+        have opposite signs).
     names : (str, str)
         Names of :math:`\phi(W)` and :math:`\phi(T)` in the errors of the log downstairs.
     **log_options
-        Passed to :func:`~dln_manifolds.depth_log`.
+        Passed to :func:`~dln_manifolds.depth_log` (lists: see :func:`horizontal_log`).
 
     Returns
     -------
@@ -618,8 +646,10 @@ def horizontal_parallel_transport(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d) or (..., N, d, d)
-        Full-rank balanced point(s).
+    W : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
+        Full-rank balanced point(s); a list is one network of general widths (then U is
+        integrated upstairs, :math:`\dot U = \dot P_H U`, with ``n_steps`` RK4 steps; the
+        end point is the RK4 end of ``balanced_exp``; ``rtol``, ``atol`` unused).
     V : array_like, broadcastable with W
         Horizontal initial velocity of the geodesic.
     U : array_like, broadcastable with W
@@ -736,13 +766,20 @@ def _network(W, name: str) -> list[np.ndarray]:
     return layers
 
 
+def _as_list(Z):
+    """A stacked (N, d, d) array as its list of layers (square layers given beside a list)."""
+    if not _is_layers(Z) and not isinstance(Z, (str, bytes)) and np.ndim(Z) == 3:
+        return list(np.asarray(Z))
+    return Z
+
+
 def _network_like(Z, name: str, layers: list[np.ndarray]) -> list[np.ndarray]:
-    return as_layer_sequence(Z, name, widths=_widths(layers), real=True, batch=False)
+    return as_layer_sequence(_as_list(Z), name, widths=_widths(layers), real=True, batch=False)
 
 
 def _balanced_network(W, name: str) -> list[np.ndarray]:
     """A full-rank balanced network of general widths (ValueError naming ``name``)."""
-    return check_balanced(_network(W, name), tol=_BALANCE_TOL, name=name)
+    return check_balanced(_network(_as_list(W), name), tol=_BALANCE_TOL, name=name)
 
 
 def _rotations_list(R, layers: list[np.ndarray], name: str = "rotations") -> list[np.ndarray]:
@@ -762,9 +799,7 @@ def _rotations_list(R, layers: list[np.ndarray], name: str = "rotations") -> lis
     for k, Rk in enumerate(out):
         defect = float(np.max(np.abs(Rk @ Rk.T - np.eye(Rk.shape[0]))))
         if not defect <= 1e-8:
-            raise ValueError(
-                f"{name}[{k}] must be orthogonal, got |R R^T - I| = {defect:.3g}"
-            )
+            raise ValueError(f"{name}[{k}] must be orthogonal, got |R R^T - I| = {defect:.3g}")
     return out
 
 
@@ -795,8 +830,7 @@ def _layers_frame_start(Wp: list[np.ndarray], Wt: list[np.ndarray]) -> list[np.n
     )
     S[S == 0] = 1.0
     return [
-        (Q[k][:, :r] * S) @ Qp[k][:, :r].T + Q[k][:, r:] @ Qp[k][:, r:].T
-        for k in range(1, len(Wt))
+        (Q[k][:, :r] * S) @ Qp[k][:, :r].T + Q[k][:, r:] @ Qp[k][:, r:].T for k in range(1, len(Wt))
     ]
 
 
@@ -950,9 +984,7 @@ def _horizontal_shoot(
             f"{names[0]} and {names[1]} lie in different components of GL({m}) (determinants "
             "of opposite signs): no curve of the balanced manifold joins their fibers"
         )
-    lifts = np.stack(
-        [pack_layers(frame.horizontal_lift(E.reshape(m, n))) for E in np.eye(m * n)]
-    )
+    lifts = np.stack([pack_layers(frame.horizontal_lift(E.reshape(m, n))) for E in np.eye(m * n)])
 
     def ends(z: np.ndarray) -> np.ndarray:
         end = _unpack_batch(_geodesic_flow(W, z @ lifts, n_steps), _widths(W))
@@ -965,7 +997,8 @@ def _horizontal_shoot(
     C, _ = _layers_alignment(T, W, 500, 1e-13)
 
     def target(tau: float) -> np.ndarray:
-        return chain_product(restore_layers([(1 - tau) * a + tau * c for a, c in zip(W, C)]))
+        path = [(1 - tau) * a + tau * c for a, c in zip(W, C, strict=True)]
+        return chain_product(restore_layers(path))
 
     tau, z, P0, delta = 0.0, np.zeros(m * n), X, 0.5
     while tau < 1.0:

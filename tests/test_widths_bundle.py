@@ -206,7 +206,7 @@ def test_square_list_log_matches_the_stacked_path():
     got = np.stack(dm.horizontal_log(list(W), list(T)))
     want = dm.horizontal_log(W, T)
     assert np.max(np.abs(got - want)) < 2e-6
-    assert abs(dm.orbit_distance(list(W), list(T)) - dm.orbit_distance(W, T)) < 2e-6
+    assert abs(np.linalg.norm(got) - np.linalg.norm(want)) < 2e-6  # the orbit distances
 
 
 @pytest.mark.slow
@@ -365,9 +365,12 @@ def test_generators_and_group_elements_raise_where_none_exists():
     with pytest.raises(ValueError, match="W_target is not in the orbit of W"):
         dm.fiber_group_element(W, [1.1 * w for w in W])  # other fiber
     # negative control: the generated part of V is generated
-    Vg = dm.generator_to_tangent(W, dm.tangent_to_generator(W, dm.generator_to_tangent(W, [
-        rng.standard_normal((d, d)) for d in widths[1:-1]
-    ])))
+    Vg = dm.generator_to_tangent(
+        W,
+        dm.tangent_to_generator(
+            W, dm.generator_to_tangent(W, [rng.standard_normal((d, d)) for d in widths[1:-1]])
+        ),
+    )
     dm.tangent_to_generator(W, Vg)
 
 
@@ -546,3 +549,29 @@ for _widths, _slow in (((3, 4, 2), False), ((3, 4, 2), True), ((2, 3, 2), True))
         data_generator=_down,
         testing_data=WidthsQuotientTestData() if _slow else WidthsQuotientOnePointTestData(),
     )
+
+
+def test_continuation_reaches_the_same_log(monkeypatch):
+    """Where Newton from the first-order start fails, the continuation in the target takes
+    over: forced here by refusing the first start; same log as the direct solve."""
+    from dln_manifolds import alignment
+
+    widths = (3, 4, 2)
+    W = _point(widths, 30)
+    T = sg.balanced_exp(W, _tangent(W, 31, size=0.8))  # a near pair: a quick test
+    direct = dm.horizontal_log(W, T)
+    calls = []
+    shoot = alignment._shoot_once
+
+    def refuse_first(*args):
+        calls.append(1)
+        return None if len(calls) == 1 else shoot(*args)
+
+    monkeypatch.setattr(alignment, "_shoot_once", refuse_first)
+    got = dm.horizontal_log(W, T)
+    assert len(calls) > 2  # the continuation took steps
+    assert np.allclose(flat(got), flat(direct), atol=1e-8)
+    # negative control: a solver that never converges is an error, not a wrong vector
+    monkeypatch.setattr(alignment, "_shoot_once", lambda *args: None)
+    with pytest.raises(dm.LogConvergenceError, match="did not converge"):
+        dm.horizontal_log(W, T)

@@ -487,12 +487,6 @@ class BalancedManifold(LayersConversion, InducedSubmanifold):
             return self.layout.join(out)
         return out
 
-    def _widths_only(self, what: str):
-        raise NotImplementedError(
-            f"{what} of the balanced manifold is implemented for square layers only, not for "
-            f"widths {self.widths}"
-        )
-
     @lists_for_lists(points=False)
     def belongs(self, point, atol: float = 1e-9):
         """True where the point is balanced (relative moments <= ``atol``) with full rank."""

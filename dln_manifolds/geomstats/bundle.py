@@ -242,8 +242,10 @@ class BalancedBundle(FiberBundle):
         X = self._to_matrix(point)
         flat = X.reshape((-1,) + self.matrix_shape)
         out = [self.layout.join(balanced_point(M, self.depth, widths=self.widths)) for M in flat]
-        return np.stack(out).reshape(X.shape[:-2] + (self.layout.size,)) if out else np.empty(
-            X.shape[:-2] + (self.layout.size,)
+        return (
+            np.stack(out).reshape(X.shape[:-2] + (self.layout.size,))
+            if out
+            else np.empty(X.shape[:-2] + (self.layout.size,))
         )
 
     @boundary
