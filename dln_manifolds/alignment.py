@@ -963,6 +963,24 @@ def _shoot_once(ends, Y: np.ndarray, z: np.ndarray, tol: float, max_iter: int):
     return z if res <= tol * scale else None
 
 
+#: Solutions of the shooting are kept only if their length is at most this factor times the
+#: length of the continuation path up to their target (a curve from W to the orbit: the
+#: minimizing geodesic is not longer); a longer one is another geodesic.
+_LENGTH_MARGIN = 1.05
+
+
+def _path_lengths(path, pieces: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and cumulative polygonal lengths (Frobenius) of the curve ``path`` on [0, 1]
+    (lengths inf if it fails)."""
+    taus = np.linspace(0.0, 1.0, pieces + 1)
+    try:
+        points = [pack_layers(path(t)) for t in taus]
+    except (ValueError, np.linalg.LinAlgError):
+        return taus, np.full(taus.size, np.inf)
+    chords = [np.linalg.norm(b - a) for a, b in zip(points[:-1], points[1:], strict=True)]
+    return taus, np.concatenate([[0.0], np.cumsum(chords)])
+
+
 def _horizontal_shoot(
     W: list[np.ndarray],
     T: list[np.ndarray],
@@ -975,7 +993,10 @@ def _horizontal_shoot(
     log of :math:`g^N`, found upstairs (horizontal geodesics of M project to geodesics of
     :math:`g^N`, [ON]). Newton with continuation in the target along
     :math:`P(\tau) = \phi(\mathrm{restore}((1-\tau)W + \tau C))`, C the Frobenius alignment
-    of T to W. Returns Z and the frame of W."""
+    of T to W, where the direct solve from :math:`Z = \phi(T) - X` fails or finds a geodesic
+    longer than :data:`_LENGTH_MARGIN` times that path; every continuation step must keep
+    that bound on the path up to its target (a jump to another geodesic is rejected and the
+    step shortened). Returns Z and the frame of W."""
     frame = BalancedFrame.from_valid(W)
     X, Y = chain_product(W), chain_product(T)
     m, n = X.shape
@@ -990,22 +1011,32 @@ def _horizontal_shoot(
         end = _unpack_batch(_geodesic_flow(W, z @ lifts, n_steps), _widths(W))
         return chain_product(end)
 
-    z = _shoot_once(ends, Y, (Y - X).reshape(-1), tol, max_iter)
-    if z is not None:
-        return z.reshape(m, n), frame
-    # continuation in the target from Z = 0 at tau = 0
     C, _ = _layers_alignment(T, W, 500, 1e-13)
 
+    def path(tau: float) -> list[np.ndarray]:
+        return restore_layers([(1 - tau) * a + tau * c for a, c in zip(W, C, strict=True)])
+
     def target(tau: float) -> np.ndarray:
-        path = [(1 - tau) * a + tau * c for a, c in zip(W, C, strict=True)]
-        return chain_product(restore_layers(path))
+        return chain_product(path(tau))
+
+    taus, lengths = _path_lengths(path)
+
+    def short(z: np.ndarray, tau: float) -> bool:
+        bound = _LENGTH_MARGIN * float(np.interp(tau, taus, lengths))
+        return float(np.linalg.norm(z @ lifts)) <= bound + 1e-12
+
+    z = _shoot_once(ends, Y, (Y - X).reshape(-1), tol, max_iter)
+    if z is not None and short(z, 1.0):
+        return z.reshape(m, n), frame
+    # continuation in the target from Z = 0 at tau = 0 (also where the direct solve found a
+    # geodesic longer than a curve from W to the orbit of T: not the minimizing one)
 
     tau, z, P0, delta = 0.0, np.zeros(m * n), X, 0.5
     while tau < 1.0:
         t1 = min(1.0, tau + delta)
         P1 = target(t1)
         got = _shoot_once(ends, P1, z + (P1 - P0).reshape(-1), tol, max_iter)
-        if got is None:
+        if got is None or not short(got, t1):
             delta *= 0.25
             if delta < 1.0 / 1024:
                 raise LogConvergenceError(

@@ -575,3 +575,21 @@ def test_continuation_reaches_the_same_log(monkeypatch):
     monkeypatch.setattr(alignment, "_shoot_once", lambda *args: None)
     with pytest.raises(dm.LogConvergenceError, match="did not converge"):
         dm.horizontal_log(W, T)
+
+
+def test_log_is_the_minimizing_geodesic(monkeypatch):
+    """Widths (2, 3, 2): the base is GL(2) with g^2, so the quotient distance is the depth
+    distance of the square matrices (its own adaptive solver). For this pair the direct
+    Newton solve from phi(T) - X lands on a longer geodesic (3.22, not 2.63); the length
+    guard sends it to the continuation."""
+    from dln_manifolds import alignment
+
+    space = BalancedManifold(widths=(2, 3, 2))
+    metric = space.equip_with_quotient().metric
+    x = np.array([0.823085, 0.143908, 0.037823, 0.568417])
+    y = np.array([-1.669608, -0.014856, -0.277027, -0.545926])
+    want = dm.depth_distance(x.reshape(2, 2), y.reshape(2, 2), 2)
+    assert abs(metric.dist(x, y) - want) < 1e-6  # the RK4 error of the shooting
+    # negative control: without the guard the direct solve's geodesic is kept
+    monkeypatch.setattr(alignment, "_LENGTH_MARGIN", np.inf)
+    assert metric.dist(x, y) > want + 0.5
