@@ -68,8 +68,9 @@ class Fiber(InducedSubmanifold):
     is onto at every point of the fiber. The group is
     :math:`GL(d_1) \times \dots \times GL(d_{N-1})`. Geodesics (``exp``, ``log``,
     ``dist``, ``pair_mean``) take and return lists of layers (the general-widths paths
-    of :mod:`~dln_manifolds.submanifold_geodesics`); :meth:`tangent_to_generator` is
-    implemented for square layers only (NotImplementedError otherwise).
+    of :mod:`~dln_manifolds.submanifold_geodesics`); :meth:`tangent_to_generator` returns
+    the minimal-norm generator, and raises ValueError where the tangent vector is not
+    generated (the fiber is a union of orbits, :func:`dln_manifolds.tangent_to_generator`).
 
     Parameters
     ----------
