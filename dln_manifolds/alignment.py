@@ -52,7 +52,8 @@ The base is then the set of rank-r matrices of shape :math:`(d_N, d_0)` with :ma
 and the log is found upstairs, without a solver of its geodesics: Newton's method on
 :math:`Z \mapsto \phi(\exp_W(\mathrm{lift}_W Z)) - \phi(T)` (:math:`d_Nd_0` unknowns, the
 RK4 exp of :math:`\mathcal{M}`, a forward-difference Jacobian from one batch of geodesics,
-backtracking, and continuation in the target when the first-order start fails), so
+backtracking, and continuation in the target when the first-order start fails or finds
+a geodesic longer than a curve from W to the orbit of T), so
 ``horizontal_log`` inverts ``balanced_exp`` with the same steps to ``tol``. The parallel
 transport integrates the horizontal lift of the parallel field,
 :math:`\dot U = \dot P_H U` (its covariant derivative in :math:`\mathcal{M}` is vertical,
