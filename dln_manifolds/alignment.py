@@ -43,6 +43,25 @@ horizontal geodesic of the :math:`g^N` transport). geomstats' ``QuotientMetric``
 the bundle (:class:`dln_manifolds.geomstats.BalancedManifold`, ``equip_with_quotient``)
 is built on them.
 
+General widths
+--------------
+Every function here also takes one network of widths :math:`(d_0, \dots, d_N)` (hidden
+widths at least :math:`r = \min(d_0, d_N)`) as a list of N layers ``W[k-1]`` of shape
+:math:`(d_k, d_{k-1})`, with rotations :math:`R_k \in O(d_k)` as a list, and returns lists.
+The base is then the set of rank-r matrices of shape :math:`(d_N, d_0)` with :math:`g^N`,
+and the log is found upstairs, without a solver of its geodesics: Newton's method on
+:math:`Z \mapsto \phi(\exp_W(\mathrm{lift}_W Z)) - \phi(T)` (:math:`d_Nd_0` unknowns, the
+RK4 exp of :math:`\mathcal{M}`, a forward-difference Jacobian from one batch of geodesics,
+backtracking, and continuation in the target when the first-order start fails or finds
+a geodesic longer than a curve from W to the orbit of T), so
+``horizontal_log`` inverts ``balanced_exp`` with the same steps to ``tol``. The parallel
+transport integrates the horizontal lift of the parallel field,
+:math:`\dot U = \dot P_H U` (its covariant derivative in :math:`\mathcal{M}` is vertical,
+[ON] Lemma 2), with the geodesic by RK4. The Frobenius alignment sweeps the same
+Procrustes steps with :math:`d_k \times d_k` rotations. A list of square layers takes this
+path too (its results agree with the stack's to the RK4 error, docs/mathematics.rst,
+:ref:`math-submersion`).
+
 References
 ----------
 - [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
@@ -59,10 +78,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_array, check_count, check_positive
-from ._linalg import polar_factor
-from .balanced import BalancedFrame, check_balanced, horizontal_lift
-from .geodesics import depth_exp, depth_log, depth_parallel_transport
+from ._checks import as_array, as_layer_sequence, check_count, check_positive
+from ._linalg import chain_product, pack_layers, polar_factor
+from .balanced import BalancedFrame, check_balanced, horizontal_lift, restore_layers
+from .flows.integrators import integrate_flow
+from .geodesics import (
+    DifferentComponentsError,
+    LogConvergenceError,
+    depth_exp,
+    depth_log,
+    depth_parallel_transport,
+)
 from .network import balanced_point, end_to_end_differential
 from .submanifold_geodesics import DEFAULT_GEODESIC_STEPS, balanced_exp
 
@@ -104,14 +130,14 @@ def orbit_action(rotations, W) -> np.ndarray:
 
     Parameters
     ----------
-    rotations : array_like, shape (..., N-1, d, d)
+    rotations : array_like, shape (..., N-1, d, d), or list of N-1 arrays (d_k, d_k)
         Orthogonal :math:`R_1, \dots, R_{N-1}` (:math:`R_0 = R_N = I`); not read when N = 1.
-    W : array_like, shape (..., N, d, d)
+    W : array_like, shape (..., N, d, d), or list of N layers (general widths)
         Real network(s); the batch axes broadcast against those of ``rotations``.
 
     Returns
     -------
-    ndarray, shape (..., N, d, d)
+    ndarray, shape (..., N, d, d), or list of N layers
 
     Raises
     ------
@@ -119,6 +145,11 @@ def orbit_action(rotations, W) -> np.ndarray:
         If the shapes disagree, an entry is not finite, or a rotation is not orthogonal
         (to 1e-8 in max-norm).
     """
+    if _is_layers(W):
+        layers = _network(W, "W")
+        if len(layers) == 1:  # the group is trivial
+            return [layers[0].copy()]
+        return _layers_action(_rotations_list(rotations, layers), layers)
     W = as_array(W, "W", batch=True, real=True)
     if W.ndim < 3 or W.shape[-1] != W.shape[-2]:
         raise ValueError(f"W must have shape (..., N, d, d), got shape {W.shape}")
@@ -266,9 +297,10 @@ def orbit_alignment(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d) or (..., N, d, d)
-        Real network(s) to move along their orbits (usually balanced).
-    W_target : array_like, shape (N, d, d) or (..., N, d, d)
+    W : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
+        Real network(s) to move along their orbits (usually balanced); a list is one
+        network of general widths.
+    W_target : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
         Real target network(s); the batch axes broadcast against those of W.
     max_sweeps : int, default 500
         Sweeps per start.
@@ -300,9 +332,18 @@ def orbit_alignment(
     >>> bool(np.allclose(orbit_alignment(group_action(R, W), W), W))
     True
     """
-    batch, Wp, Wt, max_sweeps, tol = _alignment_stacks(W, W_target, max_sweeps, tol)
     if not isinstance(return_rotations, bool | np.bool_):
         raise TypeError(f"return_rotations must be a bool, got {type(return_rotations).__name__}")
+    if _is_layers(W):
+        Wp = _network(W, "W")
+        Wt = _network_like(W_target, "W_target", Wp)
+        max_sweeps, tol = check_count(max_sweeps, "max_sweeps"), check_positive(tol, "tol")
+        if len(Wp) == 1:
+            aligned, R = [Wp[0].copy()], []
+        else:
+            aligned, R = _layers_alignment(Wp, Wt, max_sweeps, tol)
+        return (aligned, R) if return_rotations else aligned
+    batch, Wp, Wt, max_sweeps, tol = _alignment_stacks(W, W_target, max_sweeps, tol)
     N, d = Wp.shape[-3], Wp.shape[-1]
     core = (N, d, d)
     if N == 1:  # the group is trivial
@@ -349,9 +390,11 @@ def geodesic_orbit_alignment(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d) or (..., N, d, d)
-        Full-rank balanced network(s) to move along their orbits.
-    W_target : array_like, shape (N, d, d) or (..., N, d, d)
+    W : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
+        Full-rank balanced network(s) to move along their orbits; a list is one network of
+        general widths (then the log is the horizontal shooting of the module section
+        *General widths*, to 1e-10).
+    W_target : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
         Full-rank balanced target(s); the batch axes broadcast against those of W.
     n_steps : int, default DEFAULT_GEODESIC_STEPS
         RK4 steps of the horizontal geodesic (the default of ``balanced_exp``/``log``).
@@ -383,6 +426,8 @@ def geodesic_orbit_alignment(
     >>> bool(np.linalg.norm(vertical_projection(T, V)) < 1e-6 * np.linalg.norm(V))
     True
     """
+    if _is_layers(W):
+        return _layers_geodesic_alignment(W, W_target, n_steps, max_sweeps, tol)
     batch, Wp, Wt, max_sweeps, tol = _alignment_stacks(W, W_target, max_sweeps, tol)
     n_steps = check_count(n_steps, "n_steps")
     N, d = Wp.shape[-3], Wp.shape[-1]
@@ -457,14 +502,19 @@ def horizontal_log(
 
     Parameters
     ----------
-    W, T : array_like, shape (N, d, d) or (..., N, d, d)
+    W, T : array_like, shape (N, d, d) or (..., N, d, d), or lists of N layers
         Full-rank balanced points (batch axes broadcast). Only :math:`\phi(T)` enters.
+        Lists: one network of general widths each.
     names : (str, str)
         Names of :math:`\phi(W)` and :math:`\phi(T)` in the errors of the log downstairs
         (adapters pass their own argument names).
     **log_options
         Passed to :func:`~dln_manifolds.depth_log` (``tol``, ``rtol``, ``atol``,
-        ``n_steps``, ``max_iter``, ``max_steps``, ``singular_tol``).
+        ``n_steps``, ``max_iter``, ``max_steps``, ``singular_tol``). For lists of layers:
+        ``n_steps`` (RK4 steps of the exp of M, default DEFAULT_GEODESIC_STEPS), ``tol``
+        (relative residual of the end-to-end matrix, default 1e-10) and ``max_iter``
+        (Newton iterations per continuation step, default 20) of the horizontal
+        shooting (module section *General widths*).
 
     Returns
     -------
@@ -492,6 +542,8 @@ def horizontal_log(
     >>> bool(np.allclose(end_to_end(end), end_to_end(T), atol=1e-7))
     True
     """
+    if _is_layers(W):
+        return _layers_horizontal_log(W, T, names, log_options)
     batch, Wf, Tf = _balanced_stacks(W, T)
     N, d = Wf.shape[-3], Wf.shape[-1]
     X, Y = (_end_to_end_stack(A).reshape(batch + (d, d)) for A in (Wf, Tf))
@@ -513,12 +565,14 @@ def orbit_distance(
 
     Parameters
     ----------
-    W, T : array_like, shape (N, d, d) or (..., N, d, d)
-        Full-rank balanced points (batch axes broadcast).
+    W, T : array_like, shape (N, d, d) or (..., N, d, d), or lists of N layers
+        Full-rank balanced points (batch axes broadcast); lists: one network of general
+        widths each (inf when d_0 = d_N and the determinants of the end-to-end matrices
+        have opposite signs).
     names : (str, str)
         Names of :math:`\phi(W)` and :math:`\phi(T)` in the errors of the log downstairs.
     **log_options
-        Passed to :func:`~dln_manifolds.depth_log`.
+        Passed to :func:`~dln_manifolds.depth_log` (lists: see :func:`horizontal_log`).
 
     Returns
     -------
@@ -531,6 +585,12 @@ def orbit_distance(
     ValueError
         As :func:`horizontal_log`.
     """
+    if _is_layers(W):
+        try:
+            H = _layers_horizontal_log(W, T, names, log_options, "orbit_distance")
+        except DifferentComponentsError:
+            return float("inf")
+        return float(np.sqrt(sum(np.sum(h * h) for h in H)))
     batch, Wf, Tf = _balanced_stacks(W, T)
     X, Y = _end_to_end_stack(Wf), _end_to_end_stack(Tf)
     same = np.flatnonzero(np.linalg.slogdet(X)[0] == np.linalg.slogdet(Y)[0])
@@ -587,8 +647,10 @@ def horizontal_parallel_transport(
 
     Parameters
     ----------
-    W : array_like, shape (N, d, d) or (..., N, d, d)
-        Full-rank balanced point(s).
+    W : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
+        Full-rank balanced point(s); a list is one network of general widths (then U is
+        integrated upstairs, :math:`\dot U = \dot P_H U`, with ``n_steps`` RK4 steps; the
+        end point is the RK4 end of ``balanced_exp``; ``rtol``, ``atol`` unused).
     V : array_like, broadcastable with W
         Horizontal initial velocity of the geodesic.
     U : array_like, broadcastable with W
@@ -619,6 +681,20 @@ def horizontal_parallel_transport(
     rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
     if not isinstance(return_end_point, bool | np.bool_):
         raise TypeError(f"return_end_point must be a bool, got {type(return_end_point).__name__}")
+    if _is_layers(W):
+        W = _balanced_network(W, "W")
+        V, U = _network_like(V, "V", W), _network_like(U, "U", W)
+        frame = BalancedFrame.from_valid(W)
+        for name, A in (("V", V), ("U", U)):
+            a = pack_layers(A)
+            residual = float(np.linalg.norm(a - pack_layers(frame.horizontal_projection(A))))
+            if not residual <= 1e-8 * float(np.linalg.norm(a)):
+                raise ValueError(
+                    f"{name} must be horizontal at W (in (ker dphi)^perp): relative residual "
+                    f"{residual / max(float(np.linalg.norm(a)), np.finfo(float).tiny):.3g} > 1e-8"
+                )
+        U1, W1 = _layers_transport(W, V, U, n_steps)
+        return (U1, W1) if return_end_point else U1
     W = as_array(W, "W", batch=True, real=True)
     if W.ndim < 3 or W.shape[-1] != W.shape[-2]:
         raise ValueError(f"W must have shape (..., N, d, d), got shape {W.shape}")
@@ -656,3 +732,409 @@ def horizontal_parallel_transport(
         W1, _ = _orbit_alignment(W1, balanced_exp(Wf, Vf, n_steps), 500, 1e-13)
     U1 = horizontal_lift(W1, Z1).reshape(batch + core)
     return (U1, W1.reshape(batch + core)) if return_end_point else U1
+
+
+# ---------------------------------------------------------------------------
+# General widths: one network given as a list of layers
+# ---------------------------------------------------------------------------
+#
+# The group is O(d_1) x ... x O(d_{N-1}) with the same action; the fibers of the
+# end-to-end map on M are its orbits, and phi: M -> (rank-r d_N x d_0 matrices, g^N) is a
+# Riemannian submersion ([G] Thm 13 with the horizontal lift of BalancedFrame). No solver
+# of the g^N geodesics of rectangular matrices is used: the downstairs log is found
+# upstairs, by shooting horizontal geodesics of M (module docstring of the section).
+
+
+def _is_layers(W) -> bool:
+    return isinstance(W, (list, tuple))
+
+
+def _widths(layers: list[np.ndarray]) -> tuple[int, ...]:
+    return (layers[0].shape[1], *(layer.shape[0] for layer in layers))
+
+
+def _network(W, name: str) -> list[np.ndarray]:
+    """One real network of general widths (no batch axes), hidden widths >= r."""
+    layers = as_layer_sequence(W, name, real=True, batch=False)
+    widths = _widths(layers)
+    r = min(widths[0], widths[-1])
+    for k in range(1, len(widths) - 1):
+        if widths[k] < r:
+            raise ValueError(
+                f"{name} has hidden width d_{k} = {widths[k]} below r = min(d_0, d_N) = {r} "
+                f"(widths {widths}): bottleneck networks are not supported"
+            )
+    return layers
+
+
+def _as_list(Z):
+    """A stacked (N, d, d) array as its list of layers (square layers given beside a list)."""
+    if not _is_layers(Z) and not isinstance(Z, (str, bytes)) and np.ndim(Z) == 3:
+        return list(np.asarray(Z))
+    return Z
+
+
+def _network_like(Z, name: str, layers: list[np.ndarray]) -> list[np.ndarray]:
+    return as_layer_sequence(_as_list(Z), name, widths=_widths(layers), real=True, batch=False)
+
+
+def _balanced_network(W, name: str) -> list[np.ndarray]:
+    """A full-rank balanced network of general widths (ValueError naming ``name``)."""
+    return check_balanced(_network(_as_list(W), name), tol=_BALANCE_TOL, name=name)
+
+
+def _rotations_list(R, layers: list[np.ndarray], name: str = "rotations") -> list[np.ndarray]:
+    """Orthogonal R_1..R_{N-1}, R[k-1] of shape (d_k, d_k), for a network of general widths."""
+    N = len(layers)
+    hidden = [layer.shape[0] for layer in layers[:-1]]
+    if isinstance(R, np.ndarray) and R.ndim == 3:
+        R = list(R)
+    if not isinstance(R, (list, tuple)):
+        raise TypeError(
+            f"{name} must be a list of N - 1 = {N - 1} orthogonal matrices of sizes "
+            f"{tuple(hidden)} for a network given as a list of layers, got {type(R).__name__}"
+        )
+    if len(R) != N - 1:
+        raise ValueError(f"{name} must have N - 1 = {N - 1} matrices, got {len(R)}")
+    out = [as_array(R[k], f"{name}[{k}]", (h, h), real=True) for k, h in enumerate(hidden)]
+    for k, Rk in enumerate(out):
+        defect = float(np.max(np.abs(Rk @ Rk.T - np.eye(Rk.shape[0]))))
+        if not defect <= 1e-8:
+            raise ValueError(f"{name}[{k}] must be orthogonal, got |R R^T - I| = {defect:.3g}")
+    return out
+
+
+def _layers_action(R: list[np.ndarray], W: list[np.ndarray]) -> list[np.ndarray]:
+    """Layer p becomes R_p W_p R_{p-1}^T (R_0 = R_N = I), for N - 1 rotations R."""
+    N = len(W)
+    out = []
+    for p, layer in enumerate(W):
+        M = R[p] @ layer if p < N - 1 else layer.copy()
+        if p > 0:
+            M = M @ R[p - 1].T
+        out.append(M)
+    return out
+
+
+def _layers_objective(Wp, Wt, R) -> float:
+    return float(sum(np.sum(t * a) for t, a in zip(Wt, _layers_action(R, Wp), strict=True)))
+
+
+def _layers_frame_start(Wp: list[np.ndarray], Wt: list[np.ndarray]) -> list[np.ndarray]:
+    """Rotations carrying the completed SVD frames of balanced Wp to those of Wt (exact
+    when Wp is in the orbit of Wt, up to the signs fixed by the outer frames)."""
+    Q = BalancedFrame.from_valid(Wt, verify=False).Q
+    Qp = BalancedFrame.from_valid(Wp, verify=False).Q
+    r = min(_widths(Wt)[0], _widths(Wt)[-1])
+    S = np.sign(
+        np.sum(Q[-1][:, :r] * Qp[-1][:, :r], axis=0) + np.sum(Q[0][:, :r] * Qp[0][:, :r], axis=0)
+    )
+    S[S == 0] = 1.0
+    return [
+        (Q[k][:, :r] * S) @ Qp[k][:, :r].T + Q[k][:, r:] @ Qp[k][:, r:].T for k in range(1, len(Wt))
+    ]
+
+
+def _layers_sweeps(Wp, Wt, R0, max_sweeps: int, tol: float) -> list[np.ndarray]:
+    """Block coordinate ascent from R0 for one network of general widths.
+
+    Stops when no rotation moves by more than ``tol`` (max-norm) on the spaces the layers
+    see (the columns of W_k and the rows of W_{k+1}): a hidden layer wider than r leaves
+    part of R_k free, where the polar factor of a rank-deficient matrix is arbitrary.
+    """
+    N = len(Wp)
+    w = _widths(Wp)
+    R = [np.eye(w[0]), *(Rk.copy() for Rk in R0), np.eye(w[-1])]
+    scale = max(1.0, max(float(np.max(np.abs(layer))) for layer in Wp))
+    for _ in range(max_sweeps):
+        change = 0.0
+        for k in range(1, N):
+            C = Wt[k - 1] @ R[k - 1] @ Wp[k - 1].T + Wt[k].T @ R[k + 1] @ Wp[k]
+            new = polar_factor(C)
+            D = new - R[k]
+            seen = max(float(np.max(np.abs(D @ Wp[k - 1]))), float(np.max(np.abs(D @ Wp[k].T))))
+            change = max(change, seen / scale)
+            R[k] = new
+        if change <= tol:
+            break
+    return R[1:-1]
+
+
+def _layers_alignment(Wp, Wt, max_sweeps: int, tol: float):
+    """Frobenius alignment of Wp to Wt (lists, N >= 2): (aligned, rotations)."""
+    w = _widths(Wp)
+    R_id = _layers_sweeps(Wp, Wt, [np.eye(h) for h in w[1:-1]], max_sweeps, tol)
+    best, value = R_id, _layers_objective(Wp, Wt, R_id)
+    try:
+        BalancedFrame.from_valid(Wp)
+        BalancedFrame.from_valid(Wt)
+        both = True
+    except ValueError:
+        both = False
+    if both:
+        R_fr = _layers_sweeps(Wp, Wt, _layers_frame_start(Wp, Wt), max_sweeps, tol)
+        v_fr = _layers_objective(Wp, Wt, R_fr)
+        # the frame start wins unless the identity start is better by more than rounding
+        if not value > v_fr + 1e-12 * max(1.0, abs(v_fr)):
+            best = R_fr
+    return _layers_action(best, Wp), best
+
+
+# -- horizontal geodesics of M for general widths -------------------------------------
+
+
+def _pack_batch(layers: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate([z.reshape(z.shape[:-2] + (-1,)) for z in layers], axis=-1)
+
+
+def _unpack_batch(y: np.ndarray, widths: tuple[int, ...]) -> list[np.ndarray]:
+    out, start = [], 0
+    for k in range(len(widths) - 1):
+        stop = start + widths[k + 1] * widths[k]
+        out.append(y[..., start:stop].reshape(y.shape[:-1] + (widths[k + 1], widths[k])))
+        start = stop
+    return out
+
+
+def _geodesic_flow(W: list[np.ndarray], H: np.ndarray, n_steps: int) -> np.ndarray:
+    """Ends of the geodesics of M from one network W (general widths) with the packed
+    velocities H (B, P): the RK4 of :func:`~dln_manifolds.submanifold_geodesics.balanced_exp`
+    (field at the restored stage point with the projected velocity, restore and projection
+    after each step), for the whole batch at once. Returns the packed ends (B, P)."""
+    widths = _widths(W)
+    Wp = pack_layers(W)
+
+    def rate(y):
+        frame = BalancedFrame.from_valid(restore_layers(_unpack_batch(y[0], widths)))
+        V = _unpack_batch(y[1], widths)
+        acc = frame.geodesic_acceleration(frame.tangent_projection_unchecked(V))
+        return np.stack([y[1], _pack_batch(acc)])
+
+    def settle(y):
+        if not np.all(np.isfinite(y)):
+            raise ValueError("the geodesic overflows: the tangent vector is too large")
+        Wr = restore_layers(_unpack_batch(y[0], widths))
+        frame = BalancedFrame.from_valid(Wr)
+        V = frame.tangent_projection_unchecked(_unpack_batch(y[1], widths))
+        return np.stack([_pack_batch(Wr), _pack_batch(V)])
+
+    y0 = np.stack([np.broadcast_to(Wp, H.shape), H]).astype(float)
+    y = integrate_flow(
+        lambda t, y: rate(y), y0, 1.0, dt=1.0 / n_steps, method="rk4", restore=settle
+    ).final
+    return y[0]
+
+
+def _shoot_once(ends, Y: np.ndarray, z: np.ndarray, tol: float, max_iter: int):
+    """Newton on F(z) = ends(z) - Y (forward-difference Jacobian, backtracking on |F|);
+    the solution z, or None.
+
+    Every evaluation is one batch: the trial point and its z.size forward differences
+    (the geodesics of one batch cost about one geodesic), so an accepted step comes with
+    its Jacobian."""
+    scale = max(1.0, float(np.linalg.norm(Y)))
+    eye = np.eye(z.size)
+
+    def evaluate(z):
+        h = 1e-7 * max(1.0, float(np.linalg.norm(z)))
+        try:
+            E = ends(np.concatenate([z[None], z + h * eye])) - Y
+        except ValueError:  # the geodesic left the full-rank balanced networks
+            return np.inf, None, None
+        F = E[0]
+        J = ((E[1:] - F).reshape(z.size, -1) / h).T
+        return float(np.linalg.norm(F)), F, J
+
+    res, F, J = evaluate(z)
+    if F is None:
+        return None
+    for _ in range(max_iter):
+        if res <= tol * scale:
+            return z
+        dz = np.linalg.lstsq(J, -F.reshape(-1), rcond=None)[0]
+        step = 1.0
+        while True:
+            res_n, F_n, J_n = evaluate(z + step * dz)
+            if res_n <= (1.0 - 1e-4 * step) * res:
+                z, res, F, J = z + step * dz, res_n, F_n, J_n
+                break
+            step *= 0.5
+            if step < 1e-3:
+                return None
+    return z if res <= tol * scale else None
+
+
+#: Solutions of the shooting are kept only if their length is at most this factor times the
+#: length of the continuation path up to their target (a curve from W to the orbit: the
+#: minimizing geodesic is not longer); a longer one is another geodesic.
+_LENGTH_MARGIN = 1.05
+
+
+def _path_lengths(path, pieces: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and cumulative polygonal lengths (Frobenius) of the curve ``path`` on [0, 1]
+    (lengths inf if it fails)."""
+    taus = np.linspace(0.0, 1.0, pieces + 1)
+    try:
+        points = [pack_layers(path(t)) for t in taus]
+    except (ValueError, np.linalg.LinAlgError):
+        return taus, np.full(taus.size, np.inf)
+    chords = [np.linalg.norm(b - a) for a, b in zip(points[:-1], points[1:], strict=True)]
+    return taus, np.concatenate([[0.0], np.cumsum(chords)])
+
+
+def _horizontal_shoot(
+    W: list[np.ndarray],
+    T: list[np.ndarray],
+    n_steps: int,
+    tol: float,
+    max_iter: int,
+    names: tuple[str, str],
+) -> tuple[np.ndarray, BalancedFrame]:
+    r"""Z (d_N, d_0) with :math:`\phi(\exp_W(\mathrm{lift}_W Z)) = \phi(T)`: the downstairs
+    log of :math:`g^N`, found upstairs (horizontal geodesics of M project to geodesics of
+    :math:`g^N`, [ON]). Newton with continuation in the target along
+    :math:`P(\tau) = \phi(\mathrm{restore}((1-\tau)W + \tau C))`, C the Frobenius alignment
+    of T to W, where the direct solve from :math:`Z = \phi(T) - X` fails or finds a geodesic
+    longer than :data:`_LENGTH_MARGIN` times that path; every continuation step must keep
+    that bound on the path up to its target (a jump to another geodesic is rejected and the
+    step shortened). Returns Z and the frame of W."""
+    frame = BalancedFrame.from_valid(W)
+    X, Y = chain_product(W), chain_product(T)
+    m, n = X.shape
+    if m == n and np.linalg.slogdet(X)[0] != np.linalg.slogdet(Y)[0]:
+        raise DifferentComponentsError(
+            f"{names[0]} and {names[1]} lie in different components of GL({m}) (determinants "
+            "of opposite signs): no curve of the balanced manifold joins their fibers"
+        )
+    lifts = np.stack([pack_layers(frame.horizontal_lift(E.reshape(m, n))) for E in np.eye(m * n)])
+
+    def ends(z: np.ndarray) -> np.ndarray:
+        end = _unpack_batch(_geodesic_flow(W, z @ lifts, n_steps), _widths(W))
+        return chain_product(end)
+
+    C, _ = _layers_alignment(T, W, 500, 1e-13)
+
+    def path(tau: float) -> list[np.ndarray]:
+        return restore_layers([(1 - tau) * a + tau * c for a, c in zip(W, C, strict=True)])
+
+    def target(tau: float) -> np.ndarray:
+        return chain_product(path(tau))
+
+    taus, lengths = _path_lengths(path)
+
+    def short(z: np.ndarray, tau: float) -> bool:
+        bound = _LENGTH_MARGIN * float(np.interp(tau, taus, lengths))
+        return float(np.linalg.norm(z @ lifts)) <= bound + 1e-12
+
+    z = _shoot_once(ends, Y, (Y - X).reshape(-1), tol, max_iter)
+    if z is not None and short(z, 1.0):
+        return z.reshape(m, n), frame
+    # continuation in the target from Z = 0 at tau = 0 (also where the direct solve found a
+    # geodesic longer than a curve from W to the orbit of T: not the minimizing one)
+
+    tau, z, P0, delta = 0.0, np.zeros(m * n), X, 0.5
+    while tau < 1.0:
+        t1 = min(1.0, tau + delta)
+        P1 = target(t1)
+        got = _shoot_once(ends, P1, z + (P1 - P0).reshape(-1), tol, max_iter)
+        if got is None or not short(got, t1):
+            delta *= 0.25
+            if delta < 1.0 / 1024:
+                raise LogConvergenceError(
+                    f"the horizontal shooting from {names[0]} to the fiber of {names[1]} "
+                    f"(general widths) did not converge (continuation stalled at tau = "
+                    f"{tau:.3g})"
+                )
+            continue
+        tau, z, P0, delta = t1, got, P1, min(1.0, 2.0 * delta)
+    return z.reshape(m, n), frame
+
+
+def _log_options(options: dict, what: str) -> tuple[int, float, int]:
+    """n_steps, tol and max_iter of the general-widths shooting (TypeError for others)."""
+    extra = set(options) - {"n_steps", "tol", "max_iter"}
+    if extra:
+        raise TypeError(
+            f"{what} of a network given as a list of layers takes the options n_steps, tol "
+            f"and max_iter, got {sorted(extra)}"
+        )
+    n_steps = check_count(options.get("n_steps", DEFAULT_GEODESIC_STEPS), "n_steps")
+    tol = check_positive(options.get("tol", 1e-10), "tol")
+    max_iter = check_count(options.get("max_iter", 20), "max_iter")
+    return n_steps, tol, max_iter
+
+
+def _layers_horizontal_log(W, T, names, options, what="horizontal_log"):
+    W, T = _balanced_network(W, "W"), _balanced_network(T, "T")
+    if _widths(T) != _widths(W):
+        raise ValueError(f"T must have the widths of W, {_widths(W)}, got {_widths(T)}")
+    n_steps, tol, max_iter = _log_options(options, what)
+    Z, frame = _horizontal_shoot(W, T, n_steps, tol, max_iter, tuple(names))
+    return frame.horizontal_lift(Z)
+
+
+def _layers_transport(W, V, U, n_steps: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    r"""Horizontal U along the horizontal geodesic from W with velocity V (general widths).
+
+    The horizontal lift U(t) of a parallel field of the quotient has
+    :math:`P_H(\dot U) = 0` ([ON] Lemma 2: :math:`\nabla U` is vertical); with
+    :math:`U = P_H U` this is :math:`\dot U = \dot P_H U`, the derivative of the horizontal
+    projection along the geodesic, taken by central differences along the restored
+    curve :math:`\mathrm{restore}(W \pm \epsilon V)` (:math:`\epsilon |V| = 10^{-5}|W|`).
+    RK4 on (W, V, U) with ``n_steps`` steps; after each step W is restored, V projected
+    on the tangent space and U on the horizontal space."""
+    widths = _widths(W)
+    size = max(1.0, float(np.linalg.norm(pack_layers(W))))
+
+    def rate(y):
+        Wr = restore_layers(_unpack_batch(y[0], widths))
+        frame = BalancedFrame.from_valid(Wr)
+        Vp = frame.tangent_projection_unchecked(_unpack_batch(y[1], widths))
+        acc = frame.geodesic_acceleration(Vp)
+        Uc = _unpack_batch(y[2], widths)
+        speed = float(np.linalg.norm(_pack_batch(Vp)))
+        if speed == 0.0:
+            dU = np.zeros_like(y[2])
+        else:
+            eps = 1e-5 * size / speed
+            plus = restore_layers([w + eps * v for w, v in zip(Wr, Vp, strict=True)])
+            minus = restore_layers([w - eps * v for w, v in zip(Wr, Vp, strict=True)])
+            Up = BalancedFrame.from_valid(plus).horizontal_projection(Uc)
+            Um = BalancedFrame.from_valid(minus).horizontal_projection(Uc)
+            dU = (_pack_batch(Up) - _pack_batch(Um)) / (2.0 * eps)
+        return np.stack([y[1], _pack_batch(acc), dU])
+
+    def settle(y):
+        if not np.all(np.isfinite(y)):
+            raise ValueError("the geodesic overflows: the tangent vector is too large")
+        Wr = restore_layers(_unpack_batch(y[0], widths))
+        frame = BalancedFrame.from_valid(Wr)
+        Vt = frame.tangent_projection_unchecked(_unpack_batch(y[1], widths))
+        Uh = frame.horizontal_projection(_unpack_batch(y[2], widths))
+        return np.stack([_pack_batch(Wr), _pack_batch(Vt), _pack_batch(Uh)])
+
+    y0 = np.stack([pack_layers(W), pack_layers(V), pack_layers(U)])
+    y = integrate_flow(
+        lambda t, y: rate(y), y0, 1.0, dt=1.0 / n_steps, method="rk4", restore=settle
+    ).final
+    return _unpack_batch(y[2], widths), _unpack_batch(y[0], widths)
+
+
+def _layers_geodesic_alignment(W, W_target, n_steps, max_sweeps, tol) -> list[np.ndarray]:
+    """:func:`geodesic_orbit_alignment` for one network of general widths."""
+    Wp = _network(W, "W")
+    Wt = _balanced_network(W_target, "W_target")
+    if _widths(Wt) != _widths(Wp):
+        raise ValueError(f"W_target must have the widths of W, {_widths(Wp)}, got {_widths(Wt)}")
+    n_steps = check_count(n_steps, "n_steps")
+    max_sweeps, tol = check_count(max_sweeps, "max_sweeps"), check_positive(tol, "tol")
+    if len(Wp) == 1:  # the group is trivial
+        return [Wp[0].copy()]
+    try:
+        Z, frame = _horizontal_shoot(
+            Wt, Wp, n_steps, 1e-10, 20, ("the target's end-to-end", "W's end-to-end")
+        )
+    except DifferentComponentsError:  # no curve joins the orbit to W_target
+        return _layers_alignment(Wp, Wt, max_sweeps, tol)[0]
+    C = _geodesic_flow(Wt, pack_layers(frame.horizontal_lift(Z))[None], n_steps)[0]
+    return _layers_alignment(Wp, _unpack_batch(C, _widths(Wt)), max_sweeps, tol)[0]

@@ -79,8 +79,14 @@ shapes. Then:
   ``"auto"`` picks Cholesky for m n <= :data:`CHOLESKY_MAX_D` ** 2.
 - The group is :math:`GL(d_1) \times \dots \times GL(d_{N-1})` with the same action.
   When a hidden width exceeds r the fiber is a union of orbits (a hidden layer's rank
-  can change along it), so :func:`tangent_to_generator` and :func:`fiber_group_element`
-  are defined for square layers only (NotImplementedError otherwise).
+  can change along it), the orbits have positive-dimensional stabilizers, and a tangent
+  vector need not come from a generator, nor two points of the fiber from a group
+  element. :func:`tangent_to_generator` and :func:`fiber_group_element` then solve the
+  linear equations :math:`w_a = V` (resp. :math:`A_pW_p = W'_pA_{p-1}`) in the least
+  squares sense (one dense solve of size :math:`\sum_k d_kd_{k-1}` by
+  :math:`\sum_{k=1}^{N-1} d_k^2`), return the minimal-norm generator (resp. the
+  group element nearest the identity) when the equations hold, and raise ValueError
+  when they do not.
 - The retraction solves one end layer from X by the *minimum-change* solution: the
   output layer, :math:`W_N \leftarrow W_N + (X - W_N P)P^+` with
   :math:`P = W_{N-1}\cdots W_1` of full column rank :math:`n = d_0` when
@@ -969,7 +975,7 @@ def _generator_tangent(W: Layers, a: Layers) -> Layers:
     return out
 
 
-def tangent_to_generator(W: ArrayLike, V: ArrayLike) -> np.ndarray:
+def tangent_to_generator(W: ArrayLike, V: ArrayLike) -> Layers:
     r"""The generator a with :math:`w_a = V` (inverse of :func:`generator_to_tangent`).
 
     :ref:`math-fiber`: :math:`a_1 = V_1 W_1^{-1}`,
@@ -978,31 +984,48 @@ def tangent_to_generator(W: ArrayLike, V: ArrayLike) -> np.ndarray:
     non-tangent V the result reproduces layers 1..N-1 of V only. Cost
     O(N d^3).
 
+    General widths (a list of layers not all d x d): the equations
+    :math:`a_pW_p - W_pa_{p-1} = V_p`, p = 1..N, are solved in the least squares sense
+    (one dense solve, :math:`\sum_k d_kd_{k-1}` equations in
+    :math:`\sum_{k=1}^{N-1} d_k^2` unknowns). When a hidden width exceeds
+    :math:`r = \min(d_0, d_N)` the stabilizer of W is not trivial, so the generator is
+    not unique: the minimal-norm one (Frobenius, summed over k) is returned, the one
+    orthogonal to the Lie algebra of the stabilizer. The fiber is then a union of
+    orbits, and a tangent vector of the fiber need not be generated: ValueError (naming
+    V) when :math:`|w_a - V| > 10^{-8}(|V| + |W||a|)` for the least-squares a. A list
+    of square layers is handled as the stack (lists out).
+
     Parameters
     ----------
-    W : array_like, shape (N, d, d)
-        Point with invertible layers 1..N-1.
-    V : array_like, shape (N, d, d)
+    W : array_like, shape (N, d, d), or sequence of N arrays
+        Point with invertible layers 1..N-1 (square layers); for general widths,
+        ``W[k-1]`` of shape (d_k, d_{k-1}) (any ranks).
+    V : array_like, shape (N, d, d), or sequence of N arrays shaped like W
         Tangent vector at W.
 
     Returns
     -------
-    a : ndarray, shape (N-1, d, d)
+    a : ndarray, shape (N-1, d, d), or list of N-1 arrays (d_k, d_k)
 
     Raises
     ------
     ValueError
-        If a layer 1..N-1 of W is singular or has condition number above
-        1/(d eps) (the message names W).
-    NotImplementedError
-        For a sequence of layers that are not all d x d: for general widths the
-        generators need not span the tangent space (see :func:`generator_to_tangent`).
-        A sequence of square layers is handled as the stack.
+        Square layers: if a layer 1..N-1 of W is singular or has condition number above
+        1/(d eps) (the message names W). General widths: if V is not :math:`w_a` for any
+        generator a (the message names V).
+
+    References
+    ----------
+    - [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+      network*, eq. 2.3.
     """
     if isinstance(W, (list, tuple)):
         layers = as_fiber_layers(W)
         V = _check_vector(layers, V, "V")
-        return list(tangent_to_generator(_square_only(layers, "tangent_to_generator"), np.stack(V)))
+        square = _square_stack(layers)
+        if square is not None:
+            return list(tangent_to_generator(square, np.stack(V)))
+        return _chain_generator_of(layers, V)
     W = as_stack(W)
     V = _check_vector(W, V, "V")
     N, d, _ = W.shape
@@ -1023,20 +1046,74 @@ def _generator_of(W: np.ndarray, V: np.ndarray) -> np.ndarray:
     return a
 
 
-def _square_only(layers: list[np.ndarray], name: str) -> np.ndarray:
-    """The stack of a sequence of square layers of one size; NotImplementedError otherwise."""
-    stack = _square_stack(layers)
-    if stack is None:
-        raise NotImplementedError(
-            f"{name} is defined for square layers only (widths (d, ..., d)), got widths "
-            f"{layer_widths(layers)}: for general widths the fiber is a union of orbits of "
-            "GL(d_1) x ... x GL(d_{N-1}) (a layer's rank can change along it), so a tangent "
-            "vector need not come from a generator, nor two points from a group element"
+#: Relative residual above which the least-squares solutions of the general-widths
+#: generator and group-element equations count as "no solution".
+_LSTSQ_RTOL = 1e-8
+
+
+def _chain_system(left: list[np.ndarray], right: list[np.ndarray]) -> np.ndarray:
+    r"""The dense matrix of :math:`(b_k) \mapsto (b_pL_p - R_pb_{p-1})_{p=1..N}`
+    (:math:`b_0 = b_N = 0`, :math:`b_k` of size (d_k, d_k)) in row-major vectorization.
+
+    ``left[p]`` is :math:`L_p` (d_p, d_{p-1}), ``right[p]`` is :math:`R_p`; for the
+    generators both are :math:`W_p`, for the group elements :math:`L = W`,
+    :math:`R = W'`. Uses :math:`\mathrm{vec}(AXB) = (A \otimes B^T)\mathrm{vec}(X)`.
+    """
+    N = len(left)
+    hidden = [layer.shape[0] for layer in left[:-1]]
+    cols = np.concatenate([[0], np.cumsum([h * h for h in hidden])])
+    rows = np.concatenate([[0], np.cumsum([layer.size for layer in left])])
+    dtype = np.result_type(*left, *right)
+    M = np.zeros((int(rows[-1]), int(cols[-1])), dtype=dtype)
+    for p in range(N):
+        r0, r1 = int(rows[p]), int(rows[p + 1])
+        if p < N - 1:  # b_p L_p
+            M[r0:r1, int(cols[p]) : int(cols[p + 1])] = np.kron(np.eye(hidden[p]), left[p].T)
+        if p > 0:  # - R_p b_{p-1}
+            d_in = left[p].shape[1]
+            M[r0:r1, int(cols[p - 1]) : int(cols[p])] = -np.kron(right[p], np.eye(d_in))
+    return M
+
+
+def _lstsq(M: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Minimal-norm least-squares solution (LAPACK gelsy, complete orthogonal factorization:
+    3x faster than the SVD driver at 2400 x 2700)."""
+    return scipy.linalg.lstsq(M, v, lapack_driver="gelsy", check_finite=False)[0]
+
+
+def _unvec_generators(x: np.ndarray, hidden: list[int]) -> list[np.ndarray]:
+    out, start = [], 0
+    for h in hidden:
+        out.append(x[start : start + h * h].reshape(h, h).copy())
+        start += h * h
+    return out
+
+
+def _chain_generator_of(layers: list[np.ndarray], V: list[np.ndarray]) -> list[np.ndarray]:
+    """Minimal-norm least-squares generator of V at a sequence of layers; ValueError (naming
+    V) unless ``w_a = V`` to :data:`_LSTSQ_RTOL`."""
+    hidden = [layer.shape[0] for layer in layers[:-1]]
+    v = _flatten(V)
+    M = _chain_system(layers, layers)
+    if M.shape[1] == 0:
+        x = np.zeros(0, dtype=v.dtype)
+    else:
+        x = _lstsq(M, v)
+    residual = float(np.linalg.norm(M @ x - v)) if M.shape[1] else float(np.linalg.norm(v))
+    scale = float(np.linalg.norm(v)) + float(np.linalg.norm(_flatten(layers))) * float(
+        np.linalg.norm(x)
+    )
+    if not residual <= _LSTSQ_RTOL * scale:
+        raise ValueError(
+            f"V is not generated at W: no generator a has w_a = V (least-squares residual "
+            f"|w_a - V| = {residual:.3g}, relative {residual / max(scale, 1e-300):.3g} > "
+            f"{_LSTSQ_RTOL:g}); for widths {layer_widths(layers)} the fiber is a union of "
+            "orbits and its tangent space exceeds the orbit's"
         )
-    return stack
+    return _unvec_generators(x, hidden)
 
 
-def fiber_group_element(W: ArrayLike, W_target: ArrayLike) -> np.ndarray:
+def fiber_group_element(W: ArrayLike, W_target: ArrayLike) -> Layers:
     r"""The group element :math:`\mathbf{A}` with :math:`\mathbf{A}\cdot W = W'` ([R] Lemma 1).
 
     :math:`A_1 = W'_1 W_1^{-1}`, :math:`A_k = W'_k A_{k-1} W_k^{-1}`. It exists
@@ -1047,29 +1124,48 @@ def fiber_group_element(W: ArrayLike, W_target: ArrayLike) -> np.ndarray:
     W' lies in the orbit :math:`\mathcal{O}_X` of the center iff every
     :math:`A_k` is orthogonal (unitary).
 
+    General widths (a list of layers not all d x d): :math:`\mathbf{A}\cdot W = W'` is
+    the linear system :math:`A_pW_p = W'_pA_{p-1}`, p = 1..N
+    (:math:`A_0 = A_N = I`), solved in the least squares sense (one dense solve, as
+    :func:`tangent_to_generator`). When a hidden width exceeds
+    :math:`r = \min(d_0, d_N)` its solutions form an affine space (a coset of the
+    stabilizer), and the group element is not unique: the solution nearest the identity
+    (minimal :math:`\sum_k |A_k - I|_F^2`) is returned. It is the identity for
+    W' = W; it is not the minimal-norm solution, which can be singular (for widths
+    (1, 2, 1) at a balanced point, minimal norm gives :math:`A_1 = e_1e_1^T`). Should it
+    be singular, seeded moves along the solution space are tried (an invertible solution,
+    if one exists, is generic there). ValueError (naming ``W_target``) when the system has
+    no solution to :math:`10^{-8}` relative (the points lie in different orbits, or in
+    different fibers), or no invertible solution is found. A list of square layers is
+    handled as the stack (lists out).
+
     Parameters
     ----------
-    W, W_target : array_like, shape (N, d, d)
+    W, W_target : array_like, shape (N, d, d), or sequences of N arrays of the same shapes
 
     Returns
     -------
-    ndarray, shape (N-1, d, d)
+    ndarray, shape (N-1, d, d), or list of N-1 arrays (d_k, d_k)
 
     Raises
     ------
     ValueError
-        If a layer 1..N-1 of W is singular or has condition number above
-        1/(d eps) (the message names W).
-    NotImplementedError
-        For a sequence of layers that are not all d x d (for general widths two
-        points of a fiber need not lie in one orbit). A sequence of square layers is
-        handled as the stack.
+        Square layers: if a layer 1..N-1 of W is singular or has condition number above
+        1/(d eps) (the message names W). General widths: if ``W_target`` is not in the
+        orbit of W (the message names ``W_target``).
+
+    References
+    ----------
+    - [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+      network*, eq. 1.5 and Lemma 1.
     """
     if isinstance(W, (list, tuple)):
         layers = as_fiber_layers(W)
         W2 = _check_vector(layers, W_target, "W_target")
-        square = _square_only(layers, "fiber_group_element")
-        return list(fiber_group_element(square, np.stack(W2)))
+        square = _square_stack(layers)
+        if square is not None:
+            return list(fiber_group_element(square, np.stack(W2)))
+        return _chain_group_element(layers, W2)
     W = as_stack(W)
     W2 = as_stack(W_target, "W_target", depth=W.shape[0], d=W.shape[1])
     N, d, _ = W.shape
@@ -1081,6 +1177,66 @@ def fiber_group_element(W: ArrayLike, W_target: ArrayLike) -> np.ndarray:
         prev = solve_right(W2[k] @ prev, W[k])
         a[k] = prev
     return a
+
+
+def _chain_group_element(layers: list[np.ndarray], target: list[np.ndarray]) -> list[np.ndarray]:
+    """The group element nearest the identity carrying a sequence of layers to ``target``;
+    ValueError (naming W_target) if there is none."""
+    N = len(layers)
+    hidden = [layer.shape[0] for layer in layers[:-1]]
+    if N == 1:
+        gap = float(np.linalg.norm(target[0] - layers[0]))
+        if not gap <= _LSTSQ_RTOL * float(np.linalg.norm(layers[0])):
+            raise ValueError(
+                f"W_target is not in the orbit of W: for depth 1 the group is trivial and "
+                f"|W_target - W| = {gap:.3g}"
+            )
+        return []
+    M = _chain_system(layers, target)
+    # right-hand side: A_1 W_1 = W'_1 (p = 1) and W'_N A_{N-1} = W_N (p = N)
+    b = np.zeros(M.shape[0], dtype=M.dtype)
+    b[: layers[0].size] = target[0].reshape(-1)
+    b[M.shape[0] - layers[-1].size :] = -layers[-1].reshape(-1)
+    eye = np.concatenate([np.eye(h).reshape(-1) for h in hidden])
+    x = eye + _lstsq(M, b - M @ eye)
+    residual = float(np.linalg.norm(M @ x - b))
+    scale = float(np.linalg.norm(b)) + float(
+        np.linalg.norm(_flatten(layers)) + np.linalg.norm(_flatten(target))
+    ) * float(np.linalg.norm(x))
+    if not residual <= _LSTSQ_RTOL * scale:
+        raise ValueError(
+            f"W_target is not in the orbit of W: no group element A has A.W = W_target "
+            f"(least-squares residual {residual:.3g}, relative "
+            f"{residual / max(scale, 1e-300):.3g} > {_LSTSQ_RTOL:g}); for widths "
+            f"{layer_widths(layers)} the fiber is a union of orbits"
+        )
+    A = _unvec_generators(x, hidden)
+    if _all_invertible(A):
+        return A
+    # an invertible solution, if any, is generic on the affine solution space x + ker M
+    _, s, vh = np.linalg.svd(M)
+    rank = int(np.sum(s > s[0] * max(M.shape) * np.finfo(float).eps)) if s.size else 0
+    kernel = vh[rank:].conj().T
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        c = rng.standard_normal(kernel.shape[1])
+        y = x + kernel @ (c * (np.linalg.norm(x) / max(np.linalg.norm(c), 1e-300)))
+        A = _unvec_generators(y, hidden)
+        if _all_invertible(A):
+            return A
+    raise ValueError(
+        "W_target is not in the orbit of W: the equations A_p W_p = W_target_p A_{p-1} "
+        "have solutions, but no invertible one was found (the points are in one fiber, "
+        "in different orbits)"
+    )
+
+
+def _all_invertible(A: list[np.ndarray]) -> bool:
+    for Ak in A:
+        s = np.linalg.svd(Ak, compute_uv=False)
+        if not s[-1] > s[0] * Ak.shape[0] * np.finfo(float).eps:
+            return False
+    return True
 
 
 def _second_order_term(W: np.ndarray, a: np.ndarray) -> np.ndarray:

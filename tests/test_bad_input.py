@@ -103,6 +103,9 @@ KINDS = {
     "arr_nan_propagates": [(m[0], m[1], None) if m[0] in ("nan", "inf") else m for m in _ARRAY],
     "cvec": [m for m in _ARRAY if m[0] not in _NO_SHAPE + _NO_COMPLEX],
     "arr?": [m for m in _ARRAY if m[0] != "None"],  # optional: None means "not given"
+    # flat points (..., D) of general widths: a plain list there is a list of layers
+    "flat": [m for m in _ARRAY if m[0] != "list"],
+    "flat?": [m for m in _ARRAY if m[0] not in ("list", "None")],
     "y0": [m for m in _ARRAY if m[0] in ("nan", "inf", "bool", "None", "list")],
     "depth": [
         ("0", lambda v: 0, ValueError),
@@ -510,7 +513,49 @@ def _geodesic_entries():
             U=V3,
             n_steps=4,
         ),
-        # general widths: lists of layers (their own checks: tests/test_widths_geodesics.py)
+        # general widths: lists of layers (their own checks: tests/test_widths_geodesics.py,
+        # tests/test_widths_bundle.py)
+        E(
+            "orbit_alignment[widths]",
+            dm.orbit_alignment,
+            {"max_sweeps": "count", "tol": "pos"},
+            W=WBW,
+            W_target=WBW,
+            max_sweeps=500,
+            tol=1e-13,
+        ),
+        E(
+            "geodesic_orbit_alignment[widths]",
+            dm.geodesic_orbit_alignment,
+            {"n_steps": "count", "max_sweeps": "count", "tol": "pos"},
+            W=WBW,
+            W_target=WBW,
+            n_steps=4,
+            max_sweeps=500,
+            tol=1e-13,
+        ),
+        *(
+            E(
+                f"{fun.__name__}[widths]",
+                fun,
+                {"n_steps": "count", "tol": "pos", "max_iter": "count"},
+                W=WBW,
+                T=WBW,
+                n_steps=4,
+                tol=1e-10,
+                max_iter=5,
+            )
+            for fun in (dm.horizontal_log, dm.orbit_distance)
+        ),
+        E(
+            "horizontal_parallel_transport[widths]",
+            dm.horizontal_parallel_transport,
+            {"n_steps": "count"},
+            W=WBW,
+            V=[0.0 * w for w in WBW],
+            U=dm.horizontal_lift(WBW, np.ones((1, 2))),
+            n_steps=4,
+        ),
         *(
             E(f"{fun.__name__}[widths]", fun, {"n_steps": "count"}, W=WBW, V=V, n_steps=4)
             for fun, V in ((sg.balanced_exp, [0.1 * w for w in WBW]), (sg.fiber_exp, WBW))
@@ -912,6 +957,71 @@ def _pymanopt_entries():
     return out
 
 
+def _widths_bundle_entries(g):
+    """The bundle and quotient metric of general widths (flat points (D,), widths (2, 3, 1))."""
+    space = g.BalancedManifold(widths=(2, 3, 1))
+    quotient = space.equip_with_quotient()
+    bundle = space.fiber_bundle
+    W = space.layout.join(WBW)
+    H = space.layout.join(dm.horizontal_lift(WBW, np.ones((1, 2))))
+    x = bundle.riemannian_submersion(W)
+    y = np.array([1.0, 2.0])
+    out = [
+        E(f"geomstats.BalancedBundle.{name}[widths]", getattr(bundle, name), kinds, **kw)
+        for name, kinds, kw in [
+            ("riemannian_submersion", {"point": "flat"}, {"point": W}),
+            (
+                "tangent_riemannian_submersion",
+                {"tangent_vec": "flat", "base_point": "flat"},
+                {"tangent_vec": H, "base_point": W},
+            ),
+            ("lift", {"point": "flat"}, {"point": x}),
+            (
+                "vertical_projection",
+                {"tangent_vec": "flat", "base_point": "flat"},
+                {"tangent_vec": H, "base_point": W},
+            ),
+            (
+                "horizontal_projection",
+                {"tangent_vec": "flat", "base_point": "flat"},
+                {"tangent_vec": H, "base_point": W},
+            ),
+            (
+                "horizontal_lift",
+                {"tangent_vec": "flat", "fiber_point": "flat"},
+                {"tangent_vec": y, "fiber_point": W},
+            ),
+            ("align", {"point": "flat", "base_point": "flat"}, {"point": W, "base_point": W}),
+        ]
+    ]
+    metric = quotient.metric
+    out += [
+        E(
+            "geomstats.BalancedQuotientMetric.log[widths]",
+            metric.log,
+            {"point": "flat", "base_point": "flat"},
+            point=y,
+            base_point=x,
+        ),
+        E(
+            "geomstats.BalancedQuotientMetric.dist[widths]",
+            metric.dist,
+            {"point_a": "flat", "point_b": "flat"},
+            point_a=x,
+            point_b=y,
+        ),
+        E(
+            "geomstats.BalancedQuotientMetric.parallel_transport[widths]",
+            metric.parallel_transport,
+            {"tangent_vec": "flat", "base_point": "flat", "direction": "flat?"},
+            tangent_vec=y,
+            base_point=x,
+            direction=0.1 * y,
+        ),
+    ]
+    return out
+
+
 def _geomstats_entries():
     from dln_manifolds import geomstats as g
 
@@ -1188,6 +1298,7 @@ def _geomstats_entries():
             point=g.orthogonal_group_action(ROT, WB),
             base_point=WB,
         ),
+        *_widths_bundle_entries(g),
         # fiber
         E("geomstats.Fiber.projection", F.projection, {"point": "arr"}, point=WF),
         E(

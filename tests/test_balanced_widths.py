@@ -525,5 +525,5 @@ def test_geomstats_adapter_for_general_widths():
     assert not np.any(space.belongs(off)) and np.all(space.belongs(space.projection(off)))
     E = space.metric.exp([0.1 * t for t in T], batch)  # lists in, lists out
     assert [e.shape for e in E] == [w.shape for w in batch] and np.all(space.belongs(E))
-    with pytest.raises(NotImplementedError, match="square layers only"):
-        space.equip_with_quotient()
+    quotient = space.equip_with_quotient()  # tests/test_widths_bundle.py
+    assert quotient.matrix_shape == (space.widths[-1], space.widths[0])

@@ -204,10 +204,10 @@ def test_group_action_and_generators(cplx):
     w_a = generator_to_tangent(W, a)
     assert np.allclose(_flat(w_a), _flat(fd), atol=1e-7)
     assert np.linalg.norm(_flat(fiber_tangent_projection(W, w_a)) - _flat(w_a)) < 1e-10
-    with pytest.raises(NotImplementedError, match="square layers only"):
-        tangent_to_generator(W, w_a)
-    with pytest.raises(NotImplementedError, match="square layers only"):
-        fiber_group_element(W, moved)
+    # general widths: least squares (tests/test_widths_bundle.py has the ValueError cases)
+    back = generator_to_tangent(W, tangent_to_generator(W, w_a))
+    assert np.linalg.norm(_flat(back) - _flat(w_a)) < 1e-10 * np.linalg.norm(_flat(w_a))
+    assert np.allclose(_flat(group_action(fiber_group_element(W, moved), W)), _flat(moved))
     with pytest.raises(ValueError, match=r"a\[1\] must have shape \(4, 4\)"):
         group_action([np.eye(5), np.eye(5)], W)
 
@@ -569,8 +569,10 @@ def test_pymanopt_fiber_widths_basics():
     y = F.exp(x, 0.3 * v)  # geodesics of general widths (tests/test_widths_geodesics.py)
     assert isinstance(y, list) and np.allclose(end_to_end(list(y)), X, atol=1e-13)
     assert F.dist(x, x) == 0.0
-    with pytest.raises(NotImplementedError, match="square layers only"):
-        F.tangent_to_generator(x, v)
+    a = [np.eye(5) * 0.5, np.eye(4)]
+    w = F.generator_to_tangent(x, a)
+    back = F.generator_to_tangent(x, F.tangent_to_generator(x, w))
+    assert np.allclose(_flat(back), _flat(w), atol=1e-12)
 
 
 def test_geomstats_fiber_widths():

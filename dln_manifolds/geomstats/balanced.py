@@ -217,6 +217,16 @@ class BalancedQuotientMetric(QuotientMetric):
     ``log`` inverts ``exp`` to the RK4 error of the horizontal geodesic (measured up to
     1e-6 for random pairs at d, N = (2, 2), (2, 3), (3, 2) with 20 steps); ``log``,
     ``dist`` and ``parallel_transport`` agree with DepthMetric's to rounding.
+
+    General widths (``BalancedManifold(widths=...).equip_with_quotient()``): points are
+    the rank-r matrices (d_N, d_0) as vectors (..., d_N * d_0) and no solver of their
+    :math:`g^N` geodesics is used: ``log`` and ``dist`` shoot horizontal geodesics of
+    :math:`\mathcal{M}` (:func:`dln_manifolds.horizontal_log`, Newton on
+    :math:`Z \mapsto \phi(\exp_W(\mathrm{lift}_W Z))` with the total space's RK4
+    steps, so ``exp`` inverts ``log`` to the Newton tolerance), and
+    ``parallel_transport`` integrates the horizontal lift of the parallel field along the
+    horizontal geodesic (:func:`dln_manifolds.horizontal_parallel_transport`); one network
+    at a time over the batch.
     """
 
     def _lifts(self, **points) -> tuple[np.ndarray, ...]:
@@ -234,8 +244,11 @@ class BalancedQuotientMetric(QuotientMetric):
         """
         bundle = self._fiber_bundle
         (W,) = self._lifts(base_point=base_point)
-        n = bundle.d * bundle.d
-        H = bundle.horizontal_lift(np.eye(n), fiber_point=W[..., None, :, :, :])
+        m, n = bundle.matrix_shape
+        if bundle.widths is not None:
+            H = np.asarray(bundle.horizontal_lift(np.eye(m * n), fiber_point=W[..., None, :]))
+            return np.einsum("...ia,...ja->...ij", H, H)
+        H = bundle.horizontal_lift(np.eye(m * n), fiber_point=W[..., None, :, :, :])
         return np.einsum("...iabc,...jabc->...ij", H, H)
 
     @boundary
@@ -259,14 +272,36 @@ class BalancedQuotientMetric(QuotientMetric):
             The log of :math:`g^N` does not converge (never a wrong vector).
         """
         W, T = self._lifts(base_point=base_point, point=point)
+        bundle = self._fiber_bundle
+        if bundle.widths is not None:  # shooting upstairs, one network at a time
+            W, T = np.broadcast_arrays(W, T)
+            H = bundle.layout.over(
+                lambda w, t: horizontal_log(w, t, names=("base_point", "point"), **self._shots),
+                W,
+                T,
+            )
+            return bundle.tangent_riemannian_submersion(H, W)
         H = horizontal_log(W, T, names=("base_point", "point"))
         return self._fiber_bundle.tangent_riemannian_submersion(H, W)
+
+    @property
+    def _shots(self) -> dict:
+        """Options of the general-widths shooting: the total space's RK4 steps."""
+        return {"n_steps": self._total_space.metric.n_steps}
 
     @boundary
     def dist(self, point_a, point_b):
         """Geodesic distance: the distance between the orbits over the points (inf across
         the components of GL(d)); shape (...)."""
         A, B = self._lifts(point_a=point_a, point_b=point_b)
+        bundle = self._fiber_bundle
+        if bundle.widths is not None:
+            A, B = np.broadcast_arrays(A, B)
+            return bundle.layout.over(
+                lambda a, b: orbit_distance(a, b, names=("point_a", "point_b"), **self._shots),
+                A,
+                B,
+            )
         out = orbit_distance(A, B, names=("point_a", "point_b"))
         return np.asarray(out)[()] if np.ndim(out) == 0 else out
 
@@ -314,6 +349,23 @@ class BalancedQuotientMetric(QuotientMetric):
         (W,) = self._lifts(base_point=base_point)
         H = bundle.horizontal_lift(direction, fiber_point=W)
         U = bundle.horizontal_lift(tangent_vec, fiber_point=W)
+        if bundle.widths is not None:  # one network at a time
+            W, H, U = np.broadcast_arrays(W, H, U)
+            batch = W.shape[:-1]
+            flat = [a.reshape(-1, a.shape[-1]) for a in (W, H, U)]
+            ends = np.empty_like(flat[0])
+            moved = np.empty_like(flat[0])
+            split, join = bundle.layout.split, bundle.layout.join
+            for i in range(flat[0].shape[0]):
+                U1, W1 = horizontal_parallel_transport(
+                    *(split(a[i]) for a in flat),
+                    n_steps=self._total_space.metric.n_steps,
+                    return_end_point=True,
+                )
+                moved[i], ends[i] = join(U1), join(W1)
+            return bundle.tangent_riemannian_submersion(
+                moved.reshape(batch + moved.shape[-1:]), ends.reshape(batch + ends.shape[-1:])
+            )
         U1, W1 = horizontal_parallel_transport(
             W, H, U, n_steps=self._total_space.metric.n_steps, return_end_point=True
         )
@@ -350,7 +402,8 @@ class BalancedManifold(LayersConversion, InducedSubmanifold):
         ``dim`` is :func:`~dln_manifolds.balanced_dimension`. Lists of N layers (the
         package's layout for general widths, the same leading batch axes on every
         layer) are accepted too, and methods given lists return lists.
-        :meth:`equip_with_quotient` raises NotImplementedError.
+        :meth:`equip_with_quotient` gives the bundle onto the rank-r matrices
+        (d_N, d_0) (flat (..., d_N * d_0)), :math:`r = \min(d_0, d_N)`.
 
     Notes
     -----
@@ -391,6 +444,8 @@ class BalancedManifold(LayersConversion, InducedSubmanifold):
                 intrinsic=False,
                 equip=equip,
             )
+            # orthogonal_group_action takes one network as a list of layers here
+            self.group_action = orthogonal_group_action
             return
         self.widths, self.d, self.depth = None, d, depth
         N = self.depth
@@ -431,12 +486,6 @@ class BalancedManifold(LayersConversion, InducedSubmanifold):
         if isinstance(out, list) and not isinstance(first, (list, tuple)):
             return self.layout.join(out)
         return out
-
-    def _widths_only(self, what: str):
-        raise NotImplementedError(
-            f"{what} of the balanced manifold is implemented for square layers only, not for "
-            f"widths {self.widths}"
-        )
 
     @lists_for_lists(points=False)
     def belongs(self, point, atol: float = 1e-9):
@@ -607,14 +656,22 @@ class BalancedManifold(LayersConversion, InducedSubmanifold):
         :math:`g^N`; exp through the horizontal geodesic upstairs; log, dist and
         parallel transport through the horizontal lifts of those of :math:`g^N`).
 
+        General widths: the quotient is the space of rank-r matrices (d_N, d_0),
+        :math:`r = \min(d_0, d_N)`, as :class:`EndToEndMatrices` ((d_N, d_0), N) (flat
+        vectors (..., d_N * d_0)), with the depth metric :math:`g^N` of rectangular
+        matrices, computed upstairs: the group :math:`O(d_1) \times \dots \times
+        O(d_{N-1})` acts by the same formula, and log, dist and parallel transport
+        are those of horizontal geodesics of :math:`\mathcal{M}` (shooting in the
+        horizontal lifts, :func:`dln_manifolds.horizontal_log`), one network at a time
+        (numpy; not differentiable under the autograd and pytorch backends).
+
         Returns
         -------
         EndToEndMatrices
             The quotient space.
         """
-        if self.widths is not None:
-            self._widths_only("equip_with_quotient (the fiber bundle onto M_{d_N x d_0})")
         self.fiber_bundle = BalancedBundle(self)
-        self.quotient = EndToEndMatrices(self.d, self.depth, equip=False)
+        shape = self.d if self.widths is None else (self.widths[-1], self.widths[0])
+        self.quotient = EndToEndMatrices(shape, self.depth, equip=False)
         self.quotient.equip_with_metric(BalancedQuotientMetric, total_space=self)
         return self.quotient

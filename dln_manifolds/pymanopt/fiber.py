@@ -68,8 +68,9 @@ class Fiber(InducedSubmanifold):
     is onto at every point of the fiber. The group is
     :math:`GL(d_1) \times \dots \times GL(d_{N-1})`. Geodesics (``exp``, ``log``,
     ``dist``, ``pair_mean``) take and return lists of layers (the general-widths paths
-    of :mod:`~dln_manifolds.submanifold_geodesics`); :meth:`tangent_to_generator` is
-    implemented for square layers only (NotImplementedError otherwise).
+    of :mod:`~dln_manifolds.submanifold_geodesics`); :meth:`tangent_to_generator` returns
+    the minimal-norm generator, and raises ValueError where the tangent vector is not
+    generated (the fiber is a union of orbits, :func:`dln_manifolds.tangent_to_generator`).
 
     Parameters
     ----------
@@ -375,7 +376,12 @@ class Fiber(InducedSubmanifold):
         return self._out(generator_to_tangent(point, self._generators(a)))
 
     def tangent_to_generator(self, point, tangent_vector):
-        """The generator a with :math:`w_a` = ``tangent_vector`` (square layers only)."""
+        """The generator a with :math:`w_a` = ``tangent_vector``.
+
+        With ``widths``: the minimal-norm generator, a list ``a[k-1]`` of shape (d_k, d_k);
+        ValueError if ``tangent_vector`` is not generated (the fiber is a union of orbits),
+        see :func:`dln_manifolds.tangent_to_generator`.
+        """
         point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
         return tangent_to_generator(point, tangent_vector)
 
