@@ -5,14 +5,19 @@ growth phases of the matrix-completion flow of ``bench_training.py`` dopri5 is h
 stability (step about 0.13, spectral radius about 25 at N = 8). A W-method (a linearly
 implicit Runge-Kutta method that keeps its order for *any* matrix T in place of the
 Jacobian J) with a cheap structured T would be stable at longer steps. The structured T
-replaces the mask :math:`P_\Omega` of :math:`E'' ` by :math:`c I`:
+replaces the mask :math:`P_\Omega` of :math:`E''` by :math:`c I`:
 
 - upstairs (the state of the chosen flow: the balanced layers W, velocity
   :func:`~dln_manifolds.flows.learning.factor_velocity`, J about :math:`-D^T P_\Omega D` with
   D the differential of the product map): :math:`T = -c D^T D`, and by Woodbury
   :math:`(I + \kappa D^T D)^{-1} v = v - \kappa D^T (I + \kappa D D^T)^{-1} D v` with
   :math:`D D^T = \mathcal{A}_{N,X}` at balanced W, diagonal in the SVD frame of X (one SVD
-  per step, 2N - 1 products for D v and for D^T z);
+  per step, 2N - 2 products for D v and for D^T z);
+- closer W-matrices: the Gauss-Newton Jacobian :math:`-D^T P_\Omega D` (the Jacobian without
+  its curvature term, E' times the second derivative of the product map), solved exactly by
+  Woodbury and conjugate gradients on the observed entries (:math:`\mathcal{A}_{N,X}` in the
+  frame, no velocity evaluation), and the same restricted to the 5 x 5 block of the largest
+  singular values (a 25 x 25 system, thin products);
 - the bound: the same method with the *exact* Jacobian (linear systems by conjugate
   gradients on :math:`I - h\gamma J`, Jacobian-vector products by a finite difference of the
   velocity), the best any W-matrix can do; its solves are counted apart.
@@ -26,10 +31,13 @@ controlled entrywise as in the chosen flow (rtol 1e-3, atol 1e-8), PI control as
 Each row integrates one window [t_a, t_b] of the flow from the tight reference's state at t_a
 (a slow-growth phase between two escapes) and reports the velocity evaluations of the stages,
 the steps and the relative distance to the reference at t_b; the library's dopri5,
-dopri5-rkc and dopri5-erkc integrate the same window in the same run.
+dopri5-rkc and dopri5-erkc integrate the same window in the same run. Then, at N = 8, the
+W-method (T = 0 and T = -0.2 D^T D), the chosen solver of ``bench_training.py`` and
+dopri5-rkc at rtol 3e-3 run from X0 to the goal, with their path errors (``full``).
 
 Writes ``benchmarks/results/rosw_windows.json``. Run: ``python benchmarks/explore_rosw.py``
-(about 10 minutes on one thread, most of it the exact-Jacobian bound and the references).
+(about 15 minutes on one thread, most of it the exact-Jacobian bound, the references and
+the full runs).
 
 References
 ----------
@@ -157,6 +165,72 @@ class WoodburySolve:
         f = self.frame
         zh = (f.U.T @ self.D(v) @ f.Vh.T) / (1.0 + kappa * f.M)
         return v - kappa * self.DT(f.U @ zh @ f.Vh)
+
+
+class GaussNewtonSolve(WoodburySolve):
+    """v -> (I + kappa D^T P D)^{-1} v: T = -D^T P_Omega D, the Jacobian without its curvature
+    term (E' times the second derivative of the product map), by Woodbury
+    v - kappa D^T P (I + kappa P A_{N,X} P)^{-1} P D v with CG on the observed entries (A in the
+    frame: 4 products per iteration, no velocity evaluation)."""
+
+    def __init__(self, W: np.ndarray, mask: np.ndarray, counter: list):
+        super().__init__(W)
+        self.mask, self.counter = mask, counter
+
+    def __call__(self, v, kappa):
+        f, P = self.frame, self.mask
+
+        def apply(Z):
+            return Z + kappa * (f.U @ (f.M * (f.U.T @ Z @ f.Vh.T)) @ f.Vh) * P
+
+        b = self.D(v) * P
+        x = b.copy()
+        r = b - apply(x)
+        p, rr, nb = r.copy(), float(np.vdot(r, r)), float(np.linalg.norm(b))
+        for _ in range(200):
+            if np.sqrt(rr) <= 1e-10 * nb:
+                break
+            Ap = apply(p)
+            self.counter[0] += 1
+            alpha = rr / float(np.vdot(p, Ap))
+            x += alpha * p
+            r -= alpha * Ap
+            rr, rr_old = float(np.vdot(r, r)), rr
+            p = r + (rr / rr_old) * p
+        self.counter[1] += 1
+        return v - kappa * self.DT(x)
+
+
+class TopBlockSolve(WoodburySolve):
+    """T = -Q G Q^T: the Gauss-Newton Jacobian restricted to the r x r block of the largest
+    singular values (r = 5, the target's rank): Q_ij = D^T(u_i v_j^T)/sqrt(m_ij), G the r^2 x r^2
+    matrix sqrt(m_kl m_ij) <u_k v_l^T, P_Omega(u_i v_j^T)> (O(|Omega| r^4)); the solve in thin
+    products (r x d and d x r per layer)."""
+
+    def __init__(self, W: np.ndarray, mask: np.ndarray, r: int = 5):
+        super().__init__(W)
+        f, N = self.frame, self.N
+        Ur, Vr = f.U[:, :r], f.Vh[:r].T
+        self.L = [None] * N
+        self.L[N - 1] = Ur.T
+        for p in range(N - 1, 0, -1):
+            self.L[p - 1] = self.L[p] @ W[p]
+        self.R = [Vr] + [self.B[p - 1] @ Vr for p in range(1, N)]
+        self.sq = np.sqrt(f.M[:r, :r])
+        rows, cols = np.nonzero(mask)
+        phi = (Ur[rows][:, :, None] * Vr[cols][:, None, :]).reshape(len(rows), r * r)
+        sq = self.sq.reshape(-1)
+        self.G = sq[:, None] * (phi.T @ phi) * sq[None, :]
+        self.r = r
+
+    def __call__(self, v, kappa):
+        r = self.r
+        y = (sum(self.L[p] @ v[p] @ self.R[p] for p in range(self.N)) / self.sq).reshape(-1)
+        z = (np.linalg.solve(np.eye(r * r) + kappa * self.G, y) - y).reshape(r, r) / self.sq
+        out = v.copy()
+        for p in range(self.N):
+            out[p] += self.L[p].T @ z @ self.R[p].T
+        return out
 
 
 class ExactSolve:
@@ -326,10 +400,23 @@ def main() -> dict:
         variants = [
             (f"W-method, T = -{c:g} D^T D" if c else "W-method, T = 0", c) for c in C_VALUES[N]
         ]
-        variants.append(("W-method, exact Jacobian (CG; solves counted apart)", None))
+        variants += [
+            ("W-method, T = Gauss-Newton on the top 5 x 5 block", "block"),
+            ("W-method, T = -D^T P D (Gauss-Newton; CG on Omega)", "gauss-newton"),
+            ("W-method, exact Jacobian (CG; solves counted apart)", None),
+        ]
         for name, c in variants:
-            counter = [0]
-            if c is None:
+            counter = [0, 0]
+            cg = [0, 0]  # Gauss-Newton: CG iterations, solves
+            if c == "block":
+
+                def make_solve(W, F0):
+                    return TopBlockSolve(W, mask)
+            elif c == "gauss-newton":
+
+                def make_solve(W, F0, cg=cg):
+                    return GaussNewtonSolve(W, mask, cg)
+            elif c is None:
 
                 def make_solve(W, F0, counter=counter):
                     return ExactSolve(velocity, W, F0, counter)
@@ -356,6 +443,7 @@ def main() -> dict:
                 rejected=out["rejected"],
                 mean_step=round((t_b - t_a) / max(out["steps"], 1), 4),
                 solve_evaluations=counter[0],
+                cg_iterations_per_solve=round(cg[0] / max(cg[1], 1), 1),
             )
         for method in LIBRARY:
             CountingEnergy.calls[0] = 0
