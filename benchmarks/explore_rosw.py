@@ -35,6 +35,10 @@ dopri5-rkc and dopri5-erkc integrate the same window in the same run. Then, at N
 W-method (T = 0 and T = -0.2 D^T D), the chosen solver of ``bench_training.py`` and
 dopri5-rkc at rtol 3e-3 run from X0 to the goal, with their path errors (``full``).
 
+``python benchmarks/explore_rosw.py --check-order`` prints the convergence slopes of the
+W-step on a small nonlinear system with T = 0, T = J and two matrices unrelated to J
+(about 3 for each: the W-method property, and a check of the transcribed coefficients).
+
 Writes ``benchmarks/results/rosw_windows.json``. Run: ``python benchmarks/explore_rosw.py``
 (about 15 minutes on one thread, most of it the exact-Jacobian bound, the references and
 the full runs).
@@ -275,6 +279,40 @@ def w_step(velocity, W, F0, h, solve):
     return W1, sum(TAB["e"][j] * u[j] for j in range(4) if TAB["e"][j])
 
 
+def check_order() -> dict:
+    """Convergence slopes of :func:`w_step` on a nonlinear 2 x 2 system to t = 1, with T = 0,
+    T = J(y0) and two matrices unrelated to J: tending to 3 for each (the W-method property; a
+    misprinted coefficient of the tableau would show here), slowly where h |T| is large."""
+    from scipy.integrate import solve_ivp
+
+    def f(y):
+        return np.array([-(y[0] ** 2) + np.sin(y[1]), y[0] * y[1] - 0.5 * y[1]])
+
+    y0 = np.array([1.0, 0.5])
+    exact = solve_ivp(lambda t, y: f(y), (0, 1), y0, rtol=1e-13, atol=1e-13).y[:, -1]
+    matrices = {
+        "T = 0": np.zeros((2, 2)),
+        "T = J(y0)": np.array([[-2.0, np.cos(0.5)], [0.5, 0.5]]),
+        "T unrelated 1": np.array([[3.0, -1.0], [2.0, -5.0]]),
+        "T unrelated 2": np.array([[-20.0, 4.0], [1.0, -0.3]]),
+    }
+    slopes = {}
+    for name, T in matrices.items():
+        errors = []
+        for n in (10, 20, 40, 80, 160, 320):
+            y = y0.copy()
+            for _ in range(n):
+
+                def solve(v, kappa, T=T):
+                    return np.linalg.solve(np.eye(2) - kappa * T, v)
+
+                y, _ = w_step(f, y, f(y), 1.0 / n, solve)
+            errors.append(float(np.linalg.norm(y - exact)))
+        ratios = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+        slopes[name] = [round(float(r), 2) for r in ratios]
+    return slopes
+
+
 def w_window(velocity, W, t_a, t_b, make_solve, stop=None) -> dict:
     """Adaptive ROS34PW2 from (t_a, W) to t_b (or to the first step where ``stop(X)``);
     ``make_solve(W, F0)`` builds the W-solve. Keeps the end-to-end matrix of every step."""
@@ -479,4 +517,9 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--check-order" in sys.argv:
+        print(check_order())
+    else:
+        main()
