@@ -22,6 +22,7 @@ from ._derivatives import (
     dist_vjp,
     induced_exp_vjp,
     induced_log_vjp,
+    induced_transport_vjp,
     projection_vjp,
 )
 
@@ -131,7 +132,6 @@ class InducedFrobeniusMetric(RiemannianMetric):
         point, base_point = space._arrays(point=point, base_point=base_point)
         return space._geodesic_log(base_point, point, self.n_steps, self.tol, self.max_iter)
 
-    @boundary
     def parallel_transport(self, tangent_vec, base_point, direction=None, end_point=None):
         r"""Parallel transport of ``tangent_vec`` along the geodesic in ``direction``.
 
@@ -142,6 +142,9 @@ class InducedFrobeniusMetric(RiemannianMetric):
         :func:`~dln_manifolds.submanifold_geodesics.fiber_parallel_transport`.
         With ``end_point`` instead of ``direction``, the geodesic to
         ``end_point`` is :meth:`log` (``end_point``, ``base_point``).
+        Differentiable under autograd and pytorch in ``tangent_vec`` (the transport is
+        linear in it); ``direction``, ``end_point`` and ``base_point`` raise
+        :class:`~dln_manifolds.geomstats.NotDifferentiableError`.
 
         Parameters
         ----------
@@ -155,11 +158,17 @@ class InducedFrobeniusMetric(RiemannianMetric):
         ndarray, shape (..., N, d, d)
             Tangent vectors at :math:`\exp_W(\text{direction})`.
         """
-        space = self._geodesics()
+        self._geodesics()
         if (direction is None) == (end_point is None):
             raise ValueError("give exactly one of direction and end_point")
         if direction is None:
             direction = self.log(end_point, base_point)
+        return self._transport(tangent_vec, base_point, direction)
+
+    @differentiable(induced_transport_vjp, wrt=("tangent_vec",))
+    def _transport(self, tangent_vec, base_point, direction):
+        """:meth:`parallel_transport` along ``direction`` (a backend primitive)."""
+        space = self._geodesics()
         tangent_vec, base_point, direction = space._arrays(
             tangent_vec=tangent_vec, base_point=base_point, direction=direction
         )
