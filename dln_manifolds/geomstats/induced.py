@@ -19,7 +19,7 @@ from geomstats.geometry.riemannian_metric import RiemannianMetric
 from .._checks import as_arrays, check_count, check_positive
 from ._backend import boundary, differentiable, is_traced, plain, to_backend
 from ._derivatives import (
-    dist_vjp,
+    induced_dist_vjp,
     induced_exp_vjp,
     induced_log_vjp,
     induced_transport_vjp,
@@ -178,7 +178,7 @@ class InducedFrobeniusMetric(RiemannianMetric):
         """Squared geodesic distance; shape (...,)."""
         return self.dist(point_a, point_b) ** 2
 
-    @differentiable(dist_vjp, wrt=("point_a", "point_b"))
+    @differentiable(induced_dist_vjp, wrt=("point_a", "point_b"))
     def dist(self, point_a, point_b):
         """Geodesic distance, the norm of ``log(point_b, point_a)`` (inf across components)."""
         space = self._geodesics()
