@@ -76,7 +76,12 @@ class Fiber(LayersConversion, InducedSubmanifold):
     space). :meth:`to_layers` and :meth:`from_layers` convert. The dimension is
     :math:`D - d_0 d_N`. The geodesics (``metric.exp``, ``log``, ``dist``,
     ``parallel_transport``) are those of :mod:`~dln_manifolds.submanifold_geodesics` for
-    general widths, on the layers of each flat point.
+    general widths, on the layers of each flat point (one network at a time), and are
+    differentiable under autograd and pytorch as for square layers
+    (:class:`~dln_manifolds.geomstats.induced.InducedFrobeniusMetric`). ``to_tangent``,
+    ``projection``, ``retraction`` and ``belongs`` take the whole batch in one call of
+    the core's vectorized internals (networks too ill-conditioned for the batched normal
+    solve go one at a time through :class:`~dln_manifolds.fiber.FiberNormalSolver`).
 
     Parameters
     ----------

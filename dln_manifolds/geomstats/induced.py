@@ -72,6 +72,14 @@ class InducedFrobeniusMetric(RiemannianMetric):
     ``log`` (:mod:`dln_manifolds.submanifold_geodesics`). ``log`` raises
     ValueError when shooting does not converge (never an unconverged vector).
 
+    Under autograd and pytorch (points of shape (..., N, d, d), or flat points (..., D)
+    of general widths alike): ``exp`` is differentiable in ``tangent_vec``, ``log`` in
+    ``point``, ``dist`` and ``squared_dist`` in both points and ``parallel_transport`` in
+    ``tangent_vec`` (VJPs of the computed maps: the RK4 flow differenced along a tangent
+    basis, the implicit function theorem for ``log`` and ``dist``, a transported basis);
+    ``exp`` and ``log`` in ``base_point`` and the transport in ``base_point``,
+    ``direction`` or ``end_point`` raise ``NotDifferentiableError``.
+
     Parameters
     ----------
     space : InducedSubmanifold
