@@ -121,6 +121,7 @@ Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 
@@ -1430,6 +1431,41 @@ def _per_network(fun, bad: np.ndarray, out: list[np.ndarray], *args) -> list[np.
     return out
 
 
+#: Entries of the dense normal matrices K (B, m n, m n) held at once by the batched path:
+#: larger batches are processed in chunks.
+_BATCH_MAX_ENTRIES = 2**22
+
+
+def _chunked(fun):
+    """Run ``fun(W, *vectors)`` (layers with batch axes) on chunks of the flattened batch
+    so that the dense normal matrices stay below :data:`_BATCH_MAX_ENTRIES` entries."""
+
+    @functools.wraps(fun)
+    def wrapper(W, *args):
+        batch = W[0].shape[:-2]
+        mn = W[-1].shape[-2] * W[0].shape[-1]
+        size = max(1, _BATCH_MAX_ENTRIES // (mn * mn))
+        nb = int(np.prod(batch, dtype=int))
+        if nb <= size:
+            return fun(W, *args)
+        flat = [
+            [np.broadcast_to(z, batch + z.shape[-2:]).reshape((nb,) + z.shape[-2:]) for z in L]
+            if isinstance(L, list)
+            else L
+            for L in (W, *args)
+        ]
+        parts = [
+            fun(*([z[i : i + size] for z in L] if isinstance(L, list) else L for L in flat))
+            for i in range(0, nb, size)
+        ]
+        return [
+            np.concatenate([p[k] for p in parts]).reshape(batch + parts[0][k].shape[1:])
+            for k in range(len(parts[0]))
+        ]
+
+    return wrapper
+
+
 class _BatchNormalSystem:
     r"""The normal system :math:`K = d\phi_W d\phi_W^*` at a batch of networks (B, ...)
     of general widths: dense K, solved by LU, the corrected semi-normal projection of
@@ -1477,6 +1513,7 @@ def _project_one(W: list[np.ndarray], Z: list[np.ndarray]) -> list[np.ndarray]:
     return FiberNormalSolver(W).project(Z)
 
 
+@_chunked
 def project_layers(W: list[np.ndarray], Z: list[np.ndarray]) -> list[np.ndarray]:
     """:func:`fiber_tangent_projection` (``method="auto"``) of validated layers of general
     widths with batch axes (..., d_{k+1}, d_k), vectorized over the networks (internal).
@@ -1547,6 +1584,7 @@ def restore_chain_layers(W: list[np.ndarray], X: np.ndarray) -> list[np.ndarray]
     return [z.reshape(batch + z.shape[1:]) for z in out]
 
 
+@_chunked
 def retract_chain_layers(
     W: list[np.ndarray], V: list[np.ndarray], X: np.ndarray
 ) -> list[np.ndarray]:

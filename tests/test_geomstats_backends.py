@@ -503,6 +503,22 @@ def test_widths_fiber_vectorized_adapter_matches_the_checked_core(widths, X):
     assert np.max(np.abs(T - Z)) > 1e-2  # negative control: the projection moves Z
 
 
+def test_widths_fiber_batch_in_chunks_gives_the_same(monkeypatch):
+    """Large batches go to the batched solves in chunks (bounded memory for the dense
+    normal matrices): the same results as one call."""
+    import dln_manifolds.fiber as fiber_module
+    from dln_manifolds.geomstats import Fiber
+
+    space = Fiber(_X_OUT, 3, widths=(2, 4, 3, 5))
+    rng = np.random.default_rng(37)
+    P = space.random_point(30).reshape(5, 6, -1)
+    Z = rng.normal(size=P.shape)
+    T, R = space.to_tangent(Z, P), space.retraction(0.2 * space.to_tangent(Z, P), P)
+    monkeypatch.setattr(fiber_module, "_BATCH_MAX_ENTRIES", 7 * 100)  # 7 networks a chunk
+    np.testing.assert_array_equal(space.to_tangent(Z, P), T)
+    np.testing.assert_array_equal(space.retraction(0.2 * T, P), R)
+
+
 def test_widths_fiber_batch_sends_ill_conditioned_networks_to_the_solver():
     """Networks whose normal system is too ill-conditioned for the batched solve (here
     cond(K) ~ 8e9 and 8e11: the single-network solver's Cholesky and QR) are projected and
