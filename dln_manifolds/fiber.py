@@ -127,6 +127,7 @@ Full entries: docs/mathematics.rst, :ref:`math-bibliography`; corrections to the
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 
@@ -1550,6 +1551,232 @@ def fiber_restore(W: ArrayLike, X: ArrayLike, *, widths: Sequence[int] | None = 
     prod = _check_invertible_layers(W[:-1], "W cannot be restored onto the fiber")
     out[-1] = solve_right(X, prod)
     return out
+
+
+# ---------------------------------------------------------------------------
+# General widths, vectorized over networks (internal, for the adapters)
+# ---------------------------------------------------------------------------
+#
+# The functions below take validated layers of general widths with leading batch axes
+# shared by every layer, (..., d_{k+1}, d_k), and give for each network what the checked
+# single-network doors give (fiber_tangent_projection, fiber_restore, fiber_retraction
+# with X): the same formulas, batched. Networks outside the well-conditioned range of the
+# batched path (and square layers, which fiber_retraction retracts as a stack) go through
+# the single-network code one at a time, which also raises its own ValueError.
+
+#: Largest cond(K) (2-norm, from the eigenvalues) of the batched Cholesky-type solve;
+#: beyond it a network goes through FiberNormalSolver (which switches to QR at 1e10).
+_BATCH_MAX_CONDITION = 1e8
+
+
+def _batch_of(layers: list[np.ndarray]) -> tuple[tuple[int, ...], list[np.ndarray]]:
+    """The batch shape and the layers reshaped to (B, d_{k+1}, d_k)."""
+    batch = layers[0].shape[:-2]
+    return batch, [z.reshape((-1,) + z.shape[-2:]) for z in layers]
+
+
+def _network(layers: list[np.ndarray], i: int) -> list[np.ndarray]:
+    return [z[i] for z in layers]
+
+
+def _per_network(fun, bad: np.ndarray, out: list[np.ndarray], *args) -> list[np.ndarray]:
+    """Replace the networks ``bad`` of the batched result ``out`` by ``fun`` on each."""
+    for i in np.flatnonzero(bad):
+        for z, r in zip(out, fun(*(_network(a, i) for a in args)), strict=True):
+            z[i] = r
+    return out
+
+
+#: Entries of the dense normal matrices K (B, m n, m n) held at once by the batched path:
+#: larger batches are processed in chunks.
+_BATCH_MAX_ENTRIES = 2**22
+
+
+def _chunked(fun):
+    """Run ``fun(W, *vectors)`` (layers with batch axes) on chunks of the flattened batch
+    so that the dense normal matrices stay below :data:`_BATCH_MAX_ENTRIES` entries."""
+
+    @functools.wraps(fun)
+    def wrapper(W, *args):
+        batch = W[0].shape[:-2]
+        mn = W[-1].shape[-2] * W[0].shape[-1]
+        size = max(1, _BATCH_MAX_ENTRIES // (mn * mn))
+        nb = int(np.prod(batch, dtype=int))
+        if nb <= size:
+            return fun(W, *args)
+        flat = [
+            [np.broadcast_to(z, batch + z.shape[-2:]).reshape((nb,) + z.shape[-2:]) for z in L]
+            if isinstance(L, list)
+            else L
+            for L in (W, *args)
+        ]
+        parts = [
+            fun(*([z[i : i + size] for z in L] if isinstance(L, list) else L for L in flat))
+            for i in range(0, nb, size)
+        ]
+        return [
+            np.concatenate([p[k] for p in parts]).reshape(batch + parts[0][k].shape[1:])
+            for k in range(len(parts[0]))
+        ]
+
+    return wrapper
+
+
+class _BatchNormalSystem:
+    r"""The normal system :math:`K = d\phi_W d\phi_W^*` at a batch of networks (B, ...)
+    of general widths: dense K, solved by LU, the corrected semi-normal projection of
+    :class:`FiberNormalSolver` (``"cholesky"``, one refinement). ``ok``: the networks
+    whose K is positive definite with cond(K) <= :data:`_BATCH_MAX_CONDITION`."""
+
+    def __init__(self, layers: list[np.ndarray]):
+        A, B = chain_partial_products(layers)
+        self.A, self.B = A[1:], B[:-1]  # layer p: A_{p+1} (B, m, d_p), B_{p-1} (B, d_{p-1}, n)
+        self.Ah, self.Bh = [_h(a) for a in self.A], [_h(b) for b in self.B]
+        L = np.stack([a @ ah for a, ah in zip(self.A, self.Ah, strict=True)], axis=1)
+        R = np.stack([bh @ b for bh, b in zip(self.Bh, self.B, strict=True)], axis=1)
+        nb, m, n = L.shape[0], L.shape[-1], R.shape[-1]
+        self.shape = (m, n)
+        T = np.einsum("zpac,zpeb->zaceb", L, R)  # sum over layers p
+        K = T.transpose(0, 1, 4, 2, 3).reshape(nb, m * n, m * n)
+        self.K = 0.5 * (K + _h(K))
+        ev = np.linalg.eigvalsh(self.K) if m * n <= CHOLESKY_MAX_D**2 else None
+        if ev is None:
+            self.ok = np.zeros(nb, dtype=bool)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                self.ok = (ev[:, 0] > 0) & (ev[:, -1] <= _BATCH_MAX_CONDITION * ev[:, 0])
+        # the networks outside the range get the identity, so that the batch solves
+        self.K[~self.ok] = np.eye(m * n)
+
+    def differential(self, V: list[np.ndarray]) -> np.ndarray:
+        return sum(a @ v @ b for a, v, b in zip(self.A, V, self.B, strict=True))
+
+    def adjoint(self, Y: np.ndarray) -> list[np.ndarray]:
+        return [ah @ Y @ bh for ah, bh in zip(self.Ah, self.Bh, strict=True)]
+
+    def solve(self, r: np.ndarray) -> np.ndarray:
+        m, n = self.shape
+        y = np.linalg.solve(self.K, r.reshape(-1, m * n, 1))
+        return y.reshape(r.shape)
+
+    def project(self, Z: list[np.ndarray]) -> list[np.ndarray]:
+        y = self.solve(self.differential(Z))
+        y = y + self.solve(self.differential(_subtract(Z, self.adjoint(y))))
+        return _subtract(Z, self.adjoint(y))
+
+
+def _project_one(W: list[np.ndarray], Z: list[np.ndarray]) -> list[np.ndarray]:
+    return FiberNormalSolver(W).project(Z)
+
+
+@_chunked
+def project_layers(W: list[np.ndarray], Z: list[np.ndarray]) -> list[np.ndarray]:
+    """:func:`fiber_tangent_projection` (``method="auto"``) of validated layers of general
+    widths with batch axes (..., d_{k+1}, d_k), vectorized over the networks (internal).
+
+    Cholesky-range networks (m n <= :data:`CHOLESKY_MAX_D` ** 2, cond(K) <= 1e8) in one
+    batched solve with the refinement of :class:`FiberNormalSolver`; the others one at a
+    time through it (CG, QR, or its ValueError on a rank-deficient product).
+    """
+    batch, Wb = _batch_of(W)
+    _, Zb = _batch_of([np.broadcast_to(z, w.shape) for z, w in zip(Z, W, strict=True)])
+    if Wb[0].shape[0] == 0:
+        return [np.empty(z.shape, dtype=np.result_type(z, w)) for z, w in zip(Z, W, strict=True)]
+    system = _BatchNormalSystem(Wb)
+    out = system.project(Zb)
+    out = _per_network(_project_one, ~system.ok, out, Wb, Zb)
+    return [z.reshape(batch + z.shape[1:]) for z in out]
+
+
+def _min_change_batch(F: np.ndarray, side: str):
+    """:func:`_min_change_map` for a batch F (B, ...): the map and the networks where F has
+    condition number <= 1/(r eps) (the others are left to the single-network code)."""
+    M = F if side == "output" else _h(F)
+    finite = np.all(np.isfinite(M), axis=(-2, -1))
+    M = np.where(finite[:, None, None], M, 0.0)
+    Q, R = np.linalg.qr(M)
+    s = np.linalg.svd(R, compute_uv=False)
+    limit = 1.0 / (R.shape[-1] * np.finfo(np.float64).eps)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = finite & (s[:, -1] > 0) & (s[:, 0] <= limit * s[:, -1])
+    R = np.where(ok[:, None, None], R, np.eye(R.shape[-1]))
+    Rh = _h(R)
+    if side == "output":  # E P^+ = (E R^{-1}) Q^*
+        return (lambda E: _h(np.linalg.solve(Rh, _h(E))) @ _h(Q)), ok
+    return (lambda E: Q @ np.linalg.solve(Rh, E)), ok  # Q^+ E = Q R^{-*} E
+
+
+def _restore_batch(layers: list[np.ndarray], X: np.ndarray):
+    """:func:`_chain_restore` on a batch (B, ...): the layers and the networks it handled."""
+    out = list(layers)
+    output = _solved_layer(layer_widths([z[0] for z in layers])) == "output"
+    with np.errstate(over="ignore", invalid="ignore"):
+        F = chain_product(layers[:-1]) if output else chain_product(layers[1:])
+        apply, ok = _min_change_batch(F, "output" if output else "input")
+        L = layers[-1] if output else layers[0]
+        for _ in range(2):  # the solve and one refinement with the new residual
+            E = X - L @ F if output else X - F @ L
+            ok = ok & np.all(np.isfinite(E), axis=(-2, -1))
+            L = L + apply(np.where(ok[:, None, None], E, 0.0))
+    ok = ok & np.all(np.isfinite(L), axis=(-2, -1))
+    out[-1 if output else 0] = L
+    return out, ok
+
+
+def restore_chain_layers(W: list[np.ndarray], X: np.ndarray) -> list[np.ndarray]:
+    """:func:`fiber_restore` of validated layers of general widths with batch axes
+    (..., d_{k+1}, d_k) onto X (d_N, d_0), vectorized over the networks (internal)."""
+    batch, Wb = _batch_of(W)
+    if len(W) == 1:
+        return [np.broadcast_to(X, W[0].shape).astype(np.result_type(W[0], X))]
+    if Wb[0].shape[0] == 0:
+        return [z.astype(np.result_type(z, X)) for z in W]
+    out, ok = _restore_batch(Wb, X)
+
+    def one(Wi):
+        return _chain_restore(Wi, X, "W cannot be restored onto the fiber")
+
+    out = _per_network(one, ~ok, [z.copy() for z in out], Wb)
+    return [z.reshape(batch + z.shape[1:]) for z in out]
+
+
+@_chunked
+def retract_chain_layers(
+    W: list[np.ndarray], V: list[np.ndarray], X: np.ndarray
+) -> list[np.ndarray]:
+    """:func:`fiber_retraction` (second order, with X) of validated layers of general
+    widths with batch axes (..., d_{k+1}, d_k), vectorized over the networks (internal).
+
+    Square layers (retracted as a stack by :func:`fiber_retraction`) and networks outside
+    the well-conditioned range of the batched solves go one at a time through it.
+    """
+    batch, Wb = _batch_of(W)
+    _, Vb = _batch_of([np.broadcast_to(v, w.shape) for v, w in zip(V, W, strict=True)])
+    nb = Wb[0].shape[0]
+
+    def one(Wi, Vi):
+        return fiber_retraction(Wi, Vi, X=X)
+
+    widths = layer_widths([z[0] for z in Wb]) if nb else ()
+    if nb == 0 or len(W) == 1 or len(set(widths)) == 1:
+        out = [np.empty(z.shape[:1] + z.shape[1:], dtype=np.result_type(z, X)) for z in Wb]
+        out = _per_network(one, np.ones(nb, dtype=bool), out, Wb, Vb)
+        return [z.reshape(batch + z.shape[1:]) for z in out]
+    side = _solved_layer(widths)
+    with np.errstate(over="ignore", invalid="ignore"):
+        D2 = chain_second_derivative(Wb, Vb)
+        F = chain_product(Wb[:-1]) if side == "output" else chain_product(Wb[1:])
+        apply, ok = _min_change_batch(F, side)
+        E = [np.zeros_like(z, dtype=np.result_type(z, D2)) for z in Wb]
+        E[-1 if side == "output" else 0] = apply(np.where(ok[:, None, None], D2, 0.0))
+        system = _BatchNormalSystem(Wb)
+        ok = ok & system.ok
+        w = system.project(E)
+        moved = [z + v + 0.5 * w_p for z, v, w_p in zip(Wb, Vb, w, strict=True)]
+        moved = [np.where(ok[:, None, None], z, zw) for z, zw in zip(moved, Wb, strict=True)]
+    out, ok_restore = _restore_batch(moved, X)
+    out = _per_network(one, ~(ok & ok_restore), [z.copy() for z in out], Wb, Vb)
+    return [z.reshape(batch + z.shape[1:]) for z in out]
 
 
 # ---------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Run by tests/test_geomstats_backends.py in a subprocess (geomstats reads the
 backend once, at import): ``python geomstats_backend_script.py SECTION...`` with
 sections ``downstairs`` ((M_d, g^N): EndToEndMatrices(2, 3)), ``upstairs``
 (BalancedManifold, Fiber, BalancedBundle, the quotient metric) and ``widths``
-(BalancedManifold and Fiber of general widths, flat points: all but geodesics).
+(BalancedManifold and Fiber of general widths, flat points: all but geodesics) and
+``widths_geodesics`` (their exp, log, dist, squared_dist, parallel_transport, geodesic).
 Prints one JSON line: the type of every returned array, errors of exp/log round
 trips and of the Frechet means, and, under an autodiff backend, the relative
 error of every gradient against central finite differences (ambient coordinates on the open set
@@ -22,7 +23,7 @@ from geomstats.learning.frechet_mean import FrechetMean
 from dln_manifolds.geomstats import BalancedManifold, EndToEndMatrices, Fiber
 from dln_manifolds.geomstats._backend import BACKEND, NotDifferentiableError, plain
 
-SECTIONS = sys.argv[1:] or ["downstairs", "upstairs", "widths"]
+SECTIONS = sys.argv[1:] or ["downstairs", "upstairs", "widths", "widths_geodesics"]
 t0 = time.time()
 out = {"backend": BACKEND, "autodiff": bool(gs.has_autodiff()), "types": {}, "not_diff": {}}
 out["grad_err"] = {}
@@ -269,10 +270,51 @@ def widths_section(name, sp):
     check_not_differentiable(f"{name}.projection", lambda p: gs.sum(sp.projection(p)), P)
 
 
+def widths_geodesics(name, sp):
+    """The geodesics of a space of general widths (flat points (D,)) and their gradients."""
+    sp.metric.n_steps = 10
+    m = sp.metric
+    P = sp.random_point()
+    V = 0.3 * sp.to_tangent(gs.random.normal(size=P.shape), P)
+    U = sp.to_tangent(gs.random.normal(size=P.shape), P)
+    E = record(f"{name}.exp", m.exp(V, P))
+    L = record(f"{name}.log", m.log(E, P))
+    out[f"{name}.round_trip"] = float(np.max(np.abs(npf(L) - npf(V))))
+    record(f"{name}.dist", m.dist(P, E))
+    record(f"{name}.squared_dist", m.squared_dist(P, E))
+    record(f"{name}.parallel_transport", m.parallel_transport(U, P, direction=V))
+    record(f"{name}.geodesic", m.geodesic(initial_point=P, end_point=E)(gs.linspace(0.0, 1.0, 3)))
+    if not gs.has_autodiff():
+        return
+    G = gs.array(np.cos(np.arange(P.shape[0], dtype=float)))
+    check_grad(f"{name}.exp(vector)", lambda u: gs.sum(G * m.exp(u, P)), V)
+    check_tangent_grad(f"{name}.log(point)", lambda p: gs.sum(G * m.log(p, P)), E, sp)
+    check_tangent_grad(f"{name}.dist(point_a)", lambda p: m.dist(p, E), P, sp)
+    check_tangent_grad(f"{name}.dist(point_b)", lambda p: m.dist(P, p), E, sp)
+    check_tangent_grad(f"{name}.squared_dist(point)", lambda p: m.squared_dist(p, E), P, sp)
+    check_grad(
+        f"{name}.parallel_transport(vector)",
+        lambda u: gs.sum(G * m.parallel_transport(u, P, direction=V)),
+        U,
+    )
+    check_not_differentiable(f"{name}.exp(base_point)", lambda p: gs.sum(m.exp(V, p)), P)
+    check_not_differentiable(f"{name}.log(base_point)", lambda p: gs.sum(m.log(E, p)), P)
+    check_not_differentiable(
+        f"{name}.parallel_transport(direction)",
+        lambda v: gs.sum(m.parallel_transport(U, P, direction=v)),
+        V,
+    )
+
+
 if "widths" in SECTIONS:
     widths_section("bal_w", BalancedManifold(widths=(3, 5, 4, 2)))
     X_w = np.array([[1.1, 0.2], [-0.3, 0.8], [0.5, 0.1], [0.0, 0.4], [0.2, -0.6]])
     widths_section("fib_w", Fiber(X_w, 3, widths=(2, 4, 3, 5)))
+
+if "widths_geodesics" in SECTIONS:
+    widths_geodesics("bal_wg", BalancedManifold(widths=(3, 5, 4, 2)))
+    X_w = np.array([[1.1, 0.2], [-0.3, 0.8], [0.5, 0.1], [0.0, 0.4], [0.2, -0.6]])
+    widths_geodesics("fib_wg", Fiber(X_w, 3, widths=(2, 4, 3, 5)))
 
 out["seconds"] = time.time() - t0
 print(json.dumps(out))

@@ -10,8 +10,9 @@ a gradient through ``squared_norm`` against finite differences.
 The tests marked ``backends`` (excluded from the default run; ``make
 test-backends``) run tests/geomstats_backend_script.py end to end under all
 three backends (pytorch where installed): types of every returned array, exp/log,
-dist, FrechetMean on (M_d, g^N), on the balanced manifold and on a fiber, and every
-custom derivative against finite differences. The vector-Jacobian products
+dist, FrechetMean on (M_d, g^N), on the balanced manifold and on a fiber, the
+geodesics of the spaces of general widths, and every custom derivative against
+finite differences. The vector-Jacobian products
 themselves are checked in process against finite differences, with a negative
 control.
 """
@@ -211,21 +212,22 @@ BACKEND_SCRIPT = os.path.join(os.path.dirname(__file__), "geomstats_backend_scri
 _RUNS: dict = {}
 
 
-def _full_run(backend: str) -> dict:
+def _full_run(backend: str, sections=("downstairs", "upstairs", "widths")) -> dict:
     if backend == "pytorch":
         pytest.importorskip("torch")
-    if backend not in _RUNS:
+    key = (backend, tuple(sections))
+    if key not in _RUNS:
         env = dict(os.environ, GEOMSTATS_BACKEND=backend)
         proc = subprocess.run(
-            [sys.executable, BACKEND_SCRIPT, "downstairs", "upstairs", "widths"],
+            [sys.executable, BACKEND_SCRIPT, *sections],
             env=env,
             capture_output=True,
             text=True,
             timeout=600,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
-        _RUNS[backend] = json.loads(proc.stdout.strip().splitlines()[-1])
-    out = _RUNS[backend]
+        _RUNS[key] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = _RUNS[key]
     assert out["backend"] == backend
     return out
 
@@ -303,6 +305,38 @@ def test_general_widths_under_every_backend(backend):
             assert out[f"{space}.{check}"] is True, (space, check)
         if backend != "numpy":
             assert {f"grad.{space}.{m}" for m in ("to_tangent", "to_layers")} <= set(out["types"])
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_widths_geodesics_under_every_backend(backend):
+    """exp, log, dist, squared_dist, parallel_transport and geodesic of BalancedManifold and
+    Fiber of general widths (flat points): backend types, round trips and, under autograd
+    and pytorch, every gradient against central finite differences."""
+    out = _full_run(backend, ("widths_geodesics",))
+    for space in ("bal_wg", "fib_wg"):
+        names = [k for k in out["types"] if k.startswith(f"{space}.")]
+        assert len(names) == 6, names
+        assert out[f"{space}.round_trip"] < 1e-10, space
+    assert [k for k, ok in out["types"].items() if not ok] == []
+    if backend == "numpy":
+        return
+    errors = out["grad_err"]
+    assert len(errors) == 12
+    assert len([k for k in out["types"] if k.startswith("grad.")]) == 12
+    # exp, log, dist: VJPs of the computed maps from 4th-order differences of the RK4 flow;
+    # transport: its exact linear map. Measured ~1e-9 (the finite differences' own error).
+    # (dist's first-variation formula, the gradient of the exact distance, is off by the
+    # RK4 error: measured 1e-6 to 1.5e-5 with these 10 steps.)
+    assert max(errors.values()) < 1e-7, errors
+    assert set(out["not_diff"]) == {
+        f"{s}.{m}"
+        for s in ("bal_wg", "fib_wg")
+        for m in ("exp(base_point)", "log(base_point)", "parallel_transport(direction)")
+    }
+    for name, message in out["not_diff"].items():
+        assert "is not differentiable in" in message, name
+        assert name.split("(")[1].rstrip(")") in message, (name, message)
 
 
 # ---------------------------------------------------------------------------
@@ -417,3 +451,142 @@ def test_widths_orthonormal_basis_is_flat_and_spans_the_tangent_space():
     np.testing.assert_allclose(space.from_layers(hor_layers), hor, atol=1e-15)
     with pytest.raises(ValueError, match="one point"):
         space.orthonormal_basis(space.random_point(2))
+
+
+# ---------------------------------------------------------------------------
+# Fiber of general widths: the batch in one call of the core's vectorized internals
+# ---------------------------------------------------------------------------
+
+_X_OUT = np.array([[1.1, 0.2], [-0.3, 0.8], [0.5, 0.1], [0.0, 0.4], [0.2, -0.6]])
+
+
+@pytest.mark.parametrize(
+    "widths, X",
+    [
+        ((2, 4, 3, 5), _X_OUT),  # d_0 <= d_N: the output layer is solved for
+        ((3, 5, 4, 2), np.array([[1.0, 0.3, -0.2], [0.1, 0.9, 0.4]])),  # the input layer
+        ((2, 2, 2, 2), np.array([[1.2, 0.3], [-0.2, 0.9]])),  # square: the stack retraction
+    ],
+)
+def test_widths_fiber_vectorized_adapter_matches_the_checked_core(widths, X):
+    """Fiber of general widths passes whole batches (..., D) to the core's vectorized
+    internals: each network gives what the checked single-network doors give (1e-12)."""
+    from dln_manifolds import fiber_restore, fiber_retraction, fiber_tangent_projection
+    from dln_manifolds.geomstats import Fiber
+
+    space = Fiber(X, 3, widths=widths)
+    rng = np.random.default_rng(34)
+    P = space.random_point(6).reshape(2, 3, -1)  # batch shape (2, 3)
+    Z = rng.normal(size=P.shape)
+    off = P + 0.02 * rng.normal(size=P.shape)
+    T = space.to_tangent(Z, P)
+    V = 0.3 * T
+    R, proj = space.retraction(V, P), space.projection(off)
+    for out in (T, R, proj):
+        assert out.shape == P.shape
+    layers = [space.to_layers(x) for x in (P, Z, off, V)]
+    for i in np.ndindex(2, 3):
+        W, Zi, Oi, Vi = ([w[i] for w in x] for x in layers)
+        for got, ref in (
+            (T[i], fiber_tangent_projection(W, Zi)),
+            (proj[i], fiber_restore(Oi, X)),
+            (R[i], fiber_retraction(W, Vi, X=X)),
+        ):
+            np.testing.assert_allclose(got, space.from_layers(ref), rtol=0, atol=1e-12)
+    assert np.all(space.belongs(R)) and np.all(space.belongs(proj))
+    assert space.belongs(P).shape == (2, 3)
+    assert not np.any(space.belongs(off))  # negative control: off the fiber
+    # broadcasting: one base point, a batch of vectors
+    one = np.stack([space.to_tangent(z, P[0, 0]) for z in Z[0]])
+    np.testing.assert_allclose(space.to_tangent(Z[0], P[0, 0]), one, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(one[0], T[0, 0], rtol=0, atol=1e-12)
+    assert np.max(np.abs(T - Z)) > 1e-2  # negative control: the projection moves Z
+
+
+def test_widths_fiber_batch_in_chunks_gives_the_same(monkeypatch):
+    """Large batches go to the batched solves in chunks (bounded memory for the dense
+    normal matrices): the same results as one call."""
+    import dln_manifolds.fiber as fiber_module
+    from dln_manifolds.geomstats import Fiber
+
+    space = Fiber(_X_OUT, 3, widths=(2, 4, 3, 5))
+    rng = np.random.default_rng(37)
+    P = space.random_point(30).reshape(5, 6, -1)
+    Z = rng.normal(size=P.shape)
+    T, R = space.to_tangent(Z, P), space.retraction(0.2 * space.to_tangent(Z, P), P)
+    monkeypatch.setattr(fiber_module, "_BATCH_MAX_ENTRIES", 7 * 100)  # 7 networks a chunk
+    np.testing.assert_array_equal(space.to_tangent(Z, P), T)
+    np.testing.assert_array_equal(space.retraction(0.2 * T, P), R)
+
+
+def test_widths_fiber_batch_sends_ill_conditioned_networks_to_the_solver():
+    """Networks whose normal system is too ill-conditioned for the batched solve (here
+    cond(K) ~ 8e9 and 8e11: the single-network solver's Cholesky and QR) are projected and
+    retracted one at a time by the core; a rank-deficient one raises its ValueError."""
+    from dln_manifolds import fiber_retraction, fiber_tangent_projection
+    from dln_manifolds.geomstats import Fiber
+
+    space = Fiber(_X_OUT, 3, widths=(2, 4, 3, 5))
+    rng = np.random.default_rng(35)
+    L = space.to_layers(space.random_point(3))
+    for k, s in ((1, 1e4), (2, 1e5)):  # a group-action move: still on the fiber
+        L[0][k] *= s
+        L[1][k] /= s
+    P = space.from_layers(L)
+    Z = rng.normal(size=P.shape)
+    T = space.to_tangent(Z, P)
+    R = space.retraction(1e-3 * T, P)
+    for i in range(3):
+        W = [w[i] for w in L]
+        ref = fiber_tangent_projection(W, space.to_layers(Z[i]))
+        np.testing.assert_allclose(T[i], space.from_layers(ref), rtol=1e-10, atol=1e-12)
+        ref = fiber_retraction(W, space.to_layers(1e-3 * T[i]), X=_X_OUT)
+        np.testing.assert_allclose(R[i], space.from_layers(ref), rtol=1e-10, atol=1e-12)
+    L[0][1][:, 1] = 0.0  # rank-deficient product: the core's error
+    with pytest.raises(ValueError, match="rank"):
+        space.to_tangent(Z, space.from_layers(L))
+
+
+@pytest.mark.parametrize("kind", ["balanced", "fiber"])
+def test_widths_geodesic_vjps_match_finite_differences(kind):
+    """The VJPs of exp (in tangent_vec) and of parallel transport (in tangent_vec) of the
+    spaces of general widths against central differences of the computed maps."""
+    from dln_manifolds.geomstats import BalancedManifold, Fiber, _derivatives
+
+    if kind == "balanced":
+        space = BalancedManifold(widths=(2, 3, 1))
+    else:
+        space = Fiber(np.array([[1.0, 0.4]]), 2, widths=(2, 3, 1))
+    m = space.metric
+    m.n_steps = 4
+    rng = np.random.default_rng(36)
+    P = space.random_point()
+    V, U = (0.3 * space.to_tangent(rng.normal(size=P.shape), P) for _ in range(2))
+    G = rng.normal(size=P.shape)
+    args = {"self": m, "tangent_vec": V, "base_point": P}
+    grad = _derivatives.induced_exp_vjp(args, None, G, ("tangent_vec",))["tangent_vec"]
+    ref = _fd(lambda u: np.sum(G * m.exp(u, P)), V)
+    assert np.max(np.abs(grad - ref)) < 1e-8 * np.max(np.abs(ref))
+    assert np.max(np.abs(G - ref)) > 1e-2  # negative control: not the identity's VJP
+    args = {"self": m, "tangent_vec": U, "base_point": P, "direction": V}
+    grad = _derivatives.induced_transport_vjp(args, None, G, ("tangent_vec",))["tangent_vec"]
+    ref = _fd(lambda u: np.sum(G * m.parallel_transport(u, P, direction=V)), U)
+    assert np.max(np.abs(grad - ref)) < 1e-8 * np.max(np.abs(ref))
+    # negative control: the transport of g (forward map instead of its adjoint)
+    forward = m.parallel_transport(G, P, direction=V)
+    assert np.max(np.abs(forward - ref)) > 1e-3 * np.max(np.abs(ref))
+    # dist: the gradient of the computed distance, along retraction curves at both points
+    E = m.exp(2.7 * V, P)  # far enough for the RK4 error of 4 steps to show
+    args = {"self": m, "point_a": P, "point_b": E}
+    ans = m.dist(P, E)
+    grads = _derivatives.induced_dist_vjp(args, ans, np.array(1.0), ("point_a", "point_b"))
+    first_variation = _derivatives.dist_vjp(args, ans, np.array(1.0), ("point_a",))
+    h = 1e-5
+    for name, base in (("point_a", P), ("point_b", E)):
+        u = space.to_tangent(rng.normal(size=P.shape), base)
+        curve = [space.retraction(s * u, base) for s in (h, -h)]
+        f = [m.dist(c, E) if name == "point_a" else m.dist(P, c) for c in curve]
+        fd = (f[0] - f[1]) / (2 * h)
+        assert abs(np.sum(grads[name] * u) - fd) < 1e-7 * max(1.0, abs(fd)), name
+        if name == "point_a":  # negative control: the exact distance's gradient, RK4-off
+            assert abs(np.sum(first_variation[name] * u) - fd) > 1e-6 * max(1.0, abs(fd))

@@ -20,9 +20,10 @@ everything here works under its numpy, autograd and pytorch backends (section
   distance of M, along the orbits of :func:`orthogonal_group_action`; the
   Frobenius-nearest point is :func:`align_orbit`).
 
-Batches (..., N, d, d), and for BalancedManifold the batches of flat points of
-general widths, go to the core functions in one call where they take stacks; the
-rest loop over the points.
+Batches (..., N, d, d), and for BalancedManifold and Fiber the batches of flat points
+of general widths (``to_tangent``, ``projection``, ``retraction``, ``belongs``), go to
+the core functions in one call where they take stacks; the rest (the geodesics of
+general widths among them) loop over the points.
 
 Backends
 --------
@@ -44,8 +45,13 @@ order), with derivatives from the core:
   ``squared_norm``, ``norm`` (backend operations; general widths too),
   ``to_tangent`` in the vector (general widths too), ``to_layers`` and
   ``from_layers`` (general widths),
-  ``dist``, ``squared_dist``, ``exp`` in the tangent vector, ``log`` in the point
-  (tangent directions).
+  ``dist``, ``squared_dist`` (both points), ``exp`` in the tangent vector, ``log`` in
+  the point (tangent directions), ``parallel_transport`` in the tangent vector, square
+  and general widths alike: ``exp`` by the Jacobian of the RK4 geodesic flow along a
+  tangent basis (4th-order central differences), ``log`` and ``dist`` (the gradient of
+  the computed distance, not the first variation of the exact one, which is off by the
+  RK4 error) by the implicit function theorem, the transport (linear) by transporting a
+  tangent basis.
 - :class:`BalancedBundle`: ``riemannian_submersion``;
   ``tangent_riemannian_submersion``, ``vertical_projection``,
   ``horizontal_projection`` and ``horizontal_lift`` in the tangent vector; hence
@@ -54,6 +60,7 @@ order), with derivatives from the core:
 
 The rest (``random_point``, ``belongs``, ``projection``, ``retraction``,
 Christoffel symbols and curvature, ``exp``/``log`` upstairs in the base point,
+``parallel_transport`` upstairs in the base point, the direction and the end point,
 ``lift``, ``align``, ...) converts types but has no derivatives: an input that
 carries a gradient (an autograd box, a torch tensor with ``requires_grad``) raises
 ``NotDifferentiableError``, a ``NotImplementedError``, instead of being silently

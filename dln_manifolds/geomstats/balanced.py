@@ -25,6 +25,7 @@ import numpy as np
 from geomstats.geometry.quotient_metric import QuotientMetric
 
 from .._checks import (
+    as_layer_sequence,
     as_stack,
     check_count,
     check_positive,
@@ -117,8 +118,12 @@ class BalancedMetric(InducedFrobeniusMetric):
     and ``exp``, ``log``, ``dist``, ``squared_dist`` and ``parallel_transport`` are the
     general-widths geodesics of :mod:`~dln_manifolds.submanifold_geodesics` (one network
     at a time over the batch, results of the kind of the first argument: flat vectors for
-    flat input, as geomstats' estimators such as ``FrechetMean`` need; not differentiable
-    under the autograd and pytorch backends).
+    flat input, as geomstats' estimators such as ``FrechetMean`` need). Under the
+    autograd and pytorch backends they are differentiable as for square layers: ``exp``
+    in ``tangent_vec``, ``log`` in ``point``, ``dist`` and ``squared_dist`` in both
+    points, ``parallel_transport`` in ``tangent_vec``
+    (:class:`~dln_manifolds.geomstats.induced.InducedFrobeniusMetric`); the other
+    arguments raise :class:`~dln_manifolds.geomstats.NotDifferentiableError`.
 
     Parameters
     ----------
@@ -140,23 +145,41 @@ class BalancedMetric(InducedFrobeniusMetric):
     def _general(self) -> bool:
         return getattr(self._space, "widths", None) is not None
 
+    def _on_flat(self, method, names, *args, points: bool = True):
+        """General widths: lists of layers joined into flat vectors (gradient tape kept),
+        ``method`` (the flat, differentiable one of the parent) called, and the result
+        returned as layers when the first argument was a list (``points``)."""
+        space = self._space
+        flat = []
+        for value, name in zip(args, names, strict=True):
+            if isinstance(value, (list, tuple)):
+                as_layer_sequence(plain(value), name, widths=space.widths, batch=True)
+                value = space.layout.join(list(value))
+            flat.append(value)
+        out = method(*flat)
+        if points and isinstance(args[0], (list, tuple)):
+            return space.layout.split(out)
+        return out
+
     def exp(self, tangent_vec, base_point):
         """Riemannian exponential (RK4 on the geodesic equation)."""
         if not self._general():
             return super().exp(tangent_vec, base_point)
-        return self._widths_call("exp", tangent_vec, base_point)
+        names = ("tangent_vec", "base_point")
+        return self._on_flat(super().exp, names, tangent_vec, base_point)
 
     def log(self, point, base_point):
         """Riemannian logarithm (shooting); ValueError if not found."""
         if not self._general():
             return super().log(point, base_point)
-        return self._widths_call("log", point, base_point)
+        return self._on_flat(super().log, ("point", "base_point"), point, base_point)
 
     def dist(self, point_a, point_b):
         """Geodesic distance, the norm of ``log(point_b, point_a)`` (inf across components)."""
         if not self._general():
             return super().dist(point_a, point_b)
-        return self._widths_call("dist", point_a, point_b)
+        names = ("point_a", "point_b")
+        return self._on_flat(super().dist, names, point_a, point_b, points=False)
 
     def parallel_transport(self, tangent_vec, base_point, direction=None, end_point=None):
         """Parallel transport along the geodesic in ``direction`` (or to ``end_point``)."""
@@ -166,27 +189,8 @@ class BalancedMetric(InducedFrobeniusMetric):
             raise ValueError("give exactly one of direction and end_point")
         if direction is None:
             direction = self.log(end_point, base_point)
-        return self._widths_call("transport", tangent_vec, base_point, direction)
-
-    @boundary
-    def _widths_call(self, what: str, *args):
-        """exp, log, dist or transport of a space of general widths, over the batch."""
-        space, n, tol, it = self._space, self.n_steps, self.tol, self.max_iter
-        names = {
-            "exp": ("tangent_vec", "base_point"),
-            "log": ("point", "base_point"),
-            "dist": ("point_a", "point_b"),
-            "transport": ("tangent_vec", "base_point", "direction"),
-        }[what]
-        layers = [space._layers(a, name) for a, name in zip(args, names, strict=True)]
-        fun = {
-            "exp": lambda V, W: balanced_exp(W, V, n),
-            "log": lambda T, W: balanced_log(W, T, n, tol=tol, max_iter=it),
-            "dist": lambda A, B: float(balanced_dist(A, B, n, tol=tol, max_iter=it)),
-            "transport": lambda U, W, V: balanced_parallel_transport(W, V, U, n_steps=n),
-        }[what]
-        out = space._over_layers(fun, *layers)
-        return space._like(out, args[0])
+        names = ("tangent_vec", "base_point", "direction")
+        return self._on_flat(self._transport, names, tangent_vec, base_point, direction)
 
 
 class BalancedQuotientMetric(QuotientMetric):
@@ -472,21 +476,6 @@ class BalancedManifold(LayersConversion, InducedSubmanifold):
             return super()._over(fun, *arrays)
         return self.layout.stacked(fun, *arrays)
 
-    # the general-widths geodesics of the core take one network: a loop over the batch
-    def _layers(self, value, name: str) -> list[np.ndarray]:
-        """Validated layers (..., d_k, d_{k-1}) of flat points (..., D) or a list of layers."""
-        return self.layout.split(self.layout.check(value, name))
-
-    def _over_layers(self, fun, *args):
-        """Apply fun to the single networks of batches of layers (same leading axes)."""
-        return self.layout.over(fun, *(self.layout.join(a) for a in args), layers=True)
-
-    def _like(self, out, first):
-        """A list of layers ``out`` as flat vectors unless ``first`` is a list of layers."""
-        if isinstance(out, list) and not isinstance(first, (list, tuple)):
-            return self.layout.join(out)
-        return out
-
     @lists_for_lists(points=False)
     def belongs(self, point, atol: float = 1e-9):
         """True where the point is balanced (relative moments <= ``atol``) with full rank."""
@@ -572,20 +561,37 @@ class BalancedManifold(LayersConversion, InducedSubmanifold):
             return retract_unchecked(W, V, order=2)
         return balanced_retraction(W, V, order=2)
 
-    @staticmethod
-    def _geodesic_exp(W, V, n_steps):
+    # The general-widths geodesics of the core take one network: a loop over the batch of
+    # flat points, on the layers of each.
+    def _geodesic_exp(self, W, V, n_steps):
+        if self.widths is not None:
+            return self.layout.over(lambda V1, W1: balanced_exp(W1, V1, n_steps), V, W)
         return balanced_exp(W, V, n_steps)
 
-    @staticmethod
-    def _geodesic_log(W, T, n_steps, tol, max_iter):
+    def _geodesic_log(self, W, T, n_steps, tol, max_iter):
+        if self.widths is not None:
+            return self.layout.over(
+                lambda T1, W1: balanced_log(W1, T1, n_steps, tol=tol, max_iter=max_iter), T, W
+            )
         return balanced_log(W, T, n_steps, tol=tol, max_iter=max_iter)
 
-    @staticmethod
-    def _geodesic_dist(W, T, n_steps, tol, max_iter):
+    def _geodesic_dist(self, W, T, n_steps, tol, max_iter):
+        if self.widths is not None:
+            return self.layout.over(
+                lambda W1, T1: float(balanced_dist(W1, T1, n_steps, tol=tol, max_iter=max_iter)),
+                W,
+                T,
+            )
         return balanced_dist(W, T, n_steps, tol=tol, max_iter=max_iter)
 
-    @staticmethod
-    def _geodesic_transport(W, V, U, n_steps):
+    def _geodesic_transport(self, W, V, U, n_steps):
+        if self.widths is not None:
+            return self.layout.over(
+                lambda U1, V1, W1: balanced_parallel_transport(W1, V1, U1, n_steps=n_steps),
+                U,
+                V,
+                W,
+            )
         return balanced_parallel_transport(W, V, U, n_steps=n_steps)
 
     @boundary

@@ -29,6 +29,7 @@ from .._checks import (
     check_full_rank,
     check_positive,
 )
+from .._linalg import chain_product
 from ..fiber import (
     check_fiber_depth,
     check_fiber_widths,
@@ -36,6 +37,9 @@ from ..fiber import (
     fiber_retraction,
     fiber_tangent_projection,
     group_action_exp,
+    project_layers,
+    restore_chain_layers,
+    retract_chain_layers,
 )
 from ..network import balanced_point, end_to_end
 from ..submanifold_geodesics import fiber_dist, fiber_exp, fiber_log, fiber_parallel_transport
@@ -72,7 +76,12 @@ class Fiber(LayersConversion, InducedSubmanifold):
     space). :meth:`to_layers` and :meth:`from_layers` convert. The dimension is
     :math:`D - d_0 d_N`. The geodesics (``metric.exp``, ``log``, ``dist``,
     ``parallel_transport``) are those of :mod:`~dln_manifolds.submanifold_geodesics` for
-    general widths, on the layers of each flat point.
+    general widths, on the layers of each flat point (one network at a time), and are
+    differentiable under autograd and pytorch as for square layers
+    (:class:`~dln_manifolds.geomstats.induced.InducedFrobeniusMetric`). ``to_tangent``,
+    ``projection``, ``retraction`` and ``belongs`` take the whole batch in one call of
+    the core's vectorized internals (networks too ill-conditioned for the batched normal
+    solve go one at a time through :class:`~dln_manifolds.fiber.FiberNormalSolver`).
 
     Parameters
     ----------
@@ -162,35 +171,60 @@ class Fiber(LayersConversion, InducedSubmanifold):
         return self.layout.split(flat)
 
     def _over(self, fun, *arrays):
-        """Map fun over the batch; with ``widths``, on the layers of the flat points (fun
-        takes and returns lists of layers)."""
+        """Map fun over the batch; with ``widths``, once on the layers (..., d_{k+1}, d_k)
+        of the flat points (fun takes and returns lists of layers with batch axes)."""
+        if self.widths is None:
+            return super()._over(fun, *arrays)
+        return self.layout.stacked(fun, *arrays)
+
+    def _over_networks(self, fun, *arrays):
+        """Map fun, which takes the layers of one network, over a batch of flat points."""
         if self.widths is None:
             return super()._over(fun, *arrays)
         return self.layout.over(fun, *arrays)
 
+    @boundary
+    def belongs(self, point, atol: float = 1e-9):
+        r"""True where :math:`|W_N\cdots W_1 - X|_F \le` ``atol`` :math:`\max(1, |X|_F)`
+        (vectorized over the batch for general widths)."""
+        if self.widths is None:
+            return super().belongs(point, atol)
+        point = np.asarray(point, dtype=float)
+        if point.shape[-1:] != self.shape:
+            return np.zeros(point.shape[: max(point.ndim - 1, 0)], dtype=bool)
+        scale = max(1.0, float(np.linalg.norm(self.X)))
+        residual = chain_product(self._split(point)) - self.X
+        return np.linalg.norm(residual, axis=(-2, -1)) <= atol * scale
+
     def _belongs_one(self, W, atol):
         r"""True if :math:`|W_N\cdots W_1 - X|_F \le` ``atol`` :math:`\max(1, |X|_F)`."""
-        if self.widths is not None:
-            W = self._split(W)
         scale = max(1.0, float(np.linalg.norm(self.X)))
         return np.linalg.norm(end_to_end(W) - self.X) <= atol * scale
 
+    # general widths: the core's vectorized internals on lists of layers with batch axes,
+    # validated at the adapter's door (shapes, finite, real)
     @staticmethod
     def _tangent_projection(W, V):
         # orthogonal projection onto ker dphi_W ([R] eq. 2.21; docs/mathematics.rst)
+        if isinstance(W, list):
+            return project_layers(W, V)
         return fiber_tangent_projection(W, V)
 
     def _restore(self, W):
+        if isinstance(W, list):
+            return restore_chain_layers(W, self.X)
         return fiber_restore(W, self.X)
 
     def _retract(self, W, V):
+        if isinstance(W, list):
+            return retract_chain_layers(W, V, self.X)
         return fiber_retraction(W, V, X=self.X)
 
     def _geodesic_exp(self, W, V, n_steps):
-        return self._over(lambda V1, W1: fiber_exp(W1, V1, self.X, n_steps), V, W)
+        return self._over_networks(lambda V1, W1: fiber_exp(W1, V1, self.X, n_steps), V, W)
 
     def _geodesic_log(self, W, T, n_steps, tol, max_iter):
-        return self._over(
+        return self._over_networks(
             lambda T1, W1: fiber_log(W1, T1, self.X, n_steps, tol=tol, max_iter=max_iter), T, W
         )
 
@@ -203,7 +237,7 @@ class Fiber(LayersConversion, InducedSubmanifold):
         return batched_over_points(one, T, W, point_ndim=len(self.shape))
 
     def _geodesic_transport(self, W, V, U, n_steps):
-        return self._over(
+        return self._over_networks(
             lambda U1, V1, W1: fiber_parallel_transport(W1, V1, U1, X=self.X, n_steps=n_steps),
             U,
             V,

@@ -19,9 +19,10 @@ from geomstats.geometry.riemannian_metric import RiemannianMetric
 from .._checks import as_arrays, check_count, check_positive
 from ._backend import boundary, differentiable, is_traced, plain, to_backend
 from ._derivatives import (
-    dist_vjp,
+    induced_dist_vjp,
     induced_exp_vjp,
     induced_log_vjp,
+    induced_transport_vjp,
     projection_vjp,
 )
 
@@ -70,6 +71,14 @@ class InducedFrobeniusMetric(RiemannianMetric):
     restore map; ``log`` inverts it by shooting, ``dist`` is the norm of
     ``log`` (:mod:`dln_manifolds.submanifold_geodesics`). ``log`` raises
     ValueError when shooting does not converge (never an unconverged vector).
+
+    Under autograd and pytorch (points of shape (..., N, d, d), or flat points (..., D)
+    of general widths alike): ``exp`` is differentiable in ``tangent_vec``, ``log`` in
+    ``point``, ``dist`` and ``squared_dist`` in both points and ``parallel_transport`` in
+    ``tangent_vec`` (VJPs of the computed maps: the RK4 flow differenced along a tangent
+    basis, the implicit function theorem for ``log`` and ``dist``, a transported basis);
+    ``exp`` and ``log`` in ``base_point`` and the transport in ``base_point``,
+    ``direction`` or ``end_point`` raise ``NotDifferentiableError``.
 
     Parameters
     ----------
@@ -131,7 +140,6 @@ class InducedFrobeniusMetric(RiemannianMetric):
         point, base_point = space._arrays(point=point, base_point=base_point)
         return space._geodesic_log(base_point, point, self.n_steps, self.tol, self.max_iter)
 
-    @boundary
     def parallel_transport(self, tangent_vec, base_point, direction=None, end_point=None):
         r"""Parallel transport of ``tangent_vec`` along the geodesic in ``direction``.
 
@@ -142,6 +150,9 @@ class InducedFrobeniusMetric(RiemannianMetric):
         :func:`~dln_manifolds.submanifold_geodesics.fiber_parallel_transport`.
         With ``end_point`` instead of ``direction``, the geodesic to
         ``end_point`` is :meth:`log` (``end_point``, ``base_point``).
+        Differentiable under autograd and pytorch in ``tangent_vec`` (the transport is
+        linear in it); ``direction``, ``end_point`` and ``base_point`` raise
+        :class:`~dln_manifolds.geomstats.NotDifferentiableError`.
 
         Parameters
         ----------
@@ -155,11 +166,17 @@ class InducedFrobeniusMetric(RiemannianMetric):
         ndarray, shape (..., N, d, d)
             Tangent vectors at :math:`\exp_W(\text{direction})`.
         """
-        space = self._geodesics()
+        self._geodesics()
         if (direction is None) == (end_point is None):
             raise ValueError("give exactly one of direction and end_point")
         if direction is None:
             direction = self.log(end_point, base_point)
+        return self._transport(tangent_vec, base_point, direction)
+
+    @differentiable(induced_transport_vjp, wrt=("tangent_vec",))
+    def _transport(self, tangent_vec, base_point, direction):
+        """:meth:`parallel_transport` along ``direction`` (a backend primitive)."""
+        space = self._geodesics()
         tangent_vec, base_point, direction = space._arrays(
             tangent_vec=tangent_vec, base_point=base_point, direction=direction
         )
@@ -169,7 +186,7 @@ class InducedFrobeniusMetric(RiemannianMetric):
         """Squared geodesic distance; shape (...,)."""
         return self.dist(point_a, point_b) ** 2
 
-    @differentiable(dist_vjp, wrt=("point_a", "point_b"))
+    @differentiable(induced_dist_vjp, wrt=("point_a", "point_b"))
     def dist(self, point_a, point_b):
         """Geodesic distance, the norm of ``log(point_b, point_a)`` (inf across components)."""
         space = self._geodesics()
