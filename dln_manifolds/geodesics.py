@@ -64,16 +64,21 @@ second-order guess :math:`V_0 = \Delta + \tfrac12\Gamma_X(\Delta, \Delta)`,
 :math:`\Delta = Y - X` (skipped when the second-order term exceeds
 :math:`|\Delta|/2`); a continuation step whose Newton iteration leaves GL(d),
 stalls, or takes a step longer than twice the distance to go is rejected and
-quartered. Newton runs on geodesics integrated with loose tolerances
-(``rtol = 1e-7``) until the mismatch is below :math:`10^{-5}(1 + |Y|)`, then
-with the requested ones (chord method, the last Jacobian), so the result
-inverts :func:`depth_exp` with the same options to ``tol``. The Jacobian of
+quartered. Newton runs on geodesics integrated with loose tolerances: at the
+intermediate targets of the continuation ``rtol = 1e-5``, solved to a mismatch
+of :math:`10^{-3}(1 + |Y|)` only (they just lead to the next target); at Y
+``rtol = 1e-7`` until the mismatch is below :math:`10^{-4}(1 + |Y|)`, then the
+requested tolerances (a fresh Jacobian on the first such geodesic, then the chord
+method), so the result inverts :func:`depth_exp` with the same options to ``tol``. The Jacobian of
 :math:`V \mapsto \exp_X(V)` is obtained by internal numerical
 differentiation: the :math:`d^2` perturbed geodesics are integrated with the
 step sequence of the unperturbed one, so they differentiate the discrete map
 itself. Failure is an error (:class:`LogConvergenceError`), never a wrong
 vector. Cost: per round one batch of :math:`d^2 + 1` geodesics per pair;
-typically 5 to 20 rounds for pairs at distance 1 to 4.
+typically 5 to 20 rounds for pairs at distance 1 to 4, of which the last two (the
+requested tolerances) take about half the time. For small d the cost is the number of
+evaluations of the geodesic equation, whatever the batch (their Python overhead
+dominates): batch the pairs you have (docs/performance.rst, "Downstairs log").
 
 Points of different components of GL(d) (signs of the determinant) are joined
 by no curve of :math:`\mathfrak{M}_d`: :func:`depth_log` raises

@@ -353,6 +353,39 @@ def test_memoized_batched_log(monkeypatch):
         M.log(y1, P[0])
 
 
+def test_batched_logs_to_a_recurring_end_point(monkeypatch):
+    """ParticleSwarm's pattern: log(x_i, best) for the particles x_i in the order produced.
+
+    From the second particle on, the adapter computes the logs from the particles produced
+    (by retraction or random_point) after the base point to the same end point in one
+    batched call; the answers are depth_log's.
+    """
+    from dln_manifolds.geodesics import depth_log
+    from dln_manifolds.pymanopt import end_to_end
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(np.shape(args[0]))
+        return depth_log(*args, **kwargs)
+
+    monkeypatch.setattr(end_to_end, "depth_log", counted)
+    rng = np.random.default_rng(6)
+    M = EndToEndMatrices(2, 3, seed=rng)
+    M.geodesic_tol = 1e-8
+    T = np.array([[1.2, 0.3], [-0.2, 0.9]])
+    best = T + 0.1 * rng.standard_normal((2, 2))
+    swarm = [M.retraction(T, 0.2 * rng.standard_normal((2, 2))) for _ in range(5)]
+    V = []
+    for x in swarm:
+        assert not np.any(M.log(x, x))  # the personal best, at the start
+        V.append(M.log(x, best))
+    assert calls == [(2, 2), (4, 2, 2)]  # x_1 alone, then x_2 with x_3, x_4, x_5
+    for x, v in zip(swarm, V, strict=True):
+        np.testing.assert_allclose(v, depth_log(x, best, 3, tol=1e-8, rtol=1e-8), atol=1e-8)
+    assert not np.allclose(V[2], V[3])  # negative control: the pairs are not mixed up
+
+
 def test_transport_is_isometric_and_fixes_hager_zhang():
     """The former strict xfail (depth 3, seed 109): Hager-Zhang now converges."""
     assert _run("E2E-N3", "CG-HagerZhang", 109, 300)[0] == "converged"
