@@ -122,6 +122,11 @@ def _summary(rows):
     }
 
 
+def flat(prefix: str, values: dict) -> dict:
+    """Rows of flat values (the documentation renders those as tables)."""
+    return {f"{prefix}_{k}": v for k, v in values.items()}
+
+
 def bench_logs(n_pairs: int, counter) -> list[dict]:
     results = []
     for shape, depth in CONFIGS:
@@ -132,11 +137,11 @@ def bench_logs(n_pairs: int, counter) -> list[dict]:
                 _schedule(BEFORE if name == "before" else AFTER)
                 rows[name].append(_one_log(X, Y, depth, counter))
         _schedule(AFTER)
-        entry = {"shape": list(shape), "depth": "inf" if np.isinf(depth) else depth}
-        entry.update({name: _summary(r) for name, r in rows.items()})
-        entry["speedup_mean"] = entry["before"]["mean_s"] / entry["after"]["mean_s"]
+        entry = {"shape": f"{shape[0]}x{shape[1]}", "depth": str(depth)}
+        b, a = _summary(rows["before"]), _summary(rows["after"])
+        entry.update(flat("before", b) | flat("after", a))
+        entry["speedup_mean"] = b["mean_s"] / a["mean_s"]
         results.append(entry)
-        b, a = entry["before"], entry["after"]
         print(
             f"{str(shape):8} N={entry['depth']!s:4} before {b['mean_s']:.3f} s "
             f"({b['rhs_per_log']:.0f} rhs, err {b['max_rel_error']:.1e}, {b['failures']} fail) "
@@ -161,15 +166,15 @@ def bench_swarm() -> list[dict]:
                 EndToEndMatrices._produced = lambda self, X: X
             outcome, err, seconds = t._run(space, "ParticleSwarm", 100, 2)
             EndToEndMatrices._produced = produced
-            entry[name] = {"outcome": outcome, "error": err, "cpu_s": seconds}
+            entry |= flat(name, {"outcome": outcome, "error": err, "cpu_s": seconds})
         _schedule(AFTER)
-        entry["speedup"] = entry["before"]["cpu_s"] / entry["after"]["cpu_s"]
+        entry["speedup"] = entry["before_cpu_s"] / entry["after_cpu_s"]
+        entry["same_result"] = entry["before_error"] == entry["after_error"]
         results.append(entry)
         print(
-            f"ParticleSwarm {space:9} before {entry['before']['cpu_s']:.1f} s "
-            f"after {entry['after']['cpu_s']:.1f} s  x{entry['speedup']:.1f} "
-            f"({entry['after']['outcome']}, same result: "
-            f"{entry['before']['error'] == entry['after']['error']})",
+            f"ParticleSwarm {space:9} before {entry['before_cpu_s']:.1f} s "
+            f"after {entry['after_cpu_s']:.1f} s  x{entry['speedup']:.1f} "
+            f"({entry['after_outcome']}, same result: {entry['same_result']})",
             flush=True,
         )
     return results
