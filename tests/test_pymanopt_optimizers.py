@@ -387,6 +387,23 @@ def test_batched_logs_to_a_recurring_end_point(monkeypatch):
     for x, v in zip(swarm, V, strict=True):
         np.testing.assert_allclose(v, depth_log(x, best, 3, tol=1e-8, rtol=1e-8), atol=1e-8)
     assert not np.allclose(V[2], V[3])  # negative control: the pairs are not mixed up
+    # a batch that fails (a speculative pair without a geodesic) falls back to the
+    # requested pair alone and is not tried again for that end point
+    from dln_manifolds.geodesics import LogConvergenceError
+
+    def failing(X, Y, *args, **kwargs):
+        calls.append(np.shape(X))
+        if np.ndim(X) == 3:
+            raise LogConvergenceError("a speculative pair")
+        return depth_log(X, Y, *args, **kwargs)
+
+    monkeypatch.setattr(end_to_end, "depth_log", failing)
+    calls.clear()
+    best = T - 0.1 * rng.standard_normal((2, 2))
+    swarm = [M.retraction(T, 0.2 * rng.standard_normal((2, 2))) for _ in range(4)]
+    for x in swarm:
+        M.log(x, best)
+    assert calls == [(2, 2), (3, 2, 2), (2, 2), (2, 2), (2, 2)]
 
 
 def test_transport_is_isometric_and_fixes_hager_zhang():

@@ -91,7 +91,8 @@ class EndToEndMatrices(Manifold):
       previous base point too (ParticleSwarm: the global best, from each particle
       in turn) is computed in one batch from the base and from the points that
       :meth:`random_point` and :meth:`retraction` returned after it (up to 64, those
-      not yet a base point: the next particles), once per base point; two
+      not yet a base point: the next particles), once per base point and not
+      again for an end point whose batch failed; two
       iterations of ParticleSwarm (d = 2) take 2 s instead of 8-10 s. A batch in
       which a speculative pair fails falls back to the requested pair alone.
       Results agree with single calls to rounding.
@@ -155,6 +156,7 @@ class EndToEndMatrices(Manifold):
         # points produced in order and not yet a base point; those produced after the base
         self._fresh: list[np.ndarray] = []
         self._later: list[np.ndarray] = []
+        self._hub_failed: dict[bytes, None] = {}  # end points whose batch failed (ordered set)
         self._logs_options: dict = {}
         name = f"End-to-end matrices ({m}x{n}) with the depth metric g^{self._depth}"
         super().__init__(name, m * n)
@@ -497,6 +499,7 @@ class EndToEndMatrices(Manifold):
                 for (k, _), Vk in zip(extra, Vs[1:], strict=True):
                     self._store(base, k, Vk)
                 V = Vs[0]
+        hub &= key not in self._hub_failed
         if V is None and hub and self._depth != 1 and same and _full_rank(a) and _full_rank(b):
             # speculation: the same end point from the points produced after the base
             # (ParticleSwarm: log(x_i, global best) for the particles i in order)
@@ -515,8 +518,11 @@ class EndToEndMatrices(Manifold):
                 self._later = []  # once per base point
                 try:
                     Vs = depth_log(np.stack([a] + later), b, self._depth, names=names, **options)
-                except GeodesicError:
+                except GeodesicError:  # not again for this end point (a pair fails)
                     Vs = None
+                    self._hub_failed[key] = None
+                    while len(self._hub_failed) > _MAX_PARTNERS:
+                        self._hub_failed.pop(next(iter(self._hub_failed)))
                 if Vs is not None:
                     for p, Vp in zip(later, Vs[1:], strict=True):
                         self._store(p.tobytes(), key, Vp)
