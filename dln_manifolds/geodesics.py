@@ -64,16 +64,21 @@ second-order guess :math:`V_0 = \Delta + \tfrac12\Gamma_X(\Delta, \Delta)`,
 :math:`\Delta = Y - X` (skipped when the second-order term exceeds
 :math:`|\Delta|/2`); a continuation step whose Newton iteration leaves GL(d),
 stalls, or takes a step longer than twice the distance to go is rejected and
-quartered. Newton runs on geodesics integrated with loose tolerances
-(``rtol = 1e-7``) until the mismatch is below :math:`10^{-5}(1 + |Y|)`, then
-with the requested ones (chord method, the last Jacobian), so the result
-inverts :func:`depth_exp` with the same options to ``tol``. The Jacobian of
+quartered. Newton runs on geodesics integrated with loose tolerances: at the
+intermediate targets of the continuation ``rtol = 1e-5``, solved to a mismatch
+of :math:`10^{-3}(1 + |Y|)` only (they just lead to the next target); at Y
+``rtol = 1e-7`` until the mismatch is below :math:`10^{-4}(1 + |Y|)`, then the
+requested tolerances (a fresh Jacobian on the first such geodesic, then the chord
+method), so the result inverts :func:`depth_exp` with the same options to ``tol``. The Jacobian of
 :math:`V \mapsto \exp_X(V)` is obtained by internal numerical
 differentiation: the :math:`d^2` perturbed geodesics are integrated with the
 step sequence of the unperturbed one, so they differentiate the discrete map
 itself. Failure is an error (:class:`LogConvergenceError`), never a wrong
 vector. Cost: per round one batch of :math:`d^2 + 1` geodesics per pair;
-typically 5 to 20 rounds for pairs at distance 1 to 4.
+typically 5 to 20 rounds for pairs at distance 1 to 4, of which the last two (the
+requested tolerances) take about half the time. For small d the cost is the number of
+evaluations of the geodesic equation, whatever the batch (their Python overhead
+dominates): batch the pairs you have (docs/performance.rst, "Downstairs log").
 
 Points of different components of GL(d) (signs of the determinant) are joined
 by no curve of :math:`\mathfrak{M}_d`: :func:`depth_log` raises
@@ -131,6 +136,12 @@ __all__ = [
 _FLAT_NEAR = 1e-3  # r_min / r_max (r = sigma^{1/N}) at which a geodesic heading for det = 0 stops
 _H_MIN = 1e-10  # smallest step (the time interval is [0, 1]) before declaring the geodesic singular
 _MAX_STEPS_LOOSE = 400  # step budget of the loose geodesics of the log's Newton iterations
+# Tolerances of the log's Newton iterations, relative to 1 + |Y| (see _log_flat):
+_MID_RTOL = 1e-5  # integrator rtol at the intermediate targets of the continuation
+_MID_TOL = 1e-3  # mismatch accepted at an intermediate target
+_LOOSE_RTOL = 1e-7  # integrator rtol at the final target, until the mismatch is below ...
+_SWITCH_TOL = 1e-4  # ... this; then the requested tolerances
+_TIGHT_JACOBIAN = True  # a fresh Jacobian on the first geodesic with the requested tolerances
 
 
 class GeodesicError(Exception):
@@ -837,7 +848,7 @@ def _log_flat(X, Y, depth, tol, rtol, atol, n_steps, max_steps, singular_tol, ma
         return Y - X, ~(t_cross <= 1.0), np.zeros(B)
     scale = 1.0 + _norm(Y)
     tol_final = tol * scale
-    tol_mid = np.maximum(1e-5 * scale, tol_final)
+    tol_mid = np.maximum(_MID_TOL * scale, tol_final)
     # accepted point of the continuation: tau_acc, v_acc, with exp and Jacobian there
     tau_acc = np.zeros(B)
     v_acc = np.zeros((B,) + shape)
@@ -877,23 +888,27 @@ def _log_flat(X, Y, depth, tol, rtol, atol, n_steps, max_steps, singular_tol, ma
         if act.size == 0:
             break
         # loose integration while far from the final answer, the requested one near it
-        tight = (tau_tgt[act] == 1.0) & (err_prev[act] <= 1e-5 * scale[act])
+        final = tau_tgt[act] == 1.0
+        tight = final & (err_prev[act] <= _SWITCH_TOL * scale[act])
         # Newton with fresh Jacobians on the loose geodesics; near the answer, with the
         # requested tolerances, the chord method (Jacobian of the last loose iterate)
         fresh = ~tight | (it[act] == 0)
+        if _TIGHT_JACOBIAN:
+            fresh |= tight & ~prev_tight[act]
         E = np.empty((act.size,) + shape)
         J = J_cur[act]
         ok = np.zeros(act.size, dtype=bool)
         for part, with_jac in ((fresh, True), (~fresh, False)):
             if not np.any(part):
                 continue
-            rows, tp = act[part], tight[part]
+            rows, tp, fp = act[part], tight[part], final[part]
+            loose = np.where(fp, _LOOSE_RTOL, _MID_RTOL)
             args = (
                 X[rows],
                 v[rows],
                 depth,
-                np.where(tp, rtol, max(rtol, 1e-7)),
-                np.where(tp, atol, max(atol, 1e-9)),
+                np.where(tp, rtol, np.maximum(rtol, loose)),
+                np.where(tp, atol, np.maximum(atol, 1e-2 * loose)),
                 n_steps,
                 max_steps if np.all(tp) else min(max_steps, _MAX_STEPS_LOOSE),
                 singular_tol,
@@ -907,13 +922,12 @@ def _log_flat(X, Y, depth, tol, rtol, atol, n_steps, max_steps, singular_tol, ma
         F = (E - T).reshape(act.size, n)
         err = np.linalg.norm(F, axis=1)
         err = np.where(ok & np.isfinite(err), err, np.inf)
-        final = tau_tgt[act] == 1.0
         conv = err <= np.where(final & tight, tol_final[act], tol_mid[act])
         conv &= ~final | tight
         # at t = 1 the noise floor of the integrator may stop Newton just above tol
         stalled = (it[act] > 0) & (err >= 0.5 * err_prev[act]) & (prev_tight[act] == tight)
         conv |= final & tight & stalled & (err <= 100.0 * tol_final[act])
-        stalled &= err > 1e-5 * scale[act]  # switching to tight tolerances may raise err a bit
+        stalled &= err > _SWITCH_TOL * scale[act]  # (switching to tight may raise err)
         reject = ~conv & (~np.isfinite(err) | stalled | (it[act] >= 8))
         # converged at tau = 1: done
         fin = act[conv & final]

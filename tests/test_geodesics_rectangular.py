@@ -408,6 +408,12 @@ def test_square_results_bit_identical_to_before(rng):
             ("direction_geodesic", (X, N, 0.4)),
         ]:
             new = getattr(geo, name)(*args)
+            if name in ("depth_log", "depth_distance") and N != 1:
+                # the log's Newton schedule changed since (looser intermediate stages):
+                # the same geodesic to the requested tol = 1e-10; measured differences
+                # up to 6e-12 (random near pairs, d = 2)
+                np.testing.assert_allclose(new, getattr(old, name)(*args), rtol=0, atol=1e-9)
+                continue
             assert np.array_equal(new, getattr(old, name)(*args)), (name, N)
     # n_steps (fixed-step RK4) and a batch
     Xb = np.stack([X, Y])
