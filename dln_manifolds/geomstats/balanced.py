@@ -286,6 +286,8 @@ class BalancedQuotientMetric(QuotientMetric):
         bundle = self._fiber_bundle
         if bundle.widths is not None:  # lists of layers with batch axes: one call
             A, B = np.broadcast_arrays(A, B)
+            if 0 in A.shape[:-1]:
+                return np.empty(A.shape[:-1])
             split = bundle.layout.split
             out = orbit_distance(split(A), split(B), names=("point_a", "point_b"))
             return np.asarray(out)[()] if np.ndim(out) == 0 else out
@@ -338,6 +340,8 @@ class BalancedQuotientMetric(QuotientMetric):
         U = bundle.horizontal_lift(tangent_vec, fiber_point=W)
         if bundle.widths is not None:  # lists of layers with batch axes: one call
             W, H, U = np.broadcast_arrays(W, H, U)
+            if 0 in W.shape[:-1]:
+                return np.empty(W.shape[:-1] + tangent_vec.shape[-1:])
             split, join = bundle.layout.split, bundle.layout.join
             U1, W1 = horizontal_parallel_transport(
                 split(W),
