@@ -45,22 +45,20 @@ is built on them.
 
 General widths
 --------------
-Every function here also takes one network of widths :math:`(d_0, \dots, d_N)` (hidden
+Every function here also takes networks of widths :math:`(d_0, \dots, d_N)` (hidden
 widths at least :math:`r = \min(d_0, d_N)`) as a list of N layers ``W[k-1]`` of shape
 :math:`(d_k, d_{k-1})`, with rotations :math:`R_k \in O(d_k)` as a list, and returns lists.
 The base is then the set of rank-r matrices of shape :math:`(d_N, d_0)` with :math:`g^N`,
-and the log is found upstairs, without a solver of its geodesics: Newton's method on
-:math:`Z \mapsto \phi(\exp_W(\mathrm{lift}_W Z)) - \phi(T)` (:math:`d_Nd_0` unknowns, the
-RK4 exp of :math:`\mathcal{M}`, a forward-difference Jacobian from one batch of geodesics,
-backtracking, and continuation in the target when the first-order start fails or finds
-a geodesic longer than a curve from W to the orbit of T), so
-``horizontal_log`` inverts ``balanced_exp`` with the same steps to ``tol``. The parallel
-transport integrates the horizontal lift of the parallel field,
-:math:`\dot U = \dot P_H U` (its covariant derivative in :math:`\mathcal{M}` is vertical,
-[ON] Lemma 2), with the geodesic by RK4. The Frobenius alignment sweeps the same
-Procrustes steps with :math:`d_k \times d_k` rotations. A list of square layers takes this
-path too (its results agree with the stack's to the RK4 error, docs/mathematics.rst,
-:ref:`math-submersion`).
+and the same submersion route applies: :func:`horizontal_log`, :func:`orbit_distance`,
+:func:`horizontal_parallel_transport` and :func:`geodesic_orbit_alignment` call the
+rectangular :func:`~dln_manifolds.depth_log`, :func:`~dln_manifolds.depth_exp` and
+:func:`~dln_manifolds.depth_parallel_transport` and lift horizontally. Their layers may
+carry leading batch axes (the same on every layer, one network per index; the batch axes
+of W and T broadcast): the :math:`g^N` solvers then run once on the whole batch, the lifts
+network by network. The Frobenius alignment (:func:`orbit_alignment`, one network) sweeps
+the same Procrustes steps with :math:`d_k \times d_k` rotations. A list of square layers
+takes this path too (its results agree with the stack's to the RK4 error of the end
+point, docs/mathematics.rst, :ref:`math-submersion`).
 
 References
 ----------
@@ -84,7 +82,6 @@ from .balanced import BalancedFrame, check_balanced, horizontal_lift, restore_la
 from .flows.integrators import integrate_flow
 from .geodesics import (
     DifferentComponentsError,
-    LogConvergenceError,
     depth_exp,
     depth_log,
     depth_parallel_transport,
@@ -391,9 +388,8 @@ def geodesic_orbit_alignment(
     Parameters
     ----------
     W : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
-        Full-rank balanced network(s) to move along their orbits; a list is one network of
-        general widths (then the log is the horizontal shooting of the module section
-        *General widths*, to 1e-10).
+        Full-rank balanced network(s) to move along their orbits; a list is a network of
+        general widths (its layers may carry batch axes, module section *General widths*).
     W_target : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
         Full-rank balanced target(s); the batch axes broadcast against those of W.
     n_steps : int, default DEFAULT_GEODESIC_STEPS
@@ -448,7 +444,7 @@ def geodesic_orbit_alignment(
 
 
 # ---------------------------------------------------------------------------
-# Horizontal geodesics: log, distance and transport of the quotient, upstairs
+# Horizontal geodesics: log, distance and transport of the quotient, lifted
 # ---------------------------------------------------------------------------
 
 
@@ -504,17 +500,14 @@ def horizontal_log(
     ----------
     W, T : array_like, shape (N, d, d) or (..., N, d, d), or lists of N layers
         Full-rank balanced points (batch axes broadcast). Only :math:`\phi(T)` enters.
-        Lists: one network of general widths each.
+        Lists: networks of general widths (layers with optional leading batch axes).
     names : (str, str)
         Names of :math:`\phi(W)` and :math:`\phi(T)` in the errors of the log downstairs
         (adapters pass their own argument names).
     **log_options
         Passed to :func:`~dln_manifolds.depth_log` (``tol``, ``rtol``, ``atol``,
-        ``n_steps``, ``max_iter``, ``max_steps``, ``singular_tol``). For lists of layers:
-        ``n_steps`` (RK4 steps of the exp of M, default DEFAULT_GEODESIC_STEPS), ``tol``
-        (relative residual of the end-to-end matrix, default 1e-10) and ``max_iter``
-        (Newton iterations per continuation step, default 20) of the horizontal
-        shooting (module section *General widths*).
+        ``n_steps``, ``max_iter``, ``max_steps``, ``singular_tol``), for lists of layers
+        too (rectangular :math:`\phi(W)` when :math:`d_0 \ne d_N`).
 
     Returns
     -------
@@ -566,13 +559,13 @@ def orbit_distance(
     Parameters
     ----------
     W, T : array_like, shape (N, d, d) or (..., N, d, d), or lists of N layers
-        Full-rank balanced points (batch axes broadcast); lists: one network of general
-        widths each (inf when d_0 = d_N and the determinants of the end-to-end matrices
-        have opposite signs).
+        Full-rank balanced points (batch axes broadcast); lists: networks of general
+        widths (inf when d_0 = d_N and the determinants of the end-to-end matrices have
+        opposite signs).
     names : (str, str)
         Names of :math:`\phi(W)` and :math:`\phi(T)` in the errors of the log downstairs.
     **log_options
-        Passed to :func:`~dln_manifolds.depth_log` (lists: see :func:`horizontal_log`).
+        Passed to :func:`~dln_manifolds.depth_log`.
 
     Returns
     -------
@@ -586,11 +579,7 @@ def orbit_distance(
         As :func:`horizontal_log`.
     """
     if _is_layers(W):
-        try:
-            H = _layers_horizontal_log(W, T, names, log_options, "orbit_distance")
-        except DifferentComponentsError:
-            return float("inf")
-        return float(np.sqrt(sum(np.sum(h * h) for h in H)))
+        return _layers_orbit_distance(W, T, names, log_options)
     batch, Wf, Tf = _balanced_stacks(W, T)
     X, Y = _end_to_end_stack(Wf), _end_to_end_stack(Tf)
     same = np.flatnonzero(np.linalg.slogdet(X)[0] == np.linalg.slogdet(Y)[0])
@@ -648,9 +637,8 @@ def horizontal_parallel_transport(
     Parameters
     ----------
     W : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
-        Full-rank balanced point(s); a list is one network of general widths (then U is
-        integrated upstairs, :math:`\dot U = \dot P_H U`, with ``n_steps`` RK4 steps; the
-        end point is the RK4 end of ``balanced_exp``; ``rtol``, ``atol`` unused).
+        Full-rank balanced point(s); a list is a network of general widths (layers with
+        optional leading batch axes; V and U lists of the same layout).
     V : array_like, broadcastable with W
         Horizontal initial velocity of the geodesic.
     U : array_like, broadcastable with W
@@ -682,19 +670,7 @@ def horizontal_parallel_transport(
     if not isinstance(return_end_point, bool | np.bool_):
         raise TypeError(f"return_end_point must be a bool, got {type(return_end_point).__name__}")
     if _is_layers(W):
-        W = _balanced_network(W, "W")
-        V, U = _network_like(V, "V", W), _network_like(U, "U", W)
-        frame = BalancedFrame.from_valid(W)
-        for name, A in (("V", V), ("U", U)):
-            a = pack_layers(A)
-            residual = float(np.linalg.norm(a - pack_layers(frame.horizontal_projection(A))))
-            if not residual <= 1e-8 * float(np.linalg.norm(a)):
-                raise ValueError(
-                    f"{name} must be horizontal at W (in (ker dphi)^perp): relative residual "
-                    f"{residual / max(float(np.linalg.norm(a)), np.finfo(float).tiny):.3g} > 1e-8"
-                )
-        U1, W1 = _layers_transport(W, V, U, n_steps)
-        return (U1, W1) if return_end_point else U1
+        return _layers_transport(W, V, U, n_steps, rtol, atol, return_end_point)
     W = as_array(W, "W", batch=True, real=True)
     if W.ndim < 3 or W.shape[-1] != W.shape[-2]:
         raise ValueError(f"W must have shape (..., N, d, d), got shape {W.shape}")
@@ -735,14 +711,12 @@ def horizontal_parallel_transport(
 
 
 # ---------------------------------------------------------------------------
-# General widths: one network given as a list of layers
+# General widths: networks given as lists of layers
 # ---------------------------------------------------------------------------
 #
 # The group is O(d_1) x ... x O(d_{N-1}) with the same action; the fibers of the
 # end-to-end map on M are its orbits, and phi: M -> (rank-r d_N x d_0 matrices, g^N) is a
-# Riemannian submersion ([G] Thm 13 with the horizontal lift of BalancedFrame). No solver
-# of the g^N geodesics of rectangular matrices is used: the downstairs log is found
-# upstairs, by shooting horizontal geodesics of M (module docstring of the section).
+# Riemannian submersion ([G] Thm 13 with the horizontal lift of BalancedFrame).
 
 
 def _is_layers(W) -> bool:
@@ -750,7 +724,7 @@ def _is_layers(W) -> bool:
 
 
 def _widths(layers: list[np.ndarray]) -> tuple[int, ...]:
-    return (layers[0].shape[1], *(layer.shape[0] for layer in layers))
+    return (layers[0].shape[-1], *(layer.shape[-2] for layer in layers))
 
 
 def _network(W, name: str) -> list[np.ndarray]:
@@ -776,11 +750,6 @@ def _as_list(Z):
 
 def _network_like(Z, name: str, layers: list[np.ndarray]) -> list[np.ndarray]:
     return as_layer_sequence(_as_list(Z), name, widths=_widths(layers), real=True, batch=False)
-
-
-def _balanced_network(W, name: str) -> list[np.ndarray]:
-    """A full-rank balanced network of general widths (ValueError naming ``name``)."""
-    return check_balanced(_network(_as_list(W), name), tol=_BALANCE_TOL, name=name)
 
 
 def _rotations_list(R, layers: list[np.ndarray], name: str = "rotations") -> list[np.ndarray]:
@@ -880,7 +849,12 @@ def _layers_alignment(Wp, Wt, max_sweeps: int, tol: float):
     return _layers_action(best, Wp), best
 
 
-# -- horizontal geodesics of M for general widths -------------------------------------
+# -- the quotient's log, distance and transport for general widths --------------------
+#
+# As for stacks: the g^N geodesics downstairs (depth_log, depth_exp and
+# depth_parallel_transport take the full-rank d_N x d_0 matrices, batched), lifted
+# horizontally network by network (the frames of general widths take one network).
+# Layers may carry leading batch axes (the same on every layer): one network per index.
 
 
 def _pack_batch(layers: list[np.ndarray]) -> np.ndarray:
@@ -896,13 +870,141 @@ def _unpack_batch(y: np.ndarray, widths: tuple[int, ...]) -> list[np.ndarray]:
     return out
 
 
-def _geodesic_flow(W: list[np.ndarray], H: np.ndarray, n_steps: int) -> np.ndarray:
-    """Ends of the geodesics of M from one network W (general widths) with the packed
-    velocities H (B, P): the RK4 of :func:`~dln_manifolds.submanifold_geodesics.balanced_exp`
-    (field at the restored stage point with the projected velocity, restore and projection
-    after each step), for the whole batch at once. Returns the packed ends (B, P)."""
-    widths = _widths(W)
-    Wp = pack_layers(W)
+def _networks(W, name: str) -> list[np.ndarray]:
+    """Real networks of general widths, layers (..., d_k, d_{k-1}), hidden widths >= r."""
+    layers = as_layer_sequence(_as_list(W), name, real=True, batch=True)
+    widths = _widths(layers)
+    r = min(widths[0], widths[-1])
+    for k in range(1, len(widths) - 1):
+        if widths[k] < r:
+            raise ValueError(
+                f"{name} has hidden width d_{k} = {widths[k]} below r = min(d_0, d_N) = {r} "
+                f"(widths {widths}): bottleneck networks are not supported"
+            )
+    return layers
+
+
+def _split_networks(layers: list[np.ndarray], batch: tuple) -> list[list[np.ndarray]]:
+    """The single networks of layers broadcast to the batch shape, in C order."""
+    flat = [np.broadcast_to(z, batch + z.shape[-2:]).reshape((-1,) + z.shape[-2:]) for z in layers]
+    return [[z[i] for z in flat] for i in range(flat[0].shape[0])]
+
+
+def _join_networks(nets: list[list[np.ndarray]], batch: tuple, widths) -> list[np.ndarray]:
+    N = len(widths) - 1
+    if not nets:
+        return [np.empty(batch + (widths[k + 1], widths[k])) for k in range(N)]
+    return [np.stack([net[k] for net in nets]).reshape(batch + nets[0][k].shape) for k in range(N)]
+
+
+def _balanced_networks(name: str, W, *others) -> tuple[tuple, list[list[np.ndarray]], list]:
+    """Full-rank balanced networks W (and more named networks, each ``(name, value)``) of
+    one set of widths, broadcast over their batch axes: (batch, networks of W, networks of
+    the others). Each network is checked for balance (ValueError naming it)."""
+    Wl = _networks(W, name)
+    widths = _widths(Wl)
+    rest = []
+    for other_name, value in others:
+        layers = _networks(value, other_name)
+        if _widths(layers) != widths:
+            raise ValueError(
+                f"{other_name} must have the widths of {name}, {widths}, got {_widths(layers)}"
+            )
+        rest.append((other_name, layers))
+    shapes = [Wl[0].shape[:-2]] + [layers[0].shape[:-2] for _, layers in rest]
+    try:
+        batch = np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ValueError(
+            f"the batch shapes of {name} and {', '.join(n for n, _ in rest)} {tuple(shapes)} "
+            "do not broadcast"
+        ) from None
+    nets = _split_networks(Wl, batch)
+    for net in nets:
+        check_balanced(net, tol=_BALANCE_TOL, name=name)
+    return batch, nets, [(n, _split_networks(layers, batch)) for n, layers in rest]
+
+
+def _lift_networks(nets: list[list[np.ndarray]], Z: np.ndarray) -> list[list[np.ndarray]]:
+    """Horizontal lifts of Z[i] (d_N, d_0) at the balanced networks nets[i]."""
+    return [
+        BalancedFrame.from_valid(net).horizontal_lift(z) for net, z in zip(nets, Z, strict=True)
+    ]
+
+
+def _log_options(options: dict, what: str) -> dict:
+    """The options of :func:`~dln_manifolds.depth_log` for lists of layers (checked)."""
+    allowed = {"tol", "rtol", "atol", "n_steps", "max_iter", "max_steps", "singular_tol"}
+    extra = set(options) - allowed
+    if extra:
+        raise TypeError(
+            f"{what} of networks given as lists of layers takes the options of depth_log "
+            f"{sorted(allowed)}, got {sorted(extra)}"
+        )
+    out = dict(options)
+    if out.get("n_steps") is not None:  # None: adaptive steps
+        out["n_steps"] = check_count(out["n_steps"], "n_steps")
+    for key in ("max_iter", "max_steps"):
+        if key in out:
+            out[key] = check_count(out[key], key)
+    for key in ("tol", "rtol", "atol", "singular_tol"):
+        if key in out:
+            out[key] = check_positive(out[key], key)
+    return out
+
+
+def _layers_log(W, T, names, options, what: str):
+    """(batch, networks of W, Z = log^{g^N}, mask of the pairs joined by a curve) for lists
+    of layers; Z is zero where the pair lies in different components."""
+    opts = _log_options(options, what)
+    batch, nets, [(_, tnets)] = _balanced_networks("W", W, ("T", T))
+    for net in tnets:
+        check_balanced(net, tol=_BALANCE_TOL, name="T")
+    widths = _widths(_networks(W, "W"))
+    N, m, n = len(widths) - 1, widths[-1], widths[0]
+    if not nets:
+        return batch, nets, np.empty((0, m, n)), np.ones(0, dtype=bool)
+    X = np.stack([chain_product(net) for net in nets])
+    Y = np.stack([chain_product(net) for net in tnets])
+    same = np.ones(X.shape[0], dtype=bool)
+    if m == n:
+        same = np.linalg.slogdet(X)[0] == np.linalg.slogdet(Y)[0]
+    Z = np.zeros_like(X)
+    if np.any(same):
+        Z[same] = depth_log(X[same], Y[same], N, names=tuple(names), **opts)
+    return batch, nets, Z, same
+
+
+def _layers_horizontal_log(W, T, names, options, what="horizontal_log"):
+    batch, nets, Z, same = _layers_log(W, T, names, options, what)
+    if not np.all(same):
+        i = int(np.argmin(same))
+        where = f" (batch index {np.unravel_index(i, batch)})" if batch else ""
+        raise DifferentComponentsError(
+            f"{names[0]} and {names[1]} lie in different components of GL({Z.shape[-1]}) "
+            f"(determinants of opposite signs){where}: no curve of the balanced manifold "
+            "joins their fibers"
+        )
+    widths = _widths(_networks(W, "W"))
+    return _join_networks(_lift_networks(nets, Z), batch, widths)
+
+
+def _layers_orbit_distance(W, T, names, options):
+    batch, nets, Z, same = _layers_log(W, T, names, options, "orbit_distance")
+    out = np.full(len(nets), np.inf)
+    for i in np.flatnonzero(same):
+        H = BalancedFrame.from_valid(nets[i]).horizontal_lift(Z[i])
+        out[i] = np.sqrt(sum(float(np.sum(h * h)) for h in H))
+    out = out.reshape(batch)
+    return float(out) if out.ndim == 0 else out
+
+
+def _geodesic_flow(W: np.ndarray, H: np.ndarray, widths, n_steps: int) -> np.ndarray:
+    """Ends of the geodesics of M from the packed networks W (B, P) (general widths) with
+    the packed velocities H (B, P): the RK4 of
+    :func:`~dln_manifolds.submanifold_geodesics.balanced_exp` (field at the restored stage
+    point with the projected velocity, restore and projection after each step), for the
+    whole batch at once. Returns the packed ends (B, P)."""
 
     def rate(y):
         frame = BalancedFrame.from_valid(restore_layers(_unpack_batch(y[0], widths)))
@@ -918,223 +1020,84 @@ def _geodesic_flow(W: list[np.ndarray], H: np.ndarray, n_steps: int) -> np.ndarr
         V = frame.tangent_projection_unchecked(_unpack_batch(y[1], widths))
         return np.stack([_pack_batch(Wr), _pack_batch(V)])
 
-    y0 = np.stack([np.broadcast_to(Wp, H.shape), H]).astype(float)
+    y0 = np.stack(np.broadcast_arrays(W, H)).astype(float)
     y = integrate_flow(
         lambda t, y: rate(y), y0, 1.0, dt=1.0 / n_steps, method="rk4", restore=settle
     ).final
     return y[0]
 
 
-def _shoot_once(ends, Y: np.ndarray, z: np.ndarray, tol: float, max_iter: int):
-    """Newton on F(z) = ends(z) - Y (forward-difference Jacobian, backtracking on |F|);
-    the solution z, or None.
-
-    Every evaluation is one batch: the trial point and its z.size forward differences
-    (the geodesics of one batch cost about one geodesic), so an accepted step comes with
-    its Jacobian."""
-    scale = max(1.0, float(np.linalg.norm(Y)))
-    eye = np.eye(z.size)
-
-    def evaluate(z):
-        h = 1e-7 * max(1.0, float(np.linalg.norm(z)))
-        try:
-            E = ends(np.concatenate([z[None], z + h * eye])) - Y
-        except ValueError:  # the geodesic left the full-rank balanced networks
-            return np.inf, None, None
-        F = E[0]
-        J = ((E[1:] - F).reshape(z.size, -1) / h).T
-        return float(np.linalg.norm(F)), F, J
-
-    res, F, J = evaluate(z)
-    if F is None:
-        return None
-    for _ in range(max_iter):
-        if res <= tol * scale:
-            return z
-        dz = np.linalg.lstsq(J, -F.reshape(-1), rcond=None)[0]
-        step = 1.0
-        while True:
-            res_n, F_n, J_n = evaluate(z + step * dz)
-            if res_n <= (1.0 - 1e-4 * step) * res:
-                z, res, F, J = z + step * dz, res_n, F_n, J_n
-                break
-            step *= 0.5
-            if step < 1e-3:
-                return None
-    return z if res <= tol * scale else None
-
-
-#: Solutions of the shooting are kept only if their length is at most this factor times the
-#: length of the continuation path up to their target (a curve from W to the orbit: the
-#: minimizing geodesic is not longer); a longer one is another geodesic.
-_LENGTH_MARGIN = 1.05
-
-
-def _path_lengths(path, pieces: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and cumulative polygonal lengths (Frobenius) of the curve ``path`` on [0, 1]
-    (lengths inf if it fails)."""
-    taus = np.linspace(0.0, 1.0, pieces + 1)
-    try:
-        points = [pack_layers(path(t)) for t in taus]
-    except (ValueError, np.linalg.LinAlgError):
-        return taus, np.full(taus.size, np.inf)
-    chords = [np.linalg.norm(b - a) for a, b in zip(points[:-1], points[1:], strict=True)]
-    return taus, np.concatenate([[0.0], np.cumsum(chords)])
-
-
-def _horizontal_shoot(
-    W: list[np.ndarray],
-    T: list[np.ndarray],
-    n_steps: int,
-    tol: float,
-    max_iter: int,
-    names: tuple[str, str],
-) -> tuple[np.ndarray, BalancedFrame]:
-    r"""Z (d_N, d_0) with :math:`\phi(\exp_W(\mathrm{lift}_W Z)) = \phi(T)`: the downstairs
-    log of :math:`g^N`, found upstairs (horizontal geodesics of M project to geodesics of
-    :math:`g^N`, [ON]). Newton with continuation in the target along
-    :math:`P(\tau) = \phi(\mathrm{restore}((1-\tau)W + \tau C))`, C the Frobenius alignment
-    of T to W, where the direct solve from :math:`Z = \phi(T) - X` fails or finds a geodesic
-    longer than :data:`_LENGTH_MARGIN` times that path; every continuation step must keep
-    that bound on the path up to its target (a jump to another geodesic is rejected and the
-    step shortened). Returns Z and the frame of W."""
-    frame = BalancedFrame.from_valid(W)
-    X, Y = chain_product(W), chain_product(T)
-    m, n = X.shape
-    if m == n and np.linalg.slogdet(X)[0] != np.linalg.slogdet(Y)[0]:
-        raise DifferentComponentsError(
-            f"{names[0]} and {names[1]} lie in different components of GL({m}) (determinants "
-            "of opposite signs): no curve of the balanced manifold joins their fibers"
-        )
-    lifts = np.stack([pack_layers(frame.horizontal_lift(E.reshape(m, n))) for E in np.eye(m * n)])
-
-    def ends(z: np.ndarray) -> np.ndarray:
-        end = _unpack_batch(_geodesic_flow(W, z @ lifts, n_steps), _widths(W))
-        return chain_product(end)
-
-    C, _ = _layers_alignment(T, W, 500, 1e-13)
-
-    def path(tau: float) -> list[np.ndarray]:
-        return restore_layers([(1 - tau) * a + tau * c for a, c in zip(W, C, strict=True)])
-
-    def target(tau: float) -> np.ndarray:
-        return chain_product(path(tau))
-
-    taus, lengths = _path_lengths(path)
-
-    def short(z: np.ndarray, tau: float) -> bool:
-        bound = _LENGTH_MARGIN * float(np.interp(tau, taus, lengths))
-        return float(np.linalg.norm(z @ lifts)) <= bound + 1e-12
-
-    z = _shoot_once(ends, Y, (Y - X).reshape(-1), tol, max_iter)
-    if z is not None and short(z, 1.0):
-        return z.reshape(m, n), frame
-    # continuation in the target from Z = 0 at tau = 0 (also where the direct solve found a
-    # geodesic longer than a curve from W to the orbit of T: not the minimizing one)
-
-    tau, z, P0, delta = 0.0, np.zeros(m * n), X, 0.5
-    while tau < 1.0:
-        t1 = min(1.0, tau + delta)
-        P1 = target(t1)
-        got = _shoot_once(ends, P1, z + (P1 - P0).reshape(-1), tol, max_iter)
-        if got is None or not short(got, t1):
-            delta *= 0.25
-            if delta < 1.0 / 1024:
-                raise LogConvergenceError(
-                    f"the horizontal shooting from {names[0]} to the fiber of {names[1]} "
-                    f"(general widths) did not converge (continuation stalled at tau = "
-                    f"{tau:.3g})"
+def _layers_transport(W, V, U, n_steps, rtol, atol, return_end_point):
+    """:func:`horizontal_parallel_transport` for lists of layers (see there)."""
+    batch, nets, [(_, vnets), (_, unets)] = _balanced_networks("W", W, ("V", V), ("U", U))
+    widths = _widths(nets[0]) if nets else _widths(_networks(W, "W"))
+    N = len(widths) - 1
+    for name, vecs in (("V", vnets), ("U", unets)):
+        for net, vec in zip(nets, vecs, strict=True):
+            frame = BalancedFrame.from_valid(net)
+            a = pack_layers(vec)
+            residual = float(np.linalg.norm(a - pack_layers(frame.horizontal_projection(vec))))
+            if not residual <= 1e-8 * float(np.linalg.norm(a)):
+                raise ValueError(
+                    f"{name} must be horizontal at W (in (ker dphi)^perp): relative residual "
+                    f"{residual / max(float(np.linalg.norm(a)), np.finfo(float).tiny):.3g} > 1e-8"
                 )
-            continue
-        tau, z, P0, delta = t1, got, P1, min(1.0, 2.0 * delta)
-    return z.reshape(m, n), frame
-
-
-def _log_options(options: dict, what: str) -> tuple[int, float, int]:
-    """n_steps, tol and max_iter of the general-widths shooting (TypeError for others)."""
-    extra = set(options) - {"n_steps", "tol", "max_iter"}
-    if extra:
-        raise TypeError(
-            f"{what} of a network given as a list of layers takes the options n_steps, tol "
-            f"and max_iter, got {sorted(extra)}"
-        )
-    n_steps = check_count(options.get("n_steps", DEFAULT_GEODESIC_STEPS), "n_steps")
-    tol = check_positive(options.get("tol", 1e-10), "tol")
-    max_iter = check_count(options.get("max_iter", 20), "max_iter")
-    return n_steps, tol, max_iter
-
-
-def _layers_horizontal_log(W, T, names, options, what="horizontal_log"):
-    W, T = _balanced_network(W, "W"), _balanced_network(T, "T")
-    if _widths(T) != _widths(W):
-        raise ValueError(f"T must have the widths of W, {_widths(W)}, got {_widths(T)}")
-    n_steps, tol, max_iter = _log_options(options, what)
-    Z, frame = _horizontal_shoot(W, T, n_steps, tol, max_iter, tuple(names))
-    return frame.horizontal_lift(Z)
-
-
-def _layers_transport(W, V, U, n_steps: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    r"""Horizontal U along the horizontal geodesic from W with velocity V (general widths).
-
-    The horizontal lift U(t) of a parallel field of the quotient has
-    :math:`P_H(\dot U) = 0` ([ON] Lemma 2: :math:`\nabla U` is vertical); with
-    :math:`U = P_H U` this is :math:`\dot U = \dot P_H U`, the derivative of the horizontal
-    projection along the geodesic, taken by central differences along the restored
-    curve :math:`\mathrm{restore}(W \pm \epsilon V)` (:math:`\epsilon |V| = 10^{-5}|W|`).
-    RK4 on (W, V, U) with ``n_steps`` steps; after each step W is restored, V projected
-    on the tangent space and U on the horizontal space."""
-    widths = _widths(W)
-    size = max(1.0, float(np.linalg.norm(pack_layers(W))))
-
-    def rate(y):
-        Wr = restore_layers(_unpack_batch(y[0], widths))
-        frame = BalancedFrame.from_valid(Wr)
-        Vp = frame.tangent_projection_unchecked(_unpack_batch(y[1], widths))
-        acc = frame.geodesic_acceleration(Vp)
-        Uc = _unpack_batch(y[2], widths)
-        speed = float(np.linalg.norm(_pack_batch(Vp)))
-        if speed == 0.0:
-            dU = np.zeros_like(y[2])
-        else:
-            eps = 1e-5 * size / speed
-            plus = restore_layers([w + eps * v for w, v in zip(Wr, Vp, strict=True)])
-            minus = restore_layers([w - eps * v for w, v in zip(Wr, Vp, strict=True)])
-            Up = BalancedFrame.from_valid(plus).horizontal_projection(Uc)
-            Um = BalancedFrame.from_valid(minus).horizontal_projection(Uc)
-            dU = (_pack_batch(Up) - _pack_batch(Um)) / (2.0 * eps)
-        return np.stack([y[1], _pack_batch(acc), dU])
-
-    def settle(y):
-        if not np.all(np.isfinite(y)):
-            raise ValueError("the geodesic overflows: the tangent vector is too large")
-        Wr = restore_layers(_unpack_batch(y[0], widths))
-        frame = BalancedFrame.from_valid(Wr)
-        Vt = frame.tangent_projection_unchecked(_unpack_batch(y[1], widths))
-        Uh = frame.horizontal_projection(_unpack_batch(y[2], widths))
-        return np.stack([_pack_batch(Wr), _pack_batch(Vt), _pack_batch(Uh)])
-
-    y0 = np.stack([pack_layers(W), pack_layers(V), pack_layers(U)])
-    y = integrate_flow(
-        lambda t, y: rate(y), y0, 1.0, dt=1.0 / n_steps, method="rk4", restore=settle
-    ).final
-    return _unpack_batch(y[2], widths), _unpack_batch(y[0], widths)
+    if not nets:
+        empty = _join_networks([], batch, widths)
+        return (empty, _join_networks([], batch, widths)) if return_end_point else empty
+    X = np.stack([chain_product(net) for net in nets])
+    Zv = np.stack([end_to_end_differential(w, v) for w, v in zip(nets, vnets, strict=True)])
+    Zu = np.stack([end_to_end_differential(w, u) for w, u in zip(nets, unets, strict=True)])
+    options = {"rtol": rtol, "atol": atol}
+    names = ("phi(W)", "V", "U")
+    Z1 = depth_parallel_transport(X, Zv, Zu, N, names=names, **options)
+    # the end of the horizontal geodesic (RK4), moved onto the exact fiber over X_1
+    X1 = depth_exp(X, Zv, N, names=names[:2], **options)
+    ends = _geodesic_flow(
+        np.stack([pack_layers(w) for w in nets]),
+        np.stack([pack_layers(v) for v in vnets]),
+        widths,
+        n_steps,
+    )
+    moved, points = [], []
+    for i in range(len(nets)):
+        W1 = balanced_point(X1[i], N, widths=widths)
+        if N > 1:
+            W1, _ = _layers_alignment(W1, _unpack_batch(ends[i], widths), 500, 1e-13)
+        points.append(W1)
+        moved.append(BalancedFrame.from_valid(W1).horizontal_lift(Z1[i]))
+    U1 = _join_networks(moved, batch, widths)
+    return (U1, _join_networks(points, batch, widths)) if return_end_point else U1
 
 
 def _layers_geodesic_alignment(W, W_target, n_steps, max_sweeps, tol) -> list[np.ndarray]:
-    """:func:`geodesic_orbit_alignment` for one network of general widths."""
-    Wp = _network(W, "W")
-    Wt = _balanced_network(W_target, "W_target")
-    if _widths(Wt) != _widths(Wp):
-        raise ValueError(f"W_target must have the widths of W, {_widths(Wp)}, got {_widths(Wt)}")
+    """:func:`geodesic_orbit_alignment` for lists of layers (general widths)."""
+    Wp = _networks(W, "W")
     n_steps = check_count(n_steps, "n_steps")
     max_sweeps, tol = check_count(max_sweeps, "max_sweeps"), check_positive(tol, "tol")
-    if len(Wp) == 1:  # the group is trivial
-        return [Wp[0].copy()]
-    try:
-        Z, frame = _horizontal_shoot(
-            Wt, Wp, n_steps, 1e-10, 20, ("the target's end-to-end", "W's end-to-end")
+    batch, tnets, [(_, wnets)] = _balanced_networks("W_target", W_target, ("W", Wp))
+    widths = _widths(Wp)
+    N = len(widths) - 1
+    if N == 1:  # the group is trivial
+        return _join_networks([[net[0].copy()] for net in wnets], batch, widths)
+    if not tnets:
+        return _join_networks([], batch, widths)
+    Xt = np.stack([chain_product(net) for net in tnets])
+    Xw = np.stack([chain_product(net) for net in wnets])
+    same = np.ones(Xt.shape[0], dtype=bool)
+    if Xt.shape[-1] == Xt.shape[-2]:
+        same = np.linalg.slogdet(Xt)[0] == np.linalg.slogdet(Xw)[0]
+    centers = list(tnets)  # pairs in different components: Frobenius alignment
+    idx = np.flatnonzero(same)
+    if idx.size:
+        Z = depth_log(Xt[idx], Xw[idx], N, names=("the target's end-to-end", "W's end-to-end"))
+        H = [pack_layers(h) for h in _lift_networks([tnets[i] for i in idx], Z)]
+        ends = _geodesic_flow(
+            np.stack([pack_layers(tnets[i]) for i in idx]), np.stack(H), widths, n_steps
         )
-    except DifferentComponentsError:  # no curve joins the orbit to W_target
-        return _layers_alignment(Wp, Wt, max_sweeps, tol)[0]
-    C = _geodesic_flow(Wt, pack_layers(frame.horizontal_lift(Z))[None], n_steps)[0]
-    return _layers_alignment(Wp, _unpack_batch(C, _widths(Wt)), max_sweeps, tol)[0]
+        for j, i in enumerate(idx):
+            centers[i] = _unpack_batch(ends[j], widths)
+    out = [
+        _layers_alignment(net, c, max_sweeps, tol)[0] for net, c in zip(wnets, centers, strict=True)
+    ]
+    return _join_networks(out, batch, widths)

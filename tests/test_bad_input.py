@@ -538,7 +538,7 @@ def _geodesic_entries():
             E(
                 f"{fun.__name__}[widths]",
                 fun,
-                {"n_steps": "count", "tol": "pos", "max_iter": "count"},
+                {"n_steps": "count?", "tol": "pos", "max_iter": "count"},
                 W=WBW,
                 T=WBW,
                 n_steps=4,

@@ -223,14 +223,10 @@ class BalancedQuotientMetric(QuotientMetric):
     ``dist`` and ``parallel_transport`` agree with DepthMetric's to rounding.
 
     General widths (``BalancedManifold(widths=...).equip_with_quotient()``): points are
-    the rank-r matrices (d_N, d_0) as vectors (..., d_N * d_0) and no solver of their
-    :math:`g^N` geodesics is used: ``log`` and ``dist`` shoot horizontal geodesics of
-    :math:`\mathcal{M}` (:func:`dln_manifolds.horizontal_log`, Newton on
-    :math:`Z \mapsto \phi(\exp_W(\mathrm{lift}_W Z))` with the total space's RK4
-    steps, so ``exp`` inverts ``log`` to the Newton tolerance), and
-    ``parallel_transport`` integrates the horizontal lift of the parallel field along the
-    horizontal geodesic (:func:`dln_manifolds.horizontal_parallel_transport`); one network
-    at a time over the batch.
+    the rank-r matrices (d_N, d_0) as vectors (..., d_N * d_0), with the same methods:
+    ``log``, ``dist`` and ``parallel_transport`` lift the rectangular :math:`g^N`
+    geodesics (:func:`~dln_manifolds.depth_log`, :func:`~dln_manifolds.depth_parallel_transport`,
+    one batched call for the whole batch; the horizontal lifts network by network).
     """
 
     def _lifts(self, **points) -> tuple[np.ndarray, ...]:
@@ -277,21 +273,14 @@ class BalancedQuotientMetric(QuotientMetric):
         """
         W, T = self._lifts(base_point=base_point, point=point)
         bundle = self._fiber_bundle
-        if bundle.widths is not None:  # shooting upstairs, one network at a time
+        if bundle.widths is not None:  # lists of layers with batch axes: one call
             W, T = np.broadcast_arrays(W, T)
-            H = bundle.layout.over(
-                lambda w, t: horizontal_log(w, t, names=("base_point", "point"), **self._shots),
-                W,
-                T,
+            H = bundle.layout.stacked(
+                lambda w, t: horizontal_log(w, t, names=("base_point", "point")), W, T
             )
             return bundle.tangent_riemannian_submersion(H, W)
         H = horizontal_log(W, T, names=("base_point", "point"))
         return self._fiber_bundle.tangent_riemannian_submersion(H, W)
-
-    @property
-    def _shots(self) -> dict:
-        """Options of the general-widths shooting: the total space's RK4 steps."""
-        return {"n_steps": self._total_space.metric.n_steps}
 
     @boundary
     def dist(self, point_a, point_b):
@@ -299,13 +288,13 @@ class BalancedQuotientMetric(QuotientMetric):
         the components of GL(d)); shape (...)."""
         A, B = self._lifts(point_a=point_a, point_b=point_b)
         bundle = self._fiber_bundle
-        if bundle.widths is not None:
+        if bundle.widths is not None:  # lists of layers with batch axes: one call
             A, B = np.broadcast_arrays(A, B)
-            return bundle.layout.over(
-                lambda a, b: orbit_distance(a, b, names=("point_a", "point_b"), **self._shots),
-                A,
-                B,
-            )
+            if 0 in A.shape[:-1]:
+                return np.empty(A.shape[:-1])
+            split = bundle.layout.split
+            out = orbit_distance(split(A), split(B), names=("point_a", "point_b"))
+            return np.asarray(out)[()] if np.ndim(out) == 0 else out
         out = orbit_distance(A, B, names=("point_a", "point_b"))
         return np.asarray(out)[()] if np.ndim(out) == 0 else out
 
@@ -353,23 +342,19 @@ class BalancedQuotientMetric(QuotientMetric):
         (W,) = self._lifts(base_point=base_point)
         H = bundle.horizontal_lift(direction, fiber_point=W)
         U = bundle.horizontal_lift(tangent_vec, fiber_point=W)
-        if bundle.widths is not None:  # one network at a time
+        if bundle.widths is not None:  # lists of layers with batch axes: one call
             W, H, U = np.broadcast_arrays(W, H, U)
-            batch = W.shape[:-1]
-            flat = [a.reshape(-1, a.shape[-1]) for a in (W, H, U)]
-            ends = np.empty_like(flat[0])
-            moved = np.empty_like(flat[0])
+            if 0 in W.shape[:-1]:
+                return np.empty(W.shape[:-1] + tangent_vec.shape[-1:])
             split, join = bundle.layout.split, bundle.layout.join
-            for i in range(flat[0].shape[0]):
-                U1, W1 = horizontal_parallel_transport(
-                    *(split(a[i]) for a in flat),
-                    n_steps=self._total_space.metric.n_steps,
-                    return_end_point=True,
-                )
-                moved[i], ends[i] = join(U1), join(W1)
-            return bundle.tangent_riemannian_submersion(
-                moved.reshape(batch + moved.shape[-1:]), ends.reshape(batch + ends.shape[-1:])
+            U1, W1 = horizontal_parallel_transport(
+                split(W),
+                split(H),
+                split(U),
+                n_steps=self._total_space.metric.n_steps,
+                return_end_point=True,
             )
+            return bundle.tangent_riemannian_submersion(join(U1), join(W1))
         U1, W1 = horizontal_parallel_transport(
             W, H, U, n_steps=self._total_space.metric.n_steps, return_end_point=True
         )

@@ -141,8 +141,8 @@ class OrbitAligner(AlignerAlgorithm):
         """Align ``point`` to ``base_point`` (geodesic distance); shape (..., N, d, d)."""
         space = self._total_space
         point, base_point = space._arrays(point=point, base_point=base_point)
-        if getattr(space, "widths", None) is not None:  # one network at a time
-            return space.layout.over(
+        if getattr(space, "widths", None) is not None:  # the whole batch in one call
+            return space.layout.stacked(
                 lambda P, B: geodesic_orbit_alignment(
                     P, B, max_sweeps=self.max_sweeps, tol=self.tol
                 ),
