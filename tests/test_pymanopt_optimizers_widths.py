@@ -18,12 +18,18 @@ The contract is the square file's: each run converges to T (|W - T| < 1e-5 |T|),
 with a named error of the geodesic solvers (the GeodesicError family of
 dln_manifolds.geodesics, or the ValueError of a submanifold log that finds no geodesic),
 or runs out of iterations without claiming convergence; never another exception, a NaN,
-a point off the space, or a claim of convergence away from T.
+a point off the space, or a claim of convergence away from T, with one exception that
+the square spaces did not show: the fiber and the balanced manifold of general widths are
+curved submanifolds, on which the distance to T can have local minimizers besides T
+(measured: Balanced-2433 from seed 0, every gradient optimizer, at |W - T| = 0.49 |T|).
+A claim of convergence there is accepted only where a check that does not use the adapter
+(the core restore maps, :func:`_is_local_minimum`) finds no lower nearby point.
 
 Default run: the gradient optimizers from one random start per space (two on the
-non-square EndToEndMatrices, which are cheap). Slow run: 20 starts per (optimizer,
-space), the derivative-free optimizers two iterations per space, and NelderMead to
-convergence from a near start on a non-square EndToEndMatrices.
+non-square EndToEndMatrices, which are cheap); about 18 s in all on a loaded 2-core box.
+Slow run: 20 starts per (optimizer, space), the derivative-free optimizers two
+iterations on one space of each kind (each log is a shooting solve: seconds per log), and
+NelderMead to convergence from a near start on a non-square EndToEndMatrices.
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ DERIVATIVE_FREE = ["NelderMead", "ParticleSwarm"]
 E2E_SPACES = ["E2E-3x2-N2", "E2E-3x2-N3", "E2E-2x3-N2", "E2E-2x3-N3"]
 LAYER_SPACES = ["Fiber-342", "Fiber-3452", "Balanced-342", "Balanced-2433"]
 SPACES = E2E_SPACES + LAYER_SPACES
+DERIVATIVE_FREE_SPACES = ["E2E-3x2-N2", "Balanced-342", "Fiber-342"]
+#: NelderMead iterations from a near start (test_nelder_mead_converges_from_a_near_start).
+NEAR_ITERATIONS = 40
 NAMED_ERRORS = (GeodesicError,)
 
 
@@ -224,17 +233,93 @@ def test_gradient_optimizers_converge(name, space):
 @pytest.mark.slow
 @pytest.mark.parametrize("space", SPACES)
 @pytest.mark.parametrize("name", GRADIENT)
-def test_gradient_optimizers_converge_from_20_starts(name, space):
+def test_gradient_optimizers_converge_from_20_starts(name, space, request):
+    if (name, space) in ADAPTIVE_LINE_SEARCH_STALLS:
+        request.applymarker(pytest.mark.xfail(reason=ADAPTIVE_STALL_REASON, strict=True))
     _check_gradient(space, name, seeds=range(100, 120))
 
 
+#: (optimizer, space): the start (of seeds 100-119) where ConjugateGradient stops with
+#: "min step_size" away from T. Measured at the last line search: a direction of norm 9 to
+#: 9e4 times |grad| (beta huge: g(y_k, d_k) ~ 0, or a Fletcher-Reeves direction at cos 1e-3
+#: to -grad), for which pymanopt 2.2's default AdaptiveLineSearcher (Armijo only, at most
+#: 10 halvings from twice the previous step) finds no decrease, returns step 0, and the
+#: optimizer stops instead of restarting along -grad. The same starts converge with
+#: pymanopt's BackTrackingLineSearcher (test_stalls_are_the_adaptive_line_search), and
+#: along -grad the decrease matches the first-order model to 1e-5 at those points.
+ADAPTIVE_LINE_SEARCH_STALLS = {
+    ("CG-FletcherReeves", "E2E-3x2-N3"): 102,
+    ("CG-PolakRibiere", "E2E-3x2-N3"): 118,
+    ("CG-HagerZhang", "E2E-3x2-N3"): 117,
+    ("CG-HagerZhang", "E2E-2x3-N2"): 110,
+    ("CG-PolakRibiere", "E2E-2x3-N3"): 107,
+    ("CG-HestenesStiefel", "E2E-2x3-N3"): 105,
+    ("CG-HagerZhang", "Balanced-342"): 109,
+}
+ADAPTIVE_STALL_REASON = (
+    "pymanopt 2.2 AdaptiveLineSearcher: 10 Armijo halvings cannot shorten a CG direction "
+    "of norm up to 9e4 |grad| enough; it returns step 0 and CG stops with min step_size"
+)
+
+
+def test_stalls_are_the_adaptive_line_search():
+    """The stalled starts of ADAPTIVE_LINE_SEARCH_STALLS converge with BackTrackingLineSearcher.
+
+    Two of them here (default run); all seven measured: converged after 26 to 56 iterations.
+    The default line searcher stalls on them (negative control: the xfail is not vacuous).
+    """
+    from pymanopt.optimizers.line_search import BackTrackingLineSearcher
+
+    for name, space in [("CG-HagerZhang", "E2E-2x3-N2"), ("CG-HagerZhang", "Balanced-342")]:
+        seed = ADAPTIVE_LINE_SEARCH_STALLS[name, space]
+        assert _run(space, name, seed, 300)[0] == "stopped"
+        M, T = _space(space, seed)
+        problem = quadratic_problem(M, T)
+        np.random.seed(seed)  # noqa: NPY002 (as in _run)
+        optimizer = pymanopt.optimizers.ConjugateGradient(
+            beta_rule=name[3:],
+            verbosity=0,
+            max_iterations=300,
+            line_searcher=BackTrackingLineSearcher(),
+        )
+        result = optimizer.run(problem, initial_point=M.random_point())
+        assert _norm(_flat(result.point) - _flat(T)) < 1e-5 * _norm(T), (name, space)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("space", SPACES)
+@pytest.mark.parametrize("space", DERIVATIVE_FREE_SPACES)
 @pytest.mark.parametrize("name", DERIVATIVE_FREE)
-def test_derivative_free_optimizers_run_on_every_space(name, space):
-    """Two iterations end on the space (or with a named error), never silently elsewhere."""
+def test_derivative_free_optimizers_run_on_every_kind_of_space(name, space):
+    """Two iterations end on the space (or with a named error), never silently elsewhere.
+
+    One space of each kind: every log is a shooting solve (CPU, loaded 2-core box, seed 100:
+    ParticleSwarm 17 s, 60 s, 16 s on E2E-3x2-N2, Balanced-342, Fiber-342; NelderMead 49 s,
+    121 s, 16 s; the balanced and fiber NelderMead and the balanced ParticleSwarm stop with
+    the ValueError of a log without a geodesic between random points).
+    """
     outcome, err, _ = _run(space, name, 100, max_iterations=2)
     assert outcome in ("budget", "named error", "converged"), (space, name, outcome, err)
+
+
+@pytest.mark.slow
+def test_nelder_mead_converges_from_a_near_start():
+    """NelderMead reaches |X - T| < 1e-2 |T| from a simplex near T on a non-square E2E."""
+    space = "E2E-3x2-N2"
+    M, T = _space(space, 102, near=True)
+    M.geodesic_tol = 1e-8  # the Karcher-mean descent of NelderMead needs far less than 1e-10
+    simplex = [M.random_point() for _ in range(M.dim + 1)]
+    start_err = min(_norm(x - T) / _norm(T) for x in simplex)
+    draws, draw = iter(simplex), M.random_point
+
+    def random_point():  # the simplex above first, then the centroid's random starts
+        x = next(draws, None)
+        return draw() if x is None else x
+
+    M.random_point = random_point
+    result = _optimizer("NelderMead", NEAR_ITERATIONS).run(quadratic_problem(M, T))
+    err = _norm(result.point - T) / _norm(T)
+    assert start_err > 1e-2, start_err  # the run has work to do
+    assert err < 1e-2, (err, start_err, result.stopping_criterion)
 
 
 def test_negative_controls():
