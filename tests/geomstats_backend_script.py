@@ -20,7 +20,12 @@ import geomstats.backend as gs
 import numpy as np
 from geomstats.learning.frechet_mean import FrechetMean
 
-from dln_manifolds.geomstats import BalancedManifold, EndToEndMatrices, Fiber
+from dln_manifolds.geomstats import (
+    AutodiffDepthMetric,
+    BalancedManifold,
+    EndToEndMatrices,
+    Fiber,
+)
 from dln_manifolds.geomstats._backend import BACKEND, NotDifferentiableError, plain
 
 SECTIONS = sys.argv[1:] or ["downstairs", "upstairs", "widths", "widths_geodesics"]
@@ -372,6 +377,23 @@ def rectangular(name, shape, depth):
     check_grad(f"{name}.log(point)", lambda p: gs.sum(G * m.log(p, P)), E, h=1e-5)
     check_grad(f"{name}.log(base_point)", lambda p: gs.sum(G * m.log(E, p)), P, h=1e-5)
     check_grad(f"{name}.squared_dist(point_a)", lambda p: m.squared_dist(p, E), P, h=1e-5)
+    # the closed-form symbols and curvature against geomstats' autodiff of [G] eq. 4.14
+    ref = EndToEndMatrices(shape, depth, equip=False)
+    ref.equip_with_metric(AutodiffDepthMetric)
+    out[f"{name}.christoffels_vs_autodiff"] = float(
+        np.max(np.abs(npf(ref.metric.christoffels(P)) - npf(m.christoffels(P))))
+    )
+    if BACKEND == "autograd":  # pytorch: geomstats' jacobian_vec does not differentiate twice
+        r_ref = npf(ref.metric.curvature(U, V, U + V, P))
+        out[f"{name}.curvature_vs_autodiff"] = float(
+            np.max(np.abs(r_ref - npf(m.curvature(U, V, U + V, P)))) / np.max(np.abs(r_ref))
+        )
+    else:
+        try:
+            ref.metric.curvature(U, V, U + V, P)
+            out[f"{name}.curvature_vs_autodiff"] = "no error"
+        except NotImplementedError as exc:
+            out[f"{name}.curvature_vs_autodiff"] = str(exc)
     C = gs.array(np.sin(np.arange(n * n, dtype=float)).reshape(n, n))
     check_grad(f"{name}.metric_matrix", lambda p: gs.sum(C * m.metric_matrix(p)), P)
     check_grad(f"{name}.cometric_matrix", lambda p: gs.sum(C * m.cometric_matrix(p)), P)
