@@ -5,7 +5,9 @@ backend once, at import): ``python geomstats_backend_script.py SECTION...`` with
 sections ``downstairs`` ((M_d, g^N): EndToEndMatrices(2, 3)), ``upstairs``
 (BalancedManifold, Fiber, BalancedBundle, the quotient metric) and ``widths``
 (BalancedManifold and Fiber of general widths, flat points: all but geodesics) and
-``widths_geodesics`` (their exp, log, dist, squared_dist, parallel_transport, geodesic).
+``widths_geodesics`` (their exp, log, dist, squared_dist, parallel_transport, geodesic) and
+``rectangular`` (non-square EndToEndMatrices (3, 2) and (2, 3), N = 2, 3: every method,
+FrechetMean, gradients, Christoffel symbols and curvature against AutodiffDepthMetric).
 Prints one JSON line: the type of every returned array, errors of exp/log round
 trips and of the Frechet means, and, under an autodiff backend, the relative
 error of every gradient against central finite differences (ambient coordinates on the open set
@@ -28,7 +30,13 @@ from dln_manifolds.geomstats import (
 )
 from dln_manifolds.geomstats._backend import BACKEND, NotDifferentiableError, plain
 
-SECTIONS = sys.argv[1:] or ["downstairs", "upstairs", "widths", "widths_geodesics"]
+SECTIONS = sys.argv[1:] or [
+    "downstairs",
+    "upstairs",
+    "widths",
+    "widths_geodesics",
+    "rectangular",
+]
 t0 = time.time()
 out = {"backend": BACKEND, "autodiff": bool(gs.has_autodiff()), "types": {}, "not_diff": {}}
 out["grad_err"] = {}

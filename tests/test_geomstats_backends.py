@@ -11,8 +11,8 @@ The tests marked ``backends`` (excluded from the default run; ``make
 test-backends``) run tests/geomstats_backend_script.py end to end under all
 three backends (pytorch where installed): types of every returned array, exp/log,
 dist, FrechetMean on (M_d, g^N), on the balanced manifold and on a fiber, the
-geodesics of the spaces of general widths, and every custom derivative against
-finite differences. The vector-Jacobian products
+geodesics of the spaces of general widths, the non-square spaces of matrices (3 x 2,
+2 x 3), and every custom derivative against finite differences. The vector-Jacobian products
 themselves are checked in process against finite differences, with a negative
 control.
 """
