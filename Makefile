@@ -42,8 +42,8 @@ test-backends: $(BACKENDS_STAMP)
 # by `make test`) under the autograd backend (main venv) and the pytorch backend
 # (backends venv).
 test-generic-backends: $(STAMP) $(BACKENDS_STAMP)
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 GEOMSTATS_BACKEND=autograd $(BIN)/python -m pytest -n 0 -q tests/test_geomstats_generic.py
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 GEOMSTATS_BACKEND=pytorch $(BACKENDS_VENV)/bin/python -m pytest -n 0 -q tests/test_geomstats_generic.py
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 GEOMSTATS_BACKEND=autograd $(BIN)/python -m pytest -n 0 -q tests/test_geomstats_generic.py tests/test_geomstats_generic_rectangular.py
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 GEOMSTATS_BACKEND=pytorch $(BACKENDS_VENV)/bin/python -m pytest -n 0 -q tests/test_geomstats_generic.py tests/test_geomstats_generic_rectangular.py
 
 docs: $(STAMP)
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html

@@ -5,7 +5,9 @@ backend once, at import): ``python geomstats_backend_script.py SECTION...`` with
 sections ``downstairs`` ((M_d, g^N): EndToEndMatrices(2, 3)), ``upstairs``
 (BalancedManifold, Fiber, BalancedBundle, the quotient metric) and ``widths``
 (BalancedManifold and Fiber of general widths, flat points: all but geodesics) and
-``widths_geodesics`` (their exp, log, dist, squared_dist, parallel_transport, geodesic).
+``widths_geodesics`` (their exp, log, dist, squared_dist, parallel_transport, geodesic) and
+``rectangular`` (non-square EndToEndMatrices (3, 2) and (2, 3), N = 2, 3: every method,
+FrechetMean, gradients, Christoffel symbols and curvature against AutodiffDepthMetric).
 Prints one JSON line: the type of every returned array, errors of exp/log round
 trips and of the Frechet means, and, under an autodiff backend, the relative
 error of every gradient against central finite differences (ambient coordinates on the open set
@@ -20,10 +22,21 @@ import geomstats.backend as gs
 import numpy as np
 from geomstats.learning.frechet_mean import FrechetMean
 
-from dln_manifolds.geomstats import BalancedManifold, EndToEndMatrices, Fiber
+from dln_manifolds.geomstats import (
+    AutodiffDepthMetric,
+    BalancedManifold,
+    EndToEndMatrices,
+    Fiber,
+)
 from dln_manifolds.geomstats._backend import BACKEND, NotDifferentiableError, plain
 
-SECTIONS = sys.argv[1:] or ["downstairs", "upstairs", "widths", "widths_geodesics"]
+SECTIONS = sys.argv[1:] or [
+    "downstairs",
+    "upstairs",
+    "widths",
+    "widths_geodesics",
+    "rectangular",
+]
 t0 = time.time()
 out = {"backend": BACKEND, "autodiff": bool(gs.has_autodiff()), "types": {}, "not_diff": {}}
 out["grad_err"] = {}
@@ -51,11 +64,11 @@ def fd_grad(f, p, h=1e-6):
     return g
 
 
-def check_grad(name, f, p):
+def check_grad(name, f, p, h=1e-6):
     """Gradient by the backend against central differences in every ambient coordinate."""
     value, grad = gs.autodiff.value_and_grad(f)(p)
     record("grad." + name, grad)
-    ref = fd_grad(f, p)
+    ref = fd_grad(f, p, h)
     err = np.max(np.abs(npf(grad) - ref)) / max(1.0, np.max(np.abs(ref)))
     out["grad_err"][name] = float(err + abs(npf(value) - npf(f(p))))
 
@@ -315,6 +328,97 @@ if "widths_geodesics" in SECTIONS:
     widths_geodesics("bal_wg", BalancedManifold(widths=(3, 5, 4, 2)))
     X_w = np.array([[1.1, 0.2], [-0.3, 0.8], [0.5, 0.1], [0.0, 0.4], [0.2, -0.6]])
     widths_geodesics("fib_wg", Fiber(X_w, 3, widths=(2, 4, 3, 5)))
+
+
+def rectangular(name, shape, depth):
+    """Non-square EndToEndMatrices(shape, depth): every geodesic tool, backend types, and
+    under an autodiff backend the gradients of squared_norm, dist, exp and log."""
+    sp = EndToEndMatrices(shape, depth)
+    m = sp.metric
+    m.set_integrator(n_steps=10)
+    n = sp.dim
+    P = record(f"{name}.random_point", sp.random_point())
+    Ps = record(f"{name}.random_point(5)", sp.random_point(5))
+    out[f"{name}.belongs"] = bool(np.all(npf(record(f"{name}.belongs", sp.belongs(Ps)))))
+    mask = np.ones(shape)
+    mask[0] = 0.0 if shape[0] < shape[1] else 1.0
+    mask[:, 0] = 0.0 if shape[0] > shape[1] else mask[:, 0]
+    deficient = gs.array((npf(sp.to_matrix(P)) * mask).reshape(n))
+    out[f"{name}.deficient_belongs"] = bool(npf(sp.belongs(deficient)))
+    proj = record(f"{name}.projection", sp.projection(deficient))
+    out[f"{name}.projection_belongs"] = bool(npf(sp.belongs(proj)))
+    V = 0.3 * gs.random.normal(size=(n,))
+    U = gs.random.normal(size=(n,))
+    E = record(f"{name}.exp", m.exp(V, P))
+    L = record(f"{name}.log", m.log(E, P))
+    out[f"{name}.round_trip"] = float(np.max(np.abs(npf(L) - npf(V))))
+    D = record(f"{name}.dist", m.dist(P, E))
+    out[f"{name}.dist_vs_norm"] = float(abs(npf(D) - npf(m.norm(V, P))))
+    record(f"{name}.squared_dist", m.squared_dist(P, E))
+    record(f"{name}.squared_norm", m.squared_norm(V, P))
+    record(f"{name}.parallel_transport", m.parallel_transport(U, P, direction=V))
+    record(f"{name}.geodesic", m.geodesic(initial_point=P, end_point=E)(gs.linspace(0.0, 1.0, 3)))
+    record(f"{name}.to_matrix", sp.to_matrix(Ps))
+    record(f"{name}.to_vector", sp.to_vector(sp.to_matrix(Ps)))
+    record(f"{name}.to_tangent", sp.to_tangent(U, P))
+    record(f"{name}.random_tangent_vec", sp.random_tangent_vec(Ps))
+    record(f"{name}.inner_product", m.inner_product(U, V, Ps))
+    record(f"{name}.norm", m.norm(V, P))
+    record(f"{name}.metric_matrix", m.metric_matrix(P))
+    record(f"{name}.cometric_matrix", m.cometric_matrix(P))
+    record(f"{name}.christoffels", m.christoffels(P))
+    record(f"{name}.christoffel_term", m.christoffel_term(U, V, P))
+    record(f"{name}.geodesic_equation", m.geodesic_equation(gs.stack([P, V])))
+    record(f"{name}.retraction", m.retraction(V, P))
+    record(f"{name}.curvature", m.curvature(U, V, U + V, P))
+    pts = m.exp(0.2 * gs.random.normal(size=(5, n)), P)
+    mean = frechet(name, sp, pts, 1e-16)  # stops at |sum of logs| <= 5 sqrt(1e-16 dim)
+    out[f"{name}.frechet_belongs"] = bool(npf(sp.belongs(mean)))
+    if not gs.has_autodiff():
+        return
+    G = gs.array(np.cos(np.arange(n, dtype=float)))
+    check_grad(f"{name}.squared_norm(base_point)", lambda p: m.squared_norm(V, p), P)
+    check_grad(f"{name}.dist(point_a)", lambda p: m.dist(p, E), P, h=1e-5)
+    check_grad(f"{name}.dist(point_b)", lambda p: m.dist(P, p), E, h=1e-5)
+    check_grad(f"{name}.exp(tangent_vec)", lambda u: gs.sum(G * m.exp(u, P)), V)
+    check_grad(f"{name}.exp(base_point)", lambda p: gs.sum(G * m.exp(V, p)), P)
+    check_grad(f"{name}.log(point)", lambda p: gs.sum(G * m.log(p, P)), E, h=1e-5)
+    check_grad(f"{name}.log(base_point)", lambda p: gs.sum(G * m.log(E, p)), P, h=1e-5)
+    check_grad(f"{name}.squared_dist(point_a)", lambda p: m.squared_dist(p, E), P, h=1e-5)
+    # the closed-form symbols and curvature against geomstats' autodiff of [G] eq. 4.14
+    ref = EndToEndMatrices(shape, depth, equip=False)
+    ref.equip_with_metric(AutodiffDepthMetric)
+    out[f"{name}.christoffels_vs_autodiff"] = float(
+        np.max(np.abs(npf(ref.metric.christoffels(P)) - npf(m.christoffels(P))))
+    )
+    if BACKEND == "autograd":  # pytorch: geomstats' jacobian_vec does not differentiate twice
+        r_ref = npf(ref.metric.curvature(U, V, U + V, P))
+        out[f"{name}.curvature_vs_autodiff"] = float(
+            np.max(np.abs(r_ref - npf(m.curvature(U, V, U + V, P)))) / np.max(np.abs(r_ref))
+        )
+    else:
+        try:
+            ref.metric.curvature(U, V, U + V, P)
+            out[f"{name}.curvature_vs_autodiff"] = "no error"
+        except NotImplementedError as exc:
+            out[f"{name}.curvature_vs_autodiff"] = str(exc)
+    C = gs.array(np.sin(np.arange(n * n, dtype=float)).reshape(n, n))
+    check_grad(f"{name}.metric_matrix", lambda p: gs.sum(C * m.metric_matrix(p)), P)
+    check_grad(f"{name}.cometric_matrix", lambda p: gs.sum(C * m.cometric_matrix(p)), P)
+    check_grad(f"{name}.inner_product(vector)", lambda u: m.inner_product(u, U + 1, P), V)
+    check_grad(f"{name}.to_matrix", lambda p: gs.sum(gs.sin(sp.to_matrix(p))), P)
+    check_not_differentiable(f"{name}.christoffels", lambda p: gs.sum(m.christoffels(p)), P)
+    check_not_differentiable(
+        f"{name}.parallel_transport(tangent_vec)",
+        lambda u: gs.sum(m.parallel_transport(u, P, direction=V)),
+        U,
+    )
+
+
+if "rectangular" in SECTIONS:
+    for _shape in ((3, 2), (2, 3)):
+        for _depth in (2, 3):
+            rectangular(f"rect{_shape[0]}x{_shape[1]}_N{_depth}", _shape, _depth)
 
 out["seconds"] = time.time() - t0
 print(json.dumps(out))

@@ -11,8 +11,8 @@ The tests marked ``backends`` (excluded from the default run; ``make
 test-backends``) run tests/geomstats_backend_script.py end to end under all
 three backends (pytorch where installed): types of every returned array, exp/log,
 dist, FrechetMean on (M_d, g^N), on the balanced manifold and on a fiber, the
-geodesics of the spaces of general widths, and every custom derivative against
-finite differences. The vector-Jacobian products
+geodesics of the spaces of general widths, the non-square spaces of matrices (3 x 2,
+2 x 3), and every custom derivative against finite differences. The vector-Jacobian products
 themselves are checked in process against finite differences, with a negative
 control.
 """
@@ -339,6 +339,85 @@ def test_widths_geodesics_under_every_backend(backend):
         assert name.split("(")[1].rstrip(")") in message, (name, message)
 
 
+@pytest.mark.backends
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rectangular_under_every_backend(backend):
+    """Non-square EndToEndMatrices (3, 2) and (2, 3), depths 2 and 3: random_point, belongs,
+    projection, exp, log, dist, squared_dist, squared_norm, parallel_transport, geodesic
+    and FrechetMean return the backend's arrays and the right answers; under autograd
+    and pytorch the gradients of squared_norm, dist, squared_dist, exp and log (in both
+    arguments) against central finite differences."""
+    out = _full_run(backend, ("rectangular",))
+    spaces = [f"rect{s}_N{N}" for s in ("3x2", "2x3") for N in (2, 3)]
+    assert [k for k, ok in out["types"].items() if not ok] == []
+    for space in spaces:
+        names = [k for k in out["types"] if k.startswith(f"{space}.")]
+        assert len(names) == 25, names
+        assert out[f"{space}.belongs"] and out[f"{space}.projection_belongs"], space
+        assert not out[f"{space}.deficient_belongs"], space  # negative control
+        assert out[f"{space}.round_trip"] < 1e-9, space
+        assert out[f"{space}.dist_vs_norm"] < 1e-9, space
+        # FrechetMean stops at |mean of logs|^2 <= 1e-16 dim: |sum of 5 logs| <= 1.3e-7
+        assert out[f"{space}.frechet_grad"] < 1e-6, space
+        assert out[f"{space}.frechet_belongs"], space
+    if backend == "numpy":
+        return
+    for space in spaces:
+        # the closed-form symbols against geomstats' autodiff of [G] eq. 4.14 (an independent
+        # computation); curvature: ours by 4th-order differences of the symbols (~1e-10)
+        assert out[f"{space}.christoffels_vs_autodiff"] < 1e-12, space
+        if backend == "autograd":
+            assert out[f"{space}.curvature_vs_autodiff"] < 1e-7, space
+        else:  # geomstats' pytorch jacobian_vec drops second derivatives: refused
+            assert "needs GEOMSTATS_BACKEND=autograd" in out[f"{space}.curvature_vs_autodiff"]
+    errors = out["grad_err"]
+    assert len(errors) == 12 * len(spaces)
+    assert len([k for k in out["types"] if k.startswith("grad.")]) == 12 * len(spaces)
+    # VJPs of the computed (RK4, 10 steps) maps and closed forms; measured <= 7e-9 (the
+    # error of the finite differences themselves)
+    assert max(errors.values()) < 1e-7, errors
+    assert set(out["not_diff"]) == {
+        f"{s}.{m}" for s in spaces for m in ("christoffels", "parallel_transport(tangent_vec)")
+    }
+    for name, message in out["not_diff"].items():
+        assert "is not differentiable in" in message, name
+        arg = "tangent_vec" if "(" in name else "base_point"
+        assert f"in {arg} " in message, (name, message)
+
+
+@pytest.mark.parametrize("shape", [(3, 2), (2, 3)])
+def test_rk4_dist_vjp_is_the_gradient_of_the_computed_distance(shape):
+    """With fixed-step RK4, dist's VJP is the gradient of the computed distance (implicit
+    function through the RK4 exponential), in both points; the first-variation formula,
+    the gradient of the exact distance, is off by the RK4 error (negative control)."""
+    from dln_manifolds.geomstats import EndToEndMatrices, _derivatives
+
+    space = EndToEndMatrices(shape, 3)
+    m = space.metric
+    m.set_integrator(n_steps=4)  # a coarse RK4: its error shows in the first variation
+    rng = np.random.default_rng(8)
+    a = space.to_vector(np.eye(*shape) + 0.2 * rng.normal(size=shape))
+    b = m.exp(0.6 * rng.normal(size=a.shape), a)
+    args = {"self": m, "point_a": a, "point_b": b}
+    ans = m.dist(a, b)
+    grads = _derivatives.dist_vjp(args, ans, np.array(1.3), ("point_a", "point_b"))
+    m.set_integrator()  # adaptive: dist_vjp is the first variation
+    exact = _derivatives.dist_vjp(args, ans, np.array(1.3), ("point_a",))["point_a"]
+    m.set_integrator(n_steps=4)
+    h, E = 1e-5, np.eye(space.dim)  # central differences, all in one batched dist call
+    A, B = np.broadcast_to(a, E.shape), np.broadcast_to(b, E.shape)
+    firsts = np.concatenate([A + h * E, A - h * E, A, A])
+    f = m.dist(firsts, np.concatenate([B, B, B + h * E, B - h * E])).reshape(4, -1)
+    refs = {"point_a": (f[0] - f[1]) / (2 * h), "point_b": (f[2] - f[3]) / (2 * h)}
+    for name, ref in refs.items():
+        assert np.max(np.abs(grads[name] - 1.3 * ref)) < 1e-7 * np.max(np.abs(ref)), name
+    assert np.max(np.abs(exact - 1.3 * refs["point_a"])) > 1e-5 * np.max(np.abs(refs["point_a"]))
+    # coincident points: 0, not NaN
+    args["point_b"] = a
+    zero = _derivatives.dist_vjp(args, np.array(0.0), np.array(1.0), ("point_a", "point_b"))
+    assert all(np.array_equal(z, np.zeros(space.dim)) for z in zero.values())
+
+
 # ---------------------------------------------------------------------------
 # General widths in process (numpy backend): flat points, lists in and lists out
 # ---------------------------------------------------------------------------
@@ -557,9 +636,14 @@ def test_widths_geodesic_vjps_match_finite_differences(kind):
         space = BalancedManifold(widths=(2, 3, 1))
     else:
         space = Fiber(np.array([[1.0, 0.4]]), 2, widths=(2, 3, 1))
+    import geomstats.backend as gs
+
     m = space.metric
     m.n_steps = 4
     rng = np.random.default_rng(36)
+    # random_point draws from geomstats' global generator: unseeded, the negative control
+    # below (one random direction) failed for 7 of 30 seeds; seeded, it is reproducible
+    gs.random.seed(36)
     P = space.random_point()
     V, U = (0.3 * space.to_tangent(rng.normal(size=P.shape), P) for _ in range(2))
     G = rng.normal(size=P.shape)
@@ -589,4 +673,5 @@ def test_widths_geodesic_vjps_match_finite_differences(kind):
         fd = (f[0] - f[1]) / (2 * h)
         assert abs(np.sum(grads[name] * u) - fd) < 1e-7 * max(1.0, abs(fd)), name
         if name == "point_a":  # negative control: the exact distance's gradient, RK4-off
-            assert abs(np.sum(first_variation[name] * u) - fd) > 1e-6 * max(1.0, abs(fd))
+            off = abs(np.sum(first_variation[name] * u) - fd) / max(1.0, abs(fd))
+            assert off > 1e-6, off

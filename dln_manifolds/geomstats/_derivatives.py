@@ -34,6 +34,7 @@ from ._frame import DenseDepthFrame
 
 __all__ = [
     "cometric_matrix_vjp",
+    "depth_rk4_dist_vjp",
     "dist_vjp",
     "horizontal_lift_vjp",
     "identity_vjp",
@@ -101,8 +102,15 @@ def cometric_matrix_vjp(args, ans, g, wanted):
 
 
 def dist_vjp(args, ans, g, wanted):
-    r"""VJP of ``dist(point_a, point_b)``: :math:`-g\, G_a \log_a b / d` (0 where d is 0 or inf)."""
+    r"""VJP of ``dist(point_a, point_b)``: :math:`-g\, G_a \log_a b / d` (0 where d is 0 or inf).
+
+    The first variation of arc length: the gradient of the exact distance. A
+    :class:`~dln_manifolds.geomstats.DepthMetric` with fixed-step RK4 computes a distance
+    that differs from it by the RK4 error; its gradient is :func:`depth_rk4_dist_vjp`.
+    """
     metric = args["self"]
+    if _fixed_step_depth_metric(metric):
+        return depth_rk4_dist_vjp(args, ans, g, wanted)
     a, b = args["point_a"], args["point_b"]
     ans = np.asarray(ans)
     ok = np.isfinite(ans) & (ans > 0)
@@ -122,6 +130,61 @@ def dist_vjp(args, ans, g, wanted):
         lowered = _lower(metric, log, base_b)
         out[name] = -scale.reshape(scale.shape + (1,) * nd) * lowered
     return out
+
+
+def _fixed_step_depth_metric(metric) -> bool:
+    """True for a depth metric of (M_d, g^N) (square or not) whose exp is fixed-step RK4."""
+    solver = getattr(metric, "exp_solver", None)
+    return (
+        hasattr(metric, "depth")
+        and hasattr(metric._space, "matrix_shape")
+        and getattr(solver, "options", {}).get("n_steps") is not None
+    )
+
+
+def depth_rk4_dist_vjp(args, ans, g, wanted):
+    r"""VJP of ``DepthMetric.dist(point_a, point_b)`` with fixed-step RK4: the gradient of
+    the computed distance :math:`d = |V|_{g_a}`, :math:`V = \log_a b`, by the implicit
+    function theorem.
+
+    ``log`` solves :math:`\exp_a(V) = b` for the RK4 exponential, so
+    :math:`dV = J_V^{-1}(db - J_a\,da)` (:func:`exp_jacobians`, the Jacobians of the
+    computed map) and :math:`2d\,\delta d = 2\langle G_a V, dV\rangle + D G_a[da](V, V)`.
+    With :math:`\lambda = J_V^{-T} G_a V / d`: the gradient in b is :math:`\lambda`, in a
+    :math:`-J_a^T\lambda - K / (2d)` with :math:`K` the gradient in a of
+    :math:`g_a(V, V)` (:func:`inner_product_vjp`). The first-variation formula
+    (:func:`dist_vjp` for the adaptive integrator) is the limit of infinitely many steps;
+    with 10 steps it is off by the RK4 error (measured up to 9e-7 relative on 3 x 2
+    matrices). 0 where the distance is 0 or inf.
+    """
+    metric = args["self"]
+    n = metric._space.dim
+    a, b = np.broadcast_arrays(
+        np.asarray(args["point_a"], dtype=np.float64), np.asarray(args["point_b"], dtype=np.float64)
+    )
+    batch = a.shape[:-1]
+    a, b = a.reshape(-1, n), b.reshape(-1, n)
+    d = np.broadcast_to(np.asarray(ans, dtype=np.float64), batch).reshape(-1)
+    gb = np.broadcast_to(np.asarray(g, dtype=np.float64), batch).reshape(-1)
+    ok = np.isfinite(d) & (d > 0)
+    out = {name: np.zeros((a.shape[0], n)) for name in wanted}
+    if np.any(ok):
+        A, Bp, dk = a[ok], b[ok], d[ok][:, None]
+        V = metric.log(Bp, A)
+        jac = ("tangent_vec",) + (("base_point",) if "point_a" in wanted else ())
+        J = exp_jacobians(metric, V, A, jac)
+        frame, (Vm,), _ = _depth_setup(metric, A, V)
+        BV = frame.inverse(Vm)  # G_a V as a matrix
+        lam = np.linalg.solve(
+            np.swapaxes(J["tangent_vec"], -1, -2), BV.reshape(-1, n)[..., None] / dk[..., None]
+        )[..., 0]
+        if "point_b" in wanted:
+            out["point_b"][ok] = gb[ok][:, None] * lam
+        if "point_a" in wanted:
+            K = -frame.derivative_adjoint(BV, BV).reshape(-1, n)
+            grad_a = -np.einsum("bi,bij->bj", lam, J["base_point"]) + K / (2.0 * dk)
+            out["point_a"][ok] = gb[ok][:, None] * grad_a
+    return {name: grad.reshape(batch + (n,)) for name, grad in out.items()}
 
 
 def _lower(metric, vector, base_point):

@@ -60,7 +60,7 @@ from ..geodesics import (
     direction_geodesic,
 )
 from ..retraction import depth_retraction
-from ._backend import boundary, differentiable, plain
+from ._backend import BACKEND, boundary, differentiable, plain
 from ._derivatives import (
     cometric_matrix_vjp,
     dist_vjp,
@@ -772,12 +772,16 @@ class AutodiffDepthMetric(DepthMetric):
 
     ``metric_matrix`` implements [G] eq. 4.14 directly with backend operations,
     :math:`\mathcal{A} = \sum_{k=1}^{N} (XX^T)^{(N-k)/N} \otimes (X^TX)^{(k-1)/N}`
-    (row-major Kronecker form, fractional powers by ``eigh``), inverted; and
-    ``christoffels``, ``geodesic_equation`` and ``riemann_tensor`` are
+    (row-major Kronecker form, fractional powers by ``eigh``; for m x n matrices the
+    singular Gram matrix of the longer side has power 0 the identity and powers
+    :math:`a > 0` written through the other one, e.g. :math:`X (X^TX)^{a-1} X^T`),
+    inverted; and ``christoffels``, ``geodesic_equation`` and ``riemann_tensor`` are
     geomstats' generic ones (automatic differentiation of ``metric_matrix``).
     Needs an autodiff backend (``GEOMSTATS_BACKEND=autograd``) and a finite
-    depth. It is the baseline of ``benchmarks/bench_geomstats_exp.py`` and an
-    independent cross-check of :class:`DepthMetric`; it is slow.
+    depth (``riemann_tensor``, hence ``curvature``, refuses pytorch: geomstats' pytorch
+    ``jacobian_vec`` does not differentiate twice). It is the baseline of
+    ``benchmarks/bench_geomstats_exp.py`` and an independent cross-check of
+    :class:`DepthMetric`; it is slow.
     """
 
     def __init__(self, space, depth=None, **kwargs):
@@ -793,22 +797,36 @@ class AutodiffDepthMetric(DepthMetric):
         return solver.exp(tangent_vec, base_point)
 
     def metric_matrix(self, base_point=None):
-        d = self._space.d
+        m, n = self._space.matrix_shape
         N = self.depth
-        X = gs.reshape(base_point, base_point.shape[:-1] + (d, d))
+        X = gs.reshape(base_point, base_point.shape[:-1] + (m, n))
         Xt = gs.moveaxis(X, -1, -2)
-        p, E = gs.linalg.eigh(gs.matmul(X, Xt))
-        q, F = gs.linalg.eigh(gs.matmul(Xt, X))
 
-        def power(w, Q, a):
+        def power(S, a):
+            w, Q = gs.linalg.eigh(S)
             return gs.matmul(Q * gs.expand_dims(w**a, -2), gs.moveaxis(Q, -1, -2))
+
+        # the Gram matrix of the longer side is singular for m != n: its powers a > 0 as
+        # X (X^T X)^(a-1) X^T (tall) or X^T (X X^T)^(a-1) X (wide), its power 0 the identity
+        # (so that no eigenvalue 0 is raised to a fractional power under autodiff)
+        def left(a):
+            if m <= n:
+                return power(gs.matmul(X, Xt), a)
+            if a == 0:
+                return gs.eye(m)
+            return gs.matmul(gs.matmul(X, power(gs.matmul(Xt, X), a - 1)), Xt)
+
+        def right(a):
+            if m >= n:
+                return power(gs.matmul(Xt, X), a)
+            if a == 0:
+                return gs.eye(n)
+            return gs.matmul(gs.matmul(Xt, power(gs.matmul(X, Xt), a - 1)), X)
 
         A = 0.0
         for k in range(1, N + 1):
-            L = power(p, E, (N - k) / N)
-            R = power(q, F, (k - 1) / N)
-            kron = gs.einsum("...ac,...bd->...abcd", L, R)
-            A = A + gs.reshape(kron, kron.shape[:-4] + (d * d, d * d))
+            kron = gs.einsum("...ac,...bd->...abcd", left((N - k) / N), right((k - 1) / N))
+            A = A + gs.reshape(kron, kron.shape[:-4] + (m * n, m * n))
         return gs.linalg.inv(A)
 
     def cometric_matrix(self, base_point=None):
@@ -824,4 +842,14 @@ class AutodiffDepthMetric(DepthMetric):
         return RiemannianMetric.geodesic_equation(self, state)
 
     def riemann_tensor(self, base_point=None):
+        """geomstats' generic Riemann tensor; autograd only (see the class docstring)."""
+        if BACKEND == "pytorch":
+            # geomstats' pytorch jacobian_vec calls torch.autograd.functional.jacobian
+            # without create_graph: the Jacobian of the autodiff Christoffel symbols (a
+            # second derivative) drops the dependence of their first one on the point
+            # (measured: relative errors ~1 in the curvature, square and non-square)
+            raise NotImplementedError(
+                "AutodiffDepthMetric.riemann_tensor needs GEOMSTATS_BACKEND=autograd: "
+                "geomstats' pytorch jacobian_vec does not differentiate twice"
+            )
         return RiemannianMetric.riemann_tensor(self, base_point)
