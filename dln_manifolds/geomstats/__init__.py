@@ -39,8 +39,14 @@ order), with derivatives from the core:
   operator); ``exp`` in the tangent vector and the base point and ``log`` in both
   points, by the Jacobian of the geodesic flow (4th-order central differences of
   the batched RK4 flow, relative error ~1e-9; ``log`` by the implicit function
-  theorem); ``EndToEndMatrices.to_tangent``, ``to_matrix``, ``to_vector``,
+  theorem); with fixed RK4 steps (``n_steps``) ``dist`` is differentiated as the
+  computed distance, not the exact one; square and non-square (m x n) points alike;
+  ``EndToEndMatrices.to_tangent``, ``to_matrix``, ``to_vector``,
   :func:`matrix_to_vector`, :func:`vector_to_matrix`.
+- ``AutodiffDepthMetric`` (the metric matrix differentiated by the backend): its
+  curvature under pytorch raises ``NotImplementedError``, since geomstats 2.8.0's
+  pytorch ``jacobian_vec`` drops second derivatives (measured: off by a relative 1 to
+  2.4); the Christoffel symbols are correct there.
 - :class:`Fiber`, :class:`BalancedManifold` and their metrics: ``inner_product``,
   ``squared_norm``, ``norm`` (backend operations; general widths too),
   ``to_tangent`` in the vector (general widths too), ``to_layers`` and
