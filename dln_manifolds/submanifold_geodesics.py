@@ -1051,6 +1051,49 @@ def _low_rank_path(A, B, svd_a, svd_b, r: int) -> Callable[[float], np.ndarray]:
     return lambda s: left(s)[:, :r] @ core(s) @ conj_transpose(right(s)[:, :r])
 
 
+def _balanced_frames_path(W: list[np.ndarray], T: list[np.ndarray]):
+    r"""A path of balanced networks of general widths from W to T (one component).
+
+    With the frames :math:`W_p = Q_p\Lambda Q_{p-1}^T` (:class:`~dln_manifolds.BalancedFrame`,
+    :math:`Q_p` the first r columns of an orthogonal :math:`d_p \times d_p` matrix):
+    :math:`W_p(s) = Q_p(s)\Lambda(s)Q_{p-1}(s)^T`, each :math:`Q_p(s)` on the geodesic of
+    the orthogonal group between the completed frames of W and T
+    (:func:`_orthogonal_path`), :math:`\Lambda(s) = \Lambda_W^{1-s}\Lambda_T^s`: balanced
+    and of rank r for every s. The frames of T are chosen up to the signs of their r
+    columns (the same point) closest to those of W, their complements rotated closest to
+    those of W, and the determinants of :math:`Q_{W,p}^TQ_{T,p}` made positive (a
+    complement column flipped where :math:`d_p > r`, a frame column where
+    :math:`d_p = r`: the same sign at every such p in one component). The layer-wise
+    polar path restored onto the manifold is not continuous here: where a hidden width
+    exceeds r, its layers' frames drift apart, and the restore (polar factors of
+    :math:`Y_pQ_{p-1}`) jumps where those products lose rank.
+    """
+    fa, fb = BalancedFrame.from_valid(W), BalancedFrame.from_valid(T)
+    r = fa.r
+    Qa = [np.asarray(q) for q in fa.Q]
+    Qb = [np.array(q, dtype=float) for q in fb.Q]
+    score = sum(np.sum(qa[:, :r] * qb[:, :r], axis=0) for qa, qb in zip(Qa, Qb, strict=True))
+    flip = np.where(score < 0, -1.0, 1.0)
+    square = [k for k, q in enumerate(Qa) if q.shape[0] == r]
+    if square and np.linalg.det(Qa[square[0]].T @ Qb[square[0]]) * np.prod(flip) < 0:
+        flip[int(np.argmin(np.abs(score)))] *= -1.0
+    for qa, qb in zip(Qa, Qb, strict=True):
+        qb[:, :r] *= flip
+        if qb.shape[0] > r:
+            qb[:, r:] = _aligned(qa[:, r:], qb[:, r:], 0)
+            if np.linalg.det(qa.T @ qb) < 0:
+                qb[:, -1] *= -1.0
+    rotate = [_orthogonal_path(qa, qb, True) for qa, qb in zip(Qa, Qb, strict=True)]
+    log_a, log_b = np.log(fa.lam), np.log(fb.lam)
+
+    def path(s: float) -> list[np.ndarray]:
+        Q = [f(s)[:, :r] for f in rotate]
+        lam = np.exp((1.0 - s) * log_a + s * log_b)
+        return [(Q[p + 1] * lam) @ Q[p].T for p in range(len(W))]
+
+    return path
+
+
 def _value_errors(fn: Callable) -> Callable:
     """``fn`` raising ValueError where the integration produced NaN/Inf (FloatingPointError
     of :func:`~dln_manifolds.flows.integrate_flow`): a geodesic that leaves the manifold."""
@@ -1567,6 +1610,7 @@ def _packed_problem(
     fields: tuple[Callable[..., list], Callable[..., list], bool],
     restore: Callable[[list[np.ndarray]], list[np.ndarray]],
     n_steps: int,
+    layers_path: Callable = _layers_polar_path,
 ) -> _LogProblem:
     """The :class:`_LogProblem` at a packed network Wp of general widths: RK4 of the
     unpacked ``fields`` (rate, settle, whether they take batch axes), batched over the
@@ -1587,7 +1631,7 @@ def _packed_problem(
         return _packed_flow(y0, widths, rate, settle, n, batched=batched)[0]
 
     def path(Tp):
-        polar = _layers_polar_path(W, unpack_layers(Tp, widths))
+        polar = layers_path(W, unpack_layers(Tp, widths))
         return lambda s: pack_layers(restore(polar(s)))
 
     return _LogProblem(Wp, basis, exp_velocity, exp_batch, path, n_steps)
@@ -1692,7 +1736,9 @@ def _balanced_log_layers(W, T, n_steps: int, tol: float, max_iter: int) -> list[
 
         basis = _tangent_basis(project_all, Wp.size, fr.dim)
         project = fr.tangent_projection_unchecked
-        return _packed_problem(Wp, widths, basis, project, fields, restore_layers, n_steps)
+        return _packed_problem(
+            Wp, widths, basis, project, fields, restore_layers, n_steps, _balanced_frames_path
+        )
 
     v = _symmetric_log(pack_layers(W), pack_layers(T), problem, tol, max_iter)
     return [z.copy() for z in unpack_layers(v, widths)]

@@ -76,9 +76,6 @@ KNOWN_WIDTHS_FAILURES = {
     "TestBalancedManifoldMetric_w3542_full::test_dist_is_positive[3-1e-06]": _LOG,
     "TestBalancedManifoldMetric_w3542_full::test_geodesic_bvp_reverse[3-3-0.002]": _LOG,
     "TestBalancedManifoldMetric_w2435_full::test_geodesic_bvp_reverse[1-3-0.002]": _LOG,
-    "TestFiberMetric_w3542_full::test_geodesic_bvp_reverse[3-3-1e-06]": (
-        "reversed geodesic off by 1.57e-6 (atol 1e-6); not yet shown to be RK4 error"
-    ),
 }
 
 
@@ -396,7 +393,12 @@ def _widths_metric_data(name, one_point, tolerances):
 
 #: The widths of the generic tests: a wide and a tall end-to-end matrix, no square layer.
 WIDTHS_CASES = [(3, 5, 4, 2), (2, 4, 3, 5)]
-_WIDTHS_TOL = {"Fiber": _UP_TOL, "BalancedManifold": BalancedMetricTestData.tolerances}
+#: F_X of general widths: geodesic(a, b)(t) and geodesic(b, a)(1 - t) are two RK4
+#: integrations (20 steps over [0, t] and over [0, 1 - t]) of one geodesic: they agree to
+#: the RK4 error, measured 1.57e-6 for a far pair (|log| = 4.33, widths (3, 5, 4, 2)),
+#: 1.0e-7 and 6.5e-9 with 40 and 80 steps (order 4): above the 1e-6 of the square classes.
+_FIBER_WIDTHS_TOL = {**_UP_TOL, "geodesic_bvp_reverse": {"atol": 1e-5}}
+_WIDTHS_TOL = {"Fiber": _FIBER_WIDTHS_TOL, "BalancedManifold": BalancedMetricTestData.tolerances}
 
 for _widths in WIDTHS_CASES:
     _rng = np.random.default_rng(sum(_widths))

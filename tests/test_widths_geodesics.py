@@ -282,6 +282,54 @@ def test_midpoint_halves_the_distance(kind):
     assert abs(d2 - 0.5 * norm(V)) < 1e-7 * norm(V)
 
 
+def _path_steps(path, n=201):
+    points = [flat(path(s)) for s in np.linspace(0.0, 1.0, n)]
+    return np.linalg.norm(np.diff(points, axis=0), axis=1), points
+
+
+@pytest.mark.parametrize("widths", [(3, 5, 4, 2), (2, 4, 3, 5), (2, 3, 3, 2), (2, 2, 3, 2)])
+def test_balanced_continuation_path_is_balanced_and_continuous(widths):
+    """The continuation path of the balanced log (frames rotated on the orthogonal groups,
+    singular values interpolated) joins far random points of one component through
+    balanced points of rank r, without jumps."""
+    seeds = (s for s in range(2, 100, 2) if _same_component(widths, s))
+    seed = next(seeds)
+    W = random_balanced_point(widths=widths, seed=seed)
+    T = random_balanced_point(widths=widths, seed=seed + 1)
+    path = sg._balanced_frames_path(W, T)
+    steps, points = _path_steps(path)
+    assert np.linalg.norm(points[0] - flat(W)) < 1e-12
+    assert np.linalg.norm(points[-1] - flat(T)) < 1e-12
+    assert steps.max() < 2.0 * np.median(steps)
+    for s in np.linspace(0.0, 1.0, 11):
+        layers = path(s)
+        assert balance_error(layers) < 1e-12
+        r = min(widths[0], widths[-1])
+        assert all(np.linalg.svd(z, compute_uv=False)[r - 1] > 0.1 for z in layers)
+
+
+def _same_component(widths, seed) -> bool:
+    W = random_balanced_point(widths=widths, seed=seed)
+    T = random_balanced_point(widths=widths, seed=seed + 1)
+    return sg._layers_components_differ(W, T) is None
+
+
+def test_layerwise_polar_path_restored_onto_the_balanced_manifold_jumps():
+    """Negative control (the path used before): where a hidden width exceeds r, the
+    layer-wise polar path leaves the frames of consecutive layers unaligned, and the
+    restore (polar factors of Y_p Q_{p-1}) jumps where those products lose rank: here a
+    step 68 times the median one, which the continuation of ``log`` cannot cross."""
+    from dln_manifolds.balanced import restore_layers
+
+    W = random_balanced_point(widths=(3, 5, 4, 2), seed=0)
+    T = random_balanced_point(widths=(3, 5, 4, 2), seed=1)
+    polar = sg._layers_polar_path(W, T)
+    steps, _ = _path_steps(lambda s: restore_layers(polar(s)))
+    assert steps.max() > 20.0 * np.median(steps)
+    steps, _ = _path_steps(sg._balanced_frames_path(W, T))
+    assert steps.max() < 2.0 * np.median(steps)
+
+
 def test_different_components_have_no_geodesic():
     """An r x r segment product (here the whole product, widths (2, 3, 3, 2), or the hidden
     square layer of (2, 2, 3, 2)) with opposite determinant signs: inf and ValueError."""
