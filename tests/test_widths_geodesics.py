@@ -330,6 +330,49 @@ def test_layerwise_polar_path_restored_onto_the_balanced_manifold_jumps():
     assert steps.max() < 2.0 * np.median(steps)
 
 
+def test_discrete_geodesic_guess_of_the_balanced_log():
+    """The initial guess of the balanced log of general widths: the discrete geodesic
+    (relaxed polygon of 16 balanced points, segments of nearly equal length) starts with
+    the log's velocity to a few percent; a polygon not relaxed (0 sweeps: the frames path)
+    does not (negative control)."""
+    from dln_manifolds._linalg import pack_layers
+
+    widths = (2, 3, 3, 2)
+    W, Z, _, _, _ = _case("balanced", widths, 8, 0.3)
+    T = balanced_retraction(W, Z)
+    L = flat(sg.balanced_log(W, T))
+    Wp, Tp = pack_layers(W), pack_layers(T)
+    guess, path = sg._balanced_straightener(Wp, widths)(Tp)
+    assert np.linalg.norm(guess - L) < 0.05 * np.linalg.norm(L)
+    steps, points = _path_steps(lambda s: path(s), n=17)
+    assert steps.max() < 1.2 * steps.min()
+    assert max(balance_error(sg._unpack_rows(p, widths)) for p in points) < 1e-12
+    sweeps = sg._STRAIGHTEN_SWEEPS
+    try:
+        sg._STRAIGHTEN_SWEEPS = 0
+        rough, _ = sg._balanced_straightener(Wp, widths)(Tp)
+    finally:
+        sg._STRAIGHTEN_SWEEPS = sweeps
+    assert np.linalg.norm(rough - L) > 0.1 * np.linalg.norm(L)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("widths", [(3, 5, 4, 2), (2, 4, 3, 5)])
+def test_balanced_log_of_far_random_pairs(widths):
+    """Independent random balanced points (Haar frames: the pairs of geomstats' generic
+    tests), for which the layer-wise polar path restored onto M jumps (seeds 0, 1 and 2, 3;
+    before the frames path and the discrete-geodesic guess, log raised for them): exp(log)
+    hits T, and the log back has the same length to the RK4 error."""
+    seed = {(3, 5, 4, 2): 0, (2, 4, 3, 5): 2}[widths]
+    W = random_balanced_point(widths=widths, seed=seed)
+    T = random_balanced_point(widths=widths, seed=seed + 1)
+    L = sg.balanced_log(W, T)
+    E = sg.balanced_exp(W, L)
+    assert norm([a - b for a, b in zip(E, T, strict=True)]) < 1e-9 * max(norm(W), norm(T))
+    assert abs(sg.balanced_dist(T, W) - norm(L)) < 1e-4 * norm(L)
+    assert norm(L) > norm([a - b for a, b in zip(W, T, strict=True)])
+
+
 def test_different_components_have_no_geodesic():
     """An r x r segment product (here the whole product, widths (2, 3, 3, 2), or the hidden
     square layer of (2, 2, 3, 2)) with opposite determinant signs: inf and ValueError."""
