@@ -357,15 +357,14 @@ def test_discrete_geodesic_guess_of_the_balanced_log():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("widths", [(3, 5, 4, 2), (2, 4, 3, 5)])
-def test_balanced_log_of_far_random_pairs(widths):
-    """Independent random balanced points (Haar frames: the pairs of geomstats' generic
-    tests), for which the layer-wise polar path restored onto M jumps (seeds 0, 1 and 2, 3;
-    before the frames path and the discrete-geodesic guess, log raised for them): exp(log)
-    hits T, and the log back has the same length to the RK4 error."""
-    seed = {(3, 5, 4, 2): 0, (2, 4, 3, 5): 2}[widths]
-    W = random_balanced_point(widths=widths, seed=seed)
-    T = random_balanced_point(widths=widths, seed=seed + 1)
+def test_balanced_log_of_a_far_random_pair():
+    """Independent random balanced points (Haar frames, as in geomstats' generic tests) for
+    which the layer-wise polar path restored onto M jumps (a step 120 times the median
+    one): exp(log) hits T, the log back has the same length to the RK4 error (measured
+    3.8e-6 relative; the geodesic passes singular values down to 0.16), and the geodesic
+    is longer than the chord. About 50 s."""
+    W = random_balanced_point(widths=(2, 4, 3, 5), seed=2)
+    T = random_balanced_point(widths=(2, 4, 3, 5), seed=3)
     L = sg.balanced_log(W, T)
     E = sg.balanced_exp(W, L)
     assert norm([a - b for a, b in zip(E, T, strict=True)]) < 1e-9 * max(norm(W), norm(T))
