@@ -79,8 +79,9 @@ _NEAR_SINGULAR = (
 #: where the curvature of M grows like 1/lambda^2: the RK4 exp of 20 steps is a coarse
 #: approximation there, its log takes 50 to 170 s or is not found (an error, never a wrong
 #: vector), and identities between two integrations (reversed geodesics, dist both ways,
-#: transport norms) hold only to that error. Measured for TestBalancedManifoldMetric_w3542
-#: (the other widths classes were not all rerun after the log fixes).
+#: transport norms) hold only to that error. Measured on every test of the w3542 classes
+#: and FiberMetric_w2435; of BalancedManifoldMetric_w2435 only the bvp_reverse and
+#: dist_is_symmetric tests were rerun after the log fixes.
 KNOWN_WIDTHS_FAILURES = {
     "TestBalancedManifoldMetric_w3542_full::test_dist_is_symmetric[3-0.002]": (
         _NEAR_SINGULAR.format(
@@ -96,6 +97,9 @@ KNOWN_WIDTHS_FAILURES = {
     "TestBalancedManifoldMetric_w3542_full::test_geodesic_bvp_belongs[3-3-1e-06]": (
         "the log of one far pair is not found (ValueError, no convergence, after 170 s: "
         "Newton with continuation, as for the near-singular pairs above)"
+    ),
+    "TestBalancedManifoldMetric_w2435_full::test_squared_dist_is_symmetric[3-0.002]": (
+        "the log of one far pair (the third) is not found (ValueError, no convergence, after 45 s)"
     ),
 }
 
