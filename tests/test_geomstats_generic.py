@@ -68,16 +68,38 @@ def _seed(request):
     gs.random.seed(zlib.crc32(request.node.nodeid.encode()))
 
 
-_LOG = "far-pair log of general widths: Newton with continuation does not converge"
+_NEAR_SINGULAR = (
+    "a pair whose geodesic passes near the singular layers (smallest singular value {lam} "
+    "along it, 1/2 at the end points): the 20-step RK4 exp is off by {err} there (80 "
+    "steps as reference), so {what}"
+)
 #: Known failures of the slow general-widths classes (their data are seeded by the node id,
-#: so these are deterministic): strict xfails with the measured cause. Only the log-based
-#: two-point tests of these classes were measured (24 of them; 20 pass).
+#: so these are deterministic): strict xfails with the measured cause. Far random pairs
+#: (independent Haar frames) whose geodesic passes close to the rank-deficient layers,
+#: where the curvature of M grows like 1/lambda^2: the RK4 exp of 20 steps is a coarse
+#: approximation there, its log takes 50 to 170 s or is not found (an error, never a wrong
+#: vector), and identities between two integrations (reversed geodesics, dist both ways,
+#: transport norms) hold only to that error. Measured on every test of the w3542 classes
+#: and FiberMetric_w2435; of BalancedManifoldMetric_w2435 only the bvp_reverse and
+#: dist_is_symmetric tests were rerun after the log fixes.
 KNOWN_WIDTHS_FAILURES = {
-    "TestBalancedManifoldMetric_w3542_full::test_dist_is_positive[3-1e-06]": _LOG,
-    "TestBalancedManifoldMetric_w3542_full::test_geodesic_bvp_reverse[3-3-0.002]": _LOG,
-    "TestBalancedManifoldMetric_w2435_full::test_geodesic_bvp_reverse[1-3-0.002]": _LOG,
-    "TestFiberMetric_w3542_full::test_geodesic_bvp_reverse[3-3-1e-06]": (
-        "reversed geodesic off by 1.57e-6 (atol 1e-6); not yet shown to be RK4 error"
+    "TestBalancedManifoldMetric_w3542_full::test_dist_is_symmetric[3-0.002]": (
+        _NEAR_SINGULAR.format(
+            lam=0.097, err=0.17, what="dist(a, b) and dist(b, a) differ (speed drift 5%)"
+        )
+    ),
+    "TestBalancedManifoldMetric_w3542_full::test_geodesic_bvp_reverse[3-3-0.002]": (
+        _NEAR_SINGULAR.format(lam=0.13, err=3.7e-2, what="the reversed geodesic differs")
+    ),
+    "TestBalancedManifoldMetric_w3542_full::test_parallel_transport_bvp_norm[3-0.0001]": (
+        _NEAR_SINGULAR.format(lam=0.092, err=2.1e-3, what="the transported norm drifts")
+    ),
+    "TestBalancedManifoldMetric_w3542_full::test_geodesic_bvp_belongs[3-3-1e-06]": (
+        "the log of one far pair is not found (ValueError, no convergence, after 170 s: "
+        "Newton with continuation, as for the near-singular pairs above)"
+    ),
+    "TestBalancedManifoldMetric_w2435_full::test_squared_dist_is_symmetric[3-0.002]": (
+        "the log of one far pair (the third) is not found (ValueError, no convergence, after 45 s)"
     ),
 }
 
@@ -396,7 +418,12 @@ def _widths_metric_data(name, one_point, tolerances):
 
 #: The widths of the generic tests: a wide and a tall end-to-end matrix, no square layer.
 WIDTHS_CASES = [(3, 5, 4, 2), (2, 4, 3, 5)]
-_WIDTHS_TOL = {"Fiber": _UP_TOL, "BalancedManifold": BalancedMetricTestData.tolerances}
+#: F_X of general widths: geodesic(a, b)(t) and geodesic(b, a)(1 - t) are two RK4
+#: integrations (20 steps over [0, t] and over [0, 1 - t]) of one geodesic: they agree to
+#: the RK4 error, measured 1.57e-6 for a far pair (|log| = 4.33, widths (3, 5, 4, 2)),
+#: 1.0e-7 and 6.5e-9 with 40 and 80 steps (order 4): above the 1e-6 of the square classes.
+_FIBER_WIDTHS_TOL = {**_UP_TOL, "geodesic_bvp_reverse": {"atol": 1e-5}}
+_WIDTHS_TOL = {"Fiber": _FIBER_WIDTHS_TOL, "BalancedManifold": BalancedMetricTestData.tolerances}
 
 for _widths in WIDTHS_CASES:
     _rng = np.random.default_rng(sum(_widths))
