@@ -80,6 +80,19 @@ requested tolerances) take about half the time. For small d the cost is the numb
 evaluations of the geodesic equation, whatever the batch (their Python overhead
 dominates): batch the pairs you have (docs/performance.rst, "Downstairs log").
 
+Far pairs may be joined by several geodesics, and continuation along one path
+need not end on the shortest. :func:`depth_log` therefore solves, in one stacked
+batch, from X to Y and from Y to X, and, for square pairs whose largest rotation
+angle :math:`\theta` of :math:`Q_X^T Q_Y` exceeds :math:`0.8\pi`, also along the
+path turning that rotation the other way round (by :math:`\theta - 2\pi\,
+\mathrm{sign}\,\theta`), and keeps the shortest geodesic; one found from Y is
+refined from X by Newton from its reversed end velocity. So ``log(X, Y)`` and
+``log(Y, X)`` are one geodesic and the distance is symmetric to the solver
+tolerance. Near a half turn (angles :math:`0.98\pi` to :math:`0.99\pi`) the polar
+path alone gave geodesics longer by 0.6 % to 9 % for 3 of 75 random 5 x 5 pairs at
+N = 3. Cost: about 1.4 times the one-sided solve for 2 x 2 and 2.5 times for 3 x 3 on
+random far pairs (more pairs turn by more than 0.8 pi as d grows).
+
 Points of different components of GL(d) (signs of the determinant) are joined
 by no curve of :math:`\mathfrak{M}_d`: :func:`depth_log` raises
 :class:`DifferentComponentsError` and :func:`depth_distance` returns ``inf``.
