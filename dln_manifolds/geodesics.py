@@ -83,15 +83,15 @@ dominates): batch the pairs you have (docs/performance.rst, "Downstairs log").
 Far pairs may be joined by several geodesics, and continuation along one path
 need not end on the shortest. :func:`depth_log` therefore solves, in one stacked
 batch, from X to Y and from Y to X, and, for square pairs whose largest rotation
-angle :math:`\theta` of :math:`Q_X^T Q_Y` exceeds :math:`0.8\pi`, also along the
+angle :math:`\theta` of :math:`Q_X^T Q_Y` exceeds :math:`0.9\pi`, also along the
 path turning that rotation the other way round (by :math:`\theta - 2\pi\,
 \mathrm{sign}\,\theta`), and keeps the shortest geodesic; one found from Y is
 refined from X by Newton from its reversed end velocity. So ``log(X, Y)`` and
 ``log(Y, X)`` are one geodesic and the distance is symmetric to the solver
 tolerance. Near a half turn (angles :math:`0.98\pi` to :math:`0.99\pi`) the polar
-path alone gave geodesics longer by 0.6 % to 9 % for 3 of 75 random 5 x 5 pairs at
-N = 3. Cost: about 1.4 times the one-sided solve for 2 x 2 and 2.5 times for 3 x 3 on
-random far pairs (more pairs turn by more than 0.8 pi as d grows).
+path alone gave geodesics longer by 0.3 % to 8 % for 3 of 75 random 5 x 5 pairs at
+N = 3 (with angles above 0.6 pi). The cost grows with the share of pairs turning by
+more than 0.9 pi (benchmarks: about twice the one-sided solve at d = 2, more at d = 5).
 
 Points of different components of GL(d) (signs of the determinant) are joined
 by no curve of :math:`\mathfrak{M}_d`: :func:`depth_log` raises
@@ -158,9 +158,11 @@ _TIGHT_JACOBIAN = True  # a fresh Jacobian on the first geodesic with the reques
 _TWO_SIDED = True  # depth_log: shoot from both ends, keep the shorter geodesic
 _SIDE_GAP = 1e-6  # relative length gap above which the geodesic found from Y is kept
 #: depth_log also continues along the other branch of the polar path above this largest
-#: rotation angle (random 5 x 5 pairs at N = 3: the other branch was shorter for 3 of 75
-#: pairs with angle > 0.6 pi, all three at angles 0.98 pi to 0.991 pi, by 0.6 % to 8.9 %)
-_BRANCH_ANGLE = 0.8 * np.pi
+#: rotation angle. Measured on random far pairs with angles above 0.6 pi (75 at d = 5,
+#: N = 3; 57 at d = 3, N = 2): the other branch was shorter for 3 (d = 5), all at angles
+#: 0.981 pi to 0.991 pi, by 0.3 % to 8.2 %; below 0.9 pi it was longer by 8 % or more,
+#: at 0.92 pi to 0.95 pi by 3.5 % or more.
+_BRANCH_ANGLE = 0.9 * np.pi
 
 
 class GeodesicError(Exception):
@@ -1157,11 +1159,11 @@ def depth_log(
     -----
     The geodesic returned is the shortest of those found by continuation along the
     polar path (rotation angles at most pi) from X to Y and from Y to X, and, where
-    the largest rotation angle exceeds 0.8 pi, along the path with that rotation taken
+    the largest rotation angle exceeds 0.9 pi, along the path with that rotation taken
     the other way round (by :math:`\theta - 2\pi\,\mathrm{sign}\,\theta`), from
     both ends: near a rotation by pi the polar path alone can lead to a longer
     geodesic (measured: 3 of 75 random 5 x 5 pairs at N = 3 with angles above
-    0.6 pi, by up to 9 %). A shorter one found from Y is refined from X (Newton from
+    0.6 pi, by up to 8 %). A shorter one found from Y is refined from X (Newton from
     its reversed end velocity), so ``depth_log(X, Y)`` and ``depth_log(Y, X)``
     describe the same geodesic and :func:`depth_distance` is symmetric to the
     solver tolerance. Minimality is not guaranteed (no global certificate), and the
