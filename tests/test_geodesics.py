@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
+from dln_manifolds import geodesics
 from dln_manifolds.depth_metric import depth_christoffel, depth_inner_product
 from dln_manifolds.geodesics import (
     DifferentComponentsError,
@@ -29,6 +30,29 @@ DEPTHS = [1, 2, 3, np.inf]
 # joins them (found by continuation, confirmed by an adaptive integrator).
 ISSUE_X = np.array([[0.484, -0.197], [0.296, 0.893]])
 ISSUE_Y = np.array([[-0.781, 0.546], [-1.043, -0.51]])
+
+
+# A far 5 x 5 pair at N = 3 whose polar rotation Q_X^T Q_Y turns by 0.989 pi: the
+# polar path from either end leads to a geodesic of length 4.0735, the path turning the
+# other way round to one of length 4.0496 (random search: 3 such of 75 pairs).
+BRANCH_X = np.array(
+    [
+        [-1.384793260123, 0.603465603309, 0.527644509986, 1.869969815518, 0.016824784405],
+        [0.891839532016, -0.162643831209, -1.06501418483, -0.882672230135, -0.710195235424],
+        [0.775107780178, -0.782222591508, 0.039016968756, 0.897848074437, 1.240563814586],
+        [0.93663650602, 1.491572142807, -1.135064167727, -0.489353304072, 0.317045412777],
+        [1.114730965383, 0.502904831096, -0.767421625305, -0.19022961753, -1.651578624224],
+    ]
+)
+BRANCH_Y = np.array(
+    [
+        [1.211346056864, -2.680171223287, 0.32364540336, 1.615465122827, 1.355733775949],
+        [-2.418317889695, 0.321147200726, -0.521512928866, -0.445347460417, 2.46391334199],
+        [0.43092398633, -2.148614787203, -1.619533998554, 1.06493015031, 0.337105136952],
+        [-1.70360277579, -2.518278022699, -0.835972524762, -0.66619537779, 1.218170548789],
+        [-0.926600778535, 0.99114756188, 1.803769710136, -2.420608615723, -0.897095455139],
+    ]
+)
 
 
 def _haar(rng, d):
@@ -227,6 +251,45 @@ def test_log_round_trip_on_random_pairs(d, depth, n_pairs):
         np.testing.assert_allclose(
             -(ends[1] - ends[0]) / 1e-3, W[k], rtol=0, atol=5e-3 * np.abs(W[k]).max()
         )
+
+
+def _length(X, V, depth):
+    return float(np.sqrt(depth_inner_product(X, depth, V, V)))
+
+
+@pytest.mark.slow
+def test_log_is_the_shortest_geodesic_found(monkeypatch):
+    """The polar path alone leads to a longer geodesic for this pair; the log keeps the
+    shortest of the solves from both ends and along both branches (about 4 s)."""
+    X, Y = BRANCH_X, BRANCH_Y
+    V = depth_log(X, Y, 3)
+    np.testing.assert_allclose(depth_exp(X, V, 3), Y, rtol=0, atol=1e-8)
+    d_xy = _length(X, V, 3)
+    assert d_xy == pytest.approx(4.0496, abs=1e-3)
+    assert d_xy == pytest.approx(depth_distance(Y, X, 3), rel=1e-9)
+    # negative control: the one-sided polar-path solve finds a longer geodesic joining them
+    monkeypatch.setattr(geodesics, "_TWO_SIDED", False)
+    W = depth_log(X, Y, 3)
+    np.testing.assert_allclose(depth_exp(X, W, 3), Y, rtol=0, atol=1e-8)
+    assert _length(X, W, 3) == pytest.approx(4.0735, abs=1e-3)
+    assert d_xy < 0.995 * _length(X, W, 3)
+
+
+def test_log_near_a_half_turn_is_symmetric_and_no_longer(monkeypatch):
+    """A far 2 x 2 pair whose polar rotation turns by more than 0.9 pi (both branches and
+    both ends solved): dist(X, Y) = dist(Y, X), and no longer than the polar-path solve
+    (about 1 s)."""
+    c, s = np.cos(0.95 * np.pi), np.sin(0.95 * np.pi)
+    X = np.array([[1.3, 0.2], [0.1, 0.6]])
+    Y = np.array([[c, -s], [s, c]]) @ np.array([[0.8, -0.1], [0.0, 1.2]])
+    assert np.linalg.det(X) * np.linalg.det(Y) > 0
+    assert geodesics._max_angle(X[None], Y[None])[0] > geodesics._BRANCH_ANGLE
+    V = depth_log(X, Y, 2)
+    np.testing.assert_allclose(depth_exp(X, V, 2), Y, rtol=0, atol=1e-8)
+    d_xy = _length(X, V, 2)
+    assert d_xy == pytest.approx(depth_distance(Y, X, 2), rel=1e-9)
+    monkeypatch.setattr(geodesics, "_TWO_SIDED", False)
+    assert d_xy <= _length(X, depth_log(X, Y, 2), 2) * (1 + 1e-9)
 
 
 def test_log_of_exp_is_the_initial_velocity(rng):
