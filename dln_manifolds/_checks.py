@@ -458,3 +458,26 @@ def check_stack_widths(W: np.ndarray, widths, name: str = "W") -> None:
             f"(N = {N} square layers of size d = {d}), got {widths}; pass a list of layers "
             "for general widths"
         )
+
+
+def as_hidden_matrices(
+    a, layers: list[np.ndarray], name: str, what: str, *, real: bool = False
+) -> list[np.ndarray]:
+    """N - 1 square matrices for a network of N layers, ``a[k-1]`` of shape (d_k, d_k) for
+    the hidden widths d_k (a stack (N-1, d, d) is taken as its list); ``what`` names them
+    in the messages (e.g. "square matrices", "orthogonal matrices")."""
+    N = len(layers)
+    hidden = [layer.shape[-2] for layer in layers[:-1]]
+    if isinstance(a, np.ndarray) and a.ndim == 3:
+        a = list(a)
+    if not isinstance(a, (list, tuple)):
+        raise TypeError(
+            f"{name} must be a list of N - 1 = {N - 1} {what}, {name}[k-1] of shape "
+            f"(d_k, d_k) for the hidden widths {tuple(hidden)}, got {type(a).__name__}"
+        )
+    if len(a) != N - 1:
+        raise ValueError(
+            f"{name} must have N - 1 = {N - 1} matrices (one per hidden layer, of sizes "
+            f"{tuple(hidden)}), got {len(a)}"
+        )
+    return [as_array(a[k], f"{name}[{k}]", (dk, dk), real=real) for k, dk in enumerate(hidden)]

@@ -76,7 +76,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_array, as_layer_sequence, check_count, check_positive
+from ._checks import as_array, as_hidden_matrices, as_layer_sequence, check_count, check_positive
 from ._linalg import chain_product, pack_layers, polar_factor
 from .balanced import BalancedFrame, check_balanced, horizontal_lift, restore_layers
 from .flows.integrators import integrate_flow
@@ -727,9 +727,10 @@ def _widths(layers: list[np.ndarray]) -> tuple[int, ...]:
     return (layers[0].shape[-1], *(layer.shape[-2] for layer in layers))
 
 
-def _network(W, name: str) -> list[np.ndarray]:
-    """One real network of general widths (no batch axes), hidden widths >= r."""
-    layers = as_layer_sequence(W, name, real=True, batch=False)
+def _network(W, name: str, batch: bool = False) -> list[np.ndarray]:
+    """One real network of general widths (no batch axes unless ``batch``: layers
+    (..., d_k, d_{k-1})), hidden widths >= r."""
+    layers = as_layer_sequence(W, name, real=True, batch=batch)
     widths = _widths(layers)
     r = min(widths[0], widths[-1])
     for k in range(1, len(widths) - 1):
@@ -754,18 +755,7 @@ def _network_like(Z, name: str, layers: list[np.ndarray]) -> list[np.ndarray]:
 
 def _rotations_list(R, layers: list[np.ndarray], name: str = "rotations") -> list[np.ndarray]:
     """Orthogonal R_1..R_{N-1}, R[k-1] of shape (d_k, d_k), for a network of general widths."""
-    N = len(layers)
-    hidden = [layer.shape[0] for layer in layers[:-1]]
-    if isinstance(R, np.ndarray) and R.ndim == 3:
-        R = list(R)
-    if not isinstance(R, (list, tuple)):
-        raise TypeError(
-            f"{name} must be a list of N - 1 = {N - 1} orthogonal matrices of sizes "
-            f"{tuple(hidden)} for a network given as a list of layers, got {type(R).__name__}"
-        )
-    if len(R) != N - 1:
-        raise ValueError(f"{name} must have N - 1 = {N - 1} matrices, got {len(R)}")
-    out = [as_array(R[k], f"{name}[{k}]", (h, h), real=True) for k, h in enumerate(hidden)]
+    out = as_hidden_matrices(R, layers, name, "orthogonal matrices", real=True)
     for k, Rk in enumerate(out):
         defect = float(np.max(np.abs(Rk @ Rk.T - np.eye(Rk.shape[0]))))
         if not defect <= 1e-8:
@@ -872,16 +862,7 @@ def _unpack_batch(y: np.ndarray, widths: tuple[int, ...]) -> list[np.ndarray]:
 
 def _networks(W, name: str) -> list[np.ndarray]:
     """Real networks of general widths, layers (..., d_k, d_{k-1}), hidden widths >= r."""
-    layers = as_layer_sequence(_as_list(W), name, real=True, batch=True)
-    widths = _widths(layers)
-    r = min(widths[0], widths[-1])
-    for k in range(1, len(widths) - 1):
-        if widths[k] < r:
-            raise ValueError(
-                f"{name} has hidden width d_{k} = {widths[k]} below r = min(d_0, d_N) = {r} "
-                f"(widths {widths}): bottleneck networks are not supported"
-            )
-    return layers
+    return _network(_as_list(W), name, batch=True)
 
 
 def _split_networks(layers: list[np.ndarray], batch: tuple) -> list[list[np.ndarray]]:

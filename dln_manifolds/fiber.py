@@ -138,6 +138,7 @@ from numpy.typing import ArrayLike
 
 from ._checks import (
     as_array,
+    as_hidden_matrices,
     as_layer_sequence,
     as_matrix,
     as_stack,
@@ -803,21 +804,7 @@ def _layerwise_action(W: np.ndarray, a: np.ndarray, a_inv: np.ndarray | None = N
 def _as_generators(layers: list[np.ndarray], a, name: str = "a") -> list[np.ndarray]:
     """Validate generators (or group elements) for a sequence of N layers: N - 1 square
     matrices, ``a[k-1]`` of shape (d_k, d_k)."""
-    N = len(layers)
-    hidden = [layer.shape[0] for layer in layers[:-1]]
-    if isinstance(a, np.ndarray) and a.ndim == 3:
-        a = list(a)
-    if not isinstance(a, (list, tuple)):
-        raise TypeError(
-            f"{name} must be a list of N - 1 = {N - 1} square matrices, {name}[k-1] of shape "
-            f"(d_k, d_k) for the hidden widths {tuple(hidden)}, got {type(a).__name__}"
-        )
-    if len(a) != N - 1:
-        raise ValueError(
-            f"{name} must have N - 1 = {N - 1} matrices (one per hidden layer, of sizes "
-            f"{tuple(hidden)}), got {len(a)}"
-        )
-    return [as_array(a[k], f"{name}[{k}]", (dk, dk), real=False) for k, dk in enumerate(hidden)]
+    return as_hidden_matrices(a, layers, name, "square matrices")
 
 
 def _chain_action(
