@@ -41,6 +41,7 @@ import numpy as np
 import pymanopt
 import pytest
 from slopes import quadratic_problem
+from test_pymanopt_optimizers import _optimizer  # the same optimizers and options
 from threadpoolctl import threadpool_limits
 
 from dln_manifolds import balance_error, balanced_restore, end_to_end, fiber_restore
@@ -111,19 +112,6 @@ def _shifted(T, shift: float):
     if isinstance(T, np.ndarray):
         return T + shift
     return type(T)(w + shift for w in T)
-
-
-def _optimizer(name: str, max_iterations: int):
-    common = dict(verbosity=0, max_iterations=max_iterations)
-    if name == "SteepestDescent":
-        return pymanopt.optimizers.SteepestDescent(**common)
-    if name == "TrustRegions":
-        return pymanopt.optimizers.TrustRegions(**common)
-    if name == "NelderMead":
-        return pymanopt.optimizers.NelderMead(**common)
-    if name == "ParticleSwarm":
-        return pymanopt.optimizers.ParticleSwarm(**common)
-    return pymanopt.optimizers.ConjugateGradient(beta_rule=name[3:], **common)
 
 
 def _on_space(M, W) -> bool:
