@@ -481,3 +481,21 @@ def as_hidden_matrices(
             f"{tuple(hidden)}), got {len(a)}"
         )
     return [as_array(a[k], f"{name}[{k}]", (dk, dk), real=real) for k, dk in enumerate(hidden)]
+
+
+def widths_of_layers(layers: list[np.ndarray]) -> tuple[int, ...]:
+    """The widths (d_0, ..., d_N) of a validated sequence of layers (..., d_k, d_{k-1})."""
+    return (layers[0].shape[-1], *(layer.shape[-2] for layer in layers))
+
+
+def check_hidden_widths(widths: tuple[int, ...], name: str = "widths") -> int:
+    """Return r = min(d_0, d_N); a ValueError naming ``name`` if a hidden width is below r."""
+    r = min(widths[0], widths[-1])
+    for k in range(1, len(widths) - 1):
+        if widths[k] < r:
+            raise ValueError(
+                f"{name}[{k}] = {widths[k]} is below r = min(d_0, d_N) = {r} (widths "
+                f"{widths}): every hidden width must be at least r; bottleneck networks (a "
+                "hidden width below the rank) are not supported"
+            )
+    return r

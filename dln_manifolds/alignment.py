@@ -76,7 +76,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_array, as_hidden_matrices, as_layer_sequence, check_count, check_positive
+from ._checks import (
+    as_array,
+    as_hidden_matrices,
+    as_layer_sequence,
+    check_count,
+    check_hidden_widths,
+    check_positive,
+    widths_of_layers,
+)
 from ._linalg import chain_product, pack_layers, polar_factor
 from .balanced import BalancedFrame, check_balanced, horizontal_lift, restore_layers
 from .flows.integrators import integrate_flow
@@ -723,22 +731,11 @@ def _is_layers(W) -> bool:
     return isinstance(W, (list, tuple))
 
 
-def _widths(layers: list[np.ndarray]) -> tuple[int, ...]:
-    return (layers[0].shape[-1], *(layer.shape[-2] for layer in layers))
-
-
 def _network(W, name: str, batch: bool = False) -> list[np.ndarray]:
     """One real network of general widths (no batch axes unless ``batch``: layers
     (..., d_k, d_{k-1})), hidden widths >= r."""
     layers = as_layer_sequence(W, name, real=True, batch=batch)
-    widths = _widths(layers)
-    r = min(widths[0], widths[-1])
-    for k in range(1, len(widths) - 1):
-        if widths[k] < r:
-            raise ValueError(
-                f"{name} has hidden width d_{k} = {widths[k]} below r = min(d_0, d_N) = {r} "
-                f"(widths {widths}): bottleneck networks are not supported"
-            )
+    check_hidden_widths(widths_of_layers(layers), f"widths of {name}")
     return layers
 
 
@@ -750,7 +747,9 @@ def _as_list(Z):
 
 
 def _network_like(Z, name: str, layers: list[np.ndarray]) -> list[np.ndarray]:
-    return as_layer_sequence(_as_list(Z), name, widths=_widths(layers), real=True, batch=False)
+    return as_layer_sequence(
+        _as_list(Z), name, widths=widths_of_layers(layers), real=True, batch=False
+    )
 
 
 def _rotations_list(R, layers: list[np.ndarray], name: str = "rotations") -> list[np.ndarray]:
@@ -784,7 +783,8 @@ def _layers_frame_start(Wp: list[np.ndarray], Wt: list[np.ndarray]) -> list[np.n
     when Wp is in the orbit of Wt, up to the signs fixed by the outer frames)."""
     Q = BalancedFrame.from_valid(Wt, verify=False).Q
     Qp = BalancedFrame.from_valid(Wp, verify=False).Q
-    r = min(_widths(Wt)[0], _widths(Wt)[-1])
+    widths = widths_of_layers(Wt)
+    r = min(widths[0], widths[-1])
     S = np.sign(
         np.sum(Q[-1][:, :r] * Qp[-1][:, :r], axis=0) + np.sum(Q[0][:, :r] * Qp[0][:, :r], axis=0)
     )
@@ -802,7 +802,7 @@ def _layers_sweeps(Wp, Wt, R0, max_sweeps: int, tol: float) -> list[np.ndarray]:
     part of R_k free, where the polar factor of a rank-deficient matrix is arbitrary.
     """
     N = len(Wp)
-    w = _widths(Wp)
+    w = widths_of_layers(Wp)
     R = [np.eye(w[0]), *(Rk.copy() for Rk in R0), np.eye(w[-1])]
     scale = max(1.0, max(float(np.max(np.abs(layer))) for layer in Wp))
     for _ in range(max_sweeps):
@@ -821,7 +821,7 @@ def _layers_sweeps(Wp, Wt, R0, max_sweeps: int, tol: float) -> list[np.ndarray]:
 
 def _layers_alignment(Wp, Wt, max_sweeps: int, tol: float):
     """Frobenius alignment of Wp to Wt (lists, N >= 2): (aligned, rotations)."""
-    w = _widths(Wp)
+    w = widths_of_layers(Wp)
     R_id = _layers_sweeps(Wp, Wt, [np.eye(h) for h in w[1:-1]], max_sweeps, tol)
     best, value = R_id, _layers_objective(Wp, Wt, R_id)
     try:
@@ -883,14 +883,13 @@ def _balanced_networks(name: str, W, *others) -> tuple[tuple, list[list[np.ndarr
     one set of widths, broadcast over their batch axes: (batch, networks of W, networks of
     the others). Each network is checked for balance (ValueError naming it)."""
     Wl = _networks(W, name)
-    widths = _widths(Wl)
+    widths = widths_of_layers(Wl)
     rest = []
     for other_name, value in others:
         layers = _networks(value, other_name)
-        if _widths(layers) != widths:
-            raise ValueError(
-                f"{other_name} must have the widths of {name}, {widths}, got {_widths(layers)}"
-            )
+        got = widths_of_layers(layers)
+        if got != widths:
+            raise ValueError(f"{other_name} must have the widths of {name}, {widths}, got {got}")
         rest.append((other_name, layers))
     shapes = [Wl[0].shape[:-2]] + [layers[0].shape[:-2] for _, layers in rest]
     try:
@@ -941,7 +940,7 @@ def _layers_log(W, T, names, options, what: str):
     batch, nets, [(_, tnets)] = _balanced_networks("W", W, ("T", T))
     for net in tnets:
         check_balanced(net, tol=_BALANCE_TOL, name="T")
-    widths = _widths(_networks(W, "W"))
+    widths = widths_of_layers(_networks(W, "W"))
     N, m, n = len(widths) - 1, widths[-1], widths[0]
     if not nets:
         return batch, nets, np.empty((0, m, n)), np.ones(0, dtype=bool)
@@ -966,7 +965,7 @@ def _layers_horizontal_log(W, T, names, options, what="horizontal_log"):
             f"(determinants of opposite signs){where}: no curve of the balanced manifold "
             "joins their fibers"
         )
-    widths = _widths(_networks(W, "W"))
+    widths = widths_of_layers(_networks(W, "W"))
     return _join_networks(_lift_networks(nets, Z), batch, widths)
 
 
@@ -1011,7 +1010,7 @@ def _geodesic_flow(W: np.ndarray, H: np.ndarray, widths, n_steps: int) -> np.nda
 def _layers_transport(W, V, U, n_steps, rtol, atol, return_end_point):
     """:func:`horizontal_parallel_transport` for lists of layers (see there)."""
     batch, nets, [(_, vnets), (_, unets)] = _balanced_networks("W", W, ("V", V), ("U", U))
-    widths = _widths(nets[0]) if nets else _widths(_networks(W, "W"))
+    widths = widths_of_layers(nets[0]) if nets else widths_of_layers(_networks(W, "W"))
     N = len(widths) - 1
     for name, vecs in (("V", vnets), ("U", unets)):
         for net, vec in zip(nets, vecs, strict=True):
@@ -1057,7 +1056,7 @@ def _layers_geodesic_alignment(W, W_target, n_steps, max_sweeps, tol) -> list[np
     n_steps = check_count(n_steps, "n_steps")
     max_sweeps, tol = check_count(max_sweeps, "max_sweeps"), check_positive(tol, "tol")
     batch, tnets, [(_, wnets)] = _balanced_networks("W_target", W_target, ("W", Wp))
-    widths = _widths(Wp)
+    widths = widths_of_layers(Wp)
     N = len(widths) - 1
     if N == 1:  # the group is trivial
         return _join_networks([[net[0].copy()] for net in wnets], batch, widths)

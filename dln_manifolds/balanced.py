@@ -122,10 +122,12 @@ from ._checks import (
     as_stack,
     check_full_rank,
     check_full_rank_batch,
+    check_hidden_widths,
     check_positive,
     check_square_or_widths,
     check_stack_widths,
     check_widths,
+    widths_of_layers,
 )
 from ._linalg import conj_transpose as _h
 from ._linalg import haar_orthogonal, polar_factor
@@ -191,27 +193,10 @@ def _like(W: np.ndarray, Z, name: str, real: bool = True) -> np.ndarray:
     return Z
 
 
-def _widths_of(layers: list[np.ndarray]) -> tuple[int, ...]:
-    return (layers[0].shape[-1], *(layer.shape[-2] for layer in layers))
-
-
-def _check_hidden_widths(widths: tuple[int, ...], name: str = "widths") -> int:
-    """Return r = min(d_0, d_N); every hidden width must be at least r."""
-    r = min(widths[0], widths[-1])
-    for k in range(1, len(widths) - 1):
-        if widths[k] < r:
-            raise ValueError(
-                f"{name}[{k}] = {widths[k]} is below r = min(d_0, d_N) = {r}: the balanced "
-                f"manifold of full-rank products needs every hidden width >= r (widths "
-                f"{widths}; bottleneck networks are not supported)"
-            )
-    return r
-
-
 def _layers(W, name: str = "W", widths=None, *, real: bool = True) -> list[np.ndarray]:
     """Validate one network of general widths (no batch axes), real by default."""
     layers = as_layer_sequence(W, name, widths=widths, real=real, batch=False)
-    _check_hidden_widths(_widths_of(layers), f"widths of {name}")
+    check_hidden_widths(widths_of_layers(layers), f"widths of {name}")
     return layers
 
 
@@ -246,7 +231,7 @@ def balanced_dimension(widths: Sequence[int]) -> int:
     int
     """
     widths = check_widths(widths)
-    r = _check_hidden_widths(widths)
+    r = check_hidden_widths(widths)
     return widths[0] * widths[-1] + sum(w * r - r * (r + 1) // 2 for w in widths[1:-1])
 
 
@@ -355,7 +340,7 @@ def balanced_retraction(W, V, order: int = 1, *, widths: Sequence[int] | None = 
         raise ValueError(f"order must be 1 or 2, got {order!r}")
     if _is_layers(W):
         layers = _layers(W, "W", widths)
-        V = _layers_like(V, "V", _widths_of(layers))
+        V = _layers_like(V, "V", widths_of_layers(layers))
         return retract_unchecked(layers, V, order)
     W = _stack(W, real=False, batch=True)
     _check_no_widths(W, widths)
@@ -513,7 +498,7 @@ def random_balanced_point(
         The frames :math:`Q_0, \dots, Q_N` are independent and Haar distributed.
     """
     d, N, widths = check_square_or_widths(d, depth, widths)
-    r = d if widths is None else _check_hidden_widths(widths)
+    r = d if widths is None else check_hidden_widths(widths)
     rng = np.random.default_rng(seed)
     if singular_values is None:
         spread = float(spread)
@@ -874,7 +859,7 @@ class BalancedFrame:
         self._check = check
         self._general = isinstance(W, list)
         if self._general:
-            self.widths = _widths_of(W)
+            self.widths = widths_of_layers(W)
             self.depth = len(W)
             self.r = min(self.widths[0], self.widths[-1])
             self.Q, self.lam = _layer_frames(W, tol, check)
@@ -922,7 +907,7 @@ class BalancedFrame:
     def matches(self, W: Layers) -> bool:
         """True if this frame has the layout of the validated point W (shapes only)."""
         if isinstance(W, list):
-            return self._general and _widths_of(W) == self.widths
+            return self._general and widths_of_layers(W) == self.widths
         return not self._general and W.shape == self._shape
 
     # -- frame coordinates --------------------------------------------------------

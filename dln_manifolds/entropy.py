@@ -94,6 +94,7 @@ from ._checks import (
     check_count,
     check_depth,
     check_full_rank_batch,
+    check_hidden_widths,
     check_positive,
     check_widths,
 )
@@ -276,13 +277,7 @@ def width_excess(shape: tuple[int, ...], depth, widths, name: str = "X") -> int:
             f"{name} must have shape (d_N, d_0) = ({widths[-1]}, {widths[0]}) for widths "
             f"{widths}, got shape {tuple(shape)}"
         )
-    r = min(m, n)
-    for k in range(1, depth):
-        if widths[k] < r:
-            raise ValueError(
-                f"widths[{k}] = {widths[k]} is below r = min(d_0, d_N) = {r}: bottleneck "
-                "networks (a hidden width below the rank) are not supported"
-            )
+    r = check_hidden_widths(widths)
     return sum(widths[1:-1]) - (depth - 1) * r
 
 

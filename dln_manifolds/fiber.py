@@ -145,6 +145,7 @@ from ._checks import (
     check_finite_depth,
     check_full_rank,
     check_widths,
+    widths_of_layers,
 )
 from ._linalg import chain_partial_products, chain_product, chain_second_derivative, solve_right
 from ._linalg import conj_transpose as _h
@@ -203,7 +204,7 @@ def _check_vector(W: Layers, V, name: str) -> Layers:
 
 def layer_widths(layers: list[np.ndarray]) -> tuple[int, ...]:
     """The widths (d_0, ..., d_N) of a validated sequence of layers (no batch axes)."""
-    return (layers[0].shape[1], *(layer.shape[0] for layer in layers))
+    return widths_of_layers(layers)
 
 
 def as_fiber_layers(W, name: str = "W", *, widths=None) -> Layers:

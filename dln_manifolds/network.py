@@ -59,6 +59,7 @@ from ._checks import (
     check_finite_depth,
     check_stack_widths,
     check_widths,
+    widths_of_layers,
 )
 from ._linalg import (
     chain_partial_products,
@@ -105,11 +106,6 @@ def _is_sequence(W) -> bool:
     return isinstance(W, _SEQUENCE)
 
 
-def _widths(layers: list[np.ndarray]) -> tuple[int, ...]:
-    """(d_0, ..., d_N) of a validated sequence of layers."""
-    return (layers[0].shape[-1], *(layer.shape[-2] for layer in layers))
-
-
 def _as_sequence_target(Y, layers: list[np.ndarray], name: str) -> np.ndarray:
     """Validate E'(X) (or Y) for a sequence of layers: (d_N, d_0), or one per network."""
     Y = as_array(Y, name, (), real=False, batch=True)
@@ -119,7 +115,7 @@ def _as_sequence_target(Y, layers: list[np.ndarray], name: str) -> np.ndarray:
         per_network = f" or {(*batch, d_out, d_in)}" if batch else ""
         raise ValueError(
             f"{name} must have the shape (d_N, d_0) = ({d_out}, {d_in}) of the end-to-end "
-            f"matrix of W (widths {_widths(layers)}){per_network}, got shape {Y.shape}"
+            f"matrix of W (widths {widths_of_layers(layers)}){per_network}, got shape {Y.shape}"
         )
     return Y
 
@@ -294,7 +290,7 @@ def end_to_end_differential(
         layers = as_layer_sequence(W, "W", widths=widths)
         if not _is_sequence(V):  # one stacked network (N, d, d): its layers
             V = list(as_stack(V, "V"))
-        V = as_layer_sequence(V, "V", widths=_widths(layers))
+        V = as_layer_sequence(V, "V", widths=widths_of_layers(layers))
         try:
             np.broadcast_shapes(layers[0].shape[:-2], V[0].shape[:-2])
         except ValueError:

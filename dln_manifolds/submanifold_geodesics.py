@@ -176,6 +176,7 @@ from ._checks import (
     as_stack,
     check_count,
     check_positive,
+    widths_of_layers,
 )
 from ._linalg import (
     chain_partial_products,
@@ -308,7 +309,7 @@ def fiber_geodesic_acceleration(
     """
     if _is_list(W):
         W = as_fiber_layers(W)
-        V = _layer_vector(V, "V", _widths(W), real=False)
+        V = _layer_vector(V, "V", widths_of_layers(W), real=False)
     else:
         W = as_stack(W)
         V = as_stack(V, "V", depth=W.shape[0], d=W.shape[1])
@@ -1544,7 +1545,7 @@ def fiber_dist(
     if _is_list(W):
         W = as_fiber_layers(W)
         if _is_list(T):
-            T = as_layer_sequence(T, "T", widths=_widths(W), batch=False)
+            T = as_layer_sequence(T, "T", widths=widths_of_layers(W), batch=False)
             if _layers_components_differ(W, T):
                 return float("inf")
         return _norm(fiber_log(W, T, X, n_steps, **kw))
@@ -1594,10 +1595,6 @@ def _is_list(W) -> bool:
     return isinstance(W, (list, tuple))
 
 
-def _widths(layers: list[np.ndarray]) -> tuple[int, ...]:
-    return (layers[0].shape[1], *(layer.shape[0] for layer in layers))
-
-
 def _layer_vector(V, name: str, widths: tuple[int, ...], real: bool) -> list[np.ndarray]:
     """A vector at a network of general widths: a list of layers (or, for square layers,
     one stacked (N, d, d) array), validated against ``widths``."""
@@ -1617,7 +1614,7 @@ def _packed_rk4(
     n_steps: int,
 ) -> list[list[np.ndarray]]:
     """:func:`_rk4_state` on lists of layers (W, V, ...), packed into one (k, P) array."""
-    widths = _widths(state[0])
+    widths = widths_of_layers(state[0])
     dtype = np.result_type(*(z for layers in state for z in layers))
     y0 = np.stack([pack_layers(z) for z in state]).astype(dtype, copy=False)
     y = _packed_flow(y0, widths, rate, settle, n_steps)
@@ -1727,7 +1724,7 @@ def _layers_components_differ(W: list[np.ndarray], T: list[np.ndarray]) -> str |
     bad = np.flatnonzero(sw != st)
     if bad.size == 0:
         return None
-    cuts = chain_segment_cuts(_widths(W))
+    cuts = chain_segment_cuts(widths_of_layers(W))
     i, j = cuts[bad[0]], cuts[bad[0] + 1]
     return (
         f"the two points lie in different connected components (the r x r product of "
@@ -1793,8 +1790,8 @@ def _balanced_log_layers(W, T, n_steps: int, tol: float, max_iter: int) -> list[
         )
     T = check_balanced(T, tol=1e-6, name="T")
     widths = frame.widths
-    if _widths(T) != widths:
-        raise ValueError(f"T must have the widths of W, {widths}, got {_widths(T)}")
+    if widths_of_layers(T) != widths:
+        raise ValueError(f"T must have the widths of W, {widths}, got {widths_of_layers(T)}")
     _check_same_component_layers(W, T)
 
     fields = (_balanced_layers_rate, _balanced_layers_settle, True)
@@ -1930,7 +1927,7 @@ def _fiber_layers_point(W, X) -> tuple[list[np.ndarray], np.ndarray]:
 
 def _fiber_exp_layers(W, V, X, n_steps: int, velocity: bool):
     W, X = _fiber_layers_point(W, X)
-    V = FiberNormalSolver(W).project(_layer_vector(V, "V", _widths(W), real=False))
+    V = FiberNormalSolver(W).project(_layer_vector(V, "V", widths_of_layers(W), real=False))
     W1, V1 = _packed_rk4([W, V], _fiber_layers_rate, _fiber_layers_settler(X), n_steps)
     return (W1, V1) if velocity else W1
 
@@ -1938,15 +1935,15 @@ def _fiber_exp_layers(W, V, X, n_steps: int, velocity: bool):
 def _fiber_transport_layers(W, V, U, X, n_steps: int) -> list[np.ndarray]:
     W, X = _fiber_layers_point(W, X)
     solver = FiberNormalSolver(W)
-    V = solver.project(_layer_vector(V, "V", _widths(W), real=False))
-    U = solver.project(_layer_vector(U, "U", _widths(W), real=False))
+    V = solver.project(_layer_vector(V, "V", widths_of_layers(W), real=False))
+    U = solver.project(_layer_vector(U, "U", widths_of_layers(W), real=False))
     settle = _fiber_layers_settler(X)
     return _packed_rk4([W, V, U], _fiber_layers_rate, settle, n_steps)[2]
 
 
 def _fiber_log_layers(W, T, X, n_steps: int, tol: float, max_iter: int) -> list[np.ndarray]:
     W, X = _fiber_layers_point(W, X)
-    widths = _widths(W)
+    widths = widths_of_layers(W)
     if not _is_list(T):
         raise TypeError(
             f"T must be a list of layers like W (general widths), got {type(T).__name__}"
