@@ -20,27 +20,43 @@ of the geodesic equation per log, the accuracy max |exp_X(log_X Y) - Y| / (1 + |
 EndToEndMatrices spaces of tests/test_pymanopt_optimizers.py (d = 2, seed 100), before
 (old schedule, no batching of the logs to the global best) and after.
 
+Then (section ``evaluation``) the evaluation of the geodesic equation, before/after the
+lean path through :class:`~dln_manifolds.depth_metric.DepthFrame` (the multipliers' pieces
+reused by the divided differences, the Christoffel contractions inlined, no full-rank test
+of unchecked frames with positive singular values, no per-row finiteness test of finite
+stages): ``before`` is a copy of the former evaluation kept in this script only
+(``_OldFrame``, ``_old_rhs_call``), swapped in for ``geodesics.DepthFrame`` and
+``geodesics._Rhs.__call__``; ``after`` the library. Per configuration (d = 2, 3, 5, 10 at
+N = 3, d = 3 at N = inf, 3 x 2 and 2 x 4 at N = 3): CPU seconds of ``depth_log`` and of
+``depth_exp`` (the log's velocity) per pair, best of ``--repeats`` runs, old and new
+interleaved, summed over the pairs; and the largest difference between the two paths'
+results relative to the result's norm.
+
 Usage::
 
-    python benchmarks/bench_log.py [--pairs 20] [--no-swarm]
+    python benchmarks/bench_log.py [--pairs 20] [--no-swarm] [--only-evaluation]
 
-Writes ``benchmarks/results/log.json`` and prints a table.
+Writes ``benchmarks/results/log.json`` and prints a table (``--only-evaluation``: runs only
+the evaluation section and replaces it in the existing JSON).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import platform
 import sys
 import time
 from pathlib import Path
 
-from _common import single_blas_thread, write_results
+from _common import RESULTS_DIR, single_blas_thread, write_results
 
 single_blas_thread()
 
 import numpy as np  # noqa: E402
 
+from dln_manifolds import depth_metric as dm  # noqa: E402
 from dln_manifolds import geodesics as geo  # noqa: E402
 from dln_manifolds.pymanopt import EndToEndMatrices  # noqa: E402
 
@@ -180,17 +196,261 @@ def bench_swarm() -> list[dict]:
     return results
 
 
+# -- the former evaluation of the geodesic equation (this script only) --------------------
+
+
+def _old_divided_differences(s, M, depth):
+    """The former ``depth_metric._divided_differences`` (no reuse of M's pieces)."""
+    q, scale = dm.depth_q_and_scale(depth)
+    alpha = dm._log_sq(s)
+    lam = s**2
+    d = s.shape[-1]
+    eye = np.eye(d, dtype=bool)
+    den = np.where(eye, 1.0, lam[..., :, None] - lam[..., None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        T = (M[..., :, None, :] - M[..., None, :, :]) / den[..., :, :, None]
+    a, c = np.broadcast_arrays(alpha[..., :, None], alpha[..., None, :])
+    idx = np.arange(d)
+    T[..., idx, idx, :] = dm.multiplier_d_alpha(a, c, q, scale) * np.exp(-a)
+    close = (np.abs(alpha[..., :, None] - alpha[..., None, :]) < dm._DIVDIFF_CUTOFF) & ~eye
+    if np.any(close):
+        where = np.nonzero(close)
+        batch, i, m = where[:-2], where[-2], where[-1]
+        mid = 0.5 * (alpha[batch + (i,)] + alpha[batch + (m,)])
+        mid, aj = np.broadcast_arrays(mid[:, None], alpha[batch] if batch else alpha)
+        T[where] = dm.multiplier_d_alpha(mid, aj, q, scale) * np.exp(-mid)
+    return T
+
+
+def _old_complement_divided_differences(s, M, depth):
+    """The former ``depth_metric._complement_divided_differences``."""
+    q, _ = dm.depth_q_and_scale(depth)
+    alpha = dm._log_sq(s)
+    ai, aj = alpha[..., :, None], alpha[..., None, :]
+    if q == 0.0:
+        return M / (s * s)[..., :, None], np.zeros_like(M)
+    hi = np.maximum(ai, aj)
+    delta = -np.abs(ai - aj)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        E = np.exp((q - 1.0) * ai + (1.0 - 2.0 * q) * hi) * dm._expm1_ratio(delta, 1.0 - q, q)
+        G = np.exp(-q * hi) * dm._expm1_ratio(delta, 1.0 - q, 1.0)
+    return E, G
+
+
+def _old_multipliers(s, depth):
+    if depth == 1:
+        return np.ones(s.shape + s.shape[-1:])
+    q, scale = dm.depth_q_and_scale(depth)
+    alpha = dm._log_sq(s)
+    return dm.multiplier_from_alpha(alpha[..., :, None], alpha[..., None, :], q, scale)
+
+
+class _OldFrame(dm.DepthFrame):
+    """DepthFrame with the former evaluation path (construction, T, E, G, acceleration)."""
+
+    def __init__(self, X, depth, *, check=True, full_rank=False):
+        if check:
+            X = dm._as_points(X)
+            depth = dm.check_depth(depth)
+        else:
+            X = np.asarray(X)
+        self.depth = depth
+        self.shape = X.shape[-2:]
+        self._check = check
+        self._rect = self.shape[0] != self.shape[1]
+        self._pieces = None
+        if self._rect:
+            self.U, self.s, self.Vh = np.linalg.svd(X, full_matrices=False)
+            self.d = self.s.shape[-1]
+            self._flip = self.shape[0] < self.shape[1]
+            V = dm.conj_transpose(self.Vh)
+            self._L, self._R = (V, self.U) if self._flip else (self.U, V)
+            self.M = _old_multipliers(self.s, self.depth)
+            self.c = dm._complement_multipliers(self.s, self.depth)
+            self._EG = None
+            self._Lfull = None
+        else:
+            self.d = X.shape[-1]
+            self.U, self.s, self.Vh = np.linalg.svd(X)
+            self.M = _old_multipliers(self.s, depth)
+        self._T = None
+        self._full_rank_checked = False
+        if full_rank:
+            self._require_full_rank()
+
+    def _require_full_rank(self):
+        if self._full_rank_checked:
+            return
+        limit = 1.0 / (max(self.shape) * np.finfo(np.float64).eps) if self._check else np.inf
+        dm.check_full_rank_batch(self.s, "X", limit)
+        self._full_rank_checked = True
+
+    @property
+    def divided_differences(self):
+        if self._T is None:
+            self._require_full_rank()
+            self._T = _old_divided_differences(self.s, self.M, self.depth)
+        return self._T
+
+    @property
+    def _complement_dd(self):
+        if self._EG is None:
+            self._require_full_rank()
+            self._EG = _old_complement_divided_differences(self.s, self.M, self.depth)
+        return self._EG
+
+    def geodesic_acceleration(self, V):
+        V = self._arg(V, "V")
+        self._require_full_rank()
+        if self.depth == 1:
+            return self._zeros(V)
+        if self._rect:
+            return self._rect_acceleration(V)
+        Vh = self._to(V)
+        BV = Vh / self.M
+        acc = self._dA_hat(Vh, BV) - 0.5 * self.M * self._dA_adjoint_hat(BV, BV)
+        return self._from(acc)
+
+    def _rect_acceleration(self, V_vec):
+        self._require_full_rank()
+        self._require_finite_depth()
+        Vh, Vc = self._split(V_vec)
+        M, c = self.M, self.c[..., None, :]
+        BVh, BVc = Vh / M, Vc / c
+        th, tc = self._rect_dA(Vh, Vc, BVh, BVc)
+        Kh, Kc = self._rect_dA_adjoint(BVh, BVc, BVh, BVc)
+        return self._join(th - 0.5 * M * Kh, tc - 0.5 * c * Kc)
+
+
+def _old_rhs_call(self, X, V, want_predictor=False):
+    """The former ``geodesics._Rhs.__call__``."""
+    self.n_evals += 1
+    finite = np.isfinite(X).all(axis=(-2, -1)) & np.isfinite(V).all(axis=(-2, -1))
+    eye = np.eye(*X.shape[-2:])
+    if not np.all(finite):
+        X = np.where(finite[..., None, None], X, eye)
+        V = np.where(finite[..., None, None], V, 0.0)
+    frame = _OldFrame(X, self.depth, check=False)
+    s = frame.s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bad = ~finite | ~(s[..., -1] > self.singular_tol * s[..., 0])
+    if np.any(bad):
+        X = np.where(bad[..., None, None], eye, X)
+        frame = _OldFrame(X, self.depth, check=False)
+    acc = frame.geodesic_acceleration(V)
+    self.last_ratio = np.where(bad, 0.0, s[..., -1] / np.where(bad, 1.0, s[..., 0]))
+    t_hit = None
+    if want_predictor:
+        t_hit = np.full(bad.shape, np.inf)
+        if not np.isinf(self.depth):
+            u, w = frame.U[..., :, -1], frame.Vh[..., -1, :]
+            ds = np.einsum("...i,...ij,...j->...", u, V, w)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t_hit = np.where(ds < 0, -self.depth * frame.s[..., -1] / ds, np.inf)
+            t_hit = np.where(bad, 0.0, t_hit)
+    return acc, bad, t_hit
+
+
+@contextlib.contextmanager
+def _evaluation(old: bool):
+    """Run geodesics with the former evaluation (``old``) or the library's."""
+    frame, call = geo.DepthFrame, geo._Rhs.__call__
+    if old:
+        geo.DepthFrame, geo._Rhs.__call__ = _OldFrame, _old_rhs_call
+    try:
+        yield
+    finally:
+        geo.DepthFrame, geo._Rhs.__call__ = frame, call
+
+
+EVAL_CONFIGS = [
+    ((2, 2), 3),
+    ((3, 3), 3),
+    ((3, 3), np.inf),
+    ((5, 5), 3),
+    ((10, 10), 3),
+    ((3, 2), 3),
+    ((2, 4), 3),
+]
+
+
+def _rel(a, b):
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def bench_evaluation(n_pairs: int, repeats: int) -> list[dict]:
+    """Old and new evaluation path, interleaved per pair, best of ``repeats``."""
+    results = []
+    for shape, depth in EVAL_CONFIGS:
+        pairs = _pairs(shape, depth, n_pairs if shape[0] < 10 else max(1, n_pairs // 3), seed=1)
+        totals = {"before_log_s": 0.0, "after_log_s": 0.0, "before_exp_s": 0.0, "after_exp_s": 0.0}
+        diff_log = diff_exp = 0.0
+        for i, (X, Y) in enumerate(pairs):
+            best = dict.fromkeys(totals, np.inf)
+            out = {}
+            for r in range(repeats):
+                order = (True, False) if (i + r) % 2 == 0 else (False, True)
+                for old in order:
+                    name = "before" if old else "after"
+                    with _evaluation(old):
+                        t0 = time.process_time()
+                        V = geo.depth_log(X, Y, depth)
+                        t1 = time.process_time()
+                        E = geo.depth_exp(X, V, depth)
+                        t2 = time.process_time()
+                    best[f"{name}_log_s"] = min(best[f"{name}_log_s"], t1 - t0)
+                    best[f"{name}_exp_s"] = min(best[f"{name}_exp_s"], t2 - t1)
+                    out[name] = (V, E)
+            for k in totals:
+                totals[k] += best[k]
+            diff_log = max(diff_log, _rel(out["after"][0], out["before"][0]))
+            diff_exp = max(diff_exp, _rel(out["after"][1], out["before"][1]))
+        entry = {"shape": f"{shape[0]}x{shape[1]}", "depth": str(depth), "pairs": len(pairs)}
+        entry |= totals
+        entry["speedup_log"] = totals["before_log_s"] / totals["after_log_s"]
+        entry["speedup_exp"] = totals["before_exp_s"] / totals["after_exp_s"]
+        entry["max_rel_diff_log"], entry["max_rel_diff_exp"] = diff_log, diff_exp
+        results.append(entry)
+        print(
+            f"evaluation {entry['shape']:5} N={entry['depth']:4} log {totals['before_log_s']:.3f} s"
+            f" -> {totals['after_log_s']:.3f} s (x{entry['speedup_log']:.2f}), exp "
+            f"{totals['before_exp_s']:.4f} s -> {totals['after_exp_s']:.4f} s "
+            f"(x{entry['speedup_exp']:.2f}); differences {diff_log:.1e} (log), "
+            f"{diff_exp:.1e} (exp)",
+            flush=True,
+        )
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--no-swarm", action="store_true")
+    parser.add_argument("--only-evaluation", action="store_true")
+    parser.add_argument("--eval-pairs", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     from threadpoolctl import threadpool_limits
 
+    evaluation_info = {
+        "pairs_per_config": args.eval_pairs,
+        "repeats": args.repeats,
+        "timer": "time.process_time (CPU seconds, one BLAS thread), best of repeats per pair",
+    }
+    if args.only_evaluation:
+        with threadpool_limits(1):
+            evaluation = bench_evaluation(args.eval_pairs, args.repeats)
+        path = RESULTS_DIR / "log.json"
+        payload = json.loads(path.read_text()) if path.exists() else {}
+        payload["evaluation_setup"] = evaluation_info
+        payload["evaluation"] = evaluation
+        print("wrote", write_results("log", payload))
+        return
     with threadpool_limits(1):
         counter = _Counter()
         logs = bench_logs(args.pairs, counter)
         swarm = [] if args.no_swarm else bench_swarm()
+        evaluation = bench_evaluation(args.eval_pairs, args.repeats)
     payload = {
         "machine": platform.platform(),
         "python": platform.python_version(),
@@ -201,6 +461,8 @@ def main() -> None:
         "after": AFTER,
         "logs": logs,
         "particle_swarm": swarm,
+        "evaluation_setup": evaluation_info,
+        "evaluation": evaluation,
     }
     print("wrote", write_results("log", payload))
 

@@ -337,6 +337,12 @@ class _Rhs:
         self.singular_tol = singular_tol
         self.n_evals = 0
 
+    @property
+    def last_ratio(self) -> np.ndarray:
+        """s_min / s_max at the points of the last call (0 at the bad ones)."""
+        s, bad = self._last
+        return np.where(bad, 0.0, s[..., -1] / np.where(bad, 1.0, s[..., 0]))
+
     def __call__(self, X: np.ndarray, V: np.ndarray, want_predictor: bool = False):
         """Return (acceleration, bad, t_hit): bad marks singular/non-finite stages.
 
@@ -344,20 +350,24 @@ class _Rhs:
         coordinate sigma_min^{1/N} reaches 0 (inf if it does not decrease or N = inf).
         """
         self.n_evals += 1
-        finite = np.isfinite(X).all(axis=(-2, -1)) & np.isfinite(V).all(axis=(-2, -1))
-        eye = np.eye(*X.shape[-2:])  # a full-rank stand-in for the bad points
-        if not np.all(finite):
+        eye = finite = None  # eye: a full-rank stand-in for the bad points, made where needed
+        if not (np.isfinite(X).all() and np.isfinite(V).all()):
+            finite = np.isfinite(X).all(axis=(-2, -1)) & np.isfinite(V).all(axis=(-2, -1))
+            eye = np.eye(*X.shape[-2:])
             X = np.where(finite[..., None, None], X, eye)
             V = np.where(finite[..., None, None], V, 0.0)
         frame = DepthFrame(X, self.depth, check=False)
         s = frame.s
-        with np.errstate(divide="ignore", invalid="ignore"):
-            bad = ~finite | ~(s[..., -1] > self.singular_tol * s[..., 0])
+        with np.errstate(invalid="ignore"):
+            bad = ~(s[..., -1] > self.singular_tol * s[..., 0])
+        if finite is not None:
+            bad |= ~finite
         if np.any(bad):
+            eye = np.eye(*X.shape[-2:]) if eye is None else eye
             X = np.where(bad[..., None, None], eye, X)
             frame = DepthFrame(X, self.depth, check=False)
         acc = frame.geodesic_acceleration(V)
-        self.last_ratio = np.where(bad, 0.0, s[..., -1] / np.where(bad, 1.0, s[..., 0]))
+        self._last = (s, bad)
         t_hit = None
         if want_predictor:
             t_hit = np.full(bad.shape, np.inf)
