@@ -55,7 +55,10 @@ One implementation
 :class:`DepthFrame` holds the SVD, the multipliers and (lazily) the divided
 differences of one point X, or of a batch of points, and evaluates every
 quantity of this module on batches of matrices. The module functions are
-one-line wrappers that build a frame per call.
+one-line wrappers that build a frame per call. The divided differences reuse the
+exponentials evaluated for the multipliers (the frame keeps them), and the geodesic
+acceleration is one pass over the frame coordinates: the evaluation of the geodesic
+equation costs one SVD and O(d^3) contractions (docs/performance.rst, *Downstairs log*).
 
 References
 ----------
