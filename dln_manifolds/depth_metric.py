@@ -55,7 +55,10 @@ One implementation
 :class:`DepthFrame` holds the SVD, the multipliers and (lazily) the divided
 differences of one point X, or of a batch of points, and evaluates every
 quantity of this module on batches of matrices. The module functions are
-one-line wrappers that build a frame per call.
+one-line wrappers that build a frame per call. The divided differences reuse the
+exponentials evaluated for the multipliers (the frame keeps them), and the geodesic
+acceleration is one pass over the frame coordinates: the evaluation of the geodesic
+equation costs one SVD and O(d^3) contractions (docs/performance.rst, *Downstairs log*).
 
 References
 ----------
@@ -210,11 +213,44 @@ def multiplier_d_alpha(a: np.ndarray, c: np.ndarray, q: float, scale: float) -> 
 
 def _multipliers(s: np.ndarray, depth) -> np.ndarray:
     """Multipliers ``M[..., k, l] = f(s_k, s_l)`` for validated singular values (..., d)."""
+    return _symbol(s, depth)[0]
+
+
+def _symbol(s: np.ndarray, depth) -> tuple[np.ndarray, tuple | None]:
+    r"""The multipliers of :func:`_multipliers` and the pieces of their evaluation.
+
+    For s > 0 the pieces ``(alpha, hi, delta, safe, e1, eq, ratio, factor)`` (log
+    variables :math:`\alpha`, :math:`\max(\alpha_k, \alpha_l)`,
+    :math:`\delta = \min - \max`, :math:`\delta` with the exact ties replaced by -1,
+    :math:`\mathrm{expm1}(\delta)`, :math:`\mathrm{expm1}(q\delta)` (:math:`\delta` for
+    q = 0), :math:`R(\delta)` and :math:`c_N e^{(1-q)\max}`) are kept for the divided
+    differences (:func:`_divided_differences`, :func:`_complement_divided_differences`),
+    which reuse them instead of evaluating the same exponentials again; the values are
+    those of :func:`multiplier_from_alpha` and :func:`_ratio`, operation for operation.
+    ``None`` at depth 1 or where a singular value is 0 (or not finite).
+    """
     if depth == 1:
-        return np.ones(s.shape + s.shape[-1:])
+        return np.ones(s.shape + s.shape[-1:]), None
     q, scale = depth_q_and_scale(depth)
     alpha = _log_sq(s)
-    return multiplier_from_alpha(alpha[..., :, None], alpha[..., None, :], q, scale)
+    a, c = alpha[..., :, None], alpha[..., None, :]
+    if not np.all(np.isfinite(alpha)):
+        return multiplier_from_alpha(a, c, q, scale), None
+    hi = np.maximum(a, c)
+    delta = np.minimum(a, c) - hi  # = -|a - c|, exactly
+    tiny = np.abs(delta) < 1e-290
+    safe = np.where(tiny, -1.0, delta)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        e1 = np.expm1(safe)
+        if q == 0.0:
+            eq = safe
+            r = e1 / safe
+        else:
+            eq = np.expm1(q * safe)
+            r = q * e1 / eq
+        ratio = np.where(tiny, 1.0, r)
+        factor = scale * np.exp((1.0 - q) * hi)
+    return factor * ratio, (alpha, hi, delta, safe, e1, eq, ratio, factor)
 
 
 def depth_multipliers(s, depth) -> np.ndarray:
@@ -243,7 +279,7 @@ def depth_multipliers(s, depth) -> np.ndarray:
     return _multipliers(s, depth)
 
 
-def _divided_differences(s: np.ndarray, M: np.ndarray, depth) -> np.ndarray:
+def _divided_differences(s: np.ndarray, M: np.ndarray, depth, pieces=None) -> np.ndarray:
     r"""First divided differences of the multiplier symbol in its first argument.
 
     ``T[..., i, m, j] = (f(l_i, l_j) - f(l_m, l_j)) / (l_i - l_m)`` with
@@ -251,22 +287,31 @@ def _divided_differences(s: np.ndarray, M: np.ndarray, depth) -> np.ndarray:
     :math:`|\log l_i - \log l_m| <` ``_DIVDIFF_CUTOFF`` (always for i = m) it is
     the partial derivative :math:`\partial_1 f` at the midpoint of the log
     variables, evaluated stably by :func:`multiplier_d_alpha`. Batched over
-    leading axes of ``s`` (shape (..., d)); O(d^3) memory and time.
+    leading axes of ``s`` (shape (..., d)); O(d^3) memory and time. ``pieces``: those of
+    :func:`_symbol` (M's evaluation), reused by the diagonal.
     """
     q, scale = depth_q_and_scale(depth)
-    alpha = _log_sq(s)
+    alpha = _log_sq(s) if pieces is None else pieces[0]
     lam = s**2
     d = s.shape[-1]
     eye = np.eye(d, dtype=bool)
     den = np.where(eye, 1.0, lam[..., :, None] - lam[..., None, :])
+    T = np.empty(M.shape[:-1] + M.shape[-2:])
     with np.errstate(divide="ignore", invalid="ignore"):  # (near) ties are replaced below
-        T = (M[..., :, None, :] - M[..., None, :, :]) / den[..., :, :, None]
+        np.subtract(M[..., :, None, :], M[..., None, :, :], out=T)
+        T /= den[..., :, :, None]
     # Diagonal i = m: the derivative at a_i itself (O(d^2) evaluations).
-    a, c = np.broadcast_arrays(alpha[..., :, None], alpha[..., None, :])
     idx = np.arange(d)
-    T[..., idx, idx, :] = multiplier_d_alpha(a, c, q, scale) * np.exp(-a)
+    if pieces is None:
+        a, c = np.broadcast_arrays(alpha[..., :, None], alpha[..., None, :])
+        T[..., idx, idx, :] = multiplier_d_alpha(a, c, q, scale) * np.exp(-a)
+    else:
+        T[..., idx, idx, :] = _diagonal_derivative(pieces, q) * np.exp(-alpha)[..., :, None]
     # Off-diagonal near-ties: the derivative at the midpoint of the log variables.
-    close = (np.abs(alpha[..., :, None] - alpha[..., None, :]) < _DIVDIFF_CUTOFF) & ~eye
+    if pieces is None:
+        close = (np.abs(alpha[..., :, None] - alpha[..., None, :]) < _DIVDIFF_CUTOFF) & ~eye
+    else:  # delta = -|alpha_i - alpha_m|
+        close = (pieces[2] > -_DIVDIFF_CUTOFF) & ~eye
     if np.any(close):
         where = np.nonzero(close)  # (batch indices..., i, m)
         batch, i, m = where[:-2], where[-2], where[-1]
@@ -274,6 +319,26 @@ def _divided_differences(s: np.ndarray, M: np.ndarray, depth) -> np.ndarray:
         mid, aj = np.broadcast_arrays(mid[:, None], alpha[batch] if batch else alpha)
         T[where] = multiplier_d_alpha(mid, aj, q, scale) * np.exp(-mid)
     return T
+
+
+def _diagonal_derivative(pieces: tuple, q: float) -> np.ndarray:
+    """:func:`multiplier_d_alpha` at (alpha_i, alpha_j) from the pieces of :func:`_symbol`.
+
+    The same operations as :func:`multiplier_d_alpha` and :func:`_ratio_derivative`
+    (hence the same values), with R, expm1 and the exponential factor reused.
+    """
+    alpha, _, delta, safe, e1, eq, ratio, factor = pieces
+    small = delta > -_SERIES_CUTOFF  # |delta| < cutoff (delta <= 0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        # equal to _ratio_derivative's direct form where it is used (|delta| >= cutoff)
+        if q == 0.0:
+            direct = (safe * np.exp(safe) - e1) / safe**2
+        else:
+            direct = q * (np.exp(safe) * eq - q * e1 * np.exp(q * safe)) / eq**2
+    series = ratio * ((1.0 - q) / 2.0 + (1.0 - q * q) * delta / 12.0)
+    d_ratio = np.where(small, series, direct)
+    below = alpha[..., :, None] <= alpha[..., None, :]
+    return factor * np.where(below, d_ratio, (1.0 - q) * ratio - d_ratio)
 
 
 def _complement_multipliers(s: np.ndarray, depth) -> np.ndarray:
@@ -299,7 +364,7 @@ def _expm1_ratio(delta: np.ndarray, a: float, b: float) -> np.ndarray:
 
 
 def _complement_divided_differences(
-    s: np.ndarray, M: np.ndarray, depth
+    s: np.ndarray, M: np.ndarray, depth, pieces=None
 ) -> tuple[np.ndarray, np.ndarray]:
     r"""Divided differences of the symbol that involve the eigenvalue 0 of the complement.
 
@@ -315,13 +380,24 @@ def _complement_divided_differences(
       :math:`e^{-q\max}\,\mathrm{expm1}((1-q)\delta)/\mathrm{expm1}(\delta)`
       (:math:`c'(l_j)` at ties); 0 for N = inf.
 
-    Full rank (s > 0) is assumed; O(r^2) for s of shape (..., r).
+    Full rank (s > 0) is assumed; O(r^2) for s of shape (..., r). ``pieces``: those of
+    :func:`_symbol`, whose expm1 of :math:`\delta` and :math:`q\delta` are reused.
     """
     q, _ = depth_q_and_scale(depth)
-    alpha = _log_sq(s)
-    ai, aj = alpha[..., :, None], alpha[..., None, :]
     if q == 0.0:
         return M / (s * s)[..., :, None], np.zeros_like(M)
+    if pieces is not None:
+        alpha, hi, delta, safe, e1, eq = pieces[:6]
+        tiny = safe != delta  # the exact ties (safe = -1 there)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            e1q = np.expm1((1.0 - q) * safe)
+            E = np.exp((q - 1.0) * alpha[..., :, None] + (1.0 - 2.0 * q) * hi) * np.where(
+                tiny, (1.0 - q) / q, e1q / eq
+            )
+            G = np.exp(-q * hi) * np.where(tiny, (1.0 - q) / 1.0, e1q / e1)
+        return E, G
+    alpha = _log_sq(s)
+    ai, aj = alpha[..., :, None], alpha[..., None, :]
     hi = np.maximum(ai, aj)
     delta = -np.abs(ai - aj)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -456,7 +532,7 @@ class DepthFrame:
         else:
             self.d = X.shape[-1]
             self.U, self.s, self.Vh = np.linalg.svd(X)
-            self.M = _multipliers(self.s, depth)
+            self.M, self._pieces = _symbol(self.s, depth)
         self._T = None
         self._full_rank_checked = False
         if full_rank:
@@ -471,7 +547,7 @@ class DepthFrame:
         self._flip = self.shape[0] < self.shape[1]
         V = conj_transpose(self.Vh)
         self._L, self._R = (V, self.U) if self._flip else (self.U, V)
-        self.M = _multipliers(self.s, self.depth)
+        self.M, self._pieces = _symbol(self.s, self.depth)
         self.c = _complement_multipliers(self.s, self.depth)
         self._EG = None
         self._Lfull = None
@@ -479,6 +555,9 @@ class DepthFrame:
     # -- bookkeeping -------------------------------------------------------------
     def _require_full_rank(self) -> None:
         if self._full_rank_checked:
+            return
+        if not self._check and self._pieces is not None:  # s > 0 (finite log variables)
+            self._full_rank_checked = True
             return
         limit = 1.0 / (max(self.shape) * np.finfo(np.float64).eps) if self._check else np.inf
         check_full_rank_batch(self.s, "X", limit)
@@ -500,7 +579,7 @@ class DepthFrame:
         """
         if self._T is None:
             self._require_full_rank()
-            self._T = _divided_differences(self.s, self.M, self.depth)
+            self._T = _divided_differences(self.s, self.M, self.depth, self._pieces)
         return self._T
 
     def to_frame(self, Z) -> np.ndarray:
@@ -669,10 +748,33 @@ class DepthFrame:
             return self._zeros(V)
         if self._rect:
             return self._rect_acceleration(V)
-        Vh = self._to(V)
-        BV = Vh / self.M
-        acc = self._dA_hat(Vh, BV) - 0.5 * self.M * self._dA_adjoint_hat(BV, BV)
-        return self._from(acc)
+        return self._from(self._acceleration_hat(self._to(V)))
+
+    def _acceleration_hat(self, Vh: np.ndarray) -> np.ndarray:
+        r"""Frame coordinates of :math:`-\Gamma_X(V, V)` from :math:`\hat V` (square X).
+
+        :meth:`_dA_hat` (V, BV) minus half M times :meth:`_dA_adjoint_hat` (BV, BV),
+        BV = V^ / M, inlined (one transpose of V^, T fetched once): the same operations.
+        """
+        M, T = self.M, self.divided_differences
+        row, col = self.s[..., None, :], self.s[..., :, None]
+        complex_ = np.iscomplexobj(Vh)
+        Vt = np.swapaxes(Vh, -1, -2)
+        if complex_:
+            Vt = np.conj(Vt)
+        BV = Vh / M
+        dP = Vh * row + col * Vt
+        dQ = Vt * row + col * Vh
+        dA = np.einsum("...imj,...im,...mj->...ij", T, dP, BV) + np.einsum(
+            "...mji,...im,...mj->...ij", T, BV, dQ
+        )
+        Bc = np.conj(BV) if complex_ else BV
+        C1 = np.einsum("...ij,...imj,...mj->...im", BV, T, Bc)
+        C2 = np.einsum("...ij,...mji,...im->...mj", BV, T, Bc)
+        C1t, C2t = np.swapaxes(C1, -1, -2), np.swapaxes(C2, -1, -2)
+        if complex_:
+            C1t, C2t = np.conj(C1t), np.conj(C2t)
+        return dA - 0.5 * M * ((C1 + C1t) * row + col * (C2 + C2t))
 
     # -- non-square X, in the tall orientation of _init_rectangular -----------------
     def _require_finite_depth(self) -> None:
@@ -708,7 +810,7 @@ class DepthFrame:
     def _complement_dd(self) -> tuple[np.ndarray, np.ndarray]:
         if self._EG is None:
             self._require_full_rank()
-            self._EG = _complement_divided_differences(self.s, self.M, self.depth)
+            self._EG = _complement_divided_differences(self.s, self.M, self.depth, self._pieces)
         return self._EG
 
     def _rect_dA(self, Wh, Wc, Zh, Zc) -> tuple[np.ndarray, np.ndarray]:
@@ -751,8 +853,28 @@ class DepthFrame:
         Vh, Vc = self._split(V_vec)
         M, c = self.M, self.c[..., None, :]
         BVh, BVc = Vh / M, Vc / c
-        th, tc = self._rect_dA(Vh, Vc, BVh, BVc)
-        Kh, Kc = self._rect_dA_adjoint(BVh, BVc, BVh, BVc)
+        # _rect_dA(Vh, Vc, BVh, BVc) and _rect_dA_adjoint(BVh, BVc, BVh, BVc) inlined, with
+        # T, E, G fetched once and the transposes and products they share made once:
+        # the same operations
+        E, G = self._complement_dd
+        T = self.divided_differences
+        row, col = self.s[..., None, :], self.s[..., :, None]
+        ct = conj_transpose if np.iscomplexobj(Vh) or np.iscomplexobj(self.U) else _transpose
+        Vht = ct(Vh)
+        dP = Vh * row + col * Vht
+        dQ = Vht * row + col * Vh
+        dA = np.einsum("...imj,...im,...mj->...ij", T, dP, BVh) + np.einsum(
+            "...mji,...im,...mj->...ij", T, BVh, dQ
+        )
+        th = dA + E * col * (ct(Vc) @ BVc)
+        ceB = col * E * BVh
+        tc = Vc @ ceB + BVc @ (G * dQ)
+        Bc = np.conj(BVh) if ct is conj_transpose else BVh
+        C1 = np.einsum("...ij,...imj,...mj->...im", BVh, T, Bc)
+        C2 = np.einsum("...ij,...mji,...im->...mj", BVh, T, Bc)
+        C3 = G * (ct(BVc) @ BVc)
+        Kh = (C1 + ct(C1)) * row + col * (C2 + ct(C2)) + col * (C3 + ct(C3))
+        Kc = (BVc @ ct(BVh * E)) * row + BVc @ ct(ceB)
         return self._join(th - 0.5 * M * Kh, tc - 0.5 * c * Kc)
 
     def _full_left(self) -> np.ndarray:
@@ -767,6 +889,11 @@ class DepthFrame:
 
     def _rect_from(self, Zh: np.ndarray) -> np.ndarray:
         return self._tall(self._full_left() @ self._tall(Zh) @ conj_transpose(self._R))
+
+
+def _transpose(A: np.ndarray) -> np.ndarray:
+    """:func:`conj_transpose` of a real array (no type test)."""
+    return np.swapaxes(A, -1, -2)
 
 
 def _at_frame(method, X, depth, A, B, names: tuple[str, str]) -> np.ndarray:

@@ -337,6 +337,12 @@ class _Rhs:
         self.singular_tol = singular_tol
         self.n_evals = 0
 
+    @property
+    def last_ratio(self) -> np.ndarray:
+        """s_min / s_max at the points of the last call (0 at the bad ones)."""
+        s, bad = self._last
+        return np.where(bad, 0.0, s[..., -1] / np.where(bad, 1.0, s[..., 0]))
+
     def __call__(self, X: np.ndarray, V: np.ndarray, want_predictor: bool = False):
         """Return (acceleration, bad, t_hit): bad marks singular/non-finite stages.
 
@@ -344,20 +350,24 @@ class _Rhs:
         coordinate sigma_min^{1/N} reaches 0 (inf if it does not decrease or N = inf).
         """
         self.n_evals += 1
-        finite = np.isfinite(X).all(axis=(-2, -1)) & np.isfinite(V).all(axis=(-2, -1))
-        eye = np.eye(*X.shape[-2:])  # a full-rank stand-in for the bad points
-        if not np.all(finite):
+        eye = finite = None  # eye: a full-rank stand-in for the bad points, made where needed
+        if not (np.isfinite(X).all() and np.isfinite(V).all()):
+            finite = np.isfinite(X).all(axis=(-2, -1)) & np.isfinite(V).all(axis=(-2, -1))
+            eye = np.eye(*X.shape[-2:])
             X = np.where(finite[..., None, None], X, eye)
             V = np.where(finite[..., None, None], V, 0.0)
         frame = DepthFrame(X, self.depth, check=False)
         s = frame.s
-        with np.errstate(divide="ignore", invalid="ignore"):
-            bad = ~finite | ~(s[..., -1] > self.singular_tol * s[..., 0])
+        with np.errstate(invalid="ignore"):
+            bad = ~(s[..., -1] > self.singular_tol * s[..., 0])
+        if finite is not None:
+            bad |= ~finite
         if np.any(bad):
+            eye = np.eye(*X.shape[-2:]) if eye is None else eye
             X = np.where(bad[..., None, None], eye, X)
             frame = DepthFrame(X, self.depth, check=False)
         acc = frame.geodesic_acceleration(V)
-        self.last_ratio = np.where(bad, 0.0, s[..., -1] / np.where(bad, 1.0, s[..., 0]))
+        self._last = (s, bad)
         t_hit = None
         if want_predictor:
             t_hit = np.full(bad.shape, np.inf)
@@ -401,10 +411,12 @@ def _norm(A: np.ndarray) -> np.ndarray:
 
 
 def _combine(base: np.ndarray, h: np.ndarray, coeffs, ks) -> np.ndarray:
+    """``base + sum_j (h a_j) k_j`` over the nonzero a_j, h of shape (B,) (the first axis)."""
     out = base.copy()
+    h = h.reshape(h.shape + (1,) * (base.ndim - 1))
     for a, k in zip(coeffs, ks, strict=False):
         if a != 0.0:
-            out += (h * a)[:, None, None, None] * k
+            out += (h * a) * k
     return out
 
 
@@ -443,14 +455,17 @@ def _integrate(
     rtol = np.broadcast_to(np.asarray(rtol, dtype=float), (B,))
     atol = np.broadcast_to(np.asarray(atol, dtype=float), (B,))
     rhs = _Rhs(depth, singular_tol)
-    X, V = X0.copy(), V0.copy()
+    # the state (X, V) and the stages (V, X'') stacked on axis 2, shape (B, G, 2, m, n):
+    # one linear combination per stage serves both
+    S = np.stack([X0, V0], axis=2)
+    X, V = S[:, :, 0], S[:, :, 1]
     t = np.zeros(B)
     ok = np.ones(B, dtype=bool)
     done = np.zeros(B, dtype=bool)
     sign0 = _signs(X0[:, 0])
     acc, bad, t_hit = rhs(X, V, want_predictor=True)
     ok &= ~bad.any(axis=1)
-    k1X, k1V = V.copy(), acc
+    k1 = np.stack([V, acc], axis=2)
     adaptive = n_steps is None
     if adaptive:
         # initial step: a tenth of the time scales |X| / |V| and |V| / |V'| of the geodesic
@@ -481,44 +496,43 @@ def _integrate(
             act, ta, ha = act[keep], ta[keep], ha[keep]
             if act.size == 0:
                 continue
-        Xa, Va = X[act], V[act]
-        kX, kV = [k1X[act]], [k1V[act]]
+        Sa = S[act]
+        ks = [k1[act]]
         stage_bad = np.zeros(act.size, dtype=bool)
         tab_a = _DP_A if adaptive else _RK4_A
         for i, coeffs in enumerate(tab_a[1:]):
-            Xs = _combine(Xa, ha, coeffs, kX)
-            Vs = _combine(Va, ha, coeffs, kV)
+            Ss = _combine(Sa, ha, coeffs, ks)
+            Xs, Vs = Ss[:, :, 0], Ss[:, :, 1]
             last = adaptive and i == len(tab_a) - 2
             a_s, b_s, hit_s = rhs(Xs, Vs, want_predictor=last)
             stage_bad |= b_s.any(axis=1)
             if last:  # the new point: same component as the start
                 stage_bad |= (_signs(Xs) != sign0[act, None]).any(axis=1)
-            kX.append(Vs)
-            kV.append(a_s)
+            ks.append(np.stack([Vs, a_s], axis=2))
         if adaptive:
-            Xn, Vn, a_n, hit_n = Xs, Vs, a_s, hit_s  # the 7th stage is the new point (FSAL)
-            eX = _combine(np.zeros_like(Xa[:, :1]), ha, _DP_E, [k[:, :1] for k in kX])[:, 0]
-            eV = _combine(np.zeros_like(Va[:, :1]), ha, _DP_E, [k[:, :1] for k in kV])[:, 0]
-            nX = np.maximum(_norm(Xa[:, 0]), _norm(Xn[:, 0]))
-            nV = np.maximum(_norm(Va[:, 0]), _norm(Vn[:, 0]))
+            Sn, hit_n = Ss, hit_s  # the 7th stage is the new point (FSAL)
+            e = _combine(np.zeros_like(Sa[:, 0]), ha, _DP_E, [k[:, 0] for k in ks])
+            eX, eV = e[:, 0], e[:, 1]
+            nX = np.maximum(_norm(Sa[:, 0, 0]), _norm(Sn[:, 0, 0]))
+            nV = np.maximum(_norm(Sa[:, 0, 1]), _norm(Sn[:, 0, 1]))
             with np.errstate(invalid="ignore", over="ignore"):
                 ra, aa = rtol[act], atol[act]
                 err = np.maximum(_norm(eX) / (aa + ra * nX), _norm(eV) / (aa + ra * nV))
             accept, h_new = _step_control(err, ha, stage_bad)
         else:
-            Xn = _combine(Xa, ha, _RK4_B, kX)
-            Vn = _combine(Va, ha, _RK4_B, kV)
+            Sn = _combine(Sa, ha, _RK4_B, ks)
             accept = ~stage_bad
             if np.any(accept):  # f at the new point: the first stage of the next step
+                Xn, Vn = Sn[:, :, 0], Sn[:, :, 1]
                 a_n, b_n, hit_n = rhs(Xn, Vn, want_predictor=True)
                 flipped = _signs(Xn) != sign0[act, None]
                 accept &= ~(b_n | flipped).any(axis=1)
+                ks.append(np.stack([Vn, a_n], axis=2))
             h_new = np.where(accept, 1.0 / n_steps, 0.25 * ha)
         sel = np.flatnonzero(accept)
         if sel.size:
             idx = act[sel]
-            X[idx], V[idx] = Xn[sel], Vn[sel]
-            k1X[idx], k1V[idx] = Vn[sel], a_n[sel]
+            S[idx], k1[idx] = Sn[sel], ks[-1][sel]
             t_new = ta[sel] + ha[sel]
             t[idx] = np.where(np.abs(t_new - 1.0) < 1e-13, 1.0, t_new)
             t_hit_g[idx] = np.min(hit_n[sel], axis=1)
@@ -533,7 +547,7 @@ def _integrate(
         h[act] = h_new
         done |= t >= 1.0
         ok &= n_taken <= max_steps
-    return X, V, ok, t
+    return S[:, :, 0].copy(), S[:, :, 1].copy(), ok, t
 
 
 # ---------------------------------------------------------------------------

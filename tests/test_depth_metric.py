@@ -31,6 +31,7 @@ from dln_manifolds import (
 )
 from dln_manifolds.depth_metric import (
     _DIVDIFF_CUTOFF,
+    _complement_divided_differences,
     _divided_differences,
     _log_sq,
 )
@@ -499,6 +500,45 @@ def test_frame_equals_old_standalone_formulas(d, depth, gap, seed):
     np.testing.assert_array_equal(depth_christoffel(X, depth, U, V), f.christoffel(U, V))
     np.testing.assert_array_equal(depth_operator_derivative(X, depth, V, Z), f.derivative(V, Z))
     np.testing.assert_array_equal(depth_operator(X, depth, Z), f.operator(Z))
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (4, 2), (2, 5)])
+@pytest.mark.parametrize("depth", [2, 3, 7, np.inf])
+@pytest.mark.parametrize("spectrum", ["generic", "tie", "near tie", "far"])
+def test_frame_reuses_the_multipliers_pieces_exactly(rng, shape, depth, spectrum):
+    """The divided differences (and the complement ones) from the pieces of the multipliers'
+    evaluation that the frame keeps equal, bit for bit, those evaluated from scratch
+    (:func:`multiplier_d_alpha` and the expm1 ratios), at ties, near-ties (< the cutoffs)
+    and a large spread of singular values; and the inlined geodesic acceleration equals
+    the Christoffel term, real and complex (to rounding: other order of the sums)."""
+    r = min(shape)
+    s = np.exp(rng.uniform(np.log(0.5), np.log(2.0), size=r))
+    if spectrum == "tie":
+        s[1] = s[0]
+    elif spectrum == "near tie":
+        s[1] = s[0] * (1 + 1e-8)
+        s[-1] = s[0] * (1 + 1e-5)
+    elif spectrum == "far":
+        s[0], s[-1] = 1e3, 1e-3
+    U, _ = np.linalg.qr(rng.standard_normal((shape[0], shape[0])))
+    V, _ = np.linalg.qr(rng.standard_normal((shape[1], shape[1])))
+    X = (U[:, :r] * s) @ V[:, :r].T
+    f = DepthFrame(X, depth)
+    np.testing.assert_array_equal(f.divided_differences, _divided_differences(f.s, f.M, depth))
+    # negative control: pieces of another point give other values
+    other = DepthFrame(1.5 * X, depth)
+    assert np.any(_divided_differences(f.s, f.M, depth, other._pieces) != f.divided_differences)
+    if shape[0] != shape[1] and np.isfinite(depth):
+        for got, ref in zip(
+            f._complement_dd, _complement_divided_differences(f.s, f.M, depth), strict=True
+        ):
+            np.testing.assert_array_equal(got, ref)
+    if shape[0] != shape[1] and np.isinf(depth):
+        return
+    W = rng.standard_normal((2,) + shape) + 1j * rng.standard_normal((2,) + shape)
+    for Xc, Z in ((X, W.real), (X + 0.3j * W[1], W[0])):
+        fc = DepthFrame(Xc, depth)
+        assert _rel(fc.geodesic_acceleration(Z), -fc.christoffel(Z, Z)) <= 1e-12
 
 
 def test_frame_computes_the_svd_once(rng):

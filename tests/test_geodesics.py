@@ -20,6 +20,7 @@ from dln_manifolds.geodesics import (
     depth_distance,
     depth_exp,
     depth_log,
+    depth_parallel_transport,
     direction_geodesic,
     geodesic_acceleration,
 )
@@ -207,6 +208,89 @@ def test_issue_pair():
     d_xy, d_yx = depth_distance(ISSUE_X, ISSUE_Y, 2), depth_distance(ISSUE_Y, ISSUE_X, 2)
     assert d_xy == pytest.approx(2.288, abs=1e-3)
     assert d_xy == pytest.approx(d_yx, rel=1e-9)
+
+
+# Values of the code before the lean evaluation of the geodesic equation (DepthFrame
+# reusing the multipliers' pieces, inlined acceleration, leaner right-hand side),
+# recorded with its default tolerances: (X, Y, W, depth, log_X Y, exp_X(that log),
+# dist(X, Y), transport of W along it, geodesic_acceleration(X, W)). The lean path
+# reproduced them bit for bit on the machine that recorded them.
+_RECT_X = np.array([[1.2, -0.3, 0.5], [0.4, 0.9, -0.7]])
+_RECT_Y = np.array([[-0.8, 0.6, 0.2], [0.5, -0.4, 1.1]])
+RECORDED = {
+    "2x2 N=3": (
+        ISSUE_X,
+        ISSUE_Y,
+        np.array([[0.3, -1.1], [0.7, 0.2]]),
+        3,
+        [[0.37938114288919017, 1.7082068693059902], [-2.2154285969960608, -0.3531483634898366]],
+        [[-0.7809999999999933, 0.5460000000000127], [-1.0430000000000104, -0.5100000000000062]],
+        1.9922697877278897,
+        [[1.4331475663452788, 0.3860747245300816], [-0.7136280315488543, 0.6499527845621293]],
+        [[-0.38132658118689206, -0.8560186976503811], [0.46595537147405847, -0.4437411787061299]],
+    ),
+    "2x2 N=inf": (
+        ISSUE_X,
+        ISSUE_Y,
+        np.array([[0.3, -1.1], [0.7, 0.2]]),
+        np.inf,
+        [[0.9853408279607224, 1.5178781587301613], [-1.9065861118735854, 0.5750209779941529]],
+        [[-0.7810000000000052, 0.5460000000000026], [-1.0430000000000048, -0.510000000000004]],
+        3.769816768686322,
+        [[0.6150950634172059, 0.8502213542700676], [-1.7880233663292342, -0.10841061117847266]],
+        [[-0.48555987567873204, -1.3520463715554982], [0.7055926982951046, -0.7588240845285817]],
+    ),
+    "2x3 N=3": (
+        _RECT_X,
+        _RECT_Y,
+        np.array([[0.3, -1.1, 0.4], [0.7, 0.2, -0.5]]),
+        3,
+        [
+            [-2.280707463715564, -0.8193085265672717, 1.0067833101086867],
+            [2.2787379305129463, -2.6356109662175817, 1.2939120737225955],
+        ],
+        [
+            [-0.799999999999998, 0.5999999999999944, 0.20000000000000356],
+            [0.499999999999995, -0.39999999999999664, 1.0999999999999968],
+        ],
+        2.389109740367108,
+        [
+            [-0.6817388289461337, 0.5645518442910401, 0.3949514530086466],
+            [0.3881995124663839, -0.9522503122679006, 0.3817609832626201],
+        ],
+        [
+            [-0.2522726451372228, -0.43245600108755355, 0.397272828480056],
+            [0.36003871581429225, -0.3392385258560604, -0.2785195268097553],
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(RECORDED))
+def test_values_recorded_before_the_lean_evaluation(case):
+    """exp, log, dist, transport and the acceleration agree with the former code to 1e-12
+    (relative): far pairs (continuation), square and 2 x 3, finite N and N = inf. The log
+    is solved once per case: by depth_log where N is finite, inside depth_distance at
+    N = inf (which reports only its length)."""
+    X, Y, W, depth, log, exp, dist, transport, acc = RECORDED[case]
+    if np.isfinite(depth):
+        np.testing.assert_allclose(depth_log(X, Y, depth), log, rtol=0, atol=1e-12 * _mx(log))
+    else:
+        assert depth_distance(X, Y, depth) == pytest.approx(dist, rel=1e-12)
+    np.testing.assert_allclose(depth_exp(X, log, depth), exp, rtol=0, atol=1e-12 * _mx(exp))
+    P = depth_parallel_transport(X, log, W, depth)
+    np.testing.assert_allclose(P, transport, rtol=0, atol=1e-12 * _mx(transport))
+    A = geodesic_acceleration(X, W, depth)
+    np.testing.assert_allclose(A, acc, rtol=0, atol=1e-12 * _mx(acc))
+    # the length of the recorded log is the recorded distance
+    assert np.sqrt(depth_inner_product(X, depth, log, log)) == pytest.approx(dist, rel=1e-12)
+    # negative control: a perturbation of 1e-9 of the velocity is seen at this tolerance
+    moved = depth_exp(X, np.asarray(log) * (1 + 1e-9), depth)
+    assert np.abs(moved - exp).max() > 1e-12 * _mx(exp)
+
+
+def _mx(A) -> float:
+    return float(np.abs(np.asarray(A)).max())
 
 
 def _polar_path_length(X, Y, depth, n=400):
