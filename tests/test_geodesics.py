@@ -268,25 +268,28 @@ RECORDED = {
 
 @pytest.mark.parametrize("case", list(RECORDED))
 def test_values_recorded_before_the_lean_evaluation(case):
-    """exp, log, dist, transport and the acceleration agree with the former code to 1e-12
-    (relative): far pairs (continuation), square and 2 x 3, finite N and N = inf. The log
-    is solved once per case: by depth_log where N is finite, inside depth_distance at
-    N = inf (which reports only its length)."""
+    """exp, log, dist, transport and the acceleration agree with the former code: far pairs
+    (continuation), square and 2 x 3, finite N and N = inf. The log is solved once per case:
+    by depth_log where N is finite, inside depth_distance at N = inf (which reports only its
+    length). On this machine the lean evaluation reproduced every value bit for bit; the
+    tolerances allow another BLAS: the acceleration is one formula (1e-12), exp and transport
+    are adaptive integrations whose accepted steps may shift with rounding (1e-10), the log
+    and dist are Newton solves stopped at tol 1e-10 relative (1e-9)."""
     X, Y, W, depth, log, exp, dist, transport, acc = RECORDED[case]
     if np.isfinite(depth):
-        np.testing.assert_allclose(depth_log(X, Y, depth), log, rtol=0, atol=1e-12 * _mx(log))
+        np.testing.assert_allclose(depth_log(X, Y, depth), log, rtol=0, atol=1e-9 * _mx(log))
     else:
-        assert depth_distance(X, Y, depth) == pytest.approx(dist, rel=1e-12)
-    np.testing.assert_allclose(depth_exp(X, log, depth), exp, rtol=0, atol=1e-12 * _mx(exp))
+        assert depth_distance(X, Y, depth) == pytest.approx(dist, rel=1e-9)
+    np.testing.assert_allclose(depth_exp(X, log, depth), exp, rtol=0, atol=1e-10 * _mx(exp))
     P = depth_parallel_transport(X, log, W, depth)
-    np.testing.assert_allclose(P, transport, rtol=0, atol=1e-12 * _mx(transport))
+    np.testing.assert_allclose(P, transport, rtol=0, atol=1e-10 * _mx(transport))
     A = geodesic_acceleration(X, W, depth)
     np.testing.assert_allclose(A, acc, rtol=0, atol=1e-12 * _mx(acc))
     # the length of the recorded log is the recorded distance
     assert np.sqrt(depth_inner_product(X, depth, log, log)) == pytest.approx(dist, rel=1e-12)
-    # negative control: a perturbation of 1e-9 of the velocity is seen at this tolerance
-    moved = depth_exp(X, np.asarray(log) * (1 + 1e-9), depth)
-    assert np.abs(moved - exp).max() > 1e-12 * _mx(exp)
+    # negative control: a perturbation of 1e-8 of the velocity is seen at these tolerances
+    moved = depth_exp(X, np.asarray(log) * (1 + 1e-8), depth)
+    assert np.abs(moved - exp).max() > 1e-10 * _mx(exp)
 
 
 def _mx(A) -> float:
