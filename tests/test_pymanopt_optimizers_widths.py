@@ -309,7 +309,8 @@ def test_derivative_free_optimizers_run_on_every_space(name, space):
     DERIVATIVE_FREE_STARTS; the NelderMead runs of DERIVATIVE_FREE_TOO_SLOW are skipped
     with their measured cost. Wall time in the slow run of this file (loaded box): 212 s
     for NelderMead on Balanced-342, 11.5 min for the whole slow run before the five spaces
-    E2E-3x2-N3, E2E-2x3-N2, E2E-2x3-N3, Fiber-3452 and Balanced-2433 were added.
+    E2E-3x2-N3, E2E-2x3-N2, E2E-2x3-N3, Fiber-3452 and Balanced-2433 were added; their
+    eight runs take 6.4 min (longest: NelderMead on E2E-3x2-N3, 103 s).
     """
     if (name, space) in DERIVATIVE_FREE_TOO_SLOW:
         pytest.skip(f"one iteration takes hours: {DERIVATIVE_FREE_TOO_SLOW[name, space]}")
