@@ -83,17 +83,6 @@ _NEAR_SINGULAR = (
 #: and FiberMetric_w2435; of BalancedManifoldMetric_w2435 only the bvp_reverse and
 #: dist_is_symmetric tests were rerun after the log fixes.
 KNOWN_WIDTHS_FAILURES = {
-    "TestBalancedManifoldMetric_w3542_full::test_dist_is_symmetric[3-0.002]": (
-        _NEAR_SINGULAR.format(
-            lam=0.097, err=0.17, what="dist(a, b) and dist(b, a) differ (speed drift 5%)"
-        )
-    ),
-    "TestBalancedManifoldMetric_w3542_full::test_geodesic_bvp_reverse[3-3-0.002]": (
-        _NEAR_SINGULAR.format(lam=0.13, err=3.7e-2, what="the reversed geodesic differs")
-    ),
-    "TestBalancedManifoldMetric_w3542_full::test_parallel_transport_bvp_norm[3-0.0001]": (
-        _NEAR_SINGULAR.format(lam=0.092, err=2.1e-3, what="the transported norm drifts")
-    ),
     "TestBalancedManifoldMetric_w3542_full::test_geodesic_bvp_belongs[3-3-1e-06]": (
         "the log of one far pair is not found (ValueError, no convergence, after 170 s: "
         "Newton with continuation, as for the near-singular pairs above)"
