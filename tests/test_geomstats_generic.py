@@ -75,8 +75,8 @@ def _seed(request):
 #: found (an error, never a wrong vector). (The identities between two integrations there,
 #: reversed geodesics, dist both ways, transport norms, failed with the 20 fixed RK4 steps,
 #: off by 2e-3 to 0.17; they hold with the step-controlled exp of M.) Measured on every
-#: test of the w3542 classes and FiberMetric_w2435; of BalancedManifoldMetric_w2435 only the bvp_reverse and
-#: dist_is_symmetric tests were rerun after the log fixes.
+#: test of the w3542 classes and FiberMetric_w2435; of BalancedManifoldMetric_w2435 only
+#: the bvp_reverse and dist_is_symmetric tests were rerun after the log fixes.
 KNOWN_WIDTHS_FAILURES = {
     "TestBalancedManifoldMetric_w3542_full::test_geodesic_bvp_belongs[3-3-1e-06]": (
         "the log of one far pair is not found (ValueError, no convergence, after 170 s: "
