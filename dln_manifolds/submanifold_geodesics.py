@@ -239,6 +239,7 @@ from .network import end_to_end
 __all__ = [
     "DEFAULT_GEODESIC_STEPS",
     "DEFAULT_GEODESIC_RTOL",
+    "balanced_exp_mesh",
     "balanced_geodesic_acceleration",
     "balanced_exp",
     "balanced_log",
@@ -508,6 +509,7 @@ def balanced_exp(
     *,
     velocity: bool = False,
     rtol: float | None = None,
+    mesh: tuple[int, ...] | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     r"""Riemannian exponential of :math:`\mathcal{M}` with the induced metric (RK4).
 
@@ -533,6 +535,11 @@ def balanced_exp(
         Lists of layers: relative tolerance of the step control, the local errors summed
         over [0, 1] at most ``rtol`` :math:`\max(1, |W|, |V|)`; default
         :data:`DEFAULT_GEODESIC_RTOL`. Square stacks: not accepted (uniform steps).
+    mesh : tuple of int, optional
+        Lists of layers: the levels :math:`(k_0, \dots, k_{n-1})` of the base steps
+        (:func:`balanced_exp_mesh`), held instead of chosen (``rtol`` unused): the RK4
+        on that mesh, a smooth map of V (derivatives of the controlled exp by finite
+        differences hold the mesh of the point where they are taken).
 
     Returns
     -------
@@ -547,8 +554,9 @@ def balanced_exp(
         full-rank balanced weights (overflow, singular layers).
     """
     n_steps, rtol = _checked_steps(n_steps), _checked_rtol(rtol, W)
+    mesh = _checked_mesh(mesh, n_steps, W)
     if _is_list(W):
-        return _balanced_exp_layers(W, V, n_steps, velocity, rtol)
+        return _balanced_exp_layers(W, V, n_steps, velocity, rtol, mesh)
     W, V = _balanced_pair(W, V, "W", "V")
     V = balanced_tangent_projection(W, V)
     W1, V1 = _rk4(W, V, _balanced_field, _balanced_settle, n_steps)
@@ -1877,6 +1885,15 @@ def _packed_levels(y0: np.ndarray, widths, rate, settle, n_steps: int, rtol: flo
     return _controlled_levels(y0, rate_p, settle_p, n_steps, rtol)
 
 
+def _packed_on_mesh(state, rate, settle, mesh: tuple[int, ...]):
+    """:func:`_packed_rk4` on a held mesh of levels (:func:`_rk4_mesh`)."""
+    widths = widths_of_layers(state[0])
+    dtype = np.result_type(*(z for layers in state for z in layers))
+    y0 = np.stack([pack_layers(z) for z in state]).astype(dtype, copy=False)
+    y = _packed_flow(y0, widths, rate, settle, mesh)
+    return [[z.copy() for z in unpack_layers(row, widths)] for row in y]
+
+
 def _packed_controlled(state, rate, settle, n_steps: int, rtol: float):
     """:func:`_packed_rk4` with the step control (module docstring): the mesh chosen on
     (W, V), the rest of the state (a transported vector) integrated on it."""
@@ -2001,12 +2018,76 @@ def _balanced_layers_settle(W, *vectors):
     return [W, *(frame.tangent_projection_unchecked(Z) for Z in vectors)]
 
 
-def _balanced_exp_layers(W, V, n_steps: int, velocity: bool, rtol: float):
+def _balanced_exp_layers(W, V, n_steps: int, velocity: bool, rtol: float, mesh=None):
     W, frame = _balanced_layers_point(W, "W")
     V = frame.tangent_projection_unchecked(_layer_vector(V, "V", frame.widths, real=True))
     fields = (_balanced_layers_rate, _balanced_layers_settle)
-    W1, V1 = _packed_controlled([W, V], *fields, n_steps, rtol)
+    if mesh is not None:
+        W1, V1 = _packed_on_mesh([W, V], *fields, mesh)
+    else:
+        W1, V1 = _packed_controlled([W, V], *fields, n_steps, rtol)
     return (W1, V1) if velocity else W1
+
+
+def balanced_exp_mesh(
+    W: list[np.ndarray],
+    V: list[np.ndarray],
+    n_steps: int = DEFAULT_GEODESIC_STEPS,
+    *,
+    rtol: float | None = None,
+) -> tuple[int, ...]:
+    r"""The mesh that the step-controlled :func:`balanced_exp` chooses at (W, V).
+
+    The levels :math:`k_i` (base step i of size 1/``n_steps`` cut into :math:`2^{k_i}`
+    RK4 substeps) of the step control (module docstring, (C)); ``balanced_exp(W, V,
+    n_steps, mesh=balanced_exp_mesh(W, V, n_steps, rtol=rtol))`` is
+    ``balanced_exp(W, V, n_steps, rtol=rtol)``. Cost: one controlled ``exp``.
+
+    Parameters
+    ----------
+    W : list of N layers
+        Full-rank balanced network of general widths.
+    V : list of N layers
+        Tangent vector at W (its normal part is removed first).
+    n_steps : int
+        Base steps on [0, 1].
+    rtol : float, optional
+        As in :func:`balanced_exp`.
+
+    Returns
+    -------
+    tuple of int
+        ``n_steps`` levels, each in 0..6.
+
+    Raises
+    ------
+    ValueError
+        As :func:`balanced_exp`; TypeError if W is not a list of layers.
+    """
+    if not _is_list(W):
+        raise TypeError(f"W must be a list of layers (general widths), got {type(W).__name__}")
+    n_steps, rtol = _checked_steps(n_steps), _checked_rtol(rtol, W)
+    W, frame = _balanced_layers_point(W, "W")
+    V = frame.tangent_projection_unchecked(_layer_vector(V, "V", frame.widths, real=True))
+    y0 = np.stack([pack_layers(W), pack_layers(V)])
+    fields = (_balanced_layers_rate, _balanced_layers_settle)
+    return _packed_levels(y0, frame.widths, *fields, n_steps, rtol)[0]
+
+
+def _checked_mesh(mesh, n_steps: int, W) -> tuple[int, ...] | None:
+    if mesh is None:
+        return None
+    if not _is_list(W):
+        raise ValueError("mesh: only for networks given as lists of layers")
+    if not isinstance(mesh, (tuple, list)) or not all(
+        isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in mesh
+    ):
+        raise TypeError(f"mesh must be a tuple of int levels, got {mesh!r}")
+    if len(mesh) != n_steps or not all(0 <= k <= _MAX_LEVEL for k in mesh):
+        raise ValueError(
+            f"mesh must hold n_steps = {n_steps} levels in 0..{_MAX_LEVEL}, got {tuple(mesh)}"
+        )
+    return tuple(int(k) for k in mesh)
 
 
 def _balanced_transport_layers(W, V, U, n_steps: int, rtol: float) -> list[np.ndarray]:

@@ -132,6 +132,12 @@ KINDS = {
         ("None", lambda v: None, TypeError),
     ],
     "count?": [("0", lambda v: 0, ValueError), ("1.5", lambda v: 1.5, TypeError)],
+    "levels?": [  # a mesh of levels of the controlled exp, as many as the steps (here 4)
+        ("negative", lambda v: (-1,) * 4, ValueError),
+        ("above 6", lambda v: (7,) * 4, ValueError),
+        ("length", lambda v: (0,) * 3, ValueError),
+        ("float", lambda v: (0.5,) * 4, TypeError),
+    ],
     # widths (d_0, ..., d_N) of a network whose hidden widths are at least min(d_0, d_N)
     "widths": [
         ("0", lambda v: (0, *v[1:]), ValueError),
@@ -561,6 +567,11 @@ def _geodesic_entries():
             for fun, V, kinds in (
                 (
                     sg.balanced_exp,
+                    [0.1 * w for w in WBW],
+                    {"n_steps": "count", "rtol": "pos?", "mesh": "levels?"},
+                ),
+                (
+                    sg.balanced_exp_mesh,
                     [0.1 * w for w in WBW],
                     {"n_steps": "count", "rtol": "pos?"},
                 ),

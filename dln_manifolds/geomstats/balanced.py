@@ -48,6 +48,7 @@ from ..balanced import (
 from ..submanifold_geodesics import (
     balanced_dist,
     balanced_exp,
+    balanced_exp_mesh,
     balanced_geodesic_acceleration,
     balanced_log,
     balanced_parallel_transport,
@@ -548,10 +549,34 @@ class BalancedManifold(LayersConversion, InducedSubmanifold):
 
     # The general-widths geodesics of the core take one network: a loop over the batch of
     # flat points, on the layers of each.
-    def _geodesic_exp(self, W, V, n_steps):
+    def _geodesic_exp(self, W, V, n_steps, meshes=None):
+        """``meshes`` (general widths): one mesh of the step-controlled exp per flat point
+        of the broadcast batch, held (:meth:`_geodesic_meshes`; derivatives)."""
         if self.widths is not None:
-            return self.layout.over(lambda V1, W1: balanced_exp(W1, V1, n_steps), V, W)
+            if meshes is None:
+                return self.layout.over(lambda V1, W1: balanced_exp(W1, V1, n_steps), V, W)
+            W, V = np.broadcast_arrays(W, V)
+            lay = self.layout
+            out = [
+                lay.join(balanced_exp(lay.split(w), lay.split(v), n_steps, mesh=m))
+                for w, v, m in zip(
+                    W.reshape(-1, lay.size), V.reshape(-1, lay.size), meshes, strict=True
+                )
+            ]
+            return np.stack(out).reshape(W.shape)
         return balanced_exp(W, V, n_steps)
+
+    def _geodesic_meshes(self, W, V, n_steps):
+        """The meshes of the step-controlled exp at each flat point of (W, V) (general
+        widths), else None (uniform steps)."""
+        if self.widths is None:
+            return None
+        W, V = np.broadcast_arrays(W, V)
+        lay = self.layout
+        return [
+            balanced_exp_mesh(lay.split(w), lay.split(v), n_steps)
+            for w, v in zip(W.reshape(-1, lay.size), V.reshape(-1, lay.size), strict=True)
+        ]
 
     def _geodesic_log(self, W, T, n_steps, tol, max_iter):
         if self.widths is not None:
