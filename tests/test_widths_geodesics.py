@@ -642,3 +642,11 @@ def test_log_inverts_the_controlled_exp_on_a_refined_geodesic():
     L = sg.balanced_log(W, T)
     scale = max(1.0, norm(W), norm(T))
     assert norm([a - b for a, b in zip(sg.balanced_exp(W, L), T, strict=True)]) < 1e-10 * scale
+
+
+def test_held_mesh_is_the_controlled_exp_and_is_refined_near_the_singular_layers():
+    W, V = _near_singular()
+    mesh = sg.balanced_exp_mesh(W, V)
+    assert len(mesh) == sg.DEFAULT_GEODESIC_STEPS and max(mesh) >= 3 and min(mesh) == 0
+    a, b = sg.balanced_exp(W, V), sg.balanced_exp(W, V, mesh=mesh)
+    assert norm([x - y for x, y in zip(a, b, strict=True)]) < 1e-12 * norm(W)
