@@ -119,7 +119,11 @@ class BalancedMetric(InducedFrobeniusMetric):
     and ``exp``, ``log``, ``dist``, ``squared_dist`` and ``parallel_transport`` are the
     general-widths geodesics of :mod:`~dln_manifolds.submanifold_geodesics` (one network
     at a time over the batch, results of the kind of the first argument: flat vectors for
-    flat input, as geomstats' estimators such as ``FrechetMean`` need). Under the
+    flat input, as geomstats' estimators such as ``FrechetMean`` need). Their ``exp`` is
+    step-controlled (``n_steps`` base steps refined where the local error asks for it, to
+    :data:`~dln_manifolds.submanifold_geodesics.DEFAULT_GEODESIC_RTOL`; module docstring
+    of :mod:`~dln_manifolds.submanifold_geodesics`), and so are ``log`` (which inverts
+    it) and ``parallel_transport``; derivatives hold the mesh chosen at the point. Under the
     autograd and pytorch backends they are differentiable as for square layers: ``exp``
     in ``tangent_vec``, ``log`` in ``point``, ``dist`` and ``squared_dist`` in both
     points, ``parallel_transport`` in ``tangent_vec``
