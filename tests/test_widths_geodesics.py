@@ -623,7 +623,7 @@ def test_controlled_transport_keeps_the_norm_near_the_singular_layers():
     U = _scaled(U, 1.0 / norm(U))
     drift = abs(norm(sg.balanced_parallel_transport(W, V, U)) - 1.0)
     plain = abs(norm(sg.balanced_parallel_transport(W, V, U, n_steps=20, rtol=1.0)) - 1.0)
-    assert drift < 1e-5 < plain  # measured: 5.8e-7 and 3.5e-5
+    assert drift < 1e-5 < plain  # measured: 3.2e-6 and 3.5e-5
 
 
 def test_controlled_exp_is_the_plain_rk4_on_a_benign_geodesic():
