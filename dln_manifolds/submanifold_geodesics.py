@@ -426,10 +426,12 @@ DEFAULT_GEODESIC_RTOL = 1e-4
 _MAX_LEVEL = 6
 
 
-def _rk4_substeps(y: np.ndarray, rate, settle, h: float, count: int) -> np.ndarray:
-    """``count`` classical RK4 steps of size h from y, ``settle`` after each step."""
-    for _ in range(count):
-        k1 = rate(y)
+def _rk4_substeps(y: np.ndarray, rate, settle, h: float, count: int, k1=None) -> np.ndarray:
+    """``count`` classical RK4 steps of size h from y, ``settle`` after each step (``k1``:
+    rate(y), if known)."""
+    for i in range(count):
+        if i or k1 is None:
+            k1 = rate(y)
         k2 = rate(y + (0.5 * h) * k1)
         k3 = rate(y + (0.5 * h) * k2)
         k4 = rate(y + h * k3)
@@ -468,9 +470,10 @@ def _controlled_levels(
     levels, y, k = [], y0, 0
     for _ in range(n_steps):
         k = max(k - 1, 0)
-        coarse = _rk4_substeps(y, rate, settle, H / 2**k, 2**k)
+        k1 = rate(y)  # the first stage of every trial from y
+        coarse = _rk4_substeps(y, rate, settle, H / 2**k, 2**k, k1)
         while True:
-            fine = _rk4_substeps(y, rate, settle, H / 2 ** (k + 1), 2 ** (k + 1))
+            fine = _rk4_substeps(y, rate, settle, H / 2 ** (k + 1), 2 ** (k + 1), k1)
             err = (16.0 / 15.0) * float(np.linalg.norm(coarse[:rows] - fine[:rows]))
             if err <= bound:
                 break
