@@ -132,6 +132,12 @@ KINDS = {
         ("None", lambda v: None, TypeError),
     ],
     "count?": [("0", lambda v: 0, ValueError), ("1.5", lambda v: 1.5, TypeError)],
+    "levels?": [  # a mesh of levels of the controlled exp, as many as the steps (here 4)
+        ("negative", lambda v: (-1,) * 4, ValueError),
+        ("above 6", lambda v: (7,) * 4, ValueError),
+        ("length", lambda v: (0,) * 3, ValueError),
+        ("float", lambda v: (0.5,) * 4, TypeError),
+    ],
     # widths (d_0, ..., d_N) of a network whose hidden widths are at least min(d_0, d_N)
     "widths": [
         ("0", lambda v: (0, *v[1:]), ValueError),
@@ -557,13 +563,25 @@ def _geodesic_entries():
             n_steps=4,
         ),
         *(
-            E(f"{fun.__name__}[widths]", fun, {"n_steps": "count"}, W=WBW, V=V, n_steps=4)
-            for fun, V in ((sg.balanced_exp, [0.1 * w for w in WBW]), (sg.fiber_exp, WBW))
+            E(f"{fun.__name__}[widths]", fun, kinds, W=WBW, V=V, n_steps=4)
+            for fun, V, kinds in (
+                (
+                    sg.balanced_exp,
+                    [0.1 * w for w in WBW],
+                    {"n_steps": "count", "rtol": "pos?", "mesh": "levels?"},
+                ),
+                (
+                    sg.balanced_exp_mesh,
+                    [0.1 * w for w in WBW],
+                    {"n_steps": "count", "rtol": "pos?"},
+                ),
+                (sg.fiber_exp, WBW, {"n_steps": "count"}),
+            )
         ),
         E(
             "balanced_parallel_transport[widths]",
             sg.balanced_parallel_transport,
-            {"n_steps": "count"},
+            {"n_steps": "count", "rtol": "pos?"},
             W=WBW,
             V=[0.0 * w for w in WBW],
             U=[0.1 * w for w in WBW],
@@ -573,14 +591,17 @@ def _geodesic_entries():
             E(
                 f"{name}[widths]",
                 fun,
-                {"n_steps": "count", "tol": "pos", "max_iter": "count"},
+                {"n_steps": "count", "tol": "pos", "max_iter": "count", **extra},
                 W=WBW,
                 T=WBW,
                 n_steps=4,
                 tol=1e-10,
                 max_iter=5,
             )
-            for name, fun in (("balanced_log", sg.balanced_log), ("fiber_log", sg.fiber_log))
+            for name, fun, extra in (
+                ("balanced_log", sg.balanced_log, {"rtol": "pos?"}),
+                ("fiber_log", sg.fiber_log, {}),
+            )
         ),
         E(
             "depth_distance",

@@ -68,42 +68,24 @@ def _seed(request):
     gs.random.seed(zlib.crc32(request.node.nodeid.encode()))
 
 
-_NEAR_SINGULAR = (
-    "a pair whose geodesic passes near the singular layers (smallest singular value {lam} "
-    "along it, 1/2 at the end points): the 20-step RK4 exp is off by {err} there (80 "
-    "steps as reference), so {what}"
-)
 #: Known failures of the slow general-widths classes (their data are seeded by the node id,
 #: so these are deterministic): strict xfails with the measured cause. Far random pairs
 #: (independent Haar frames) whose geodesic passes close to the rank-deficient layers,
-#: where the curvature of M grows like 1/lambda^2: the RK4 exp of 20 steps is a coarse
-#: approximation there, its log takes 50 to 170 s or is not found (an error), and identities
-#: between two integrations (reversed geodesics, dist both ways, transport norms) hold only
-#: to that error. Measured on every test of the w3542 classes and FiberMetric_w2435; of
-#: BalancedManifoldMetric_w2435 only the bvp_reverse and dist_is_symmetric tests were rerun
-#: after the log fixes. The three "not found" pairs below cross the rank-1 networks
-#: (docs/mathematics.rst, general widths: M is a cone across them, whose link has diameter
-#: pi sqrt(5/3) here; the discrete geodesic of the log's guess runs through them, as for
-#: the near-singular pairs above). The first two have a geodesic passing them at lambda
-#: 0.040 and 0.043: refined by Newton with 80, 160 and 320 RK4 steps (order 4: |dV| 1.9e-3
-#: then 9.3e-5, and 7.2e-4 then 5.5e-5), which the 20-step exp from the first point does
-#: not reach: Newton from the converged geodesic stalls at residuals 5e-2
-#: and 5e-3 with 20 steps (and 6e-3 with 40 for the first) and converges with 80. The third
-#: has none: with n steps Newton finds a V (n = 40 by log) whose exp with 2n steps misses T
-#: by 0.4, passing the rank-1 networks at lambda 0.016, 0.0083, 0.0042 for n = 80, 160, 320
+#: where the curvature of M grows like 1/lambda^2: their log takes 50 to 170 s or is not
+#: found (an error). (The identities between two integrations there, reversed geodesics,
+#: dist both ways, transport norms, failed with the 20 fixed RK4 steps, off by 2e-3 to
+#: 0.17; they hold with the step-controlled exp of M.) The three "not found" pairs below
+#: cross the rank-1 networks (docs/mathematics.rst, general widths: M is a cone across
+#: them, whose link has diameter pi sqrt(5/3) here; the discrete geodesic of the log's
+#: guess runs through them). The first two have a geodesic passing them at lambda 0.040
+#: and 0.043: refined by Newton with 80, 160 and 320 uniform RK4 steps (order 4: |dV|
+#: 1.9e-3 then 9.3e-5, and 7.2e-4 then 5.5e-5), which the 20-step exp from the first point
+#: does not reach: Newton from the converged geodesic stalls at residuals 5e-2 and 5e-3
+#: with 20 steps (and 6e-3 with 40 for the first) and converges with 80. The third has
+#: none: with n steps Newton finds a V (n = 40 by log) whose exp with 2n steps misses T by
+#: 0.4, passing the rank-1 networks at lambda 0.016, 0.0083, 0.0042 for n = 80, 160, 320
 #: (through them, at a link angle of 1.05 pi), so its ValueError is right.
 KNOWN_WIDTHS_FAILURES = {
-    "TestBalancedManifoldMetric_w3542_full::test_dist_is_symmetric[3-0.002]": (
-        _NEAR_SINGULAR.format(
-            lam=0.097, err=0.17, what="dist(a, b) and dist(b, a) differ (speed drift 5%)"
-        )
-    ),
-    "TestBalancedManifoldMetric_w3542_full::test_geodesic_bvp_reverse[3-3-0.002]": (
-        _NEAR_SINGULAR.format(lam=0.13, err=3.7e-2, what="the reversed geodesic differs")
-    ),
-    "TestBalancedManifoldMetric_w3542_full::test_parallel_transport_bvp_norm[3-0.0001]": (
-        _NEAR_SINGULAR.format(lam=0.092, err=2.1e-3, what="the transported norm drifts")
-    ),
     "TestBalancedManifoldMetric_w3542_full::test_geodesic_bvp_belongs[3-3-1e-06]": (
         "the log of one far pair is not found (ValueError after 170 s): its geodesic (length "
         "4.2214, found from the other end with 40 steps, refined with 80 to 320) passes the "

@@ -24,6 +24,7 @@ from dln_manifolds.balanced import (
     balanced_tangent_projection,
     balanced_weingarten,
     random_balanced_point,
+    restore_layers,
 )
 from dln_manifolds.fiber import fiber_restore, fiber_tangent_projection, fiber_weingarten
 from dln_manifolds.geomstats import BalancedManifold as GeomstatsBalanced
@@ -163,8 +164,8 @@ def test_dropping_the_rank_curvature_block_breaks_the_acceleration_and_the_order
     W, V, X, project, _ = _case("balanced", (3, 5, 4, 2), 3, 0.5)
     normal = _weingarten_normal("balanced", W, V, project)
 
-    def order_gap():
-        coarse, fine = (flat(_exp("balanced", W, V, X, n_steps=n)) for n in (10, 40))
+    def order_gap():  # of the plain RK4 (uniform steps: a tolerance every step meets)
+        coarse, fine = (flat(_exp("balanced", W, V, X, n_steps=n, rtol=1.0)) for n in (10, 40))
         return np.linalg.norm(coarse - fine) / norm(V)
 
     assert order_gap() < 1e-5
@@ -635,3 +636,108 @@ def test_complex_fiber_of_general_widths():
     U = fiber_tangent_projection(W, cgauss())
     P = sg.fiber_parallel_transport(W, V, U, X=X)
     assert abs(np.linalg.norm(flat(P)) / np.linalg.norm(flat(U)) - 1) < 1e-8
+
+
+# ---------------------------------------------------------------------------
+# step control of the balanced exp (general widths)
+# ---------------------------------------------------------------------------
+
+#: A far pair of the generic tests (TestBalancedManifoldMetric_w3542_full, transport norm):
+#: W, and V = log_W(T) with 20 steps; the geodesic passes near the singular layers (smallest
+#: singular value 0.09 at t ~ 0.6, 0.5 at the ends), where the 20-step RK4 end point is off
+#: by 6e-3 (640 steps as reference; 3.5e-4, 2.2e-5 with 40, 80 steps).
+# fmt: off
+_NEAR_SINGULAR_W = [
+    0.153613553078, 0.501874557642, -0.339365839428, -0.134876251254, -0.144138848131,
+    -0.38308380328, -0.309968468956, -0.414308344277, -0.689632603182, 0.116458953282,
+    0.245725081582, 0.0522402946783, -0.0261616616112, -0.222134110619, 0.371684163014,
+    0.338328399977, -0.0835844416907, -0.251884307442, 0.159476987023, -0.156007692206,
+    0.0384111251957, -0.376776333272, -0.769809709129, 0.185029030864, 0.151564773574,
+    -0.522988255604, -0.144055055002, -0.162096436178, -0.122329370387, 0.367097947286,
+    0.0344402671036, 0.126578781595, 0.246975780248, -0.0451599977208, -0.0781404450759,
+    0.304489515583, -0.254093864261, -0.685444357221, 0.137165317611, 0.376769974622,
+    0.853631500776, 0.0208624041743, -0.259877636924,
+]
+_NEAR_SINGULAR_V = [
+    -0.177675870525, -0.799895497813, 0.600307864922, 0.332623428448, 0.463229290336,
+    0.886881539386, 0.242113568225, 0.341575777688, 0.952985155385, -0.111535905162,
+    -0.37479850534, 0.0777450927442, 0.232709064746, 0.717168839358, -0.332191366997,
+    -0.381935158926, 0.305699790324, 0.212890748199, -0.203038012649, 0.375134578104,
+    0.161146054989, 0.998322189783, 0.983509481948, -0.121275802877, 0.046500828745,
+    0.965620045515, 0.107889906374, 0.0543609913638, 0.382909356854, -0.642330083897,
+    -0.12853995212, -0.26974729404, -0.219552664397, -0.0140649654181, 0.0203728146973,
+    -0.612607162739, 0.0633282828764, 1.1826345511, -0.0849496545771, -0.299297756881,
+    -1.31950361318, -0.0657013759237, 0.315918084835,
+]
+# fmt: on
+
+
+def _near_singular():
+    widths = (3, 5, 4, 2)
+    W = restore_layers(sg.unpack_layers(np.array(_NEAR_SINGULAR_W), widths))
+    V = balanced_tangent_projection(W, sg.unpack_layers(np.array(_NEAR_SINGULAR_V), widths))
+    return W, V
+
+
+def _uniform_exp(W, V, n, **kw):
+    """The plain RK4 of n equal steps: a tolerance the base step always meets."""
+    return sg.balanced_exp(W, V, n, rtol=1.0, **kw)
+
+
+def _end_error(pair, ref) -> float:
+    return norm([a - b for a, b in zip(pair[0] + pair[1], ref[0] + ref[1], strict=True)])
+
+
+def test_controlled_exp_meets_its_tolerance_near_the_singular_layers():
+    """Against 160 uniform steps (themselves within 2e-6 of 640 steps on this pair)."""
+    W, V = _near_singular()
+    ref = _uniform_exp(W, V, 160, velocity=True)
+    scale = max(1.0, norm(W), norm(V))
+    assert _end_error(sg.balanced_exp(W, V, rtol=1e-4, velocity=True), ref) < 1e-4 * scale
+    # negative control: the plain 20 steps miss it by far (measured 5.9e-3, scale 3.45)
+    assert _end_error(_uniform_exp(W, V, 20, velocity=True), ref) > 10 * 1e-4 * scale
+
+
+@pytest.mark.slow
+def test_controlled_exp_against_640_steps_near_the_singular_layers():
+    W, V = _near_singular()
+    ref = _uniform_exp(W, V, 640, velocity=True)
+    scale = max(1.0, norm(W), norm(V))
+    for rtol in (1e-4, 1e-5, 1e-6):  # measured error / (rtol scale): 0.3 to 0.5
+        assert _end_error(sg.balanced_exp(W, V, rtol=rtol, velocity=True), ref) < rtol * scale
+    assert _end_error(_uniform_exp(W, V, 20, velocity=True), ref) > 100 * 1e-5 * scale
+
+
+def test_controlled_transport_keeps_the_norm_near_the_singular_layers():
+    W, V = _near_singular()
+    U = balanced_tangent_projection(W, _gauss(np.random.default_rng(3), W))
+    U = _scaled(U, 1.0 / norm(U))
+    drift = abs(norm(sg.balanced_parallel_transport(W, V, U)) - 1.0)
+    plain = abs(norm(sg.balanced_parallel_transport(W, V, U, n_steps=20, rtol=1.0)) - 1.0)
+    assert drift < 1e-5 < plain  # measured: 3.2e-6 and 3.5e-5
+
+
+def test_controlled_exp_is_the_plain_rk4_on_a_benign_geodesic():
+    """No refinement where the base steps meet the tolerance: the 20-step RK4 to rounding."""
+    W, V, _, _, _ = _case("balanced", (3, 5, 4, 2), 1, 0.4)
+    a, b = sg.balanced_exp(W, V), _uniform_exp(W, V, 20)
+    assert norm([x - y for x, y in zip(a, b, strict=True)]) < 1e-12 * norm(W)
+
+
+@pytest.mark.slow
+def test_log_inverts_the_controlled_exp_on_a_refined_geodesic():
+    W, V = _near_singular()
+    T = sg.balanced_exp(W, _scaled(V, 0.75))
+    T_plain = _uniform_exp(W, _scaled(V, 0.75), 20)
+    assert norm([a - b for a, b in zip(T, T_plain, strict=True)]) > 1e-6  # the mesh is refined
+    L = sg.balanced_log(W, T)
+    scale = max(1.0, norm(W), norm(T))
+    assert norm([a - b for a, b in zip(sg.balanced_exp(W, L), T, strict=True)]) < 1e-10 * scale
+
+
+def test_held_mesh_is_the_controlled_exp_and_is_refined_near_the_singular_layers():
+    W, V = _near_singular()
+    mesh = sg.balanced_exp_mesh(W, V)
+    assert len(mesh) == sg.DEFAULT_GEODESIC_STEPS and max(mesh) >= 3 and min(mesh) == 0
+    a, b = sg.balanced_exp(W, V), sg.balanced_exp(W, V, mesh=mesh)
+    assert norm([x - y for x, y in zip(a, b, strict=True)]) < 1e-12 * norm(W)

@@ -389,13 +389,31 @@ def _induced_exp_jacobian(metric, v, w):
     h = 1e-3 * np.maximum(1.0, np.linalg.norm(v, axis=-1))
     B = _tangent_basis(space, w)
 
+    held = _held_meshes(metric, v, w, 4 * B.shape[-1])
+
     def flow(V, W):
         Y = space._geodesic_exp(
-            W.reshape((-1,) + pshape), V.reshape((-1,) + pshape), metric.n_steps
+            W.reshape((-1,) + pshape), V.reshape((-1,) + pshape), metric.n_steps, **held
         )
         return Y.reshape(V.shape)
 
     return _flow_jacobian(flow, v, w, h, 0, directions=B), B
+
+
+def _held_meshes(metric, v, w, repeat: int) -> dict:
+    """``{"meshes": ...}``: the meshes of a step-controlled exp (the balanced manifold of
+    general widths) chosen at each primal point (v, w), each repeated for its ``repeat``
+    differenced geodesics, so that the differences are those of one smooth map (the
+    computed exp holds its mesh near the point); ``{}`` for uniform steps."""
+    space = metric._space
+    meshes_at = getattr(space, "_geodesic_meshes", None)
+    if meshes_at is None:
+        return {}
+    pshape = tuple(space.shape)
+    meshes = meshes_at(w.reshape((-1,) + pshape), v.reshape((-1,) + pshape), metric.n_steps)
+    if meshes is None:
+        return {}
+    return {"meshes": [m for m in meshes for _ in range(repeat)]}
 
 
 def induced_exp_vjp(args, ans, g, wanted):
@@ -469,7 +487,8 @@ def _exp_base_jacobian(metric, v, w, basis):
     W = np.broadcast_to(w[:, None, None], step.shape).reshape((-1,) + pshape)
     moved = space.retraction(step.reshape((-1,) + pshape), W)
     V = np.broadcast_to(v[:, None, None], step.shape).reshape((-1,) + pshape)
-    Y = space._geodesic_exp(moved, V, metric.n_steps).reshape(step.shape)
+    held = _held_meshes(metric, v, w, 4 * k)
+    Y = space._geodesic_exp(moved, V, metric.n_steps, **held).reshape(step.shape)
     J = np.einsum("o,bokn->bkn", weights, Y) / (12.0 * h)  # (b, k, n)
     return np.swapaxes(J, -1, -2)
 

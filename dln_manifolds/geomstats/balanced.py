@@ -48,6 +48,7 @@ from ..balanced import (
 from ..submanifold_geodesics import (
     balanced_dist,
     balanced_exp,
+    balanced_exp_mesh,
     balanced_geodesic_acceleration,
     balanced_log,
     balanced_parallel_transport,
@@ -118,7 +119,11 @@ class BalancedMetric(InducedFrobeniusMetric):
     and ``exp``, ``log``, ``dist``, ``squared_dist`` and ``parallel_transport`` are the
     general-widths geodesics of :mod:`~dln_manifolds.submanifold_geodesics` (one network
     at a time over the batch, results of the kind of the first argument: flat vectors for
-    flat input, as geomstats' estimators such as ``FrechetMean`` need). Under the
+    flat input, as geomstats' estimators such as ``FrechetMean`` need). Their ``exp`` is
+    step-controlled (``n_steps`` base steps refined where the local error asks for it, to
+    :data:`~dln_manifolds.submanifold_geodesics.DEFAULT_GEODESIC_RTOL`; module docstring
+    of :mod:`~dln_manifolds.submanifold_geodesics`), and so are ``log`` (which inverts
+    it) and ``parallel_transport``; derivatives hold the mesh chosen at the point. Under the
     autograd and pytorch backends they are differentiable as for square layers: ``exp``
     in ``tangent_vec``, ``log`` in ``point``, ``dist`` and ``squared_dist`` in both
     points, ``parallel_transport`` in ``tangent_vec``
@@ -548,10 +553,34 @@ class BalancedManifold(LayersConversion, InducedSubmanifold):
 
     # The general-widths geodesics of the core take one network: a loop over the batch of
     # flat points, on the layers of each.
-    def _geodesic_exp(self, W, V, n_steps):
+    def _geodesic_exp(self, W, V, n_steps, meshes=None):
+        """``meshes`` (general widths): one mesh of the step-controlled exp per flat point
+        of the broadcast batch, held (:meth:`_geodesic_meshes`; derivatives)."""
         if self.widths is not None:
-            return self.layout.over(lambda V1, W1: balanced_exp(W1, V1, n_steps), V, W)
+            if meshes is None:
+                return self.layout.over(lambda V1, W1: balanced_exp(W1, V1, n_steps), V, W)
+            W, V = np.broadcast_arrays(W, V)
+            lay = self.layout
+            out = [
+                lay.join(balanced_exp(lay.split(w), lay.split(v), n_steps, mesh=m))
+                for w, v, m in zip(
+                    W.reshape(-1, lay.size), V.reshape(-1, lay.size), meshes, strict=True
+                )
+            ]
+            return np.stack(out).reshape(W.shape)
         return balanced_exp(W, V, n_steps)
+
+    def _geodesic_meshes(self, W, V, n_steps):
+        """The meshes of the step-controlled exp at each flat point of (W, V) (general
+        widths), else None (uniform steps)."""
+        if self.widths is None:
+            return None
+        W, V = np.broadcast_arrays(W, V)
+        lay = self.layout
+        return [
+            balanced_exp_mesh(lay.split(w), lay.split(v), n_steps)
+            for w, v in zip(W.reshape(-1, lay.size), V.reshape(-1, lay.size), strict=True)
+        ]
 
     def _geodesic_log(self, W, T, n_steps, tol, max_iter):
         if self.widths is not None:
