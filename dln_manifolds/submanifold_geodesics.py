@@ -1132,6 +1132,11 @@ def _first(W: np.ndarray, T: np.ndarray) -> bool:
 #: Most solves of the refined ``log`` on a held mesh of the controlled exp
 #: (:meth:`_LogProblem.refine`): the mesh at the solution changes at most once or twice.
 _MESH_ROUNDS = 4
+#: Levels by which :meth:`_LogProblem.refine` refines a held mesh on which no solution was
+#: found (widths (2, 2, 1), a geodesic passing the rank-1 networks at lambda 0.07: the
+#: mesh chosen at the coarse guess (rtol 1e-4, levels up to 4) has none; refined by 2 it
+#: has, and the mesh chosen there leads to the closed-form length to 6e-8).
+_MESH_REFINE = 2
 
 #: RK4 steps of the coarse exponential whose log is the initial guess of ``log``
 #: (a quarter of ``n_steps``, at least this many).
@@ -1428,7 +1433,16 @@ class _LogProblem:
             except ValueError:
                 pass
         for _ in range(_MESH_ROUNDS):
-            V = self._shoot(T, tol, max_iter, mesh, guess, self.path(T))
+            try:
+                V = self._shoot(T, tol, max_iter, mesh, guess, self.path(T))
+            except ValueError:
+                # a mesh chosen at a poor guess may be too coarse for the geodesic near T
+                # (it passes closer to the singular layers): again on a mesh refined by
+                # _MESH_REFINE levels, whose solution gives the mesh to solve on next
+                if min(mesh) >= _MAX_LEVEL:
+                    raise
+                mesh = tuple(min(level + _MESH_REFINE, _MAX_LEVEL) for level in mesh)
+                continue
             chosen = self.select(V)
             if chosen == mesh:
                 return V

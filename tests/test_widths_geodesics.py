@@ -413,45 +413,28 @@ def test_balanced_log_on_the_cone_of_widths_2_2_1():
     assert min(abs(chord - dist), abs(wrong - dist)) > 1e-2 * dist
 
 
-#: The coarse RK4 exp (20 uniform steps) across the apex of the cone of widths (2, 2, 1):
-#: a geodesic passing the apex at distance rho_0 turns by the link angle pi within a time
-#: ~ rho_0 / |V|, which 20 steps do not resolve.
-_CONE_RK4 = (
-    "the 20-step RK4 exp does not resolve a geodesic passing near the rank-deficient "
-    "layers (turn by pi within a time ~ rho_0/|V|): {what}"
-)
+#: Across the apex of the cone of widths (2, 2, 1) a geodesic passing the apex at distance
+#: rho_0 turns by the link angle pi within a time ~ rho_0 / |V|. The 20 uniform RK4 steps
+#: of the former exp did not resolve that: the log of the pair below with no geodesic
+#: returned a V whose 20-step exp hit T to 6e-12 while the 40- to 320-step exps of V missed
+#: T by 0.28 (a wrong vector), and the log of the pair after it (a geodesic at lambda 0.07)
+#: was not found. The step-controlled exp resolves the turn, or refuses it loudly.
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason=_CONE_RK4.format(
-        what="the log returns a V whose 20-step exp hits T to 6e-12 while the 40-, 80- and "
-        "320-step exps of V miss T by 0.28 (no geodesic exists: link angle 1.04 pi; the "
-        "log with 80 steps too, |V| 2.822 near the length 2.828 through the apex, its "
-        "320-step exp missing T by 0.21)"
-    ),
-)
 def test_balanced_log_raises_where_the_cone_has_no_geodesic():
     """Widths (2, 2, 1), link angle theta = 1.04 pi > pi (:func:`_cone_dist`): the cone
     has no geodesic from A to B (the shortest path runs through W = 0), so the log must
     raise. About 20 s."""
     A, B = _cone_point(1.0, 0.0, 0.0), _cone_point(1.0, 0.85 * np.pi, 0.85 * np.pi)
     assert _cone_dist(1.0, 1.0, 0.85 * np.pi, 0.85 * np.pi)[0] > 1.04 * np.pi
-    with pytest.raises(ValueError, match="did not converge"):
+    # the log does not converge, or the controlled exp of its candidate needs more than
+    # the most substeps (it runs ever closer to W = 0): an error either way
+    with pytest.raises(ValueError, match="did not converge|too close to the singular"):
         sg.balanced_log(A, B)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason=_CONE_RK4.format(
-        what="the log of a pair joined by a geodesic that passes the apex at lambda 0.07 "
-        "(link angle 0.955 pi) is not found (ValueError after 25 to 55 s); with 80 and "
-        "160 steps it is: |V| 2.82183 and 2.82147, closed form 2.82146"
-    ),
-)
 def test_balanced_log_near_the_apex_of_the_cone():
     """Widths (2, 2, 1), link angle theta = 0.955 pi < pi: a geodesic of the closed-form
     length (:func:`_cone_dist`) passes the apex at rho_0 = rho^2 sin(theta)/dist (lambda
@@ -461,7 +444,7 @@ def test_balanced_log_near_the_apex_of_the_cone():
     theta, dist = _cone_dist(1.0, 1.0, a, a)
     assert theta < np.pi
     L = sg.balanced_log(A, B)
-    assert abs(norm(L) - dist) < 1e-3 * dist
+    assert abs(norm(L) - dist) < 1e-4 * dist  # measured 1.5e-6 at the default rtol 1e-4
 
 
 def test_different_components_have_no_geodesic():
