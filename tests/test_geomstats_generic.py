@@ -77,26 +77,22 @@ def _seed(request):
 #: 0.17; they hold with the step-controlled exp of M.) The three "not found" pairs below
 #: cross the rank-1 networks (docs/mathematics.rst, general widths: M is a cone across
 #: them, whose link has diameter pi sqrt(5/3) here; the discrete geodesic of the log's
-#: guess runs through them). The first two have a geodesic passing them at lambda 0.040
-#: and 0.043: refined by Newton with 80, 160 and 320 uniform RK4 steps (order 4: |dV|
-#: 1.9e-3 then 9.3e-5, and 7.2e-4 then 5.5e-5), which the 20-step exp from the first point
-#: does not reach: Newton from the converged geodesic stalls at residuals 5e-2 and 5e-3
-#: with 20 steps (and 6e-3 with 40 for the first) and converges with 80. The third has
+#: guess runs through them). Two had a geodesic passing them at lambda 0.040 and 0.043:
+#: refined by Newton with 80, 160 and 320 uniform RK4 steps (order 4: |dV| 1.9e-3 then
+#: 9.3e-5, and 7.2e-4 then 5.5e-5), which the 20-step exp from the first point did not
+#: reach (Newton from the converged geodesic stalled at residuals 5e-2 and 5e-3 with 20
+#: steps, and 6e-3 with 40 for the first, and converged with 80); the step-controlled exp
+#: finds both (w3542 test_geodesic_bvp_belongs passes). The third pair has
 #: none: with n steps Newton finds a V (n = 40 by log) whose exp with 2n steps misses T by
 #: 0.4, passing the rank-1 networks at lambda 0.016, 0.0083, 0.0042 for n = 80, 160, 320
 #: (through them, at a link angle of 1.05 pi), so its ValueError is right.
 KNOWN_WIDTHS_FAILURES = {
-    "TestBalancedManifoldMetric_w3542_full::test_geodesic_bvp_belongs[3-3-1e-06]": (
-        "the log of one far pair is not found (ValueError after 170 s): its geodesic (length "
-        "4.2214, found from the other end with 40 steps, refined with 80 to 320) passes the "
-        "rank-1 networks at lambda 0.040, where the 20-step exp from the first point does not "
-        "reach the second (Newton from that geodesic stalls at 5.4e-2; 80 steps converge)"
-    ),
     "TestBalancedManifoldMetric_w2435_full::test_dist_triangle_inequality[3-1e-06]": (
-        "the log of one far pair (a[0], b[0]) is not found (ValueError after 38 s): its "
-        "geodesic (length 4.9474, found by the log with 40 steps, refined with 80 to 320) "
-        "passes the rank-1 networks at lambda 0.043, where the 20-step exp does not reach "
-        "the target (Newton from that geodesic stalls at 4.8e-3; 80 steps converge)"
+        "the log of a far pair raises (measured with the step-controlled exp, 915 s: its "
+        "candidate's exp needs more than 64 x 20 RK4 substeps, local error 4.0e-4 at the "
+        "finest, a geodesic running through the rank-1 networks). The pair a[0], b[0], "
+        "which the 20-step exp did not reach (geodesic of length 4.9474 at lambda 0.043), "
+        "is now found alone: |log| 4.94737 in 47 s"
     ),
     "TestBalancedManifoldMetric_w2435_full::test_squared_dist_is_symmetric[3-0.002]": (
         "the log of one far pair (the third) is not found (ValueError after 45 s), rightly: "
