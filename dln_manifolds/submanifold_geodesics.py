@@ -1423,7 +1423,9 @@ class _LogProblem:
         """log by Newton from ``guess`` (if not None), else by continuation. Controlled
         (:attr:`select`): on the mesh chosen at ``guess`` (uniform without one), then
         again from the solution on the mesh chosen there, until the two agree (at most
-        :data:`_MESH_ROUNDS` solves; ValueError if the mesh keeps changing)."""
+        :data:`_MESH_ROUNDS` solves; ValueError if the mesh keeps changing). A held mesh
+        with no solution is refined by :data:`_MESH_REFINE` levels for the next solve
+        (the shooting's ValueError if the rounds run out that way)."""
         if self.select is None:
             return self._shoot(T, tol, max_iter, self.n_steps, guess, self.path(T))
         mesh = (0,) * self.n_steps
@@ -1432,21 +1434,26 @@ class _LogProblem:
                 mesh = self.select(guess)
             except ValueError:
                 pass
+        failure = None
         for _ in range(_MESH_ROUNDS):
             try:
                 V = self._shoot(T, tol, max_iter, mesh, guess, self.path(T))
-            except ValueError:
+            except ValueError as exc:
                 # a mesh chosen at a poor guess may be too coarse for the geodesic near T
                 # (it passes closer to the singular layers): again on a mesh refined by
                 # _MESH_REFINE levels, whose solution gives the mesh to solve on next
                 if min(mesh) >= _MAX_LEVEL:
                     raise
+                failure = exc
                 mesh = tuple(min(level + _MESH_REFINE, _MAX_LEVEL) for level in mesh)
                 continue
+            failure = None
             chosen = self.select(V)
             if chosen == mesh:
                 return V
             mesh, guess = chosen, V
+        if failure is not None:
+            raise failure
         raise ValueError(
             "log did not converge: the step mesh of the controlled exp changed at each of "
             f"{_MESH_ROUNDS} solutions"
