@@ -1856,18 +1856,28 @@ def _norm(layers) -> float:
     return float(np.sqrt(sum(np.sum(np.abs(z) ** 2) for z in layers)))
 
 
+def _pack_state(state: list[list[np.ndarray]]) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Lists of layers (W, V, ...) packed into one (k, P) array, and their widths."""
+    dtype = np.result_type(*(z for layers in state for z in layers))
+    y0 = np.stack([pack_layers(z) for z in state]).astype(dtype, copy=False)
+    return y0, widths_of_layers(state[0])
+
+
+def _unpack_state(y: np.ndarray, widths: tuple[int, ...]) -> list[list[np.ndarray]]:
+    """Inverse of :func:`_pack_state` (copies)."""
+    return [[z.copy() for z in unpack_layers(row, widths)] for row in y]
+
+
 def _packed_rk4(
     state: list[list[np.ndarray]],
     rate: Callable[..., tuple],
     settle: Callable[..., tuple],
-    n_steps: int,
+    steps: int | tuple[int, ...],
 ) -> list[list[np.ndarray]]:
-    """:func:`_rk4_state` on lists of layers (W, V, ...), packed into one (k, P) array."""
-    widths = widths_of_layers(state[0])
-    dtype = np.result_type(*(z for layers in state for z in layers))
-    y0 = np.stack([pack_layers(z) for z in state]).astype(dtype, copy=False)
-    y = _packed_flow(y0, widths, rate, settle, n_steps)
-    return [[z.copy() for z in unpack_layers(row, widths)] for row in y]
+    """:func:`_rk4_state` on lists of layers (W, V, ...), packed into one (k, P) array:
+    ``steps`` uniform steps, or a held mesh of levels (:func:`_rk4_mesh`)."""
+    y0, widths = _pack_state(state)
+    return _unpack_state(_packed_flow(y0, widths, rate, settle, steps), widths)
 
 
 def _unpack_rows(y: np.ndarray, widths: tuple[int, ...]) -> list[np.ndarray]:
@@ -1935,25 +1945,14 @@ def _packed_levels(y0: np.ndarray, widths, rate, settle, n_steps: int, rtol: flo
     return _controlled_levels(y0, rate_p, settle_p, n_steps, rtol)
 
 
-def _packed_on_mesh(state, rate, settle, mesh: tuple[int, ...]):
-    """:func:`_packed_rk4` on a held mesh of levels (:func:`_rk4_mesh`)."""
-    widths = widths_of_layers(state[0])
-    dtype = np.result_type(*(z for layers in state for z in layers))
-    y0 = np.stack([pack_layers(z) for z in state]).astype(dtype, copy=False)
-    y = _packed_flow(y0, widths, rate, settle, mesh)
-    return [[z.copy() for z in unpack_layers(row, widths)] for row in y]
-
-
 def _packed_controlled(state, rate, settle, n_steps: int, rtol: float):
     """:func:`_packed_rk4` with the step control (module docstring): the mesh chosen on
     (W, V), the rest of the state (a transported vector) integrated on it."""
-    widths = widths_of_layers(state[0])
-    dtype = np.result_type(*(z for layers in state for z in layers))
-    y0 = np.stack([pack_layers(z) for z in state]).astype(dtype, copy=False)
+    y0, widths = _pack_state(state)
     levels, y = _packed_levels(y0[:2], widths, rate, settle, n_steps, rtol)
     if y0.shape[0] > 2:
         y = _packed_flow(y0, widths, rate, settle, levels)
-    return [[z.copy() for z in unpack_layers(row, widths)] for row in y]
+    return _unpack_state(y, widths)
 
 
 def _packed_problem(
@@ -2073,7 +2072,7 @@ def _balanced_exp_layers(W, V, n_steps: int, velocity: bool, rtol: float, mesh=N
     V = frame.tangent_projection_unchecked(_layer_vector(V, "V", frame.widths, real=True))
     fields = (_balanced_layers_rate, _balanced_layers_settle)
     if mesh is not None:
-        W1, V1 = _packed_on_mesh([W, V], *fields, mesh)
+        W1, V1 = _packed_rk4([W, V], *fields, mesh)
     else:
         W1, V1 = _packed_controlled([W, V], *fields, n_steps, rtol)
     return (W1, V1) if velocity else W1
