@@ -48,6 +48,8 @@ from geomstats.test.data import TestData  # noqa: E402
 from geomstats.test.parametrizers import DataBasedParametrizer  # noqa: E402
 from geomstats.test.random import RandomDataGenerator  # noqa: E402
 
+from dln_manifolds import random_balanced_point  # noqa: E402
+
 # --- data classes -----------------------------------------------------------------------
 
 # test name -> generator of TestData (the parameters the generic test takes)
@@ -372,6 +374,55 @@ class WidthsGenerator(SubmanifoldGenerator):
 
     def _kept(self, pts):
         return list(pts)
+
+
+class CertifiedBallGenerator(WidthsGenerator):
+    r"""Points of the balanced manifold M of general widths in a ball where geodesics exist.
+
+    M is incomplete. Its boundary in the weights are the balanced networks of rank below
+    r = min(d_0, d_N). On M every layer has the same r nonzero singular values
+    (:math:`\lambda_1 \ge \dots \ge \lambda_r`), so every layer of a boundary point has
+    rank below r, and by Eckart-Young the Frobenius distance from W to the boundary is
+    at least :math:`\sqrt{N}\,\lambda_r(W)`. That bound is attained by dropping
+    :math:`\lambda_r` in every layer. The induced distance of M is at least the
+    Frobenius distance, so a closed ball of M about c of radius below
+    :math:`\sqrt{N}\,\lambda_r(c)` is compact. By the local Hopf-Rinow theorem, a
+    minimizing geodesic then joins any two points of the ball
+    :math:`B(c, \sqrt{N}\,\lambda_r(c)/3)`. For p, q in that ball,
+    :math:`\bar B(p, d(p, q)) \subset \bar B(c, \sqrt{N}\,\lambda_r(c))`.
+
+    Far random pairs (independent Haar frames) may have no geodesic: docs/mathematics.rst,
+    general widths (a cone across the rank-(r-1) networks). geomstats' generic tests of
+    log, dist and geodesic BVPs assume that every pair has one, as on a complete manifold.
+    So the metric tests draw points as
+
+    .. math:: \exp_c(v), \quad |v| \in [R/2, R), \quad R = 0.95\,\sqrt{N}\,\lambda_r(c)/3,
+
+    with a Gaussian direction, about a fixed center c: Haar frames (seeded by the widths)
+    and unit layer singular values, where the certified radius relative to the size of
+    the point, :math:`0.95/(3\sqrt{r})`, is largest. This is the same device as the depth-1 ball of
+    :class:`ComponentGenerator`. The manifold tests (membership, projection) keep
+    :class:`WidthsGenerator` and the random law. Far pairs are tested in
+    tests/test_widths_geodesics.py.
+    """
+
+    margin = 0.95
+
+    def __init__(self, space, scale: float = 0.1):
+        super().__init__(space, scale)
+        widths = space.widths
+        seed = int("".join(str(w) for w in widths))
+        layers = random_balanced_point(widths=widths, seed=seed, spread=1.0)
+        lam = float(np.linalg.svd(layers[0], compute_uv=False)[min(widths[0], widths[-1]) - 1])
+        self.center = gs.array(space.layout.join(layers))
+        self.radius = self.margin * np.sqrt(len(widths) - 1) * lam / 3
+
+    def random_point(self, n_points=1):
+        base = gs.stack([self.center] * n_points)
+        v = self.space.to_tangent(gs.random.normal(size=base.shape), base)
+        length = self.radius * (0.5 + 0.5 * gs.random.uniform(size=(n_points, 1)))
+        pts = self.space.metric.exp(length * v / _frobenius(v, (-1,)), base)
+        return pts[0] if n_points == 1 else pts
 
 
 class BaseGenerator(ComponentGenerator):

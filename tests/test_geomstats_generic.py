@@ -8,7 +8,9 @@ random-data generators of tests/geomstats_data.py, through geomstats'
 sign of the determinant: the geodesic tests pair points of one component);
 Fiber, BalancedManifold, their induced metrics, BalancedBundle and the quotient
 metric of M -> (M_d, g^N); Fiber and BalancedManifold of general widths (flat
-points (D,), ``WIDTHS_CASES``). The default run takes a few (d, N); the full matrix
+points (D,), ``WIDTHS_CASES``; the metric of the incomplete balanced manifold of general
+widths on points of a ball where a geodesic joins every pair, ``CertifiedBallGenerator``).
+The default run takes a few (d, N); the full matrix
 is marked slow.
 
 Skipped tests are listed in ``SKIPS`` with the reason; nothing is silently
@@ -45,6 +47,7 @@ from geomstats_data import (  # noqa: E402  (stubs the notebook runners of param
     RIEMANNIAN,
     TWO_POINT,
     BaseGenerator,
+    CertifiedBallGenerator,
     ComponentGenerator,
     DataBasedParametrizer,
     SubmanifoldGenerator,
@@ -66,47 +69,6 @@ pytest_plugins = ["geomstats.test.conf"]  # deselects the tests without data ("i
 def _seed(request):
     """Reproducible random data: geomstats' generators draw from numpy's global state."""
     gs.random.seed(zlib.crc32(request.node.nodeid.encode()))
-
-
-#: Known failures of the slow general-widths classes (their data are seeded by the node id,
-#: so these are deterministic): strict xfails with the measured cause. Far random pairs
-#: (independent Haar frames) whose geodesic passes close to the rank-deficient layers,
-#: where the curvature of M grows like 1/lambda^2: their log takes 50 to 170 s or is not
-#: found (an error). (The identities between two integrations there, reversed geodesics,
-#: dist both ways, transport norms, failed with the 20 fixed RK4 steps, off by 2e-3 to
-#: 0.17; they hold with the step-controlled exp of M.) The three "not found" pairs below
-#: cross the rank-1 networks (docs/mathematics.rst, general widths: M is a cone across
-#: them, whose link has diameter pi sqrt(5/3) here; the discrete geodesic of the log's
-#: guess runs through them). Two had a geodesic passing them at lambda 0.040 and 0.043:
-#: refined by Newton with 80, 160 and 320 uniform RK4 steps (order 4: |dV| 1.9e-3 then
-#: 9.3e-5, and 7.2e-4 then 5.5e-5), which the 20-step exp from the first point did not
-#: reach (Newton from the converged geodesic stalled at residuals 5e-2 and 5e-3 with 20
-#: steps, and 6e-3 with 40 for the first, and converged with 80); the step-controlled exp
-#: finds both (w3542 test_geodesic_bvp_belongs passes). The third pair has
-#: none: with n steps Newton finds a V (n = 40 by log) whose exp with 2n steps misses T by
-#: 0.4, passing the rank-1 networks at lambda 0.016, 0.0083, 0.0042 for n = 80, 160, 320
-#: (through them, at a link angle of 1.05 pi), so its ValueError is right.
-KNOWN_WIDTHS_FAILURES = {
-    "TestBalancedManifoldMetric_w2435_full::test_dist_triangle_inequality[3-1e-06]": (
-        "the log of a far pair raises (measured with the step-controlled exp, 915 s: its "
-        "candidate's exp needs more than 64 x 20 RK4 substeps, local error 4.0e-4 at the "
-        "finest, a geodesic running through the rank-1 networks). The pair a[0], b[0], "
-        "which the 20-step exp did not reach (geodesic of length 4.9474 at lambda 0.043), "
-        "is now found alone: |log| 4.94737 in 47 s"
-    ),
-    "TestBalancedManifoldMetric_w2435_full::test_squared_dist_is_symmetric[3-0.002]": (
-        "the log of one far pair (the third) is not found (ValueError after 45 s), rightly: "
-        "no geodesic joins them (the exps of 40 to 320 steps reach the target only through "
-        "the rank-1 networks, at lambda ~ 1/n; link angle 1.05 pi)"
-    ),
-}
-
-
-@pytest.fixture(autouse=True)
-def _known_widths_failures(request):
-    reason = KNOWN_WIDTHS_FAILURES.get(request.node.nodeid.split("::", 1)[-1])
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
 
 
 # --- which tests run where -------------------------------------------------------------
@@ -422,6 +384,11 @@ WIDTHS_CASES = [(3, 5, 4, 2), (2, 4, 3, 5)]
 #: 1.0e-7 and 6.5e-9 with 40 and 80 steps (order 4): above the 1e-6 of the square classes.
 _FIBER_WIDTHS_TOL = {**_UP_TOL, "geodesic_bvp_reverse": {"atol": 1e-5}}
 _WIDTHS_TOL = {"Fiber": _FIBER_WIDTHS_TOL, "BalancedManifold": BalancedMetricTestData.tolerances}
+#: F_X is complete (closed in the weights: the layers keep rank r): pairs of the random law.
+#: The balanced manifold of general widths is not (its rank-deficient boundary is at finite
+#: distance, and far pairs may have no geodesic): its metric tests draw points in a ball
+#: where a minimizing geodesic joins every pair (CertifiedBallGenerator).
+_METRIC_GENERATOR = {"Fiber": WidthsGenerator, "BalancedManifold": CertifiedBallGenerator}
 
 for _widths in WIDTHS_CASES:
     _rng = np.random.default_rng(sum(_widths))
@@ -441,6 +408,12 @@ for _widths in WIDTHS_CASES:
                     False,
                     SubmanifoldTestData,
                 ),
+            ],
+        )
+        _make_all(
+            _sp,
+            _METRIC_GENERATOR[_kind](_sp),
+            [
                 (
                     f"Test{_kind}Metric_{_sfx}",
                     _METRIC,
@@ -483,3 +456,31 @@ def test_widths_generic_cases_can_fail():
         case.data_generator = WidthsGenerator(case.space)
         with pytest.raises(AssertionError):
             test(3, 1e-6)
+
+
+def test_certified_ball_of_the_balanced_widths_metric_tests():
+    """The ball of CertifiedBallGenerator: its radius is a third of a lower bound on the
+    distance from its center to the boundary of M, a bound attained by the Frobenius
+    distance to a rank-deficient balanced network (dropping lambda_r in every layer), and
+    its points are on M within the radius. Negative control: that boundary point is not
+    on M."""
+    space = BalancedManifold(widths=WIDTHS_CASES[1])
+    gen = CertifiedBallGenerator(space)
+    layers = space.layout.split(gs.to_numpy(gen.center))
+    N, r = len(layers), min(space.widths[0], space.widths[-1])
+    drop = []
+    for w in layers:
+        U, s, Vt = np.linalg.svd(w, full_matrices=False)
+        assert np.allclose(s[:r], s[0]) and np.allclose(s[r:], 0)  # balanced, unit values
+        drop.append(w - s[r - 1] * np.outer(U[:, r - 1], Vt[r - 1]))
+    gap = float(np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(layers, drop, strict=True))))
+    assert gap == pytest.approx(np.sqrt(N) * s[r - 1], rel=1e-12)  # sqrt(N) lambda_r
+    assert gen.radius == pytest.approx(0.95 * gap / 3, rel=1e-12)
+    edge = gs.array(space.layout.join(drop))
+    assert not space.belongs(edge)  # rank r - 1: off M
+    assert bool(space.belongs(gen.center))
+    gs.random.seed(0)
+    points = gen.random_point(2)
+    assert bool(gs.all(space.belongs(points)))
+    dist = gs.to_numpy(space.metric.dist(gs.stack([gen.center] * 2), points))
+    assert np.all(dist <= gen.radius * (1 + 1e-6)) and np.all(dist >= 0.5 * gen.radius * 0.99)
