@@ -62,8 +62,6 @@ from dln_manifolds.geomstats import (  # noqa: E402
     Fiber,
 )
 
-pytest_plugins = ["geomstats.test.conf"]  # deselects the tests without data ("ignore")
-
 
 @pytest.fixture(autouse=True)
 def _seed(request):

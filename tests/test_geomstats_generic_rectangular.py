@@ -33,8 +33,6 @@ from test_geomstats_generic import (  # noqa: E402
 
 from dln_manifolds.geomstats import EndToEndMatrices  # noqa: E402
 
-pytest_plugins = ["geomstats.test.conf"]  # deselects the tests without data ("ignore")
-
 
 @pytest.fixture(autouse=True)
 def _seed(request):

@@ -44,12 +44,15 @@ from dln_manifolds.geodesics import DifferentComponentsError  # noqa: E402
 from dln_manifolds.geomstats import BalancedManifold  # noqa: E402
 from dln_manifolds.pymanopt import Fiber as PymanoptFiber  # noqa: E402
 
-pytest_plugins = ["geomstats.test.conf"]
-
 
 @pytest.fixture(autouse=True)
 def _seed(request):
     gs.random.seed(zlib.crc32(request.node.nodeid.encode()))
+
+
+def widths_id(widths) -> str:
+    """Test id of a widths tuple, "3-4-2" (the ids seed the data: kept as they were)."""
+    return "-".join(str(w) for w in widths)
 
 
 def flat(layers) -> np.ndarray:
@@ -98,7 +101,7 @@ WIDTHS = [(3, 4, 2), (2, 3, 3, 4)]
 # --- projections, vertical space, horizontal lift -----------------------------------------
 
 
-@pytest.mark.parametrize("widths", WIDTHS)
+@pytest.mark.parametrize("widths", WIDTHS, ids=widths_id)
 def test_projections_are_complementary_orthogonal_projections(widths):
     W = _point(widths, 1)
     Z = [np.random.default_rng(2).standard_normal(w.shape) for w in W]
@@ -121,7 +124,7 @@ def test_projections_are_complementary_orthogonal_projections(widths):
     assert not bundle.is_horizontal(flat(T), Wf)  # negative control
 
 
-@pytest.mark.parametrize("widths", WIDTHS)
+@pytest.mark.parametrize("widths", WIDTHS, ids=widths_id)
 def test_vertical_space_is_the_image_of_the_skew_generators(widths):
     """ker dphi in T_W M is {w_a : a in so(d_1) x ... x so(d_{N-1})} ([G] Thm 13)."""
     W = _point(widths, 3)
@@ -146,7 +149,7 @@ def test_vertical_space_is_the_image_of_the_skew_generators(widths):
     assert norm(dm.vertical_projection(W, Va)) < 0.99 * norm(Va)
 
 
-@pytest.mark.parametrize("widths", WIDTHS)
+@pytest.mark.parametrize("widths", WIDTHS, ids=widths_id)
 def test_horizontal_lift_pushes_forward_with_the_depth_metric_norm(widths):
     W = _point(widths, 4)
     X = dm.end_to_end(W)
@@ -161,7 +164,7 @@ def test_horizontal_lift_pushes_forward_with_the_depth_metric_norm(widths):
 # --- orbits and alignment ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("widths", WIDTHS)
+@pytest.mark.parametrize("widths", WIDTHS, ids=widths_id)
 def test_orbit_action_keeps_the_product_and_the_balance(widths):
     W = _point(widths, 6)
     R = _rotations(widths, 7)
@@ -173,7 +176,7 @@ def test_orbit_action_keeps_the_product_and_the_balance(widths):
         dm.orbit_action([2.0 * r for r in R], W)
 
 
-@pytest.mark.parametrize("widths", WIDTHS)
+@pytest.mark.parametrize("widths", WIDTHS, ids=widths_id)
 def test_alignment_is_a_fixed_point_on_the_orbit_and_decreases_the_distance(widths):
     W, T = _point(widths, 8), _point(widths, 9)
     R = _rotations(widths, 10)
@@ -250,7 +253,7 @@ def test_rectangular_log_is_a_geodesic_of_the_depth_metric():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("widths", WIDTHS)
+@pytest.mark.parametrize("widths", WIDTHS, ids=widths_id)
 def test_geodesic_alignment_against_the_log_of_m(widths):
     """The log of M (shooting on M, independent of depth_log) from W to the geodesic
     alignment of T is horizontal and equals horizontal_log(W, T), to the RK4 errors of the
@@ -341,7 +344,7 @@ def test_rectangular_transport_is_an_isometry_and_carries_the_velocity():
 # --- generators and group elements of GL(d_1) x ... x GL(d_{N-1}) -----------------------------
 
 
-@pytest.mark.parametrize("widths", [(2, 4, 3, 2), (3, 5, 4, 2)])
+@pytest.mark.parametrize("widths", [(2, 4, 3, 2), (3, 5, 4, 2)], ids=widths_id)
 def test_generator_round_trips(widths):
     W = _point(widths, 23)
     rng = np.random.default_rng(24)
@@ -376,7 +379,7 @@ def _dense_chain(left, right):
     return M
 
 
-@pytest.mark.parametrize("widths", [(5, 12, 12, 5), (3, 6, 5, 6, 2)])
+@pytest.mark.parametrize("widths", [(5, 12, 12, 5), (3, 6, 5, 6, 2)], ids=widths_id)
 def test_matrix_free_solves_match_the_dense_minimal_norm_solution(widths):
     """LSQR (matrix-free) against the SVD least squares of the dense matrix: the
     minimal-norm generator and the group element nearest the identity (measured 1e-14 to
@@ -611,7 +614,9 @@ for _widths, _slow in (((3, 4, 2), False), ((3, 4, 2), True), ((2, 3, 2), True))
     )
 
 
-@pytest.mark.parametrize("widths", [(3, 4, 2), pytest.param((2, 3, 3, 4), marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "widths", [(3, 4, 2), pytest.param((2, 3, 3, 4), marks=pytest.mark.slow)], ids=widths_id
+)
 def test_downstairs_log_agrees_with_the_horizontal_geodesic_upstairs(widths):
     """The log is the lift of depth_log ([G] Thm 13); the RK4 horizontal geodesic upstairs
     from it lands on the fiber of T, with an error falling like h^4 (measured for these
