@@ -195,6 +195,32 @@ def test_fiber_log_inverts_exp_far_pairs(d, N, size):
     assert abs(dist_wt - dist_tw) < 1e-6 * dist_wt  # to the RK4 error (20 steps), measured 1.6e-7
 
 
+def test_near_pairs_take_the_broyden_path_and_agree_with_shooting(monkeypatch):
+    """A near pair (|T - W| = 0.1 |W|) is solved by :meth:`_LogProblem.near` (Broyden
+    from V = 0, a few exps) to the log found by shooting with it turned off, to the log
+    tolerance. Negative controls (near returns None, shooting takes over): an unreachable
+    tolerance (the steps stop halving the residual at rounding level), a far pair."""
+    from dln_manifolds import submanifold_geodesics as sg
+
+    W, V = _balanced_pair(3, 2, 7, 0.1)
+    X, Wf, Vf = _fiber_pair(3, 2, 9, 0.1)
+    cases = [
+        (sg._balanced_problem(20), balanced_log, W, balanced_exp(W, V)),
+        (sg._fiber_problem(X, 20), lambda A, B: fiber_log(A, B, X), Wf, fiber_exp(Wf, Vf, X)),
+    ]
+    for problem, log, A, B in cases:
+        assert problem(A).near(B, 1e-10) is not None
+        assert problem(A).near(B, 1e-17) is None
+        fast = log(A, B)
+        monkeypatch.setattr(sg._LogProblem, "near", lambda self, T, tol: None)
+        slow = log(A, B)
+        monkeypatch.undo()
+        scale = max(1.0, np.linalg.norm(A), np.linalg.norm(B))
+        assert np.linalg.norm(fast - slow) < 1e-10 * scale  # measured 1.4e-12, 4.4e-13
+    W, V = _balanced_pair(3, 2, 7, 0.8)  # |T - W| = 0.57 max(1, |W|, |T|)
+    assert sg._balanced_problem(20)(W).near(balanced_exp(W, V), 1e-10) is None
+
+
 def test_complex_fiber_log_round_trip():
     X, W, V = _fiber_pair(2, 3, 10, 0.5, cplx=True)
     T = fiber_exp(W, V, X)
