@@ -145,9 +145,14 @@ General widths: every function also takes one network of widths
 :math:`(d_{k+1}, d_k)`, every hidden width at least :math:`r = \min(d_0, d_N)`
 (vectors and results are lists of the same shapes; a list of square layers
 gives the stack's results to rounding where the step control below keeps the base
-steps). The state is packed into one vector (the layers raveled and concatenated)
-for the same RK4 and shooting: ``log`` is the two-sided batched Newton above, the
-Jacobian columns integrated as one stack (the fields vectorized over the networks).
+steps). ``balanced_exp``, ``balanced_exp_mesh`` and ``balanced_parallel_transport`` also
+take a batch of networks, layers (..., d_{k+1}, d_k) with common leading batch axes (the
+vectors broadcast against them, as for square stacks (..., N, d, d)): every network gets
+its own step control and mesh, and at each base step the networks at the same level
+share one batched RK4 run (the results are those of the networks one by one). The state
+is packed into one vector (the layers raveled and concatenated) for the same RK4 and
+shooting: ``log`` is the two-sided batched Newton above, the Jacobian columns
+integrated as one stack (the fields vectorized over the networks).
 The continuation path on :math:`\mathcal{F}_X` is the polar path of each layer (for a
 layer of rank r below its smaller size, the orthogonal geodesics between its singular
 vectors around the polar path of its r x r core, so every layer keeps its rank) mapped
@@ -592,9 +597,14 @@ def balanced_exp(
     Parameters
     ----------
     W : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
-        Full-rank balanced point(s).
+        Full-rank balanced point(s). A list of layers ``W[k]`` of shape
+        (d_{k+1}, d_k) is one network of general widths; layers (..., d_{k+1}, d_k)
+        with the same leading batch axes are a batch of networks, each checked and
+        integrated with its own step control (one batched RK4 run per level at each base
+        step: the results are those of the networks one by one).
     V : array_like, broadcastable with W
-        Tangent vector(s) (their normal part is removed first).
+        Tangent vector(s) (their normal part is removed first); for lists, a list of N
+        layers whose batch axes broadcast with W's.
     n_steps : int
         RK4 steps (square stacks); for a list of layers, the base steps of size 1/n of
         the step-controlled RK4, each cut into :math:`2^k` substeps as the local error
@@ -605,23 +615,33 @@ def balanced_exp(
         Lists of layers: relative tolerance of the step control, the local errors summed
         over [0, 1] at most ``rtol`` :math:`\max(1, |W|, |V|)`; default
         :data:`DEFAULT_GEODESIC_RTOL`. Square stacks: not accepted (uniform steps).
-    mesh : tuple of int, optional
+    mesh : tuple of int, or ndarray of int of shape (..., n_steps), optional
         Lists of layers: the levels :math:`(k_0, \dots, k_{n-1})` of the base steps
         (:func:`balanced_exp_mesh`), held instead of chosen (``rtol`` unused): the RK4
         on that mesh, a smooth map of V (derivatives of the controlled exp by finite
-        differences hold the mesh of the point where they are taken).
+        differences hold the mesh of the point where they are taken). For a batch, one
+        tuple for every network or one mesh per network (an integer array whose batch
+        axes broadcast to the networks', as :func:`balanced_exp_mesh` returns).
 
     Returns
     -------
-    ndarray, shape of the broadcast of W and V
+    ndarray, shape of the broadcast of W and V, or list of N layers
         :math:`\gamma(1)`, exactly balanced; with ``velocity``, the pair
-        :math:`(\gamma(1), \dot\gamma(1))`.
+        :math:`(\gamma(1), \dot\gamma(1))`. For lists, layers (..., d_{k+1}, d_k) with
+        the broadcast batch axes of W and V.
 
     Raises
     ------
     ValueError
-        If a point is not balanced or full rank, or the geodesic leaves the
-        full-rank balanced weights (overflow, singular layers).
+        If a point is not balanced or full rank (for a batch of networks, the message
+        names the first such network's batch index), or a geodesic leaves the
+        full-rank balanced weights (overflow, singular layers; with the step control, a
+        base step needing more than 64 substeps).
+
+    References
+    ----------
+    - [G] G. Menon, *The geometry of the deep linear network* (the balanced manifold,
+      eq. 4.5-4.6).
     """
     n_steps, rtol = _checked_steps(n_steps), _checked_rtol(rtol, W)
     mesh = _checked_mesh(mesh, n_steps, W)
@@ -799,26 +819,36 @@ def balanced_parallel_transport(
     Parameters
     ----------
     W : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
-        Full-rank balanced point(s).
+        Full-rank balanced point(s); a list of layers with leading batch axes
+        (..., d_{k+1}, d_k) is a batch of networks of general widths
+        (:func:`balanced_exp`).
     V : array_like, broadcastable with W
-        Initial velocity of the geodesic (its normal part is removed first).
+        Initial velocity of the geodesic (its normal part is removed first); for lists,
+        layers whose batch axes broadcast with W's.
     U : array_like, broadcastable with W
-        Tangent vector(s) at W to transport (normal part removed first).
+        Tangent vector(s) at W to transport (normal part removed first); as V.
     n_steps : int
         RK4 steps on [0, 1] (for a list of layers, base steps as in :func:`balanced_exp`).
     rtol : float, optional
         As in :func:`balanced_exp`: the mesh is the one of ``balanced_exp(W, V)``, chosen
-        on the geodesic alone (the transport is linear in U), U integrated on it.
+        on the geodesic alone (the transport is linear in U), U integrated on it (for a
+        batch, network by network).
 
     Returns
     -------
-    ndarray, shape of the broadcast of W, V and U
-        Tangent vectors at :math:`\exp_W(V)` (``balanced_exp(W, V, n_steps, rtol=rtol)``).
+    ndarray, shape of the broadcast of W, V and U, or list of N layers
+        Tangent vectors at :math:`\exp_W(V)` (``balanced_exp(W, V, n_steps, rtol=rtol)``);
+        for lists, layers with the broadcast batch axes of W, V and U.
 
     Raises
     ------
     ValueError
         As :func:`balanced_exp`.
+
+    References
+    ----------
+    - [G] G. Menon, *The geometry of the deep linear network* (the balanced manifold,
+      eq. 4.5-4.6).
     """
     n_steps, rtol = _checked_steps(n_steps), _checked_rtol(rtol, W)
     if _is_list(W):
@@ -2230,7 +2260,8 @@ def balanced_exp_mesh(
 
     References
     ----------
-    - [G] G. Menon, *The geometry of the deep linear network* (the balanced manifold).
+    - [G] G. Menon, *The geometry of the deep linear network* (the balanced manifold,
+      eq. 4.5-4.6).
     """
     if not _is_list(W):
         raise TypeError(f"W must be a list of layers (general widths), got {type(W).__name__}")
