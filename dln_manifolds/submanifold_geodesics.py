@@ -644,10 +644,12 @@ def balanced_exp(
       eq. 4.5-4.6).
     """
     n_steps, rtol = _checked_steps(n_steps), _checked_rtol(rtol, W)
-    mesh = _checked_mesh(mesh, n_steps, W)
     if _is_list(W):
+        mesh = _checked_mesh(mesh, n_steps)
         return _balanced_exp_layers(W, V, n_steps, velocity, rtol, mesh)
     W, V = _balanced_pair(W, V, "W", "V")
+    if mesh is not None:
+        raise ValueError("mesh: only for networks given as lists of layers")
     V = balanced_tangent_projection(W, V)
     W1, V1 = _rk4(W, V, _balanced_field, _balanced_settle, n_steps)
     return (W1, V1) if velocity else W1
@@ -2273,13 +2275,11 @@ def balanced_exp_mesh(
     return levels.reshape(batch + (n_steps,))
 
 
-def _checked_mesh(mesh, n_steps: int, W) -> tuple[int, ...] | np.ndarray | None:
+def _checked_mesh(mesh, n_steps: int) -> tuple[int, ...] | np.ndarray | None:
     """A held mesh: a tuple of ``n_steps`` levels, or an integer array (..., n_steps)
     of one mesh per network (:func:`balanced_exp_mesh` of a batch), levels in 0..6."""
     if mesh is None:
         return None
-    if not _is_list(W):
-        raise ValueError("mesh: only for networks given as lists of layers")
     if isinstance(mesh, np.ndarray):
         if mesh.dtype.kind not in "iu" or mesh.ndim == 0:
             raise TypeError(
