@@ -155,9 +155,14 @@ General widths: every function also takes one network of widths
 :math:`(d_{k+1}, d_k)`, every hidden width at least :math:`r = \min(d_0, d_N)`
 (vectors and results are lists of the same shapes; a list of square layers
 gives the stack's results to rounding where the step control below keeps the base
-steps). The state is packed into one vector (the layers raveled and concatenated)
-for the same RK4 and shooting: ``log`` is the two-sided batched Newton above, the
-Jacobian columns integrated as one stack (the fields vectorized over the networks).
+steps). ``balanced_exp``, ``balanced_exp_mesh`` and ``balanced_parallel_transport`` also
+take a batch of networks, layers (..., d_{k+1}, d_k) with common leading batch axes (the
+vectors broadcast against them, as for square stacks (..., N, d, d)): every network gets
+its own step control and mesh, and at each base step the networks at the same level
+share one batched RK4 run (the results are those of the networks one by one). The state
+is packed into one vector (the layers raveled and concatenated) for the same RK4 and
+shooting: ``log`` is the two-sided batched Newton above, the Jacobian columns
+integrated as one stack (the fields vectorized over the networks).
 The continuation path on :math:`\mathcal{F}_X` is the polar path of each layer (for a
 layer of rank r below its smaller size, the orthogonal geodesics between its singular
 vectors around the polar path of its r x r core, so every layer keeps its rank) mapped
@@ -230,6 +235,7 @@ from ._checks import (
     as_matrix,
     as_stack,
     check_count,
+    check_hidden_widths,
     check_positive,
     widths_of_layers,
 )
@@ -249,6 +255,7 @@ from .balanced import (
     balanced_restore,
     balanced_tangent_projection,
     check_balanced,
+    layer_balance_errors,
     restore_layers,
 )
 from .fiber import FiberNormalSolver, as_fiber_layers, fiber_restore
@@ -461,64 +468,103 @@ def _rk4_substeps(y: np.ndarray, rate, settle, h: float, count: int, k1=None) ->
     return y
 
 
-def _rk4_mesh(y: np.ndarray, rate, settle, levels: tuple[int, ...]) -> np.ndarray:
-    """RK4 over [0, 1] on the mesh ``levels``: base step i (of size 1/len(levels)) cut into
-    2**levels[i] equal substeps."""
-    H = 1.0 / len(levels)
-    for k in levels:
-        y = _rk4_substeps(y, rate, settle, H / 2**k, 2**k)
+def _rk4_mesh(y: np.ndarray, rate, settle, levels) -> np.ndarray:
+    """RK4 over [0, 1] on the mesh ``levels``: base step i (of size 1/n) cut into
+    2**levels[i] equal substeps. ``levels``: one mesh (n,) for the whole state y, or one
+    mesh per network (B, n) of states y (k, B, P); at each base step the networks are
+    grouped by their level, one batched RK4 run per group."""
+    meshes = np.atleast_2d(np.asarray(levels))
+    H = 1.0 / meshes.shape[1]
+    for i in range(meshes.shape[1]):
+        for k in np.unique(meshes[:, i]):
+            at = meshes[:, i] == k
+            if at.all():
+                y = _rk4_substeps(y, rate, settle, H / 2**k, 2**k)
+            else:
+                y = y.copy()  # never write into the caller's state
+                y[:, at] = _rk4_substeps(y[:, at], rate, settle, H / 2**k, 2**k)
     return y
 
 
-def _controlled_levels(
-    y0: np.ndarray, rate, settle, n_steps: int, rtol: float, rows: int = 2
-) -> tuple[tuple[int, ...], np.ndarray]:
-    r"""The mesh of the step-controlled RK4 (module docstring) and the state at t = 1 on it.
+def _network_norms(z: np.ndarray) -> np.ndarray:
+    """Frobenius norms (B,) of the rows of states z (k, B, P), network by network."""
+    return np.sqrt(np.sum(np.abs(z) ** 2, axis=(0, -1)))
 
-    Base step i (size H = 1/n) from the state y_i: its result with :math:`2^k` substeps,
-    :math:`y^{(k)}`, has the local error :math:`\frac{16}{15}|y^{(k)} - y^{(k+1)}|` (step
-    doubling, RK4 of order 4; a level-0 trial that meets the bound by the embedded
-    third-order estimate is kept at once) on the first ``rows`` rows (position and
-    velocity); the smallest k (from one below the previous step's) with error at most
-    ``rtol`` :math:`\max(1, |W_0|, |V_0|)\,H` is kept, and :math:`y^{(k)}` continues, so
-    the result is exactly :func:`_rk4_mesh` on the mesh. ValueError past
-    :data:`_MAX_LEVEL` halvings.
+
+def _controlled_levels(
+    y0: np.ndarray, rate, settle, n_steps: int, rtol: float, rows: int = 2, batch=None
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""The meshes of the step-controlled RK4 (module docstring) of the B networks of the
+    states y0 (k, B, P), and the states at t = 1 on them: levels (B, n), states (k, B, P).
+
+    Base step i (size H = 1/n) from the state y_i of a network: its result with
+    :math:`2^k` substeps, :math:`y^{(k)}`, has the local error
+    :math:`\frac{16}{15}|y^{(k)} - y^{(k+1)}|` (step doubling, RK4 of order 4; a level-0
+    trial that meets the bound by the embedded third-order estimate is kept at once) on
+    the first ``rows`` rows (position and velocity); the smallest k (from one below the
+    previous step's) with error at most ``rtol`` :math:`\max(1, |W_0|, |V_0|)\,H` is kept,
+    and :math:`y^{(k)}` continues, so the result is exactly :func:`_rk4_mesh` on the mesh.
+    Norms and bounds are those of each network; at each base step the networks are
+    grouped by the level of their trial, one batched RK4 run per group (``rate`` and
+    ``settle`` map states (k, b, P) of any b networks). ValueError past
+    :data:`_MAX_LEVEL` halvings (naming the network's index in ``batch``, the batch
+    shape, where there are several networks).
     """
-    scale = max(1.0, *(float(np.linalg.norm(y0[r])) for r in range(rows)))
+    B = y0.shape[1]
+    scale = np.maximum(1.0, np.max([_network_norms(y0[r : r + 1]) for r in range(rows)], axis=0))
     H = 1.0 / n_steps
     bound = rtol * scale * H
-    levels, y, k, k1 = [], y0, 0, None
-    for _ in range(n_steps):
-        k = max(k - 1, 0)
-        k1 = rate(y) if k1 is None else k1  # the first stage of every trial from y
-        next_k1 = None  # rate at the accepted end, where known
-        if k == 0:
-            coarse, k4 = _rk4_step(y, rate, settle, H, k1)
-            next_k1 = rate(coarse)
-            # screen: the embedded third-order estimate (H/6)|k4 - rate(y_{i+1})| (the
-            # O(H^4) error of the lower order; measured 1 to 20 times the step-doubling
-            # estimate): below the bound, level 0 is kept without the doubling
-            if (H / 6.0) * float(np.linalg.norm(k4[:rows] - next_k1[:rows])) <= bound:
-                levels.append(0)
-                y, k1 = coarse, next_k1
+    levels = np.zeros((B, n_steps), dtype=int)
+    y, k = y0, np.zeros(B, dtype=int)
+    k1, known = np.empty_like(y0), np.zeros(B, dtype=bool)  # rate(y), where known
+    for i in range(n_steps):
+        k = np.maximum(k - 1, 0)
+        if not known.all():  # the first stage of every trial from y
+            k1[:, ~known] = rate(y[:, ~known])
+        # the trials y^(k) of every network, and the rate at them where known (level 0)
+        coarse, next_k1 = np.empty_like(y), np.empty_like(y)
+        known, active = np.zeros(B, dtype=bool), np.ones(B, dtype=bool)
+        for level in np.unique(k):
+            at = k == level
+            if level == 0:
+                trial, k4 = _rk4_step(y[:, at], rate, settle, H, k1[:, at])
+                coarse[:, at], next_k1[:, at] = trial, rate(trial)
+                known[at] = True
+                # screen: the embedded third-order estimate (H/6)|k4 - rate(y_{i+1})| (the
+                # O(H^4) error of the lower order; measured 1 to 20 times the step-doubling
+                # estimate): below the bound, level 0 is kept without the doubling
+                screen = (H / 6.0) * _network_norms(k4[:rows] - next_k1[:rows, at])
+                active[np.flatnonzero(at)[screen <= bound[at]]] = False
+            else:
+                coarse[:, at] = _rk4_substeps(
+                    y[:, at], rate, settle, H / 2**level, 2**level, k1[:, at]
+                )
+        # step doubling, the networks grouped by level (a rejected one joins the next group)
+        for level in range(_MAX_LEVEL + 1):
+            at = active & (k == level)
+            if not at.any():
                 continue
-        else:
-            coarse = _rk4_substeps(y, rate, settle, H / 2**k, 2**k, k1)
-        while True:
-            fine = _rk4_substeps(y, rate, settle, H / 2 ** (k + 1), 2 ** (k + 1), k1)
-            err = (16.0 / 15.0) * float(np.linalg.norm(coarse[:rows] - fine[:rows]))
-            if err <= bound:
-                break
-            if k == _MAX_LEVEL:
+            fine = _rk4_substeps(
+                y[:, at], rate, settle, H / 2 ** (level + 1), 2 ** (level + 1), k1[:, at]
+            )
+            err = (16.0 / 15.0) * _network_norms(coarse[:rows, at] - fine[:rows])
+            ok = err <= bound[at]
+            idx = np.flatnonzero(at)
+            active[idx[ok]] = False
+            if level == _MAX_LEVEL and not ok.all():
+                j = int(np.flatnonzero(~ok)[0])
+                index = tuple(int(a) for a in np.unravel_index(idx[j], batch or (B,)))
+                where = "" if B == 1 else f" of network {index} of the batch"
                 raise ValueError(
-                    f"the geodesic needs more than {2**_MAX_LEVEL} x {n_steps} RK4 steps for "
-                    f"rtol {rtol:.1e} (local error {err:.1e}): it comes too close to the "
+                    f"the geodesic{where} needs more than {2**_MAX_LEVEL} x {n_steps} RK4 steps "
+                    f"for rtol {rtol:.1e} (local error {err[j]:.1e}): it comes too close to the "
                     "singular layers"
                 )
-            k, coarse, next_k1 = k + 1, fine, None
-        levels.append(k)
+            bad = idx[~ok]
+            coarse[:, bad], known[bad], k[bad] = fine[:, ~ok], False, level + 1
+        levels[:, i] = k
         y, k1 = coarse, next_k1
-    return tuple(levels), y
+    return levels, y
 
 
 def _balanced_field(W: np.ndarray, V: np.ndarray) -> np.ndarray:
@@ -561,9 +607,14 @@ def balanced_exp(
     Parameters
     ----------
     W : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
-        Full-rank balanced point(s).
+        Full-rank balanced point(s). A list of layers ``W[k]`` of shape
+        (d_{k+1}, d_k) is one network of general widths; layers (..., d_{k+1}, d_k)
+        with the same leading batch axes are a batch of networks, each checked and
+        integrated with its own step control (one batched RK4 run per level at each base
+        step: the results are those of the networks one by one).
     V : array_like, broadcastable with W
-        Tangent vector(s) (their normal part is removed first).
+        Tangent vector(s) (their normal part is removed first); for lists, a list of N
+        layers whose batch axes broadcast with W's.
     n_steps : int
         RK4 steps (square stacks); for a list of layers, the base steps of size 1/n of
         the step-controlled RK4, each cut into :math:`2^k` substeps as the local error
@@ -574,29 +625,41 @@ def balanced_exp(
         Lists of layers: relative tolerance of the step control, the local errors summed
         over [0, 1] at most ``rtol`` :math:`\max(1, |W|, |V|)`; default
         :data:`DEFAULT_GEODESIC_RTOL`. Square stacks: not accepted (uniform steps).
-    mesh : tuple of int, optional
+    mesh : tuple of int, or ndarray of int of shape (..., n_steps), optional
         Lists of layers: the levels :math:`(k_0, \dots, k_{n-1})` of the base steps
         (:func:`balanced_exp_mesh`), held instead of chosen (``rtol`` unused): the RK4
         on that mesh, a smooth map of V (derivatives of the controlled exp by finite
-        differences hold the mesh of the point where they are taken).
+        differences hold the mesh of the point where they are taken). For a batch, one
+        tuple for every network or one mesh per network (an integer array whose batch
+        axes broadcast to the networks', as :func:`balanced_exp_mesh` returns).
 
     Returns
     -------
-    ndarray, shape of the broadcast of W and V
+    ndarray, shape of the broadcast of W and V, or list of N layers
         :math:`\gamma(1)`, exactly balanced; with ``velocity``, the pair
-        :math:`(\gamma(1), \dot\gamma(1))`.
+        :math:`(\gamma(1), \dot\gamma(1))`. For lists, layers (..., d_{k+1}, d_k) with
+        the broadcast batch axes of W and V.
 
     Raises
     ------
     ValueError
-        If a point is not balanced or full rank, or the geodesic leaves the
-        full-rank balanced weights (overflow, singular layers).
+        If a point is not balanced or full rank (for a batch of networks, the message
+        names the first such network's batch index), or a geodesic leaves the
+        full-rank balanced weights (overflow, singular layers; with the step control, a
+        base step needing more than 64 substeps).
+
+    References
+    ----------
+    - [G] G. Menon, *The geometry of the deep linear network* (the balanced manifold,
+      eq. 4.5-4.6).
     """
     n_steps, rtol = _checked_steps(n_steps), _checked_rtol(rtol, W)
-    mesh = _checked_mesh(mesh, n_steps, W)
     if _is_list(W):
+        mesh = _checked_mesh(mesh, n_steps)
         return _balanced_exp_layers(W, V, n_steps, velocity, rtol, mesh)
     W, V = _balanced_pair(W, V, "W", "V")
+    if mesh is not None:
+        raise ValueError("mesh: only for networks given as lists of layers")
     V = balanced_tangent_projection(W, V)
     W1, V1 = _rk4(W, V, _balanced_field, _balanced_settle, n_steps)
     return (W1, V1) if velocity else W1
@@ -768,26 +831,36 @@ def balanced_parallel_transport(
     Parameters
     ----------
     W : array_like, shape (N, d, d) or (..., N, d, d), or list of N layers
-        Full-rank balanced point(s).
+        Full-rank balanced point(s); a list of layers with leading batch axes
+        (..., d_{k+1}, d_k) is a batch of networks of general widths
+        (:func:`balanced_exp`).
     V : array_like, broadcastable with W
-        Initial velocity of the geodesic (its normal part is removed first).
+        Initial velocity of the geodesic (its normal part is removed first); for lists,
+        layers whose batch axes broadcast with W's.
     U : array_like, broadcastable with W
-        Tangent vector(s) at W to transport (normal part removed first).
+        Tangent vector(s) at W to transport (normal part removed first); as V.
     n_steps : int
         RK4 steps on [0, 1] (for a list of layers, base steps as in :func:`balanced_exp`).
     rtol : float, optional
         As in :func:`balanced_exp`: the mesh is the one of ``balanced_exp(W, V)``, chosen
-        on the geodesic alone (the transport is linear in U), U integrated on it.
+        on the geodesic alone (the transport is linear in U), U integrated on it (for a
+        batch, network by network).
 
     Returns
     -------
-    ndarray, shape of the broadcast of W, V and U
-        Tangent vectors at :math:`\exp_W(V)` (``balanced_exp(W, V, n_steps, rtol=rtol)``).
+    ndarray, shape of the broadcast of W, V and U, or list of N layers
+        Tangent vectors at :math:`\exp_W(V)` (``balanced_exp(W, V, n_steps, rtol=rtol)``);
+        for lists, layers with the broadcast batch axes of W, V and U.
 
     Raises
     ------
     ValueError
         As :func:`balanced_exp`.
+
+    References
+    ----------
+    - [G] G. Menon, *The geometry of the deep linear network* (the balanced manifold,
+      eq. 4.5-4.6).
     """
     n_steps, rtol = _checked_steps(n_steps), _checked_rtol(rtol, W)
     if _is_list(W):
@@ -1924,16 +1997,24 @@ def _is_list(W) -> bool:
     return isinstance(W, (list, tuple))
 
 
-def _layer_vector(V, name: str, widths: tuple[int, ...], real: bool) -> list[np.ndarray]:
+def _layer_vector(
+    V, name: str, widths: tuple[int, ...], real: bool, batch: bool = False
+) -> list[np.ndarray]:
     """A vector at a network of general widths: a list of layers (or, for square layers,
-    one stacked (N, d, d) array), validated against ``widths``."""
+    one stacked (N, d, d) array), validated against ``widths``; with ``batch``, layers
+    with leading batch axes (..., d_{k+1}, d_k) too."""
     if not _is_list(V) and not isinstance(V, (str, bytes)) and np.ndim(V) == 3:
         V = list(np.asarray(V))
-    return as_layer_sequence(V, name, widths=widths, real=real, batch=False)
+    return as_layer_sequence(V, name, widths=widths, real=real, batch=batch)
 
 
 def _norm(layers) -> float:
     return float(np.sqrt(sum(np.sum(np.abs(z) ** 2) for z in layers)))
+
+
+def _network_norm(layers) -> np.ndarray:
+    """Frobenius norms of networks of layers (..., d_{k+1}, d_k), shape (...)."""
+    return np.sqrt(sum(np.sum(np.abs(z) ** 2, axis=(-2, -1)) for z in layers))
 
 
 def _pack_state(state: list[list[np.ndarray]]) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -1977,7 +2058,7 @@ def _pack_rows(layers: list[np.ndarray]) -> np.ndarray:
 def _packed_fields(widths: tuple[int, ...], rate, settle, batched: bool = False):
     """``rate`` and ``settle`` of the unpacked layers as maps of packed states (k, ..., P):
     with ``batched``, on layers carrying the batch axes (..., d_{k+1}, d_k), all networks at
-    once; else on one network at a time."""
+    once (one network alone: as without); else on one network at a time."""
 
     def unpack(y):
         return _unpack_rows(y, widths)
@@ -1986,7 +2067,7 @@ def _packed_fields(widths: tuple[int, ...], rate, settle, batched: bool = False)
 
     def each(fn):
         def apply(y):
-            if batched:
+            if batched and y[0, ..., 0].size > 1:
                 return np.stack([pack(z) for z in fn(*(unpack(row) for row in y))])
             out = np.empty_like(y)
             for idx in np.ndindex(y.shape[1:-1]):
@@ -2011,28 +2092,23 @@ def _packed_flow(
     """:func:`_rk4_state` on packed states y0 of shape (k, ..., P): (W, V, ...) of each
     network along the middle (batch) axes, one RK4 run for the whole stack. ``rate`` and
     ``settle`` act on the unpacked layers (:func:`_packed_fields`). ``steps``: n uniform
-    steps, or a mesh of levels (:func:`_rk4_mesh`)."""
+    steps, or a mesh of levels (:func:`_rk4_mesh`: a tuple, or one mesh per network (B, n)
+    of states (k, B, P))."""
     rate_p, settle_p = _packed_fields(widths, rate, settle, batched)
-    if isinstance(steps, tuple):
+    if isinstance(steps, (tuple, np.ndarray)):
         return _rk4_mesh(y0, rate_p, settle_p, steps)
     return _rk4_state(y0, rate_p, settle_p, steps)
 
 
-def _packed_levels(y0: np.ndarray, widths, rate, settle, n_steps: int, rtol: float):
-    """:func:`_controlled_levels` of one packed network y0 = (W, V, ...) (shape (k, P)):
-    the mesh (from W and V) and the state at t = 1 on it."""
-    rate_p, settle_p = _packed_fields(widths, rate, settle)
-    return _controlled_levels(y0, rate_p, settle_p, n_steps, rtol)
-
-
-def _packed_controlled(state, rate, settle, n_steps: int, rtol: float):
-    """:func:`_packed_rk4` with the step control (module docstring): the mesh chosen on
-    (W, V), the rest of the state (a transported vector) integrated on it."""
-    y0, widths = _pack_state(state)
-    levels, y = _packed_levels(y0[:2], widths, rate, settle, n_steps, rtol)
-    if y0.shape[0] > 2:
-        y = _packed_flow(y0, widths, rate, settle, levels)
-    return _unpack_state(y, widths)
+def _packed_levels(y0: np.ndarray, widths, rate, settle, n_steps: int, rtol: float, batch=()):
+    """:func:`_controlled_levels` of packed networks y0 = (W, V, ...): one network (k, P),
+    its mesh as a tuple and its state at t = 1; or B networks (k, B, P) of the batch shape
+    ``batch``, their meshes (B, n) and states (the fields batched over the networks)."""
+    rate_p, settle_p = _packed_fields(widths, rate, settle, batched=True)
+    if y0.ndim == 2:
+        levels, y = _controlled_levels(y0[:, None], rate_p, settle_p, n_steps, rtol)
+        return tuple(int(k) for k in levels[0]), y[:, 0]
+    return _controlled_levels(y0, rate_p, settle_p, n_steps, rtol, batch=batch)
 
 
 def _packed_problem(
@@ -2088,9 +2164,11 @@ def _packed_problem(
 
 
 def _polarized_layers(q, V: list[np.ndarray], U: list[np.ndarray]) -> list[np.ndarray]:
-    """:func:`_polarized` for lists of layers: II(V, U) from q(Z) = II(Z, Z)."""
-    nv, nu = _norm(V), _norm(U)
-    c = nv / nu if nv > 0 and nu > 0 else 1.0
+    """:func:`_polarized` for lists of layers (..., d_{k+1}, d_k): II(V, U) from
+    q(Z) = II(Z, Z), c = |V| / |U| network by network."""
+    nv, nu = _network_norm(V), _network_norm(U)
+    ok = (nv > 0) & (nu > 0)
+    c = np.where(ok, nv / np.where(ok, nu, 1.0), 1.0)[..., None, None]
     plus = q([v + c * u for v, u in zip(V, U, strict=True)])
     minus = q([v - c * u for v, u in zip(V, U, strict=True)])
     return [(p - m) / (4.0 * c) for p, m in zip(plus, minus, strict=True)]
@@ -2147,14 +2225,78 @@ def _balanced_layers_settle(W, *vectors):
     return [W, *(frame.tangent_projection_unchecked(Z) for Z in vectors)]
 
 
+def _balanced_networks(W, name: str) -> tuple[list[np.ndarray], BalancedFrame]:
+    """Validate balanced networks of general widths, one (layers (d_{k+1}, d_k)) or a batch
+    (layers (..., d_{k+1}, d_k)), each as :func:`~dln_manifolds.check_balanced` (the first
+    failing network named by its batch index), and build their frame."""
+    layers = as_layer_sequence(W, name, real=True, batch=True)
+    batch = layers[0].shape[:-2]
+    if not batch:
+        return _balanced_layers_point(layers, name)
+    r = check_hidden_widths(widths_of_layers(layers), f"widths of {name}")
+    s = np.linalg.svd(layers[0], compute_uv=False)[..., :r]
+    smin, smax = s.min(axis=-1), s.max(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        full_rank = (smin > 0) & (smax / smin <= 1.0 / (r * np.finfo(np.float64).eps))
+    for index in np.argwhere(~(layer_balance_errors(layers) <= 1e-6) | ~full_rank):
+        index = tuple(int(a) for a in index)
+        network = [z[index] for z in layers]
+        check_balanced(network, tol=1e-6, name=f"{name} (network {index} of the batch)")
+    return layers, BalancedFrame.from_valid(layers)
+
+
+def _broadcast_batch(batch: tuple[int, ...], layers: list[np.ndarray], name: str):
+    """The broadcast of the batch shape with the batch axes of ``layers`` (argument
+    ``name``)."""
+    try:
+        return np.broadcast_shapes(batch, layers[0].shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"{name} has batch axes {layers[0].shape[:-2]}, which do not broadcast with "
+            f"{batch}, those of W"
+        ) from None
+
+
+def _balanced_state(W, **vectors) -> tuple[np.ndarray, tuple[int, ...], tuple[int, ...]]:
+    """Balanced networks W of general widths, one or a batch, and vectors at them (names
+    and values; each projected onto the tangent space), validated, broadcast and packed
+    into states (1 + len(vectors), B, P); their widths and batch shape."""
+    W, frame = _balanced_networks(W, "W")
+    widths, batch = frame.widths, W[0].shape[:-2]
+    given = {
+        name: _layer_vector(V, name, widths, real=True, batch=True) for name, V in vectors.items()
+    }
+    shape = batch
+    for name, V in given.items():
+        shape = _broadcast_batch(shape, V, name)
+    if shape != batch:
+        W = [np.broadcast_to(z, shape + z.shape[-2:]) for z in W]
+        frame = BalancedFrame.from_valid(W, verify=False)
+    rows = [W] + [
+        frame.tangent_projection_unchecked([np.broadcast_to(z, shape + z.shape[-2:]) for z in V])
+        for V in given.values()
+    ]
+    B = int(np.prod(shape, dtype=int))
+    y0 = np.stack([_pack_rows([z.reshape((B,) + z.shape[-2:]) for z in row]) for row in rows])
+    return y0, widths, shape
+
+
+def _unpacked(y: np.ndarray, widths: tuple[int, ...], batch: tuple[int, ...]) -> list[np.ndarray]:
+    """The layers (*batch, d_{k+1}, d_k) of packed networks y (B, P) (copies)."""
+    return [np.array(z.reshape(batch + z.shape[-2:])) for z in _unpack_rows(y, widths)]
+
+
+_BALANCED_LAYERS_FIELDS = (_balanced_layers_rate, _balanced_layers_settle)
+
+
 def _balanced_exp_layers(W, V, n_steps: int, velocity: bool, rtol: float, mesh=None):
-    W, frame = _balanced_layers_point(W, "W")
-    V = frame.tangent_projection_unchecked(_layer_vector(V, "V", frame.widths, real=True))
-    fields = (_balanced_layers_rate, _balanced_layers_settle)
+    y0, widths, batch = _balanced_state(W, V=V)
     if mesh is not None:
-        W1, V1 = _packed_rk4([W, V], *fields, mesh)
+        levels = _batch_meshes(mesh, batch)
+        y = _packed_flow(y0, widths, *_BALANCED_LAYERS_FIELDS, levels, batched=True)
     else:
-        W1, V1 = _packed_controlled([W, V], *fields, n_steps, rtol)
+        y = _packed_levels(y0, widths, *_BALANCED_LAYERS_FIELDS, n_steps, rtol, batch)[1]
+    W1, V1 = (_unpacked(row, widths, batch) for row in y)
     return (W1, V1) if velocity else W1
 
 
@@ -2164,20 +2306,23 @@ def balanced_exp_mesh(
     n_steps: int = DEFAULT_GEODESIC_STEPS,
     *,
     rtol: float | None = None,
-) -> tuple[int, ...]:
+) -> tuple[int, ...] | np.ndarray:
     r"""The mesh that the step-controlled :func:`balanced_exp` chooses at (W, V).
 
     The levels :math:`k_i` (base step i of size 1/``n_steps`` cut into :math:`2^{k_i}`
     RK4 substeps) of the step control (module docstring, (C)); ``balanced_exp(W, V,
     n_steps, mesh=balanced_exp_mesh(W, V, n_steps, rtol=rtol))`` is
-    ``balanced_exp(W, V, n_steps, rtol=rtol)``. Cost: one controlled ``exp``.
+    ``balanced_exp(W, V, n_steps, rtol=rtol)``. Cost: one controlled ``exp``. A batch
+    of networks (layers with leading batch axes) gets one mesh per network, chosen as
+    for that network alone.
 
     Parameters
     ----------
-    W : list of N layers
-        Full-rank balanced network of general widths.
-    V : list of N layers
-        Tangent vector at W (its normal part is removed first).
+    W : list of N layers, shapes (d_{k+1}, d_k) or (..., d_{k+1}, d_k)
+        Full-rank balanced network of general widths, or a batch of them (the same
+        leading batch axes on every layer).
+    V : list of N layers, batch axes broadcastable with W's
+        Tangent vector(s) at W (their normal part is removed first).
     n_steps : int
         Base steps on [0, 1].
     rtol : float, optional
@@ -2185,48 +2330,76 @@ def balanced_exp_mesh(
 
     Returns
     -------
-    tuple of int
-        ``n_steps`` levels, each in 0..6.
+    tuple of int, or ndarray of int, shape (..., n_steps)
+        One network: ``n_steps`` levels, each in 0..6. A batch: an integer array whose
+        row ``[i, ...]`` is the mesh of network ``i`` (the broadcast batch shape of W
+        and V, then the levels), accepted as is by ``balanced_exp(mesh=...)``.
 
     Raises
     ------
     ValueError
         As :func:`balanced_exp`; TypeError if W is not a list of layers.
+
+    References
+    ----------
+    - [G] G. Menon, *The geometry of the deep linear network* (the balanced manifold,
+      eq. 4.5-4.6).
     """
     if not _is_list(W):
         raise TypeError(f"W must be a list of layers (general widths), got {type(W).__name__}")
     n_steps, rtol = _checked_steps(n_steps), _checked_rtol(rtol, W)
-    W, frame = _balanced_layers_point(W, "W")
-    V = frame.tangent_projection_unchecked(_layer_vector(V, "V", frame.widths, real=True))
-    y0 = np.stack([pack_layers(W), pack_layers(V)])
-    fields = (_balanced_layers_rate, _balanced_layers_settle)
-    return _packed_levels(y0, frame.widths, *fields, n_steps, rtol)[0]
+    y0, widths, batch = _balanced_state(W, V=V)
+    levels = _packed_levels(y0, widths, *_BALANCED_LAYERS_FIELDS, n_steps, rtol, batch)[0]
+    if not batch:
+        return tuple(int(k) for k in levels[0])
+    return levels.reshape(batch + (n_steps,))
 
 
-def _checked_mesh(mesh, n_steps: int, W) -> tuple[int, ...] | None:
+def _checked_mesh(mesh, n_steps: int) -> tuple[int, ...] | np.ndarray | None:
+    """A held mesh: a tuple of ``n_steps`` levels, or an integer array (..., n_steps)
+    of one mesh per network (:func:`balanced_exp_mesh` of a batch), levels in 0..6."""
     if mesh is None:
         return None
-    if not _is_list(W):
-        raise ValueError("mesh: only for networks given as lists of layers")
-    if not isinstance(mesh, (tuple, list)) or not all(
+    if isinstance(mesh, np.ndarray):
+        if mesh.dtype.kind not in "iu" or mesh.ndim == 0:
+            raise TypeError(
+                f"mesh must be a tuple of int levels or an integer array (..., n_steps), got "
+                f"an array of dtype {mesh.dtype} and shape {mesh.shape}"
+            )
+        levels = mesh
+    elif isinstance(mesh, (tuple, list)) and all(
         isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in mesh
     ):
+        levels = np.array(mesh, dtype=int)
+    else:
         raise TypeError(f"mesh must be a tuple of int levels, got {mesh!r}")
-    if len(mesh) != n_steps or not all(0 <= k <= _MAX_LEVEL for k in mesh):
+    if levels.shape[-1:] != (n_steps,) or not np.all((levels >= 0) & (levels <= _MAX_LEVEL)):
+        shown = tuple(mesh) if levels.ndim == 1 else f"an array of shape {levels.shape}"
         raise ValueError(
-            f"mesh must hold n_steps = {n_steps} levels in 0..{_MAX_LEVEL}, got {tuple(mesh)}"
+            f"mesh must hold n_steps = {n_steps} levels in 0..{_MAX_LEVEL}, got {shown}"
         )
-    return tuple(int(k) for k in mesh)
+    return tuple(int(k) for k in levels) if levels.ndim == 1 else levels.astype(int)
+
+
+def _batch_meshes(mesh: tuple[int, ...] | np.ndarray, batch: tuple[int, ...]) -> np.ndarray:
+    """One mesh per network (B, n) of the batch shape ``batch``: a tuple for all, or
+    meshes (..., n) broadcast to the batch."""
+    levels = np.asarray(mesh)
+    try:
+        levels = np.broadcast_to(levels, batch + levels.shape[-1:])
+    except ValueError:
+        raise ValueError(
+            f"mesh has batch axes {levels.shape[:-1]}, which do not broadcast to the batch "
+            f"of networks {batch}"
+        ) from None
+    return levels.reshape(-1, levels.shape[-1])
 
 
 def _balanced_transport_layers(W, V, U, n_steps: int, rtol: float) -> list[np.ndarray]:
-    W, frame = _balanced_layers_point(W, "W")
-    V = frame.tangent_projection_unchecked(_layer_vector(V, "V", frame.widths, real=True))
-    U = frame.tangent_projection_unchecked(_layer_vector(U, "U", frame.widths, real=True))
-    state = [W, V, U]
-    return _packed_controlled(state, _balanced_layers_rate, _balanced_layers_settle, n_steps, rtol)[
-        2
-    ]
+    y0, widths, batch = _balanced_state(W, V=V, U=U)
+    levels = _packed_levels(y0[:2], widths, *_BALANCED_LAYERS_FIELDS, n_steps, rtol, batch)[0]
+    y = _packed_flow(y0, widths, *_BALANCED_LAYERS_FIELDS, levels, batched=True)
+    return _unpacked(y[2], widths, batch)
 
 
 def _balanced_log_layers(

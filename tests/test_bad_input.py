@@ -50,6 +50,10 @@ ROT = np.stack([np.eye(D), np.array([[0.0, -1.0], [1.0, 0.0]])])  # O(d)^(N-1)
 XV, ZV, ZBV = X.reshape(-1), Z.reshape(-1), ZB.reshape(-1)
 ENERGY = dm.QuadraticEnergy(np.diag([3.0, 2.0]))
 WBW = dm.random_balanced_point(widths=(2, 3, 1), seed=0)  # balanced, general widths
+# a batch of two balanced networks of those widths, layers (2, d_{k+1}, d_k)
+WBB = [
+    np.stack(z) for z in zip(WBW, dm.random_balanced_point(widths=(2, 3, 1), seed=1), strict=True)
+]
 
 
 def _velocity(t, y):
@@ -149,6 +153,45 @@ KINDS = {
     ],
 }
 KINDS["widths?"] = [m for m in KINDS["widths"] if m[0] != "None"]  # None: square layers
+
+
+def _layers_put(v, x):
+    layers = [np.array(z, dtype=float) for z in v]
+    layers[-1].reshape(-1)[-1] = x
+    return layers
+
+
+def _unbalanced(v):
+    """The first layer of the second network of a batch scaled: off the balanced manifold."""
+    layers = [np.array(z, dtype=float) for z in v]
+    layers[0][1] *= 1.5
+    return layers
+
+
+#: a batch of networks of general widths (layers (B, d_{k+1}, d_k)), a point or a vector
+_LAYERS_BATCH = [
+    ("nan", lambda v: _layers_put(v, np.nan), ValueError),
+    ("inf", lambda v: _layers_put(v, np.inf), ValueError),
+    ("complex", lambda v: [np.asarray(z) + 0.5j for z in v], TypeError),
+    ("batch axes", lambda v: [*v[:-1], np.asarray(v[-1])[:1]], ValueError),  # one layer short
+    ("width", lambda v: [*v[:-1], np.concatenate([v[-1], v[-1][..., :1, :]], -2)], ValueError),
+    ("empty", lambda v: [], ValueError),
+    ("None", lambda v: None, TypeError),
+]
+KINDS["net_batch"] = [*_LAYERS_BATCH, ("unbalanced", _unbalanced, ValueError)]
+KINDS["vec_batch"] = [
+    *_LAYERS_BATCH,
+    ("unbroadcastable", lambda v: [np.concatenate([z, z[:1]]) for z in v], ValueError),
+]
+#: one held mesh per network, an integer array (B, n_steps) (here B = 2, n_steps = 4)
+KINDS["levels_batch?"] = [
+    ("float", lambda v: np.asarray(v) + 0.5, TypeError),
+    ("bool", lambda v: np.asarray(v) != 0, TypeError),
+    ("negative", lambda v: np.asarray(v) - 1, ValueError),
+    ("above 6", lambda v: np.asarray(v) + 7, ValueError),
+    ("length", lambda v: np.asarray(v)[..., :-1], ValueError),
+    ("unbroadcastable", lambda v: np.concatenate([v, v, v]), ValueError),
+]
 
 
 @dataclass
@@ -577,6 +620,33 @@ def _geodesic_entries():
                 ),
                 (sg.fiber_exp, WBW, {"n_steps": "count"}),
             )
+        ),
+        # batches of networks of general widths: layers (B, d_{k+1}, d_k)
+        E(
+            "balanced_exp[widths batch]",
+            sg.balanced_exp,
+            {"W": "net_batch", "V": "vec_batch", "mesh": "levels_batch?"},
+            W=WBB,
+            V=[0.1 * w for w in WBB],
+            n_steps=4,
+            mesh=np.zeros((2, 4), dtype=int),
+        ),
+        E(
+            "balanced_exp_mesh[widths batch]",
+            sg.balanced_exp_mesh,
+            {"W": "net_batch", "V": "vec_batch"},
+            W=WBB,
+            V=[0.1 * w for w in WBB],
+            n_steps=4,
+        ),
+        E(
+            "balanced_parallel_transport[widths batch]",
+            sg.balanced_parallel_transport,
+            {"W": "net_batch", "V": "vec_batch", "U": "vec_batch"},
+            W=WBB,
+            V=[0.1 * w for w in WBB],
+            U=[0.2 * w for w in WBB],
+            n_steps=4,
         ),
         E(
             "balanced_parallel_transport[widths]",

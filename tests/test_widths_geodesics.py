@@ -724,3 +724,140 @@ def test_held_mesh_is_the_controlled_exp_and_is_refined_near_the_singular_layers
     assert len(mesh) == sg.DEFAULT_GEODESIC_STEPS and max(mesh) >= 3 and min(mesh) == 0
     a, b = sg.balanced_exp(W, V), sg.balanced_exp(W, V, mesh=mesh)
     assert norm([x - y for x, y in zip(a, b, strict=True)]) < 1e-12 * norm(W)
+
+
+# ---------------------------------------------------------------------------
+# batches of networks of general widths (one call, a step control per network)
+# ---------------------------------------------------------------------------
+
+
+def _stacked(*networks):
+    """Networks of the same widths as one batch: layers (B, d_{k+1}, d_k)."""
+    return [np.stack(layers) for layers in zip(*networks, strict=True)]
+
+
+def _at(layers, index):
+    return [z[index] for z in layers]
+
+
+def _gap(a, b) -> float:
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b, strict=True))
+
+
+def _benign_and_near_singular():
+    """A benign geodesic (level 0 everywhere) and the refined one, as two networks."""
+    W0, V0, _, _, _ = _case("balanced", (3, 5, 4, 2), 1, 0.4)
+    W1, V1 = _near_singular()
+    return [W0, W1], [V0, V1]
+
+
+def test_batch_of_networks_equals_the_networks_one_by_one():
+    """exp (with velocity), its meshes, a held batch of meshes and the transport of a batch
+    mixing a benign and a refined geodesic are those of the networks one by one."""
+    Ws, Vs = _benign_and_near_singular()
+    Us = [_scaled(V, 1.0) for V in Vs[::-1]]  # each network's U: the other's V (projected)
+    Us = [balanced_tangent_projection(W, U) for W, U in zip(Ws, Us, strict=True)]
+    W, V, U = _stacked(*Ws), _stacked(*Vs), _stacked(*Us)
+    W1, V1 = sg.balanced_exp(W, V, velocity=True)
+    meshes = sg.balanced_exp_mesh(W, V)
+    T = sg.balanced_parallel_transport(W, V, U)
+    assert isinstance(meshes, np.ndarray) and meshes.shape == (2, sg.DEFAULT_GEODESIC_STEPS)
+    assert max(meshes[0]) == 0 and max(meshes[1]) >= 3  # one plain, one refined
+    for i, (Wi, Vi, Ui) in enumerate(zip(Ws, Vs, Us, strict=True)):
+        single = sg.balanced_exp_mesh(Wi, Vi)
+        assert tuple(meshes[i]) == single
+        Ei, Fi = sg.balanced_exp(Wi, Vi, velocity=True, mesh=single)  # = the controlled exp
+        scale = max(1.0, norm(Wi), norm(Vi))
+        assert _gap(_at(W1, i), Ei) < 1e-12 * scale and _gap(_at(V1, i), Fi) < 1e-12 * scale
+        Ti = sg.balanced_parallel_transport(Wi, Vi, Ui)
+        assert _gap(_at(T, i), Ti) < 1e-12 * max(1.0, norm(Ui))
+    held = sg.balanced_exp(W, V, mesh=meshes)
+    assert _gap(held, W1) < 1e-12 * max(1.0, norm(W), norm(V))
+    # negative control: one mesh for the whole batch (the benign network's) misses the
+    # refined network's end point (measured 6.4e-4 max entry; the equality above catches it)
+    shared = sg.balanced_exp(W, V, mesh=tuple(int(k) for k in meshes[0]))
+    assert _gap(_at(shared, 1), _at(W1, 1)) > 1e-4
+
+
+def test_batch_broadcasts_points_against_vectors():
+    """One network W against a batch of vectors (2, 3) (and a batch of W against one V):
+    results of the broadcast batch shape, each the exp of its own pair."""
+    W, V, _, _, _ = _case("balanced", (3, 5, 4, 2), 2, 0.3)
+    sizes = np.array([[0.2, 0.5, 1.0], [-0.4, 0.7, 0.1]])
+    Vb = [sizes[..., None, None] * z for z in V]
+    out = sg.balanced_exp(W, Vb)
+    assert [z.shape for z in out] == [(2, 3) + z.shape for z in W]
+    for index in [(0, 1), (1, 0)]:
+        one = sg.balanced_exp(W, _at(Vb, index))
+        assert _gap(_at(out, index), one) < 1e-12 * max(1.0, norm(W))
+    Wb = _stacked(W, W)
+    assert [z.shape for z in sg.balanced_exp(Wb, V)] == [(2,) + z.shape for z in W]
+    meshes = sg.balanced_exp_mesh(W, Vb)
+    assert meshes.shape == (2, 3, sg.DEFAULT_GEODESIC_STEPS)
+    # a held tuple or (1, n) array is every network's mesh
+    zero = (0,) * sg.DEFAULT_GEODESIC_STEPS
+    a = sg.balanced_exp(W, Vb, mesh=zero)
+    b = sg.balanced_exp(W, Vb, mesh=np.zeros((1, sg.DEFAULT_GEODESIC_STEPS), dtype=int))
+    assert _gap(a, b) == 0.0
+    with pytest.raises(ValueError, match=r"^V has batch axes \(2, 3\)"):
+        sg.balanced_exp(_stacked(W, W, W, W), Vb)
+    with pytest.raises(ValueError, match=r"^mesh has batch axes \(4,\)"):
+        sg.balanced_exp(W, Vb, mesh=np.zeros((4, sg.DEFAULT_GEODESIC_STEPS), dtype=int))
+    with pytest.raises(ValueError, match=r"^U has batch axes \(4,\)"):
+        sg.balanced_parallel_transport(W, Vb, _stacked(V, V, V, V))
+
+
+def test_a_batch_with_one_failing_network_raises_naming_it():
+    Ws, Vs = _benign_and_near_singular()
+    W, V = _stacked(*Ws), _stacked(*Vs)
+    # a network off the balanced manifold: named by its batch index
+    off = [z.copy() for z in W]
+    off[0][1] *= 1.5
+    with pytest.raises(ValueError, match=r"^W \(network \(1,\) of the batch\) is not on the"):
+        sg.balanced_exp(off, V)
+    # a geodesic that needs more than 64 substeps of a base step (the near-singular one
+    # with 2 base steps and rtol 1e-9; the benign network alone passes)
+    with pytest.raises(ValueError, match=r"geodesic of network \(1,\) of the batch needs more"):
+        sg.balanced_exp(W, V, 2, rtol=1e-9)
+    assert sg.balanced_exp_mesh(Ws[0], Vs[0], 2, rtol=1e-9)
+
+
+def test_geomstats_exp_and_transport_pass_the_batch_in_one_call(monkeypatch):
+    """BalancedManifold(widths=...): exp, the meshes held by its VJPs and the transport of
+    (2, 2) flat points are one core call each, equal to the points one by one."""
+    import dln_manifolds.geomstats.balanced as adapter
+
+    calls = []
+
+    def counted(fun):
+        def wrapped(*args, **kwargs):
+            calls.append(fun.__name__)
+            return fun(*args, **kwargs)
+
+        return wrapped
+
+    gs.random.seed(1)
+    space = GeomstatsBalanced(widths=(3, 5, 4, 2))
+    W = space.random_point(4).reshape(2, 2, -1)
+    V = space.to_tangent(0.3 * gs.random.normal(size=W.shape), W)
+    U = space.to_tangent(gs.random.normal(size=W.shape), W)
+    for name in ("balanced_exp", "balanced_exp_mesh", "balanced_parallel_transport"):
+        monkeypatch.setattr(adapter, name, counted(getattr(adapter, name)))
+    E = space.metric.exp(V, W)
+    meshes = space._geodesic_meshes(W, V, space.metric.n_steps)
+    T = space.metric.parallel_transport(U, W, direction=V)
+    held = space._geodesic_exp(W, V, space.metric.n_steps, meshes=meshes.reshape(4, -1))
+    assert calls == [
+        "balanced_exp",
+        "balanced_exp_mesh",
+        "balanced_parallel_transport",
+        "balanced_exp",
+    ]
+    assert meshes.shape == (2, 2, space.metric.n_steps)
+    assert np.max(np.abs(held - E)) < 1e-12 * np.max(np.abs(W))
+    for index in np.ndindex(2, 2):
+        layers = [space.to_layers(a[index]) for a in (W, V, U)]
+        e = sg.balanced_exp(layers[0], layers[1], space.metric.n_steps)
+        t = sg.balanced_parallel_transport(*layers, n_steps=space.metric.n_steps)
+        assert np.max(np.abs(E[index] - flat(e))) < 1e-12 * np.max(np.abs(W))
+        assert np.max(np.abs(T[index] - flat(t))) < 1e-12 * np.max(np.abs(U))

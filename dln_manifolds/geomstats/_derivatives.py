@@ -413,7 +413,7 @@ def _held_meshes(metric, v, w, repeat: int) -> dict:
     meshes = meshes_at(w.reshape((-1,) + pshape), v.reshape((-1,) + pshape), metric.n_steps)
     if meshes is None:
         return {}
-    return {"meshes": [m for m in meshes for _ in range(repeat)]}
+    return {"meshes": np.repeat(np.asarray(meshes), repeat, axis=0)}
 
 
 def induced_exp_vjp(args, ans, g, wanted):

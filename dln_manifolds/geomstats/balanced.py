@@ -117,9 +117,11 @@ class BalancedMetric(InducedFrobeniusMetric):
     For a space of general widths (``BalancedManifold(widths=...)``) points and tangent
     vectors are lists of layers or flat vectors (..., D) (:meth:`BalancedManifold.to_layers`),
     and ``exp``, ``log``, ``dist``, ``squared_dist`` and ``parallel_transport`` are the
-    general-widths geodesics of :mod:`~dln_manifolds.submanifold_geodesics` (one network
-    at a time over the batch, results of the kind of the first argument: flat vectors for
-    flat input, as geomstats' estimators such as ``FrechetMean`` need). Their ``exp`` is
+    general-widths geodesics of :mod:`~dln_manifolds.submanifold_geodesics` (``exp`` and
+    ``parallel_transport`` on the whole batch in one call, each network with its own step
+    control; ``log``, ``dist`` and ``squared_dist`` one network at a time; results of the
+    kind of the first argument: flat vectors for flat input, as geomstats' estimators such
+    as ``FrechetMean`` need). Their ``exp`` is
     step-controlled (``n_steps`` base steps refined where the local error asks for it, to
     :data:`~dln_manifolds.submanifold_geodesics.DEFAULT_GEODESIC_RTOL`; module docstring
     of :mod:`~dln_manifolds.submanifold_geodesics`), and so are ``log`` (which inverts
@@ -551,36 +553,31 @@ class BalancedManifold(LayersConversion, InducedSubmanifold):
             return retract_unchecked(W, V, order=2)
         return balanced_retraction(W, V, order=2)
 
-    # The general-widths geodesics of the core take one network: a loop over the batch of
-    # flat points, on the layers of each.
+    # The general-widths exp, its meshes and the transport of the core take a batch of
+    # networks (layers with leading batch axes, each network with its own step control):
+    # the flat points' layers in one call. The log and dist take one network: a loop.
     def _geodesic_exp(self, W, V, n_steps, meshes=None):
         """``meshes`` (general widths): one mesh of the step-controlled exp per flat point
         of the broadcast batch, held (:meth:`_geodesic_meshes`; derivatives)."""
-        if self.widths is not None:
-            if meshes is None:
-                return self.layout.over(lambda V1, W1: balanced_exp(W1, V1, n_steps), V, W)
-            W, V = np.broadcast_arrays(W, V)
-            lay = self.layout
-            out = [
-                lay.join(balanced_exp(lay.split(w), lay.split(v), n_steps, mesh=m))
-                for w, v, m in zip(
-                    W.reshape(-1, lay.size), V.reshape(-1, lay.size), meshes, strict=True
-                )
-            ]
-            return np.stack(out).reshape(W.shape)
-        return balanced_exp(W, V, n_steps)
+        if self.widths is None:
+            return balanced_exp(W, V, n_steps)
+        if meshes is None:
+            return self.layout.stacked(lambda W1, V1: balanced_exp(W1, V1, n_steps), W, V)
+        W, V = np.broadcast_arrays(W, V)
+        meshes = np.asarray(meshes).reshape(W.shape[:-1] + (n_steps,))
+        return self.layout.stacked(lambda W1, V1: balanced_exp(W1, V1, n_steps, mesh=meshes), W, V)
 
     def _geodesic_meshes(self, W, V, n_steps):
-        """The meshes of the step-controlled exp at each flat point of (W, V) (general
-        widths), else None (uniform steps)."""
+        """The meshes (..., n_steps) of the step-controlled exp at the flat points of (W, V)
+        (general widths; one call for the batch), else None (uniform steps)."""
         if self.widths is None:
             return None
         W, V = np.broadcast_arrays(W, V)
+        if 0 in W.shape[:-1]:
+            return np.zeros(W.shape[:-1] + (n_steps,), dtype=int)
         lay = self.layout
-        return [
-            balanced_exp_mesh(lay.split(w), lay.split(v), n_steps)
-            for w, v in zip(W.reshape(-1, lay.size), V.reshape(-1, lay.size), strict=True)
-        ]
+        meshes = balanced_exp_mesh(lay.split(W), lay.split(V), n_steps)
+        return np.asarray(meshes).reshape(W.shape[:-1] + (n_steps,))
 
     def _geodesic_log(self, W, T, n_steps, tol, max_iter):
         if self.widths is not None:
@@ -600,7 +597,7 @@ class BalancedManifold(LayersConversion, InducedSubmanifold):
 
     def _geodesic_transport(self, W, V, U, n_steps):
         if self.widths is not None:
-            return self.layout.over(
+            return self.layout.stacked(
                 lambda U1, V1, W1: balanced_parallel_transport(W1, V1, U1, n_steps=n_steps),
                 U,
                 V,
