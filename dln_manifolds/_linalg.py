@@ -28,6 +28,7 @@ __all__ = [
     "chain_second_derivative",
     "chain_segment_cuts",
     "chain_segment_signs",
+    "components_differ",
 ]
 
 
@@ -198,3 +199,18 @@ def chain_segment_signs(layers) -> np.ndarray:
             for i, j in zip(cuts[:-1], cuts[1:], strict=True)
         ]
     )
+
+
+def components_differ(W, T) -> bool:
+    """True if the real networks W and T lie in different connected components.
+
+    W, T: stacks (N, d, d) or sequences of N layers of the same widths. The
+    components of the full-rank networks are told apart by :func:`chain_segment_signs`
+    (the layers' determinant signs for square layers): no curve of full-rank networks,
+    hence no geodesic of the fiber or of the balanced manifold, joins points whose signs
+    differ. Complex networks form one component (False).
+    """
+    W, T = list(W), list(T)
+    if any(np.iscomplexobj(z) for z in (*W, *T)):
+        return False
+    return bool(np.any(chain_segment_signs(W) != chain_segment_signs(T)))

@@ -245,6 +245,7 @@ from ._linalg import (
     chain_second_derivative,
     chain_segment_cuts,
     chain_segment_signs,
+    components_differ,
     conj_transpose,
     pack_layers,
     solve_right,
@@ -1901,14 +1902,6 @@ def fiber_log(
     return _symmetric_log(W, T, _fiber_problem(X, n_steps), tol, max_iter)
 
 
-def _different_components(W: np.ndarray, T: np.ndarray) -> bool:
-    try:
-        _check_same_component(W, T)
-    except ValueError:
-        return True
-    return False
-
-
 def balanced_dist(
     W: ArrayLike, T: ArrayLike, n_steps: int = DEFAULT_GEODESIC_STEPS, **kw
 ) -> np.ndarray:
@@ -1928,7 +1921,7 @@ def balanced_dist(
     Wf, Tf = W.reshape((-1, N, d, d)), T.reshape((-1, N, d, d))
     out = np.empty(Wf.shape[0])
     for b, (Wb, Tb) in enumerate(zip(Wf, Tf, strict=True)):
-        if _different_components(Wb, Tb):
+        if components_differ(Wb, Tb):
             out[b] = np.inf
         else:
             out[b] = np.linalg.norm(balanced_log(Wb, Tb, n_steps, **kw))
@@ -1952,7 +1945,7 @@ def fiber_dist(
         return _norm(fiber_log(W, T, X, n_steps, **kw))
     W = as_stack(W)
     T = as_stack(T, "T", depth=W.shape[0], d=W.shape[1])
-    if _different_components(W, T):
+    if components_differ(W, T):
         return float("inf")
     return float(np.linalg.norm(fiber_log(W, T, X, n_steps, **kw)))
 

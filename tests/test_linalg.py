@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dln_manifolds._linalg import (
+    components_differ,
     conj_transpose,
     haar_from_gaussian,
     haar_orthogonal,
@@ -71,3 +72,20 @@ def test_haar_from_gaussian_is_the_qr_factor_with_positive_diagonal(complex_):
         np.testing.assert_array_equal(
             Q, Qr * np.sign(np.diagonal(Rr, axis1=-2, axis2=-1))[..., None, :]
         )
+
+
+def test_components_differ_by_the_segment_signs():
+    """Square stacks: a layer's determinant sign; general widths: the r x r product of
+    the layers between widths r (the hidden layers alone do not fix a component);
+    complex networks: one component."""
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((3, 2, 2))
+    flip = np.diag([-1.0, 1.0])
+    assert not components_differ(W, W + 0.01)
+    assert components_differ(W, np.stack([W[0] @ flip, W[1], W[2]]))
+    assert components_differ(W, np.stack([W[0] @ flip, flip @ W[1], W[2]]))  # every layer's sign
+    layers = [rng.standard_normal(s) for s in ((4, 2), (3, 4), (2, 3))]  # widths (2, 4, 3, 2)
+    other = [layers[0] @ flip, layers[1], layers[2]]
+    assert components_differ(layers, other)
+    assert not components_differ(layers, [layers[0], -layers[1], -layers[2]])  # product kept
+    assert not components_differ([z + 0j for z in layers], other)

@@ -582,6 +582,39 @@ def test_pymanopt_geodesics_on_rectangular_spaces(kind):
     assert M.dist(x, m) == pytest.approx(0.15, rel=1e-7)
 
 
+@pytest.mark.parametrize("kind", ["balanced", "fiber", "square balanced"])
+def test_pymanopt_log_and_dist_answer_repeats_from_the_cache(kind, monkeypatch):
+    """dist then log of one pair (pymanopt's NelderMead centroid) is one shooting solve;
+    the log handed out is a copy; geodesic_tol and other points solve anew; points of
+    different components have dist inf without a solve."""
+    if kind == "balanced":
+        M = BalancedManifold(widths=(2, 3, 2), seed=15)
+    elif kind == "fiber":
+        M = Fiber(np.array([[1.0, 0.2, 0.0], [0.1, 1.0, 0.3]]), 2, seed=15, widths=(3, 4, 2))
+    else:
+        M = BalancedManifold(2, 2, seed=15)
+    M.geodesic_steps = 10
+    solves = []
+    solve = M._solve_log
+    monkeypatch.setattr(M, "_solve_log", lambda a, b: solves.append(1) or solve(a, b))
+    x = M.random_point()
+    y = M.exp(x, 0.3 * M.random_tangent_vector(x))
+    d = M.dist(x, y)
+    w = M.log(x, y)
+    assert len(solves) == 1 and d == pytest.approx(float(np.sqrt(M.inner_product(x, w, w))))
+    w[0][...] = 0.0  # the caller's copy
+    assert M.dist(x, y) == d and len(solves) == 1
+    assert M.log(y, x) is not None and len(solves) == 2  # another pair: solved
+    M.geodesic_tol = 1e-8
+    assert M.dist(x, y) == pytest.approx(d, rel=1e-7) and len(solves) == 3
+    if kind == "square balanced":
+        flipped = x.copy()
+        flipped[0] = x[0] @ np.diag([-1.0, 1.0])  # balanced still; det W_1 changes sign
+        assert M.dist(x, flipped) == np.inf and len(solves) == 3
+        with pytest.raises(ValueError, match="component"):
+            M.log(x, flipped)
+
+
 @pytest.mark.slow
 def test_pymanopt_nelder_mead_runs_on_a_rectangular_balanced_manifold():
     """One NelderMead iteration (Karcher means by log/exp/dist, pair_mean): ~15 s."""

@@ -21,7 +21,6 @@ from .._linalg import chain_segment_cuts, chain_segment_signs
 from ..network import end_to_end, end_to_end_differential
 from ..submanifold_geodesics import (
     DEFAULT_GEODESIC_STEPS,
-    balanced_dist,
     balanced_exp,
     balanced_log,
 )
@@ -79,7 +78,8 @@ class BalancedManifold(InducedSubmanifold):
       ``geodesic_steps`` steps (:func:`~dln_manifolds.submanifold_geodesics.balanced_exp`);
       log: shooting to relative residual ``geodesic_tol``, ValueError when it
       does not converge (:func:`~dln_manifolds.submanifold_geodesics.balanced_log`);
-      dist: norm of log; pair_mean: geodesic midpoint. These make the
+      dist: norm of log (exact repeats of a pair come from a cache of 256 logs); pair_mean:
+      geodesic midpoint. These make the
       derivative-free solvers (NelderMead, ParticleSwarm) run; each log costs
       tens of exps, so they are slow beyond small d.
     """
@@ -237,17 +237,10 @@ class BalancedManifold(InducedSubmanifold):
         point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
         return self._out(balanced_exp(point, tangent_vector, self.geodesic_steps))
 
-    def log(self, point_a, point_b):
-        """Riemannian logarithm at ``point_a`` of ``point_b`` (shooting; ValueError if none)."""
-        point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
-        return self._out(
-            balanced_log(point_a, point_b, self.geodesic_steps, tol=self.geodesic_tol, max_iter=30)
+    def _solve_log(self, point_a, point_b):
+        return balanced_log(
+            point_a, point_b, self.geodesic_steps, tol=self.geodesic_tol, max_iter=30
         )
-
-    def dist(self, point_a, point_b) -> float:
-        """Geodesic distance, the norm of :meth:`log` (inf across connected components)."""
-        point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
-        return float(balanced_dist(point_a, point_b, self.geodesic_steps, tol=self.geodesic_tol))
 
     def pair_mean(self, point_a, point_b):
         """Geodesic midpoint :math:`\\exp_a(\\log_a(b)/2)`."""

@@ -41,7 +41,7 @@ from ..fiber import (
     tangent_to_generator,
 )
 from ..network import balanced_point, moments
-from ..submanifold_geodesics import DEFAULT_GEODESIC_STEPS, fiber_dist, fiber_exp, fiber_log
+from ..submanifold_geodesics import DEFAULT_GEODESIC_STEPS, fiber_exp, fiber_log
 from ._submanifold import InducedSubmanifold, LayerList
 
 __all__ = ["Fiber"]
@@ -126,7 +126,8 @@ class Fiber(InducedSubmanifold):
       (:func:`~dln_manifolds.submanifold_geodesics.fiber_exp`); ``log``:
       shooting to relative residual ``geodesic_tol``, ValueError when it does
       not converge (:func:`~dln_manifolds.submanifold_geodesics.fiber_log`);
-      ``dist``: norm of log; ``pair_mean``: geodesic midpoint. These make the
+      ``dist``: norm of log (exact repeats of a pair come from a cache of 256 logs);
+      ``pair_mean``: geodesic midpoint. These make the
       derivative-free solvers (NelderMead, ParticleSwarm) run; each log costs
       tens of exps, so they are slow beyond small d.
     """
@@ -321,20 +322,9 @@ class Fiber(InducedSubmanifold):
         point, tangent_vector = self._arrays(point=point, tangent_vector=tangent_vector)
         return self._out(fiber_exp(point, tangent_vector, self._X, self.geodesic_steps))
 
-    def log(self, point_a, point_b):
-        """Riemannian logarithm at ``point_a`` of ``point_b`` (shooting; ValueError if none)."""
-        point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
-        return self._out(
-            fiber_log(
-                point_a, point_b, self._X, self.geodesic_steps, tol=self.geodesic_tol, max_iter=30
-            )
-        )
-
-    def dist(self, point_a, point_b) -> float:
-        """Geodesic distance, the norm of :meth:`log` (inf across connected components)."""
-        point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
-        return float(
-            fiber_dist(point_a, point_b, self._X, self.geodesic_steps, tol=self.geodesic_tol)
+    def _solve_log(self, point_a, point_b):
+        return fiber_log(
+            point_a, point_b, self._X, self.geodesic_steps, tol=self.geodesic_tol, max_iter=30
         )
 
     def pair_mean(self, point_a, point_b):
