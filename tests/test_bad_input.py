@@ -669,24 +669,20 @@ def _geodesic_entries():
             U=[0.2 * w for w in WBB],
             n_steps=4,
         ),
-        E(
-            "fiber_exp[widths batch]",
-            sg.fiber_exp,
-            {"W": "cnet_batch", "V": "cvec_batch", "X": "carr_batch?"},
-            W=WBB,
-            V=[0.1 * w for w in WBB],
-            X=XBB,
-            n_steps=4,
-        ),
-        E(
-            "fiber_parallel_transport[widths batch]",
-            sg.fiber_parallel_transport,
-            {"W": "cnet_batch", "V": "cvec_batch", "U": "cvec_batch", "X": "carr_batch?"},
-            W=WBB,
-            V=[0.1 * w for w in WBB],
-            U=[0.2 * w for w in WBB],
-            X=XBB,
-            n_steps=4,
+        *(  # on their fibers: the exp, and the transport of U
+            E(
+                f"{fun.__name__}[widths batch]",
+                fun,
+                {"W": "cnet_batch", "X": "carr_batch?", **dict.fromkeys(vectors, "cvec_batch")},
+                W=WBB,
+                X=XBB,
+                n_steps=4,
+                **vectors,
+            )
+            for fun, vectors in (
+                (sg.fiber_exp, {"V": [0.1 * w for w in WBB]}),
+                (sg.fiber_parallel_transport, {"V": [0.1 * w for w in WBB], "U": WBB}),
+            )
         ),
         E(
             "balanced_parallel_transport[widths]",

@@ -822,11 +822,9 @@ def test_a_batch_with_one_failing_network_raises_naming_it():
     assert sg.balanced_exp_mesh(Ws[0], Vs[0], 2, rtol=1e-9)
 
 
-def test_geomstats_exp_and_transport_pass_the_batch_in_one_call(monkeypatch):
-    """BalancedManifold(widths=...): exp, the meshes held by its VJPs and the transport of
-    (2, 2) flat points are one core call each, equal to the points one by one."""
-    import dln_manifolds.geomstats.balanced as adapter
-
+def _count_calls(monkeypatch, module, names) -> list[str]:
+    """Wrap the functions ``names`` of ``module`` so that each call appends its name to the
+    returned list (the calls of an adapter into the core)."""
     calls = []
 
     def counted(fun):
@@ -836,13 +834,23 @@ def test_geomstats_exp_and_transport_pass_the_batch_in_one_call(monkeypatch):
 
         return wrapped
 
+    for name in names:
+        monkeypatch.setattr(module, name, counted(getattr(module, name)))
+    return calls
+
+
+def test_geomstats_exp_and_transport_pass_the_batch_in_one_call(monkeypatch):
+    """BalancedManifold(widths=...): exp, the meshes held by its VJPs and the transport of
+    (2, 2) flat points are one core call each, equal to the points one by one."""
+    import dln_manifolds.geomstats.balanced as adapter
+
     gs.random.seed(1)
     space = GeomstatsBalanced(widths=(3, 5, 4, 2))
     W = space.random_point(4).reshape(2, 2, -1)
     V = space.to_tangent(0.3 * gs.random.normal(size=W.shape), W)
     U = space.to_tangent(gs.random.normal(size=W.shape), W)
-    for name in ("balanced_exp", "balanced_exp_mesh", "balanced_parallel_transport"):
-        monkeypatch.setattr(adapter, name, counted(getattr(adapter, name)))
+    names = ("balanced_exp", "balanced_exp_mesh", "balanced_parallel_transport")
+    calls = _count_calls(monkeypatch, adapter, names)
     E = space.metric.exp(V, W)
     meshes = space._geodesic_meshes(W, V, space.metric.n_steps)
     T = space.metric.parallel_transport(U, W, direction=V)
@@ -961,23 +969,13 @@ def test_geomstats_fiber_exp_and_transport_pass_the_batch_in_one_call(monkeypatc
     equal to the points one by one."""
     import dln_manifolds.geomstats.fiber as adapter
 
-    calls = []
-
-    def counted(fun):
-        def wrapped(*args, **kwargs):
-            calls.append(fun.__name__)
-            return fun(*args, **kwargs)
-
-        return wrapped
-
     gs.random.seed(1)
     X = np.array([[1.0, 0.3, -0.2], [0.1, 0.8, 0.5]])
     space = GeomstatsFiber(X, 3, widths=(3, 5, 4, 2))
     W = space.random_point(4).reshape(2, 2, -1)
     V = space.to_tangent(0.3 * gs.random.normal(size=W.shape), W)
     U = space.to_tangent(gs.random.normal(size=W.shape), W)
-    for name in ("fiber_exp", "fiber_parallel_transport"):
-        monkeypatch.setattr(adapter, name, counted(getattr(adapter, name)))
+    calls = _count_calls(monkeypatch, adapter, ("fiber_exp", "fiber_parallel_transport"))
     E = space.metric.exp(V, W)
     T = space.metric.parallel_transport(U, W, direction=V)
     assert calls == ["fiber_exp", "fiber_parallel_transport"]
