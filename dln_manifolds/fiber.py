@@ -1773,18 +1773,20 @@ def _restore_batch(layers: list[np.ndarray], X: np.ndarray):
 
 def restore_chain_layers(W: list[np.ndarray], X: np.ndarray) -> list[np.ndarray]:
     """:func:`fiber_restore` of validated layers of general widths with batch axes
-    (..., d_{k+1}, d_k) onto X (d_N, d_0), vectorized over the networks (internal)."""
+    (..., d_{k+1}, d_k) onto X (d_N, d_0), or onto one X per network (X with the batch
+    axes of W, (..., d_N, d_0)), vectorized over the networks (internal)."""
     batch, Wb = _batch_of(W)
     if len(W) == 1:
         return [np.broadcast_to(X, W[0].shape).astype(np.result_type(W[0], X))]
     if Wb[0].shape[0] == 0:
         return [z.astype(np.result_type(z, X)) for z in W]
-    out, ok = _restore_batch(Wb, X)
+    Xb = np.broadcast_to(X, batch + X.shape[-2:]).reshape((-1,) + X.shape[-2:])
+    out, ok = _restore_batch(Wb, Xb if X.ndim > 2 else X)
 
-    def one(Wi):
-        return _chain_restore(Wi, X, "W cannot be restored onto the fiber")
+    def one(Wi, Xi):  # Xi: [X of network i]
+        return _chain_restore(Wi, Xi[0], "W cannot be restored onto the fiber")
 
-    out = _per_network(one, ~ok, [z.copy() for z in out], Wb)
+    out = _per_network(one, ~ok, [z.copy() for z in out], Wb, [Xb])
     return [z.reshape(batch + z.shape[1:]) for z in out]
 
 

@@ -159,7 +159,10 @@ steps). ``balanced_exp``, ``balanced_exp_mesh`` and ``balanced_parallel_transpor
 take a batch of networks, layers (..., d_{k+1}, d_k) with common leading batch axes (the
 vectors broadcast against them, as for square stacks (..., N, d, d)): every network gets
 its own step control and mesh, and at each base step the networks at the same level
-share one batched RK4 run (the results are those of the networks one by one). The state
+share one batched RK4 run (the results are those of the networks one by one).
+``fiber_exp`` and ``fiber_parallel_transport`` take such batches too (X one for all or one
+per network): their uniform RK4 is one run for the batch, the restore and the projections
+batched (the results are those of the networks one by one to rounding). The state
 is packed into one vector (the layers raveled and concatenated) for the same RK4 and
 shooting: ``log`` is the two-sided batched Newton above, the Jacobian columns
 integrated as one stack (the fields vectorized over the networks).
@@ -235,6 +238,7 @@ from ._checks import (
     as_matrix,
     as_stack,
     check_count,
+    check_full_rank,
     check_hidden_widths,
     check_positive,
     widths_of_layers,
@@ -259,7 +263,13 @@ from .balanced import (
     layer_balance_errors,
     restore_layers,
 )
-from .fiber import FiberNormalSolver, as_fiber_layers, fiber_restore
+from .fiber import (
+    FiberNormalSolver,
+    as_fiber_layers,
+    fiber_restore,
+    project_layers,
+    restore_chain_layers,
+)
 from .flows.integrators import integrate_flow
 from .network import end_to_end
 
@@ -735,11 +745,18 @@ def fiber_exp(
     Parameters
     ----------
     W : array_like, shape (N, d, d), or list of N layers
-        Point of the fiber (layers with a full-rank product; real or complex).
-    V : array_like, shape (N, d, d)
-        Tangent vector at W (its normal part is removed first).
+        Point of the fiber (layers with a full-rank product; real or complex). A list of
+        layers ``W[k]`` of shape (d_{k+1}, d_k) is one network of general widths; layers
+        (..., d_{k+1}, d_k) with the same leading batch axes are a batch of networks, each
+        checked and on its own fiber, all integrated in one batched RK4 run (the results
+        are those of the networks one by one, to rounding).
+    V : array_like, shape (N, d, d), or list of N layers
+        Tangent vector at W (its normal part is removed first); for lists, layers whose
+        batch axes broadcast with W's.
     X : array_like, shape (d, d) (or (d_N, d_0) for lists), optional
-        The end-to-end matrix to keep (default: the product of W).
+        The end-to-end matrix to keep (default: the product of W, network by network);
+        for a batch of networks, one X for all or one per network (..., d_N, d_0), its
+        batch axes broadcast with W's.
     n_steps : int
         RK4 steps.
     velocity : bool
@@ -747,14 +764,21 @@ def fiber_exp(
 
     Returns
     -------
-    ndarray, shape (N, d, d)
-        :math:`\gamma(1)` (or the pair :math:`(\gamma(1), \dot\gamma(1))`).
+    ndarray, shape (N, d, d), or list of N layers
+        :math:`\gamma(1)` (or the pair :math:`(\gamma(1), \dot\gamma(1))`). For lists,
+        layers (..., d_{k+1}, d_k) with the broadcast batch axes of W, V (and X).
 
     Raises
     ------
     ValueError
-        On bad shapes, or if the geodesic makes a layer singular or overflows
-        (the tangent vector is too large).
+        On bad shapes, or if the end-to-end matrix of a network is rank-deficient (for a
+        batch, the message names the first such network's batch index), or if the
+        geodesic makes a layer singular or overflows (the tangent vector is too large).
+    References
+    ----------
+    - [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+      network* (the fiber, section 2).
+    - [G] G. Menon, *The geometry of the deep linear network*.
     """
     n_steps = _checked_steps(n_steps)
     if _is_list(W):
@@ -911,25 +935,35 @@ def fiber_parallel_transport(
     Parameters
     ----------
     W : array_like, shape (N, d, d), or list of N layers
-        Point of the fiber (layers with a full-rank product).
-    V : array_like, shape (N, d, d)
-        Initial velocity of the geodesic (its normal part is removed first).
-    U : array_like, shape (N, d, d)
-        Tangent vector at W to transport (normal part removed first).
+        Point of the fiber (layers with a full-rank product); a list of layers with
+        leading batch axes (..., d_{k+1}, d_k) is a batch of networks of general widths
+        (:func:`fiber_exp`).
+    V : array_like, shape (N, d, d), or list of N layers
+        Initial velocity of the geodesic (its normal part is removed first); for lists,
+        layers whose batch axes broadcast with W's.
+    U : array_like, shape (N, d, d), or list of N layers
+        Tangent vector at W to transport (normal part removed first); as V.
     X : array_like, shape (d, d) (or (d_N, d_0) for lists), optional
-        The end-to-end matrix to keep (default: the product of W).
+        The end-to-end matrix to keep (default: the product of W); for a batch, as in
+        :func:`fiber_exp`.
     n_steps : int
         RK4 steps on [0, 1].
 
     Returns
     -------
-    ndarray, shape (N, d, d)
-        A tangent vector at :math:`\exp_W(V)` (``fiber_exp(W, V, X, n_steps)``).
+    ndarray, shape (N, d, d), or list of N layers
+        A tangent vector at :math:`\exp_W(V)` (``fiber_exp(W, V, X, n_steps)``); for
+        lists, layers with the broadcast batch axes of W, V, U (and X).
 
     Raises
     ------
     ValueError
         As :func:`fiber_exp`.
+    References
+    ----------
+    - [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
+      network* (the fiber, section 2).
+    - [G] G. Menon, *The geometry of the deep linear network*.
     """
     n_steps = _checked_steps(n_steps)
     if _is_list(W):
@@ -2509,23 +2543,20 @@ def _fiber_layers_rate(W, V, *U):
 
 
 def _fiber_layers_settler(X: np.ndarray):
+    """Restore onto X, then project each vector with one refined dense solve. Layers with
+    batch axes (B, d_{k+1}, d_k) (X (d_N, d_0), or one per network (B, d_N, d_0)): all
+    networks at once (the batched restore, solves with the stack of K)."""
+
     def settle(W, *vectors):
-        if W[0].ndim > 2:  # batch axes: one network at a time
-            out = [[np.empty_like(z) for z in layers] for layers in (W, *vectors)]
-            for idx in np.ndindex(W[0].shape[:-2]):
-                items = settle(*([z[idx] for z in layers] for layers in (W, *vectors)))
-                for dst, src in zip(out, items, strict=True):
-                    for d, z in zip(dst, src, strict=True):
-                        d[idx] = z
-            return out
-        # restore onto X, then project each vector with one refined dense solve
-        W = fiber_restore(W, X)
+        batched = W[0].ndim > 2
+        W = restore_chain_layers(W, X) if batched else fiber_restore(W, X)
         A, B, Ah, Bh, K = _chain_fiber_factors(W)
         out = []
         for V in vectors:
             for _ in range(2):
                 r = sum(a @ v @ b for a, v, b in zip(A, V, B, strict=True))
-                y = np.linalg.solve(K, r.reshape(-1)).reshape(r.shape)
+                rhs = r.reshape(r.shape[:-2] + (-1, 1)) if batched else r.reshape(-1)
+                y = np.linalg.solve(K, rhs).reshape(r.shape)
                 V = [v - n for v, n in zip(V, _chain_adjoint(Ah, Bh, y), strict=True)]
             out.append(V)
         return [W, *out]
@@ -2541,20 +2572,80 @@ def _fiber_layers_point(W, X) -> tuple[list[np.ndarray], np.ndarray]:
     return W, X
 
 
+def _fiber_networks(W, X) -> tuple[list[np.ndarray], np.ndarray, tuple[int, ...]]:
+    """Validate a batch of networks of general widths (layers (..., d_{k+1}, d_k)), each
+    with a full-rank end-to-end matrix (the first failing network named by its batch
+    index), and the end-to-end matrices of their fibers: X (d_N, d_0) for all, or one per
+    network (..., d_N, d_0) (default: the products of W); the broadcast batch shape."""
+    W = as_layer_sequence(W, "W", real=False, batch=True)
+    batch, shape = W[0].shape[:-2], (W[-1].shape[-2], W[0].shape[-1])
+    P = chain_product(W)
+    s = np.linalg.svd(P, compute_uv=False)
+    limit = 1.0 / (s.shape[-1] * np.finfo(np.float64).eps)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        full_rank = (s[..., -1] > 0) & (s[..., 0] <= limit * s[..., -1])
+    for index in np.argwhere(~full_rank)[:1]:
+        index = tuple(int(a) for a in index)
+        check_full_rank(s[index], f"end-to-end matrix of W (network {index} of the batch)")
+    if X is None:
+        return W, P.copy(), batch
+    X = as_array(X, "X", shape, real=False, batch=True)
+    try:
+        batch = np.broadcast_shapes(batch, X.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"X has batch axes {X.shape[:-2]}, which do not broadcast with {batch}, those of W"
+        ) from None
+    return W, X, batch
+
+
+def _fiber_state(W, X, **vectors):
+    """Networks W of general widths on their fibers, one or a batch, and vectors at them
+    (each projected onto the tangent space), validated and broadcast: one network as the
+    list of layers [W, *vectors] and X; a batch as packed states (1 + len(vectors), B, P),
+    X (d_N, d_0) or (B, d_N, d_0), the widths and the batch shape."""
+    if not any(_is_list(Z) and any(np.ndim(z) > 2 for z in Z) for Z in (W, *vectors.values())):
+        W, X = _fiber_layers_point(W, X)
+        solver, widths = FiberNormalSolver(W), widths_of_layers(W)
+        given = [_layer_vector(V, name, widths, real=False) for name, V in vectors.items()]
+        return [W, *(solver.project(V) for V in given)], X, widths, None
+    W, X, shape = _fiber_networks(W, X)
+    widths = (W[0].shape[-1], *(z.shape[-2] for z in W))
+    given = {n: _layer_vector(V, n, widths, real=False, batch=True) for n, V in vectors.items()}
+    for name, V in given.items():
+        shape = _broadcast_batch(shape, V, name)
+    W = [np.broadcast_to(z, shape + z.shape[-2:]) for z in W]
+    rows = [W] + [
+        project_layers(W, [np.broadcast_to(z, shape + z.shape[-2:]) for z in V])
+        for V in given.values()
+    ]
+    B = int(np.prod(shape, dtype=int))
+    dtype = np.result_type(X, *(z for row in rows for z in row))
+    y0 = np.stack([_pack_rows([z.reshape((B,) + z.shape[-2:]) for z in row]) for row in rows])
+    if X.ndim > 2:
+        X = np.broadcast_to(X, shape + X.shape[-2:]).reshape((B,) + X.shape[-2:])
+        X = X[0] if B == 1 else X  # one network alone: the single-network fields
+    return y0.astype(dtype, copy=False), X, widths, shape
+
+
+def _fiber_flow(W, X, n_steps: int, **vectors):
+    """The states at t = 1 of the fiber geodesic from (W, V) (and the transported U):
+    lists of layers, of one network or with the broadcast batch axes."""
+    state, X, widths, batch = _fiber_state(W, X, **vectors)
+    fields = (_fiber_layers_rate, _fiber_layers_settler(X))
+    if batch is None:
+        return _packed_rk4(state, *fields, n_steps)
+    y = _packed_flow(state, widths, *fields, n_steps, batched=True)
+    return [_unpacked(row, widths, batch) for row in y]
+
+
 def _fiber_exp_layers(W, V, X, n_steps: int, velocity: bool):
-    W, X = _fiber_layers_point(W, X)
-    V = FiberNormalSolver(W).project(_layer_vector(V, "V", widths_of_layers(W), real=False))
-    W1, V1 = _packed_rk4([W, V], _fiber_layers_rate, _fiber_layers_settler(X), n_steps)
+    W1, V1 = _fiber_flow(W, X, n_steps, V=V)
     return (W1, V1) if velocity else W1
 
 
 def _fiber_transport_layers(W, V, U, X, n_steps: int) -> list[np.ndarray]:
-    W, X = _fiber_layers_point(W, X)
-    solver = FiberNormalSolver(W)
-    V = solver.project(_layer_vector(V, "V", widths_of_layers(W), real=False))
-    U = solver.project(_layer_vector(U, "U", widths_of_layers(W), real=False))
-    settle = _fiber_layers_settler(X)
-    return _packed_rk4([W, V, U], _fiber_layers_rate, settle, n_steps)[2]
+    return _fiber_flow(W, X, n_steps, V=V, U=U)[2]
 
 
 def _fiber_log_layers(W, T, X, n_steps: int, tol: float, max_iter: int) -> list[np.ndarray]:

@@ -54,6 +54,7 @@ WBW = dm.random_balanced_point(widths=(2, 3, 1), seed=0)  # balanced, general wi
 WBB = [
     np.stack(z) for z in zip(WBW, dm.random_balanced_point(widths=(2, 3, 1), seed=1), strict=True)
 ]
+XBB = WBB[1] @ WBB[0]  # their end-to-end matrices (2, 1, 2): the fibers of the batch
 
 
 def _velocity(t, y):
@@ -182,6 +183,26 @@ KINDS["net_batch"] = [*_LAYERS_BATCH, ("unbalanced", _unbalanced, ValueError)]
 KINDS["vec_batch"] = [
     *_LAYERS_BATCH,
     ("unbroadcastable", lambda v: [np.concatenate([z, z[:1]]) for z in v], ValueError),
+]
+
+
+def _singular(v):
+    """The first layer of the second network of a batch zeroed: a rank-deficient product."""
+    layers = [np.array(z, dtype=float) for z in v]
+    layers[0][1] = 0.0
+    return layers
+
+
+#: a batch of networks on their fibers (complex allowed), vectors at them, and the
+#: end-to-end matrices of their fibers, one per network (..., d_N, d_0) (None: the products)
+KINDS["cnet_batch"] = [
+    *(m for m in _LAYERS_BATCH if m[0] != "complex"),
+    ("singular", _singular, ValueError),
+]
+KINDS["cvec_batch"] = [m for m in KINDS["vec_batch"] if m[0] != "complex"]
+KINDS["carr_batch?"] = [
+    *(m for m in _ARRAY if m[0] in ("shape", "nan", "inf", "bool", "empty", "list")),
+    ("unbroadcastable", lambda v: np.concatenate([v, v, v]), ValueError),
 ]
 #: one held mesh per network, an integer array (B, n_steps) (here B = 2, n_steps = 4)
 KINDS["levels_batch?"] = [
@@ -647,6 +668,21 @@ def _geodesic_entries():
             V=[0.1 * w for w in WBB],
             U=[0.2 * w for w in WBB],
             n_steps=4,
+        ),
+        *(  # on their fibers: the exp, and the transport of U
+            E(
+                f"{fun.__name__}[widths batch]",
+                fun,
+                {"W": "cnet_batch", "X": "carr_batch?", **dict.fromkeys(vectors, "cvec_batch")},
+                W=WBB,
+                X=XBB,
+                n_steps=4,
+                **vectors,
+            )
+            for fun, vectors in (
+                (sg.fiber_exp, {"V": [0.1 * w for w in WBB]}),
+                (sg.fiber_parallel_transport, {"V": [0.1 * w for w in WBB], "U": WBB}),
+            )
         ),
         E(
             "balanced_parallel_transport[widths]",

@@ -855,11 +855,9 @@ def test_a_batch_with_one_failing_network_raises_naming_it():
     assert sg.balanced_exp_mesh(Ws[0], Vs[0], 2, rtol=1e-9)
 
 
-def test_geomstats_exp_and_transport_pass_the_batch_in_one_call(monkeypatch):
-    """BalancedManifold(widths=...): exp, the meshes held by its VJPs and the transport of
-    (2, 2) flat points are one core call each, equal to the points one by one."""
-    import dln_manifolds.geomstats.balanced as adapter
-
+def _count_calls(monkeypatch, module, names) -> list[str]:
+    """Wrap the functions ``names`` of ``module`` so that each call appends its name to the
+    returned list (the calls of an adapter into the core)."""
     calls = []
 
     def counted(fun):
@@ -869,13 +867,23 @@ def test_geomstats_exp_and_transport_pass_the_batch_in_one_call(monkeypatch):
 
         return wrapped
 
+    for name in names:
+        monkeypatch.setattr(module, name, counted(getattr(module, name)))
+    return calls
+
+
+def test_geomstats_exp_and_transport_pass_the_batch_in_one_call(monkeypatch):
+    """BalancedManifold(widths=...): exp, the meshes held by its VJPs and the transport of
+    (2, 2) flat points are one core call each, equal to the points one by one."""
+    import dln_manifolds.geomstats.balanced as adapter
+
     gs.random.seed(1)
     space = GeomstatsBalanced(widths=(3, 5, 4, 2))
     W = space.random_point(4).reshape(2, 2, -1)
     V = space.to_tangent(0.3 * gs.random.normal(size=W.shape), W)
     U = space.to_tangent(gs.random.normal(size=W.shape), W)
-    for name in ("balanced_exp", "balanced_exp_mesh", "balanced_parallel_transport"):
-        monkeypatch.setattr(adapter, name, counted(getattr(adapter, name)))
+    names = ("balanced_exp", "balanced_exp_mesh", "balanced_parallel_transport")
+    calls = _count_calls(monkeypatch, adapter, names)
     E = space.metric.exp(V, W)
     meshes = space._geodesic_meshes(W, V, space.metric.n_steps)
     T = space.metric.parallel_transport(U, W, direction=V)
@@ -894,3 +902,120 @@ def test_geomstats_exp_and_transport_pass_the_batch_in_one_call(monkeypatch):
         t = sg.balanced_parallel_transport(*layers, n_steps=space.metric.n_steps)
         assert np.max(np.abs(E[index] - flat(e))) < 1e-12 * np.max(np.abs(W))
         assert np.max(np.abs(T[index] - flat(t))) < 1e-12 * np.max(np.abs(U))
+
+
+# ---------------------------------------------------------------------------
+# batches of networks on their fibers (one RK4 run for the batch)
+# ---------------------------------------------------------------------------
+
+
+def _fiber_pair():
+    """Two networks of widths (3, 5, 4, 2) on different fibers, velocities and vectors."""
+    cases = [_case("fiber", (3, 5, 4, 2), seed, size) for seed, size in ((1, 0.4), (2, 0.8))]
+    Ws, Vs, Xs = ([c[i] for c in cases] for i in range(3))
+    rng = np.random.default_rng(5)
+    Us = [fiber_tangent_projection(W, _gauss(rng, W)) for W in Ws]
+    return Ws, Vs, Us, Xs
+
+
+def test_fiber_batch_equals_the_networks_one_by_one():
+    """exp (with velocity) and transport of a batch of two networks on their own fibers
+    (X one per network, or the default products) are those of the networks one by one
+    (measured: within 1.4e-15 of them; the batch restores and projects in batched solves,
+    the single network through its own)."""
+    Ws, Vs, Us, Xs = _fiber_pair()
+    W, V, U = _stacked(*Ws), _stacked(*Vs), _stacked(*Us)
+    for X in (np.stack(Xs), None):
+        E, F = sg.fiber_exp(W, V, X, velocity=True)
+        T = sg.fiber_parallel_transport(W, V, U, X=X)
+        for i, (Wi, Vi, Ui, Xi) in enumerate(zip(Ws, Vs, Us, Xs, strict=True)):
+            Ei, Fi = sg.fiber_exp(Wi, Vi, Xi, velocity=True)
+            scale = max(1.0, norm(Wi), norm(Vi))
+            assert _gap(_at(E, i), Ei) < 1e-13 * scale and _gap(_at(F, i), Fi) < 1e-13 * scale
+            Ti = sg.fiber_parallel_transport(Wi, Vi, Ui, X=Xi)
+            assert _gap(_at(T, i), Ti) < 1e-13 * max(1.0, norm(Ui))
+            assert np.linalg.norm(end_to_end(_at(E, i)) - Xi) < 1e-12 * np.linalg.norm(Xi)
+    # negative control: one X for the batch (the first network's) moves the second
+    # network onto the first one's fiber (measured: 8.3 max entry off its own end point;
+    # the equality above catches it)
+    shared = sg.fiber_exp(W, V, Xs[0])
+    assert _gap(_at(shared, 1), sg.fiber_exp(Ws[1], Vs[1], Xs[1])) > 1e-2
+    assert _gap(_at(shared, 0), sg.fiber_exp(Ws[0], Vs[0], Xs[0])) < 1e-13 * norm(Ws[0])
+
+
+def test_fiber_batch_broadcasts_points_against_vectors():
+    """One network W against a batch of vectors (2, 3) (and a batch of W against one V and
+    one X): results of the broadcast batch shape, each the exp of its own pair."""
+    W, V, X, _, _ = _case("fiber", (3, 5, 4, 2), 3, 0.3)
+    sizes = np.array([[0.2, 0.5, 1.0], [-0.4, 0.7, 0.1]])
+    Vb = [sizes[..., None, None] * z for z in V]
+    out = sg.fiber_exp(W, Vb, X)
+    assert [z.shape for z in out] == [(2, 3) + z.shape for z in W]
+    moved = sg.fiber_parallel_transport(W, Vb, V, X=X)
+    for index in [(0, 1), (1, 0)]:
+        one = sg.fiber_exp(W, _at(Vb, index), X)
+        assert _gap(_at(out, index), one) < 1e-13 * max(1.0, norm(W))
+        one = sg.fiber_parallel_transport(W, _at(Vb, index), V, X=X)
+        assert _gap(_at(moved, index), one) < 1e-13 * max(1.0, norm(V))
+    Wb = _stacked(W, W)
+    assert [z.shape for z in sg.fiber_exp(Wb, V, X)] == [(2,) + z.shape for z in W]
+    with pytest.raises(ValueError, match=r"^V has batch axes \(2, 3\)"):
+        sg.fiber_exp(_stacked(W, W, W, W), Vb, X)
+    with pytest.raises(ValueError, match=r"^X has batch axes \(4,\)"):
+        sg.fiber_exp(Wb, V, np.stack([X] * 4))
+    with pytest.raises(ValueError, match=r"^U has batch axes \(4,\)"):
+        sg.fiber_parallel_transport(W, Vb, _stacked(V, V, V, V), X=X)
+
+
+def test_fiber_batch_with_a_rank_deficient_network_raises_naming_it():
+    Ws, Vs, _, _ = _fiber_pair()
+    W, V = _stacked(*Ws), _stacked(*Vs)
+    W[0][1] = 0.0  # the second network's first layer: a zero end-to-end matrix
+    with pytest.raises(ValueError, match=r"^end-to-end matrix of W \(network \(1,\) of the batch"):
+        sg.fiber_exp(W, V)
+    with pytest.raises(ValueError, match=r"^end-to-end matrix of W \(network \(1,\) of the batch"):
+        sg.fiber_parallel_transport(W, V, V)
+
+
+def test_complex_fiber_batch_equals_the_networks_one_by_one():
+    """Two complex networks over one complex X: exp and transport of the batch."""
+    rng = np.random.default_rng(17)
+    X = rng.standard_normal((3, 2)) + 1j * rng.standard_normal((3, 2))
+    Ws, Vs = [], []
+    for _ in range(2):
+        W = fiber_restore([rng.standard_normal(s) + 0j for s in ((3, 2), (3, 3))], X)
+        V = fiber_tangent_projection(W, [rng.standard_normal(w.shape) + 1j for w in W])
+        Ws.append(W)
+        Vs.append([0.2 * norm(W) / norm(V) * v for v in V])
+    W, V = _stacked(*Ws), _stacked(*Vs)
+    E = sg.fiber_exp(W, V, X)
+    T = sg.fiber_parallel_transport(W, V, _stacked(*Vs[::-1]), X=X)
+    assert E[0].dtype == np.complex128
+    for i in range(2):
+        assert _gap(_at(E, i), sg.fiber_exp(Ws[i], Vs[i], X)) < 1e-13 * norm(Ws[i])
+        Ti = sg.fiber_parallel_transport(Ws[i], Vs[i], Vs[1 - i], X=X)
+        assert _gap(_at(T, i), Ti) < 1e-13 * norm(Vs[1 - i])
+
+
+def test_geomstats_fiber_exp_and_transport_pass_the_batch_in_one_call(monkeypatch):
+    """Fiber(widths=...): exp and transport of (2, 2) flat points are one core call each,
+    equal to the points one by one."""
+    import dln_manifolds.geomstats.fiber as adapter
+
+    gs.random.seed(1)
+    X = np.array([[1.0, 0.3, -0.2], [0.1, 0.8, 0.5]])
+    space = GeomstatsFiber(X, 3, widths=(3, 5, 4, 2))
+    W = space.random_point(4).reshape(2, 2, -1)
+    V = space.to_tangent(0.3 * gs.random.normal(size=W.shape), W)
+    U = space.to_tangent(gs.random.normal(size=W.shape), W)
+    calls = _count_calls(monkeypatch, adapter, ("fiber_exp", "fiber_parallel_transport"))
+    E = space.metric.exp(V, W)
+    T = space.metric.parallel_transport(U, W, direction=V)
+    assert calls == ["fiber_exp", "fiber_parallel_transport"]
+    assert E.shape == T.shape == W.shape
+    for index in np.ndindex(2, 2):
+        layers = [space.to_layers(a[index]) for a in (W, V, U)]
+        e = sg.fiber_exp(layers[0], layers[1], X, space.metric.n_steps)
+        t = sg.fiber_parallel_transport(*layers, X=X, n_steps=space.metric.n_steps)
+        assert np.max(np.abs(E[index] - flat(e))) < 1e-13 * np.max(np.abs(W))
+        assert np.max(np.abs(T[index] - flat(t))) < 1e-13 * np.max(np.abs(U))

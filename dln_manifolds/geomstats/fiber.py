@@ -76,7 +76,8 @@ class Fiber(LayersConversion, InducedSubmanifold):
     space). :meth:`to_layers` and :meth:`from_layers` convert. The dimension is
     :math:`D - d_0 d_N`. The geodesics (``metric.exp``, ``log``, ``dist``,
     ``parallel_transport``) are those of :mod:`~dln_manifolds.submanifold_geodesics` for
-    general widths, on the layers of each flat point (one network at a time), and are
+    general widths (``exp`` and ``parallel_transport`` on the layers of the whole batch in
+    one call, one RK4 run; ``log`` and ``dist`` one network at a time), and are
     differentiable under autograd and pytorch as for square layers
     (:class:`~dln_manifolds.geomstats.induced.InducedFrobeniusMetric`). ``to_tangent``,
     ``projection``, ``retraction`` and ``belongs`` take the whole batch in one call of
@@ -220,8 +221,10 @@ class Fiber(LayersConversion, InducedSubmanifold):
             return retract_chain_layers(W, V, self.X)
         return fiber_retraction(W, V, X=self.X)
 
+    # general widths: the exp and the transport of the core take a batch of networks (the
+    # flat points' layers in one call, one RK4 run); the log and dist take one network
     def _geodesic_exp(self, W, V, n_steps):
-        return self._over_networks(lambda V1, W1: fiber_exp(W1, V1, self.X, n_steps), V, W)
+        return self._over(lambda V1, W1: fiber_exp(W1, V1, self.X, n_steps), V, W)
 
     def _geodesic_log(self, W, T, n_steps, tol, max_iter):
         return self._over_networks(
@@ -237,7 +240,7 @@ class Fiber(LayersConversion, InducedSubmanifold):
         return batched_over_points(one, T, W, point_ndim=len(self.shape))
 
     def _geodesic_transport(self, W, V, U, n_steps):
-        return self._over_networks(
+        return self._over(
             lambda U1, V1, W1: fiber_parallel_transport(W1, V1, U1, X=self.X, n_steps=n_steps),
             U,
             V,
