@@ -774,6 +774,7 @@ def fiber_exp(
         On bad shapes, or if the end-to-end matrix of a network is rank-deficient (for a
         batch, the message names the first such network's batch index), or if the
         geodesic makes a layer singular or overflows (the tangent vector is too large).
+
     References
     ----------
     - [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
@@ -959,6 +960,7 @@ def fiber_parallel_transport(
     ------
     ValueError
         As :func:`fiber_exp`.
+
     References
     ----------
     - [R] K. Lindsey and G. Menon, *Regularization implies balancedness in the deep linear
