@@ -1642,7 +1642,10 @@ class _LogProblem:
             if chosen == mesh:
                 return V
             mesh = chosen
-            e = _to_real(self.exp_velocity(V, mesh)[0])
+            try:
+                e = _to_real(self.exp_velocity(V, mesh)[0])
+            except ValueError:
+                return None
         return None
 
     def shoot(self, T, tol, max_iter) -> np.ndarray:
@@ -2274,16 +2277,26 @@ def _balanced_networks(W, name: str) -> tuple[list[np.ndarray], BalancedFrame]:
     return layers, BalancedFrame.from_valid(layers)
 
 
-def _broadcast_batch(batch: tuple[int, ...], layers: list[np.ndarray], name: str):
-    """The broadcast of the batch shape with the batch axes of ``layers`` (argument
-    ``name``)."""
+def _broadcast_batch(batch: tuple[int, ...], layers: list[np.ndarray], name: str, before: str):
+    """The broadcast of the batch shape (that of the arguments ``before``) with the batch
+    axes of ``layers`` (argument ``name``)."""
     try:
         return np.broadcast_shapes(batch, layers[0].shape[:-2])
     except ValueError:
         raise ValueError(
             f"{name} has batch axes {layers[0].shape[:-2]}, which do not broadcast with "
-            f"{batch}, those of W"
+            f"{batch}, those of {before}"
         ) from None
+
+
+def _broadcast_vectors(batch: tuple[int, ...], vectors: dict, before: str) -> tuple[int, ...]:
+    """The batch shape of ``before`` (W, and X if given) broadcast with the vectors' batch
+    axes, in order; an error names the vector and the arguments before it."""
+    names = [before]
+    for name, V in vectors.items():
+        batch = _broadcast_batch(batch, V, name, " and ".join(names))
+        names.append(name)
+    return batch
 
 
 def _balanced_state(W, **vectors) -> tuple[np.ndarray, tuple[int, ...], tuple[int, ...]]:
@@ -2295,9 +2308,7 @@ def _balanced_state(W, **vectors) -> tuple[np.ndarray, tuple[int, ...], tuple[in
     given = {
         name: _layer_vector(V, name, widths, real=True, batch=True) for name, V in vectors.items()
     }
-    shape = batch
-    for name, V in given.items():
-        shape = _broadcast_batch(shape, V, name)
+    shape = _broadcast_vectors(batch, given, "W")
     if shape != batch:
         W = [np.broadcast_to(z, shape + z.shape[-2:]) for z in W]
         frame = BalancedFrame.from_valid(W, verify=False)
@@ -2611,11 +2622,11 @@ def _fiber_state(W, X, **vectors):
         solver, widths = FiberNormalSolver(W), widths_of_layers(W)
         given = [_layer_vector(V, name, widths, real=False) for name, V in vectors.items()]
         return [W, *(solver.project(V) for V in given)], X, widths, None
+    before = "W" if X is None or np.ndim(X) < 3 else "W and X"
     W, X, shape = _fiber_networks(W, X)
     widths = (W[0].shape[-1], *(z.shape[-2] for z in W))
     given = {n: _layer_vector(V, n, widths, real=False, batch=True) for n, V in vectors.items()}
-    for name, V in given.items():
-        shape = _broadcast_batch(shape, V, name)
+    shape = _broadcast_vectors(shape, given, before)
     W = [np.broadcast_to(z, shape + z.shape[-2:]) for z in W]
     rows = [W] + [
         project_layers(W, [np.broadcast_to(z, shape + z.shape[-2:]) for z in V])

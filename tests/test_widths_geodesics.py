@@ -607,6 +607,10 @@ def test_pymanopt_log_and_dist_answer_repeats_from_the_cache(kind, monkeypatch):
     assert M.log(y, x) is not None and len(solves) == 2  # another pair: solved
     M.geodesic_tol = 1e-8
     assert M.dist(x, y) == pytest.approx(d, rel=1e-7) and len(solves) == 3
+    if kind == "balanced":  # across components, the points are still checked
+        off = LayerList([1.5 * x[0] @ np.diag([-1.0, 1.0]), x[1]])  # unbalanced, det flipped
+        with pytest.raises(ValueError, match="balanced"):
+            M.dist(x, off)
     if kind == "square balanced":
         flipped = x.copy()
         flipped[0] = x[0] @ np.diag([-1.0, 1.0])  # balanced still; det W_1 changes sign
@@ -836,7 +840,7 @@ def test_batch_broadcasts_points_against_vectors():
         sg.balanced_exp(_stacked(W, W, W, W), Vb)
     with pytest.raises(ValueError, match=r"^mesh has batch axes \(4,\)"):
         sg.balanced_exp(W, Vb, mesh=np.zeros((4, sg.DEFAULT_GEODESIC_STEPS), dtype=int))
-    with pytest.raises(ValueError, match=r"^U has batch axes \(4,\)"):
+    with pytest.raises(ValueError, match=r"^U has batch axes \(4,\).*\(2, 3\), those of W and V$"):
         sg.balanced_parallel_transport(W, Vb, _stacked(V, V, V, V))
 
 
@@ -963,7 +967,7 @@ def test_fiber_batch_broadcasts_points_against_vectors():
         sg.fiber_exp(_stacked(W, W, W, W), Vb, X)
     with pytest.raises(ValueError, match=r"^X has batch axes \(4,\)"):
         sg.fiber_exp(Wb, V, np.stack([X] * 4))
-    with pytest.raises(ValueError, match=r"^U has batch axes \(4,\)"):
+    with pytest.raises(ValueError, match=r"^U has batch axes \(4,\).*\(2, 3\), those of W and V$"):
         sg.fiber_parallel_transport(W, Vb, _stacked(V, V, V, V), X=X)
 
 

@@ -123,6 +123,11 @@ class InducedSubmanifold(RiemannianSubmanifold):
         """The core's log at validated points (a subclass's shooting solve)."""
         return self._no_geodesics()
 
+    def _solve_dist(self, point_a, point_b) -> float:
+        """The core's dist at points of different components: inf once the core has
+        checked that both are points of the space (else its ValueError)."""
+        return self._no_geodesics()
+
     def _cached_log(self, point_a, point_b):
         """log at validated points, from the cache of exact repeats (copy before handing out)."""
         options = (self.geodesic_steps, self.geodesic_tol)
@@ -156,7 +161,7 @@ class InducedSubmanifold(RiemannianSubmanifold):
         """Geodesic distance, the norm of :meth:`log` (inf across connected components)."""
         point_a, point_b = self._arrays(point_a=point_a, point_b=point_b)
         if components_differ(point_a, point_b):
-            return float("inf")
+            return self._solve_dist(point_a, point_b)
         V = self._cached_log(point_a, point_b)
         return float(np.sqrt(sum(np.sum(np.abs(z) ** 2) for z in V)))
 

@@ -21,6 +21,7 @@ from .._linalg import chain_segment_cuts, chain_segment_signs
 from ..network import end_to_end, end_to_end_differential
 from ..submanifold_geodesics import (
     DEFAULT_GEODESIC_STEPS,
+    balanced_dist,
     balanced_exp,
     balanced_log,
 )
@@ -241,6 +242,9 @@ class BalancedManifold(InducedSubmanifold):
         return balanced_log(
             point_a, point_b, self.geodesic_steps, tol=self.geodesic_tol, max_iter=30
         )
+
+    def _solve_dist(self, point_a, point_b) -> float:
+        return float(balanced_dist(point_a, point_b, self.geodesic_steps, tol=self.geodesic_tol))
 
     def pair_mean(self, point_a, point_b):
         """Geodesic midpoint :math:`\\exp_a(\\log_a(b)/2)`."""

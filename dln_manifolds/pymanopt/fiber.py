@@ -41,7 +41,7 @@ from ..fiber import (
     tangent_to_generator,
 )
 from ..network import balanced_point, moments
-from ..submanifold_geodesics import DEFAULT_GEODESIC_STEPS, fiber_exp, fiber_log
+from ..submanifold_geodesics import DEFAULT_GEODESIC_STEPS, fiber_dist, fiber_exp, fiber_log
 from ._submanifold import InducedSubmanifold, LayerList
 
 __all__ = ["Fiber"]
@@ -325,6 +325,11 @@ class Fiber(InducedSubmanifold):
     def _solve_log(self, point_a, point_b):
         return fiber_log(
             point_a, point_b, self._X, self.geodesic_steps, tol=self.geodesic_tol, max_iter=30
+        )
+
+    def _solve_dist(self, point_a, point_b) -> float:
+        return float(
+            fiber_dist(point_a, point_b, self._X, self.geodesic_steps, tol=self.geodesic_tol)
         )
 
     def pair_mean(self, point_a, point_b):
