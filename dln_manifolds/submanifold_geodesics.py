@@ -1952,7 +1952,7 @@ def balanced_dist(
     """
     if _is_list(W):
         W = check_balanced(W, tol=1e-6, name="W")
-        if _is_list(T) and _layers_components_differ(W, check_balanced(T, 1e-6, "T")):
+        if _is_list(T) and components_differ(W, check_balanced(T, 1e-6, "T")):
             return np.array(np.inf)
         return np.array(_norm(balanced_log(W, T, n_steps, **kw)))
     W, T = _balanced_pair(W, T, "W", "T")
@@ -1979,7 +1979,7 @@ def fiber_dist(
         W = as_fiber_layers(W)
         if _is_list(T):
             T = as_layer_sequence(T, "T", widths=widths_of_layers(W), batch=False)
-            if _layers_components_differ(W, T):
+            if components_differ(W, T):
                 return float("inf")
         return _norm(fiber_log(W, T, X, n_steps, **kw))
     W = as_stack(W)
@@ -2206,26 +2206,18 @@ def _polarized_layers(q, V: list[np.ndarray], U: list[np.ndarray]) -> list[np.nd
     return [(p - m) / (4.0 * c) for p, m in zip(plus, minus, strict=True)]
 
 
-def _layers_components_differ(W: list[np.ndarray], T: list[np.ndarray]) -> str | None:
-    """None if W and T may be joined (same signs, or complex), else the reason."""
-    if any(np.iscomplexobj(z) for z in (*W, *T)):
-        return None
-    sw, st = chain_segment_signs(W), chain_segment_signs(T)
-    bad = np.flatnonzero(sw != st)
-    if bad.size == 0:
-        return None
+def _check_same_component_layers(W: list[np.ndarray], T: list[np.ndarray]) -> None:
+    """ValueError naming the first r x r product whose determinant signs differ, where W
+    and T lie in different components (:func:`components_differ`)."""
+    if not components_differ(W, T):
+        return
+    bad = np.flatnonzero(chain_segment_signs(W) != chain_segment_signs(T))
     cuts = chain_segment_cuts(widths_of_layers(W))
     i, j = cuts[bad[0]], cuts[bad[0] + 1]
-    return (
+    raise ValueError(
         f"the two points lie in different connected components (the r x r product of "
         f"layers {i + 1}..{j} has determinants of opposite signs): no geodesic joins them"
     )
-
-
-def _check_same_component_layers(W: list[np.ndarray], T: list[np.ndarray]) -> None:
-    reason = _layers_components_differ(W, T)
-    if reason is not None:
-        raise ValueError(reason)
 
 
 # -- balanced manifold, general widths ----------------------------------------
