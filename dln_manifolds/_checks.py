@@ -46,6 +46,7 @@ __all__ = [
     "as_layer_sequence",
     "as_layer_stack",
     "check_full_rank_batch",
+    "full_rank_mask",
     "check_matrix_space",
     "as_generator",
     "check_square_or_widths",
@@ -201,13 +202,21 @@ def check_full_rank_batch(
     """
     s = np.asarray(singular_values)
     flat = s.reshape(-1, s.shape[-1])
-    if max_condition is None:
-        max_condition = 1.0 / (s.shape[-1] * np.finfo(np.float64).eps)
-    smax, smin = flat.max(axis=-1), flat.min(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        bad = ~((smin > 0) & (smax / smin <= max_condition))
+    bad = ~full_rank_mask(flat, max_condition)
     if np.any(bad):
         check_full_rank(flat[np.argmax(bad)], name, max_condition)
+
+
+def full_rank_mask(singular_values: np.ndarray, max_condition: float | None = None) -> np.ndarray:
+    """True where a stack of singular values (..., d) passes :func:`check_full_rank`: a
+    positive smallest value and a condition number at most ``max_condition`` (default
+    ``1 / (d * eps)``); shape (...)."""
+    s = np.asarray(singular_values)
+    if max_condition is None:
+        max_condition = 1.0 / (s.shape[-1] * np.finfo(np.float64).eps)
+    smax, smin = s.max(axis=-1), s.min(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return (smin > 0) & (smax / smin <= max_condition)
 
 
 def as_array(

@@ -241,6 +241,7 @@ from ._checks import (
     check_full_rank,
     check_hidden_widths,
     check_positive,
+    full_rank_mask,
     widths_of_layers,
 )
 from ._linalg import (
@@ -2258,10 +2259,7 @@ def _balanced_networks(W, name: str) -> tuple[list[np.ndarray], BalancedFrame]:
     if not batch:
         return _balanced_layers_point(layers, name)
     r = check_hidden_widths(widths_of_layers(layers), f"widths of {name}")
-    s = np.linalg.svd(layers[0], compute_uv=False)[..., :r]
-    smin, smax = s.min(axis=-1), s.max(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        full_rank = (smin > 0) & (smax / smin <= 1.0 / (r * np.finfo(np.float64).eps))
+    full_rank = full_rank_mask(np.linalg.svd(layers[0], compute_uv=False)[..., :r])
     for index in np.argwhere(~(layer_balance_errors(layers) <= 1e-6) | ~full_rank):
         index = tuple(int(a) for a in index)
         network = [z[index] for z in layers]
@@ -2586,10 +2584,7 @@ def _fiber_networks(W, X) -> tuple[list[np.ndarray], np.ndarray, tuple[int, ...]
     batch, shape = W[0].shape[:-2], (W[-1].shape[-2], W[0].shape[-1])
     P = chain_product(W)
     s = np.linalg.svd(P, compute_uv=False)
-    limit = 1.0 / (s.shape[-1] * np.finfo(np.float64).eps)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        full_rank = (s[..., -1] > 0) & (s[..., 0] <= limit * s[..., -1])
-    for index in np.argwhere(~full_rank)[:1]:
+    for index in np.argwhere(~full_rank_mask(s))[:1]:
         index = tuple(int(a) for a in index)
         check_full_rank(s[index], f"end-to-end matrix of W (network {index} of the batch)")
     if X is None:
